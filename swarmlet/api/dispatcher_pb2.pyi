@@ -1,0 +1,66 @@
+from swarmlet.api import objects_pb2 as _objects_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SessionRequest(_message.Message):
+    __slots__ = ("description", "addr", "api_addr")
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    API_ADDR_FIELD_NUMBER: _ClassVar[int]
+    description: _objects_pb2.NodeDescription
+    addr: str
+    api_addr: str
+    def __init__(self, description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ..., addr: _Optional[str] = ..., api_addr: _Optional[str] = ...) -> None: ...
+
+class SessionMessage(_message.Message):
+    __slots__ = ("session_id", "heartbeat_period", "tasks", "managers", "node_id", "availability")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    MANAGERS_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    heartbeat_period: float
+    tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
+    managers: _containers.RepeatedScalarFieldContainer[str]
+    node_id: str
+    availability: _objects_pb2.NodeSpec.Availability
+    def __init__(self, session_id: _Optional[str] = ..., heartbeat_period: _Optional[float] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., managers: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ...) -> None: ...
+
+class HeartbeatRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class HeartbeatResponse(_message.Message):
+    __slots__ = ("period",)
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    period: float
+    def __init__(self, period: _Optional[float] = ...) -> None: ...
+
+class TaskStatusReport(_message.Message):
+    __slots__ = ("task_id", "status")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    status: _objects_pb2.TaskStatus
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.TaskStatus, _Mapping]] = ...) -> None: ...
+
+class UpdateTaskStatusRequest(_message.Message):
+    __slots__ = ("session_id", "updates")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    updates: _containers.RepeatedCompositeFieldContainer[TaskStatusReport]
+    def __init__(self, session_id: _Optional[str] = ..., updates: _Optional[_Iterable[_Union[TaskStatusReport, _Mapping]]] = ...) -> None: ...
+
+class UpdateTaskStatusResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

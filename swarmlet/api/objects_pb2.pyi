@@ -1,0 +1,369 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NEW: _ClassVar[TaskState]
+    PENDING: _ClassVar[TaskState]
+    ASSIGNED: _ClassVar[TaskState]
+    ACCEPTED: _ClassVar[TaskState]
+    PREPARING: _ClassVar[TaskState]
+    READY: _ClassVar[TaskState]
+    STARTING: _ClassVar[TaskState]
+    RUNNING: _ClassVar[TaskState]
+    COMPLETE: _ClassVar[TaskState]
+    SHUTDOWN: _ClassVar[TaskState]
+    FAILED: _ClassVar[TaskState]
+    REJECTED: _ClassVar[TaskState]
+    REMOVE: _ClassVar[TaskState]
+    ORPHANED: _ClassVar[TaskState]
+NEW: TaskState
+PENDING: TaskState
+ASSIGNED: TaskState
+ACCEPTED: TaskState
+PREPARING: TaskState
+READY: TaskState
+STARTING: TaskState
+RUNNING: TaskState
+COMPLETE: TaskState
+SHUTDOWN: TaskState
+FAILED: TaskState
+REJECTED: TaskState
+REMOVE: TaskState
+ORPHANED: TaskState
+
+class Meta(_message.Message):
+    __slots__ = ("version", "created_at", "updated_at")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    created_at: float
+    updated_at: float
+    def __init__(self, version: _Optional[int] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ...) -> None: ...
+
+class Resources(_message.Message):
+    __slots__ = ("nano_cpus", "memory_bytes")
+    NANO_CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    nano_cpus: int
+    memory_bytes: int
+    def __init__(self, nano_cpus: _Optional[int] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
+
+class ResourceRequirements(_message.Message):
+    __slots__ = ("limits", "reservations")
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    limits: Resources
+    reservations: Resources
+    def __init__(self, limits: _Optional[_Union[Resources, _Mapping]] = ..., reservations: _Optional[_Union[Resources, _Mapping]] = ...) -> None: ...
+
+class RestartPolicy(_message.Message):
+    __slots__ = ("condition", "delay", "max_attempts", "window")
+    class Condition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ANY: _ClassVar[RestartPolicy.Condition]
+        ON_FAILURE: _ClassVar[RestartPolicy.Condition]
+        NONE: _ClassVar[RestartPolicy.Condition]
+    ANY: RestartPolicy.Condition
+    ON_FAILURE: RestartPolicy.Condition
+    NONE: RestartPolicy.Condition
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    condition: RestartPolicy.Condition
+    delay: float
+    max_attempts: int
+    window: float
+    def __init__(self, condition: _Optional[_Union[RestartPolicy.Condition, str]] = ..., delay: _Optional[float] = ..., max_attempts: _Optional[int] = ..., window: _Optional[float] = ...) -> None: ...
+
+class HealthConfig(_message.Message):
+    __slots__ = ("test", "interval", "timeout", "retries", "start_period")
+    TEST_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    START_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    test: _containers.RepeatedScalarFieldContainer[str]
+    interval: float
+    timeout: float
+    retries: int
+    start_period: float
+    def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., retries: _Optional[int] = ..., start_period: _Optional[float] = ...) -> None: ...
+
+class ContainerSpec(_message.Message):
+    __slots__ = ("image", "command", "args", "env", "labels", "stop_grace_period", "healthcheck", "has_healthcheck")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    STOP_GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
+    HAS_HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    args: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    stop_grace_period: float
+    healthcheck: HealthConfig
+    has_healthcheck: bool
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., stop_grace_period: _Optional[float] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ..., has_healthcheck: _Optional[bool] = ...) -> None: ...
+
+class Placement(_message.Message):
+    __slots__ = ("constraints",)
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    constraints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, constraints: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TaskSpec(_message.Message):
+    __slots__ = ("container", "resources", "restart", "placement", "force_update")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    RESTART_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    FORCE_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    container: ContainerSpec
+    resources: ResourceRequirements
+    restart: RestartPolicy
+    placement: Placement
+    force_update: int
+    def __init__(self, container: _Optional[_Union[ContainerSpec, _Mapping]] = ..., resources: _Optional[_Union[ResourceRequirements, _Mapping]] = ..., restart: _Optional[_Union[RestartPolicy, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., force_update: _Optional[int] = ...) -> None: ...
+
+class ReplicatedService(_message.Message):
+    __slots__ = ("replicas",)
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    replicas: int
+    def __init__(self, replicas: _Optional[int] = ...) -> None: ...
+
+class GlobalService(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServiceSpec(_message.Message):
+    __slots__ = ("name", "labels", "task", "replicated")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    REPLICATED_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    task: TaskSpec
+    replicated: ReplicatedService
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., replicated: _Optional[_Union[ReplicatedService, _Mapping]] = ..., **kwargs) -> None: ...
+
+class Service(_message.Message):
+    __slots__ = ("id", "meta", "spec", "previous_spec", "spec_version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_SPEC_FIELD_NUMBER: _ClassVar[int]
+    SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    spec: ServiceSpec
+    previous_spec: ServiceSpec
+    spec_version: int
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ...) -> None: ...
+
+class TaskStatus(_message.Message):
+    __slots__ = ("timestamp", "state", "message", "err", "container_id", "exit_code")
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ERR_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    timestamp: float
+    state: TaskState
+    message: str
+    err: str
+    container_id: str
+    exit_code: int
+    def __init__(self, timestamp: _Optional[float] = ..., state: _Optional[_Union[TaskState, str]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("id", "meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "avoid_nodes", "attempt")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_STATE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    AVOID_NODES_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    service_id: str
+    service_name: str
+    slot: int
+    node_id: str
+    spec: TaskSpec
+    spec_version: int
+    desired_state: TaskState
+    status: TaskStatus
+    avoid_nodes: _containers.RepeatedScalarFieldContainer[str]
+    attempt: int
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., avoid_nodes: _Optional[_Iterable[str]] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class NodeSpec(_message.Message):
+    __slots__ = ("labels", "desired_role", "availability")
+    class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        WORKER: _ClassVar[NodeSpec.Role]
+        MANAGER: _ClassVar[NodeSpec.Role]
+    WORKER: NodeSpec.Role
+    MANAGER: NodeSpec.Role
+    class Availability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ACTIVE: _ClassVar[NodeSpec.Availability]
+        PAUSE: _ClassVar[NodeSpec.Availability]
+        DRAIN: _ClassVar[NodeSpec.Availability]
+    ACTIVE: NodeSpec.Availability
+    PAUSE: NodeSpec.Availability
+    DRAIN: NodeSpec.Availability
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_ROLE_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    labels: _containers.ScalarMap[str, str]
+    desired_role: NodeSpec.Role
+    availability: NodeSpec.Availability
+    def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., desired_role: _Optional[_Union[NodeSpec.Role, str]] = ..., availability: _Optional[_Union[NodeSpec.Availability, str]] = ...) -> None: ...
+
+class NodeDescription(_message.Message):
+    __slots__ = ("hostname", "resources", "engine_version", "os", "arch", "images")
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    ARCH_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    hostname: str
+    resources: Resources
+    engine_version: str
+    os: str
+    arch: str
+    images: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hostname: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., engine_version: _Optional[str] = ..., os: _Optional[str] = ..., arch: _Optional[str] = ..., images: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class NodeStatus(_message.Message):
+    __slots__ = ("state", "message", "addr", "timestamp")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        UNKNOWN: _ClassVar[NodeStatus.State]
+        DOWN: _ClassVar[NodeStatus.State]
+        READY: _ClassVar[NodeStatus.State]
+        DISCONNECTED: _ClassVar[NodeStatus.State]
+    UNKNOWN: NodeStatus.State
+    DOWN: NodeStatus.State
+    READY: NodeStatus.State
+    DISCONNECTED: NodeStatus.State
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    state: NodeStatus.State
+    message: str
+    addr: str
+    timestamp: float
+    def __init__(self, state: _Optional[_Union[NodeStatus.State, str]] = ..., message: _Optional[str] = ..., addr: _Optional[str] = ..., timestamp: _Optional[float] = ...) -> None: ...
+
+class ManagerStatus(_message.Message):
+    __slots__ = ("raft_addr", "api_addr")
+    RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    API_ADDR_FIELD_NUMBER: _ClassVar[int]
+    raft_addr: str
+    api_addr: str
+    def __init__(self, raft_addr: _Optional[str] = ..., api_addr: _Optional[str] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("id", "meta", "spec", "description", "status", "role", "manager_status", "api_addr")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    MANAGER_STATUS_FIELD_NUMBER: _ClassVar[int]
+    API_ADDR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    spec: NodeSpec
+    description: NodeDescription
+    status: NodeStatus
+    role: NodeSpec.Role
+    manager_status: ManagerStatus
+    api_addr: str
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeSpec.Role, str]] = ..., manager_status: _Optional[_Union[ManagerStatus, _Mapping]] = ..., api_addr: _Optional[str] = ...) -> None: ...
+
+class ClusterSpec(_message.Message):
+    __slots__ = ("heartbeat_period", "node_down_after", "task_history_limit")
+    HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    NODE_DOWN_AFTER_FIELD_NUMBER: _ClassVar[int]
+    TASK_HISTORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_period: float
+    node_down_after: float
+    task_history_limit: int
+    def __init__(self, heartbeat_period: _Optional[float] = ..., node_down_after: _Optional[float] = ..., task_history_limit: _Optional[int] = ...) -> None: ...
+
+class RootCA(_message.Message):
+    __slots__ = ("cert_pem", "key_pem", "digest")
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    cert_pem: bytes
+    key_pem: bytes
+    digest: str
+    def __init__(self, cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ..., digest: _Optional[str] = ...) -> None: ...
+
+class Cluster(_message.Message):
+    __slots__ = ("id", "meta", "spec", "root_ca", "worker_token", "manager_token", "raft_secret")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ROOT_CA_FIELD_NUMBER: _ClassVar[int]
+    WORKER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MANAGER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RAFT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    spec: ClusterSpec
+    root_ca: RootCA
+    worker_token: str
+    manager_token: str
+    raft_secret: bytes
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ..., raft_secret: _Optional[bytes] = ...) -> None: ...

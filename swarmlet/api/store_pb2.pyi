@@ -1,0 +1,106 @@
+from swarmlet.api import objects_pb2 as _objects_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ObjectKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KIND_NODE: _ClassVar[ObjectKind]
+    KIND_SERVICE: _ClassVar[ObjectKind]
+    KIND_TASK: _ClassVar[ObjectKind]
+    KIND_CLUSTER: _ClassVar[ObjectKind]
+KIND_NODE: ObjectKind
+KIND_SERVICE: ObjectKind
+KIND_TASK: ObjectKind
+KIND_CLUSTER: ObjectKind
+
+class PutAction(_message.Message):
+    __slots__ = ("node", "service", "task", "cluster", "expected_version")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    node: _objects_pb2.Node
+    service: _objects_pb2.Service
+    task: _objects_pb2.Task
+    cluster: _objects_pb2.Cluster
+    expected_version: int
+    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., task: _Optional[_Union[_objects_pb2.Task, _Mapping]] = ..., cluster: _Optional[_Union[_objects_pb2.Cluster, _Mapping]] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class DeleteAction(_message.Message):
+    __slots__ = ("kind", "id", "expected_version")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    kind: ObjectKind
+    id: str
+    expected_version: int
+    def __init__(self, kind: _Optional[_Union[ObjectKind, str]] = ..., id: _Optional[str] = ..., expected_version: _Optional[int] = ...) -> None: ...
+
+class TaskStatusAction(_message.Message):
+    __slots__ = ("task_id", "node_id", "status")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    node_id: str
+    status: _objects_pb2.TaskStatus
+    def __init__(self, task_id: _Optional[str] = ..., node_id: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.TaskStatus, _Mapping]] = ...) -> None: ...
+
+class TaskDesiredAction(_message.Message):
+    __slots__ = ("task_id", "desired_state")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_STATE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    desired_state: _objects_pb2.TaskState
+    def __init__(self, task_id: _Optional[str] = ..., desired_state: _Optional[_Union[_objects_pb2.TaskState, str]] = ...) -> None: ...
+
+class NodeStatusAction(_message.Message):
+    __slots__ = ("node_id", "status", "description")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    status: _objects_pb2.NodeStatus
+    description: _objects_pb2.NodeDescription
+    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.NodeStatus, _Mapping]] = ..., description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ...) -> None: ...
+
+class StoreAction(_message.Message):
+    __slots__ = ("put", "delete", "task_status", "task_desired", "node_status")
+    PUT_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    TASK_STATUS_FIELD_NUMBER: _ClassVar[int]
+    TASK_DESIRED_FIELD_NUMBER: _ClassVar[int]
+    NODE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    put: PutAction
+    delete: DeleteAction
+    task_status: TaskStatusAction
+    task_desired: TaskDesiredAction
+    node_status: NodeStatusAction
+    def __init__(self, put: _Optional[_Union[PutAction, _Mapping]] = ..., delete: _Optional[_Union[DeleteAction, _Mapping]] = ..., task_status: _Optional[_Union[TaskStatusAction, _Mapping]] = ..., task_desired: _Optional[_Union[TaskDesiredAction, _Mapping]] = ..., node_status: _Optional[_Union[NodeStatusAction, _Mapping]] = ...) -> None: ...
+
+class StoreBatch(_message.Message):
+    __slots__ = ("actions", "timestamp", "request_id")
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    actions: _containers.RepeatedCompositeFieldContainer[StoreAction]
+    timestamp: float
+    request_id: str
+    def __init__(self, actions: _Optional[_Iterable[_Union[StoreAction, _Mapping]]] = ..., timestamp: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class StoreResult(_message.Message):
+    __slots__ = ("ok", "error", "version")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    error: str
+    version: int
+    def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
