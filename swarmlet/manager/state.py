@@ -1,0 +1,197 @@
+"""The cluster state as plain tables of protobuf objects, and the one function
+that changes it: apply a StoreBatch.
+
+This module is pure (no clocks, no I/O): the Raft state machine calls
+`apply_batch` on every replica, and the leader's planners call it on a copy to
+see the effect of a plan before proposing it. A batch either applies whole or
+not at all, and applying never raises: a Raft command that raises wedges
+pysyncobj (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from swarmlet.api import objects_pb2 as pb
+from swarmlet.api import store_pb2 as spb
+
+TERMINAL_STATES = frozenset(
+    {pb.COMPLETE, pb.SHUTDOWN, pb.FAILED, pb.REJECTED, pb.ORPHANED}
+)
+
+_KIND_TABLE = {
+    spb.KIND_NODE: "nodes",
+    spb.KIND_SERVICE: "services",
+    spb.KIND_TASK: "tasks",
+    spb.KIND_CLUSTER: "clusters",
+}
+
+
+@dataclass
+class Snapshot:
+    """Every object of the cluster, keyed by id. The planners read it; only
+    `apply_batch` writes it."""
+
+    nodes: dict[str, pb.Node] = field(default_factory=dict)
+    services: dict[str, pb.Service] = field(default_factory=dict)
+    tasks: dict[str, pb.Task] = field(default_factory=dict)
+    clusters: dict[str, pb.Cluster] = field(default_factory=dict)
+    version: int = 0
+
+    def copy(self) -> "Snapshot":
+        return copy.deepcopy(self)
+
+    @property
+    def cluster(self) -> pb.Cluster | None:
+        for c in self.clusters.values():
+            return c
+        return None
+
+    def table(self, kind: int) -> dict:
+        return getattr(self, _KIND_TABLE[kind])
+
+    def tasks_of_service(self, service_id: str) -> list[pb.Task]:
+        return [t for t in self.tasks.values() if t.service_id == service_id]
+
+
+class Conflict(Exception):
+    """A precondition of the batch failed; nothing was applied."""
+
+
+def _put_target(put: spb.PutAction) -> tuple[str, pb.Node | pb.Service | pb.Task | pb.Cluster]:
+    which = put.WhichOneof("object")
+    if which is None:
+        raise Conflict("put without an object")
+    return which + "s", getattr(put, which)
+
+
+def check_batch(snap: Snapshot, batch: spb.StoreBatch) -> None:
+    """Raise Conflict if any precondition of the batch fails against `snap`.
+
+    Puts and deletes check versions; merge actions (status, desired state) check
+    only that their target exists, since they never conflict."""
+    # Objects the batch itself creates or deletes, so that a batch may create a
+    # task and then merge into it.
+    created: set[tuple[str, str]] = set()
+    deleted: set[tuple[str, str]] = set()
+    for action in batch.actions:
+        which = action.WhichOneof("action")
+        if which == "put":
+            table, obj = _put_target(action.put)
+            if not obj.id:
+                raise Conflict(f"put into {table} without an id")
+            cur = getattr(snap, table).get(obj.id)
+            exp = action.put.expected_version
+            if (table, obj.id) in created or (table, obj.id) in deleted:
+                raise Conflict(f"{table} {obj.id} written twice in one batch")
+            if exp == 0 and cur is not None:
+                raise Conflict(f"{table[:-1]} {obj.id} already exists")
+            if exp != 0 and (cur is None or cur.meta.version != exp):
+                have = "missing" if cur is None else f"version {cur.meta.version}"
+                raise Conflict(f"{table[:-1]} {obj.id} changed (expected version {exp}, {have})")
+            created.add((table, obj.id))
+        elif which == "delete":
+            d = action.delete
+            table = _KIND_TABLE.get(d.kind)
+            if table is None:
+                raise Conflict(f"unknown kind {d.kind}")
+            cur = getattr(snap, table).get(d.id)
+            if d.expected_version and (cur is None or cur.meta.version != d.expected_version):
+                raise Conflict(f"{table[:-1]} {d.id} changed before delete")
+            deleted.add((table, d.id))
+        elif which in ("task_status", "task_desired", "node_status"):
+            pass  # merges: a missing target is skipped at apply time
+        else:
+            raise Conflict("empty action")
+
+
+def apply_batch(snap: Snapshot, batch: spb.StoreBatch) -> spb.StoreResult:
+    """Apply the batch to `snap` in place if all its preconditions hold.
+
+    Never raises. The new store version is the old one plus one: every object
+    written by the batch gets it as meta.version."""
+    try:
+        check_batch(snap, batch)
+    except Conflict as e:
+        return spb.StoreResult(ok=False, error=str(e), version=snap.version)
+    version = snap.version + 1
+    now = batch.timestamp
+    for action in batch.actions:
+        which = action.WhichOneof("action")
+        if which == "put":
+            table, obj = _put_target(action.put)
+            new = copy.deepcopy(obj)
+            cur = getattr(snap, table).get(new.id)
+            new.meta.version = version
+            new.meta.created_at = cur.meta.created_at if cur is not None else (new.meta.created_at or now)
+            new.meta.updated_at = now
+            getattr(snap, table)[new.id] = new
+        elif which == "delete":
+            getattr(snap, _KIND_TABLE[action.delete.kind]).pop(action.delete.id, None)
+        elif which == "task_status":
+            _merge_task_status(snap, action.task_status, version)
+        elif which == "task_desired":
+            t = snap.tasks.get(action.task_desired.task_id)
+            # Desired state only moves forward (RUNNING -> SHUTDOWN -> REMOVE).
+            if t is not None and action.task_desired.desired_state > t.desired_state:
+                t.desired_state = action.task_desired.desired_state
+                t.meta.version = version
+                t.meta.updated_at = now
+        elif which == "node_status":
+            ns = action.node_status
+            n = snap.nodes.get(ns.node_id)
+            if n is not None:
+                n.status.CopyFrom(ns.status)
+                if ns.HasField("description"):
+                    n.description.CopyFrom(ns.description)
+                n.meta.version = version
+                n.meta.updated_at = now
+    snap.version = version
+    return spb.StoreResult(ok=True, version=version)
+
+
+def _merge_task_status(snap: Snapshot, a: spb.TaskStatusAction, version: int) -> None:
+    t = snap.tasks.get(a.task_id)
+    if t is None:
+        return
+    # Only the node the task is assigned to may report on it (a node that was
+    # declared down and replaced must not resurrect its old task's state).
+    if a.node_id and t.node_id != a.node_id:
+        return
+    cur = t.status.state
+    new = a.status.state
+    # States only increase; an equal state may refresh message/ids.
+    if new < cur or (cur in TERMINAL_STATES and new != cur):
+        return
+    t.status.CopyFrom(a.status)
+    t.meta.version = version
+    t.meta.updated_at = a.status.timestamp or t.meta.updated_at
+
+
+def iter_objects(snap: Snapshot) -> Iterable[tuple[str, str, object]]:
+    for table in ("clusters", "nodes", "services", "tasks"):
+        for oid, obj in getattr(snap, table).items():
+            yield table, oid, obj
+
+
+# ---- helpers for planners: build actions ----
+
+def put(obj: pb.Node | pb.Service | pb.Task | pb.Cluster, create: bool = False) -> spb.StoreAction:
+    """A Put of `obj`, guarded by the version it was read at (or must-not-exist)."""
+    p = spb.PutAction(expected_version=0 if create else obj.meta.version)
+    getattr(p, type(obj).__name__.lower()).CopyFrom(obj)
+    return spb.StoreAction(put=p)
+
+
+def delete(kind: int, oid: str, expected_version: int = 0) -> spb.StoreAction:
+    return spb.StoreAction(delete=spb.DeleteAction(kind=kind, id=oid, expected_version=expected_version))
+
+
+def set_desired(task_id: str, state: int) -> spb.StoreAction:
+    return spb.StoreAction(task_desired=spb.TaskDesiredAction(task_id=task_id, desired_state=state))
+
+
+def set_status(task_id: str, status: pb.TaskStatus, node_id: str = "") -> spb.StoreAction:
+    return spb.StoreAction(task_status=spb.TaskStatusAction(task_id=task_id, node_id=node_id, status=status))
