@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from swarmlet.api import objects_pb2 as swarmlet_dot_api_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswarmlet/api/dispatcher.proto\x12\x0cswarmlet.api\x1a\x1aswarmlet/api/objects.proto\"d\n\x0eSessionRequest\x12\x32\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x10\n\x08\x61pi_addr\x18\x03 \x01(\t\"\xbf\x01\n\x0eSessionMessage\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10heartbeat_period\x18\x02 \x01(\x01\x12!\n\x05tasks\x18\x03 \x03(\x0b\x32\x12.swarmlet.api.Task\x12\x10\n\x08managers\x18\x04 \x03(\t\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x39\n\x0c\x61vailability\x18\x06 \x01(\x0e\x32#.swarmlet.api.NodeSpec.Availability\"&\n\x10HeartbeatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"#\n\x11HeartbeatResponse\x12\x0e\n\x06period\x18\x01 \x01(\x01\"M\n\x10TaskStatusReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0b\x32\x18.swarmlet.api.TaskStatus\"^\n\x17UpdateTaskStatusRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x07updates\x18\x02 \x03(\x0b\x32\x1e.swarmlet.api.TaskStatusReport\"\x1a\n\x18UpdateTaskStatusResponse2\x86\x02\n\nDispatcher\x12G\n\x07Session\x12\x1c.swarmlet.api.SessionRequest\x1a\x1c.swarmlet.api.SessionMessage0\x01\x12L\n\tHeartbeat\x12\x1e.swarmlet.api.HeartbeatRequest\x1a\x1f.swarmlet.api.HeartbeatResponse\x12\x61\n\x10UpdateTaskStatus\x12%.swarmlet.api.UpdateTaskStatusRequest\x1a&.swarmlet.api.UpdateTaskStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswarmlet/api/dispatcher.proto\x12\x0cswarmlet.api\x1a\x1aswarmlet/api/objects.proto\"d\n\x0eSessionRequest\x12\x32\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x10\n\x08\x61pi_addr\x18\x03 \x01(\t\"\xbf\x01\n\x0eSessionMessage\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10heartbeat_period\x18\x02 \x01(\x01\x12!\n\x05tasks\x18\x03 \x03(\x0b\x32\x12.swarmlet.api.Task\x12\x10\n\x08managers\x18\x04 \x03(\t\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x39\n\x0c\x61vailability\x18\x06 \x01(\x0e\x32#.swarmlet.api.NodeSpec.Availability\"Z\n\x10HeartbeatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x32\n\x0b\x64\x65scription\x18\x02 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\"#\n\x11HeartbeatResponse\x12\x0e\n\x06period\x18\x01 \x01(\x01\"M\n\x10TaskStatusReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0b\x32\x18.swarmlet.api.TaskStatus\"^\n\x17UpdateTaskStatusRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x07updates\x18\x02 \x03(\x0b\x32\x1e.swarmlet.api.TaskStatusReport\"\x1a\n\x18UpdateTaskStatusResponse2\x86\x02\n\nDispatcher\x12G\n\x07Session\x12\x1c.swarmlet.api.SessionRequest\x1a\x1c.swarmlet.api.SessionMessage0\x01\x12L\n\tHeartbeat\x12\x1e.swarmlet.api.HeartbeatRequest\x1a\x1f.swarmlet.api.HeartbeatResponse\x12\x61\n\x10UpdateTaskStatus\x12%.swarmlet.api.UpdateTaskStatusRequest\x1a&.swarmlet.api.UpdateTaskStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,15 +37,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONMESSAGE']._serialized_start=178
   _globals['_SESSIONMESSAGE']._serialized_end=369
   _globals['_HEARTBEATREQUEST']._serialized_start=371
-  _globals['_HEARTBEATREQUEST']._serialized_end=409
-  _globals['_HEARTBEATRESPONSE']._serialized_start=411
-  _globals['_HEARTBEATRESPONSE']._serialized_end=446
-  _globals['_TASKSTATUSREPORT']._serialized_start=448
-  _globals['_TASKSTATUSREPORT']._serialized_end=525
-  _globals['_UPDATETASKSTATUSREQUEST']._serialized_start=527
-  _globals['_UPDATETASKSTATUSREQUEST']._serialized_end=621
-  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_start=623
-  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_end=649
-  _globals['_DISPATCHER']._serialized_start=652
-  _globals['_DISPATCHER']._serialized_end=914
+  _globals['_HEARTBEATREQUEST']._serialized_end=461
+  _globals['_HEARTBEATRESPONSE']._serialized_start=463
+  _globals['_HEARTBEATRESPONSE']._serialized_end=498
+  _globals['_TASKSTATUSREPORT']._serialized_start=500
+  _globals['_TASKSTATUSREPORT']._serialized_end=577
+  _globals['_UPDATETASKSTATUSREQUEST']._serialized_start=579
+  _globals['_UPDATETASKSTATUSREQUEST']._serialized_end=673
+  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_start=675
+  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_end=701
+  _globals['_DISPATCHER']._serialized_start=704
+  _globals['_DISPATCHER']._serialized_end=966
 # @@protoc_insertion_point(module_scope)

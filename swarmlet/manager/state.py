@@ -43,6 +43,18 @@ class Snapshot:
     def copy(self) -> "Snapshot":
         return copy.deepcopy(self)
 
+    def shallow_copy(self) -> "Snapshot":
+        """New tables holding the same objects. apply_batch replaces objects
+        instead of mutating them, so a reader holding the old snapshot keeps a
+        consistent view without locks (the store relies on this)."""
+        return Snapshot(
+            nodes=dict(self.nodes),
+            services=dict(self.services),
+            tasks=dict(self.tasks),
+            clusters=dict(self.clusters),
+            version=self.version,
+        )
+
     @property
     def cluster(self) -> pb.Cluster | None:
         for c in self.clusters.values():
@@ -136,6 +148,7 @@ def apply_batch(snap: Snapshot, batch: spb.StoreBatch) -> spb.StoreResult:
             t = snap.tasks.get(action.task_desired.task_id)
             # Desired state only moves forward (RUNNING -> SHUTDOWN -> REMOVE).
             if t is not None and action.task_desired.desired_state > t.desired_state:
+                t = snap.tasks[t.id] = copy.deepcopy(t)
                 t.desired_state = action.task_desired.desired_state
                 t.meta.version = version
                 t.meta.updated_at = now
@@ -143,6 +156,7 @@ def apply_batch(snap: Snapshot, batch: spb.StoreBatch) -> spb.StoreResult:
             ns = action.node_status
             n = snap.nodes.get(ns.node_id)
             if n is not None:
+                n = snap.nodes[n.id] = copy.deepcopy(n)
                 n.status.CopyFrom(ns.status)
                 if ns.HasField("description"):
                     n.description.CopyFrom(ns.description)
@@ -165,6 +179,7 @@ def _merge_task_status(snap: Snapshot, a: spb.TaskStatusAction, version: int) ->
     # States only increase; an equal state may refresh message/ids.
     if new < cur or (cur in TERMINAL_STATES and new != cur):
         return
+    t = snap.tasks[t.id] = copy.deepcopy(t)
     t.status.CopyFrom(a.status)
     t.meta.version = version
     t.meta.updated_at = a.status.timestamp or t.meta.updated_at

@@ -1,0 +1,25 @@
+"""The API every node serves on its mTLS port: managers fetch task logs here."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import grpc
+
+from swarmlet import tls
+from swarmlet.api import agent_pb2
+from swarmlet.api import agent_pb2_grpc
+
+
+class AgentServicer(agent_pb2_grpc.AgentServicer):
+    def __init__(self, executor) -> None:
+        self._executor = executor
+
+    def TaskLogs(self, request: agent_pb2.TaskLogsRequest, context: grpc.ServicerContext) -> Iterator[agent_pb2.LogLine]:
+        ident = tls.peer_identity(context)
+        if ident is None or ident.role != "manager":
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "only managers may read task logs from a node")
+        for line in self._executor.logs(list(request.container_ids), request.follow, request.tail, request.timestamps):
+            if not context.is_active():
+                return
+            yield line

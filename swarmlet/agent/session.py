@@ -1,0 +1,199 @@
+"""The agent's link to the managers: one dispatcher session at a time.
+
+Assignments arrive as full sets and go straight to the executor (level
+triggered). Status reports are coalesced per task (the newest state wins, and
+states only increase) and retried until a manager acknowledges them, so a
+report is never lost to a reconnect.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from typing import Callable
+
+import grpc
+
+from swarmlet import tls
+from swarmlet.api import dispatcher_pb2 as dpb
+from swarmlet.api import dispatcher_pb2_grpc as dgrpc
+from swarmlet.api import objects_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+class AgentSession:
+    def __init__(
+        self,
+        creds: tls.NodeCredentials,
+        managers: list[str],
+        executor,
+        addr: str,
+        api_addr: str,
+        on_managers: Callable[[list[str]], None] | None = None,
+        describe_every: float = 5.0,
+    ) -> None:
+        self._creds = creds
+        self._managers = list(managers)
+        self._executor = executor
+        self._addr = addr
+        self._api_addr = api_addr
+        self._on_managers = on_managers
+        self._describe_every = describe_every
+        self._stop = threading.Event()
+        self._lock = threading.Condition()
+        self._pending: dict[str, dpb.TaskStatusReport] = {}
+        self._session_id: str | None = None
+        self._stub: dgrpc.DispatcherStub | None = None
+        self._stream = None
+        self._period = 0.5
+        self._connected_to: str | None = None
+        self.connected = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._session_loop, name="agent-session", daemon=True),
+            threading.Thread(target=self._heartbeat_loop, name="agent-heartbeat", daemon=True),
+            threading.Thread(target=self._report_loop, name="agent-reporter", daemon=True),
+        ]
+
+    # ---- lifecycle ----
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.cancel()
+        with self._lock:
+            self._lock.notify_all()
+
+    @property
+    def managers(self) -> list[str]:
+        return list(self._managers)
+
+    # ---- reports (called by the executor) ----
+    def report(self, reports: list[dpb.TaskStatusReport]) -> None:
+        with self._lock:
+            for r in reports:
+                cur = self._pending.get(r.task_id)
+                if cur is None or r.status.state >= cur.status.state:
+                    self._pending[r.task_id] = r
+            self._lock.notify_all()
+
+    # ---- loops ----
+    def _channel(self, addr: str) -> grpc.Channel:
+        creds = tls.channel_credentials(self._creds.ca_pem, self._creds.key_pem, self._creds.cert_pem)
+        return grpc.secure_channel(addr, creds, options=tls.CHANNEL_OPTIONS)
+
+    def _session_loop(self) -> None:
+        backoff = 0.1
+        for idx in itertools.count():
+            if self._stop.is_set():
+                return
+            managers = self._managers or []
+            if not managers:
+                self._stop.wait(1.0)
+                continue
+            addr = managers[idx % len(managers)]
+            channel = self._channel(addr)
+            try:
+                stub = dgrpc.DispatcherStub(channel)
+                req = dpb.SessionRequest(description=self._executor.describe(), addr=self._addr, api_addr=self._api_addr)
+                self._stream = stub.Session(req)
+                for msg in self._stream:
+                    backoff = 0.1
+                    with self._lock:
+                        fresh = self._session_id != msg.session_id
+                        self._session_id = msg.session_id
+                        self._stub = stub
+                        self._period = msg.heartbeat_period or self._period
+                        if fresh:
+                            self._lock.notify_all()
+                    if fresh:
+                        log.info("session %s with manager %s", msg.session_id[:8], addr)
+                        self._connected_to = addr
+                        self.connected.set()
+                    if msg.managers and list(msg.managers) != self._managers:
+                        self._managers = list(msg.managers)
+                        if self._on_managers:
+                            self._on_managers(self._managers)
+                    self._executor.converge(list(msg.tasks))
+            except grpc.RpcError as e:
+                if not self._stop.is_set():
+                    log.warning("session with %s ended: %s %s", addr, e.code(), e.details())
+            except Exception:
+                log.exception("session with %s failed", addr)
+            finally:
+                self.connected.clear()
+                with self._lock:
+                    self._session_id = None
+                    self._stub = None
+                self._stream = None
+                channel.close()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _heartbeat_loop(self) -> None:
+        failures = 0
+        last_desc: bytes | None = None
+        last_desc_check = 0.0
+        while not self._stop.is_set():
+            with self._lock:
+                sid, stub, period = self._session_id, self._stub, self._period
+            if sid is None or stub is None:
+                failures = 0
+                self._stop.wait(0.05)
+                continue
+            req = dpb.HeartbeatRequest(session_id=sid)
+            now = time.monotonic()
+            if now - last_desc_check > self._describe_every:
+                last_desc_check = now
+                try:
+                    desc = self._executor.describe()
+                    raw = desc.SerializeToString(deterministic=True)
+                    if last_desc is not None and raw != last_desc:
+                        req.description.CopyFrom(desc)
+                    last_desc = raw
+                except Exception as e:
+                    log.debug("describe failed: %s", e)
+            try:
+                resp = stub.Heartbeat(req, timeout=max(1.0, 2 * period))
+                failures = 0
+                period = resp.period or period
+            except grpc.RpcError as e:
+                failures += 1
+                if e.code() == grpc.StatusCode.NOT_FOUND or failures >= 3:
+                    # The manager forgot us or is unreachable: start over.
+                    log.warning("heartbeat failed (%s): reconnecting", e.details())
+                    stream = self._stream
+                    if stream is not None:
+                        stream.cancel()
+                    failures = 0
+            self._stop.wait(period)
+
+    def _report_loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                while not self._stop.is_set() and (not self._pending or self._session_id is None):
+                    self._lock.wait(0.5)
+                if self._stop.is_set():
+                    return
+                batch = list(self._pending.values())
+                sid, stub = self._session_id, self._stub
+            try:
+                stub.UpdateTaskStatus(dpb.UpdateTaskStatusRequest(session_id=sid, updates=batch), timeout=10)
+                with self._lock:
+                    for r in batch:
+                        cur = self._pending.get(r.task_id)
+                        # Drop only what was sent; a newer report stays queued.
+                        if cur is not None and cur.status.state == r.status.state and cur.status.timestamp == r.status.timestamp:
+                            del self._pending[r.task_id]
+            except grpc.RpcError as e:
+                log.warning("status report failed (%s): will retry", e.details())
+                self._stop.wait(0.3)
+            except Exception:
+                log.exception("status report failed")
+                self._stop.wait(0.3)

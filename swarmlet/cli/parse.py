@@ -1,0 +1,295 @@
+"""Pure parsers for the command line's values: sizes, CPUs, durations, K=V lists,
+placement constraints and addresses.
+
+Nothing here touches the network, the clock or typer: every function takes a string
+and returns a value or raises ValueError with a message meant for the user, so the
+commands can turn it into a usage error and the tests need no CLI at all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+# ---- sizes -----------------------------------------------------------------
+
+# Docker's memory flags are binary: "64m" is 64 MiB. A trailing "b"/"ib" is accepted
+# so "64MB" and "64MiB" both mean what a Docker user expects.
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?)(i?b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_size(text: str) -> int:
+    """"64M", "1.5G", "512k", "100" (bytes) -> bytes (binary units, like Docker)."""
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise ValueError(
+            f"invalid size {text!r}: expected a number with an optional unit "
+            "b, k, m, g, t or p (e.g. 64M, 1.5G, 512k)"
+        )
+    number, unit, _ = m.groups()
+    # Decimal keeps "1.1G" exact instead of drifting through binary floats.
+    return int(Decimal(number) * _SIZE_UNITS[unit.lower()])
+
+
+# ---- CPUs --------------------------------------------------------------------
+
+
+def parse_cpus(text: str) -> int:
+    """"0.5" -> 500000000 nano CPUs. Rejects negatives and sub-nano precision."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise ValueError(f"invalid CPU count {text!r}: expected a number such as 0.5 or 2") from None
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"invalid CPU count {text!r}: must be a non-negative number")
+    nanos = value * 1_000_000_000
+    if nanos != nanos.to_integral_value():
+        raise ValueError(f"invalid CPU count {text!r}: too precise (at most 9 decimal places)")
+    return int(nanos)
+
+
+# ---- durations ---------------------------------------------------------------
+
+# Go's time.ParseDuration syntax, which Docker users type: "1m30s", "500ms", "2h".
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_DURATION_UNITS = {
+    "ns": Decimal("1e-9"),
+    "us": Decimal("1e-6"),
+    "µs": Decimal("1e-6"),
+    "μs": Decimal("1e-6"),
+    "ms": Decimal("1e-3"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+}
+
+
+def parse_duration(text: str) -> float:
+    """"10s", "1m30s", "500ms", "2h" -> seconds. A bare "0" is zero; other bare
+    numbers are refused (as in Docker) because "10" could mean seconds or nanoseconds."""
+    s = text.strip()
+    if s in ("0", "+0"):
+        return 0.0
+    if s.startswith("-"):
+        raise ValueError(f"invalid duration {text!r}: must not be negative")
+    if s.startswith("+"):
+        s = s[1:]
+    if not s:
+        raise ValueError("invalid duration '': expected e.g. 10s, 1m30s, 500ms or 2h")
+    total = Decimal(0)
+    pos = 0
+    while pos < len(s):
+        m = _DURATION_PART.match(s, pos)
+        if not m:
+            if re.fullmatch(r"\d+(\.\d*)?", s[pos:]):
+                raise ValueError(
+                    f"invalid duration {text!r}: missing unit (use ns, us, ms, s, m or h, e.g. {s}s)"
+                )
+            raise ValueError(f"invalid duration {text!r}: expected e.g. 10s, 1m30s, 500ms or 2h")
+        total += Decimal(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    return float(total)
+
+
+# ---- K=V ---------------------------------------------------------------------
+
+
+def parse_kv(text: str, *, what: str = "label") -> tuple[str, str]:
+    """"K=V" -> (K, V); "K" -> (K, "") as Docker does for labels."""
+    key, sep, value = text.partition("=")
+    if not key.strip():
+        raise ValueError(f"invalid {what} {text!r}: expected KEY=VALUE with a non-empty key")
+    if key != key.strip():
+        raise ValueError(f"invalid {what} {text!r}: the key must not contain spaces")
+    return key, value if sep else ""
+
+
+def parse_kv_list(items: Iterable[str], *, what: str = "label") -> dict[str, str]:
+    """Repeated K=V flags -> dict; a later flag for the same key wins."""
+    out: dict[str, str] = {}
+    for item in items:
+        k, v = parse_kv(item, what=what)
+        out[k] = v
+    return out
+
+
+def parse_env(items: Iterable[str], environ: Mapping[str, str]) -> list[str]:
+    """--env values -> "K=V" list. A bare "K" takes K's value from the caller's
+    environment and is dropped when unset, which is Docker's behaviour."""
+    out: list[str] = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or key != key.strip() or " " in key:
+            raise ValueError(f"invalid environment variable {item!r}: expected KEY=VALUE")
+        if sep:
+            out.append(f"{key}={value}")
+        elif key in environ:
+            out.append(f"{key}={environ[key]}")
+    return out
+
+
+# ---- placement constraints ---------------------------------------------------
+
+_PLAIN_KEYS = {"node.id", "node.hostname", "node.role", "node.platform.os", "node.platform.arch"}
+_LABEL_PREFIX = "node.labels."
+_ROLES = {"worker", "manager"}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    key: str       # e.g. "node.labels.zone" (prefix lower-cased, label name as typed)
+    op: str        # "==" or "!="
+    value: str
+
+
+def parse_constraint(expr: str) -> Constraint:
+    """Check one placement constraint: KEY==VALUE or KEY!=VALUE with KEY one of
+    node.id, node.hostname, node.role (worker|manager), node.platform.os,
+    node.platform.arch or node.labels.NAME. The scheduler evaluates them; this only
+    catches typos before they reach the cluster, where a constraint that matches no
+    node would leave the service pending forever."""
+    eq = expr.find("==")
+    ne = expr.find("!=")
+    candidates = [(i, op) for i, op in ((eq, "=="), (ne, "!=")) if i >= 0]
+    if not candidates:
+        raise ValueError(
+            f"invalid constraint {expr!r}: expected KEY==VALUE or KEY!=VALUE "
+            "(e.g. node.role==worker, node.labels.zone==a)"
+        )
+    idx, op = min(candidates)
+    raw_key, value = expr[:idx].strip(), expr[idx + 2:].strip()
+    if not raw_key:
+        raise ValueError(f"invalid constraint {expr!r}: missing key before {op}")
+    if not value:
+        raise ValueError(f"invalid constraint {expr!r}: missing value after {op}")
+    if "==" in value or "!=" in value:
+        raise ValueError(f"invalid constraint {expr!r}: only one operator is allowed")
+    lowered = raw_key.lower()
+    if lowered.startswith(_LABEL_PREFIX):
+        label = raw_key[len(_LABEL_PREFIX):]
+        if not label:
+            raise ValueError(f"invalid constraint {expr!r}: missing label name after node.labels.")
+        return Constraint(_LABEL_PREFIX + label, op, value)
+    if lowered not in _PLAIN_KEYS:
+        raise ValueError(
+            f"invalid constraint {expr!r}: unknown key {raw_key!r} (expected node.id, "
+            "node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.NAME)"
+        )
+    if lowered == "node.role" and value.lower() not in _ROLES:
+        raise ValueError(f"invalid constraint {expr!r}: node.role must be worker or manager")
+    return Constraint(lowered, op, value)
+
+
+def check_constraint(expr: str) -> str:
+    """Validate and return the constraint in canonical "key==value" form."""
+    c = parse_constraint(expr)
+    return f"{c.key}{c.op}{c.value}"
+
+
+# ---- addresses ---------------------------------------------------------------
+
+
+def parse_port(text: str | int) -> int:
+    try:
+        port = int(str(text).strip())
+    except ValueError:
+        raise ValueError(f"invalid port {text!r}: expected a number from 1 to 65535") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"invalid port {text!r}: expected a number from 1 to 65535")
+    return port
+
+
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+
+def parse_host_port(text: str, default_port: int | None = None) -> str:
+    """"10.0.0.1:4242", "mgr1:4242", "[fd00::1]:4242" -> normalized "host:port".
+    Without a port, default_port is used when given, else it is an error."""
+    s = text.strip()
+    if not s:
+        raise ValueError("missing address: expected HOST:PORT (e.g. 10.0.0.1:4242)")
+    if "://" in s:
+        raise ValueError(f"invalid address {text!r}: expected HOST:PORT without a scheme")
+    host: str
+    port_text: str | None
+    if s.startswith("["):
+        end = s.find("]")
+        if end < 0:
+            raise ValueError(f"invalid address {text!r}: unterminated '[' in IPv6 address")
+        host, rest = s[1:end], s[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"invalid address {text!r}: expected [IPv6]:PORT")
+        port_text = rest[1:] if rest else None
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"invalid address {text!r}: {host!r} is not an IPv6 address") from None
+    elif s.count(":") > 1:
+        raise ValueError(f"invalid address {text!r}: write IPv6 addresses as [ADDR]:PORT")
+    else:
+        host, sep, port_text_raw = s.partition(":")
+        port_text = port_text_raw if sep else None
+        if not _HOSTNAME_RE.match(host):
+            raise ValueError(f"invalid address {text!r}: {host!r} is not a valid host name or IP")
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"invalid address {text!r}: missing port (expected HOST:PORT)")
+        port = default_port
+    else:
+        try:
+            port = parse_port(port_text)
+        except ValueError as e:
+            raise ValueError(f"invalid address {text!r}: {e}") from None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_ip(text: str) -> str:
+    """An advertise address: an IPv4/IPv6 literal, normalized."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise ValueError(f"invalid IP address {text!r}") from None
+
+
+# ---- misc command arguments --------------------------------------------------
+
+
+def parse_scale(text: str) -> tuple[str, int]:
+    """"web=3" -> ("web", 3) for `service scale`."""
+    name, sep, count = text.partition("=")
+    if not sep or not name:
+        raise ValueError(f"invalid scale {text!r}: expected SERVICE=REPLICAS (e.g. web=3)")
+    try:
+        n = int(count)
+    except ValueError:
+        raise ValueError(f"invalid replicas in {text!r}: {count!r} is not a whole number") from None
+    if n < 0:
+        raise ValueError(f"invalid replicas in {text!r}: must not be negative")
+    return name, n
+
+
+def parse_filter(text: str) -> tuple[str, str]:
+    """"desired-state=running" -> ("desired-state", "running")."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"invalid filter {text!r}: expected KEY=VALUE (e.g. desired-state=running)")
+    return key.strip().lower(), value.strip()
+
+
+def parse_tail(text: str) -> int:
+    """--tail: "all" -> -1 (every line), else a non-negative count."""
+    s = text.strip().lower()
+    if s == "all":
+        return -1
+    try:
+        n = int(s)
+    except ValueError:
+        raise ValueError(f"invalid --tail {text!r}: expected a number of lines or 'all'") from None
+    if n < 0:
+        return -1
+    return n

@@ -1,0 +1,326 @@
+"""The cluster's certificate authority (manager side): the root CA, join
+tokens, node ids, signing node certificates, and the CA gRPC service that
+joining nodes call on the join port.
+
+The root CA's key lives in the replicated Cluster object (pb.RootCA), so any
+manager can sign. Node-side pieces (keys, CSRs, token parsing, credentials)
+are in swarmlet.tls; the ones joiners need are re-exported here for callers
+that think of them as "CA things".
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hmac
+import ipaddress
+import logging
+import secrets
+import string
+from typing import Callable
+
+import grpc
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from swarmlet import tls
+from swarmlet.api import ca_pb2, ca_pb2_grpc
+from swarmlet.api import objects_pb2 as pb
+from swarmlet.tls import (  # noqa: F401  (re-exported)
+    MANAGER_SAN,
+    NODE_SAN,
+    ROLE_MANAGER,
+    ROLE_WORKER,
+    ROLES,
+    TOKEN_PREFIX,
+    TOKEN_VERSION,
+    TokenError,
+    ca_digest,
+    make_csr,
+    new_node_key,
+    parse_token,
+)
+
+log = logging.getLogger(__name__)
+
+ROOT_CA_CN = "swarmlet-root-ca"
+ROOT_CA_VALIDITY = datetime.timedelta(days=20 * 365)
+NODE_CERT_VALIDITY = datetime.timedelta(days=90)
+# Backdating covers nodes whose clocks are a little behind the manager's: a
+# certificate "not yet valid" for them would fail every handshake.
+_CLOCK_SKEW = datetime.timedelta(minutes=5)
+
+_NODE_ID_ALPHABET = string.ascii_lowercase + string.digits
+NODE_ID_LENGTH = 25
+_TOKEN_SECRET_BYTES = 20  # 160 bits -> 32 base32 characters
+
+
+class CSRError(ValueError):
+    """A certificate signing request cannot be signed."""
+
+
+# ---------------------------------------------------------------- root CA, tokens, ids
+
+
+def create_root_ca() -> pb.RootCA:
+    """A new self-signed root: EC P-256, CN swarmlet-root-ca, valid 20 years.
+    pathlen 0: it signs node certificates only, never intermediates."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ROOT_CA_CN)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _CLOCK_SKEW)
+        .not_valid_after(now + ROOT_CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pb.RootCA(cert_pem=cert_pem, key_pem=key_pem, digest=ca_digest(cert_pem))
+
+
+def new_join_token(digest: str) -> str:
+    """`SWLTKN-1-<ca digest>-<secret>`. The digest lets a joiner authenticate
+    the manager before trusting it; the secret authenticates the joiner.
+    Call once per role so worker and manager tokens differ."""
+    secret = base64.b32encode(secrets.token_bytes(_TOKEN_SECRET_BYTES)).decode().rstrip("=").lower()
+    token = f"{TOKEN_PREFIX}-{TOKEN_VERSION}-{digest}-{secret}"
+    parse_token(token)  # a bad digest argument must fail here, not at join time
+    return token
+
+
+def token_role(cluster: pb.Cluster, token: str) -> str:
+    """The role ("worker" | "manager") that `token` joins `cluster` as.
+
+    Raises TokenError: malformed token (message names the part), a token for
+    another cluster's CA, or a wrong/rotated secret ("invalid join token")."""
+    digest, _ = parse_token(token)
+    if not hmac.compare_digest(digest.encode(), cluster.root_ca.digest.encode()):
+        raise TokenError("join token was issued by a different cluster CA")
+    given = token.strip().encode()
+    # Both comparisons always run, in constant time: timing must not tell
+    # which secret (if any) a guess came close to.
+    is_worker = bool(cluster.worker_token) and hmac.compare_digest(given, cluster.worker_token.encode())
+    is_manager = bool(cluster.manager_token) and hmac.compare_digest(given, cluster.manager_token.encode())
+    if is_manager:
+        return ROLE_MANAGER
+    if is_worker:
+        return ROLE_WORKER
+    raise TokenError("invalid join token")
+
+
+def new_node_id() -> str:
+    """25 random lowercase alphanumerics (~129 bits): unguessable and
+    collision-free without coordination."""
+    return "".join(secrets.choice(_NODE_ID_ALPHABET) for _ in range(NODE_ID_LENGTH))
+
+
+# ---------------------------------------------------------------- node certificates
+
+
+def _check_public_key(key: object) -> None:
+    # Only key types every TLS stack in play (BoringSSL in gRPC, OpenSSL in
+    # Python) handles for client and server auth.
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, (ec.SECP256R1, ec.SECP384R1)):
+            raise CSRError(f"unsupported EC curve {key.curve.name} (use P-256 or P-384)")
+    elif isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < 2048:
+            raise CSRError(f"RSA key too small ({key.key_size} bits, need 2048+)")
+    else:
+        raise CSRError(f"unsupported key type {type(key).__name__} (use EC P-256)")
+
+
+def sign_node_csr(
+    root_ca: pb.RootCA, csr_pem: bytes, node_id: str, role: str, cluster_id: str, ip: str
+) -> bytes:
+    """A node certificate (PEM) for the CSR's key, valid 90 days (never past
+    the CA's own expiry).
+
+    The CSR only contributes its public key (after its self-signature proves
+    the requester holds the private key): the subject and extensions are the
+    CA's decision: CN = node_id, OU = role, O = cluster_id, DNS SANs
+    swarmlet-node (+ swarmlet-manager for managers) and `ip` as an IP SAN
+    (omitted if `ip` is empty). Raises CSRError for a bad CSR, ValueError for
+    bad arguments."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    if not node_id or not cluster_id:
+        raise ValueError("node_id and cluster_id are required")
+    ip_addr = ipaddress.ip_address(ip) if ip else None
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as e:
+        raise CSRError(f"cannot parse the certificate signing request: {e}") from None
+    try:
+        public_key = csr.public_key()
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise CSRError(f"unreadable public key in the certificate signing request: {e}") from None
+    _check_public_key(public_key)
+    if not csr.is_signature_valid:
+        raise CSRError("the certificate signing request's signature is invalid")
+
+    ca_cert = x509.load_pem_x509_certificate(root_ca.cert_pem)
+    ca_key = serialization.load_pem_private_key(root_ca.key_pem, password=None)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_after = min(now + NODE_CERT_VALIDITY, ca_cert.not_valid_after_utc)
+    dns = [NODE_SAN] + ([MANAGER_SAN] if role == ROLE_MANAGER else [])
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
+    if ip_addr is not None:
+        sans.append(x509.IPAddress(ip_addr))
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster_id),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+            x509.NameAttribute(NameOID.COMMON_NAME, node_id),
+        ]
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _CLOCK_SKEW)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                # RSA keys may be used for key transport by old TLS suites.
+                key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        # Every node is both a TLS server (its API port) and a client.
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
+        )
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)  # type: ignore[arg-type]
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def issue_local_certificate(
+    root_ca: pb.RootCA, node_id: str, role: str, cluster_id: str, ip: str
+) -> tuple[bytes, bytes]:
+    """(key_pem, cert_pem) for a node that holds the CA itself: the first
+    manager at `init`, which has nobody to send a CSR to."""
+    key_pem = new_node_key()
+    return key_pem, sign_node_csr(root_ca, make_csr(key_pem), node_id, role, cluster_id, ip)
+
+
+# ---------------------------------------------------------------- the CA service
+
+
+class RegistrationError(Exception):
+    """Raised by a `register_node` callable to refuse a join; `code` is the
+    gRPC status the joiner sees (e.g. UNAVAILABLE when this manager cannot
+    commit to the store right now, FAILED_PRECONDITION for a policy refusal)."""
+
+    def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# register_node(node_id, role, request, peer_ip) -> managers' mTLS api addresses
+RegisterNode = Callable[[str, str, ca_pb2.IssueNodeCertificateRequest, str], list[str]]
+
+
+def _advertised_ip(addr: str) -> str:
+    """The IP in a joiner's advertise address ("1.2.3.4" or "1.2.3.4:port"),
+    or "" if it is empty or a host name."""
+    if not addr:
+        return ""
+    try:
+        host, _ = tls.split_host_port(addr, 0)
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return ""
+
+
+class CAServicer(ca_pb2_grpc.CAServicer):
+    """CA.IssueNodeCertificate, served on the join port: the join token is
+    the only credential. Kept free of the store: it reads the cluster and
+    records nodes through the two callables it is given."""
+
+    def __init__(self, get_cluster: Callable[[], pb.Cluster | None], register_node: RegisterNode) -> None:
+        self._get_cluster = get_cluster
+        self._register_node = register_node
+
+    def IssueNodeCertificate(
+        self, request: ca_pb2.IssueNodeCertificateRequest, context: grpc.ServicerContext
+    ) -> ca_pb2.IssueNodeCertificateResponse:
+        cluster = self._get_cluster()
+        if cluster is None or not cluster.root_ca.cert_pem:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "this manager has no cluster state yet; try again")
+        try:
+            role = token_role(cluster, request.token)
+        except TokenError as e:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(e))
+
+        peer_ip = tls.peer_host(context)
+        # The advertise address is where other nodes will reach this one, so
+        # it is the right IP SAN; behind NAT the peer address would be wrong.
+        # (IP SANs are informational: hostname checks use swarmlet-node.)
+        cert_ip = _advertised_ip(request.addr) or peer_ip
+        node_id = new_node_id()
+        try:
+            cert_pem = sign_node_csr(cluster.root_ca, request.csr_pem, node_id, role, cluster.id, cert_ip)
+        except CSRError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+        # Sign first, register second: a bad CSR must not leave a node record.
+        try:
+            managers = self._register_node(node_id, role, request, peer_ip)
+        except RegistrationError as e:
+            context.abort(e.code, f"cannot register the node: {e}")
+        except Exception as e:  # noqa: BLE001  (the joiner needs a message, not "Unknown")
+            log.exception("registering joining node %s failed", node_id)
+            context.abort(grpc.StatusCode.INTERNAL, f"cannot register the node: {e}")
+        log.info("issued a %s certificate to new node %s (%s)", role, node_id, request.hostname or peer_ip)
+        return ca_pb2.IssueNodeCertificateResponse(
+            node_id=node_id,
+            cert_pem=cert_pem,
+            ca_cert_pem=cluster.root_ca.cert_pem,
+            role=role,
+            managers=list(managers),
+        )

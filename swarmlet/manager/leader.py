@@ -1,0 +1,83 @@
+"""The leader's control loop: plan a round with the pure core, propose it as
+one replicated batch, repeat when the state changes (or periodically, since
+restart delays are time-based)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+import threading
+import time
+
+from swarmlet.api import store_pb2 as spb
+from swarmlet.manager import planner
+from swarmlet.manager import state as st
+from swarmlet.manager.store import ConflictError, Store, StoreError
+
+log = logging.getLogger(__name__)
+
+# A batch is one Raft entry; pysyncobj is slow with entries far beyond its
+# batch size (LIBRARIES.md), so a big round is proposed in slices. The loop is
+# level-triggered: whatever a slice leaves out is planned again next round.
+MAX_ACTIONS_PER_BATCH = 500
+
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_task_id() -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(25))
+
+
+def split_plan(snap: st.Snapshot, actions: list[spb.StoreAction], limit: int) -> list[spb.StoreAction]:
+    """The longest prefix (up to `limit`) of the plan that applies on its own.
+    Falls back to the whole plan when no shorter prefix is valid."""
+    if len(actions) <= limit:
+        return actions
+    prefix = actions[:limit]
+    try:
+        st.check_batch(snap, spb.StoreBatch(actions=prefix))
+    except st.Conflict:
+        return actions
+    return prefix
+
+
+class LeaderLoop:
+    def __init__(self, store: Store, idle_period: float = 0.25) -> None:
+        self._store = store
+        self._idle = idle_period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="leader-loop", daemon=True)
+        self.rounds = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._store.is_leader():
+                self._stop.wait(0.1)
+                continue
+            snap = self._store.snapshot()
+            try:
+                actions = planner.plan_round(snap.copy(), time.time(), new_task_id)
+            except Exception:
+                log.exception("planning failed")
+                self._stop.wait(1.0)
+                continue
+            if not actions:
+                self._store.wait_for_change(snap.version, timeout=self._idle)
+                continue
+            actions = split_plan(snap, actions, MAX_ACTIONS_PER_BATCH)
+            try:
+                self._store.propose(actions, timeout=10.0)
+                self.rounds += 1
+            except ConflictError as e:
+                # Someone wrote in between: re-plan on the fresh state.
+                log.debug("round conflicted: %s", e)
+            except StoreError as e:
+                log.warning("round not committed: %s", e)
+                self._stop.wait(0.2)
