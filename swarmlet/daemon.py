@@ -178,7 +178,8 @@ class Daemon:
         from swarmlet.agent.api import AgentServicer
 
         c = self.creds
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"), options=tls.SERVER_OPTIONS)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"), options=tls.SERVER_OPTIONS,
+                             interceptors=[tls.ClientCertRequired()])
         if self.executor is None:
             self._make_executor()
         agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(self.executor), server)

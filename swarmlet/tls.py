@@ -67,11 +67,19 @@ _BASE32_LOWER = re.compile(r"[a-z2-7]+")
 # Keepalive: a peer that vanished (host down, partition) must be noticed in a
 # few seconds so that agent sessions fail over and the dispatcher marks nodes
 # down promptly, not after the kernel's TCP timeouts (minutes).
+# grpc.http2.ping_timeout_ms is needed too: in grpcio 1.85 an unanswered
+# keepalive ping is timed by the generic ping timeout (default 60 s), and
+# keepalive_timeout_ms alone does not shorten it (seen in the chttp2 trace;
+# tests/unit/test_tls_grpc.py::test_keepalive_notices_a_dead_peer_within_seconds).
 _KEEPALIVE_MS = 2000
-CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
-    ("grpc.ssl_target_name_override", NODE_SAN),
+_KEEPALIVE_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_time_ms", _KEEPALIVE_MS),
     ("grpc.keepalive_timeout_ms", _KEEPALIVE_MS),
+    ("grpc.http2.ping_timeout_ms", _KEEPALIVE_MS),
+)
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.ssl_target_name_override", NODE_SAN),
+    *_KEEPALIVE_OPTIONS,
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
 )
@@ -79,8 +87,7 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
 # answers with GOAWAY "too_many_pings" and the channel flaps), and pings
 # agents itself so a dead agent's stream ends on the server side too.
 SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
-    ("grpc.keepalive_time_ms", _KEEPALIVE_MS),
-    ("grpc.keepalive_timeout_ms", _KEEPALIVE_MS),
+    *_KEEPALIVE_OPTIONS,
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", _KEEPALIVE_MS // 2),
     ("grpc.http2.max_pings_without_data", 0),
@@ -166,7 +173,7 @@ def _name_attr(name: x509.Name, oid: x509.ObjectIdentifier, label: str) -> str:
     return value if isinstance(value, str) else value.decode()
 
 
-def cert_identity(cert_pem: bytes) -> Identity:
+def certificate_identity(cert_pem: bytes) -> Identity:
     """The identity in a node certificate (the first one in `cert_pem`).
     Raises ValueError for a certificate that is not a swarmlet node cert."""
     cert = x509.load_pem_x509_certificate(cert_pem)
@@ -185,7 +192,7 @@ def cert_identity(cert_pem: bytes) -> Identity:
 @functools.lru_cache(maxsize=1024)
 def _cached_identity(cert_pem: bytes) -> Identity | None:
     try:
-        return cert_identity(cert_pem)
+        return certificate_identity(cert_pem)
     except ValueError:
         return None
 
@@ -430,7 +437,7 @@ class NodeCredentials:
             key = serialization.load_pem_private_key(key_pem, password=None)
             cert = x509.load_pem_x509_certificate(cert_pem)
             ca = x509.load_pem_x509_certificate(ca_pem)
-            identity = cert_identity(cert_pem)
+            identity = certificate_identity(cert_pem)
         except ValueError as e:
             raise CredentialsError(f"unreadable node credentials: {e}") from None
         if key.public_key() != cert.public_key():

@@ -193,7 +193,7 @@ def test_sign_worker_csr(root: pb.RootCA) -> None:
     assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
-    assert tls.cert_identity(cert_pem) == tls.Identity("nodeaaaaaaaaaaaaaaaaaaaaa", "worker", "cluster1")
+    assert tls.certificate_identity(cert_pem) == tls.Identity("nodeaaaaaaaaaaaaaaaaaaaaa", "worker", "cluster1")
 
 
 def test_sign_manager_csr_has_manager_san(root: pb.RootCA) -> None:
@@ -201,7 +201,7 @@ def test_sign_manager_csr_has_manager_san(root: pb.RootCA) -> None:
     san = _san(x509.load_pem_x509_certificate(cert_pem))
     assert san.get_values_for_type(x509.DNSName) == ["swarmlet-node", "swarmlet-manager"]
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("fd00::7")]
-    assert tls.cert_identity(cert_pem).is_manager
+    assert tls.certificate_identity(cert_pem).is_manager
 
 
 def test_sign_rejects_a_forged_csr_signature(root: pb.RootCA) -> None:
@@ -242,7 +242,7 @@ def test_issue_local_certificate(root: pb.RootCA) -> None:
 
 def test_cert_identity_rejects_non_node_certs(root: pb.RootCA) -> None:
     with pytest.raises(ValueError):
-        tls.cert_identity(root.cert_pem)  # no OU / O
+        tls.certificate_identity(root.cert_pem)  # no OU / O
 
 
 # ---------------------------------------------------------------- credentials on disk
