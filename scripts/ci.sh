@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole CI run, from a fresh Debian 12 machine (root, no Docker) to the
+# last integration test: install, check generated code, unit tests,
+# integration tests on the multi-host testbed. Exits non-zero on the first
+# failure and always removes the testbeds it may have left.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started=$SECONDS
+section() {
+  printf '\n======== %s  (+%ds)\n' "$*" "$((SECONDS - started))"
+}
+
+teardown() {
+  local rc=$?
+  section "teardown"
+  local py=.venv/bin/python
+  [[ -x $py ]] || py=python3  # testbed.py down needs only the standard library
+  # Every prefix the test suite uses: sl (cluster), sx (engine), st (testbed tests).
+  for prefix in sl sx st; do
+    "$py" scripts/testbed.py down --prefix "$prefix" || echo "teardown of $prefix failed" >&2
+  done
+  if ((rc == 0)); then
+    section "CI passed"
+  else
+    section "CI FAILED (exit $rc)"
+  fi
+  exit "$rc"
+}
+trap teardown EXIT
+
+section "install"
+bash scripts/install.sh
+PY=.venv/bin/python
+
+section "generated gRPC code"
+PYTHON=$PY bash scripts/gen_proto.sh --check
+
+section "unit tests"
+"$PY" -m pytest tests/unit -q
+
+section "integration tests"
+"$PY" -m pytest tests/integration -q -x

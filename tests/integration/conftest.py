@@ -1,0 +1,57 @@
+"""Fixtures for tests that need real engines: the multi-host testbed.
+
+Every test under tests/integration is marked `integration`. Both fixtures
+skip (with the reason) where the testbed cannot run: not root, or dockerd and
+friends not installed (scripts/install.sh installs them).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import docker
+import pytest
+
+_HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(_HERE.parents[1] / "scripts"))
+
+import testbed as testbed_lib  # noqa: E402  (scripts/testbed.py, needs the path above)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # This hook sees the whole session's items: mark only those under this directory.
+    for item in items:
+        if _HERE in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def _skip_if_unsupported() -> None:
+    reason = testbed_lib.missing_prerequisites()
+    if reason:
+        pytest.skip(f"testbed unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[testbed_lib.Testbed]:
+    """4 hosts (h1..h4, 198.18.0.1-4) each with dockerd and a swarmlet daemon."""
+    _skip_if_unsupported()
+    bed = testbed_lib.Testbed(prefix="sl", subnet_index=0)
+    try:
+        bed.up(4, swarmlet=True)
+        yield bed
+    finally:
+        bed.down()
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[docker.DockerClient]:
+    """A lone Docker engine (its own 1-host testbed, no swarmlet) with the test image loaded."""
+    _skip_if_unsupported()
+    bed = testbed_lib.Testbed(prefix="sx", subnet_index=1)
+    try:
+        (host,) = bed.up(1, swarmlet=False)
+        yield bed.docker(host)
+    finally:
+        bed.down()
