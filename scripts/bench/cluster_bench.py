@@ -109,6 +109,19 @@ def median(values: list[float]) -> float | None:
 # processes and memory
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def cpu_busy_since(start: tuple[int, int]) -> float:
+    """Fraction of the machine's CPUs busy since start (1.0 = every core, all the time)."""
+    busy, total = cpu_jiffies()
+    return round((busy - start[0]) / max(1, total - start[1]), 2)
+
+
 def read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
@@ -231,32 +244,53 @@ class Engines:
         return removed
 
 
-def measure_floor(engines: Engines, n: int = CREATE_REPLICAS, per_engine_parallel: int = 1) -> dict:
-    """30 containers straight through the engines' APIs, all engines at once:
-    no orchestrator, the least time any orchestrator could take here."""
+# Container shapes: Swarm attaches a service's containers without networks to
+# the engine's default bridge (a veth each); swarmlet creates them with
+# network_mode "none". Each orchestrator is held against the floor of its shape.
+FLOOR_SHAPES = {"bridge": "default", "none": "none"}
+
+
+def _start_container(api, name: str, network_mode: str) -> str:
+    host_config = api.create_host_config(network_mode=network_mode)
+    c = api.create_container(IMAGE, command=["sleep", "3600"], name=name, host_config=host_config)
+    api.start(c["Id"])
+    return c["Id"]
+
+
+def measure_one_start(engines: Engines, network_mode: str, n: int = 5) -> float:
+    """Median create+start of one container on an otherwise idle engine."""
+    api = engines.client(engines.hosts[0]).api
+    times = []
+    for i in range(n):
+        t0 = time.monotonic()
+        cid = _start_container(api, f"floor-one-{i}", network_mode)
+        times.append(time.monotonic() - t0)
+        api.remove_container(cid, force=True)
+    return round(statistics.median(times), 3)
+
+
+def measure_floor(engines: Engines, network_mode: str, n: int = CREATE_REPLICAS,
+                  per_engine_parallel: int = 4) -> dict:
+    """n containers straight through the engines' APIs, all engines at once (a
+    few at a time on each): no orchestrator, the least time any could take here."""
+    from concurrent.futures import ThreadPoolExecutor
+
     hosts = engines.hosts
     share = {h.name: 0 for h in hosts}
     for i in range(n):
         share[hosts[i % len(hosts)].name] += 1
     errors: list[str] = []
 
-    def start_one(h, i):
-        api = engines.client(h).api
-        c = api.create_container(IMAGE, command=["sleep", "3600"], name=f"floor-{h.name}-{i}")
-        api.start(c["Id"])
-
     def run_host(h):
+        api = engines.client(h).api
         try:
-            if per_engine_parallel <= 1:
-                for i in range(share[h.name]):
-                    start_one(h, i)
-            else:
-                from concurrent.futures import ThreadPoolExecutor
-                with ThreadPoolExecutor(per_engine_parallel) as pool:
-                    list(pool.map(lambda i: start_one(h, i), range(share[h.name])))
+            with ThreadPoolExecutor(per_engine_parallel) as pool:
+                list(pool.map(lambda i: _start_container(api, f"floor-{h.name}-{i}", network_mode),
+                              range(share[h.name])))
         except Exception as exc:
             errors.append(f"{h.name}: {exc}")
 
+    cpu0 = cpu_jiffies()
     t0 = time.monotonic()
     threads = [threading.Thread(target=run_host, args=(h,)) for h in hosts]
     for t in threads:
@@ -264,12 +298,41 @@ def measure_floor(engines: Engines, n: int = CREATE_REPLICAS, per_engine_paralle
     for t in threads:
         t.join(T_CREATE)
     elapsed = time.monotonic() - t0
+    cpu_busy = cpu_busy_since(cpu0)
     running = sum(engines.running().values())
     engines.force_clean()
     engines.wait_empty(T_REMOVE)
     if errors or running != n:
         raise BenchError(f"floor: {running}/{n} running; {errors}")
-    return {"seconds": round(elapsed, 3), "per_engine_parallel": per_engine_parallel}
+    return {"seconds": round(elapsed, 3), "cpu_busy": cpu_busy}
+
+
+def measure_floors(engines: Engines, results: dict, key: str) -> None:
+    """results[key] = {shape: {seconds, cpu_busy, one_container_seconds, loadavg1}}."""
+    out = results.setdefault(key, {})
+    for shape, mode in FLOOR_SHAPES.items():
+        try:
+            log(f"{key}: {CREATE_REPLICAS} containers (network {mode}) straight through the engines")
+            r = measure_floor(engines, mode)
+            r["one_container_seconds"] = measure_one_start(engines, mode)
+            r["loadavg1"] = round(os.getloadavg()[0], 2)
+            out[shape] = r
+            log(f"  {r['seconds']}s (CPU {r['cpu_busy']:.0%} busy); one container alone {r['one_container_seconds']}s")
+        except Exception as exc:
+            out[shape] = {"error": str(exc)}
+            log(f"  FAILED: {exc}")
+            engines.force_clean()
+
+
+def best_floors(results: dict) -> dict:
+    """Per shape, the lower of the floors measured at the start and at the end."""
+    best = {}
+    for shape in FLOOR_SHAPES:
+        cands = [dict((results.get(k) or {}).get(shape) or {}, when=k) for k in ("floor_start", "floor_end")]
+        cands = [c for c in cands if c.get("seconds")]
+        if cands:
+            best[shape] = min(cands, key=lambda c: c["seconds"])
+    return best
 
 
 # --------------------------------------------------------------------------
@@ -430,7 +493,7 @@ class Swarmlet(Orchestrator):
         self.cli(m, "init", "--advertise-addr", m.ip)
         token = self.cli(m, "join-token", "worker", "-q").stdout.strip().splitlines()[-1].strip()
         for h in self.hosts[1:]:
-            self.cli(h, "join", "--token", token, f"{m.ip}:4242")
+            self.cli(h, "join", "--token", token, "--advertise-addr", h.ip, f"{m.ip}:4242")
         for h in self.hosts:
             info = self.stub(h).Info(self.cpb.InfoRequest(), timeout=10)
             if not info.node_id:
@@ -502,6 +565,8 @@ def timed_create(orch: Orchestrator, name: str, replicas: int, detach: bool, tim
             cli_result["error"] = exc
         cli_result["t"] = time.monotonic()
 
+    load1 = round(os.getloadavg()[0], 2)  # the machine is shared: keep its load with the run
+    cpu0 = cpu_jiffies()
     t0 = time.monotonic()
     thread = threading.Thread(target=issue, daemon=True)
     thread.start()
@@ -516,6 +581,7 @@ def timed_create(orch: Orchestrator, name: str, replicas: int, detach: bool, tim
             counts = {}
         if sum(counts.values()) >= replicas:
             t_running = time.monotonic()
+            cpu_busy = cpu_busy_since(cpu0)
             break
         if "t" in cli_result:
             proc = cli_result.get("proc")
@@ -527,7 +593,8 @@ def timed_create(orch: Orchestrator, name: str, replicas: int, detach: bool, tim
     if t_running is None:
         raise BenchError(f"{orch.name}: {replicas} tasks not RUNNING within {timeout:.0f}s "
                          f"(last: {orch.running_by_host(name)})")
-    out = {"seconds": round(t_running - t0, 3), "polls": polls, "spread": counts}
+    out = {"seconds": round(t_running - t0, 3), "polls": polls, "spread": counts, "loadavg1": load1,
+           "cpu_busy": cpu_busy}
     if "t" in cli_result:
         out["cli_seconds"] = round(cli_result["t"] - t0, 3)
         proc = cli_result.get("proc")
@@ -619,6 +686,7 @@ def bench_failover(orch: Orchestrator, repeats: int, result: dict) -> None:
                 raise BenchError(f"no task on {victim.name} to fail over (spread {spread})")
             time.sleep(0.5)  # steady state before the cut
 
+            load1 = round(os.getloadavg()[0], 2)
             t0 = time.monotonic()
             orch.tb.cut(victim)
             cut = True
@@ -642,8 +710,13 @@ def bench_failover(orch: Orchestrator, repeats: int, result: dict) -> None:
                                  f"(last {orch.running_by_host(FAILOVER_SERVICE, exclude=victim.name)})")
             run = {"seconds": round(t_done - t0, 3),
                    "node_down_seconds": round(t_down - t0, 3) if t_down else None,
-                   "moved": on_victim, "spread_before": spread,
+                   "moved": on_victim, "spread_before": spread, "loadavg1": load1,
                    "spread_after": orch.running_by_host(FAILOVER_SERVICE, exclude=victim.name)}
+            # confirm with the engines (outside the timing): 12 containers on the others
+            others = {h.name: len(orch.engines.client(h).api.containers()) for h in orch.hosts if h is not victim}
+            run["engine_running_others"] = others
+            if sum(others.values()) < FAILOVER_REPLICAS:
+                run["warning"] = f"the other engines run {sum(others.values())} containers, not {FAILOVER_REPLICAS}"
 
             # heal: h4 back READY and its stale containers stopped
             t_heal = time.monotonic()
@@ -741,7 +814,9 @@ def markdown_table(res: dict) -> str:
     c_sw = (sw.get("create30") or {}).get("median")
     f_sl = (sl.get("failover") or {}).get("median")
     f_sw = (sw.get("failover") or {}).get("median")
-    floor = (res.get("floor") or {}).get("seconds")
+    floors = res.get("floor") or {}
+    fl_none = (floors.get("none") or {}).get("seconds")      # swarmlet's container shape
+    fl_bridge = (floors.get("bridge") or {}).get("seconds")  # Swarm's container shape
 
     def verdict(ok: bool | None) -> str:
         return "—" if ok is None else ("met" if ok else "**missed**")
@@ -759,7 +834,13 @@ def markdown_table(res: dict) -> str:
     a_sw = (sw.get("create30_attached") or {}).get("cli_seconds")
     lines.append(f"| same, CLI without --detach (wall, 1 run) | {_fmt(a_sl) if a_sl else nm} | "
                  f"{_fmt(a_sw) if a_sw else nm} | — | — |")
-    lines.append(f"| floor: 30 containers via the engines' APIs, no orchestrator | {_fmt(floor)} | | — | — |")
+    lines.append(f"| floor: 30 containers started via the engines' APIs, no orchestrator "
+                 f"(swarmlet's shape: no network; Swarm's: default bridge) | {_fmt(fl_none)} | {_fmt(fl_bridge)} | — | — |")
+    o_sl = None if (c_sl is None or fl_none is None) else c_sl - fl_none
+    o_sw = None if (c_sw is None or fl_bridge is None) else c_sw - fl_bridge
+    if o_sl is not None or o_sw is not None:
+        oratio = f"{o_sl / o_sw:.0%} of Swarm's" if (o_sl is not None and o_sw and o_sw > 0) else "—"
+        lines.append(f"| create 30: time above its floor (median − floor) | {_fmt(o_sl)} | {_fmt(o_sw)} | — | {oratio} |")
     lines.append(
         f"| worker cut off → its tasks running elsewhere | {cell(sl, 'failover')} | {cell(sw, 'failover')} | "
         f"< {TARGET_FAILOVER_S:.0f} s | {verdict(None if f_sl is None else f_sl < TARGET_FAILOVER_S)} |")
@@ -788,6 +869,26 @@ def markdown_table(res: dict) -> str:
         lines.append(f"| {label} RSS with 30 tasks, manager / worker max (reference) | "
                      f"{_fmt(e_sl[0], ' MB')} / {_fmt(e_sl[1], ' MB')} | "
                      f"{_fmt(e_sw[0], ' MB')} / {_fmt(e_sw[1], ' MB')} | — | — |")
+    notes = []
+    m = res.get("machine") or {}
+    if m:
+        notes.append(f"{m.get('cpus')} CPUs, load average {' '.join(m.get('loadavg_start') or [])} at the start, "
+                     f"{' '.join(m.get('loadavg_end') or [])} at the end; {res.get('repeats')} runs each.")
+    for shape, fl in floors.items():
+        if fl.get("cpu_busy") is not None:
+            notes.append(f"floor ({shape}, measured at the {fl['when'].split('_')[-1]}, the lower of two): the CPUs were "
+                         f"{fl['cpu_busy']:.0%} busy while the engines started the 30 containers; one such "
+                         f"container alone starts in {fl.get('one_container_seconds')} s.")
+    for system, label in (("swarmlet", "swarmlet"), ("swarm", "Swarm")):
+        d = res.get(system) or {}
+        errs = list(d.get("errors") or [])
+        for key in ("create30", "create30_attached", "failover"):
+            errs += [f"{key}: {e}" for e in ((d.get(key) or {}).get("errors") or [])]
+        for e in errs:
+            notes.append(f"{label} error: {e.splitlines()[0][:300]}")
+    if notes:
+        lines.append("")
+        lines += [f"- {n}" for n in notes]
     return "\n".join(lines)
 
 
@@ -857,16 +958,7 @@ def main(argv: list[str] | None = None) -> int:
         engines = Engines(tb, hosts)
 
         if not args.skip_floor:
-            try:
-                log("floor: 30 containers straight through the engines")
-                seq = measure_floor(engines)["seconds"]
-                par = measure_floor(engines, per_engine_parallel=4)["seconds"]
-                results["floor"] = {"seconds": min(seq, par), "sequential_per_engine": seq,
-                                    "four_at_a_time_per_engine": par}
-                log(f"  one at a time per engine {seq}s, 4 at a time {par}s")
-            except Exception as exc:
-                results["floor_error"] = str(exc)
-                engines.force_clean()
+            measure_floors(engines, results, "floor_start")
 
         if not args.skip_swarmlet:
             try:
@@ -884,6 +976,11 @@ def main(argv: list[str] | None = None) -> int:
                 results["swarm"] = {"errors": ["no docker CLI found"]}
             else:
                 results["swarm"] = bench_orchestrator(Swarm(tb, hosts, engines, args.docker_cli), args.repeats)
+
+        if not args.skip_floor:  # once more: the machine is shared and its load drifts
+            engines.force_clean()
+            measure_floors(engines, results, "floor_end")
+        results["floor"] = best_floors(results)
     finally:
         log("testbed bn: down")
         try:

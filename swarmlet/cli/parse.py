@@ -293,3 +293,24 @@ def parse_tail(text: str) -> int:
     if n < 0:
         return -1
     return n
+
+
+TASK_FILTER_KEYS = ("desired-state", "id", "name", "node")
+_TASK_STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting",
+                "running", "complete", "shutdown", "failed", "rejected", "remove", "orphaned")
+
+
+def parse_task_filters(items: Iterable[str]) -> dict[str, list[str]]:
+    """`ps -f` flags -> {key: [values]}: values of one key are alternatives, different
+    keys must all match (Docker's filter semantics)."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, value = parse_filter(item)
+        if key not in TASK_FILTER_KEYS:
+            raise ValueError(f"invalid filter {key!r}: supported filters are {', '.join(TASK_FILTER_KEYS)}")
+        if key == "desired-state":
+            value = value.lower()
+            if value not in _TASK_STATES:
+                raise ValueError(f"invalid desired-state {value!r}: expected one of {', '.join(_TASK_STATES)}")
+        out.setdefault(key, []).append(value)
+    return out

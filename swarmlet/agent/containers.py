@@ -1,0 +1,151 @@
+"""Pure mapping between tasks and Docker containers: names, labels, the
+arguments of a container create, and how a container's end maps to a task
+state. No Docker calls here, so all of it is unit-tested without an engine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from swarmlet.api import objects_pb2 as pb
+
+LABEL_TASK_ID = "swarmlet.task.id"
+LABEL_SERVICE_ID = "swarmlet.service.id"
+LABEL_SERVICE_NAME = "swarmlet.service.name"
+LABEL_NODE_ID = "swarmlet.node.id"
+LABEL_SLOT = "swarmlet.slot"
+
+DEFAULT_STOP_GRACE_PERIOD = 10.0
+_NANO = 1_000_000_000
+
+
+def container_name(task: pb.Task, node_id: str) -> str:
+    """`{service}.{slot}.{task}`; global services have no slot (0), so the node
+    id takes its place, as in Swarm. The task id makes names unique, so a
+    replacement task never collides with the container of the one it replaces."""
+    middle = str(task.slot) if task.slot else node_id
+    return f"{task.service_name}.{middle}.{task.id}"
+
+
+def container_labels(task: pb.Task, node_id: str) -> dict[str, str]:
+    """The spec's labels plus ours. Ours are applied last: a user label must
+    not be able to make a container look like it belongs to another task or
+    node (the executor removes containers by these labels)."""
+    labels = dict(task.spec.container.labels)
+    labels.update(
+        {
+            LABEL_TASK_ID: task.id,
+            LABEL_SERVICE_ID: task.service_id,
+            LABEL_SERVICE_NAME: task.service_name,
+            LABEL_NODE_ID: node_id,
+            LABEL_SLOT: str(task.slot),
+        }
+    )
+    return labels
+
+
+def _nanos(seconds: float) -> int:
+    return int(round(seconds * _NANO))
+
+
+def healthcheck_config(hc: pb.HealthConfig) -> dict[str, Any]:
+    """Docker's HealthConfig (durations in nanoseconds). Zero fields are left
+    out so Docker applies its defaults (or the image's values); an empty test
+    keeps the image's test, ["NONE"] disables it."""
+    out: dict[str, Any] = {}
+    if hc.test:
+        out["test"] = list(hc.test)
+    if hc.interval > 0:
+        out["interval"] = _nanos(hc.interval)
+    if hc.timeout > 0:
+        out["timeout"] = _nanos(hc.timeout)
+    if hc.retries > 0:
+        out["retries"] = int(hc.retries)
+    if hc.start_period > 0:
+        out["start_period"] = _nanos(hc.start_period)
+    return out
+
+
+def create_container_kwargs(task: pb.Task, node_id: str) -> dict[str, Any]:
+    """Keyword arguments for `APIClient.create_container` (without host_config,
+    see `host_config_kwargs`)."""
+    c = task.spec.container
+    kwargs: dict[str, Any] = {
+        "image": c.image,
+        "name": container_name(task, node_id),
+        "labels": container_labels(task, node_id),
+        "detach": True,
+    }
+    # Swarm semantics: `command` replaces the image's ENTRYPOINT, `args` its
+    # CMD. Setting an entrypoint without args drops the image's CMD (the
+    # engine does that), which is what Swarm does too.
+    if c.command:
+        kwargs["entrypoint"] = list(c.command)
+    if c.args:
+        kwargs["command"] = list(c.args)
+    if c.env:
+        kwargs["environment"] = list(c.env)
+    if c.has_healthcheck:
+        kwargs["healthcheck"] = healthcheck_config(c.healthcheck)
+    return kwargs
+
+
+def host_config_kwargs(task: pb.Task) -> dict[str, Any]:
+    """Keyword arguments for `APIClient.create_host_config`."""
+    limits = task.spec.resources.limits
+    kwargs: dict[str, Any] = {
+        # Overlay interfaces are wired by the agent into the container's own
+        # namespace later; Docker's bridge would only add an unwanted route.
+        "network_mode": "none",
+        # The orchestrator restarts tasks (as new tasks); a Docker restart
+        # would resurrect a task the cluster already counts as ended.
+        "restart_policy": {"Name": "no"},
+    }
+    if limits.nano_cpus > 0:
+        kwargs["nano_cpus"] = int(limits.nano_cpus)
+    if limits.memory_bytes > 0:
+        kwargs["mem_limit"] = int(limits.memory_bytes)
+    return kwargs
+
+
+def stop_timeout(task: pb.Task) -> int:
+    """Seconds Docker waits after the stop signal before SIGKILL. The API takes
+    whole seconds: round up so a grace period is never shortened."""
+    grace = task.spec.container.stop_grace_period
+    if grace <= 0:
+        grace = DEFAULT_STOP_GRACE_PERIOD
+    return max(1, math.ceil(grace))
+
+
+def healthcheck_enabled(spec: pb.ContainerSpec, image_healthcheck: Mapping[str, Any] | None) -> bool:
+    """Whether the container will have a health check: the spec's, or else the
+    image's (`Config.Healthcheck` of the image inspect). Then the task is
+    RUNNING only once Docker reports it healthy."""
+    test: list[str] = []
+    if spec.has_healthcheck and spec.healthcheck.test:
+        test = list(spec.healthcheck.test)
+    elif image_healthcheck:
+        test = list(image_healthcheck.get("Test") or [])
+    return bool(test) and test[0] != "NONE"
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    state: int  # pb.TaskState
+    message: str
+    err: str
+    exit_code: int
+
+
+def exit_status(exit_code: int, oom_killed: bool = False, error: str = "") -> ExitStatus:
+    """The task state for a container that ended on its own (not stopped by us)."""
+    if exit_code == 0 and not oom_killed:
+        return ExitStatus(pb.COMPLETE, "finished", "", 0)
+    err = f"task: non-zero exit ({exit_code})"
+    if oom_killed:
+        err += ": killed by the kernel OOM killer (out of memory)"
+    elif error:
+        err += f": {error}"
+    return ExitStatus(pb.FAILED, "exited", err, exit_code)

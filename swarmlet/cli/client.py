@@ -1,0 +1,179 @@
+"""The CLI's connection to the local daemon: a gRPC channel on its unix socket, the
+Control stub, and the translation of gRPC failures into one-line user errors."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
+
+import grpc
+import typer
+
+from swarmlet.api import control_pb2_grpc
+
+DEFAULT_HOST = "unix:///run/swarmlet/swarmlet.sock"
+HOST_ENV = "SWARMLET_HOST"
+
+# Generous: a daemon is local, so a slow answer means it is busy (e.g. waiting for a
+# Raft commit), not that a packet was lost. Long operations pass their own.
+DEFAULT_TIMEOUT = 30.0
+
+# Listings of a large cluster can exceed gRPC's 4 MiB default (a known Swarm pain).
+_MAX_MESSAGE = 512 * 1024 * 1024
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CLIError(Exception):
+    """An expected failure: printed as "Error: <message>" without a traceback."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def socket_path(host: str) -> str:
+    """"unix:///run/swarmlet/swarmlet.sock" -> "/run/swarmlet/swarmlet.sock".
+    Only unix sockets: the daemon never serves its CLI API over TCP (the network
+    ports are mutual TLS between nodes), so any other scheme is a mistake."""
+    scheme, sep, rest = host.partition("://")
+    if not sep:
+        raise ValueError(
+            f"invalid host {host!r}: expected unix:///path/to/swarmlet.sock"
+        )
+    if scheme.lower() != "unix":
+        raise ValueError(
+            f"unsupported host {host!r}: only unix:// sockets are supported "
+            f"(e.g. {DEFAULT_HOST})"
+        )
+    if not rest:
+        raise ValueError(f"invalid host {host!r}: missing socket path after unix://")
+    return os.path.abspath(rest)
+
+
+@dataclass
+class GlobalOptions:
+    host: str = DEFAULT_HOST
+
+
+def options(ctx: typer.Context | None) -> GlobalOptions:
+    """The root callback's options; falls back to the environment when a command is
+    invoked without the root (e.g. a sub-app in a test)."""
+    if ctx is not None:
+        root = ctx.find_root()
+        if isinstance(root.obj, GlobalOptions):
+            return root.obj
+    return GlobalOptions(host=os.environ.get(HOST_ENV) or DEFAULT_HOST)
+
+
+class Daemon:
+    """A connection to one daemon. Create with connect(ctx); use as a context manager."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        try:
+            path = socket_path(host)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        self._channel = grpc.insecure_channel(
+            f"unix://{path}",
+            options=[
+                ("grpc.max_receive_message_length", _MAX_MESSAGE),
+                ("grpc.max_send_message_length", _MAX_MESSAGE),
+            ],
+        )
+        self.stub = control_pb2_grpc.ControlStub(self._channel)
+
+    def call(
+        self,
+        method: Callable[..., Resp],
+        request: Any,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Resp:
+        """One unary RPC, e.g. d.call(d.stub.Info, cpb.InfoRequest()); gRPC errors
+        come out as CLIError with the daemon's message."""
+        try:
+            return method(request, timeout=timeout)
+        except grpc.RpcError as e:
+            raise translate_rpc_error(e, self.host, timeout) from None
+
+    def stream(self, method: Callable[..., Any], request: Any) -> Iterator[Any]:
+        """A server-streaming RPC without deadline (followed logs run until Ctrl-C)."""
+        call = method(request)
+        try:
+            yield from call
+        except grpc.RpcError as e:
+            raise translate_rpc_error(e, self.host, None) from None
+        finally:
+            call.cancel()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(ctx: typer.Context | None) -> Daemon:
+    return Daemon(options(ctx).host)
+
+
+def translate_rpc_error(err: grpc.RpcError, host: str, timeout: float | None) -> CLIError:
+    code = err.code() if isinstance(err, grpc.Call) else None
+    details = (err.details() if isinstance(err, grpc.Call) else str(err)) or ""
+    if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details:
+        # The channel never reached a server: say what to do instead of gRPC internals.
+        if "Permission denied" in details:
+            return CLIError(
+                f"Permission denied while connecting to the swarmlet daemon at {host}: "
+                "run as root or get access to the socket"
+            )
+        return CLIError(f"Cannot connect to the swarmlet daemon at {host}: is the daemon running?")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        waited = f" within {timeout:g}s" if timeout else ""
+        return CLIError(f"the swarmlet daemon at {host} did not answer{waited}: {details or 'deadline exceeded'}")
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return CLIError(f"the swarmlet daemon at {host} does not support this operation: {details}")
+    if code == grpc.StatusCode.CANCELLED and not details:
+        return CLIError("the request was cancelled")
+    if details:
+        return CLIError(details)
+    return CLIError(code.name.lower().replace("_", " ") if code else "request failed")
+
+
+def fail(message: str, exit_code: int = 1) -> typer.Exit:
+    """Print "Error: message" to stderr and return the Exit to raise."""
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(exit_code)
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorate a command so expected failures print one line and exit non-zero
+    instead of a traceback. functools.wraps keeps the signature typer reads."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except CLIError as e:
+            raise fail(e.message, e.exit_code) from None
+        except grpc.RpcError as e:  # a stub used directly, outside Daemon.call
+            err = translate_rpc_error(e, "the daemon", None)
+            raise fail(err.message, err.exit_code) from None
+
+    return wrapper
+
+
+def usage_error(message: str, param_hint: str | None = None) -> typer.BadParameter:
+    """A bad flag value: typer prints usage and the message, exit code 2."""
+    return typer.BadParameter(message, param_hint=param_hint)

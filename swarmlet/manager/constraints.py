@@ -1,0 +1,145 @@
+"""Placement constraints: parse `node.labels.zone==b` style expressions once,
+then match them against nodes.
+
+Pure and cheap: the scheduler matches every pending task's constraints against
+every node each round, so parsing happens up front and `Constraint.match` is a
+couple of attribute reads and a comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from swarmlet.api import objects_pb2 as pb
+
+ACCEPTED = (
+    "node.id, node.hostname, node.role (worker|manager), node.platform.os, "
+    "node.platform.arch or node.labels.<label>, compared with == or !="
+)
+
+_ROLES = {"worker": pb.NodeSpec.WORKER, "manager": pb.NodeSpec.MANAGER}
+
+# Docker reports `uname -m` names (x86_64, aarch64) while users usually write
+# Go/OCI names (amd64, arm64): treat them as the same platform.
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "armhf": "arm",
+    "i386": "386",
+    "i686": "386",
+}
+
+
+class ConstraintError(ValueError):
+    """A constraint expression that cannot be parsed or is not supported."""
+
+
+def _norm_arch(v: str) -> str:
+    v = v.lower()
+    return _ARCH_ALIASES.get(v, v)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One parsed expression. `field` is the part before the operator with the
+    label name split off into `label` (for node.labels.*)."""
+
+    expr: str
+    field: str  # node.id | node.hostname | node.role | node.platform.os | node.platform.arch | node.labels
+    label: str
+    equal: bool  # True for ==, False for !=
+    value: str
+
+    def _node_value(self, node: pb.Node) -> str | None:
+        """The node's value for this field, normalised like `value`; None when
+        the node has no such value (an absent label)."""
+        f = self.field
+        if f == "node.labels":
+            return node.spec.labels[self.label] if self.label in node.spec.labels else None
+        if f == "node.id":
+            return node.id
+        if f == "node.hostname":
+            return node.description.hostname.lower()
+        if f == "node.role":
+            return "manager" if node.role == pb.NodeSpec.MANAGER else "worker"
+        if f == "node.platform.os":
+            return node.description.os.lower()
+        if f == "node.platform.arch":
+            return _norm_arch(node.description.arch)
+        return None  # unreachable: parse_constraint only builds known fields
+
+    def match(self, node: pb.Node) -> bool:
+        # An absent value never equals anything, so `!=` matches nodes without
+        # the label (as in Swarm: "not in zone b" includes unlabelled nodes).
+        have = self._node_value(node)
+        return (have == self.value) == self.equal
+
+    def __str__(self) -> str:
+        return self.expr
+
+
+def parse_constraint(s: str) -> Constraint:
+    """Parse one expression; raise ConstraintError naming it and what is accepted."""
+    expr = s.strip()
+    ops = [(expr.find(o), o) for o in ("==", "!=") if o in expr]
+    if not ops:
+        raise ConstraintError(
+            f"invalid constraint {s!r}: no operator; expected KEY==VALUE or KEY!=VALUE with KEY one of {ACCEPTED}"
+        )
+    op = min(ops)[1]
+    key, _, value = expr.partition(op)
+    key, value = key.strip(), value.strip()
+    if "==" in value or "!=" in value:
+        raise ConstraintError(f"invalid constraint {s!r}: more than one operator")
+    if not key:
+        raise ConstraintError(f"invalid constraint {s!r}: empty key; accepted keys: {ACCEPTED}")
+    if not value:
+        raise ConstraintError(f"invalid constraint {s!r}: empty value")
+    equal = op == "=="
+    kl = key.lower()
+    if kl.startswith("node.labels."):
+        label = key[len("node.labels."):]
+        if not label:
+            raise ConstraintError(f"invalid constraint {s!r}: empty label name after node.labels.")
+        # Labels are user data: compared exactly, like Swarm does for values.
+        return Constraint(expr, "node.labels", label, equal, value)
+    if kl.startswith("engine.labels."):
+        raise ConstraintError(f"unsupported constraint {s!r}: engine labels are not supported; use node labels (node.labels.<label>) instead")
+    if kl == "node.id":
+        return Constraint(expr, kl, "", equal, value)
+    if kl == "node.hostname":
+        # Host names are case-insensitive (DNS).
+        return Constraint(expr, kl, "", equal, value.lower())
+    if kl == "node.role":
+        v = value.lower()
+        if v not in _ROLES:
+            raise ConstraintError(f"invalid constraint {s!r}: node.role must be worker or manager")
+        return Constraint(expr, kl, "", equal, v)
+    if kl == "node.platform.os":
+        return Constraint(expr, kl, "", equal, value.lower())
+    if kl == "node.platform.arch":
+        return Constraint(expr, kl, "", equal, _norm_arch(value))
+    raise ConstraintError(f"invalid constraint {s!r}: unknown key {key!r}; accepted keys: {ACCEPTED}")
+
+
+def parse_constraints(exprs: Iterable[str]) -> list[Constraint]:
+    return [parse_constraint(e) for e in exprs]
+
+
+def matches(constraints: Sequence[Constraint], node: pb.Node) -> bool:
+    """True if the node satisfies every constraint (an empty list matches all)."""
+    for c in constraints:
+        if not c.match(node):
+            return False
+    return True
+
+
+def first_unmet(constraints: Sequence[Constraint], node: pb.Node) -> Constraint | None:
+    """The first constraint the node fails, for error messages."""
+    for c in constraints:
+        if not c.match(node):
+            return c
+    return None
