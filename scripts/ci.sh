@@ -16,8 +16,9 @@ teardown() {
   section "teardown"
   local py=.venv/bin/python
   [[ -x $py ]] || py=python3  # testbed.py down needs only the standard library
-  # Every prefix the test suite uses: sl (cluster), sx (engine), st (testbed tests).
-  for prefix in sl sx st; do
+  # Every prefix the test suite uses: sl (cluster), slx (engine), st (testbed tests).
+  local p=${SWARMLET_TESTBED_PREFIX:-sl}
+  for prefix in "$p" "${p}x" st; do
     "$py" scripts/testbed.py down --prefix "$prefix" || echo "teardown of $prefix failed" >&2
   done
   if ((rc == 0)); then
