@@ -73,6 +73,7 @@ class _Record:
     handled_desired: int = -1  # desired state the last scheduled reconcile saw
     dirty: bool = False
     busy: bool = False
+    failures: int = 0          # reconciles failed in a row (engine errors), retried
 
 
 @dataclass
@@ -214,13 +215,15 @@ class Executor:
             self._reconcile(rec)
         except (docker.errors.DockerException, requests.RequestException, OSError) as e:
             # Engine unreachable or a transient error: try again later rather
-            # than declare a task failed on it.
-            log.warning("task %s: reconcile failed, retrying: %s", rec.task_id, e)
+            # than declare a task failed on it. Logged once per streak: with
+            # the engine down every task would log every second.
+            (log.warning if rec.failures == 0 else log.debug)("task %s: reconcile failed, retrying: %s", rec.task_id, e)
             retry = True
         except Exception:
             log.exception("task %s: reconcile failed", rec.task_id)
             retry = True
         with self._lock:
+            rec.failures = rec.failures + 1 if retry else 0
             if retry:
                 self._retry.add(rec.task_id)
             if rec.dirty and not self._stopped.is_set():
@@ -278,7 +281,7 @@ class Executor:
             self._observe_running(rec, task, info)
         elif state.get("StartedAt", _NEVER) == _NEVER and state.get("Status") == "created":
             # Created but never started (the agent stopped in between).
-            self._start(rec, task, cid, self._has_healthcheck_from_config(task, info))
+            self._start(rec, task, cid, self._has_healthcheck_from_config(info))
         else:
             end = cm.exit_status(int(state.get("ExitCode", 0)), bool(state.get("OOMKilled")), state.get("Error", ""))
             self._report(rec, end.state, end.message, err=end.err, exit_code=end.exit_code)
@@ -295,7 +298,7 @@ class Executor:
         else:
             self._report(rec, pb.STARTING, "starting: waiting for the health check")
 
-    def _has_healthcheck_from_config(self, task: pb.Task, info: dict[str, Any]) -> bool:
+    def _has_healthcheck_from_config(self, info: dict[str, Any]) -> bool:
         # The container's config already merges the image's health check.
         return cm.healthcheck_enabled(pb.ContainerSpec(), (info.get("Config") or {}).get("Healthcheck"))
 
@@ -441,7 +444,8 @@ class Executor:
                     filters={"type": "container", "label": self._label_filter, "event": _EVENTS},
                 )
             except Exception as e:
-                log.warning("docker events: %s; retrying in %.1fs", e, backoff)
+                # Once per outage (the backoff resets on success), not every retry.
+                (log.warning if backoff == 0.1 else log.debug)("docker events: %s; retrying", e)
                 self._stopped.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue

@@ -322,6 +322,16 @@ def test_new_executor_adopts_and_removes_orphans(client: docker.DockerClient, re
         other.remove(force=True)
 
 
+def test_container_created_but_never_started_is_started(client: docker.DockerClient, executor: Executor, reports: Reports, service: str) -> None:
+    # As if the previous agent stopped between create and start.
+    t = make_task(service, 1)
+    host_config = client.api.create_host_config(**cm.host_config_kwargs(t))
+    cid = client.api.create_container(host_config=host_config, **cm.create_container_kwargs(t, NODE))["Id"]
+    executor.converge([t])
+    assert reports.wait_state(t.id, pb.RUNNING).container_id == cid
+    assert [c.id for c in containers_of(client, service)] == [cid]
+
+
 def _healthy_task(service: str, test: list[str], args: list[str]) -> pb.Task:
     t = make_task(service, 1, args=args)
     c = t.spec.container
