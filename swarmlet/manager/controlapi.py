@@ -176,7 +176,7 @@ class ClusterControl:
                     raise RuntimeError("node has no API address yet")
                 stub = agent_pb2_grpc.AgentStub(self._agent_channel(node.api_addr))
                 stream = stub.TaskLogs(
-                    agent_pb2.TaskLogsRequest(container_ids=list(info), follow=req.follow, tail=req.tail or -1, timestamps=req.timestamps),
+                    agent_pb2.TaskLogsRequest(container_ids=list(info), follow=req.follow, tail=req.tail, timestamps=req.timestamps),
                     timeout=None if req.follow else 30,
                 )
                 context.add_callback(stream.cancel)
