@@ -306,3 +306,41 @@ def test_unschedulable_progress_fails_with_reason(testbed, cluster):
     finally:
         ok(testbed, h1, "node", "update", "--availability", "active", "--label-rm", "disk", "h2")
         testbed.cli(h1, "service", "rm", "stuck")
+
+
+def test_inspect_and_info_json(testbed, cluster):
+    h1, h2, _, _, _ = cluster
+    ok(testbed, h1, "service", "create", "--name", "insp", "--replicas", "2", "--env", "A=1", "--label", "team=x",
+       "--reserve-memory", "8M", "--restart-condition", "on-failure", IMAGE, "sleep", "3600")
+    (svc,) = json.loads(ok(testbed, h1, "service", "inspect", "insp").stdout)
+    spec = svc["spec"]
+    assert spec["name"] == "insp" and spec["labels"] == {"team": "x"}
+    assert spec["task"]["container"]["env"] == ["A=1"]
+    assert int(spec["task"]["resources"]["reservations"]["memory_bytes"]) == 8 * 1024 * 1024
+    assert spec["task"]["restart"]["condition"] == "ON_FAILURE"
+    (node,) = json.loads(ok(testbed, h1, "node", "inspect", "h2").stdout)
+    assert node["description"]["hostname"] == "h2"
+    info = json.loads(ok(testbed, h1, "info", "--format", "json").stdout)
+    assert info["is_leader"] and info["role"] == "manager" and int(info["services"]) >= 1
+    assert "insp" in ok(testbed, h1, "node", "ps", "h1").stdout + ok(testbed, h1, "node", "ps", "h2").stdout
+    ok(testbed, h1, "service", "rm", "insp")
+
+
+def test_worker_leave_then_node_rm(testbed, cluster):
+    h1, h2, h3, _, token = cluster
+    ok(testbed, h1, "service", "create", "--name", "lv", "--replicas", "3", IMAGE, "sleep", "3600")
+    r = fails(testbed, h1, "node", "rm", "h3")
+    assert "not down" in r.stderr
+    ok(testbed, h3, "leave")
+    # Leaving removes the node's containers and its membership.
+    wait_for(lambda: not containers(testbed, h3, all_=True), 30, "no swarmlet containers left on h3")
+    assert api(h3).Info(cpb.InfoRequest()).state == "inactive"
+    wait_for(lambda: nodes_by_name(h1)["h3"].status.state == pb.NodeStatus.DOWN, 20, "h3 down")
+    wait_for(lambda: len(running_tasks(h1, "lv")) == 3, 30, "lv back to 3 replicas on h1/h2")
+    ok(testbed, h1, "node", "rm", "h3")
+    assert "h3" not in nodes_by_name(h1)
+    # A host that left can join again, as a new node.
+    ok(testbed, h3, "join", "--token", token, f"{h1.ip}:4242")
+    wait_for(lambda: nodes_by_name(h1).get("h3") is not None
+             and nodes_by_name(h1)["h3"].status.state == pb.NodeStatus.READY, 30, "h3 joined again")
+    ok(testbed, h1, "service", "rm", "lv")
