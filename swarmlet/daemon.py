@@ -228,6 +228,7 @@ class Daemon:
                                    "This node is already part of a swarm. Use 'swarmlet leave' to leave this swarm and join another one.")
             if req.advertise_addr:
                 self._set_advertise(req.advertise_addr)
+            self._check_ports_free([("join", self.cfg.join_port), ("raft", self.cfg.raft_port), ("api", self.cfg.api_port)])
             root = ca.create_root_ca()
             cluster_id = ca.new_node_id()
             node_id = ca.new_node_id()
@@ -271,6 +272,18 @@ class Daemon:
             return cpb.InitResponse(node_id=node_id, cluster_id=cluster_id, worker_token=cluster.worker_token,
                                     manager_token=cluster.manager_token, api_addr=self.join_addr())
 
+    def _check_ports_free(self, ports: list[tuple[str, int]]) -> None:
+        """Refuse init/join up front when a port we need is taken, instead of
+        failing half-way with state already written."""
+        for what, port in ports:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((self.addr, port))
+                except OSError as e:
+                    raise ControlError(grpc.StatusCode.FAILED_PRECONDITION,
+                                       f"{what} port {self.addr}:{port} is not available: {e.strerror}") from None
+
     def _set_advertise(self, addr: str) -> None:
         try:
             socket.inet_aton(addr)
@@ -285,6 +298,7 @@ class Daemon:
                                    "This node is already part of a swarm. Use 'swarmlet leave' to leave this swarm and join another one.")
             if req.advertise_addr:
                 self._set_advertise(req.advertise_addr)
+            self._check_ports_free([("api", self.cfg.api_port)])
             try:
                 digest, _ = ca.parse_token(req.token)
             except ca.TokenError as e:
@@ -467,6 +481,15 @@ class LocalControl(control_pb2_grpc.ControlServicer):
             _abort(context, e)
 
 
+def _socket_answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 def run_daemon(cfg: DaemonConfig) -> int:
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -481,7 +504,10 @@ def run_daemon(cfg: DaemonConfig) -> int:
     if sock_dir:
         os.makedirs(sock_dir, exist_ok=True)
     if os.path.exists(cfg.socket):
-        os.unlink(cfg.socket)
+        if _socket_answers(cfg.socket):
+            log.error("another swarmlet daemon is already listening on unix://%s", cfg.socket)
+            return 1
+        os.unlink(cfg.socket)  # left over from a daemon that died
     local = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="local"))
     control_pb2_grpc.add_ControlServicer_to_server(LocalControl(daemon), local)
     local.add_insecure_port(f"unix://{cfg.socket}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import grpc
@@ -139,6 +141,23 @@ def test_unreachable_manager_join_refused(testbed, cluster):
     r = fails(testbed, h4, "join", "--token", token, f"{base}.77:4242")
     assert "cannot reach manager" in r.stderr
     _assert_unchanged(testbed, h4)
+
+
+def test_join_with_port_in_use_refused(testbed, cluster):
+    h1, _, _, h4, token = cluster
+    holder = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{h4.netns}", sys.executable, "-c",
+         "import socket,sys,time; s=socket.socket(); s.bind((sys.argv[1], 4244)); s.listen(); print('ok', flush=True); time.sleep(120)",
+         h4.ip],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        r = fails(testbed, h4, "join", "--token", token, f"{h1.ip}:4242")
+        assert "4244" in r.stderr and "not available" in r.stderr
+        _assert_unchanged(testbed, h4)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_create_spreads_12_replicas_over_3_hosts(testbed, cluster):
