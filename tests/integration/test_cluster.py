@@ -363,3 +363,36 @@ def test_worker_leave_then_node_rm(testbed, cluster):
     wait_for(lambda: nodes_by_name(h1).get("h3") is not None
              and nodes_by_name(h1)["h3"].status.state == pb.NodeStatus.READY, 30, "h3 joined again")
     ok(testbed, h1, "service", "rm", "lv")
+
+
+def test_global_service_follows_nodes(testbed, cluster):
+    h1, h2, h3, _, _ = cluster
+    ok(testbed, h1, "service", "create", "--name", "glob", "--mode", "global", IMAGE, "sleep", "3600")
+    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "glob") == {"h1": 1, "h2": 1, "h3": 1}, 30,
+             "one glob task per node")
+    ok(testbed, h1, "node", "update", "--availability", "drain", "h2")
+    try:
+        wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "glob") == {"h1": 1, "h2": 0, "h3": 1}, 30,
+                 "no glob task on drained h2")
+    finally:
+        ok(testbed, h1, "node", "update", "--availability", "active", "h2")
+    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "glob") == {"h1": 1, "h2": 1, "h3": 1}, 30,
+             "glob back on h2")
+    ok(testbed, h1, "service", "rm", "glob")
+
+
+def test_reservations_never_exceed_capacity(testbed, cluster):
+    h1, h2, h3, _, _ = cluster
+    nodes = nodes_by_name(h1)
+    mem = min(nodes[h].description.resources.memory_bytes for h in ("h1", "h2", "h3"))
+    assert mem > 0
+    # Each node fits exactly two of these; the seventh replica cannot be placed.
+    per_task_mib = int(mem * 0.4) // (1024 * 1024)
+    r = testbed.cli(h1, "service", "create", "--name", "big", "--replicas", "7", "--reserve-memory", f"{per_task_mib}M",
+                    IMAGE, "sleep", "3600", timeout=60)
+    assert r.returncode != 0 and "insufficient memory" in r.stderr, r.stderr
+    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "big") == {"h1": 2, "h2": 2, "h3": 2}, 30,
+             "two big tasks per node")
+    pending = [t for t in tasks(h1, "big") if t.status.state == pb.PENDING]
+    assert len(pending) == 1 and "insufficient memory" in pending[0].status.err
+    ok(testbed, h1, "service", "rm", "big")
