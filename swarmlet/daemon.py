@@ -412,6 +412,16 @@ class Daemon:
         self.stopped.set()
 
 
+def _to_manager(method: str):
+    """A Control RPC answered by the manager components (ClusterControl.<method>)."""
+
+    def handler(self: "LocalControl", request, context):
+        return self._manager(context, method, request)
+
+    handler.__name__ = method
+    return handler
+
+
 class LocalControl(control_pb2_grpc.ControlServicer):
     """The unix-socket API: membership handled by the daemon itself, cluster
     operations handed to the manager components."""
@@ -443,35 +453,16 @@ class LocalControl(control_pb2_grpc.ControlServicer):
     def _manager(self, context, method: str, request):
         return self._call(context, lambda: getattr(self.d.manager_control(), method)(request))
 
-    def CreateService(self, request, context):
-        return self._manager(context, "create_service", request)
-
-    def GetService(self, request, context):
-        return self._manager(context, "get_service", request)
-
-    def ListServices(self, request, context):
-        return self._manager(context, "list_services", request)
-
-    def ScaleService(self, request, context):
-        return self._manager(context, "scale_service", request)
-
-    def RemoveService(self, request, context):
-        return self._manager(context, "remove_service", request)
-
-    def ListTasks(self, request, context):
-        return self._manager(context, "list_tasks", request)
-
-    def ListNodes(self, request, context):
-        return self._manager(context, "list_nodes", request)
-
-    def GetNode(self, request, context):
-        return self._manager(context, "get_node", request)
-
-    def UpdateNode(self, request, context):
-        return self._manager(context, "update_node", request)
-
-    def RemoveNode(self, request, context):
-        return self._manager(context, "remove_node", request)
+    CreateService = _to_manager("create_service")
+    GetService = _to_manager("get_service")
+    ListServices = _to_manager("list_services")
+    ScaleService = _to_manager("scale_service")
+    RemoveService = _to_manager("remove_service")
+    ListTasks = _to_manager("list_tasks")
+    ListNodes = _to_manager("list_nodes")
+    GetNode = _to_manager("get_node")
+    UpdateNode = _to_manager("update_node")
+    RemoveNode = _to_manager("remove_node")
 
     def ServiceLogs(self, request, context) -> Iterator[cpb.ServiceLogLine]:
         try:
