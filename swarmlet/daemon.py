@@ -283,7 +283,7 @@ class Daemon:
             log.error("could not change role to %s: no manager answered", want)
             self._restart_session()
             return
-        log.info("role changing to %s", resp.role)
+        log.info("role changing to %s: saving the new identity and restarting the daemon process", resp.role)
         with self._lock:
             ident = tls.certificate_identity(resp.cert_pem)
             creds = tls.NodeCredentials(key_pem=key_pem, cert_pem=resp.cert_pem, ca_pem=self.creds.ca_pem,
@@ -291,33 +291,25 @@ class Daemon:
             if self.session is not None:
                 self.session.stop()
                 self.session = None
-            if self.server is not None:
-                self.server.stop(grace=0.5)
-                self.server = None
-            if resp.role == "manager" and self.store is None:
-                self._write_raft_secret(resp.raft_secret)
-                self.node.raft_peers = list(resp.raft_peers)
-                self.creds = creds
-                self.node.role = "manager"
-                self._start_manager(resp.raft_secret, list(resp.raft_peers))
-            elif resp.role == "worker" and self.store is not None:
-                for part in (self.leader_loop, self.dispatcher):
-                    part.stop()
-                self.leader_loop = self.dispatcher = self.control = None
+            if resp.role == "worker" and self.store is not None:
                 store, self.store = self.store, None
                 store.close()
                 # Removed from Raft: its old log must never be replayed.
                 shutil.rmtree(os.path.join(self.cfg.state_dir, "raft"), ignore_errors=True)
                 self.node.raft_peers = []
-                self.node.role = "worker"
-                self.creds = creds
-            else:
-                self.creds = creds
-                self.node.role = resp.role
-            self.creds.save(self._certs_dir())
+            elif resp.role == "manager":
+                shutil.rmtree(os.path.join(self.cfg.state_dir, "raft"), ignore_errors=True)
+                self._write_raft_secret(resp.raft_secret)
+                self.node.raft_peers = list(resp.raft_peers)
+            self.node.role = resp.role
+            creds.save(self._certs_dir())
             self.node.save(self.cfg.state_dir)
-            self._start_cluster_server()
-            self._start_agent()
+            # The state on disk now describes the new role; a process restart
+            # resumes from it exactly as after a crash (the tested path), and the
+            # executor adopts the running containers. Rebuilding the gRPC server,
+            # Raft node and loops in place proved fragile (a Raft node re-created
+            # on the same port in the same process never caught up).
+            _reexec()
 
     def _restart_session(self) -> None:
         with self._lock:
@@ -626,6 +618,21 @@ class Daemon:
         with self._lock:
             self._shutdown_cluster(remove_containers=False)
         self.stopped.set()
+
+
+def _reexec() -> None:
+    """Replace this process with a fresh daemon with the same arguments (same
+    pid: supervisors and the testbed keep tracking it)."""
+    import sys
+
+    for h in logging.getLogger().handlers:
+        h.flush()
+    argv = sys.argv
+    if argv and argv[0].endswith("__main__.py"):
+        args = [sys.executable, "-m", "swarmlet", *argv[1:]]
+    else:
+        args = [sys.executable, *argv]
+    os.execv(sys.executable, args)
 
 
 class LocalControl(control_pb2_grpc.ControlServicer):

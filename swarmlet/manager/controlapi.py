@@ -338,7 +338,9 @@ class ClusterControl:
             self.add_manager(node, create=True)
         else:
             self._propose([st.put(node, create=True)])
-        snap = self._snap()
+        # No read barrier here: after adding a second manager nothing commits
+        # until that manager runs, and it starts only once this returns.
+        snap = self._store.snapshot()
         return sorted(n.manager_status.api_addr for n in snap.nodes.values() if n.role == pb.NodeSpec.MANAGER)
 
     # ---- Raft membership (one change at a time, across managers) ----

@@ -55,7 +55,17 @@ def digests_agree(hosts, timeout: float = 60) -> str:
     def same():
         d = digests(hosts)
         return d.pop() if len(d) == 1 and "down" not in d and "" not in d else None
-    return wait_for(same, timeout, "equal state digests on every manager", interval=0.5)
+    try:
+        return wait_for(same, timeout, "equal state digests on every manager", interval=0.5)
+    except AssertionError:
+        seen = {}
+        for h in hosts:
+            i = info(h)
+            if i is not None:
+                rs = json.loads(i.raft_status or "{}")
+                seen[h.name] = (i.role, i.store_version, i.state_digest[:10],
+                                {k: rs.get(k) for k in ("state", "leader", "last_applied", "commit_idx", "partner_nodes_count")})
+        raise AssertionError(f"state digests differ: {seen}") from None
 
 
 def service_names(host) -> list[str]:
