@@ -8,6 +8,7 @@ Tests run in file order and share the cluster; each leaves 3 live managers.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 
@@ -274,3 +275,31 @@ def test_backup_then_force_new_cluster(testbed, cluster, tmp_path):
     ok(testbed, h1, "service", "create", "--detach", "--name", "after-force", "--replicas", "0", IMAGE, "sleep", "1")
     st = manager_status(testbed, h1)
     assert st == {"h1": "Leader"}, st
+
+
+def test_restore_on_a_fresh_host(testbed, cluster, tmp_path):
+    """Disaster recovery from a file: every manager of the old cluster is gone,
+    a host with an empty state directory restores the backup and leads."""
+    (h1, h2, h3), h4 = cluster
+    path = str(tmp_path / "backup.swl")
+    ok(testbed, h1, "cluster", "backup", path)
+    before = set(service_names(h1))
+    assert {"durable", "after-force"} <= before
+    for h in (h1, h2, h3):
+        if testbed.swarmlet_running(h):
+            testbed.kill_swarmlet(h)
+    shutil.rmtree(h2.state_dir, ignore_errors=True)
+    testbed.start_swarmlet(h2)
+    wait_for(lambda: info(h2) is not None and info(h2).state == "inactive", 30, "h2 daemon up, not in a swarm")
+    # A corrupt file is refused before anything changes.
+    bad = str(tmp_path / "bad.swl")
+    raw = open(path, "rb").read()
+    open(bad, "wb").write(raw[:-10])
+    r = fails(testbed, h2, "cluster", "restore", bad)
+    assert "backup" in r.stderr.lower()
+    assert info(h2).state == "inactive"
+    ok(testbed, h2, "cluster", "restore", path)
+    wait_for(lambda: info(h2) is not None and info(h2).is_leader, 60, "the restored manager leads")
+    assert set(service_names(h2)) == before
+    ok(testbed, h2, "service", "create", "--detach", "--name", "after-restore", "--replicas", "0", IMAGE, "sleep", "1")
+    assert "after-restore" in service_names(h2)
