@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 # Bound on request ids remembered for idempotent retries.
 _MAX_REQUEST_IDS = 4096
 
-_TABLE_TYPES = {"nodes": pb.Node, "services": pb.Service, "tasks": pb.Task, "clusters": pb.Cluster}
+_TABLE_TYPES = {"nodes": pb.Node, "services": pb.Service, "tasks": pb.Task, "clusters": pb.Cluster, "networks": pb.Network}
 
 
 class StoreError(Exception):
@@ -130,7 +130,7 @@ class _StateMachine(SyncObjConsumer):
     def _deserialize(self, data: dict) -> None:
         snap = st.Snapshot(version=data["version"])
         for table, cls in _TABLE_TYPES.items():
-            setattr(snap, table, {oid: cls.FromString(raw) for oid, raw in data["tables"][table].items()})
+            setattr(snap, table, {oid: cls.FromString(raw) for oid, raw in data["tables"].get(table, {}).items()})
         self._snap = snap
         self._applied_ids = OrderedDict((k, spb.StoreResult.FromString(v)) for k, v in data["applied_ids"])
         self._on_change(snap)
