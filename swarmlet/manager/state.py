@@ -67,6 +67,10 @@ class Snapshot:
     def table(self, kind: int) -> dict:
         return getattr(self, _KIND_TABLE[kind])
 
+    def table_by_name(self, name: str) -> dict:
+        """The table for a PutAction oneof name plus "s" ("tasks", "networks")."""
+        return getattr(self, name)
+
     def tasks_of_service(self, service_id: str) -> list[pb.Task]:
         return [t for t in self.tasks.values() if t.service_id == service_id]
 
