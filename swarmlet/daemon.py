@@ -197,8 +197,11 @@ class Daemon:
 
     def _make_executor(self) -> None:
         from swarmlet.agent.executor import Executor
+        from swarmlet.agent.network import NetworkAgent
 
-        self.executor = Executor(self.cfg.docker_host, self.node.node_id, self._report, hostname=self.hostname)
+        network = NetworkAgent(self.addr)
+        self.executor = Executor(self.cfg.docker_host, self.node.node_id, self._report, hostname=self.hostname,
+                                 network=network)
 
     def _report(self, reports) -> None:
         s = self.session
