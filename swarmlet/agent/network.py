@@ -36,13 +36,18 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import subprocess
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+from swarmlet.compat import restore_inet_ntop
+
+restore_inet_ntop()  # before pyroute2 binds it (see compat.py)
+
+from pyroute2 import IPRoute  # noqa: E402
+from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
 
 from swarmlet.agent.dns import DnsServer, TYPE_A
 from swarmlet.api import dispatcher_pb2 as dpb
@@ -364,7 +369,7 @@ class NetworkAgent:
             # from its address, like every endpoint's.
             ipr.link("set", index=bidx, address=mac_for(a.node_addr), state="up")
             want = (a.node_addr, _prefixlen(net))
-            have = {(x.get_attr("IFA_ADDRESS"), x["prefixlen"]) for x in ipr.get_addr(index=bidx)}
+            have = {(x.get_attr("IFA_ADDRESS"), x["prefixlen"]) for x in ipr.get_addr(index=bidx, family=socket.AF_INET)}
             for addr, plen in have - {want}:
                 ipr.addr("del", index=bidx, address=addr, prefixlen=plen)
             if want not in have:

@@ -29,6 +29,10 @@ from typing import Callable
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
+from swarmlet.compat import restore_inet_ntop
+
+restore_inet_ntop()  # pysyncobj breaks socket.inet_ntop on import (see compat.py)
+
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.manager import state as st
