@@ -56,6 +56,19 @@ class DaemonConfig:
     api_port: int = 4244
     log_level: str = "info"
     hostname: str = ""
+    # Raft election timeout window and leader step-down (seconds); see
+    # docs/operations.md ("Raft timing").
+    election_timeout_min: float = 0.4
+    election_timeout_max: float = 0.8
+    leader_fallback_timeout: float = 1.5
+
+    def raft_timings(self):
+        from swarmlet.manager.store import RaftTimings
+
+        t = RaftTimings(raft_min_timeout=self.election_timeout_min, raft_max_timeout=self.election_timeout_max,
+                        leader_fallback_timeout=self.leader_fallback_timeout)
+        t.validate()
+        return t
 
 
 @dataclass
@@ -67,6 +80,9 @@ class NodeState:
     cluster_id: str
     addr: str
     managers: list[str] = field(default_factory=list)
+    # Raft addresses of the voting managers as last seen (managers only): the
+    # partner list after a restart (pysyncobj's dump, once written, overrides it).
+    raft_peers: list[str] = field(default_factory=list)
 
     def save(self, state_dir: str) -> None:
         path = os.path.join(state_dir, "node.json")
@@ -142,7 +158,7 @@ class Daemon:
         self.node, self.creds = node, creds
         log.info("resuming as %s node %s of cluster %s", node.role, node.node_id, node.cluster_id)
         if node.role == "manager":
-            self._start_manager(raft_secret=self._read_raft_secret())
+            self._start_manager(raft_secret=self._read_raft_secret(), peers=node.raft_peers)
         self._start_cluster_server()
         self._start_agent()
 
@@ -158,18 +174,34 @@ class Daemon:
         with os.fdopen(fd, "wb") as f:
             f.write(secret)
 
-    def _start_manager(self, raft_secret: bytes) -> None:
+    def _start_manager(self, raft_secret: bytes, peers: list[str] | None = None) -> None:
         from swarmlet.manager.controlapi import ClusterControl
         from swarmlet.manager.dispatcher import Dispatcher
         from swarmlet.manager.leader import LeaderLoop
         from swarmlet.manager.store import Store
 
-        self.store = Store(self.raft_addr(), [], self.cfg.state_dir, raft_secret)
-        self.dispatcher = Dispatcher(self.store)
+        partners = [p for p in (peers or []) if p != self.raft_addr()]
+        self.store = Store(self.raft_addr(), partners, self.cfg.state_dir, raft_secret, timings=self.cfg.raft_timings())
+        self.control = ClusterControl(self.store, self._agent_channel, self.node.node_id)
+        self.dispatcher = Dispatcher(self.store, renew_role=self.control.renew_role)
         self.dispatcher.start()
         self.leader_loop = LeaderLoop(self.store)
         self.leader_loop.start()
-        self.control = ClusterControl(self.store, self._agent_channel, self.node.node_id)
+        threading.Thread(target=self._watch_members, args=(self.store,), name="raft-members", daemon=True).start()
+
+    def _watch_members(self, store) -> None:
+        """Keep node.json's raft_peers equal to the live membership, so that a
+        restart before the first Raft snapshot still knows its partners."""
+        while self.store is store and not self.stopped.is_set():
+            try:
+                members = store.members()
+                with self._lock:
+                    if self.node is not None and self.store is store and members != self.node.raft_peers:
+                        self.node.raft_peers = members
+                        self.node.save(self.cfg.state_dir)
+            except Exception:
+                log.exception("recording raft members")
+            self.stopped.wait(1.0)
 
     def _agent_channel(self, addr: str) -> grpc.Channel:
         c = self.creds
@@ -186,14 +218,20 @@ class Daemon:
         agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(self.executor), server)
         if self.node.role == "manager":
             dispatcher_pb2_grpc.add_DispatcherServicer_to_server(self.dispatcher, server)
-            ca_pb2_grpc.add_CAServicer_to_server(ca.CAServicer(lambda: self.store.snapshot().cluster, self._register_node), server)
+            ca_pb2_grpc.add_CAServicer_to_server(ca.CAServicer(lambda: self.store.snapshot().cluster, self._register_node,
+                                                                    lambda: self.store.members()), server)
             server.add_secure_port(f"{self.addr}:{self.cfg.join_port}", tls.server_credentials(c.key_pem, c.cert_pem, c.ca_pem, False))
         server.add_secure_port(f"{self.addr}:{self.cfg.api_port}", tls.server_credentials(c.key_pem, c.cert_pem, c.ca_pem, True))
         server.start()
         self.server = server
 
     def _register_node(self, node_id: str, role: str, request, peer_ip: str) -> list[str]:
-        return self.control.register_node(node_id, role, request, peer_ip)
+        from swarmlet.manager.controlapi import ApiError
+
+        try:
+            return self.control.register_node(node_id, role, request, peer_ip)
+        except ApiError as e:
+            raise ca.RegistrationError(str(e), e.code) from None
 
     def _make_executor(self) -> None:
         from swarmlet.agent.executor import Executor
@@ -214,8 +252,83 @@ class Daemon:
         if self.executor is None:
             self._make_executor()
         self.session = AgentSession(self.creds, self.node.managers, self.executor, self.addr, self.api_addr(),
-                                    on_managers=self._managers_changed)
+                                    on_managers=self._managers_changed, raft_addr=self.raft_addr(),
+                                    on_role=self._role_wanted)
         self.executor.start()
+        self.session.start()
+
+    # ---- promotion / demotion ----
+    def _role_wanted(self, desired_role: int) -> None:
+        """Called by the session when the cluster wants another role for this
+        node. Renewal runs on its own thread: it restarts the session."""
+        threading.Thread(target=self._change_role, args=(desired_role,), name="role-change", daemon=True).start()
+
+    def _change_role(self, desired_role: int) -> None:
+        want = "manager" if desired_role == pb.NodeSpec.MANAGER else "worker"
+        from swarmlet.api import dispatcher_pb2 as dpb
+
+        deadline = time.monotonic() + 120
+        key_pem = ca.new_node_key()
+        csr = ca.make_csr(key_pem)
+        resp = None
+        while resp is None and time.monotonic() < deadline and not self.stopped.is_set():
+            for addr in list(self.node.managers if self.node else []):
+                channel = self._agent_channel(addr)
+                try:
+                    resp = dispatcher_pb2_grpc.DispatcherStub(channel).RenewRole(dpb.RenewRoleRequest(csr_pem=csr), timeout=30)
+                    break
+                except grpc.RpcError as e:
+                    log.info("role renewal via %s: %s", addr, e.details())
+                finally:
+                    channel.close()
+            if resp is None:
+                self.stopped.wait(0.5)
+        if resp is None:
+            log.error("could not change role to %s: no manager answered", want)
+            self._restart_session()
+            return
+        log.info("role changing to %s: saving the new identity and restarting the daemon process", resp.role)
+        with self._lock:
+            ident = tls.certificate_identity(resp.cert_pem)
+            creds = tls.NodeCredentials(key_pem=key_pem, cert_pem=resp.cert_pem, ca_pem=self.creds.ca_pem,
+                                        node_id=self.node.node_id, role=resp.role, cluster_id=ident.cluster_id)
+            if self.session is not None:
+                self.session.stop()
+                self.session = None
+            if resp.role == "worker" and self.store is not None:
+                store, self.store = self.store, None
+                store.close()
+                # Removed from Raft: its old log must never be replayed.
+                shutil.rmtree(os.path.join(self.cfg.state_dir, "raft"), ignore_errors=True)
+                self.node.raft_peers = []
+            elif resp.role == "manager":
+                shutil.rmtree(os.path.join(self.cfg.state_dir, "raft"), ignore_errors=True)
+                self._write_raft_secret(resp.raft_secret)
+                self.node.raft_peers = list(resp.raft_peers)
+            self.node.role = resp.role
+            creds.save(self._certs_dir())
+            self.node.save(self.cfg.state_dir)
+            # The state on disk now describes the new role; a process restart
+            # resumes from it exactly as after a crash (the tested path), and the
+            # executor adopts the running containers. Rebuilding the gRPC server,
+            # Raft node and loops in place proved fragile (a Raft node re-created
+            # on the same port in the same process never caught up).
+            _reexec()
+
+    def _restart_session(self) -> None:
+        with self._lock:
+            if self.session is not None:
+                self.session.stop()
+            self.session = None
+            if self.node is not None:
+                self._start_agent_session_only()
+
+    def _start_agent_session_only(self) -> None:
+        from swarmlet.agent.session import AgentSession
+
+        self.session = AgentSession(self.creds, self.node.managers, self.executor, self.addr, self.api_addr(),
+                                    on_managers=self._managers_changed, raft_addr=self.raft_addr(),
+                                    on_role=self._role_wanted)
         self.session.start()
 
     def _managers_changed(self, managers: list[str]) -> None:
@@ -226,6 +339,8 @@ class Daemon:
 
     # ---- init / join / leave ----
     def init(self, req: cpb.InitRequest) -> cpb.InitResponse:
+        if req.force_new_cluster:
+            return self.force_new_cluster(req)
         with self._lock:
             if self.node is not None:
                 raise ControlError(grpc.StatusCode.FAILED_PRECONDITION,
@@ -236,6 +351,7 @@ class Daemon:
                 raise ControlError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
             if req.advertise_addr:
                 self._set_advertise(req.advertise_addr)
+            self._check_ports_free([("join", self.cfg.join_port), ("raft", self.cfg.raft_port), ("api", self.cfg.api_port)])
             root = ca.create_root_ca()
             cluster_id = ca.new_node_id()
             node_id = ca.new_node_id()
@@ -281,6 +397,18 @@ class Daemon:
             return cpb.InitResponse(node_id=node_id, cluster_id=cluster_id, worker_token=cluster.worker_token,
                                     manager_token=cluster.manager_token, api_addr=self.join_addr())
 
+    def _check_ports_free(self, ports: list[tuple[str, int]]) -> None:
+        """Refuse init/join up front when a port we need is taken, instead of
+        failing half-way with state already written."""
+        for what, port in ports:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((self.addr, port))
+                except OSError as e:
+                    raise ControlError(grpc.StatusCode.FAILED_PRECONDITION,
+                                       f"{what} port {self.addr}:{port} is not available: {e.strerror}") from None
+
     def _set_advertise(self, addr: str) -> None:
         try:
             socket.inet_aton(addr)
@@ -295,6 +423,7 @@ class Daemon:
                                    "This node is already part of a swarm. Use 'swarmlet leave' to leave this swarm and join another one.")
             if req.advertise_addr:
                 self._set_advertise(req.advertise_addr)
+            self._check_ports_free([("api", self.cfg.api_port)])
             try:
                 digest, _ = ca.parse_token(req.token)
             except ca.TokenError as e:
@@ -312,8 +441,8 @@ class Daemon:
             try:
                 resp = ca_pb2_grpc.CAStub(channel).IssueNodeCertificate(
                     ca_pb2.IssueNodeCertificateRequest(token=req.token, csr_pem=csr, hostname=self.hostname, addr=self.addr,
-                                                       api_addr=self.api_addr()),
-                    timeout=10,
+                                                       api_addr=self.api_addr(), raft_addr=self.raft_addr()),
+                    timeout=30,
                 )
             except grpc.RpcError as e:
                 code = e.code()
@@ -327,7 +456,14 @@ class Daemon:
                                         role=resp.role, cluster_id=ident.cluster_id)
             managers = list(resp.managers) or [remote]
             self.creds = creds
-            self.node = NodeState(node_id=resp.node_id, role=resp.role, cluster_id=ident.cluster_id, addr=self.addr, managers=managers)
+            self.node = NodeState(node_id=resp.node_id, role=resp.role, cluster_id=ident.cluster_id, addr=self.addr, managers=managers,
+                                  raft_peers=list(resp.raft_peers))
+            if resp.role == "manager":
+                # Already a Raft member (the CA added it): start the store with
+                # the current members as partners; the leader sends it the log
+                # or a snapshot.
+                self._write_raft_secret(resp.raft_secret)
+                self._start_manager(resp.raft_secret, list(resp.raft_peers))
             creds.save(self._certs_dir())
             self.node.save(self.cfg.state_dir)
             self._start_cluster_server()
@@ -379,6 +515,104 @@ class Daemon:
             self.store.close()
             self.store = None
 
+    # ---- disaster recovery ----
+    def backup(self) -> cpb.BackupResponse:
+        """A consistent copy of the replicated state (a read barrier first, so
+        it holds every acknowledged write)."""
+        from swarmlet.manager import backup as bk
+        from swarmlet.manager.controlapi import store_error
+        from swarmlet.manager.store import StoreError
+
+        self.manager_control()
+        try:
+            self.store.barrier()
+        except StoreError as e:
+            raise store_error(e) from None
+        return cpb.BackupResponse(data=bk.encode(self.store.snapshot()))
+
+    def restore(self, req: cpb.RestoreRequest) -> cpb.InitResponse:
+        """Bring up a one-manager cluster on this (fresh) host from a backup."""
+        from swarmlet.manager import backup as bk
+
+        with self._lock:
+            if self.node is not None:
+                raise ControlError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   "This node is already part of a swarm: restore a backup on a fresh host (or 'swarmlet leave --force' first).")
+            try:
+                snap = bk.decode(req.data)
+            except bk.BackupError as e:
+                raise ControlError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+            if req.advertise_addr:
+                self._set_advertise(req.advertise_addr)
+            cluster = snap.cluster
+            node_id = ca.new_node_id()
+            key_pem, cert_pem = ca.issue_local_certificate(cluster.root_ca, node_id, "manager", cluster.id, self.addr)
+            self.creds = tls.NodeCredentials(key_pem=key_pem, cert_pem=cert_pem, ca_pem=cluster.root_ca.cert_pem, node_id=node_id,
+                                             role="manager", cluster_id=cluster.id)
+            self.node = NodeState(node_id=node_id, role="manager", cluster_id=cluster.id, addr=self.addr, managers=[self.api_addr()])
+            try:
+                self._bootstrap(snap, reason="restored from a backup")
+            except Exception:
+                self._shutdown_cluster(remove_containers=False)
+                shutil.rmtree(os.path.join(self.cfg.state_dir, "raft"), ignore_errors=True)
+                self.node = self.creds = None
+                raise
+            self.creds.save(self._certs_dir())
+            self.node.save(self.cfg.state_dir)
+            self._start_cluster_server()
+            self._start_agent()
+            return cpb.InitResponse(node_id=node_id, cluster_id=cluster.id, worker_token=cluster.worker_token,
+                                    manager_token=cluster.manager_token, api_addr=self.join_addr())
+
+    def force_new_cluster(self, req: cpb.InitRequest) -> cpb.InitResponse:
+        """Recover a manager whose majority is gone for good: keep its state
+        (services, tasks, nodes), drop every other manager from Raft and become
+        a one-manager cluster that can be grown again."""
+        with self._lock:
+            if self.node is None or self.store is None:
+                raise ControlError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   "--force-new-cluster recovers a manager of an existing swarm: this node is not a manager")
+            snap = self.store.snapshot()
+            if snap.cluster is None:
+                raise ControlError(grpc.StatusCode.FAILED_PRECONDITION, "this manager holds no cluster state to recover from")
+            log.warning("forcing a new cluster from local state at version %d", snap.version)
+            self._shutdown_cluster(remove_containers=False)
+            shutil.rmtree(os.path.join(self.cfg.state_dir, "raft"), ignore_errors=True)
+            self._bootstrap(snap, reason="removed by force-new-cluster")
+            self.node.managers = [self.api_addr()]
+            self.node.save(self.cfg.state_dir)
+            self._start_cluster_server()
+            self._start_agent()
+            c = self.store.snapshot().cluster
+            return cpb.InitResponse(node_id=self.node.node_id, cluster_id=c.id, worker_token=c.worker_token,
+                                    manager_token=c.manager_token, api_addr=self.join_addr())
+
+    def _bootstrap(self, snap: st.Snapshot, reason: str) -> None:
+        """Start a fresh one-member Raft with a new secret (old managers can no
+        longer talk to it) and write `snap` into it as ordinary replicated
+        puts, with this node as the only manager."""
+        from swarmlet.manager import backup as bk
+
+        secret = secrets.token_bytes(32)
+        self._write_raft_secret(secret)
+        self.node.raft_peers = [self.raft_addr()]
+        self._start_manager(secret, [])
+        deadline = time.monotonic() + 10
+        while not self.store.is_leader():
+            if time.monotonic() > deadline:
+                raise ControlError(grpc.StatusCode.INTERNAL, "the new Raft node did not become leader")
+            time.sleep(0.02)
+        me = pb.Node(
+            id=self.node.node_id, role=pb.NodeSpec.MANAGER,
+            spec=pb.NodeSpec(desired_role=pb.NodeSpec.MANAGER, availability=pb.NodeSpec.ACTIVE),
+            description=pb.NodeDescription(hostname=self.hostname),
+            status=pb.NodeStatus(state=pb.NodeStatus.UNKNOWN, addr=self.addr, timestamp=time.time()),
+            manager_status=pb.ManagerStatus(raft_addr=self.raft_addr(), api_addr=self.api_addr()),
+            api_addr=self.api_addr(), raft_addr=self.raft_addr(),
+        )
+        for chunk in bk.bootstrap_batches(snap, me, secret, reason):
+            self.store.propose(chunk, timeout=30)
+
     def info(self) -> cpb.InfoResponse:
         if self.node is None:
             return cpb.InfoResponse(state="inactive", docker_host=self.cfg.docker_host, addr=self.addr)
@@ -392,6 +626,8 @@ class Daemon:
             r.services = len(snap.services)
             r.tasks = len(snap.tasks)
             r.raft_status = json.dumps(self.store.status(), default=str)
+            r.state_digest = self.store.state_digest()
+            r.store_version = snap.version
         return r
 
     def manager_control(self):
@@ -406,6 +642,31 @@ class Daemon:
         with self._lock:
             self._shutdown_cluster(remove_containers=False)
         self.stopped.set()
+
+
+def _to_manager(method: str):
+    """A Control RPC answered by the manager components (ClusterControl.<method>)."""
+
+    def handler(self: "LocalControl", request, context):
+        return self._manager(context, method, request)
+
+    handler.__name__ = method
+    return handler
+
+
+def _reexec() -> None:
+    """Replace this process with a fresh daemon with the same arguments (same
+    pid: supervisors and the testbed keep tracking it)."""
+    import sys
+
+    for h in logging.getLogger().handlers:
+        h.flush()
+    argv = sys.argv
+    if argv and argv[0].endswith("__main__.py"):
+        args = [sys.executable, "-m", "swarmlet", *argv[1:]]
+    else:
+        args = [sys.executable, *argv]
+    os.execv(sys.executable, args)
 
 
 class LocalControl(control_pb2_grpc.ControlServicer):
@@ -439,35 +700,24 @@ class LocalControl(control_pb2_grpc.ControlServicer):
     def _manager(self, context, method: str, request):
         return self._call(context, lambda: getattr(self.d.manager_control(), method)(request))
 
-    def CreateService(self, request, context):
-        return self._manager(context, "create_service", request)
+    CreateService = _to_manager("create_service")
+    GetService = _to_manager("get_service")
+    ListServices = _to_manager("list_services")
+    ScaleService = _to_manager("scale_service")
+    RemoveService = _to_manager("remove_service")
+    ListTasks = _to_manager("list_tasks")
+    ListNodes = _to_manager("list_nodes")
+    GetNode = _to_manager("get_node")
+    UpdateNode = _to_manager("update_node")
+    RemoveNode = _to_manager("remove_node")
 
-    def GetService(self, request, context):
-        return self._manager(context, "get_service", request)
+    ChangeRole = _to_manager("change_role")
 
-    def ListServices(self, request, context):
-        return self._manager(context, "list_services", request)
+    def Backup(self, request, context):
+        return self._call(context, self.d.backup)
 
-    def ScaleService(self, request, context):
-        return self._manager(context, "scale_service", request)
-
-    def RemoveService(self, request, context):
-        return self._manager(context, "remove_service", request)
-
-    def ListTasks(self, request, context):
-        return self._manager(context, "list_tasks", request)
-
-    def ListNodes(self, request, context):
-        return self._manager(context, "list_nodes", request)
-
-    def GetNode(self, request, context):
-        return self._manager(context, "get_node", request)
-
-    def UpdateNode(self, request, context):
-        return self._manager(context, "update_node", request)
-
-    def RemoveNode(self, request, context):
-        return self._manager(context, "remove_node", request)
+    def Restore(self, request, context):
+        return self._call(context, self.d.restore, request)
 
     def CreateNetwork(self, request, context):
         return self._manager(context, "create_network", request)
@@ -489,6 +739,15 @@ class LocalControl(control_pb2_grpc.ControlServicer):
             _abort(context, e)
 
 
+def _socket_answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
 def run_daemon(cfg: DaemonConfig) -> int:
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -503,7 +762,10 @@ def run_daemon(cfg: DaemonConfig) -> int:
     if sock_dir:
         os.makedirs(sock_dir, exist_ok=True)
     if os.path.exists(cfg.socket):
-        os.unlink(cfg.socket)
+        if _socket_answers(cfg.socket):
+            log.error("another swarmlet daemon is already listening on unix://%s", cfg.socket)
+            return 1
+        os.unlink(cfg.socket)  # left over from a daemon that died
     local = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="local"))
     control_pb2_grpc.add_ControlServicer_to_server(LocalControl(daemon), local)
     local.add_insecure_port(f"unix://{cfg.socket}")

@@ -9,10 +9,12 @@ Run as root from the repository (see scripts/bench/README.md):
 
 One 4-host testbed (prefix "bn": 1 manager, 3 workers, the busybox test image) is
 brought up once. First, with no orchestrator at all, the "floor": 30 containers
-started straight through the four engines' APIs. Then swarmlet's half (its
-daemons are started, measured, killed, and every container they left is removed),
-then Docker Swarm's half on the very same engines (swarm mode is enabled only
-after swarmlet is gone, so nothing competes). The testbed is always torn down.
+started straight through the four engines' APIs, in each orchestrator's container
+shape. Then rounds that alternate swarmlet (its daemons started, measured, killed
+with their state; every container they left removed) and Docker Swarm (swarm mode
+on the very same engines, then `swarm leave --force`), so the two never run at
+once and a drifting machine load hits both alike. The floor is measured again at
+the end. The testbed is always torn down.
 
 Measured for each orchestrator:
   create30  `service create --replicas 30 --detach` issued -> 30 tasks RUNNING
@@ -62,7 +64,6 @@ FAILOVER_SERVICE = "b12"
 TARGET_CREATE_RATIO = 0.40      # swarmlet create30 <= 40% of Swarm's, same run
 TARGET_FAILOVER_S = 5.0         # swarmlet failover < 5 s
 TARGET_WORKER_RSS_MB = 60.0     # swarmlet worker daemon RSS < 60 MB
-FLOOR_REFERENCE_S = 1.0         # the issue's estimate of the floor for create30
 
 # Deadlines (seconds): every wait is bounded, so a broken orchestrator costs
 # minutes, not hours.
@@ -547,6 +548,10 @@ class Swarmlet(Orchestrator):
         self._stubs.clear()
         for h in self.hosts:
             self.tb.kill_swarmlet(h)
+        # The next round starts a new cluster: a daemon must not resume this one.
+        for h in self.hosts:
+            shutil.rmtree(h.state_dir, ignore_errors=True)
+            os.makedirs(h.state_dir, exist_ok=True)
 
 
 # --------------------------------------------------------------------------
@@ -610,10 +615,10 @@ def remove_and_wait(orch: Orchestrator, name: str) -> float:
     return round(time.monotonic() - t0, 3)
 
 
-def bench_create(orch: Orchestrator, repeats: int, result: dict) -> None:
+def bench_create(orch: Orchestrator, repeats: int, result: dict, attached_run: bool) -> None:
     runs = result.setdefault("create30", {"runs": [], "errors": []})
     for i in range(repeats):
-        log(f"{orch.name}: create30 run {i + 1}/{repeats}")
+        log(f"{orch.name}: create30 run {len(runs['runs']) + 1}")
         try:
             run = timed_create(orch, SERVICE, CREATE_REPLICAS, detach=True, timeout=T_CREATE)
             engine_running = orch.engines.running()
@@ -625,11 +630,12 @@ def bench_create(orch: Orchestrator, repeats: int, result: dict) -> None:
             log(f"  {run['seconds']:.2f}s to {CREATE_REPLICAS} running (cli {run.get('cli_seconds')}s, "
                 f"spread {run['spread']}); rm {run['rm_seconds']:.2f}s")
         except Exception as exc:
-            runs["errors"].append(f"run {i + 1}: {exc}")
+            runs["errors"].append(f"run {len(runs['runs']) + 1}: {exc}")
             log(f"  FAILED: {exc}")
             cleanup_service(orch, SERVICE)
             break
-    runs["median"] = median([r["seconds"] for r in runs["runs"]])
+    if not attached_run:
+        return
 
     # Once more without --detach: the CLI waits for convergence itself. The
     # 30 tasks are left running for the memory sample, then removed.
@@ -674,7 +680,7 @@ def bench_failover(orch: Orchestrator, repeats: int, result: dict) -> None:
     runs = result.setdefault("failover", {"runs": [], "errors": []})
     victim = orch.hosts[-1]
     for i in range(repeats):
-        log(f"{orch.name}: failover run {i + 1}/{repeats} (cut {victim.name})")
+        log(f"{orch.name}: failover run {len(runs['runs']) + 1} (cut {victim.name})")
         cut = False
         try:
             victim_id = orch.node_of(victim)
@@ -715,6 +721,8 @@ def bench_failover(orch: Orchestrator, repeats: int, result: dict) -> None:
             # confirm with the engines (outside the timing): 12 containers on the others
             others = {h.name: len(orch.engines.client(h).api.containers()) for h in orch.hosts if h is not victim}
             run["engine_running_others"] = others
+            # Does the cut-off host keep running its stale copies meanwhile (as Swarm's do)?
+            run["victim_running_after_failover"] = len(orch.engines.client(victim).api.containers())
             if sum(others.values()) < FAILOVER_REPLICAS:
                 run["warning"] = f"the other engines run {sum(others.values())} containers, not {FAILOVER_REPLICAS}"
 
@@ -733,7 +741,7 @@ def bench_failover(orch: Orchestrator, repeats: int, result: dict) -> None:
                 f"(node down after {run['node_down_seconds']}s, {on_victim} moved); "
                 f"heal: READY {run['heal_ready_seconds']}s, clean {run['heal_clean_seconds']}s")
         except Exception as exc:
-            runs["errors"].append(f"run {i + 1}: {exc}")
+            runs["errors"].append(f"run {len(runs['runs']) + 1}: {exc}")
             log(f"  FAILED: {exc}")
             if cut:
                 orch.tb.heal(victim)
@@ -744,19 +752,24 @@ def bench_failover(orch: Orchestrator, repeats: int, result: dict) -> None:
                     log(f"  {exc2}")
             cleanup_service(orch, FAILOVER_SERVICE)
             break
-    runs["median"] = median([r["seconds"] for r in runs["runs"]])
 
 
-def bench_orchestrator(orch: Orchestrator, repeats: int) -> dict:
-    result: dict[str, Any] = {"errors": []}
+def bench_round(orch: Orchestrator, repeats: int, result: dict, first: bool) -> bool:
+    """One round: form the cluster, run create30 and failover `repeats` times each,
+    tear the cluster down. Results accumulate in result; False if the cluster
+    could not be formed (later rounds are then skipped)."""
+    result.setdefault("errors", [])
     t0 = time.monotonic()
+    formed = False
     try:
         log(f"{orch.name}: forming the cluster")
         orch.form()
-        result["form_seconds"] = round(time.monotonic() - t0, 2)
-        time.sleep(1.0)
-        result["rss_idle"] = orch.rss()
-        bench_create(orch, repeats, result)
+        formed = True
+        result.setdefault("form_seconds", []).append(round(time.monotonic() - t0, 2))
+        if first:
+            time.sleep(1.0)
+            result["rss_idle"] = orch.rss()
+        bench_create(orch, repeats, result, attached_run=first)
         bench_failover(orch, repeats, result)
     except Exception as exc:
         result["errors"].append(f"{type(exc).__name__}: {exc}")
@@ -771,8 +784,15 @@ def bench_orchestrator(orch: Orchestrator, repeats: int) -> dict:
         removed = orch.engines.force_clean()
         if removed:
             log(f"{orch.name}: removed {removed} leftover containers")
-    result["total_seconds"] = round(time.monotonic() - t0, 1)
-    return result
+    result["total_seconds"] = round(result.get("total_seconds", 0) + time.monotonic() - t0, 1)
+    return formed
+
+
+def finalize(result: dict) -> None:
+    for key in ("create30", "failover"):
+        r = result.get(key)
+        if r is not None:
+            r["median"] = median([x["seconds"] for x in r["runs"]])
 
 
 # --------------------------------------------------------------------------
@@ -873,7 +893,9 @@ def markdown_table(res: dict) -> str:
     m = res.get("machine") or {}
     if m:
         notes.append(f"{m.get('cpus')} CPUs, load average {' '.join(m.get('loadavg_start') or [])} at the start, "
-                     f"{' '.join(m.get('loadavg_end') or [])} at the end; {res.get('repeats')} runs each.")
+                     f"{' '.join(m.get('loadavg_end') or [])} at the end; {res.get('repeats')} runs each"
+                     + (f", in {len(res['rounds'])} rounds alternating swarmlet and Swarm (each round forms "
+                        f"its own cluster)." if len(res.get("rounds") or []) > 1 else ", swarmlet's first, then Swarm's."))
     for shape, fl in floors.items():
         if fl.get("cpu_busy") is not None:
             notes.append(f"floor ({shape}, measured at the {fl['when'].split('_')[-1]}, the lower of two): the CPUs were "
@@ -928,7 +950,11 @@ def machine_info() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each measurement per orchestrator")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="split the runs into this many rounds that alternate swarmlet and Swarm "
+                         "(each round forms and tears down its cluster); default: one round per run, "
+                         "so a drifting machine load hits both alike. 1 = all swarmlet runs, then all Swarm runs")
     ap.add_argument("--out", default=str(REPO / "docs" / "bench" / "cluster.json"))
     ap.add_argument("--skip-swarm", action="store_true")
     ap.add_argument("--skip-swarmlet", action="store_true")
@@ -960,27 +986,49 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_floor:
             measure_floors(engines, results, "floor_start")
 
+        makers: list[tuple[str, Callable[[], Orchestrator]]] = []
         if not args.skip_swarmlet:
-            try:
-                orch: Orchestrator = Swarmlet(tb, hosts, engines)
-            except Exception as exc:
-                results["swarmlet"] = {"errors": [f"cannot load swarmlet: {exc}"]}
-            else:
-                results["swarmlet"] = bench_orchestrator(orch, args.repeats)
-            for h in hosts:  # nothing of swarmlet may compete with Swarm
-                tb.kill_swarmlet(h)
-            engines.force_clean()
-
+            makers.append(("swarmlet", lambda: Swarmlet(tb, hosts, engines)))
         if not args.skip_swarm:
-            if not args.docker_cli:
-                results["swarm"] = {"errors": ["no docker CLI found"]}
+            if args.docker_cli:
+                makers.append(("swarm", lambda: Swarm(tb, hosts, engines, args.docker_cli)))
             else:
-                results["swarm"] = bench_orchestrator(Swarm(tb, hosts, engines, args.docker_cli), args.repeats)
+                results["swarm"] = {"errors": ["no docker CLI found"]}
+        rounds = max(1, min(args.rounds or args.repeats, args.repeats))
+        per_round = [args.repeats // rounds + (1 if i < args.repeats % rounds else 0) for i in range(rounds)]
+        results["rounds"] = per_round
+        broken: set[str] = set()
+        for r, n in enumerate(per_round):
+            for name, make in makers:
+                if name in broken:
+                    continue
+                log(f"=== round {r + 1}/{rounds}: {name}, {n} run(s) of each measurement")
+                res = results.setdefault(name, {"errors": []})
+                try:
+                    orch = make()
+                except Exception as exc:
+                    res["errors"].append(f"cannot load {name}: {exc}")
+                    broken.add(name)
+                    continue
+                if not bench_round(orch, n, res, first=(r == 0)):
+                    broken.add(name)
+                if name == "swarmlet":  # nothing of swarmlet may compete with Swarm
+                    for h in hosts:
+                        tb.kill_swarmlet(h)
+                engines.force_clean()
+        for name, _ in makers:
+            finalize(results.get(name) or {})
 
         if not args.skip_floor:  # once more: the machine is shared and its load drifts
             engines.force_clean()
             measure_floors(engines, results, "floor_end")
         results["floor"] = best_floors(results)
+    except BaseException as exc:
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"run aborted: {results['error']}")
+        traceback.print_exc()
+        if not isinstance(exc, Exception):  # Ctrl-C: tear down (finally) and stop
+            raise
     finally:
         log("testbed bn: down")
         try:

@@ -75,9 +75,9 @@ def plot(res: dict, out: Path) -> None:
         f = (floors.get(shape) or {}).get("seconds")
         if f:
             ax.hlines(f, i - 0.42, i + 0.42, color=FLOOR_COLOR, ls="--", lw=1.6,
-                      label=f"floor, measured: 30 containers via the engines ({what}: {f:.2f} s)")
+                      label=f"floor: 30 containers, no orchestrator ({what}) {f:.2f} s")
             floor_top = max(floor_top, f)
-    ax.axhline(1.0, color=FLOOR_COLOR, ls=":", lw=1.2, label="floor, issue's estimate (~1 s)")
+    ax.axhline(1.0, color=FLOOR_COLOR, ls=":", lw=1.2, label="floor, the issue's estimate (~1 s)")
     if swarm_med:
         ax.axhline(0.4 * swarm_med, color=TARGET_COLOR, ls="-", lw=1.2,
                    label=f"target: 40% of Swarm ({0.4 * swarm_med:.2f} s)")

@@ -34,7 +34,15 @@ class AgentSession:
         api_addr: str,
         on_managers: Callable[[list[str]], None] | None = None,
         describe_every: float = 5.0,
+        raft_addr: str = "",
+        on_role: Callable[[int], None] | None = None,
     ) -> None:
+        # on_role(desired_role) is called (from the session thread) when the
+        # cluster wants this node in another role than its certificate says.
+        self._raft_addr = raft_addr
+        self._on_role = on_role
+        self._role = pb.NodeSpec.MANAGER if creds.role == "manager" else pb.NodeSpec.WORKER
+        self._leader_hint: str | None = None
         self._creds = creds
         self._managers = list(managers)
         self._executor = executor
@@ -98,10 +106,14 @@ class AgentSession:
                 self._stop.wait(1.0)
                 continue
             addr = managers[idx % len(managers)]
+            if self._leader_hint:
+                # A follower told us where the leader is: go there first.
+                addr, self._leader_hint = self._leader_hint, None
             channel = self._channel(addr)
             try:
                 stub = dgrpc.DispatcherStub(channel)
-                req = dpb.SessionRequest(description=self._executor.describe(), addr=self._addr, api_addr=self._api_addr)
+                req = dpb.SessionRequest(description=self._executor.describe(), addr=self._addr, api_addr=self._api_addr,
+                                         raft_addr=self._raft_addr)
                 self._stream = stub.Session(req)
                 for msg in self._stream:
                     backoff = 0.1
@@ -125,9 +137,19 @@ class AgentSession:
                     if network is not None:
                         network.update(list(msg.networks), list(msg.tasks))
                     self._executor.converge(list(msg.tasks))
+                    if self._on_role is not None and msg.desired_role != self._role:
+                        # Promotion or demotion: the daemon renews the
+                        # certificate and restarts the session with it.
+                        self._on_role(msg.desired_role)
+                        return
             except grpc.RpcError as e:
                 if not self._stop.is_set():
                     log.warning("session with %s ended: %s %s", addr, e.code(), e.details())
+                    if e.code() == grpc.StatusCode.UNAVAILABLE:
+                        hint = dict(e.trailing_metadata() or ()).get("swarmlet-leader")
+                        if hint and hint != addr:
+                            self._leader_hint = hint
+                            backoff = 0.05
             except Exception:
                 log.exception("session with %s failed", addr)
             finally:

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15swarmlet/api/ca.proto\x12\x0cswarmlet.api\"o\n\x1bIssueNodeCertificateRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x04 \x01(\t\x12\x10\n\x08\x61pi_addr\x18\x05 \x01(\t\"v\n\x1cIssueNodeCertificateResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63\x61_cert_pem\x18\x03 \x01(\x0c\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x10\n\x08managers\x18\x05 \x03(\t2s\n\x02\x43\x41\x12m\n\x14IssueNodeCertificate\x12).swarmlet.api.IssueNodeCertificateRequest\x1a*.swarmlet.api.IssueNodeCertificateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15swarmlet/api/ca.proto\x12\x0cswarmlet.api\"\x82\x01\n\x1bIssueNodeCertificateRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x10\n\x08hostname\x18\x03 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x04 \x01(\t\x12\x10\n\x08\x61pi_addr\x18\x05 \x01(\t\x12\x11\n\traft_addr\x18\x06 \x01(\t\"\x9f\x01\n\x1cIssueNodeCertificateResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x02 \x01(\x0c\x12\x13\n\x0b\x63\x61_cert_pem\x18\x03 \x01(\x0c\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x10\n\x08managers\x18\x05 \x03(\t\x12\x13\n\x0braft_secret\x18\x06 \x01(\x0c\x12\x12\n\nraft_peers\x18\x07 \x03(\t2s\n\x02\x43\x41\x12m\n\x14IssueNodeCertificate\x12).swarmlet.api.IssueNodeCertificateRequest\x1a*.swarmlet.api.IssueNodeCertificateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'swarmlet.api.ca_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ISSUENODECERTIFICATEREQUEST']._serialized_start=39
-  _globals['_ISSUENODECERTIFICATEREQUEST']._serialized_end=150
-  _globals['_ISSUENODECERTIFICATERESPONSE']._serialized_start=152
-  _globals['_ISSUENODECERTIFICATERESPONSE']._serialized_end=270
-  _globals['_CA']._serialized_start=272
-  _globals['_CA']._serialized_end=387
+  _globals['_ISSUENODECERTIFICATEREQUEST']._serialized_start=40
+  _globals['_ISSUENODECERTIFICATEREQUEST']._serialized_end=170
+  _globals['_ISSUENODECERTIFICATERESPONSE']._serialized_start=173
+  _globals['_ISSUENODECERTIFICATERESPONSE']._serialized_end=332
+  _globals['_CA']._serialized_start=334
+  _globals['_CA']._serialized_end=449
 # @@protoc_insertion_point(module_scope)

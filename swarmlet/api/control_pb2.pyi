@@ -68,7 +68,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("state", "node_id", "role", "cluster_id", "addr", "managers", "is_leader", "nodes", "managers_count", "services", "tasks", "error", "docker_host", "raft_status")
+    __slots__ = ("state", "node_id", "role", "cluster_id", "addr", "managers", "is_leader", "nodes", "managers_count", "services", "tasks", "error", "docker_host", "raft_status", "state_digest", "store_version")
     STATE_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,8 @@ class InfoResponse(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     DOCKER_HOST_FIELD_NUMBER: _ClassVar[int]
     RAFT_STATUS_FIELD_NUMBER: _ClassVar[int]
+    STATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    STORE_VERSION_FIELD_NUMBER: _ClassVar[int]
     state: str
     node_id: str
     role: str
@@ -97,7 +99,9 @@ class InfoResponse(_message.Message):
     error: str
     docker_host: str
     raft_status: str
-    def __init__(self, state: _Optional[str] = ..., node_id: _Optional[str] = ..., role: _Optional[str] = ..., cluster_id: _Optional[str] = ..., addr: _Optional[str] = ..., managers: _Optional[_Iterable[str]] = ..., is_leader: _Optional[bool] = ..., nodes: _Optional[int] = ..., managers_count: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., error: _Optional[str] = ..., docker_host: _Optional[str] = ..., raft_status: _Optional[str] = ...) -> None: ...
+    state_digest: str
+    store_version: int
+    def __init__(self, state: _Optional[str] = ..., node_id: _Optional[str] = ..., role: _Optional[str] = ..., cluster_id: _Optional[str] = ..., addr: _Optional[str] = ..., managers: _Optional[_Iterable[str]] = ..., is_leader: _Optional[bool] = ..., nodes: _Optional[int] = ..., managers_count: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., error: _Optional[str] = ..., docker_host: _Optional[str] = ..., raft_status: _Optional[str] = ..., state_digest: _Optional[str] = ..., store_version: _Optional[int] = ...) -> None: ...
 
 class JoinTokenRequest(_message.Message):
     __slots__ = ("role", "rotate")
@@ -365,3 +369,47 @@ class InspectNetworkResponse(_message.Message):
     endpoints: _containers.RepeatedCompositeFieldContainer[NetworkEndpoint]
     service_vips: _containers.ScalarMap[str, str]
     def __init__(self, network: _Optional[_Union[_objects_pb2.Network, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[NetworkPeer, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[NetworkEndpoint, _Mapping]]] = ..., service_vips: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ChangeRoleRequest(_message.Message):
+    __slots__ = ("ref", "role", "force")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    role: _objects_pb2.NodeSpec.Role
+    force: bool
+    def __init__(self, ref: _Optional[str] = ..., role: _Optional[_Union[_objects_pb2.NodeSpec.Role, str]] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class BackupRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class BackupResponse(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class RestoreRequest(_message.Message):
+    __slots__ = ("data", "advertise_addr")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ADVERTISE_ADDR_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    advertise_addr: str
+    def __init__(self, data: _Optional[bytes] = ..., advertise_addr: _Optional[str] = ...) -> None: ...
+
+class BackupTables(_message.Message):
+    __slots__ = ("store_version", "clusters", "nodes", "services", "tasks", "networks")
+    STORE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    store_version: int
+    clusters: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Cluster]
+    nodes: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Node]
+    services: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Service]
+    tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
+    networks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Network]
+    def __init__(self, store_version: _Optional[int] = ..., clusters: _Optional[_Iterable[_Union[_objects_pb2.Cluster, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[_objects_pb2.Node, _Mapping]]] = ..., services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., networks: _Optional[_Iterable[_Union[_objects_pb2.Network, _Mapping]]] = ...) -> None: ...

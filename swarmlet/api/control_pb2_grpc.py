@@ -134,6 +134,21 @@ class ControlStub:
                 request_serializer=swarmlet_dot_api_dot_control__pb2.RemoveNetworkRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveNetworkResponse.FromString,
                 _registered_method=True)
+        self.ChangeRole = channel.unary_unary(
+                '/swarmlet.api.Control/ChangeRole',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.ChangeRoleRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.NodeResponse.FromString,
+                _registered_method=True)
+        self.Backup = channel.unary_unary(
+                '/swarmlet.api.Control/Backup',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.BackupRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.BackupResponse.FromString,
+                _registered_method=True)
+        self.Restore = channel.unary_unary(
+                '/swarmlet.api.Control/Restore',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RestoreRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.InitResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -259,6 +274,24 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ChangeRole(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Backup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Restore(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -361,6 +394,21 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RemoveNetwork,
                     request_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveNetworkRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_control__pb2.RemoveNetworkResponse.SerializeToString,
+            ),
+            'ChangeRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangeRole,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.ChangeRoleRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.NodeResponse.SerializeToString,
+            ),
+            'Backup': grpc.unary_unary_rpc_method_handler(
+                    servicer.Backup,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.BackupRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.BackupResponse.SerializeToString,
+            ),
+            'Restore': grpc.unary_unary_rpc_method_handler(
+                    servicer.Restore,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RestoreRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.InitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -903,6 +951,87 @@ class Control:
             '/swarmlet.api.Control/RemoveNetwork',
             swarmlet_dot_api_dot_control__pb2.RemoveNetworkRequest.SerializeToString,
             swarmlet_dot_api_dot_control__pb2.RemoveNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangeRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/ChangeRole',
+            swarmlet_dot_api_dot_control__pb2.ChangeRoleRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.NodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/Backup',
+            swarmlet_dot_api_dot_control__pb2.BackupRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.BackupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Restore(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/Restore',
+            swarmlet_dot_api_dot_control__pb2.RestoreRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.InitResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,23 +8,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SessionRequest(_message.Message):
-    __slots__ = ("description", "addr", "api_addr")
+    __slots__ = ("description", "addr", "api_addr", "raft_addr")
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ADDR_FIELD_NUMBER: _ClassVar[int]
     API_ADDR_FIELD_NUMBER: _ClassVar[int]
+    RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
     description: _objects_pb2.NodeDescription
     addr: str
     api_addr: str
-    def __init__(self, description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ..., addr: _Optional[str] = ..., api_addr: _Optional[str] = ...) -> None: ...
+    raft_addr: str
+    def __init__(self, description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ..., addr: _Optional[str] = ..., api_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ...) -> None: ...
 
 class SessionMessage(_message.Message):
-    __slots__ = ("session_id", "heartbeat_period", "tasks", "managers", "node_id", "availability", "networks")
+    __slots__ = ("session_id", "heartbeat_period", "tasks", "managers", "node_id", "availability", "desired_role", "networks")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     MANAGERS_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_ROLE_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     heartbeat_period: float
@@ -32,8 +35,9 @@ class SessionMessage(_message.Message):
     managers: _containers.RepeatedScalarFieldContainer[str]
     node_id: str
     availability: _objects_pb2.NodeSpec.Availability
+    desired_role: _objects_pb2.NodeSpec.Role
     networks: _containers.RepeatedCompositeFieldContainer[NetworkAssignment]
-    def __init__(self, session_id: _Optional[str] = ..., heartbeat_period: _Optional[float] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., managers: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ..., networks: _Optional[_Iterable[_Union[NetworkAssignment, _Mapping]]] = ...) -> None: ...
+    def __init__(self, session_id: _Optional[str] = ..., heartbeat_period: _Optional[float] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., managers: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ..., desired_role: _Optional[_Union[_objects_pb2.NodeSpec.Role, str]] = ..., networks: _Optional[_Iterable[_Union[NetworkAssignment, _Mapping]]] = ...) -> None: ...
 
 class Endpoint(_message.Message):
     __slots__ = ("task_id", "addr", "node_addr")
@@ -74,6 +78,24 @@ class NetworkAssignment(_message.Message):
     services: _containers.RepeatedCompositeFieldContainer[ServiceEndpoints]
     node_addr: str
     def __init__(self, network: _Optional[_Union[_objects_pb2.Network, _Mapping]] = ..., peers: _Optional[_Iterable[str]] = ..., remote: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., services: _Optional[_Iterable[_Union[ServiceEndpoints, _Mapping]]] = ..., node_addr: _Optional[str] = ...) -> None: ...
+
+class RenewRoleRequest(_message.Message):
+    __slots__ = ("csr_pem",)
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    csr_pem: bytes
+    def __init__(self, csr_pem: _Optional[bytes] = ...) -> None: ...
+
+class RenewRoleResponse(_message.Message):
+    __slots__ = ("cert_pem", "role", "raft_secret", "raft_peers")
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    RAFT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    RAFT_PEERS_FIELD_NUMBER: _ClassVar[int]
+    cert_pem: bytes
+    role: str
+    raft_secret: bytes
+    raft_peers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, cert_pem: _Optional[bytes] = ..., role: _Optional[str] = ..., raft_secret: _Optional[bytes] = ..., raft_peers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("session_id", "description")

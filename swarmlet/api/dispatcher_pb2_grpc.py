@@ -49,6 +49,11 @@ class DispatcherStub:
                 request_serializer=swarmlet_dot_api_dot_dispatcher__pb2.UpdateTaskStatusRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.UpdateTaskStatusResponse.FromString,
                 _registered_method=True)
+        self.RenewRole = channel.unary_unary(
+                '/swarmlet.api.Dispatcher/RenewRole',
+                request_serializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewRoleRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewRoleResponse.FromString,
+                _registered_method=True)
 
 
 class DispatcherServicer:
@@ -72,6 +77,12 @@ class DispatcherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenewRole(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +100,11 @@ def add_DispatcherServicer_to_server(servicer, server):
                     servicer.UpdateTaskStatus,
                     request_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.UpdateTaskStatusRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_dispatcher__pb2.UpdateTaskStatusResponse.SerializeToString,
+            ),
+            'RenewRole': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewRole,
+                    request_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewRoleRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewRoleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +188,33 @@ class Dispatcher:
             '/swarmlet.api.Dispatcher/UpdateTaskStatus',
             swarmlet_dot_api_dot_dispatcher__pb2.UpdateTaskStatusRequest.SerializeToString,
             swarmlet_dot_api_dot_dispatcher__pb2.UpdateTaskStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewRole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Dispatcher/RenewRole',
+            swarmlet_dot_api_dot_dispatcher__pb2.RenewRoleRequest.SerializeToString,
+            swarmlet_dot_api_dot_dispatcher__pb2.RenewRoleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -423,15 +423,27 @@ class NodeStatus(_message.Message):
     def __init__(self, state: _Optional[_Union[NodeStatus.State, str]] = ..., message: _Optional[str] = ..., addr: _Optional[str] = ..., timestamp: _Optional[float] = ...) -> None: ...
 
 class ManagerStatus(_message.Message):
-    __slots__ = ("raft_addr", "api_addr")
+    __slots__ = ("raft_addr", "api_addr", "reachability", "leader")
+    class Reachability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        UNKNOWN: _ClassVar[ManagerStatus.Reachability]
+        UNREACHABLE: _ClassVar[ManagerStatus.Reachability]
+        REACHABLE: _ClassVar[ManagerStatus.Reachability]
+    UNKNOWN: ManagerStatus.Reachability
+    UNREACHABLE: ManagerStatus.Reachability
+    REACHABLE: ManagerStatus.Reachability
     RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
     API_ADDR_FIELD_NUMBER: _ClassVar[int]
+    REACHABILITY_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
     raft_addr: str
     api_addr: str
-    def __init__(self, raft_addr: _Optional[str] = ..., api_addr: _Optional[str] = ...) -> None: ...
+    reachability: ManagerStatus.Reachability
+    leader: bool
+    def __init__(self, raft_addr: _Optional[str] = ..., api_addr: _Optional[str] = ..., reachability: _Optional[_Union[ManagerStatus.Reachability, str]] = ..., leader: _Optional[bool] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "meta", "spec", "description", "status", "role", "manager_status", "api_addr")
+    __slots__ = ("id", "meta", "spec", "description", "status", "role", "manager_status", "api_addr", "raft_addr")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -440,6 +452,7 @@ class Node(_message.Message):
     ROLE_FIELD_NUMBER: _ClassVar[int]
     MANAGER_STATUS_FIELD_NUMBER: _ClassVar[int]
     API_ADDR_FIELD_NUMBER: _ClassVar[int]
+    RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: NodeSpec
@@ -448,7 +461,8 @@ class Node(_message.Message):
     role: NodeSpec.Role
     manager_status: ManagerStatus
     api_addr: str
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeSpec.Role, str]] = ..., manager_status: _Optional[_Union[ManagerStatus, _Mapping]] = ..., api_addr: _Optional[str] = ...) -> None: ...
+    raft_addr: str
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeSpec.Role, str]] = ..., manager_status: _Optional[_Union[ManagerStatus, _Mapping]] = ..., api_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ...) -> None: ...
 
 class ClusterSpec(_message.Message):
     __slots__ = ("heartbeat_period", "node_down_after", "task_history_limit", "default_address_pool", "default_subnet_size")
@@ -475,7 +489,7 @@ class RootCA(_message.Message):
     def __init__(self, cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class Cluster(_message.Message):
-    __slots__ = ("id", "meta", "spec", "root_ca", "worker_token", "manager_token", "raft_secret")
+    __slots__ = ("id", "meta", "spec", "root_ca", "worker_token", "manager_token", "raft_secret", "membership_change", "membership_change_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -483,6 +497,8 @@ class Cluster(_message.Message):
     WORKER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     MANAGER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     RAFT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    MEMBERSHIP_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERSHIP_CHANGE_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: ClusterSpec
@@ -490,4 +506,6 @@ class Cluster(_message.Message):
     worker_token: str
     manager_token: str
     raft_secret: bytes
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ..., raft_secret: _Optional[bytes] = ...) -> None: ...
+    membership_change: str
+    membership_change_at: float
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ..., raft_secret: _Optional[bytes] = ..., membership_change: _Optional[str] = ..., membership_change_at: _Optional[float] = ...) -> None: ...

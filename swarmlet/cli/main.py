@@ -142,11 +142,30 @@ def daemon_cmd(
     api_port: Annotated[int, typer.Option("--api-port", min=1, max=65535, metavar="PORT", help="Node API port (mutual TLS).")] = 4244,
     raft_port: Annotated[int, typer.Option("--raft-port", min=1, max=65535, metavar="PORT", help="Raft port (managers).")] = 4243,
     log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="debug, info, warning, error or critical.")] = "info",
+    election_timeout: Annotated[
+        str, typer.Option("--election-timeout", metavar="MIN:MAX",
+                          help="Raft election timeout window in seconds (managers): a follower that hears no leader for a random time in it starts an election.")
+    ] = "0.4:0.8",
+    leader_fallback: Annotated[
+        float, typer.Option("--leader-fallback-timeout", metavar="SECONDS", min=0.1,
+                            help="A leader that cannot reach a majority for this long steps down.")
+    ] = 1.5,
 ) -> None:
     """Run the swarmlet daemon (agent, and manager once the node is one)."""
     level = log_level.lower()
     if level not in _LOG_LEVELS:
         raise typer.BadParameter(f"{log_level!r} is not one of {', '.join(_LOG_LEVELS)}", param_hint="--log-level")
+    try:
+        lo_s, _, hi_s = election_timeout.partition(":")
+        e_min, e_max = float(lo_s), float(hi_s or lo_s)
+    except ValueError:
+        raise typer.BadParameter(f"{election_timeout!r} is not MIN:MAX in seconds", param_hint="--election-timeout") from None
+    from swarmlet.manager.store import RaftTimings
+
+    try:
+        RaftTimings(raft_min_timeout=e_min, raft_max_timeout=e_max, leader_fallback_timeout=leader_fallback).validate()
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--election-timeout") from None
     if len({listen_port, api_port, raft_port}) != 3:
         raise typer.BadParameter("--listen-port, --api-port and --raft-port must differ")
     if advertise_addr is None:
@@ -173,6 +192,9 @@ def daemon_cmd(
         raft_port=raft_port,
         api_port=api_port,
         log_level=level,
+        election_timeout_min=e_min,
+        election_timeout_max=e_max,
+        leader_fallback_timeout=leader_fallback,
     )
     code = run_daemon(cfg)
     raise typer.Exit(code or 0)

@@ -175,6 +175,44 @@ def rm(
         raise fail(errors[-1])
 
 
+def _change_role(ctx: typer.Context, nodes: list[str], role: int, force: bool, verb: str) -> None:
+    errors: list[str] = []
+    with connect(ctx) as d:
+        for ref in nodes:
+            try:
+                resp = d.call(d.stub.ChangeRole, cpb.ChangeRoleRequest(ref=resolve_ref(d, ref, []), role=role, force=force),
+                              timeout=60)
+                name = resp.node.description.hostname or ref
+                if role == pb.NodeSpec.MANAGER:
+                    typer.echo(f"Node {name} promoted to a manager in the swarm.")
+                else:
+                    typer.echo(f"Manager {name} demoted in the swarm.")
+            except CLIError as e:
+                errors.append(e.message)
+    if errors:
+        for e in errors[:-1]:
+            typer.echo(f"Error: {e}", err=True)
+        raise fail(errors[-1])
+
+
+@app.command("promote")
+@handle_errors
+def promote(ctx: typer.Context, nodes: Annotated[list[str], typer.Argument(metavar="NODE")]) -> None:
+    """Promote one or more nodes to manager in the swarm."""
+    _change_role(ctx, nodes, pb.NodeSpec.MANAGER, False, "promote")
+
+
+@app.command("demote")
+@handle_errors
+def demote(
+    ctx: typer.Context,
+    nodes: Annotated[list[str], typer.Argument(metavar="NODE")],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Demote even if the remaining managers would lose quorum.")] = False,
+) -> None:
+    """Demote one or more managers to worker in the swarm."""
+    _change_role(ctx, nodes, pb.NodeSpec.WORKER, force, "demote")
+
+
 @app.command("ps")
 @handle_errors
 def ps(

@@ -199,8 +199,12 @@ def manager_status(node: pb.Node, leader_id: str) -> str:
     Unreachable (approximated by whether the node reports READY)."""
     if node.role != pb.NodeSpec.MANAGER:
         return ""
-    if leader_id and node.id == leader_id:
+    if (leader_id and node.id == leader_id) or node.manager_status.leader:
         return "Leader"
+    r = node.manager_status.reachability
+    if r != pb.ManagerStatus.UNKNOWN:
+        # The answering manager's Raft connection to that member (as swarm).
+        return "Reachable" if r == pb.ManagerStatus.REACHABLE else "Unreachable"
     return "Reachable" if node.status.state == pb.NodeStatus.READY else "Unreachable"
 
 

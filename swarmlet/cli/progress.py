@@ -278,6 +278,8 @@ class Renderer:
             self.out.write("".join(buf))
         else:
             for line in lines:
+                if line.rstrip().endswith(":"):
+                    continue  # a slot with no task yet: nothing worth a log line
                 key = line.split(":", 1)[0]
                 if self._seen.get(key) != line:
                     self._seen[key] = line

@@ -114,7 +114,10 @@ def build_spec(
     if mode_name not in ("replicated", "global"):
         raise typer.BadParameter(f"{mode!r} is not one of replicated, global", param_hint="--mode")
     if mode_name == "global" and replicas is not None:
-        raise typer.BadParameter("cannot be combined with --mode global (a global service runs one task per node)", param_hint="--replicas")
+        raise typer.BadParameter(
+            "cannot be combined with --mode global (a global service runs one task per node)",
+            param_hint="--replicas",
+        )
     if replicas is not None and replicas < 0:
         raise typer.BadParameter("must not be negative", param_hint="--replicas")
 

@@ -282,9 +282,12 @@ class CAServicer(ca_pb2_grpc.CAServicer):
     the only credential. Kept free of the store: it reads the cluster and
     records nodes through the two callables it is given."""
 
-    def __init__(self, get_cluster: Callable[[], pb.Cluster | None], register_node: RegisterNode) -> None:
+    def __init__(self, get_cluster: Callable[[], pb.Cluster | None], register_node: RegisterNode,
+                 raft_peers: Callable[[], list[str]] | None = None) -> None:
         self._get_cluster = get_cluster
         self._register_node = register_node
+        # The Raft members a joining manager starts with (it is one already).
+        self._raft_peers = raft_peers or (lambda: [])
 
     def IssueNodeCertificate(
         self, request: ca_pb2.IssueNodeCertificateRequest, context: grpc.ServicerContext
@@ -317,10 +320,16 @@ class CAServicer(ca_pb2_grpc.CAServicer):
             log.exception("registering joining node %s failed", node_id)
             context.abort(grpc.StatusCode.INTERNAL, f"cannot register the node: {e}")
         log.info("issued a %s certificate to new node %s (%s)", role, node_id, request.hostname or peer_ip)
-        return ca_pb2.IssueNodeCertificateResponse(
+        resp = ca_pb2.IssueNodeCertificateResponse(
             node_id=node_id,
             cert_pem=cert_pem,
             ca_cert_pem=cluster.root_ca.cert_pem,
             role=role,
             managers=list(managers),
         )
+        if role == ROLE_MANAGER:
+            # Only a manager token holder gets the Raft secret; the channel is
+            # TLS that the joiner verified against the token's CA digest.
+            resp.raft_secret = cluster.raft_secret
+            resp.raft_peers.extend(self._raft_peers())
+        return resp

@@ -22,7 +22,31 @@ from swarmlet.manager import state as st
 from swarmlet.manager import validate
 from swarmlet.manager.networkapi import NetworkControl, NetworkInputError, check_capacity, prepare_service_networking
 from swarmlet.manager.leader import new_task_id
-from swarmlet.manager.store import ConflictError, NotLeader, Store, StoreError
+from swarmlet.manager.store import ConflictError, NotLeader, QuorumLost, Store, StoreError, majority
+
+# A membership-change marker older than this was left by a manager that died
+# mid-change: the next change may proceed (changes are idempotent).
+MEMBERSHIP_MARKER_TTL = 30.0
+
+
+def store_error(e: StoreError) -> "ApiError":
+    """The user-facing error for a write or read the store could not do."""
+    if isinstance(e, ConflictError):
+        return ApiError(grpc.StatusCode.ABORTED, f"concurrent change, try again: {e}")
+    if isinstance(e, QuorumLost):
+        return ApiError(grpc.StatusCode.UNAVAILABLE, str(e))
+    if isinstance(e, NotLeader):
+        return ApiError(grpc.StatusCode.UNAVAILABLE, f"the swarm has no leader right now: {e}")
+    return ApiError(grpc.StatusCode.UNAVAILABLE, str(e))
+
+
+def can_remove_member(members: list[str], reachable: set[str], target: str) -> bool:
+    """Whether the managers left after removing `target` still have a
+    reachable majority (pure; as swarm's raft member removal check)."""
+    remaining = [m for m in members if m != target]
+    if not remaining:
+        return False
+    return sum(1 for m in remaining if m in reachable) >= majority(len(remaining))
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +92,22 @@ class ClusterControl(NetworkControl):
 
     # ---- plumbing ----
     def _propose(self, actions: list[spb.StoreAction]) -> None:
-        if not self._store.is_leader():
-            raise ApiError(grpc.StatusCode.UNAVAILABLE, "this manager is not the leader; the cluster has no leader right now")
+        # On a follower the store forwards the batch to the leader (pysyncobj's
+        # apply_command over the encrypted Raft transport) and returns once it
+        # is committed AND applied here, so the reply reads its own write.
         try:
             self._store.propose(actions)
-        except ConflictError as e:
-            raise ApiError(grpc.StatusCode.ABORTED, f"concurrent change, try again: {e}") from None
-        except NotLeader as e:
-            raise ApiError(grpc.StatusCode.UNAVAILABLE, f"leadership changed during the write: {e}") from None
         except StoreError as e:
-            raise ApiError(grpc.StatusCode.UNAVAILABLE, str(e)) from None
+            raise store_error(e) from None
 
     def _snap(self) -> st.Snapshot:
+        """A snapshot holding every write acknowledged before this call, on
+        any manager: a no-op is committed through the leader first (a read on
+        a manager that cannot reach a majority fails, as in swarm)."""
+        try:
+            self._store.barrier()
+        except StoreError as e:
+            raise store_error(e) from None
         return self._store.snapshot()
 
     def _service(self, snap: st.Snapshot, ref: str) -> pb.Service:
@@ -185,7 +213,7 @@ class ClusterControl(NetworkControl):
                     raise RuntimeError("node has no API address yet")
                 stub = agent_pb2_grpc.AgentStub(self._agent_channel(node.api_addr))
                 stream = stub.TaskLogs(
-                    agent_pb2.TaskLogsRequest(container_ids=list(info), follow=req.follow, tail=req.tail or -1, timestamps=req.timestamps),
+                    agent_pb2.TaskLogsRequest(container_ids=list(info), follow=req.follow, tail=req.tail, timestamps=req.timestamps),
                     timeout=None if req.follow else 30,
                 )
                 context.add_callback(stream.cancel)
@@ -223,16 +251,26 @@ class ClusterControl(NetworkControl):
     # ---- nodes ----
     def list_nodes(self, req: cpb.ListNodesRequest) -> cpb.ListNodesResponse:
         snap = self._snap()
-        nodes = sorted(snap.nodes.values(), key=lambda n: (n.description.hostname, n.id))
-        leader_id = ""
-        leader = self._store.leader_addr()
-        for n in nodes:
-            if n.role == pb.NodeSpec.MANAGER and n.manager_status.raft_addr == leader:
-                leader_id = n.id
+        nodes = [self._with_manager_view(n) for n in sorted(snap.nodes.values(), key=lambda n: (n.description.hostname, n.id))]
+        leader_id = next((n.id for n in nodes if n.manager_status.leader), "")
         return cpb.ListNodesResponse(nodes=nodes, leader_id=leader_id)
 
+    def _with_manager_view(self, node: pb.Node) -> pb.Node:
+        """A copy of a manager's node with Leader / Reachable / Unreachable
+        filled in from this manager's Raft view (not stored)."""
+        if node.role != pb.NodeSpec.MANAGER:
+            return node
+        out = pb.Node()
+        out.CopyFrom(node)
+        ms = out.manager_status
+        ms.leader = bool(ms.raft_addr) and ms.raft_addr == self._store.leader_addr()
+        reachable = self._store.reachable()
+        ms.reachability = (pb.ManagerStatus.REACHABLE if ms.raft_addr in reachable
+                           else pb.ManagerStatus.UNREACHABLE)
+        return out
+
     def get_node(self, req: cpb.GetNodeRequest) -> cpb.NodeResponse:
-        return cpb.NodeResponse(node=self._node(self._snap(), req.ref))
+        return cpb.NodeResponse(node=self._with_manager_view(self._node(self._snap(), req.ref)))
 
     def update_node(self, req: cpb.UpdateNodeRequest) -> cpb.NodeResponse:
         snap = self._snap()
@@ -290,16 +328,171 @@ class ClusterControl(NetworkControl):
 
     # ---- node registration (called by the CA on join) ----
     def register_node(self, node_id: str, role: str, request, peer_ip: str) -> list[str]:
-        if role == "manager":
-            raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "joining as a manager is not supported yet: join as a worker")
+        is_manager = role == "manager"
+        if is_manager and not request.raft_addr:
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "a joining manager must give its Raft address")
+        r = pb.NodeSpec.MANAGER if is_manager else pb.NodeSpec.WORKER
         node = pb.Node(
             id=node_id,
-            role=pb.NodeSpec.WORKER,
-            spec=pb.NodeSpec(desired_role=pb.NodeSpec.WORKER, availability=pb.NodeSpec.ACTIVE),
+            role=r,
+            spec=pb.NodeSpec(desired_role=r, availability=pb.NodeSpec.ACTIVE),
             description=pb.NodeDescription(hostname=request.hostname),
             status=pb.NodeStatus(state=pb.NodeStatus.UNKNOWN, addr=request.addr or peer_ip, timestamp=time.time(), message="joined"),
             api_addr=request.api_addr,
+            raft_addr=request.raft_addr,
         )
-        self._propose([st.put(node, create=True)])
-        snap = self._snap()
+        if is_manager:
+            node.manager_status.raft_addr = request.raft_addr
+            node.manager_status.api_addr = request.api_addr
+            self.add_manager(node, create=True)
+        else:
+            self._propose([st.put(node, create=True)])
+        # No read barrier here: after adding a second manager nothing commits
+        # until that manager runs, and it starts only once this returns.
+        snap = self._store.snapshot()
         return sorted(n.manager_status.api_addr for n in snap.nodes.values() if n.role == pb.NodeSpec.MANAGER)
+
+    # ---- Raft membership (one change at a time, across managers) ----
+    def _mark_membership(self, change: str) -> None:
+        """Claim the cluster-wide membership-change marker (a versioned write
+        on the Cluster object: two managers racing cannot both win)."""
+        snap = self._snap()
+        cluster = snap.cluster
+        if cluster is None:
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, "the cluster is not initialised")
+        if cluster.membership_change and time.time() - cluster.membership_change_at < MEMBERSHIP_MARKER_TTL:
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"another manager membership change is in progress ({cluster.membership_change}); try again shortly")
+        new = pb.Cluster()
+        new.CopyFrom(cluster)
+        new.membership_change = change
+        new.membership_change_at = time.time()
+        self._propose([st.put(new)])
+
+    def _clear_membership(self, extra: list[spb.StoreAction] | None = None, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            cluster = self._store.snapshot().cluster
+            new = pb.Cluster()
+            new.CopyFrom(cluster)
+            new.membership_change = ""
+            new.membership_change_at = 0
+            try:
+                self._store.propose([st.put(new)] + list(extra or []), timeout=10)
+                return
+            except StoreError as e:
+                if time.monotonic() > deadline:
+                    raise store_error(e) from None
+                time.sleep(0.2)
+
+    def add_manager(self, node: pb.Node, create: bool) -> None:
+        """Record `node` as a manager and add it to the Raft membership. The
+        Raft change may only commit once the new manager runs (a cluster of one
+        or two needs it for a majority), so the marker is cleared by a thread
+        that waits for that commit."""
+        addr = node.manager_status.raft_addr
+        self._mark_membership(f"add {addr}")
+        try:
+            self._propose([st.put(node, create=create)])
+            committed = self._store.change_membership("add", addr, wait_commit=False)
+        except (ApiError, StoreError) as e:
+            self._clear_membership()
+            raise e if isinstance(e, ApiError) else store_error(e) from None
+        if committed:
+            self._clear_membership()
+        else:
+            threading.Thread(target=self._clear_membership, kwargs={"timeout": 120.0}, daemon=True,
+                             name="membership-clear").start()
+
+    def raft_peers(self) -> list[str]:
+        return self._store.members()
+
+    # ---- roles ----
+    def change_role(self, req: cpb.ChangeRoleRequest) -> cpb.NodeResponse:
+        if req.role not in (pb.NodeSpec.MANAGER, pb.NodeSpec.WORKER):
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"unknown role {req.role}")
+        snap = self._snap()
+        node = self._node(snap, req.ref)
+        name = node.description.hostname or node.id
+        if req.role == pb.NodeSpec.MANAGER:
+            if node.role == pb.NodeSpec.MANAGER:
+                raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"node {name} is already a manager")
+            if node.status.state != pb.NodeStatus.READY:
+                raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"node {name} is not ready: a node must be up to be promoted")
+            if not node.raft_addr:
+                raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"node {name} has not reported a Raft address yet; try again")
+            # The node's agent sees desired_role in its session and asks for a
+            # manager certificate (Dispatcher.RenewRole), which adds it to Raft.
+            new = pb.Node()
+            new.CopyFrom(node)
+            new.spec.desired_role = pb.NodeSpec.MANAGER
+            self._propose([st.put(new)])
+            return cpb.NodeResponse(node=self._store.snapshot().nodes.get(node.id, new))
+        # demotion
+        if node.role != pb.NodeSpec.MANAGER:
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, f"node {name} is already a worker")
+        managers = [n for n in snap.nodes.values() if n.role == pb.NodeSpec.MANAGER]
+        if len(managers) <= 1:
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"attempting to demote the last manager of the swarm ({name}): the swarm would have no manager left")
+        addr = node.manager_status.raft_addr
+        members = self._store.members()
+        if not req.force and not can_remove_member(members, self._store.reachable(), addr):
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"can't demote {name}: removing it from the managers would leave the swarm without quorum "
+                           f"({len(members)} managers, {len(self._store.reachable())} reachable). "
+                           "Bring unreachable managers back first, or use --force")
+        self.remove_manager(node)
+        return cpb.NodeResponse(node=self._store.snapshot().nodes.get(node.id, node))
+
+    def remove_manager(self, node: pb.Node) -> None:
+        """Take `node` out of the Raft membership and record it as a worker."""
+        addr = node.manager_status.raft_addr
+        self._mark_membership(f"remove {addr}")
+        try:
+            if addr == self._store.self_addr and self._store.is_leader():
+                # pysyncobj refuses to remove the leader: hand leadership over;
+                # the removal below is then forwarded to the new leader.
+                self._store.transfer_leadership()
+            self._store.change_membership("remove", addr)
+        except StoreError as e:
+            self._clear_membership()
+            raise store_error(e) from None
+        cur = self._store.snapshot().nodes.get(node.id)
+        extra: list[spb.StoreAction] = []
+        if cur is not None:
+            new = pb.Node()
+            new.CopyFrom(cur)
+            new.role = pb.NodeSpec.WORKER
+            new.spec.desired_role = pb.NodeSpec.WORKER
+            new.ClearField("manager_status")
+            extra.append(st.put(new))
+        self._clear_membership(extra)
+
+    def renew_role(self, node_id: str, csr_pem: bytes) -> tuple[bytes, str, bytes, list[str]]:
+        """Dispatcher.RenewRole: a certificate for the role the cluster wants
+        the node to have; for a promotion also adds it to Raft.
+        Returns (cert, role, raft secret, raft peers)."""
+        snap = self._snap()
+        node = snap.nodes.get(node_id)
+        cluster = snap.cluster
+        if node is None or cluster is None:
+            raise ApiError(grpc.StatusCode.NOT_FOUND, f"node {node_id} is not a member of this cluster")
+        want = node.spec.desired_role
+        role = "manager" if want == pb.NodeSpec.MANAGER else "worker"
+        try:
+            cert = ca.sign_node_csr(cluster.root_ca, csr_pem, node_id, role, cluster.id, node.status.addr)
+        except ca.CSRError as e:
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+        if want == pb.NodeSpec.MANAGER:
+            if node.role != pb.NodeSpec.MANAGER:
+                new = pb.Node()
+                new.CopyFrom(node)
+                new.role = pb.NodeSpec.MANAGER
+                new.manager_status.raft_addr = node.raft_addr
+                new.manager_status.api_addr = node.api_addr
+                self.add_manager(new, create=False)
+            return cert, role, cluster.raft_secret, self._store.members()
+        if node.role == pb.NodeSpec.MANAGER:
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, "the node is still a Raft member; demote it first")
+        return cert, role, b"", []

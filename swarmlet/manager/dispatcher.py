@@ -26,6 +26,10 @@ from swarmlet.manager import state as st
 from swarmlet.manager.endpoints import AssignmentCache
 from swarmlet.manager.store import Store, StoreError
 
+# Trailing metadata key on a follower's refusal: the leader's api address, so
+# an agent goes straight there instead of trying every manager in turn.
+LEADER_HINT_KEY = "swarmlet-leader"
+
 log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_PERIOD = 0.5
@@ -60,8 +64,11 @@ class _Session:
 
 
 class Dispatcher(dgrpc.DispatcherServicer):
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, renew_role=None) -> None:
         self._store = store
+        # renew_role(node_id, csr_pem) -> (cert, role, raft_secret, raft_peers),
+        # from the control API (promotion/demotion touches Raft membership).
+        self._renew_role = renew_role
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}     # session id -> session
         self._last_seen: dict[str, float] = {}       # node id -> monotonic time of last sign of life
@@ -93,11 +100,25 @@ class Dispatcher(dgrpc.DispatcherServicer):
         if ident is None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "a node certificate is required")
         if not self._store.is_leader():
-            context.abort(grpc.StatusCode.UNAVAILABLE, "this manager is not the leader")
+            # Sessions live on the leader (heartbeats are in its memory): send
+            # the agent there.
+            leader = self.leader_api_addr()
+            if leader:
+                context.set_trailing_metadata(((LEADER_HINT_KEY, leader),))
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"this manager is not the leader (leader: {leader or 'none yet'})")
         node = self._store.snapshot().nodes.get(ident.node_id)
         if node is None:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"node {ident.node_id} is not a member of this cluster (removed?)")
         return ident
+
+    def leader_api_addr(self) -> str:
+        leader = self._store.leader_addr()
+        if not leader:
+            return ""
+        for n in self._store.snapshot().nodes.values():
+            if n.role == pb.NodeSpec.MANAGER and n.manager_status.raft_addr == leader:
+                return n.manager_status.api_addr
+        return ""
 
     def _session(self, session_id: str, context: grpc.ServicerContext, ident: tls.Identity) -> _Session:
         with self._lock:
@@ -122,7 +143,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
         try:
             self._submit([spb.StoreAction(node_status=spb.NodeStatusAction(
                 node_id=ident.node_id, status=status, description=request.description))], wait=5.0)
-            self._record_api_addr(ident.node_id, request.addr, request.api_addr)
+            self._record_api_addr(ident.node_id, request.addr, request.api_addr, request.raft_addr)
         except StoreError as e:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot register the session: {e}")
         log.info("session %s opened for node %s", sess.session_id[:8], ident.node_id)
@@ -143,6 +164,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
                 node_id=ident.node_id,
                 availability=node.spec.availability,
                 networks=self._net_assignments.for_node(snap, ident.node_id),
+                desired_role=node.spec.desired_role,
             )
             raw = msg.SerializeToString(deterministic=True)
             if raw != last_sent:
@@ -190,13 +212,27 @@ class Dispatcher(dgrpc.DispatcherServicer):
         return dpb.UpdateTaskStatusResponse()
 
     # ---- helpers ----
-    def _record_api_addr(self, node_id: str, addr: str, api_addr: str) -> None:
+    def RenewRole(self, request: dpb.RenewRoleRequest, context: grpc.ServicerContext) -> dpb.RenewRoleResponse:
+        ident = self._identity(context)
+        if self._renew_role is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "role changes are not served here")
+        from swarmlet.manager.controlapi import ApiError
+
+        try:
+            cert, role, secret, peers = self._renew_role(ident.node_id, request.csr_pem)
+        except ApiError as e:
+            context.abort(e.code, str(e))
+        return dpb.RenewRoleResponse(cert_pem=cert, role=role, raft_secret=secret, raft_peers=peers)
+
+    def _record_api_addr(self, node_id: str, addr: str, api_addr: str, raft_addr: str = "") -> None:
         node = self._store.snapshot().nodes.get(node_id)
-        if node is None or (node.api_addr == api_addr and node.status.addr == addr):
+        if node is None or (node.api_addr == api_addr and node.status.addr == addr and node.raft_addr == raft_addr):
             return
         new = pb.Node()
         new.CopyFrom(node)
         new.api_addr = api_addr
+        if raft_addr:
+            new.raft_addr = raft_addr
         try:
             self._store.propose([st.put(new)])
         except StoreError:

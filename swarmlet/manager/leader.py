@@ -63,7 +63,8 @@ class LeaderLoop:
                 continue
             snap = self._store.snapshot()
             try:
-                actions = planner.plan_round(snap.copy(), time.time(), new_task_id)
+                # plan_round never mutates the snapshot (copy-on-write), so no copy.
+                actions = planner.plan_round(snap, time.time(), new_task_id)
             except Exception:
                 log.exception("planning failed")
                 self._stop.wait(1.0)

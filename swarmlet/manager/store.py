@@ -62,6 +62,27 @@ class ConflictError(StoreError):
         super().__init__(message, retryable=False)
 
 
+class QuorumLost(StoreError):
+    """Fewer than a majority of the managers are reachable: nothing can be
+    committed until `missing` more of them come back (or the cluster is
+    recovered with `init --force-new-cluster`)."""
+
+    def __init__(self, reachable: int, members: int) -> None:
+        self.reachable = reachable
+        self.members = members
+        self.missing = members // 2 + 1 - reachable
+        super().__init__(
+            f"the swarm has lost quorum: {reachable} of {members} managers reachable, "
+            f"{self.missing} more needed for a majority. Bring the missing managers back, or recover with "
+            "'swarmlet init --force-new-cluster' on a surviving manager",
+            retryable=True,
+        )
+
+
+def majority(members: int) -> int:
+    return members // 2 + 1
+
+
 @dataclass
 class RaftTimings:
     """Raft timing knobs (seconds). Smaller means faster failover and faster
@@ -69,9 +90,32 @@ class RaftTimings:
 
     tick_period: float = 0.005
     append_entries_period: float = 0.02
+    # Election timeout window: a follower that hears nothing from the leader for
+    # a random time in [min, max] starts an election. Failover after a leader
+    # crash takes about max + one election round.
     raft_min_timeout: float = 0.4
     raft_max_timeout: float = 0.8
-    leader_fallback_timeout: float = 2.0
+    # A leader that has not heard from a majority for this long steps down (and
+    # refuses writes). pysyncobj's default is 30 s, far too long for a
+    # partitioned leader.
+    leader_fallback_timeout: float = 1.5
+    # Log compaction: a snapshot replaces the journal once it has this many
+    # entries (or every compaction_min_time seconds), keeping it bounded.
+    compaction_min_entries: int = 2000
+    compaction_min_time: float = 60.0
+
+    def validate(self) -> None:
+        """Refuse settings pysyncobj would reject or that could never elect."""
+        if self.append_entries_period <= 0 or self.tick_period <= 0:
+            raise ValueError("raft periods must be positive")
+        if self.raft_min_timeout <= 3 * self.append_entries_period:
+            raise ValueError(f"election timeout min {self.raft_min_timeout}s must exceed 3 x append period ({self.append_entries_period}s)")
+        if self.raft_max_timeout < self.raft_min_timeout:
+            raise ValueError("election timeout max must be >= min")
+        if self.leader_fallback_timeout <= self.append_entries_period:
+            raise ValueError("leader fallback timeout must exceed the append period")
+        if self.compaction_min_entries < 2:
+            raise ValueError("compaction_min_entries must be >= 2")
 
 
 def raft_password(raft_secret: bytes) -> str:
@@ -98,6 +142,11 @@ class _StateMachine(SyncObjConsumer):
             batch = spb.StoreBatch.FromString(data)
         except Exception as e:  # a corrupt entry is refused, not fatal
             return spb.StoreResult(ok=False, error=f"undecodable batch: {e}").SerializeToString()
+        if not batch.actions and not batch.request_id:
+            # A read barrier: committing it proves leadership and that every
+            # earlier entry is applied here. It changes nothing, so it does not
+            # bump the version (a read must not look like a write).
+            return spb.StoreResult(ok=True, version=self._snap.version).SerializeToString()
         if batch.request_id and batch.request_id in self._applied_ids:
             return self._applied_ids[batch.request_id].SerializeToString()
         new = self._snap.shallow_copy()
@@ -154,6 +203,11 @@ class Store:
     ) -> None:
         self.self_addr = self_addr
         t = timings or RaftTimings()
+        t.validate()
+        self.timings = t
+        # Membership changes on this manager, one at a time (pysyncobj's own
+        # one-change guard is dead code).
+        self._membership_lock = threading.Lock()
         raft_dir = os.path.join(state_dir, "raft")
         os.makedirs(raft_dir, mode=0o700, exist_ok=True)
         os.chmod(raft_dir, 0o700)  # journal and dump are pickles: root only
@@ -177,10 +231,13 @@ class Store:
             appendEntriesBatchSizeBytes=1 << 20,
             sendBufferSize=1 << 20,
             recvBufferSize=1 << 20,
-            logCompactionMinEntries=2000,
-            logCompactionMinTime=60,
+            logCompactionMinEntries=t.compaction_min_entries,
+            logCompactionMinTime=t.compaction_min_time,
             bindAddress=bind_addr or self_addr,
             onStateChanged=self._state_changed,
+            # A command submitted while no leader is known fails at once instead
+            # of queueing (we wait for an election ourselves, with a deadline).
+            commandsWaitLeader=False,
         )
         self._obj = SyncObj(self_addr, partners, conf=conf, consumers=[self._sm])
 
@@ -225,6 +282,45 @@ class Store:
     def is_ready(self) -> bool:
         return bool(self._obj.isReady())
 
+    def members(self) -> list[str]:
+        """Raft addresses of every voting member, this one included, as this
+        manager currently sees the membership."""
+        return sorted([self.self_addr] + [str(n.address) for n in self._obj.otherNodes])
+
+    def reachable(self) -> set[str]:
+        """Members this manager has a live Raft connection to (itself included)."""
+        out = {self.self_addr}
+        for n in self._obj.otherNodes:
+            if self._obj.isNodeConnected(n):
+                out.add(str(n.address))
+        return out
+
+    def quorum_view(self) -> tuple[int, int]:
+        """(reachable members, members) from this manager's connections."""
+        members = len(self._obj.otherNodes) + 1
+        return len(self.reachable()), members
+
+    def wait_writable(self, timeout: float) -> None:
+        """Return once a leader is known and a majority is reachable, else raise
+        QuorumLost (a majority is not reachable) or NotLeader (an election is
+        still running). Waits at most `timeout`: long enough for an election,
+        short enough that a write on a cluster without quorum fails fast."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reachable, members = self.quorum_view()
+            if self.leader_addr() is not None and reachable >= majority(members):
+                return
+            if time.monotonic() >= deadline:
+                if reachable < majority(members):
+                    raise QuorumLost(reachable, members)
+                raise NotLeader("no leader has been elected yet; try again")
+            time.sleep(0.02)
+
+    def election_window(self) -> float:
+        """How long an election normally takes: the wait before declaring a
+        write impossible."""
+        return 2 * self.timings.raft_max_timeout + 0.5
+
     def status(self) -> dict:
         s = self._obj.getStatus()
         return {k: (str(v) if not isinstance(v, (int, float, bool, str, type(None))) else v) for k, v in s.items()}
@@ -235,6 +331,18 @@ class Store:
         committed, ConflictError if it was committed but a precondition failed
         (then nothing of it was applied)."""
         batch = spb.StoreBatch(actions=actions, timestamp=time.time(), request_id=request_id or uuid.uuid4().hex)
+        return self._submit(batch, timeout)
+
+    def barrier(self, timeout: float = 5.0) -> int:
+        """Commit a no-op through the leader and wait until it is applied here.
+        Afterwards this manager's snapshot holds every write acknowledged before
+        the call (a linearizable read point). Returns the store version."""
+        return self._submit(spb.StoreBatch(timestamp=0.0), timeout).version
+
+    def _submit(self, batch: spb.StoreBatch, timeout: float) -> spb.StoreResult:
+        start = time.monotonic()
+        self.wait_writable(min(timeout, self.election_window()))
+        timeout = max(0.5, timeout - (time.monotonic() - start))
         data = batch.SerializeToString()
         done = threading.Event()
         out: dict = {}
@@ -245,7 +353,10 @@ class Store:
 
         self._sm.apply(data, callback=callback)
         if not done.wait(timeout):
-            raise StoreError(f"the write was not committed within {timeout:.1f}s (no quorum?)")
+            reachable, members = self.quorum_view()
+            if reachable < majority(members):
+                raise QuorumLost(reachable, members)
+            raise StoreError(f"the write was not committed within {timeout:.1f}s; it may still be applied")
         err = out["err"]
         if err != FAIL_REASON.SUCCESS:
             if err in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.LEADER_CHANGED):
@@ -256,8 +367,89 @@ class Store:
             raise ConflictError(result.error)
         return result
 
+    # ---- membership (leader or forwarded; one change at a time) ----
+    def change_membership(self, op: str, addr: str, timeout: float = 10.0, wait_commit: bool = True) -> bool:
+        """Add ("add") or remove ("remove") a voting member and wait until the
+        change is committed. The caller serializes changes across managers
+        (controlapi's marker on the Cluster object); this lock serializes them
+        on this manager. A barrier first makes sure any change a previous leader
+        left in the log is committed before the next one is appended.
+
+        Adding a member to a cluster of one or two cannot commit until the new
+        member runs (the new majority includes it): with wait_commit=False the
+        call returns once the change is in this manager's log, and the result
+        is False when it was not committed yet (True when it was)."""
+        if op not in ("add", "remove"):
+            raise ValueError(f"unknown membership operation {op!r}")
+        with self._membership_lock:
+            if op == "add" and addr in self.members():
+                return True
+            if op == "remove" and addr not in self.members():
+                return True
+            self.barrier(timeout)
+            done = threading.Event()
+            out: dict = {}
+
+            def callback(result, err):
+                out["err"] = err
+                done.set()
+
+            if op == "add":
+                self._obj.addNodeToCluster(addr, callback=callback)
+            else:
+                self._obj.removeNodeFromCluster(addr, callback=callback)
+            deadline = time.monotonic() + timeout
+            while not done.wait(0.02):
+                if not wait_commit and (op == "add") == (addr in self.members()):
+                    return False  # appended here; commits once the new member answers
+                if time.monotonic() > deadline:
+                    raise StoreError(f"the membership change ({op} {addr}) was not committed within {timeout:.0f}s")
+            if out["err"] != FAIL_REASON.SUCCESS:
+                # REQUEST_DENIED also means "already a member / not a member":
+                # re-check rather than trust the code.
+                if (op == "add") == (addr in self.members()):
+                    return True
+                raise StoreError(f"the membership change ({op} {addr}) failed (reason {out['err']})")
+            return True
+
+    def transfer_leadership(self, timeout: float = 5.0) -> str | None:
+        """Hand leadership to the most caught-up follower (needed before the
+        leader can be removed). Returns the new leader's address."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_leader():
+                leader = self.leader_addr()
+                if leader is not None and leader != self.self_addr:
+                    return leader
+            else:
+                self._obj.transferLeadership()
+            time.sleep(0.1)
+        raise StoreError("leadership could not be transferred (no caught-up follower?)")
+
+    def force_compaction(self) -> None:
+        """Snapshot and truncate the journal now (tests, backups)."""
+        self._obj.forceLogCompaction()
+
+    def log_length(self) -> int:
+        return int(self._obj.getStatus()["log_len"])
+
+    def state_digest(self) -> str:
+        """sha256 of the applied state: every object's deterministic bytes and
+        the version. Two managers that applied the same log agree on it."""
+        return state_digest(self.snapshot())
+
     def close(self) -> None:
         try:
             self._obj.destroy_synchronous()
         except Exception:
             log.exception("closing the raft node")
+
+
+def state_digest(snap: st.Snapshot) -> str:
+    h = hashlib.sha256(f"v{snap.version}".encode())
+    for table in _TABLE_TYPES:
+        for oid in sorted(getattr(snap, table)):
+            raw = getattr(snap, table)[oid].SerializeToString(deterministic=True)
+            h.update(f"|{table}/{oid}/{len(raw)}|".encode())
+            h.update(raw)
+    return h.hexdigest()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import grpc
@@ -139,6 +141,23 @@ def test_unreachable_manager_join_refused(testbed, cluster):
     r = fails(testbed, h4, "join", "--token", token, f"{base}.77:4242")
     assert "cannot reach manager" in r.stderr
     _assert_unchanged(testbed, h4)
+
+
+def test_join_with_port_in_use_refused(testbed, cluster):
+    h1, _, _, h4, token = cluster
+    holder = subprocess.Popen(
+        ["nsenter", f"--net=/run/netns/{h4.netns}", sys.executable, "-c",
+         "import socket,sys,time; s=socket.socket(); s.bind((sys.argv[1], 4244)); s.listen(); print('ok', flush=True); time.sleep(120)",
+         h4.ip],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        r = fails(testbed, h4, "join", "--token", token, f"{h1.ip}:4242")
+        assert "4244" in r.stderr and "not available" in r.stderr
+        _assert_unchanged(testbed, h4)
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_create_spreads_12_replicas_over_3_hosts(testbed, cluster):
@@ -306,3 +325,74 @@ def test_unschedulable_progress_fails_with_reason(testbed, cluster):
     finally:
         ok(testbed, h1, "node", "update", "--availability", "active", "--label-rm", "disk", "h2")
         testbed.cli(h1, "service", "rm", "stuck")
+
+
+def test_inspect_and_info_json(testbed, cluster):
+    h1, h2, _, _, _ = cluster
+    ok(testbed, h1, "service", "create", "--name", "insp", "--replicas", "2", "--env", "A=1", "--label", "team=x",
+       "--reserve-memory", "8M", "--restart-condition", "on-failure", IMAGE, "sleep", "3600")
+    (svc,) = json.loads(ok(testbed, h1, "service", "inspect", "insp").stdout)
+    spec = svc["spec"]
+    assert spec["name"] == "insp" and spec["labels"] == {"team": "x"}
+    assert spec["task"]["container"]["env"] == ["A=1"]
+    assert int(spec["task"]["resources"]["reservations"]["memory_bytes"]) == 8 * 1024 * 1024
+    assert spec["task"]["restart"]["condition"] == "ON_FAILURE"
+    (node,) = json.loads(ok(testbed, h1, "node", "inspect", "h2").stdout)
+    assert node["description"]["hostname"] == "h2"
+    info = json.loads(ok(testbed, h1, "info", "--format", "json").stdout)
+    assert info["is_leader"] and info["role"] == "manager" and int(info["services"]) >= 1
+    assert "insp" in ok(testbed, h1, "node", "ps", "h1").stdout + ok(testbed, h1, "node", "ps", "h2").stdout
+    ok(testbed, h1, "service", "rm", "insp")
+
+
+def test_worker_leave_then_node_rm(testbed, cluster):
+    h1, h2, h3, _, token = cluster
+    ok(testbed, h1, "service", "create", "--name", "lv", "--replicas", "3", IMAGE, "sleep", "3600")
+    r = fails(testbed, h1, "node", "rm", "h3")
+    assert "not down" in r.stderr
+    ok(testbed, h3, "leave")
+    # Leaving removes the node's containers and its membership.
+    wait_for(lambda: not containers(testbed, h3, all_=True), 30, "no swarmlet containers left on h3")
+    assert api(h3).Info(cpb.InfoRequest()).state == "inactive"
+    wait_for(lambda: nodes_by_name(h1)["h3"].status.state == pb.NodeStatus.DOWN, 20, "h3 down")
+    wait_for(lambda: len(running_tasks(h1, "lv")) == 3, 30, "lv back to 3 replicas on h1/h2")
+    ok(testbed, h1, "node", "rm", "h3")
+    assert "h3" not in nodes_by_name(h1)
+    # A host that left can join again, as a new node.
+    ok(testbed, h3, "join", "--token", token, f"{h1.ip}:4242")
+    wait_for(lambda: nodes_by_name(h1).get("h3") is not None
+             and nodes_by_name(h1)["h3"].status.state == pb.NodeStatus.READY, 30, "h3 joined again")
+    ok(testbed, h1, "service", "rm", "lv")
+
+
+def test_global_service_follows_nodes(testbed, cluster):
+    h1, h2, h3, _, _ = cluster
+    ok(testbed, h1, "service", "create", "--name", "glob", "--mode", "global", IMAGE, "sleep", "3600")
+    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "glob") == {"h1": 1, "h2": 1, "h3": 1}, 30,
+             "one glob task per node")
+    ok(testbed, h1, "node", "update", "--availability", "drain", "h2")
+    try:
+        wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "glob") == {"h1": 1, "h2": 0, "h3": 1}, 30,
+                 "no glob task on drained h2")
+    finally:
+        ok(testbed, h1, "node", "update", "--availability", "active", "h2")
+    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "glob") == {"h1": 1, "h2": 1, "h3": 1}, 30,
+             "glob back on h2")
+    ok(testbed, h1, "service", "rm", "glob")
+
+
+def test_reservations_never_exceed_capacity(testbed, cluster):
+    h1, h2, h3, _, _ = cluster
+    nodes = nodes_by_name(h1)
+    mem = min(nodes[h].description.resources.memory_bytes for h in ("h1", "h2", "h3"))
+    assert mem > 0
+    # Each node fits exactly two of these; the seventh replica cannot be placed.
+    per_task_mib = int(mem * 0.4) // (1024 * 1024)
+    r = testbed.cli(h1, "service", "create", "--name", "big", "--replicas", "7", "--reserve-memory", f"{per_task_mib}M",
+                    IMAGE, "sleep", "3600", timeout=60)
+    assert r.returncode != 0 and "insufficient memory" in r.stderr, r.stderr
+    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "big") == {"h1": 2, "h2": 2, "h3": 2}, 30,
+             "two big tasks per node")
+    pending = [t for t in tasks(h1, "big") if t.status.state == pb.PENDING]
+    assert len(pending) == 1 and "insufficient memory" in pending[0].status.err
+    ok(testbed, h1, "service", "rm", "big")

@@ -215,6 +215,9 @@ def test_daemon_command_builds_config(monkeypatch: pytest.MonkeyPatch) -> None:
         "raft_port": 5243,
         "api_port": 4244,
         "log_level": "debug",
+        "election_timeout_min": 0.4,
+        "election_timeout_max": 0.8,
+        "leader_fallback_timeout": 1.5,
     }
 
 

@@ -221,7 +221,7 @@ def test_create_waits_until_converged(fake: tuple[FakeControl, str]) -> None:
         f.tasks = [_task(sid, s, state, tid=f"t{s}") for s in (1, 2)]
 
     servicer.on_list_tasks = advance
-    result = run(host, "service", "create", "--name", "web", "--replicas", "2", "nginx")
+    result = run(host, "service", "create", "--timeout", "20s", "--name", "web", "--replicas", "2", "nginx")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "svc0123456789abcdef"
@@ -242,7 +242,7 @@ def test_create_fails_when_a_task_cannot_be_placed(fake: tuple[FakeControl, str]
         f.tasks = [_task(sid, 1, pb.PENDING, err="no suitable node (insufficient memory)", node="", tid="p1")]
 
     servicer.on_list_tasks = stuck
-    result = run(host, "service", "create", "--name", "web", "nginx")
+    result = run(host, "service", "create", "--timeout", "20s", "--name", "web", "nginx")
     assert result.exit_code == 1
     assert result.stderr.strip() == "Error: web.1: no suitable node (insufficient memory)"
 
@@ -262,7 +262,7 @@ def test_create_quiet_prints_only_the_id(fake: tuple[FakeControl, str]) -> None:
         f.tasks = [_task(next(iter(f.services)), 1, pb.RUNNING)]
 
     servicer.on_list_tasks = running
-    result = run(host, "service", "create", "-q", "nginx")
+    result = run(host, "service", "create", "--timeout", "20s", "-q", "nginx")
     assert result.exit_code == 0
     assert result.stdout == "svc0123456789abcdef\n"
 
@@ -272,10 +272,15 @@ def test_scale_then_progress(fake: tuple[FakeControl, str]) -> None:
     assert run(host, "service", "create", "-d", "--name", "web", "nginx").exit_code == 0
 
     def scaled(f: FakeControl) -> None:
-        f.tasks = [_task("svc0123456789abcdef", s, pb.RUNNING, tid=f"t{s}") for s in (1, 2, 3)]
+        # tasks created before the scale keep their spec_version; their spec is
+        # still the service's, so they count as current
+        svc = f.services["svc0123456789abcdef"]
+        f.tasks = [_task(svc.id, s, pb.RUNNING, tid=f"t{s}") for s in (1, 2, 3)]
+        for t in f.tasks:
+            t.spec.CopyFrom(svc.spec.task)
 
     servicer.on_list_tasks = scaled
-    result = run(host, "service", "scale", "web=3")
+    result = run(host, "service", "scale", "--timeout", "20s", "web=3")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "web scaled to 3"
     assert "verify: Service converged" in result.stdout

@@ -520,7 +520,11 @@ def test_plan_round_is_one_batch_applying_cleanly():
     assert sim.snap.tasks == snap_before.tasks and sim.snap.version == snap_before.version
     res = st.apply_batch(sim.snap, spb.StoreBatch(actions=acts, timestamp=sim.now))
     assert res.ok, res.error
-    assert all(t.status.state == pb.ASSIGNED for t in sim.tasks(live=True) if t.status.state < pb.ASSIGNED or t.service_id == "t")
+    # The new service's tasks and the orphan's replacement were created and
+    # assigned in that one batch.
+    assert [t.status.state for t in sim.tasks("t")] == [pb.ASSIGNED, pb.ASSIGNED]
+    assert all(t.status.state >= pb.ASSIGNED for t in sim.tasks(live=True))
+    assert sim.per_node("s") in ({"n2": 2, "n3": 1}, {"n2": 1, "n3": 2})
 
 
 def test_plan_round_existing_pending_task_put_uses_original_version():

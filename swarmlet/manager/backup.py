@@ -1,0 +1,130 @@
+"""Backup files and re-seeding a fresh Raft from a state snapshot (restore and
+`init --force-new-cluster`).
+
+A backup file is one JSON header line, then the body: a serialized
+`control.BackupTables` protobuf. The header says what the body is and carries
+its sha256, so a truncated or foreign file is refused before anything changes.
+The format is documented in docs/operations.md; `FORMAT_VERSION` is bumped on
+any incompatible change and `decode` refuses versions it does not know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Iterator
+
+from swarmlet.api import control_pb2 as cpb
+from swarmlet.api import objects_pb2 as pb
+from swarmlet.api import store_pb2 as spb
+from swarmlet.manager import state as st
+
+FORMAT = "swarmlet-backup"
+FORMAT_VERSION = 1
+# Objects per replicated batch when re-seeding: keeps Raft entries small
+# (pysyncobj is slow with entries far beyond its batch size).
+SEED_BATCH = 200
+
+
+class BackupError(ValueError):
+    """The data is not a backup this version can restore."""
+
+
+def encode(snap: st.Snapshot, now: float | None = None) -> bytes:
+    body = cpb.BackupTables(
+        store_version=snap.version,
+        clusters=[snap.clusters[k] for k in sorted(snap.clusters)],
+        nodes=[snap.nodes[k] for k in sorted(snap.nodes)],
+        services=[snap.services[k] for k in sorted(snap.services)],
+        tasks=[snap.tasks[k] for k in sorted(snap.tasks)],
+        networks=[snap.networks[k] for k in sorted(snap.networks)],
+    ).SerializeToString(deterministic=True)
+    cluster = snap.cluster
+    header = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "created_at": time.time() if now is None else now,
+        "cluster_id": cluster.id if cluster else "",
+        "store_version": snap.version,
+        "counts": {"clusters": len(snap.clusters), "nodes": len(snap.nodes), "services": len(snap.services),
+                   "tasks": len(snap.tasks), "networks": len(snap.networks)},
+        "body": "swarmlet.api.BackupTables",
+        "body_bytes": len(body),
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+    }
+    return json.dumps(header, sort_keys=True).encode() + b"\n" + body
+
+
+def decode(data: bytes) -> st.Snapshot:
+    """The snapshot in a backup file; BackupError if the file is not one."""
+    line, sep, body = data.partition(b"\n")
+    if not sep:
+        raise BackupError("not a swarmlet backup (no header line)")
+    try:
+        header = json.loads(line)
+    except ValueError:
+        raise BackupError("not a swarmlet backup (the header is not JSON)") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise BackupError("not a swarmlet backup (wrong format name)")
+    if header.get("version") != FORMAT_VERSION:
+        raise BackupError(f"backup format version {header.get('version')} is not supported (this swarmlet reads version {FORMAT_VERSION})")
+    if len(body) != header.get("body_bytes") or hashlib.sha256(body).hexdigest() != header.get("body_sha256"):
+        raise BackupError("the backup is truncated or corrupted (size or checksum mismatch)")
+    tables = cpb.BackupTables.FromString(body)
+    snap = st.Snapshot(
+        clusters={c.id: c for c in tables.clusters},
+        nodes={n.id: n for n in tables.nodes},
+        services={s.id: s for s in tables.services},
+        tasks={t.id: t for t in tables.tasks},
+        networks={n.id: n for n in tables.networks},
+        version=tables.store_version,
+    )
+    if snap.cluster is None or not snap.cluster.root_ca.key_pem:
+        raise BackupError("the backup holds no cluster object with its CA")
+    return snap
+
+
+def bootstrap_batches(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reason: str) -> Iterator[list[spb.StoreAction]]:
+    """Store batches that recreate `snap` in an empty store with `me` as the
+    only manager (pure). Other managers become workers whose desired role is
+    worker: if they ever come back, their agents are told to demote (their old
+    Raft state can no longer reach the new Raft: its secret changed)."""
+    cluster = pb.Cluster()
+    cluster.CopyFrom(snap.cluster)
+    cluster.raft_secret = raft_secret
+    cluster.membership_change = ""
+    cluster.membership_change_at = 0
+    objects: list[object] = [cluster]
+    for n in sorted(snap.nodes.values(), key=lambda n: n.id):
+        if n.id == me.id:
+            continue
+        if n.role == pb.NodeSpec.MANAGER:
+            n2 = pb.Node()
+            n2.CopyFrom(n)
+            n2.role = pb.NodeSpec.WORKER
+            n2.spec.desired_role = pb.NodeSpec.WORKER
+            n2.ClearField("manager_status")
+            n2.status.state = pb.NodeStatus.DOWN
+            n2.status.message = reason
+            n = n2
+        objects.append(n)
+    mine = pb.Node()
+    mine.CopyFrom(me)
+    old = snap.nodes.get(me.id)
+    if old is not None:
+        mine.spec.labels.update(old.spec.labels)
+        mine.spec.availability = old.spec.availability
+    objects.append(mine)
+    # Networks before the services that name them.
+    objects.extend(snap.networks[k] for k in sorted(snap.networks))
+    objects.extend(snap.services[k] for k in sorted(snap.services))
+    objects.extend(snap.tasks[k] for k in sorted(snap.tasks))
+    for i in range(0, len(objects), SEED_BATCH):
+        actions = []
+        for obj in objects[i:i + SEED_BATCH]:
+            o = type(obj)()
+            o.CopyFrom(obj)
+            o.meta.version = 0
+            actions.append(st.put(o, create=True))
+        yield actions
