@@ -352,11 +352,24 @@ class Store:
             done.set()
 
         self._sm.apply(data, callback=callback)
-        if not done.wait(timeout):
+        # Wait for the commit, but give up early once a majority has been out of
+        # reach for a whole election window: without quorum the write cannot
+        # commit, and the caller should hear so now rather than at the timeout.
+        deadline = time.monotonic() + timeout
+        lost_since: float | None = None
+        while not done.wait(0.1):
+            now = time.monotonic()
             reachable, members = self.quorum_view()
             if reachable < majority(members):
-                raise QuorumLost(reachable, members)
-            raise StoreError(f"the write was not committed within {timeout:.1f}s; it may still be applied")
+                lost_since = lost_since or now
+                if now - lost_since >= self.election_window():
+                    raise QuorumLost(reachable, members)
+            else:
+                lost_since = None
+            if now >= deadline:
+                if reachable < majority(members):
+                    raise QuorumLost(reachable, members)
+                raise StoreError(f"the write was not committed within {timeout:.1f}s; it may still be applied")
         err = out["err"]
         if err != FAIL_REASON.SUCCESS:
             if err in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.LEADER_CHANGED):
