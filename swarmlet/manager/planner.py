@@ -14,6 +14,7 @@ from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.manager import orchestrator as orch
 from swarmlet.manager import state as st
+from swarmlet.manager import updater
 from swarmlet.manager.scheduler import schedule
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def _merge(snap: st.Snapshot, orch_actions: list[spb.StoreAction], sched_actions
 
 
 def plan_round(snap: st.Snapshot, now: float, new_id: Callable[[], str], *, strict: bool = False) -> list[spb.StoreAction]:
-    """Orchestrator + scheduler actions for `snap` at time `now`, as one batch.
+    """Orchestrator + rolling updater + scheduler actions for `snap` at time `now`, as one batch.
 
     Does not modify `snap`. A plan that fails to apply is a bug: with
     `strict` (tests) it raises PlanError; otherwise it is logged and the
@@ -70,6 +71,18 @@ def plan_round(snap: st.Snapshot, now: float, new_id: Callable[[], str], *, stri
                 raise PlanError(msg)
             log.error(msg)
             return orch_actions
+    # The updater sees the slots the orchestrator just filled, so the two never
+    # both create a task for one slot.
+    upd_actions = updater.update(work, now, new_id)
+    if upd_actions:
+        res = st.apply_batch(work, spb.StoreBatch(actions=upd_actions, timestamp=now))
+        if not res.ok:
+            msg = f"updater plan does not apply: {res.error}"
+            if strict:
+                raise PlanError(msg)
+            log.error(msg)
+            return orch_actions
+        orch_actions = orch_actions + upd_actions
     sched_actions = schedule(work, now)
     if not sched_actions:
         return orch_actions
