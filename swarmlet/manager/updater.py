@@ -266,6 +266,8 @@ class _ServiceUpdate:
         if not candidates and in_flight == 0:
             done = US.ROLLBACK_COMPLETED if rolling_back else US.COMPLETED
             msg = "rollback completed" if rolling_back else "update completed"
+            if rolling_back and self.status.message.startswith(("update rolled back", "manually")):
+                msg = f"{self.status.message}; {msg}"  # keep why it was rolled back
             if failed:
                 msg += f" ({len(failed)} new task{'s' if len(failed) != 1 else ''} failed on the way)"
             self._put_status(state=done, completed_at=self.now, message=msg)
