@@ -401,3 +401,21 @@ def validate_config(cfg: pb.UpdateConfig, flag: str) -> None:
         raise ValueError(f"--{flag}-failure-action: unknown action {cfg.failure_action}")
     if cfg.order not in UC.Order.values():
         raise ValueError(f"--{flag}-order: unknown order {cfg.order}")
+
+
+def next_deadline(snap: st.Snapshot, now: float) -> float | None:
+    """The earliest future instant at which a time-based condition of an
+    update changes (a monitor period or delay ends), so the leader can plan
+    again right then instead of at its next idle tick."""
+    best: float | None = None
+    for svc in snap.services.values():
+        if svc.update_status.state not in ACTIVE:
+            continue
+        cfg = config_for(svc)
+        for t in snap.tasks_of_service(svc.id):
+            if t.status.state != pb.RUNNING or not orch.is_live(t) or not is_current(t, svc):
+                continue
+            for at in (running_since(t) + cfg.monitor, running_since(t) + cfg.monitor + cfg.delay):
+                if at > now and (best is None or at < best):
+                    best = at
+    return best

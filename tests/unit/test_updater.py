@@ -519,3 +519,16 @@ def test_validate_config():
                      (config(max_failure_ratio=1.5), "ratio")):
         with pytest.raises(ValueError, match=msg):
             updater.validate_config(bad, "update")
+
+
+def test_next_deadline_is_the_end_of_a_monitor_period():
+    sim = cluster()
+    service(sim, replicas=2, parallelism=1, monitor=3.0)
+    assert updater.next_deadline(sim.snap, sim.now) is None  # not updating
+    update(sim)
+    t0 = sim.now
+    plan(sim)
+    agent(sim)
+    plan(sim)
+    agent(sim)  # the first new task runs from t0
+    assert updater.next_deadline(sim.snap, sim.now) == t0 + 3.0
