@@ -200,7 +200,9 @@ def test_canary_then_promote(testbed, cluster):
 def test_failing_canary_is_rolled_back_without_touching_old_tasks(testbed, cluster):
     h1 = cluster[0]
     old = {t.id for t in tasks(h1, "web") if t.status.state == pb.RUNNING and t.desired_state == pb.RUNNING}
-    r = fails(testbed, h1, "service", "update", "--image", SICK, "--update-canary", "1",
+    # (The service's own --health-cmd from earlier tests overrides the sick
+    # image's HEALTHCHECK, so the failing check comes from the spec here.)
+    r = fails(testbed, h1, "service", "update", "--image", V2, "--health-cmd", "false", "--update-canary", "1",
               "--update-auto-promote", "web", timeout=SLOW)
     assert "canary failed" in r.stderr
     wait_for(lambda: {t.id for t in tasks(h1, "web") if t.status.state == pb.RUNNING
