@@ -32,6 +32,7 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import control_pb2_grpc
 from swarmlet.api import dispatcher_pb2_grpc
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.manager import allocator
 from swarmlet.manager import ca
 from swarmlet.manager import state as st
 
@@ -234,8 +235,11 @@ class Daemon:
 
     def _make_executor(self) -> None:
         from swarmlet.agent.executor import Executor
+        from swarmlet.agent.network import NetworkAgent
 
-        self.executor = Executor(self.cfg.docker_host, self.node.node_id, self._report, hostname=self.hostname)
+        network = NetworkAgent(self.addr)
+        self.executor = Executor(self.cfg.docker_host, self.node.node_id, self._report, hostname=self.hostname,
+                                 network=network)
 
     def _report(self, reports) -> None:
         s = self.session
@@ -341,6 +345,10 @@ class Daemon:
             if self.node is not None:
                 raise ControlError(grpc.StatusCode.FAILED_PRECONDITION,
                                    "This node is already part of a swarm. Use 'swarmlet leave' to leave this swarm and join another one.")
+            try:
+                allocator.parse_pool(req.default_address_pool, req.default_subnet_size)
+            except allocator.AllocationError as e:
+                raise ControlError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
             if req.advertise_addr:
                 self._set_advertise(req.advertise_addr)
             self._check_ports_free([("join", self.cfg.join_port), ("raft", self.cfg.raft_port), ("api", self.cfg.api_port)])
@@ -362,7 +370,9 @@ class Daemon:
                 time.sleep(0.02)
             cluster = pb.Cluster(
                 id=cluster_id,
-                spec=pb.ClusterSpec(heartbeat_period=0.5, node_down_after=3.0, task_history_limit=5),
+                spec=pb.ClusterSpec(heartbeat_period=0.5, node_down_after=3.0, task_history_limit=5,
+                                    default_address_pool=list(req.default_address_pool),
+                                    default_subnet_size=req.default_subnet_size),
                 root_ca=root,
                 worker_token=ca.new_join_token(root.digest),
                 manager_token=ca.new_join_token(root.digest),
@@ -711,6 +721,18 @@ class LocalControl(control_pb2_grpc.ControlServicer):
 
     def Restore(self, request, context):
         return self._call(context, self.d.restore, request)
+
+    def CreateNetwork(self, request, context):
+        return self._manager(context, "create_network", request)
+
+    def GetNetwork(self, request, context):
+        return self._manager(context, "get_network", request)
+
+    def ListNetworks(self, request, context):
+        return self._manager(context, "list_networks", request)
+
+    def RemoveNetwork(self, request, context):
+        return self._manager(context, "remove_network", request)
 
     def ServiceLogs(self, request, context) -> Iterator[cpb.ServiceLogLine]:
         try:

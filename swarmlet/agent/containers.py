@@ -103,6 +103,10 @@ def host_config_kwargs(task: pb.Task) -> dict[str, Any]:
         # would resurrect a task the cluster already counts as ended.
         "restart_policy": {"Name": "no"},
     }
+    if task.networks:
+        # The agent's embedded DNS server answers there, inside the
+        # container's own namespace (see agent/dns.py).
+        kwargs["dns"] = ["127.0.0.11"]
     if limits.nano_cpus > 0:
         kwargs["nano_cpus"] = int(limits.nano_cpus)
     if limits.memory_bytes > 0:

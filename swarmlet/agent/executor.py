@@ -91,8 +91,11 @@ class Executor:
         node_id: str,
         report: ReportFn,
         hostname: str | None = None,
+        network=None,
     ) -> None:
         self._url = docker_url
+        # Overlay wiring (agent/network.py); None: tasks get no networks wired.
+        self.network = network
         self.node_id = node_id
         self._report_fn = report
         self._hostname = hostname
@@ -125,6 +128,8 @@ class Executor:
     # ------------------------------------------------------------------ life
 
     def start(self) -> None:
+        if self.network is not None:
+            self.network.start()
         self._start_pool = ThreadPoolExecutor(START_WORKERS, thread_name_prefix="exec-start")
         self._stop_pool = ThreadPoolExecutor(STOP_WORKERS, thread_name_prefix="exec-stop")
         for target, name in (
@@ -150,6 +155,8 @@ class Executor:
             except Exception:  # already closed / engine gone
                 pass
         self._reports.put(None)
+        if self.network is not None:
+            self.network.stop()
         for t in self._threads:
             t.join(timeout=5)
         for pool in (self._start_pool, self._stop_pool):
@@ -245,10 +252,15 @@ class Executor:
         if not assigned:
             # Dropped from the set (the task was deleted, or it is an orphan
             # of a previous run): its container goes, logs with it.
+            self._release_network(rec.task_id)
             if cid:
                 self._remove(cid)
             return
         desired = task.desired_state
+        if desired >= pb.SHUTDOWN:
+            # Out of DNS and VIP backends first (the store already dropped
+            # it), then its wiring goes with the container.
+            self._release_network(rec.task_id)
         if desired >= pb.REMOVE:
             if cid:
                 self._remove(cid)
@@ -283,10 +295,24 @@ class Executor:
             # Created but never started (the agent stopped in between).
             self._start(rec, task, cid, self._has_healthcheck_from_config(info))
         else:
+            self._release_network(rec.task_id)
             end = cm.exit_status(int(state.get("ExitCode", 0)), bool(state.get("OOMKilled")), state.get("Error", ""))
             self._report(rec, end.state, end.message, err=end.err, exit_code=end.exit_code)
 
+    def _wire_network(self, task: pb.Task, pid: int) -> None:
+        """Wire the container into its overlay networks before it is
+        reported STARTING/RUNNING, so it is reachable when reported. Raises
+        (the reconcile is retried) while a network is not ready."""
+        if self.network is None or not task.networks or not pid:
+            return
+        self.network.attach(task, pid)
+
+    def _release_network(self, task_id: str) -> None:
+        if self.network is not None:
+            self.network.release(task_id)
+
     def _observe_running(self, rec: _Record, task: pb.Task, info: dict[str, Any]) -> None:
+        self._wire_network(task, int(info["State"].get("Pid") or 0))
         health = (info["State"].get("Health") or {}).get("Status")
         if health is None or health == "none":
             self._report(rec, pb.RUNNING, "started")
@@ -340,6 +366,10 @@ class Executor:
         except docker.errors.APIError as e:
             self._report(rec, pb.FAILED, "start failed", err=_docker_error(e))
             return
+        if self.network is not None and task.networks:
+            info = self._inspect(cid)
+            if info is not None and info["State"]["Running"]:
+                self._wire_network(task, int(info["State"].get("Pid") or 0))
         if health:
             self._report(rec, pb.STARTING, "started: waiting for the health check")
         else:

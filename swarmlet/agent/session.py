@@ -132,6 +132,10 @@ class AgentSession:
                         self._managers = list(msg.managers)
                         if self._on_managers:
                             self._on_managers(self._managers)
+                    # Networks first: a task's wiring needs its network's assignment.
+                    network = getattr(self._executor, "network", None)
+                    if network is not None:
+                        network.update(list(msg.networks), list(msg.tasks))
                     self._executor.converge(list(msg.tasks))
                     if self._on_role is not None and msg.desired_role != self._role:
                         # Promotion or demotion: the daemon renews the

@@ -8,14 +8,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InitRequest(_message.Message):
-    __slots__ = ("advertise_addr", "listen_port", "force_new_cluster")
+    __slots__ = ("advertise_addr", "listen_port", "force_new_cluster", "default_address_pool", "default_subnet_size")
     ADVERTISE_ADDR_FIELD_NUMBER: _ClassVar[int]
     LISTEN_PORT_FIELD_NUMBER: _ClassVar[int]
     FORCE_NEW_CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_ADDRESS_POOL_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_SUBNET_SIZE_FIELD_NUMBER: _ClassVar[int]
     advertise_addr: str
     listen_port: str
     force_new_cluster: bool
-    def __init__(self, advertise_addr: _Optional[str] = ..., listen_port: _Optional[str] = ..., force_new_cluster: _Optional[bool] = ...) -> None: ...
+    default_address_pool: _containers.RepeatedScalarFieldContainer[str]
+    default_subnet_size: int
+    def __init__(self, advertise_addr: _Optional[str] = ..., listen_port: _Optional[str] = ..., force_new_cluster: _Optional[bool] = ..., default_address_pool: _Optional[_Iterable[str]] = ..., default_subnet_size: _Optional[int] = ...) -> None: ...
 
 class InitResponse(_message.Message):
     __slots__ = ("node_id", "cluster_id", "worker_token", "manager_token", "api_addr")
@@ -305,6 +309,89 @@ class RemoveNodeResponse(_message.Message):
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
+class CreateNetworkRequest(_message.Message):
+    __slots__ = ("spec",)
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.NetworkSpec
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.NetworkSpec, _Mapping]] = ...) -> None: ...
+
+class NetworkResponse(_message.Message):
+    __slots__ = ("network",)
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    network: _objects_pb2.Network
+    def __init__(self, network: _Optional[_Union[_objects_pb2.Network, _Mapping]] = ...) -> None: ...
+
+class GetNetworkRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class ListNetworksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNetworksResponse(_message.Message):
+    __slots__ = ("networks",)
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    networks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Network]
+    def __init__(self, networks: _Optional[_Iterable[_Union[_objects_pb2.Network, _Mapping]]] = ...) -> None: ...
+
+class RemoveNetworkRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class RemoveNetworkResponse(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class NetworkEndpoint(_message.Message):
+    __slots__ = ("task_id", "service_name", "addr", "node_id", "node_name")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    service_name: str
+    addr: str
+    node_id: str
+    node_name: str
+    def __init__(self, task_id: _Optional[str] = ..., service_name: _Optional[str] = ..., addr: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ...) -> None: ...
+
+class NetworkPeer(_message.Message):
+    __slots__ = ("node_id", "node_name", "addr")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    node_name: str
+    addr: str
+    def __init__(self, node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., addr: _Optional[str] = ...) -> None: ...
+
+class InspectNetworkResponse(_message.Message):
+    __slots__ = ("network", "peers", "endpoints", "service_vips")
+    class ServiceVipsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_VIPS_FIELD_NUMBER: _ClassVar[int]
+    network: _objects_pb2.Network
+    peers: _containers.RepeatedCompositeFieldContainer[NetworkPeer]
+    endpoints: _containers.RepeatedCompositeFieldContainer[NetworkEndpoint]
+    service_vips: _containers.ScalarMap[str, str]
+    def __init__(self, network: _Optional[_Union[_objects_pb2.Network, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[NetworkPeer, _Mapping]]] = ..., endpoints: _Optional[_Iterable[_Union[NetworkEndpoint, _Mapping]]] = ..., service_vips: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class ChangeRoleRequest(_message.Message):
     __slots__ = ("ref", "role", "force")
     REF_FIELD_NUMBER: _ClassVar[int]
@@ -334,15 +421,17 @@ class RestoreRequest(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., advertise_addr: _Optional[str] = ...) -> None: ...
 
 class BackupTables(_message.Message):
-    __slots__ = ("store_version", "clusters", "nodes", "services", "tasks")
+    __slots__ = ("store_version", "clusters", "nodes", "services", "tasks", "networks")
     STORE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CLUSTERS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
     store_version: int
     clusters: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Cluster]
     nodes: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Node]
     services: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Service]
     tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
-    def __init__(self, store_version: _Optional[int] = ..., clusters: _Optional[_Iterable[_Union[_objects_pb2.Cluster, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[_objects_pb2.Node, _Mapping]]] = ..., services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ...) -> None: ...
+    networks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Network]
+    def __init__(self, store_version: _Optional[int] = ..., clusters: _Optional[_Iterable[_Union[_objects_pb2.Cluster, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[_objects_pb2.Node, _Mapping]]] = ..., services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., networks: _Optional[_Iterable[_Union[_objects_pb2.Network, _Mapping]]] = ...) -> None: ...

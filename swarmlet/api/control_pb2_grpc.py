@@ -129,6 +129,26 @@ class ControlStub:
                 request_serializer=swarmlet_dot_api_dot_control__pb2.RemoveNodeRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveNodeResponse.FromString,
                 _registered_method=True)
+        self.CreateNetwork = channel.unary_unary(
+                '/swarmlet.api.Control/CreateNetwork',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.CreateNetworkRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.NetworkResponse.FromString,
+                _registered_method=True)
+        self.GetNetwork = channel.unary_unary(
+                '/swarmlet.api.Control/GetNetwork',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.GetNetworkRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.InspectNetworkResponse.FromString,
+                _registered_method=True)
+        self.ListNetworks = channel.unary_unary(
+                '/swarmlet.api.Control/ListNetworks',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.ListNetworksRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ListNetworksResponse.FromString,
+                _registered_method=True)
+        self.RemoveNetwork = channel.unary_unary(
+                '/swarmlet.api.Control/RemoveNetwork',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RemoveNetworkRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveNetworkResponse.FromString,
+                _registered_method=True)
         self.ChangeRole = channel.unary_unary(
                 '/swarmlet.api.Control/ChangeRole',
                 request_serializer=swarmlet_dot_api_dot_control__pb2.ChangeRoleRequest.SerializeToString,
@@ -263,6 +283,30 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNetworks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ChangeRole(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -378,6 +422,26 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RemoveNode,
                     request_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveNodeRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_control__pb2.RemoveNodeResponse.SerializeToString,
+            ),
+            'CreateNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNetwork,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.CreateNetworkRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.NetworkResponse.SerializeToString,
+            ),
+            'GetNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNetwork,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.GetNetworkRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.InspectNetworkResponse.SerializeToString,
+            ),
+            'ListNetworks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNetworks,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.ListNetworksRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ListNetworksResponse.SerializeToString,
+            ),
+            'RemoveNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNetwork,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveNetworkRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RemoveNetworkResponse.SerializeToString,
             ),
             'ChangeRole': grpc.unary_unary_rpc_method_handler(
                     servicer.ChangeRole,
@@ -908,6 +972,114 @@ class Control:
             '/swarmlet.api.Control/RemoveNode',
             swarmlet_dot_api_dot_control__pb2.RemoveNodeRequest.SerializeToString,
             swarmlet_dot_api_dot_control__pb2.RemoveNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/CreateNetwork',
+            swarmlet_dot_api_dot_control__pb2.CreateNetworkRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.NetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/GetNetwork',
+            swarmlet_dot_api_dot_control__pb2.GetNetworkRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.InspectNetworkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNetworks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/ListNetworks',
+            swarmlet_dot_api_dot_control__pb2.ListNetworksRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ListNetworksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/RemoveNetwork',
+            swarmlet_dot_api_dot_control__pb2.RemoveNetworkRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RemoveNetworkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,7 +20,7 @@ class SessionRequest(_message.Message):
     def __init__(self, description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ..., addr: _Optional[str] = ..., api_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ...) -> None: ...
 
 class SessionMessage(_message.Message):
-    __slots__ = ("session_id", "heartbeat_period", "tasks", "managers", "node_id", "availability", "desired_role")
+    __slots__ = ("session_id", "heartbeat_period", "tasks", "managers", "node_id", "availability", "desired_role", "networks")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,7 @@ class SessionMessage(_message.Message):
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
     DESIRED_ROLE_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     heartbeat_period: float
     tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
@@ -35,7 +36,48 @@ class SessionMessage(_message.Message):
     node_id: str
     availability: _objects_pb2.NodeSpec.Availability
     desired_role: _objects_pb2.NodeSpec.Role
-    def __init__(self, session_id: _Optional[str] = ..., heartbeat_period: _Optional[float] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., managers: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ..., desired_role: _Optional[_Union[_objects_pb2.NodeSpec.Role, str]] = ...) -> None: ...
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkAssignment]
+    def __init__(self, session_id: _Optional[str] = ..., heartbeat_period: _Optional[float] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., managers: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ..., desired_role: _Optional[_Union[_objects_pb2.NodeSpec.Role, str]] = ..., networks: _Optional[_Iterable[_Union[NetworkAssignment, _Mapping]]] = ...) -> None: ...
+
+class Endpoint(_message.Message):
+    __slots__ = ("task_id", "addr", "node_addr")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    NODE_ADDR_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    addr: str
+    node_addr: str
+    def __init__(self, task_id: _Optional[str] = ..., addr: _Optional[str] = ..., node_addr: _Optional[str] = ...) -> None: ...
+
+class ServiceEndpoints(_message.Message):
+    __slots__ = ("service_id", "name", "mode", "vip", "backends", "ports")
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    VIP_FIELD_NUMBER: _ClassVar[int]
+    BACKENDS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    service_id: str
+    name: str
+    mode: _objects_pb2.EndpointSpec.Mode
+    vip: str
+    backends: _containers.RepeatedCompositeFieldContainer[Endpoint]
+    ports: _containers.RepeatedCompositeFieldContainer[_objects_pb2.PortConfig]
+    def __init__(self, service_id: _Optional[str] = ..., name: _Optional[str] = ..., mode: _Optional[_Union[_objects_pb2.EndpointSpec.Mode, str]] = ..., vip: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[_objects_pb2.PortConfig, _Mapping]]] = ...) -> None: ...
+
+class NetworkAssignment(_message.Message):
+    __slots__ = ("network", "peers", "remote", "services", "node_addr")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    REMOTE_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    NODE_ADDR_FIELD_NUMBER: _ClassVar[int]
+    network: _objects_pb2.Network
+    peers: _containers.RepeatedScalarFieldContainer[str]
+    remote: _containers.RepeatedCompositeFieldContainer[Endpoint]
+    services: _containers.RepeatedCompositeFieldContainer[ServiceEndpoints]
+    node_addr: str
+    def __init__(self, network: _Optional[_Union[_objects_pb2.Network, _Mapping]] = ..., peers: _Optional[_Iterable[str]] = ..., remote: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., services: _Optional[_Iterable[_Union[ServiceEndpoints, _Mapping]]] = ..., node_addr: _Optional[str] = ...) -> None: ...
 
 class RenewRoleRequest(_message.Message):
     __slots__ = ("csr_pem",)

@@ -189,8 +189,52 @@ class UpdateConfig(_message.Message):
     auto_promote: bool
     def __init__(self, parallelism: _Optional[int] = ..., delay: _Optional[float] = ..., failure_action: _Optional[_Union[UpdateConfig.FailureAction, str]] = ..., monitor: _Optional[float] = ..., max_failure_ratio: _Optional[float] = ..., order: _Optional[_Union[UpdateConfig.Order, str]] = ..., canary: _Optional[int] = ..., auto_promote: _Optional[bool] = ...) -> None: ...
 
+class PortConfig(_message.Message):
+    __slots__ = ("protocol", "target_port", "published_port", "publish_mode")
+    class Protocol(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        TCP: _ClassVar[PortConfig.Protocol]
+        UDP: _ClassVar[PortConfig.Protocol]
+    TCP: PortConfig.Protocol
+    UDP: PortConfig.Protocol
+    class PublishMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        INGRESS: _ClassVar[PortConfig.PublishMode]
+        HOST: _ClassVar[PortConfig.PublishMode]
+    INGRESS: PortConfig.PublishMode
+    HOST: PortConfig.PublishMode
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PORT_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_PORT_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_MODE_FIELD_NUMBER: _ClassVar[int]
+    protocol: PortConfig.Protocol
+    target_port: int
+    published_port: int
+    publish_mode: PortConfig.PublishMode
+    def __init__(self, protocol: _Optional[_Union[PortConfig.Protocol, str]] = ..., target_port: _Optional[int] = ..., published_port: _Optional[int] = ..., publish_mode: _Optional[_Union[PortConfig.PublishMode, str]] = ...) -> None: ...
+
+class EndpointSpec(_message.Message):
+    __slots__ = ("mode", "ports")
+    class Mode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        VIP: _ClassVar[EndpointSpec.Mode]
+        DNSRR: _ClassVar[EndpointSpec.Mode]
+    VIP: EndpointSpec.Mode
+    DNSRR: EndpointSpec.Mode
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    mode: EndpointSpec.Mode
+    ports: _containers.RepeatedCompositeFieldContainer[PortConfig]
+    def __init__(self, mode: _Optional[_Union[EndpointSpec.Mode, str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
+
+class NetworkAttachmentConfig(_message.Message):
+    __slots__ = ("target",)
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    def __init__(self, target: _Optional[str] = ...) -> None: ...
+
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "labels", "task", "replicated", "update", "rollback")
+    __slots__ = ("name", "labels", "task", "replicated", "update", "rollback", "networks", "endpoint")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -205,13 +249,25 @@ class ServiceSpec(_message.Message):
     GLOBAL_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     ROLLBACK_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     task: TaskSpec
     replicated: ReplicatedService
     update: UpdateConfig
     rollback: UpdateConfig
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., replicated: _Optional[_Union[ReplicatedService, _Mapping]] = ..., update: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback: _Optional[_Union[UpdateConfig, _Mapping]] = ..., **kwargs) -> None: ...
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachmentConfig]
+    endpoint: EndpointSpec
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., replicated: _Optional[_Union[ReplicatedService, _Mapping]] = ..., update: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback: _Optional[_Union[UpdateConfig, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentConfig, _Mapping]]] = ..., endpoint: _Optional[_Union[EndpointSpec, _Mapping]] = ..., **kwargs) -> None: ...
+
+class VirtualIP(_message.Message):
+    __slots__ = ("network_id", "addr")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    addr: str
+    def __init__(self, network_id: _Optional[str] = ..., addr: _Optional[str] = ...) -> None: ...
 
 class UpdateStatus(_message.Message):
     __slots__ = ("state", "started_at", "completed_at", "message", "canaries_ready", "promoted")
@@ -246,20 +302,22 @@ class UpdateStatus(_message.Message):
     def __init__(self, state: _Optional[_Union[UpdateStatus.State, str]] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., message: _Optional[str] = ..., canaries_ready: _Optional[bool] = ..., promoted: _Optional[bool] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("id", "meta", "spec", "previous_spec", "spec_version", "update_status")
+    __slots__ = ("id", "meta", "spec", "previous_spec", "spec_version", "update_status", "virtual_ips")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_SPEC_FIELD_NUMBER: _ClassVar[int]
     SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
     UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_IPS_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: ServiceSpec
     previous_spec: ServiceSpec
     spec_version: int
     update_status: UpdateStatus
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ...) -> None: ...
+    virtual_ips: _containers.RepeatedCompositeFieldContainer[VirtualIP]
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., virtual_ips: _Optional[_Iterable[_Union[VirtualIP, _Mapping]]] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
     __slots__ = ("timestamp", "state", "message", "err", "container_id", "exit_code")
@@ -278,7 +336,7 @@ class TaskStatus(_message.Message):
     def __init__(self, timestamp: _Optional[float] = ..., state: _Optional[_Union[TaskState, str]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "avoid_nodes", "attempt", "running_at")
+    __slots__ = ("id", "meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "avoid_nodes", "attempt", "running_at", "networks")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -292,6 +350,7 @@ class Task(_message.Message):
     AVOID_NODES_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     RUNNING_AT_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     service_id: str
@@ -305,7 +364,68 @@ class Task(_message.Message):
     avoid_nodes: _containers.RepeatedScalarFieldContainer[str]
     attempt: int
     running_at: float
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., avoid_nodes: _Optional[_Iterable[str]] = ..., attempt: _Optional[int] = ..., running_at: _Optional[float] = ...) -> None: ...
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachment]
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., avoid_nodes: _Optional[_Iterable[str]] = ..., attempt: _Optional[int] = ..., running_at: _Optional[float] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ...) -> None: ...
+
+class NetworkAttachment(_message.Message):
+    __slots__ = ("network_id", "addr")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDR_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    addr: str
+    def __init__(self, network_id: _Optional[str] = ..., addr: _Optional[str] = ...) -> None: ...
+
+class NetworkSpec(_message.Message):
+    __slots__ = ("name", "labels", "driver", "subnet", "gateway", "attachable", "ingress")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    ATTACHABLE_FIELD_NUMBER: _ClassVar[int]
+    INGRESS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    driver: str
+    subnet: str
+    gateway: str
+    attachable: bool
+    ingress: bool
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., driver: _Optional[str] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., attachable: _Optional[bool] = ..., ingress: _Optional[bool] = ...) -> None: ...
+
+class Network(_message.Message):
+    __slots__ = ("id", "meta", "spec", "subnet", "gateway", "vni", "error", "node_addrs")
+    class NodeAddrsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    VNI_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    NODE_ADDRS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    spec: NetworkSpec
+    subnet: str
+    gateway: str
+    vni: int
+    error: str
+    node_addrs: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NetworkSpec, _Mapping]] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., vni: _Optional[int] = ..., error: _Optional[str] = ..., node_addrs: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class NodeSpec(_message.Message):
     __slots__ = ("labels", "desired_role", "availability")
@@ -419,14 +539,18 @@ class Node(_message.Message):
     def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeSpec.Role, str]] = ..., manager_status: _Optional[_Union[ManagerStatus, _Mapping]] = ..., api_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ...) -> None: ...
 
 class ClusterSpec(_message.Message):
-    __slots__ = ("heartbeat_period", "node_down_after", "task_history_limit")
+    __slots__ = ("heartbeat_period", "node_down_after", "task_history_limit", "default_address_pool", "default_subnet_size")
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     NODE_DOWN_AFTER_FIELD_NUMBER: _ClassVar[int]
     TASK_HISTORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_ADDRESS_POOL_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_SUBNET_SIZE_FIELD_NUMBER: _ClassVar[int]
     heartbeat_period: float
     node_down_after: float
     task_history_limit: int
-    def __init__(self, heartbeat_period: _Optional[float] = ..., node_down_after: _Optional[float] = ..., task_history_limit: _Optional[int] = ...) -> None: ...
+    default_address_pool: _containers.RepeatedScalarFieldContainer[str]
+    default_subnet_size: int
+    def __init__(self, heartbeat_period: _Optional[float] = ..., node_down_after: _Optional[float] = ..., task_history_limit: _Optional[int] = ..., default_address_pool: _Optional[_Iterable[str]] = ..., default_subnet_size: _Optional[int] = ...) -> None: ...
 
 class RootCA(_message.Message):
     __slots__ = ("cert_pem", "key_pem", "digest")

@@ -51,12 +51,20 @@ def init(
     force_new_cluster: Annotated[
         bool, typer.Option("--force-new-cluster", help="Recover: force a new cluster from this node's state.")
     ] = False,
+    default_addr_pool: Annotated[
+        list[str] | None, typer.Option("--default-addr-pool", metavar="CIDR", help="Pool overlay subnets come from (default 10.0.0.0/8); repeatable.")
+    ] = None,
+    default_addr_pool_mask_length: Annotated[
+        int | None, typer.Option("--default-addr-pool-mask-length", min=8, max=30, metavar="N", help="Prefix length of allocated subnets (default 24).")
+    ] = None,
 ) -> None:
     """Initialize a swarm with this node as its first manager."""
     req = cpb.InitRequest(
         advertise_addr=_advertise(advertise_addr),
         listen_port=str(listen_port) if listen_port else "",
         force_new_cluster=force_new_cluster,
+        default_address_pool=default_addr_pool or [],
+        default_subnet_size=default_addr_pool_mask_length or 0,
     )
     with connect(ctx) as d:
         resp = d.call(d.stub.Init, req, timeout=_MEMBERSHIP_TIMEOUT)

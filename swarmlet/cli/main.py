@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from swarmlet.cli import cluster, node, service
+from swarmlet.cli import cluster, network, node, service
 from swarmlet.cli.client import DEFAULT_HOST, HOST_ENV, CLIError, GlobalOptions, handle_errors, socket_path
 from swarmlet.cli.parse import parse_ip
 
@@ -203,6 +203,7 @@ def daemon_cmd(
 cluster.register(app)
 app.add_typer(node.app, name="node")
 app.add_typer(service.app, name="service")
+app.add_typer(network.app, name="network")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import typer
 
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.cli.network import apply_networking
 from swarmlet.cli.client import CLIError, Daemon, connect, fail, handle_errors
 from swarmlet.cli.output import (
     SERVICE_HEADERS,
@@ -277,6 +278,12 @@ def create(
     detach: DetachOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Suppress progress output.")] = False,
     timeout: TimeoutOpt = None,
+    network: Annotated[list[str] | None, typer.Option("--network", metavar="NETWORK", help="Attach to an overlay network; repeatable.")] = None,
+    endpoint_mode: Annotated[str | None, typer.Option("--endpoint-mode", metavar="vip|dnsrr", help="Name resolves to a VIP (default) or to the task IPs.")] = None,
+    publish: Annotated[
+        list[str] | None,
+        typer.Option("--publish", "-p", metavar="SPEC", help="published=8080,target=80,protocol=tcp|udp,mode=ingress|host (protocol and mode optional), or 8080:80 or 8080:80/udp; repeatable."),
+    ] = None,
 ) -> None:
     """Create a new service."""
     spec = build_spec(
@@ -316,6 +323,7 @@ def create(
     ):
         getattr(spec, name).CopyFrom(default_config())
         apply_policy(getattr(spec, name), policy, name)
+    apply_networking(spec, network or [], endpoint_mode, publish or [])
     _opt(parse_duration, timeout, "--timeout")  # fail on a bad value before creating anything
     with connect(ctx) as d:
         svc = d.call(d.stub.CreateService, cpb.CreateServiceRequest(spec=spec)).service

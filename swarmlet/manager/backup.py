@@ -38,6 +38,7 @@ def encode(snap: st.Snapshot, now: float | None = None) -> bytes:
         nodes=[snap.nodes[k] for k in sorted(snap.nodes)],
         services=[snap.services[k] for k in sorted(snap.services)],
         tasks=[snap.tasks[k] for k in sorted(snap.tasks)],
+        networks=[snap.networks[k] for k in sorted(snap.networks)],
     ).SerializeToString(deterministic=True)
     cluster = snap.cluster
     header = {
@@ -47,7 +48,7 @@ def encode(snap: st.Snapshot, now: float | None = None) -> bytes:
         "cluster_id": cluster.id if cluster else "",
         "store_version": snap.version,
         "counts": {"clusters": len(snap.clusters), "nodes": len(snap.nodes), "services": len(snap.services),
-                   "tasks": len(snap.tasks)},
+                   "tasks": len(snap.tasks), "networks": len(snap.networks)},
         "body": "swarmlet.api.BackupTables",
         "body_bytes": len(body),
         "body_sha256": hashlib.sha256(body).hexdigest(),
@@ -76,6 +77,7 @@ def decode(data: bytes) -> st.Snapshot:
         nodes={n.id: n for n in tables.nodes},
         services={s.id: s for s in tables.services},
         tasks={t.id: t for t in tables.tasks},
+        networks={n.id: n for n in tables.networks},
         version=tables.store_version,
     )
     if snap.cluster is None or not snap.cluster.root_ca.key_pem:
@@ -114,6 +116,8 @@ def bootstrap_batches(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reason
         mine.spec.labels.update(old.spec.labels)
         mine.spec.availability = old.spec.availability
     objects.append(mine)
+    # Networks before the services that name them.
+    objects.extend(snap.networks[k] for k in sorted(snap.networks))
     objects.extend(snap.services[k] for k in sorted(snap.services))
     objects.extend(snap.tasks[k] for k in sorted(snap.tasks))
     for i in range(0, len(objects), SEED_BATCH):

@@ -21,6 +21,7 @@ from swarmlet.manager import ca
 from swarmlet.manager import state as st
 from swarmlet.manager import updater
 from swarmlet.manager import validate
+from swarmlet.manager.networkapi import NetworkControl, NetworkInputError, check_capacity, prepare_service_networking
 from swarmlet.manager.leader import new_task_id
 from swarmlet.manager.store import ConflictError, NotLeader, QuorumLost, Store, StoreError, majority
 
@@ -80,7 +81,7 @@ def resolve(table: dict, ref: str, what: str, name_of: Callable) -> object:
     raise ApiError(grpc.StatusCode.NOT_FOUND, f"{what} {ref!r} not found")
 
 
-class ClusterControl:
+class ClusterControl(NetworkControl):
     """Implements the cluster RPCs of control.proto against the store.
     `agent_channel(addr)` returns an mTLS channel to another node's API port
     (for logs)."""
@@ -134,6 +135,10 @@ class ClusterControl:
         except validate.InvalidSpec as e:
             raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
         updater.with_defaults(spec)
+        try:
+            prepare_service_networking(spec, snap)
+        except NetworkInputError as e:
+            raise ApiError(e.code, str(e)) from None
         svc = pb.Service(id=new_task_id(), spec=spec, spec_version=1)
         self._propose([st.put(svc, create=True)])
         return cpb.ServiceResponse(service=self._snap().services.get(svc.id, svc))
@@ -166,6 +171,10 @@ class ClusterControl:
         new = pb.Service()
         new.CopyFrom(svc)
         new.spec.replicated.replicas = req.replicas
+        try:
+            check_capacity(new.spec, snap, svc.id)
+        except NetworkInputError as e:
+            raise ApiError(e.code, str(e)) from None
         self._propose([st.put(new)])
         return cpb.ServiceResponse(service=self._snap().services.get(svc.id, new))
 
@@ -195,6 +204,10 @@ class ClusterControl:
             except validate.InvalidSpec as e:
                 raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
         updater.with_defaults(spec)
+        try:
+            prepare_service_networking(spec, snap, service_id=svc.id)
+        except NetworkInputError as e:
+            raise ApiError(e.code, str(e)) from None
         new = updater.updated_service(svc, spec, time.time())
         self._propose([st.put(new)])
         return cpb.ServiceResponse(service=self._snap().services.get(svc.id, new))

@@ -23,6 +23,7 @@ from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.manager import state as st
+from swarmlet.manager.endpoints import AssignmentCache
 from swarmlet.manager.store import Store, StoreError
 
 # Trailing metadata key on a follower's refusal: the leader's api address, so
@@ -75,6 +76,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
         self._pending_cond = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._leader_epoch_start: float | None = None
+        self._net_assignments = AssignmentCache()
         self._threads = [
             threading.Thread(target=self._writer_loop, name="dispatcher-writer", daemon=True),
             threading.Thread(target=self._liveness_loop, name="dispatcher-liveness", daemon=True),
@@ -161,6 +163,7 @@ class Dispatcher(dgrpc.DispatcherServicer):
                 managers=manager_addrs(snap),
                 node_id=ident.node_id,
                 availability=node.spec.availability,
+                networks=self._net_assignments.for_node(snap, ident.node_id),
                 desired_role=node.spec.desired_role,
             )
             raw = msg.SerializeToString(deterministic=True)

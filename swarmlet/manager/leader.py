@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 # A batch is one Raft entry; pysyncobj is slow with entries far beyond its
 # batch size (LIBRARIES.md), so a big round is proposed in slices. The loop is
 # level-triggered: whatever a slice leaves out is planned again next round.
-MAX_ACTIONS_PER_BATCH = 500
+MAX_ACTIONS_PER_BATCH = 2000
 
 _ALPHABET = string.ascii_lowercase + string.digits
 

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
+from swarmlet.manager import allocator
 from swarmlet.manager import orchestrator as orch
 from swarmlet.manager import state as st
 from swarmlet.manager import updater
@@ -24,33 +25,39 @@ class PlanError(Exception):
     """A plan that does not apply to the snapshot it was made from: a bug."""
 
 
-def _merge(snap: st.Snapshot, orch_actions: list[spb.StoreAction], sched_actions: list[spb.StoreAction]) -> list[spb.StoreAction]:
-    """Orchestrator actions followed by the scheduler's, such that no object is
-    written twice (check_batch refuses that).
+def _merge(snap: st.Snapshot, *stages: list[spb.StoreAction]) -> list[spb.StoreAction]:
+    """The actions of successive stages (orchestrator, allocator, scheduler) as
+    one batch in which no object is written twice (check_batch refuses that).
 
-    A task the orchestrator creates in this round is scheduled in the same
-    round: its create Put takes the scheduled version of the task instead of
-    being followed by a second Put. Other scheduler Puts are guarded by the
-    version in the original snapshot (the scheduler read them from a copy the
-    orchestrator's actions had been applied to)."""
-    created: dict[str, int] = {}
-    for i, a in enumerate(orch_actions):
-        if a.WhichOneof("action") == "put" and a.put.WhichOneof("object") == "task" and a.put.expected_version == 0:
-            created[a.put.task.id] = i
-    out = list(orch_actions)
-    for a in sched_actions:
-        task = a.put.task
-        i = created.get(task.id)
-        if i is not None:
-            merged = spb.StoreAction(put=spb.PutAction(expected_version=0))
-            merged.put.task.CopyFrom(task)
-            merged.put.task.meta.CopyFrom(orch_actions[i].put.task.meta)
-            out[i] = merged
-            continue
-        orig = snap.tasks.get(task.id)
-        if orig is not None:
-            a.put.expected_version = orig.meta.version
-        out.append(a)
+    Each stage read a copy of the snapshot with the earlier stages applied. A
+    Put of an object an earlier stage already put replaces that Put in place
+    (its content wins; the guard and meta of the first Put stay), so a task the
+    orchestrator creates can be allocated and scheduled in the same round.
+    Other Puts are guarded by the version in the original snapshot."""
+    out: list[spb.StoreAction] = []
+    put_at: dict[tuple[str, str], int] = {}
+    for stage in stages:
+        for a in stage:
+            if a.WhichOneof("action") != "put":
+                out.append(a)
+                continue
+            which = a.put.WhichOneof("object")
+            obj = getattr(a.put, which)
+            key = (which, obj.id)
+            i = put_at.get(key)
+            if i is not None:
+                first = out[i]
+                merged = spb.StoreAction(put=spb.PutAction(expected_version=first.put.expected_version))
+                target = getattr(merged.put, which)
+                target.CopyFrom(obj)
+                target.meta.CopyFrom(getattr(first.put, which).meta)
+                out[i] = merged
+                continue
+            orig = snap.table_by_name(which + "s").get(obj.id)
+            if orig is not None:
+                a.put.expected_version = orig.meta.version
+            put_at[key] = len(out)
+            out.append(a)
     return out
 
 
@@ -83,10 +90,22 @@ def plan_round(snap: st.Snapshot, now: float, new_id: Callable[[], str], *, stri
             log.error(msg)
             return orch_actions
         orch_actions = orch_actions + upd_actions
+    # Addresses before assignment: the scheduler skips tasks still waiting for them.
+    alloc_actions = allocator.allocate(work, new_id)
+    if alloc_actions:
+        res = st.apply_batch(work, spb.StoreBatch(actions=alloc_actions, timestamp=now))
+        if not res.ok:
+            msg = f"allocator plan does not apply: {res.error}"
+            if strict:
+                raise PlanError(msg)
+            log.error(msg)
+            alloc_actions = []
+            work = snap.shallow_copy()
+            st.apply_batch(work, spb.StoreBatch(actions=orch_actions, timestamp=now))
     sched_actions = schedule(work, now)
-    if not sched_actions:
+    if not sched_actions and not alloc_actions:
         return orch_actions
-    final = _merge(snap, orch_actions, sched_actions)
+    final = _merge(snap, orch_actions, alloc_actions, sched_actions)
     try:
         st.check_batch(snap, spb.StoreBatch(actions=final, timestamp=now))
     except st.Conflict as e:

@@ -24,6 +24,7 @@ from typing import Sequence
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
+from swarmlet.manager import allocator
 from swarmlet.manager import constraints as cons
 from swarmlet.manager import state as st
 
@@ -88,8 +89,9 @@ class _Round:
                 continue
             s = t.status.state
             if s in (pb.NEW, pb.PENDING):
-                # A task of a deleted service is about to be removed.
-                if t.service_id in services:
+                # A task of a deleted service is about to be removed; one
+                # without its network addresses waits for the allocator.
+                if t.service_id in services and not allocator.waiting_for_network(self.snap, t):
                     todo.append(t)
                 continue
             if s in st.TERMINAL_STATES or not t.node_id:

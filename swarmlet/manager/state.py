@@ -26,6 +26,7 @@ _KIND_TABLE = {
     spb.KIND_SERVICE: "services",
     spb.KIND_TASK: "tasks",
     spb.KIND_CLUSTER: "clusters",
+    spb.KIND_NETWORK: "networks",
 }
 
 
@@ -38,6 +39,7 @@ class Snapshot:
     services: dict[str, pb.Service] = field(default_factory=dict)
     tasks: dict[str, pb.Task] = field(default_factory=dict)
     clusters: dict[str, pb.Cluster] = field(default_factory=dict)
+    networks: dict[str, pb.Network] = field(default_factory=dict)
     version: int = 0
 
     def copy(self) -> "Snapshot":
@@ -52,6 +54,7 @@ class Snapshot:
             services=dict(self.services),
             tasks=dict(self.tasks),
             clusters=dict(self.clusters),
+            networks=dict(self.networks),
             version=self.version,
         )
 
@@ -64,6 +67,10 @@ class Snapshot:
     def table(self, kind: int) -> dict:
         return getattr(self, _KIND_TABLE[kind])
 
+    def table_by_name(self, name: str) -> dict:
+        """The table for a PutAction oneof name plus "s" ("tasks", "networks")."""
+        return getattr(self, name)
+
     def tasks_of_service(self, service_id: str) -> list[pb.Task]:
         return [t for t in self.tasks.values() if t.service_id == service_id]
 
@@ -72,7 +79,7 @@ class Conflict(Exception):
     """A precondition of the batch failed; nothing was applied."""
 
 
-def _put_target(put: spb.PutAction) -> tuple[str, pb.Node | pb.Service | pb.Task | pb.Cluster]:
+def _put_target(put: spb.PutAction) -> tuple[str, pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network]:
     which = put.WhichOneof("object")
     if which is None:
         raise Conflict("put without an object")
@@ -190,14 +197,14 @@ def _merge_task_status(snap: Snapshot, a: spb.TaskStatusAction, version: int) ->
 
 
 def iter_objects(snap: Snapshot) -> Iterable[tuple[str, str, object]]:
-    for table in ("clusters", "nodes", "services", "tasks"):
+    for table in ("clusters", "nodes", "networks", "services", "tasks"):
         for oid, obj in getattr(snap, table).items():
             yield table, oid, obj
 
 
 # ---- helpers for planners: build actions ----
 
-def put(obj: pb.Node | pb.Service | pb.Task | pb.Cluster, create: bool = False) -> spb.StoreAction:
+def put(obj: pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network, create: bool = False) -> spb.StoreAction:
     """A Put of `obj`, guarded by the version it was read at (or must-not-exist)."""
     p = spb.PutAction(expected_version=0 if create else obj.meta.version)
     getattr(p, type(obj).__name__.lower()).CopyFrom(obj)

@@ -29,6 +29,10 @@ from typing import Callable
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
+from swarmlet.compat import restore_inet_ntop
+
+restore_inet_ntop()  # pysyncobj breaks socket.inet_ntop on import (see compat.py)
+
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.manager import state as st
@@ -38,7 +42,7 @@ log = logging.getLogger(__name__)
 # Bound on request ids remembered for idempotent retries.
 _MAX_REQUEST_IDS = 4096
 
-_TABLE_TYPES = {"nodes": pb.Node, "services": pb.Service, "tasks": pb.Task, "clusters": pb.Cluster}
+_TABLE_TYPES = {"nodes": pb.Node, "services": pb.Service, "tasks": pb.Task, "clusters": pb.Cluster, "networks": pb.Network}
 
 
 class StoreError(Exception):
@@ -179,7 +183,7 @@ class _StateMachine(SyncObjConsumer):
     def _deserialize(self, data: dict) -> None:
         snap = st.Snapshot(version=data["version"])
         for table, cls in _TABLE_TYPES.items():
-            setattr(snap, table, {oid: cls.FromString(raw) for oid, raw in data["tables"][table].items()})
+            setattr(snap, table, {oid: cls.FromString(raw) for oid, raw in data["tables"].get(table, {}).items()})
         self._snap = snap
         self._applied_ids = OrderedDict((k, spb.StoreResult.FromString(v)) for k, v in data["applied_ids"])
         self._on_change(snap)

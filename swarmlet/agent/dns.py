@@ -1,0 +1,227 @@
+"""The embedded DNS server: one UDP socket at 127.0.0.11:53 inside each
+wired container's network namespace, all served by one thread of the agent.
+
+A socket belongs to the namespace it was created in, whatever thread uses it
+later: a short-lived thread enters the container's namespace (setns only
+changes the calling thread), creates and binds the socket, and exits. The
+socket also keeps that namespace alive, so it must be closed when the task
+ends (the network agent does that on release).
+
+Names are answered from the network agent's view of the replicated state
+(`lookup`); anything else is forwarded to the resolvers of the agent's own
+/etc/resolv.conf from a socket in the agent's namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import random
+import selectors
+import socket
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+DNS_ADDR = "127.0.0.11"
+CLONE_NEWNET = 0x40000000
+TYPE_A = 1
+TYPE_AAAA = 28
+CLASS_IN = 1
+RCODE_SERVFAIL = 2
+RCODE_NXDOMAIN = 3
+TTL = 1  # seconds: answers follow scaling within a second
+FORWARD_TIMEOUT = 2.0
+
+# (task_id, name, qtype) -> addresses, or None when the name is not the cluster's
+Lookup = Callable[[str, str], list[str] | None]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"setns: {os.strerror(e)}")
+
+
+def socket_in_netns(pid: int, addr: tuple[str, int]) -> socket.socket:
+    """A bound UDP socket inside the network namespace of process `pid`."""
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            with open(f"/proc/{pid}/ns/net", "rb") as f:
+                _setns(f.fileno())
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+            s.setblocking(False)
+            out["sock"] = s
+        except BaseException as e:  # reported to the caller
+            out["err"] = e
+
+    # This thread ends in the container's namespace: it must not be reused.
+    t = threading.Thread(target=run, name="dns-netns", daemon=True)
+    t.start()
+    t.join()
+    if "err" in out:
+        raise out["err"]
+    return out["sock"]
+
+
+# ---- a minimal DNS codec: one question, A answers ----
+
+def parse_query(data: bytes) -> tuple[int, int, str, int, bytes]:
+    """(id, flags, name, qtype, raw question). Raises ValueError."""
+    if len(data) < 12:
+        raise ValueError("short packet")
+    qid, flags, qd = struct.unpack(">HHH", data[:6])
+    if qd != 1:
+        raise ValueError("expected one question")
+    labels, i = [], 12
+    while True:
+        if i >= len(data):
+            raise ValueError("truncated name")
+        n = data[i]
+        i += 1
+        if n == 0:
+            break
+        if n & 0xC0:
+            raise ValueError("compressed name in question")
+        labels.append(data[i:i + n].decode("ascii", "replace"))
+        i += n
+    if i + 4 > len(data):
+        raise ValueError("truncated question")
+    qtype, _qclass = struct.unpack(">HH", data[i:i + 4])
+    return qid, flags, ".".join(labels).lower(), qtype, data[12:i + 4]
+
+
+def build_answer(qid: int, qflags: int, question: bytes, addrs: list[str], rcode: int = 0) -> bytes:
+    flags = 0x8000 | 0x0400 | (qflags & 0x0100) | 0x0080 | rcode  # QR, AA, RD copied, RA
+    out = [struct.pack(">HHHHHH", qid, flags, 1, len(addrs), 0, 0), question]
+    for a in addrs:
+        out.append(struct.pack(">HHHIH", 0xC00C, TYPE_A, CLASS_IN, TTL, 4) + socket.inet_aton(a))
+    return b"".join(out)
+
+
+def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
+    out = []
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2 and parts[0] == "nameserver" and parts[1] != DNS_ADDR:
+                    out.append(parts[1])
+    except OSError:
+        pass
+    return out
+
+
+class DnsServer:
+    def __init__(self, lookup: Callable[[str, str, int], list[str] | None]) -> None:
+        self._lookup = lookup
+        self._sel = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._socks: dict[str, socket.socket] = {}
+        self._forwarders = ThreadPoolExecutor(4, thread_name_prefix="dns-fwd")
+        self._stop = threading.Event()
+        # A socketpair wakes the select loop when sockets come and go.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._thread = threading.Thread(target=self._serve, name="dns", daemon=True)
+        self._thread.start()
+
+    def serving(self, task_id: str) -> bool:
+        with self._lock:
+            return task_id in self._socks
+
+    def add(self, task_id: str, pid: int) -> None:
+        with self._lock:
+            if task_id in self._socks:
+                return
+        s = socket_in_netns(pid, (DNS_ADDR, 53))
+        with self._lock:
+            self._socks[task_id] = s
+            self._sel.register(s, selectors.EVENT_READ, task_id)
+        self._wake_w.send(b"x")
+
+    def remove(self, task_id: str) -> None:
+        with self._lock:
+            s = self._socks.pop(task_id, None)
+            if s is not None:
+                try:
+                    self._sel.unregister(s)
+                except (KeyError, ValueError):
+                    pass
+                s.close()
+        self._wake_w.send(b"x")
+
+    def task_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._socks)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake_w.send(b"x")
+        for tid in self.task_ids():
+            self.remove(tid)
+        self._forwarders.shutdown(wait=False, cancel_futures=True)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._sel.select(timeout=1.0):
+                if key.data is None:
+                    try:
+                        self._wake_r.recv(4096)
+                    except BlockingIOError:
+                        pass
+                    continue
+                sock: socket.socket = key.fileobj  # type: ignore[assignment]
+                try:
+                    data, peer = sock.recvfrom(4096)
+                except (BlockingIOError, OSError):
+                    continue
+                self._handle(key.data, sock, data, peer)
+
+    def _handle(self, task_id: str, sock: socket.socket, data: bytes, peer) -> None:
+        try:
+            qid, flags, name, qtype, question = parse_query(data)
+        except ValueError:
+            return
+        try:
+            addrs = self._lookup(task_id, name, qtype)
+        except Exception:
+            log.exception("dns lookup of %s failed", name)
+            addrs = None
+        if addrs is not None:
+            random.shuffle(addrs)
+            reply = build_answer(qid, flags, question, addrs if qtype == TYPE_A else [])
+            self._send(sock, reply, peer)
+            return
+        self._forwarders.submit(self._forward, sock, data, peer, qid, flags, question)
+
+    @staticmethod
+    def _send(sock: socket.socket, reply: bytes, peer) -> None:
+        try:
+            sock.sendto(reply, peer)
+        except OSError:
+            pass  # the container went away
+
+    def _forward(self, sock: socket.socket, data: bytes, peer, qid: int, flags: int, question: bytes) -> None:
+        for server in host_resolvers():
+            try:
+                with socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM) as up:
+                    up.settimeout(FORWARD_TIMEOUT)
+                    up.sendto(data, (server, 53))
+                    reply, _ = up.recvfrom(4096)
+                    self._send(sock, reply, peer)
+                    return
+            except OSError:
+                continue
+        self._send(sock, build_answer(qid, flags, question, [], rcode=RCODE_SERVFAIL), peer)
