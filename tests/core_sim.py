@@ -142,7 +142,8 @@ class Sim:
             if self.snap.nodes[t.node_id].status.state != pb.NodeStatus.READY:
                 continue
             s = t.status.state
-            if t.desired_state <= pb.RUNNING and pb.ASSIGNED <= s < pb.RUNNING:
+            # Desired READY (a stop-first update's new task) is placed, not started.
+            if t.desired_state == pb.RUNNING and pb.ASSIGNED <= s < pb.RUNNING:
                 acts.append(st.set_status(t.id, pb.TaskStatus(timestamp=self.now, state=pb.RUNNING, message="started"), t.node_id))
             elif t.desired_state > pb.RUNNING and pb.ASSIGNED <= s < pb.COMPLETE:
                 acts.append(st.set_status(t.id, pb.TaskStatus(timestamp=self.now, state=pb.SHUTDOWN, message="stopped"), t.node_id))

@@ -165,6 +165,28 @@ class ScaleServiceRequest(_message.Message):
     replicas: int
     def __init__(self, ref: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
 
+class UpdateServiceRequest(_message.Message):
+    __slots__ = ("ref", "version", "spec")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    version: int
+    spec: _objects_pb2.ServiceSpec
+    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ...) -> None: ...
+
+class RollbackServiceRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class PromoteServiceRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
 class RemoveServiceRequest(_message.Message):
     __slots__ = ("ref",)
     REF_FIELD_NUMBER: _ClassVar[int]

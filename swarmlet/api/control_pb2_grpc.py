@@ -84,6 +84,21 @@ class ControlStub:
                 request_serializer=swarmlet_dot_api_dot_control__pb2.RemoveServiceRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveServiceResponse.FromString,
                 _registered_method=True)
+        self.UpdateService = channel.unary_unary(
+                '/swarmlet.api.Control/UpdateService',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.UpdateServiceRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ServiceResponse.FromString,
+                _registered_method=True)
+        self.RollbackService = channel.unary_unary(
+                '/swarmlet.api.Control/RollbackService',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RollbackServiceRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ServiceResponse.FromString,
+                _registered_method=True)
+        self.PromoteService = channel.unary_unary(
+                '/swarmlet.api.Control/PromoteService',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.PromoteServiceRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ServiceResponse.FromString,
+                _registered_method=True)
         self.ListTasks = channel.unary_unary(
                 '/swarmlet.api.Control/ListTasks',
                 request_serializer=swarmlet_dot_api_dot_control__pb2.ListTasksRequest.SerializeToString,
@@ -209,6 +224,24 @@ class ControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RemoveService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteService(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -344,6 +377,21 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RemoveService,
                     request_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveServiceRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_control__pb2.RemoveServiceResponse.SerializeToString,
+            ),
+            'UpdateService': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateService,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.UpdateServiceRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ServiceResponse.SerializeToString,
+            ),
+            'RollbackService': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackService,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RollbackServiceRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ServiceResponse.SerializeToString,
+            ),
+            'PromoteService': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteService,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.PromoteServiceRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ServiceResponse.SerializeToString,
             ),
             'ListTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTasks,
@@ -681,6 +729,87 @@ class Control:
             '/swarmlet.api.Control/RemoveService',
             swarmlet_dot_api_dot_control__pb2.RemoveServiceRequest.SerializeToString,
             swarmlet_dot_api_dot_control__pb2.RemoveServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/UpdateService',
+            swarmlet_dot_api_dot_control__pb2.UpdateServiceRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/RollbackService',
+            swarmlet_dot_api_dot_control__pb2.RollbackServiceRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/PromoteService',
+            swarmlet_dot_api_dot_control__pb2.PromoteServiceRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ServiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

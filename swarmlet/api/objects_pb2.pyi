@@ -155,6 +155,40 @@ class GlobalService(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class UpdateConfig(_message.Message):
+    __slots__ = ("parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order", "canary", "auto_promote")
+    class FailureAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        PAUSE: _ClassVar[UpdateConfig.FailureAction]
+        CONTINUE: _ClassVar[UpdateConfig.FailureAction]
+        ROLLBACK: _ClassVar[UpdateConfig.FailureAction]
+    PAUSE: UpdateConfig.FailureAction
+    CONTINUE: UpdateConfig.FailureAction
+    ROLLBACK: UpdateConfig.FailureAction
+    class Order(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STOP_FIRST: _ClassVar[UpdateConfig.Order]
+        START_FIRST: _ClassVar[UpdateConfig.Order]
+    STOP_FIRST: UpdateConfig.Order
+    START_FIRST: UpdateConfig.Order
+    PARALLELISM_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_ACTION_FIELD_NUMBER: _ClassVar[int]
+    MONITOR_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAILURE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    CANARY_FIELD_NUMBER: _ClassVar[int]
+    AUTO_PROMOTE_FIELD_NUMBER: _ClassVar[int]
+    parallelism: int
+    delay: float
+    failure_action: UpdateConfig.FailureAction
+    monitor: float
+    max_failure_ratio: float
+    order: UpdateConfig.Order
+    canary: int
+    auto_promote: bool
+    def __init__(self, parallelism: _Optional[int] = ..., delay: _Optional[float] = ..., failure_action: _Optional[_Union[UpdateConfig.FailureAction, str]] = ..., monitor: _Optional[float] = ..., max_failure_ratio: _Optional[float] = ..., order: _Optional[_Union[UpdateConfig.Order, str]] = ..., canary: _Optional[int] = ..., auto_promote: _Optional[bool] = ...) -> None: ...
+
 class PortConfig(_message.Message):
     __slots__ = ("protocol", "target_port", "published_port", "publish_mode")
     class Protocol(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
@@ -200,7 +234,7 @@ class NetworkAttachmentConfig(_message.Message):
     def __init__(self, target: _Optional[str] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "labels", "task", "replicated", "networks", "endpoint")
+    __slots__ = ("name", "labels", "task", "replicated", "update", "rollback", "networks", "endpoint")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -213,15 +247,19 @@ class ServiceSpec(_message.Message):
     TASK_FIELD_NUMBER: _ClassVar[int]
     REPLICATED_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     task: TaskSpec
     replicated: ReplicatedService
+    update: UpdateConfig
+    rollback: UpdateConfig
     networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachmentConfig]
     endpoint: EndpointSpec
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., replicated: _Optional[_Union[ReplicatedService, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentConfig, _Mapping]]] = ..., endpoint: _Optional[_Union[EndpointSpec, _Mapping]] = ..., **kwargs) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., task: _Optional[_Union[TaskSpec, _Mapping]] = ..., replicated: _Optional[_Union[ReplicatedService, _Mapping]] = ..., update: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback: _Optional[_Union[UpdateConfig, _Mapping]] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentConfig, _Mapping]]] = ..., endpoint: _Optional[_Union[EndpointSpec, _Mapping]] = ..., **kwargs) -> None: ...
 
 class VirtualIP(_message.Message):
     __slots__ = ("network_id", "addr")
@@ -231,21 +269,55 @@ class VirtualIP(_message.Message):
     addr: str
     def __init__(self, network_id: _Optional[str] = ..., addr: _Optional[str] = ...) -> None: ...
 
+class UpdateStatus(_message.Message):
+    __slots__ = ("state", "started_at", "completed_at", "message", "canaries_ready", "promoted")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        NONE: _ClassVar[UpdateStatus.State]
+        UPDATING: _ClassVar[UpdateStatus.State]
+        PAUSED: _ClassVar[UpdateStatus.State]
+        COMPLETED: _ClassVar[UpdateStatus.State]
+        ROLLBACK_STARTED: _ClassVar[UpdateStatus.State]
+        ROLLBACK_PAUSED: _ClassVar[UpdateStatus.State]
+        ROLLBACK_COMPLETED: _ClassVar[UpdateStatus.State]
+    NONE: UpdateStatus.State
+    UPDATING: UpdateStatus.State
+    PAUSED: UpdateStatus.State
+    COMPLETED: UpdateStatus.State
+    ROLLBACK_STARTED: UpdateStatus.State
+    ROLLBACK_PAUSED: UpdateStatus.State
+    ROLLBACK_COMPLETED: UpdateStatus.State
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CANARIES_READY_FIELD_NUMBER: _ClassVar[int]
+    PROMOTED_FIELD_NUMBER: _ClassVar[int]
+    state: UpdateStatus.State
+    started_at: float
+    completed_at: float
+    message: str
+    canaries_ready: bool
+    promoted: bool
+    def __init__(self, state: _Optional[_Union[UpdateStatus.State, str]] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., message: _Optional[str] = ..., canaries_ready: _Optional[bool] = ..., promoted: _Optional[bool] = ...) -> None: ...
+
 class Service(_message.Message):
-    __slots__ = ("id", "meta", "spec", "previous_spec", "spec_version", "virtual_ips")
+    __slots__ = ("id", "meta", "spec", "previous_spec", "spec_version", "update_status", "virtual_ips")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_SPEC_FIELD_NUMBER: _ClassVar[int]
     SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
     VIRTUAL_IPS_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: ServiceSpec
     previous_spec: ServiceSpec
     spec_version: int
+    update_status: UpdateStatus
     virtual_ips: _containers.RepeatedCompositeFieldContainer[VirtualIP]
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., virtual_ips: _Optional[_Iterable[_Union[VirtualIP, _Mapping]]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., virtual_ips: _Optional[_Iterable[_Union[VirtualIP, _Mapping]]] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
     __slots__ = ("timestamp", "state", "message", "err", "container_id", "exit_code")
@@ -264,7 +336,7 @@ class TaskStatus(_message.Message):
     def __init__(self, timestamp: _Optional[float] = ..., state: _Optional[_Union[TaskState, str]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "avoid_nodes", "attempt", "networks")
+    __slots__ = ("id", "meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "avoid_nodes", "attempt", "running_at", "networks")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -277,6 +349,7 @@ class Task(_message.Message):
     STATUS_FIELD_NUMBER: _ClassVar[int]
     AVOID_NODES_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_AT_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
@@ -290,8 +363,9 @@ class Task(_message.Message):
     status: TaskStatus
     avoid_nodes: _containers.RepeatedScalarFieldContainer[str]
     attempt: int
+    running_at: float
     networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachment]
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., avoid_nodes: _Optional[_Iterable[str]] = ..., attempt: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., node_id: _Optional[str] = ..., spec: _Optional[_Union[TaskSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., avoid_nodes: _Optional[_Iterable[str]] = ..., attempt: _Optional[int] = ..., running_at: _Optional[float] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ...) -> None: ...
 
 class NetworkAttachment(_message.Message):
     __slots__ = ("network_id", "addr")

@@ -497,4 +497,36 @@ def format_service_pretty(service: pb.Service) -> str:
     if res:
         items.append((0, "Resources", None))
         items += res
+    items += _update_items(service)
     return pretty_lines(items)
+
+
+def _update_items(service: pb.Service) -> list[PrettyItem]:
+    """UpdateStatus and the update/rollback policies, as Swarm shows them."""
+    items: list[PrettyItem] = []
+    s = service.update_status
+    if s.state:
+        items.append((0, "UpdateStatus", None))
+        items.append((1, "State", pb.UpdateStatus.State.Name(s.state).lower()))
+        if s.started_at:
+            items.append((1, "Started", format_timestamp(s.started_at)))
+        if s.completed_at:
+            items.append((1, "Completed", format_timestamp(s.completed_at)))
+        if s.message:
+            items.append((1, "Message", s.message))
+    for label, name in (("UpdateConfig", "update"), ("RollbackConfig", "rollback")):
+        if not service.spec.HasField(name):
+            continue
+        c = getattr(service.spec, name)
+        items.append((0, label, None))
+        items.append((1, "Parallelism", str(c.parallelism)))
+        if c.delay:
+            items.append((1, "Delay", format_duration(c.delay)))
+        items.append((1, "On failure", pb.UpdateConfig.FailureAction.Name(c.failure_action).lower()))
+        items.append((1, "Monitoring Period", format_duration(c.monitor)))
+        items.append((1, "Max failure ratio", f"{c.max_failure_ratio:g}"))
+        items.append((1, "Update order", pb.UpdateConfig.Order.Name(c.order).lower().replace("_", "-")))
+        if name == "update" and c.canary:
+            items.append((1, "Canaries", str(c.canary)))
+            items.append((1, "Auto promote", "true" if c.auto_promote else "false"))
+    return items

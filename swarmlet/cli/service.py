@@ -261,6 +261,20 @@ def create(
         str | None, typer.Option("--health-start-period", metavar="DURATION", help="Start period before failures count.")
     ] = None,
     no_healthcheck: Annotated[bool, typer.Option("--no-healthcheck", help="Disable any image HEALTHCHECK.")] = False,
+    update_parallelism: Annotated[int | None, typer.Option("--update-parallelism", min=0, metavar="N", help="Tasks updated at once (0 = all; default 1).")] = None,
+    update_delay: Annotated[str | None, typer.Option("--update-delay", metavar="DURATION", help="Delay between updates (default 0s).")] = None,
+    update_failure_action: Annotated[str | None, typer.Option("--update-failure-action", metavar="ACTION", help="pause, continue or rollback (default pause).")] = None,
+    update_monitor: Annotated[str | None, typer.Option("--update-monitor", metavar="DURATION", help="Time a new task must stay healthy (default 5s).")] = None,
+    update_max_failure_ratio: Annotated[float | None, typer.Option("--update-max-failure-ratio", metavar="RATIO", help="Failure rate tolerated (default 0).")] = None,
+    update_order: Annotated[str | None, typer.Option("--update-order", metavar="ORDER", help="stop-first or start-first (default stop-first).")] = None,
+    update_canary: Annotated[int | None, typer.Option("--update-canary", min=0, metavar="N", help="Canary tasks an update starts first.")] = None,
+    update_auto_promote: Annotated[bool | None, typer.Option("--update-auto-promote/--no-update-auto-promote", help="Promote healthy canaries automatically.")] = None,
+    rollback_parallelism: Annotated[int | None, typer.Option("--rollback-parallelism", min=0, metavar="N")] = None,
+    rollback_delay: Annotated[str | None, typer.Option("--rollback-delay", metavar="DURATION")] = None,
+    rollback_failure_action: Annotated[str | None, typer.Option("--rollback-failure-action", metavar="ACTION", help="pause or continue.")] = None,
+    rollback_monitor: Annotated[str | None, typer.Option("--rollback-monitor", metavar="DURATION")] = None,
+    rollback_max_failure_ratio: Annotated[float | None, typer.Option("--rollback-max-failure-ratio", metavar="RATIO")] = None,
+    rollback_order: Annotated[str | None, typer.Option("--rollback-order", metavar="ORDER")] = None,
     detach: DetachOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Suppress progress output.")] = False,
     timeout: TimeoutOpt = None,
@@ -299,6 +313,16 @@ def create(
         health_start_period=health_start_period,
         no_healthcheck=no_healthcheck,
     )
+    from swarmlet.cli.update import Policy, apply_policy, default_config
+
+    for name, policy in (
+        ("update", Policy(update_parallelism, update_delay, update_failure_action, update_monitor,
+                          update_max_failure_ratio, update_order, update_canary, update_auto_promote)),
+        ("rollback", Policy(rollback_parallelism, rollback_delay, rollback_failure_action, rollback_monitor,
+                            rollback_max_failure_ratio, rollback_order)),
+    ):
+        getattr(spec, name).CopyFrom(default_config())
+        apply_policy(getattr(spec, name), policy, name)
     apply_networking(spec, network or [], endpoint_mode, publish or [])
     _opt(parse_duration, timeout, "--timeout")  # fail on a bad value before creating anything
     with connect(ctx) as d:
@@ -484,3 +508,7 @@ def logs(
                 stream.flush()
         except KeyboardInterrupt:
             return
+
+
+# `service update / rollback / promote` live in update.py and register on `app`.
+from swarmlet.cli import update as _update  # noqa: E402,F401

@@ -19,6 +19,7 @@ from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.manager import ca
 from swarmlet.manager import state as st
+from swarmlet.manager import updater
 from swarmlet.manager import validate
 from swarmlet.manager.networkapi import NetworkControl, NetworkInputError, check_capacity, prepare_service_networking
 from swarmlet.manager.leader import new_task_id
@@ -133,6 +134,7 @@ class ClusterControl(NetworkControl):
             validate.check_schedulable(spec, snap)
         except validate.InvalidSpec as e:
             raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
+        updater.with_defaults(spec)
         try:
             prepare_service_networking(spec, snap)
         except NetworkInputError as e:
@@ -173,6 +175,60 @@ class ClusterControl(NetworkControl):
             check_capacity(new.spec, snap, svc.id)
         except NetworkInputError as e:
             raise ApiError(e.code, str(e)) from None
+        self._propose([st.put(new)])
+        return cpb.ServiceResponse(service=self._snap().services.get(svc.id, new))
+
+    def update_service(self, req: cpb.UpdateServiceRequest) -> cpb.ServiceResponse:
+        """Replace the spec (the client sends the whole new one). A changed
+        task spec starts a rolling update, run by the leader's updater."""
+        snap = self._snap()
+        svc = self._service(snap, req.ref)
+        if req.version and req.version != svc.meta.version:
+            raise ApiError(grpc.StatusCode.ABORTED,
+                           f"service {svc.spec.name} changed since it was read (version {req.version}, now "
+                           f"{svc.meta.version}): run the update again")
+        spec = pb.ServiceSpec()
+        spec.CopyFrom(req.spec)
+        if spec.name != svc.spec.name:
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, "renaming a service is not supported")
+        if spec.WhichOneof("mode") != svc.spec.WhichOneof("mode"):
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT,
+                           f"service {svc.spec.name} is {svc.spec.WhichOneof('mode')}: the mode cannot be changed")
+        try:
+            validate.validate_service_spec(spec)
+        except validate.InvalidSpec as e:
+            raise ApiError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+        if spec.task != svc.spec.task:
+            try:
+                validate.check_schedulable(spec, snap)
+            except validate.InvalidSpec as e:
+                raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
+        updater.with_defaults(spec)
+        try:
+            prepare_service_networking(spec, snap, service_id=svc.id)
+        except NetworkInputError as e:
+            raise ApiError(e.code, str(e)) from None
+        new = updater.updated_service(svc, spec, time.time())
+        self._propose([st.put(new)])
+        return cpb.ServiceResponse(service=self._snap().services.get(svc.id, new))
+
+    def rollback_service(self, req: cpb.RollbackServiceRequest) -> cpb.ServiceResponse:
+        snap = self._snap()
+        svc = self._service(snap, req.ref)
+        if not svc.HasField("previous_spec"):
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"service {svc.spec.name} has no previous spec to roll back to (it was never updated)")
+        new = updater.rollback_service(svc, time.time(), "manually requested rollback")
+        self._propose([st.put(new)])
+        return cpb.ServiceResponse(service=self._snap().services.get(svc.id, new))
+
+    def promote_service(self, req: cpb.PromoteServiceRequest) -> cpb.ServiceResponse:
+        snap = self._snap()
+        svc = self._service(snap, req.ref)
+        try:
+            new = updater.promoted_service(svc, time.time())
+        except ValueError as e:
+            raise ApiError(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
         self._propose([st.put(new)])
         return cpb.ServiceResponse(service=self._snap().services.get(svc.id, new))
 

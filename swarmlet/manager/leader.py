@@ -13,6 +13,7 @@ import time
 from swarmlet.api import store_pb2 as spb
 from swarmlet.manager import planner
 from swarmlet.manager import state as st
+from swarmlet.manager import updater
 from swarmlet.manager.store import ConflictError, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,12 @@ class LeaderLoop:
                 self._stop.wait(1.0)
                 continue
             if not actions:
-                self._store.wait_for_change(snap.version, timeout=self._idle)
+                wait = self._idle
+                # A rolling update's monitor period ending is a change too.
+                due = updater.next_deadline(snap, time.time())
+                if due is not None:
+                    wait = max(0.01, min(wait, due - time.time() + 0.005))
+                self._store.wait_for_change(snap.version, timeout=wait)
                 continue
             actions = split_plan(snap, actions, MAX_ACTIONS_PER_BATCH)
             try:

@@ -15,6 +15,7 @@ from swarmlet.api import store_pb2 as spb
 from swarmlet.manager import allocator
 from swarmlet.manager import orchestrator as orch
 from swarmlet.manager import state as st
+from swarmlet.manager import updater
 from swarmlet.manager.scheduler import schedule
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def _merge(snap: st.Snapshot, *stages: list[spb.StoreAction]) -> list[spb.StoreA
 
 
 def plan_round(snap: st.Snapshot, now: float, new_id: Callable[[], str], *, strict: bool = False) -> list[spb.StoreAction]:
-    """Orchestrator + scheduler actions for `snap` at time `now`, as one batch.
+    """Orchestrator + rolling updater + scheduler actions for `snap` at time `now`, as one batch.
 
     Does not modify `snap`. A plan that fails to apply is a bug: with
     `strict` (tests) it raises PlanError; otherwise it is logged and the
@@ -77,6 +78,18 @@ def plan_round(snap: st.Snapshot, now: float, new_id: Callable[[], str], *, stri
                 raise PlanError(msg)
             log.error(msg)
             return orch_actions
+    # The updater sees the slots the orchestrator just filled, so the two never
+    # both create a task for one slot.
+    upd_actions = updater.update(work, now, new_id)
+    if upd_actions:
+        res = st.apply_batch(work, spb.StoreBatch(actions=upd_actions, timestamp=now))
+        if not res.ok:
+            msg = f"updater plan does not apply: {res.error}"
+            if strict:
+                raise PlanError(msg)
+            log.error(msg)
+            return orch_actions
+        orch_actions = orch_actions + upd_actions
     # Addresses before assignment: the scheduler skips tasks still waiting for them.
     alloc_actions = allocator.allocate(work, new_id)
     if alloc_actions:

@@ -188,6 +188,10 @@ def _merge_task_status(snap: Snapshot, a: spb.TaskStatusAction, version: int) ->
         return
     t = snap.tasks[t.id] = copy.deepcopy(t)
     t.status.CopyFrom(a.status)
+    if new == pb.RUNNING and not t.running_at:
+        # The status is overwritten by the next report; the rolling updater
+        # needs how long a task ran (healthy) even after it ended.
+        t.running_at = a.status.timestamp
     t.meta.version = version
     t.meta.updated_at = a.status.timestamp or t.meta.updated_at
 

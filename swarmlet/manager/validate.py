@@ -8,6 +8,7 @@ import re
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.manager import constraints as cons
 from swarmlet.manager import state as st
+from swarmlet.manager.updater import validate_config as validate_update_config
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 MAX_REPLICAS = 10000
@@ -61,6 +62,13 @@ def validate_service_spec(spec: pb.ServiceSpec) -> None:
         raise InvalidSpec("restart delay and window cannot be negative")
     if c.stop_grace_period < 0:
         raise InvalidSpec("--stop-grace-period cannot be negative")
+    for flag in ("update", "rollback"):
+        try:
+            validate_update_config(getattr(spec, flag), flag)
+        except ValueError as e:
+            raise InvalidSpec(str(e)) from None
+    if spec.update.canary and spec.WhichOneof("mode") == "global":
+        raise InvalidSpec("--update-canary is for replicated services only")
 
 
 def check_schedulable(spec: pb.ServiceSpec, snap: st.Snapshot) -> None:
