@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, TextIO
 
@@ -316,6 +316,33 @@ def watch_update(d: Daemon, service_id: str, started_at: float, *, quiet: bool =
         return 0
 
 
+def apply_network_changes(
+    spec: pb.ServiceSpec, add: Sequence[str], rm: Sequence[str], lookup: Callable[[str], pb.Network]
+) -> pb.ServiceSpec:
+    """A copy of `spec` attached to the `add` networks and detached from the `rm`
+    ones (names or ids; `lookup` resolves them through the daemon). Networks
+    live outside the task spec, but each task carries its own attachments, so
+    the tasks are redeployed (as with --force) to pick the change up."""
+    out = pb.ServiceSpec()
+    out.CopyFrom(spec)
+    attached = [a.target for a in out.networks]
+    for ref in rm:
+        net = lookup(ref)
+        if net.id not in attached:
+            raise typer.BadParameter(f"the service is not attached to network {ref!r}", param_hint="--network-rm")
+        attached.remove(net.id)
+    for ref in add:
+        net = lookup(ref)
+        if net.id in attached:
+            raise typer.BadParameter(f"the service is already attached to network {ref!r}", param_hint="--network-add")
+        attached.append(net.id)
+    del out.networks[:]
+    for nid in attached:
+        out.networks.add(target=nid)
+    out.task.force_update += 1
+    return out
+
+
 # ---- commands ---------------------------------------------------------------------
 
 @app.command("update")
@@ -346,6 +373,8 @@ def update_cmd(
     health_start_period: Annotated[str | None, typer.Option("--health-start-period", metavar="DURATION")] = None,
     no_healthcheck: Annotated[bool, typer.Option("--no-healthcheck", help="Disable any container health check.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace every task even if nothing changed.")] = False,
+    network_add: Annotated[list[str] | None, typer.Option("--network-add", metavar="NETWORK", help="Attach the service to a network (tasks are replaced).")] = None,
+    network_rm: Annotated[list[str] | None, typer.Option("--network-rm", metavar="NETWORK", help="Detach the service from a network (tasks are replaced).")] = None,
     update_parallelism: Annotated[int | None, typer.Option("--update-parallelism", min=0, metavar="N", help="Tasks updated at once (0 = all; default 1).")] = None,
     update_delay: Annotated[str | None, typer.Option("--update-delay", metavar="DURATION", help="Delay between updates (default 0s).")] = None,
     update_failure_action: Annotated[str | None, typer.Option("--update-failure-action", metavar="ACTION", help="pause, continue or rollback (default pause).")] = None,
@@ -384,6 +413,9 @@ def update_cmd(
             health_timeout=health_timeout, health_retries=health_retries, health_start_period=health_start_period,
             no_healthcheck=no_healthcheck, force=force, update=upd, rollback=rb, environ=os.environ,
         )
+        if network_add or network_rm:
+            spec = apply_network_changes(spec, network_add or [], network_rm or [],
+                                         lambda ref: d.call(d.stub.GetNetwork, cpb.GetNetworkRequest(ref=ref)).network)
         svc = d.call(d.stub.UpdateService, cpb.UpdateServiceRequest(ref=before.id, version=before.meta.version, spec=spec)).service
         typer.echo(svc.spec.name)
         if detach:

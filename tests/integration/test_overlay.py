@@ -197,6 +197,24 @@ def test_networks_are_isolated(testbed, cluster):
     assert resolve_in(testbed, h3, icid, "web") == []
 
 
+def test_service_update_network_add_and_rm(testbed, cluster):
+    h1, h2, h3 = cluster
+    back = api(h1).GetNetwork(cpb.GetNetworkRequest(ref="back")).network.id
+    r = fails(testbed, h1, "service", "update", "--network-rm", "back", "client")
+    assert "not attached" in r.stderr
+    ok(testbed, h1, "service", "update", "--update-monitor", "1s", "--network-add", "back", "client")
+    wait_for(lambda: [t for t in running(h1, "client") if any(a.network_id == back for a in t.networks)],
+             DEADLINE, "the new client task is attached to back")
+    cid = wait_for(lambda: len(running(h1, "client")) == 1 and container_of(testbed, h1, "client"), DEADLINE, "one client")
+    wait_for(lambda: fetch_in(testbed, h1, cid, "secret") != "", DEADLINE, "client reaches secret on back by name")
+    ok(testbed, h1, "service", "update", "--update-monitor", "1s", "--network-rm", "back", "client")
+    wait_for(lambda: running(h1, "client") and not any(a.network_id == back for t in running(h1, "client") for a in t.networks),
+             DEADLINE, "the client task left back")
+    cid = wait_for(lambda: len(running(h1, "client")) == 1 and container_of(testbed, h1, "client"), DEADLINE, "one client")
+    wait_for(lambda: resolve_in(testbed, h1, cid, "secret") == [], DEADLINE, "secret no longer resolves for client")
+    wait_for(lambda: fetch_in(testbed, h1, cid, "web") != "", DEADLINE, "client still reaches web on front")
+
+
 def test_scale_to_zero_and_back(testbed, cluster):
     h1, h2, h3 = cluster
     cid = container_of(testbed, h1, "client")
