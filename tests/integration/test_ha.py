@@ -262,6 +262,51 @@ def test_restart_all_managers_state_from_disk(testbed, cluster):
     digests_agree(managers)
 
 
+def test_rolling_update_survives_leader_failover(testbed, cluster):
+    """The update's progress lives in the store: a new leader continues it."""
+    managers, h4 = cluster
+    leader = wait_for(lambda: leader_of(managers), 30, "a leader")
+    other = next(m for m in managers if m is not leader)
+    new_image = "swarmlet-test:roll2"
+    for h in testbed.hosts[:4]:
+        testbed.docker(h).images.get(IMAGE).tag("swarmlet-test", "roll2")
+    try:
+        wait_for(lambda: all(new_image in n.description.images
+                             for n in api(other).ListNodes(cpb.ListNodesRequest()).nodes), 60,
+                 "every node reports the new image tag")
+        ok(testbed, other, "service", "create", "--name", "roll", "--replicas", "4", IMAGE, "sleep", "3600", timeout=180)
+
+        def on_new_image():
+            ts = api(other).ListTasks(cpb.ListTasksRequest(service_ref="roll"), timeout=10).tasks
+            return [t for t in ts if t.spec.container.image == new_image
+                    and t.status.state == pb.RUNNING and t.desired_state == pb.RUNNING]
+
+        ok(testbed, other, "service", "update", "--detach", "--image", new_image, "--update-parallelism", "1",
+           "--update-monitor", "2s", "roll")
+        wait_for(lambda: 1 <= len(on_new_image()) < 4, 60, "the update under way: some tasks updated, not all")
+        testbed.kill_swarmlet(leader)
+        rest = [m for m in managers if m is not leader]
+        wait_for(lambda: leader_of(rest), 30, "a new leader")
+
+        def completed():
+            try:
+                svc = api(rest[0]).GetService(cpb.GetServiceRequest(ref="roll"), timeout=10).service
+                return svc.update_status.state == pb.UpdateStatus.COMPLETED and len(on_new_image()) == 4
+            except grpc.RpcError:
+                return False
+
+        wait_for(completed, 120, "the new leader completed the update: 4 tasks on the new image")
+        restart(testbed, leader, managers)
+        digests_agree(managers)
+        ok(testbed, rest[0], "service", "rm", "roll")
+    finally:
+        for h in testbed.hosts[:4]:
+            try:
+                testbed.docker(h).images.remove(new_image)
+            except Exception:
+                pass  # still in use by a stopping container: harmless for later tests
+
+
 def test_backup_then_force_new_cluster(testbed, cluster, tmp_path):
     (h1, h2, h3), h4 = cluster
     path = str(tmp_path / "backup.swl")
