@@ -60,28 +60,16 @@ T_REJOIN = 120
 DOCKER_API = "1.41"       # docker.io 20.10
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+sys.path.insert(0, str(BENCH_DIR))
+import cluster_bench as _cb  # noqa: E402  (same directory: the shared bench helpers)
 
-
-class BenchError(RuntimeError):
-    pass
+log = _cb.log
+BenchError = _cb.BenchError
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # a daemon busy or restarting: keep polling
-            last_exc = exc
-        if time.monotonic() >= deadline:
-            extra = f" (last error: {last_exc})" if last_exc else ""
-            raise BenchError(f"{what}: not within {timeout:.0f}s{extra}")
-        time.sleep(interval)
+    """cluster_bench's polling wait, at this bench's default interval."""
+    return _cb.wait_for(predicate, timeout, what, interval=interval)
 
 
 def loadavg() -> list[str]:
