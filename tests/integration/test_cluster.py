@@ -147,7 +147,7 @@ def test_join_with_port_in_use_refused(testbed, cluster):
     h1, _, _, h4, token = cluster
     holder = subprocess.Popen(
         ["nsenter", f"--net=/run/netns/{h4.netns}", sys.executable, "-c",
-         "import socket,sys,time; s=socket.socket(); s.bind((sys.argv[1], 4244)); s.listen(); print('ok', flush=True); time.sleep(120)",
+         "import socket,sys; s=socket.socket(); s.bind((sys.argv[1], 4244)); s.listen(); print('ok', flush=True); s.accept()",
          h4.ip],
         stdout=subprocess.PIPE, text=True)
     try:

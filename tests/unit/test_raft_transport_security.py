@@ -8,13 +8,13 @@ import os
 import pickle
 import socket
 import struct
-import time
 import zlib
 
 from pysyncobj import SyncObj, SyncObjConf
 
 from swarmlet.manager.store import Store
 from tests.unit.test_store import free_port
+from tests.waiting import wait_for
 
 
 class _Marker:
@@ -27,20 +27,21 @@ class _Marker:
         return (open, (self.path, "w"))
 
 
-def _send_pickle(port: int, path: str) -> None:
+def _send_pickle(port: int, path: str) -> socket.socket:
+    """Send a pickled payload as one pysyncobj frame. The connection is
+    returned open: closing it at once could race the tick thread reading it."""
     data = zlib.compress(pickle.dumps(_Marker(path)), 3)
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-        s.sendall(struct.pack("i", len(data)) + data)
-        time.sleep(0.5)  # let the tick thread read the frame; nothing to poll on
+    s = socket.create_connection(("127.0.0.1", port), timeout=2)
+    s.sendall(struct.pack("i", len(data)) + data)
+    return s
 
 
-def _wait_file(path: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.path.exists(path):
-            return True
-        time.sleep(0.05)
-    return False
+def _file_appears(path: str, timeout: float) -> bool:
+    try:
+        wait_for(lambda: os.path.exists(path), timeout, f"{path} created")
+        return True
+    except AssertionError:
+        return False
 
 
 def test_bare_pysyncobj_executes_a_pickle(tmp_path):
@@ -48,8 +49,8 @@ def test_bare_pysyncobj_executes_a_pickle(tmp_path):
     obj = SyncObj(f"127.0.0.1:{port}", [], conf=SyncObjConf(autoTickPeriod=0.01))
     try:
         marker = str(tmp_path / "pwned")
-        _send_pickle(port, marker)
-        assert _wait_file(marker, 3), "control case: an unencrypted pysyncobj port should unpickle the payload"
+        with _send_pickle(port, marker):
+            assert _file_appears(marker, 3), "control case: an unencrypted pysyncobj port should unpickle the payload"
     finally:
         obj.destroy_synchronous()
 
@@ -59,7 +60,7 @@ def test_store_port_rejects_unauthenticated_pickles(tmp_path):
     store = Store(f"127.0.0.1:{port}", [], str(tmp_path / "state"), b"s" * 32)
     try:
         marker = str(tmp_path / "pwned")
-        _send_pickle(port, marker)
-        assert not _wait_file(marker, 2)
+        with _send_pickle(port, marker):
+            assert not _file_appears(marker, 2)
     finally:
         store.close()

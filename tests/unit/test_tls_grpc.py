@@ -42,8 +42,9 @@ HANG_ENDED = threading.Event()
 def _hang(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
     # a long-lived stream, like an agent session: ends only when the peer goes
     yield b"start"
-    while context.is_active():
-        time.sleep(0.05)
+    ended = threading.Event()
+    context.add_callback(ended.set)  # runs when the RPC terminates (peer gone)
+    ended.wait()
     HANG_ENDED.set()
 
 
