@@ -39,9 +39,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:  # the SDK is imported lazily so `down` works without it
     import docker
@@ -111,16 +112,22 @@ def missing_prerequisites() -> str | None:
 # small process / kernel helpers
 
 
-def _run(cmd: Sequence[str], check: bool = True, input: str | None = None,
-         timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _run(
+    cmd: Sequence[str], check: bool = True, input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(list(cmd), input=input, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise TestbedError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc
 
 
-def _poll(predicate: Callable[[], T], timeout: float, what: str,
-          fail_fast: Callable[[], str | None] | None = None, interval: float = 0.05) -> T:
+def _poll(
+    predicate: Callable[[], T],
+    timeout: float,
+    what: str,
+    fail_fast: Callable[[], str | None] | None = None,
+    interval: float = 0.05,
+) -> T:
     """Poll until predicate() is truthy; fail_fast() may explain an early, certain failure."""
     deadline = time.monotonic() + timeout
     while True:
@@ -151,7 +158,7 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     except OSError:
         return None
     # the command name in parentheses may contain spaces: split after the last ')'
-    fields = text[text.rindex(")") + 2:].split()
+    fields = text[text.rindex(")") + 2 :].split()
     return fields[0], int(fields[1])
 
 
@@ -180,8 +187,7 @@ def _descendants(roots: Iterable[int]) -> set[int]:
     return found
 
 
-def _kill_and_wait(pids: Iterable[int], sig: int, timeout: float,
-                   reap: Callable[[int], object] = lambda pid: None) -> set[int]:
+def _kill_and_wait(pids: Iterable[int], sig: int, timeout: float, reap: Callable[[int], object] = lambda pid: None) -> set[int]:
     """Signal pids and wait until they are gone (zombies count as gone); returns survivors.
 
     reap(pid) lets the caller collect its own children; nothing else is
@@ -361,8 +367,7 @@ class Testbed:
 
     # ---- bring-up
 
-    def up(self, n: int, swarmlet: bool = True, default_route: bool = False,
-           timeout: float = 120.0) -> list[Host]:
+    def up(self, n: int, swarmlet: bool = True, default_route: bool = False, timeout: float = 120.0) -> list[Host]:
         """Bring up n hosts (after clearing leftovers of this prefix) and return them.
 
         default_route adds a route via the bridge address; off by default so
@@ -403,8 +408,7 @@ class Testbed:
                 self._wait_dockerd(host, deadline)
                 self._load_image(host)
 
-            loads = [pool.submit(load, host) for host in self.hosts
-                     if not (built_in_h1 and host is self.hosts[0])]
+            loads = [pool.submit(load, host) for host in self.hosts if not (built_in_h1 and host is self.hosts[0])]
             for future in ready + loads:
                 future.result()
         self.timings["dockerd_and_image"] = time.monotonic() - mark
@@ -430,8 +434,7 @@ class Testbed:
         return self.hosts
 
     def _write_state(self, n: int, swarmlet: bool) -> None:
-        state = {"prefix": self.prefix, "subnet_index": self.subnet_index, "n": n,
-                 "swarmlet": swarmlet, "python": self.python}
+        state = {"prefix": self.prefix, "subnet_index": self.subnet_index, "n": n, "swarmlet": swarmlet, "python": self.python}
         (self.base / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n")
 
     def _read_state(self) -> dict[str, object] | None:
@@ -475,8 +478,17 @@ class Testbed:
         swarmlet and Swarm), not the machine's. No step forks (nsenter and
         unshare exec, sh execs), so the spawned pid is the daemon's own.
         """
-        return ["nsenter", f"--net=/run/netns/{host.netns}", "unshare", "--uts",
-                "sh", "-c", 'hostname "$0" && exec "$@"', host.name, *cmd]
+        return [
+            "nsenter",
+            f"--net=/run/netns/{host.netns}",
+            "unshare",
+            "--uts",
+            "sh",
+            "-c",
+            'hostname "$0" && exec "$@"',
+            host.name,
+            *cmd,
+        ]
 
     def _start_dockerd(self, host: Host) -> None:
         host_dir = Path(host.host_dir)
@@ -484,27 +496,37 @@ class Testbed:
         # An empty config file isolates the engine from /etc/docker/daemon.json.
         config = host_dir / "daemon.json"
         config.write_text("{}\n")
-        cmd = self._in_host(host, [
-            "dockerd",
-            "--config-file", str(config),
-            "--data-root", str(host_dir / "docker"),
-            "--exec-root", host.exec_root,
-            "-H", host.docker_url,
-            "--pidfile", str(host_dir / "dockerd.pid"),
-            "--iptables=false",
-            "--ip-masq=false",
-            "--bip", f"172.31.{host.index}.1/24",
-            # On shutdown dockerd waits this long for containers: keep `down` fast.
-            "--shutdown-timeout", "2",
-        ])
+        cmd = self._in_host(
+            host,
+            [
+                "dockerd",
+                "--config-file",
+                str(config),
+                "--data-root",
+                str(host_dir / "docker"),
+                "--exec-root",
+                host.exec_root,
+                "-H",
+                host.docker_url,
+                "--pidfile",
+                str(host_dir / "dockerd.pid"),
+                "--iptables=false",
+                "--ip-masq=false",
+                "--bip",
+                f"172.31.{host.index}.1/24",
+                # On shutdown dockerd waits this long for containers: keep `down` fast.
+                "--shutdown-timeout",
+                "2",
+            ],
+        )
         self._spawn(cmd, host.dockerd_log_path, host_dir / "dockerd.spawn.pid")
 
-    def _spawn(self, cmd: list[str], log_path: str, pidfile: Path,
-               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def _spawn(self, cmd: list[str], log_path: str, pidfile: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with open(log_path, "ab") as log:
             # A new session: a Ctrl-C meant for the CLI must not kill the hosts.
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, env=env, cwd=str(REPO_ROOT))
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env, cwd=str(REPO_ROOT)
+            )
         self._children[proc.pid] = proc
         pidfile.write_text(f"{proc.pid}\n")
         return proc
@@ -516,12 +538,16 @@ class Testbed:
                 self._reap_child(pid)
                 return f"process {pid} exited\n{_tail(log_path)}"
             return None
+
         return check
 
     def _wait_dockerd(self, host: Host, deadline: float) -> None:
-        _poll(lambda: _docker_ping(host.docker_sock), max(0.0, deadline - time.monotonic()),
-              f"dockerd of {host.name} ({host.docker_url})",
-              fail_fast=self._exited(Path(host.host_dir) / "dockerd.spawn.pid", host.dockerd_log_path))
+        _poll(
+            lambda: _docker_ping(host.docker_sock),
+            max(0.0, deadline - time.monotonic()),
+            f"dockerd of {host.name} ({host.docker_url})",
+            fail_fast=self._exited(Path(host.host_dir) / "dockerd.spawn.pid", host.dockerd_log_path),
+        )
 
     # ---- the test image
 
@@ -575,23 +601,35 @@ class Testbed:
         Path(host.state_dir).mkdir(parents=True, exist_ok=True)
         # A stale socket from a killed daemon would make the wait pass at once.
         Path(host.swarmlet_sock).unlink(missing_ok=True)
-        cmd = self._in_host(host, [
-            self.python, "-m", "swarmlet", "daemon",
-            "--state-dir", host.state_dir,
-            "--socket", host.swarmlet_sock,
-            "--docker-host", host.docker_url,
-            "--advertise-addr", host.ip,
-            *extra_args,
-        ])
+        cmd = self._in_host(
+            host,
+            [
+                self.python,
+                "-m",
+                "swarmlet",
+                "daemon",
+                "--state-dir",
+                host.state_dir,
+                "--socket",
+                host.swarmlet_sock,
+                "--docker-host",
+                host.docker_url,
+                "--advertise-addr",
+                host.ip,
+                *extra_args,
+            ],
+        )
         self._spawn(cmd, host.log_path, Path(host.host_dir) / "swarmlet.pid", env=self._swarmlet_env())
 
     def _wait_swarmlet(self, host: Host, deadline: float) -> None:
-        _poll(lambda: _unix_connectable(host.swarmlet_sock), max(0.0, deadline - time.monotonic()),
-              f"swarmlet daemon of {host.name} ({host.swarmlet_sock})",
-              fail_fast=self._exited(Path(host.host_dir) / "swarmlet.pid", host.log_path))
+        _poll(
+            lambda: _unix_connectable(host.swarmlet_sock),
+            max(0.0, deadline - time.monotonic()),
+            f"swarmlet daemon of {host.name} ({host.swarmlet_sock})",
+            fail_fast=self._exited(Path(host.host_dir) / "swarmlet.pid", host.log_path),
+        )
 
-    def start_swarmlet(self, host: Host | str | int, extra_args: Sequence[str] = (),
-                       timeout: float = 60.0) -> None:
+    def start_swarmlet(self, host: Host | str | int, extra_args: Sequence[str] = (), timeout: float = 60.0) -> None:
         """(Re)start host's swarmlet daemon with its usual state dir; wait for its socket."""
         host = self._resolve(host)
         if self.swarmlet_running(host):
@@ -609,8 +647,7 @@ class Testbed:
     def swarmlet_running(self, host: Host | str | int) -> bool:
         return self._swarmlet_pid(self._resolve(host)) is not None
 
-    def kill_swarmlet(self, host: Host | str | int, sig: int = signal.SIGKILL,
-                      timeout: float = 30.0) -> None:
+    def kill_swarmlet(self, host: Host | str | int, sig: int = signal.SIGKILL, timeout: float = 30.0) -> None:
         """Send sig to host's daemon and wait until it is gone (no-op if not running)."""
         host = self._resolve(host)
         pid = self._swarmlet_pid(host)
@@ -650,23 +687,23 @@ class Testbed:
             self._clients[host.name] = client
         return client
 
-    def cli(self, host: Host | str | int, *args: str, check: bool = False,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, host: Host | str | int, *args: str, check: bool = False, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         """Run the swarmlet CLI against host's daemon socket; text output."""
         host = self._resolve(host)
         cmd = [self.python, "-m", "swarmlet", "-H", f"unix://{host.swarmlet_sock}", *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env=self._swarmlet_env(), cwd=str(REPO_ROOT))
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=self._swarmlet_env(), cwd=str(REPO_ROOT))
         if check and proc.returncode != 0:
             raise CliError(proc.returncode, cmd, proc.stdout, proc.stderr)
         return proc
 
-    def exec_in(self, host: Host | str | int, cmd: Sequence[str],
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def exec_in(self, host: Host | str | int, cmd: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run cmd inside host's network namespace; text output, never raises on failure."""
         host = self._resolve(host)
-        return subprocess.run(["nsenter", f"--net=/run/netns/{host.netns}", *cmd],
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            ["nsenter", f"--net=/run/netns/{host.netns}", *cmd], capture_output=True, text=True, timeout=timeout
+        )
 
     def cut(self, host: Host | str | int) -> None:
         """Silently cut host off the underlay (its processes keep running)."""
@@ -825,25 +862,29 @@ class Testbed:
         def link_state(name: str) -> str:
             for line in links.splitlines():
                 if f": {name}:" in line or f": {name}@" in line:
-                    flags = line[line.index("<") + 1:line.index(">")].split(",")
+                    flags = line[line.index("<") + 1 : line.index(">")].split(",")
                     return "up" if "UP" in flags else "DOWN (cut)"
             return "missing"
 
-        out = [f"testbed {self.prefix}: base {self.base}, bridge {self.bridge} "
-               f"({self.bridge_ip}/24) {link_state(self.bridge)}, image tar "
-               f"{self.image_tar if self.image_tar.is_file() else 'not built'}"]
+        out = [
+            f"testbed {self.prefix}: base {self.base}, bridge {self.bridge} "
+            f"({self.bridge_ip}/24) {link_state(self.bridge)}, image tar "
+            f"{self.image_tar if self.image_tar.is_file() else 'not built'}"
+        ]
         rows = [("HOST", "NETNS", "IP", "LINK", "DOCKERD", "SWARMLET")]
         for host in hosts:
-            rows.append((
-                host.name,
-                host.netns if host.netns in netns else f"{host.netns} (missing)",
-                host.ip,
-                link_state(host.root_veth),
-                f"{'up' if _docker_ping(host.docker_sock) else 'down'} {host.docker_url}",
-                f"{'up' if self.swarmlet_running(host) else 'down'} unix://{host.swarmlet_sock}",
-            ))
+            rows.append(
+                (
+                    host.name,
+                    host.netns if host.netns in netns else f"{host.netns} (missing)",
+                    host.ip,
+                    link_state(host.root_veth),
+                    f"{'up' if _docker_ping(host.docker_sock) else 'down'} {host.docker_url}",
+                    f"{'up' if self.swarmlet_running(host) else 'down'} unix://{host.swarmlet_sock}",
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        out += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        out += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in rows]
         return "\n".join(out)
 
 
@@ -874,12 +915,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(bed.status())
         return 0
     try:
-        bed.up(args.hosts, swarmlet=not args.no_swarmlet, default_route=args.default_route,
-               timeout=args.timeout)
+        bed.up(args.hosts, swarmlet=not args.no_swarmlet, default_route=args.default_route, timeout=args.timeout)
     except TestbedError as exc:
         print(f"testbed {args.prefix}: up failed: {exc}", file=sys.stderr)
-        print(f"(leftovers stay for inspection; remove them with: {sys.argv[0]} down --prefix {args.prefix})",
-              file=sys.stderr)
+        print(f"(leftovers stay for inspection; remove them with: {sys.argv[0]} down --prefix {args.prefix})", file=sys.stderr)
         return 1
     print(bed.status())
     print("timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in bed.timings.items()))

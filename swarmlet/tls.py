@@ -31,9 +31,10 @@ import socket
 import ssl
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import grpc
 from cryptography import x509
@@ -41,6 +42,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from swarmlet import errors
 
 ROLE_WORKER = "worker"
 ROLE_MANAGER = "manager"
@@ -98,7 +101,7 @@ SERVER_OPTIONS: tuple[tuple[str, Any], ...] = (
 # ---------------------------------------------------------------- tokens
 
 
-class TokenError(ValueError):
+class TokenError(errors.Invalid):
     """A join token is malformed or is not valid for this cluster."""
 
 
@@ -124,9 +127,7 @@ def parse_token(token: str) -> tuple[str, str]:
     if not _HEX64.fullmatch(digest):
         raise TokenError("malformed join token: the CA digest must be 64 lowercase hex characters")
     if len(secret) < _TOKEN_MIN_SECRET or not _BASE32_LOWER.fullmatch(secret):
-        raise TokenError(
-            f"malformed join token: the secret must be at least {_TOKEN_MIN_SECRET} lowercase base32 characters"
-        )
+        raise TokenError(f"malformed join token: the secret must be at least {_TOKEN_MIN_SECRET} lowercase base32 characters")
     return digest, secret
 
 
@@ -206,9 +207,7 @@ def ca_digest(cert_pem: bytes) -> str:
 # ---------------------------------------------------------------- gRPC credentials
 
 
-def server_credentials(
-    key_pem: bytes, cert_pem: bytes, ca_pem: bytes, require_client_auth: bool
-) -> grpc.ServerCredentials:
+def server_credentials(key_pem: bytes, cert_pem: bytes, ca_pem: bytes, require_client_auth: bool) -> grpc.ServerCredentials:
     """Credentials for one server port.
 
     The chain sent is node cert + root CA so a joiner can read the root from
@@ -222,9 +221,7 @@ def server_credentials(
     return grpc.ssl_server_credentials([(key_pem, chain)], root_certificates=None, require_client_auth=False)
 
 
-def channel_credentials(
-    ca_pem: bytes, key_pem: bytes | None = None, cert_pem: bytes | None = None
-) -> grpc.ChannelCredentials:
+def channel_credentials(ca_pem: bytes, key_pem: bytes | None = None, cert_pem: bytes | None = None) -> grpc.ChannelCredentials:
     """Client credentials trusting only the cluster's root CA; with a key and
     certificate, for the mutual-TLS API port. Use with CHANNEL_OPTIONS."""
     if (key_pem is None) != (cert_pem is None):
@@ -302,11 +299,11 @@ def _guarded(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 # ---------------------------------------------------------------- joining
 
 
-class JoinError(Exception):
+class JoinError(errors.FailedPrecondition):
     """Joining a cluster failed; the message is meant for the operator."""
 
 
-class ManagerUnreachableError(JoinError):
+class ManagerUnreachableError(JoinError, errors.Unavailable):
     pass
 
 
@@ -319,7 +316,7 @@ class NoCAInChainError(JoinError):
 
 
 def split_host_port(addr: str, default_port: int) -> tuple[str, int]:
-    """"host:port", "[v6]:port", "host" or a bare IPv6 address -> (host, port)."""
+    """ "host:port", "[v6]:port", "host" or a bare IPv6 address -> (host, port)."""
     if addr.startswith("["):
         host, sep, rest = addr[1:].partition("]")
         if not sep or (rest and not rest.startswith(":")):
@@ -382,7 +379,7 @@ def fetch_remote_ca(addr: str, expected_digest: str, timeout: float = 5.0) -> by
             raw.settimeout(max(deadline - time.monotonic(), 0.001))
             with ctx.wrap_socket(raw, server_hostname=NODE_SAN) as tls:
                 chain = _chain_der(tls)
-    except socket.timeout:
+    except TimeoutError:
         raise ManagerUnreachableError(f"cannot reach manager at {addr}: timed out after {timeout:g}s") from None
     except ssl.SSLError as e:
         raise ManagerUnreachableError(f"cannot reach manager at {addr}: TLS handshake failed: {e}") from None
@@ -391,18 +388,14 @@ def fetch_remote_ca(addr: str, expected_digest: str, timeout: float = 5.0) -> by
 
     roots = [c for c in (x509.load_der_x509_certificate(d) for d in chain) if _is_self_signed(c)]
     if not roots:
-        raise NoCAInChainError(
-            f"the manager at {addr} did not send its CA certificate in the TLS handshake"
-        )
+        raise NoCAInChainError(f"the manager at {addr} did not send its CA certificate in the TLS handshake")
     got = ""
     for root in roots:
         digest = root.fingerprint(hashes.SHA256()).hex()
         if hmac.compare_digest(digest.encode(), expected_digest.encode()):
             return root.public_bytes(serialization.Encoding.PEM)
         got = got or digest
-    raise CAMismatchError(
-        f"the manager's CA does not match the join token (expected digest {expected_digest}, got {got})"
-    )
+    raise CAMismatchError(f"the manager's CA does not match the join token (expected digest {expected_digest}, got {got})")
 
 
 # ---------------------------------------------------------------- credentials on disk

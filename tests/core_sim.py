@@ -5,12 +5,12 @@ real store semantics (versions, merges, monotonic states)."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.manager import orchestrator, planner
-from swarmlet.manager import state as st
+from swarmlet.core import orchestrator, planner
+from swarmlet.core import state as st
 
 GiB = 1 << 30
 CPU = 1_000_000_000
@@ -53,10 +53,20 @@ class Sim:
 
     # ---- objects ----
 
-    def add_node(self, nid: str, *, cpus: float = 0, mem: int = 0, labels: dict | None = None,
-                 role: int = pb.NodeSpec.WORKER, state: int = pb.NodeStatus.READY,
-                 availability: int = pb.NodeSpec.ACTIVE, hostname: str = "", os: str = "linux",
-                 arch: str = "x86_64") -> pb.Node:
+    def add_node(
+        self,
+        nid: str,
+        *,
+        cpus: float = 0,
+        mem: int = 0,
+        labels: dict | None = None,
+        role: int = pb.NodeSpec.WORKER,
+        state: int = pb.NodeStatus.READY,
+        availability: int = pb.NodeSpec.ACTIVE,
+        hostname: str = "",
+        os: str = "linux",
+        arch: str = "x86_64",
+    ) -> pb.Node:
         n = pb.Node(id=nid, role=role)
         n.spec.availability = availability
         n.spec.labels.update(labels or {})
@@ -69,8 +79,9 @@ class Sim:
         self.apply([st.put(n, create=True)])
         return self.snap.nodes[nid]
 
-    def set_node(self, nid: str, *, state: int | None = None, availability: int | None = None,
-                 labels: dict | None = None) -> None:
+    def set_node(
+        self, nid: str, *, state: int | None = None, availability: int | None = None, labels: dict | None = None
+    ) -> None:
         n = pb.Node()
         n.CopyFrom(self.snap.nodes[nid])
         if state is not None:
@@ -85,10 +96,21 @@ class Sim:
     def remove_node(self, nid: str) -> None:
         self.apply([st.delete(spb.KIND_NODE, nid)])
 
-    def add_service(self, sid: str, *, replicas: int | None = 1, global_: bool = False,
-                    condition: int = pb.RestartPolicy.ANY, delay: float = 0.0, max_attempts: int = 0,
-                    window: float = 0.0, constraints: list[str] | None = None, cpus: float = 0,
-                    mem: int = 0, image: str = "busybox:latest") -> pb.Service:
+    def add_service(
+        self,
+        sid: str,
+        *,
+        replicas: int | None = 1,
+        global_: bool = False,
+        condition: int = pb.RestartPolicy.ANY,
+        delay: float = 0.0,
+        max_attempts: int = 0,
+        window: float = 0.0,
+        constraints: list[str] | None = None,
+        cpus: float = 0,
+        mem: int = 0,
+        image: str = "busybox:latest",
+    ) -> pb.Service:
         s = pb.Service(id=sid, spec_version=1)
         s.spec.name = f"svc-{sid}"
         if global_:
@@ -107,8 +129,9 @@ class Sim:
         self.apply([st.put(s, create=True)])
         return self.snap.services[sid]
 
-    def update_service(self, sid: str, *, replicas: int | None = None, constraints: list[str] | None = None,
-                       bump: bool = False) -> None:
+    def update_service(
+        self, sid: str, *, replicas: int | None = None, constraints: list[str] | None = None, bump: bool = False
+    ) -> None:
         s = pb.Service()
         s.CopyFrom(self.snap.services[sid])
         if replicas is not None:
@@ -128,8 +151,9 @@ class Sim:
 
     def report(self, task_id: str, state: int, *, err: str = "", exit_code: int = 0, message: str = "") -> None:
         t = self.snap.tasks[task_id]
-        status = pb.TaskStatus(timestamp=self.now, state=state, err=err, exit_code=exit_code,
-                               message=message or pb.TaskState.Name(state).lower())
+        status = pb.TaskStatus(
+            timestamp=self.now, state=state, err=err, exit_code=exit_code, message=message or pb.TaskState.Name(state).lower()
+        )
         self.apply([st.set_status(task_id, status, node_id=t.node_id)])
 
     def run_assigned(self) -> int:
@@ -144,9 +168,13 @@ class Sim:
             s = t.status.state
             # Desired READY (a stop-first update's new task) is placed, not started.
             if t.desired_state == pb.RUNNING and pb.ASSIGNED <= s < pb.RUNNING:
-                acts.append(st.set_status(t.id, pb.TaskStatus(timestamp=self.now, state=pb.RUNNING, message="started"), t.node_id))
+                acts.append(
+                    st.set_status(t.id, pb.TaskStatus(timestamp=self.now, state=pb.RUNNING, message="started"), t.node_id)
+                )
             elif t.desired_state > pb.RUNNING and pb.ASSIGNED <= s < pb.COMPLETE:
-                acts.append(st.set_status(t.id, pb.TaskStatus(timestamp=self.now, state=pb.SHUTDOWN, message="stopped"), t.node_id))
+                acts.append(
+                    st.set_status(t.id, pb.TaskStatus(timestamp=self.now, state=pb.SHUTDOWN, message="stopped"), t.node_id)
+                )
         if acts:
             self.apply(acts)
         return len(acts)

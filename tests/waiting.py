@@ -7,7 +7,8 @@ deadline with a message says what did not happen and what was seen instead.
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -45,8 +45,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent.parent
@@ -61,9 +62,9 @@ SERVICE = "b30"
 FAILOVER_SERVICE = "b12"
 
 # The issue's targets and reference figures.
-TARGET_CREATE_RATIO = 0.40      # swarmlet create30 <= 40% of Swarm's, same run
-TARGET_FAILOVER_S = 5.0         # swarmlet failover < 5 s
-TARGET_WORKER_RSS_MB = 60.0     # swarmlet worker daemon RSS < 60 MB
+TARGET_CREATE_RATIO = 0.40  # swarmlet create30 <= 40% of Swarm's, same run
+TARGET_FAILOVER_S = 5.0  # swarmlet failover < 5 s
+TARGET_WORKER_RSS_MB = 60.0  # swarmlet worker daemon RSS < 60 MB
 
 # Deadlines (seconds): every wait is bounded, so a broken orchestrator costs
 # minutes, not hours.
@@ -156,7 +157,7 @@ def children_of(pid: int) -> list[int]:
             text = Path(f"/proc/{name}/stat").read_text()
         except OSError:
             continue
-        if int(text[text.rindex(")") + 2:].split()[1]) == pid:
+        if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
             out.append(int(name))
     return out
 
@@ -218,14 +219,19 @@ class Engines:
     def wait_empty(self, timeout: float, hosts=None) -> float:
         t0 = time.monotonic()
         hosts = hosts or self.hosts
-        wait_for(lambda: all(not self.client(h).api.containers(all=True) for h in hosts),
-                 timeout, "all containers removed", interval=0.1)
+        wait_for(
+            lambda: all(not self.client(h).api.containers(all=True) for h in hosts),
+            timeout,
+            "all containers removed",
+            interval=0.1,
+        )
         return time.monotonic() - t0
 
     def wait_none_running(self, host, timeout: float) -> float:
         t0 = time.monotonic()
-        wait_for(lambda: not self.client(host).api.containers(all=False), timeout,
-                 f"no container running on {host.name}", interval=0.1)
+        wait_for(
+            lambda: not self.client(host).api.containers(all=False), timeout, f"no container running on {host.name}", interval=0.1
+        )
         return time.monotonic() - t0
 
     def force_clean(self) -> int:
@@ -270,8 +276,7 @@ def measure_one_start(engines: Engines, network_mode: str, n: int = 5) -> float:
     return round(statistics.median(times), 3)
 
 
-def measure_floor(engines: Engines, network_mode: str, n: int = CREATE_REPLICAS,
-                  per_engine_parallel: int = 4) -> dict:
+def measure_floor(engines: Engines, network_mode: str, n: int = CREATE_REPLICAS, per_engine_parallel: int = 4) -> dict:
     """n containers straight through the engines' APIs, all engines at once (a
     few at a time on each): no orchestrator, the least time any could take here."""
     from concurrent.futures import ThreadPoolExecutor
@@ -286,8 +291,7 @@ def measure_floor(engines: Engines, network_mode: str, n: int = CREATE_REPLICAS,
         api = engines.client(h).api
         try:
             with ThreadPoolExecutor(per_engine_parallel) as pool:
-                list(pool.map(lambda i: _start_container(api, f"floor-{h.name}-{i}", network_mode),
-                              range(share[h.name])))
+                list(pool.map(lambda i: _start_container(api, f"floor-{h.name}-{i}", network_mode), range(share[h.name])))
         except Exception as exc:
             errors.append(f"{h.name}: {exc}")
 
@@ -355,7 +359,7 @@ class Orchestrator:
     # cluster
     def form(self) -> None: ...
     def ready_nodes(self) -> set[str]: ...  # node ids READY
-    def down_nodes(self) -> set[str]: ...   # node ids the manager calls down
+    def down_nodes(self) -> set[str]: ...  # node ids the manager calls down
     def teardown(self) -> None: ...
     def rss(self) -> dict: ...
     # services
@@ -371,8 +375,7 @@ class Orchestrator:
 
     def wait_cluster(self, timeout: float = T_CLUSTER) -> None:
         want = set(self.node_host)
-        wait_for(lambda: want <= self.ready_nodes(), timeout,
-                 f"{self.name}: {len(want)} nodes READY", interval=0.1)
+        wait_for(lambda: want <= self.ready_nodes(), timeout, f"{self.name}: {len(want)} nodes READY", interval=0.1)
 
     def running_by_host(self, name: str, exclude: str | None = None) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -430,8 +433,19 @@ class Swarm(Orchestrator):
         return {n["ID"] for n in self._nodes() if n["Status"]["State"] == "down"}
 
     def create_cmd(self, name, replicas, detach):
-        args = ["service", "create", "--name", name, "--replicas", str(replicas), "--no-resolve-image",
-                f"--detach={'true' if detach else 'false'}", IMAGE, "sleep", "3600"]
+        args = [
+            "service",
+            "create",
+            "--name",
+            name,
+            "--replicas",
+            str(replicas),
+            "--no-resolve-image",
+            f"--detach={'true' if detach else 'false'}",
+            IMAGE,
+            "sleep",
+            "3600",
+        ]
         return lambda: self.docker(self.manager, *args, check=False)
 
     def remove(self, name):
@@ -459,6 +473,7 @@ class Swarmlet(Orchestrator):
     def __init__(self, tb, hosts, engines) -> None:
         super().__init__(tb, hosts, engines)
         import grpc
+
         from swarmlet.api import control_pb2 as cpb
         from swarmlet.api import control_pb2_grpc
         from swarmlet.api import objects_pb2 as opb
@@ -482,8 +497,9 @@ class Swarmlet(Orchestrator):
     def cli(self, host, *args, check=True, timeout=T_CLI):
         proc = self.tb.cli(host, *args, timeout=timeout)
         if check and proc.returncode != 0:
-            raise BenchError(f"swarmlet {' '.join(args)} on {host.name} -> {proc.returncode}: "
-                             f"{proc.stderr.strip() or proc.stdout.strip()}")
+            raise BenchError(
+                f"swarmlet {' '.join(args)} on {host.name} -> {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}"
+            )
         return proc
 
     def form(self) -> None:
@@ -530,8 +546,7 @@ class Swarmlet(Orchestrator):
         for t in resp.tasks:
             if t.service_name != name:
                 continue
-            out.append((self.node_host.get(t.node_id, "?"), t.status.state == running,
-                        t.desired_state == running))
+            out.append((self.node_host.get(t.node_id, "?"), t.status.state == running, t.desired_state == running))
         return out
 
     def rss(self) -> dict:
@@ -596,10 +611,8 @@ def timed_create(orch: Orchestrator, name: str, replicas: int, detach: bool, tim
         time.sleep(orch.poll)
     thread.join(max(1.0, deadline - time.monotonic()) if t_running else 5)
     if t_running is None:
-        raise BenchError(f"{orch.name}: {replicas} tasks not RUNNING within {timeout:.0f}s "
-                         f"(last: {orch.running_by_host(name)})")
-    out = {"seconds": round(t_running - t0, 3), "polls": polls, "spread": counts, "loadavg1": load1,
-           "cpu_busy": cpu_busy}
+        raise BenchError(f"{orch.name}: {replicas} tasks not RUNNING within {timeout:.0f}s (last: {orch.running_by_host(name)})")
+    out = {"seconds": round(t_running - t0, 3), "polls": polls, "spread": counts, "loadavg1": load1, "cpu_busy": cpu_busy}
     if "t" in cli_result:
         out["cli_seconds"] = round(cli_result["t"] - t0, 3)
         proc = cli_result.get("proc")
@@ -617,7 +630,7 @@ def remove_and_wait(orch: Orchestrator, name: str) -> float:
 
 def bench_create(orch: Orchestrator, repeats: int, result: dict, attached_run: bool) -> None:
     runs = result.setdefault("create30", {"runs": [], "errors": []})
-    for i in range(repeats):
+    for _i in range(repeats):
         log(f"{orch.name}: create30 run {len(runs['runs']) + 1}")
         try:
             run = timed_create(orch, SERVICE, CREATE_REPLICAS, detach=True, timeout=T_CREATE)
@@ -627,8 +640,10 @@ def bench_create(orch: Orchestrator, repeats: int, result: dict, attached_run: b
                 run["warning"] = f"engines run {sum(engine_running.values())} containers, not {CREATE_REPLICAS}"
             run["rm_seconds"] = remove_and_wait(orch, SERVICE)
             runs["runs"].append(run)
-            log(f"  {run['seconds']:.2f}s to {CREATE_REPLICAS} running (cli {run.get('cli_seconds')}s, "
-                f"spread {run['spread']}); rm {run['rm_seconds']:.2f}s")
+            log(
+                f"  {run['seconds']:.2f}s to {CREATE_REPLICAS} running (cli {run.get('cli_seconds')}s, "
+                f"spread {run['spread']}); rm {run['rm_seconds']:.2f}s"
+            )
         except Exception as exc:
             runs["errors"].append(f"run {len(runs['runs']) + 1}: {exc}")
             log(f"  FAILED: {exc}")
@@ -679,7 +694,7 @@ def cleanup_service(orch: Orchestrator, name: str) -> None:
 def bench_failover(orch: Orchestrator, repeats: int, result: dict) -> None:
     runs = result.setdefault("failover", {"runs": [], "errors": []})
     victim = orch.hosts[-1]
-    for i in range(repeats):
+    for _i in range(repeats):
         log(f"{orch.name}: failover run {len(runs['runs']) + 1} (cut {victim.name})")
         cut = False
         try:
@@ -712,12 +727,18 @@ def bench_failover(orch: Orchestrator, repeats: int, result: dict) -> None:
                     break
                 time.sleep(max(0.0, orch.poll - (time.monotonic() - now)))
             if t_done is None:
-                raise BenchError(f"12 tasks not RUNNING on the other hosts within {T_FAILOVER}s "
-                                 f"(last {orch.running_by_host(FAILOVER_SERVICE, exclude=victim.name)})")
-            run = {"seconds": round(t_done - t0, 3),
-                   "node_down_seconds": round(t_down - t0, 3) if t_down else None,
-                   "moved": on_victim, "spread_before": spread, "loadavg1": load1,
-                   "spread_after": orch.running_by_host(FAILOVER_SERVICE, exclude=victim.name)}
+                raise BenchError(
+                    f"12 tasks not RUNNING on the other hosts within {T_FAILOVER}s "
+                    f"(last {orch.running_by_host(FAILOVER_SERVICE, exclude=victim.name)})"
+                )
+            run = {
+                "seconds": round(t_done - t0, 3),
+                "node_down_seconds": round(t_down - t0, 3) if t_down else None,
+                "moved": on_victim,
+                "spread_before": spread,
+                "loadavg1": load1,
+                "spread_after": orch.running_by_host(FAILOVER_SERVICE, exclude=victim.name),
+            }
             # confirm with the engines (outside the timing): 12 containers on the others
             others = {h.name: len(orch.engines.client(h).api.containers()) for h in orch.hosts if h is not victim}
             run["engine_running_others"] = others
@@ -730,24 +751,24 @@ def bench_failover(orch: Orchestrator, repeats: int, result: dict) -> None:
             t_heal = time.monotonic()
             orch.tb.heal(victim)
             cut = False
-            wait_for(lambda: victim_id in orch.ready_nodes(), T_HEAL,
-                     f"{victim.name} READY again after heal", interval=0.1)
+            wait_for(lambda: victim_id in orch.ready_nodes(), T_HEAL, f"{victim.name} READY again after heal", interval=0.1)
             run["heal_ready_seconds"] = round(time.monotonic() - t_heal, 3)
             orch.engines.wait_none_running(victim, max(5.0, T_HEAL - (time.monotonic() - t_heal)))
             run["heal_clean_seconds"] = round(time.monotonic() - t_heal, 3)
             run["rm_seconds"] = remove_and_wait(orch, FAILOVER_SERVICE)
             runs["runs"].append(run)
-            log(f"  {run['seconds']:.2f}s to {FAILOVER_REPLICAS} running elsewhere "
+            log(
+                f"  {run['seconds']:.2f}s to {FAILOVER_REPLICAS} running elsewhere "
                 f"(node down after {run['node_down_seconds']}s, {on_victim} moved); "
-                f"heal: READY {run['heal_ready_seconds']}s, clean {run['heal_clean_seconds']}s")
+                f"heal: READY {run['heal_ready_seconds']}s, clean {run['heal_clean_seconds']}s"
+            )
         except Exception as exc:
             runs["errors"].append(f"run {len(runs['runs']) + 1}: {exc}")
             log(f"  FAILED: {exc}")
             if cut:
                 orch.tb.heal(victim)
                 try:
-                    wait_for(lambda: orch.node_of(victim) in orch.ready_nodes(), T_HEAL / 2,
-                             f"{victim.name} READY", interval=0.2)
+                    wait_for(lambda: orch.node_of(victim) in orch.ready_nodes(), T_HEAL / 2, f"{victim.name} READY", interval=0.2)
                 except Exception as exc2:
                     log(f"  {exc2}")
             cleanup_service(orch, FAILOVER_SERVICE)
@@ -833,9 +854,9 @@ def markdown_table(res: dict) -> str:
     c_sl = (sl.get("create30") or {}).get("median")
     c_sw = (sw.get("create30") or {}).get("median")
     f_sl = (sl.get("failover") or {}).get("median")
-    f_sw = (sw.get("failover") or {}).get("median")
+    (sw.get("failover") or {}).get("median")
     floors = res.get("floor") or {}
-    fl_none = (floors.get("none") or {}).get("seconds")      # swarmlet's container shape
+    fl_none = (floors.get("none") or {}).get("seconds")  # swarmlet's container shape
     fl_bridge = (floors.get("bridge") or {}).get("seconds")  # Swarm's container shape
 
     def verdict(ok: bool | None) -> str:
@@ -849,13 +870,17 @@ def markdown_table(res: dict) -> str:
     lines.append(
         f"| create 30 replicas → 30 running | {cell(sl, 'create30')} | {cell(sw, 'create30')} | "
         f"≤ 40% of Swarm{f' (≤ {TARGET_CREATE_RATIO * c_sw:.2f} s)' if c_sw else ''} | "
-        f"{(f'{ratio:.0%} of Swarm, ' if ratio is not None else '') + verdict(None if ratio is None else ratio <= TARGET_CREATE_RATIO)} |")
+        f"{(f'{ratio:.0%} of Swarm, ' if ratio is not None else '') + verdict(None if ratio is None else ratio <= TARGET_CREATE_RATIO)} |"
+    )
     a_sl = (sl.get("create30_attached") or {}).get("cli_seconds")
     a_sw = (sw.get("create30_attached") or {}).get("cli_seconds")
-    lines.append(f"| same, CLI without --detach (wall, 1 run) | {_fmt(a_sl) if a_sl else nm} | "
-                 f"{_fmt(a_sw) if a_sw else nm} | — | — |")
-    lines.append(f"| floor: 30 containers started via the engines' APIs, no orchestrator "
-                 f"(swarmlet's shape: no network; Swarm's: default bridge) | {_fmt(fl_none)} | {_fmt(fl_bridge)} | — | — |")
+    lines.append(
+        f"| same, CLI without --detach (wall, 1 run) | {_fmt(a_sl) if a_sl else nm} | {_fmt(a_sw) if a_sw else nm} | — | — |"
+    )
+    lines.append(
+        f"| floor: 30 containers started via the engines' APIs, no orchestrator "
+        f"(swarmlet's shape: no network; Swarm's: default bridge) | {_fmt(fl_none)} | {_fmt(fl_bridge)} | — | — |"
+    )
     o_sl = None if (c_sl is None or fl_none is None) else c_sl - fl_none
     o_sw = None if (c_sw is None or fl_bridge is None) else c_sw - fl_bridge
     if o_sl is not None or o_sw is not None:
@@ -863,44 +888,61 @@ def markdown_table(res: dict) -> str:
         lines.append(f"| create 30: time above its floor (median − floor) | {_fmt(o_sl)} | {_fmt(o_sw)} | — | {oratio} |")
     lines.append(
         f"| worker cut off → its tasks running elsewhere | {cell(sl, 'failover')} | {cell(sw, 'failover')} | "
-        f"< {TARGET_FAILOVER_S:.0f} s | {verdict(None if f_sl is None else f_sl < TARGET_FAILOVER_S)} |")
+        f"< {TARGET_FAILOVER_S:.0f} s | {verdict(None if f_sl is None else f_sl < TARGET_FAILOVER_S)} |"
+    )
 
     def sub(d: dict, key: str) -> str:
         runs = (d.get("failover") or {}).get("runs") or []
         vals = [r[key] for r in runs if r.get(key) is not None]
         return _fmt(median(vals)) if vals else nm
 
-    lines.append(f"| … of which: manager marks the node down | {sub(sl, 'node_down_seconds')} | "
-                 f"{sub(sw, 'node_down_seconds')} | — | — |")
-    lines.append(f"| after heal: node READY again / its containers stopped | "
-                 f"{sub(sl, 'heal_ready_seconds')} / {sub(sl, 'heal_clean_seconds')} | "
-                 f"{sub(sw, 'heal_ready_seconds')} / {sub(sw, 'heal_clean_seconds')} | — | — |")
+    lines.append(
+        f"| … of which: manager marks the node down | {sub(sl, 'node_down_seconds')} | {sub(sw, 'node_down_seconds')} | — | — |"
+    )
+    lines.append(
+        f"| after heal: node READY again / its containers stopped | "
+        f"{sub(sl, 'heal_ready_seconds')} / {sub(sl, 'heal_clean_seconds')} | "
+        f"{sub(sw, 'heal_ready_seconds')} / {sub(sw, 'heal_clean_seconds')} | — | — |"
+    )
 
     sl_m, sl_w = _rss_split(sl.get("rss_30_tasks"), "swarmlet_mb")
     sl_mi, sl_wi = _rss_split(sl.get("rss_idle"), "swarmlet_mb")
-    lines.append(f"| swarmlet daemon RSS, manager (idle / 30 tasks) | {_fmt(sl_mi, ' MB')} / {_fmt(sl_m, ' MB')} | "
-                 f"n/a (in dockerd) | report | — |")
-    lines.append(f"| swarmlet daemon RSS, worker max (idle / 30 tasks) | {_fmt(sl_wi, ' MB')} / {_fmt(sl_w, ' MB')} | "
-                 f"n/a (in dockerd) | < {TARGET_WORKER_RSS_MB:.0f} MB | "
-                 f"{verdict(None if sl_w is None else max(sl_w, sl_wi or 0) < TARGET_WORKER_RSS_MB)} |")
+    lines.append(
+        f"| swarmlet daemon RSS, manager (idle / 30 tasks) | {_fmt(sl_mi, ' MB')} / {_fmt(sl_m, ' MB')} | "
+        f"n/a (in dockerd) | report | — |"
+    )
+    lines.append(
+        f"| swarmlet daemon RSS, worker max (idle / 30 tasks) | {_fmt(sl_wi, ' MB')} / {_fmt(sl_w, ' MB')} | "
+        f"n/a (in dockerd) | < {TARGET_WORKER_RSS_MB:.0f} MB | "
+        f"{verdict(None if sl_w is None else max(sl_w, sl_wi or 0) < TARGET_WORKER_RSS_MB)} |"
+    )
     for label, key in (("dockerd", "dockerd_mb"), ("containerd", "containerd_mb")):
         e_sl = _rss_split(sl.get("rss_30_tasks"), key)
         e_sw = _rss_split(sw.get("rss_30_tasks"), key)
-        lines.append(f"| {label} RSS with 30 tasks, manager / worker max (reference) | "
-                     f"{_fmt(e_sl[0], ' MB')} / {_fmt(e_sl[1], ' MB')} | "
-                     f"{_fmt(e_sw[0], ' MB')} / {_fmt(e_sw[1], ' MB')} | — | — |")
+        lines.append(
+            f"| {label} RSS with 30 tasks, manager / worker max (reference) | "
+            f"{_fmt(e_sl[0], ' MB')} / {_fmt(e_sl[1], ' MB')} | "
+            f"{_fmt(e_sw[0], ' MB')} / {_fmt(e_sw[1], ' MB')} | — | — |"
+        )
     notes = []
     m = res.get("machine") or {}
     if m:
-        notes.append(f"{m.get('cpus')} CPUs, load average {' '.join(m.get('loadavg_start') or [])} at the start, "
-                     f"{' '.join(m.get('loadavg_end') or [])} at the end; {res.get('repeats')} runs each"
-                     + (f", in {len(res['rounds'])} rounds alternating swarmlet and Swarm (each round forms "
-                        f"its own cluster)." if len(res.get("rounds") or []) > 1 else ", swarmlet's first, then Swarm's."))
+        notes.append(
+            f"{m.get('cpus')} CPUs, load average {' '.join(m.get('loadavg_start') or [])} at the start, "
+            f"{' '.join(m.get('loadavg_end') or [])} at the end; {res.get('repeats')} runs each"
+            + (
+                f", in {len(res['rounds'])} rounds alternating swarmlet and Swarm (each round forms its own cluster)."
+                if len(res.get("rounds") or []) > 1
+                else ", swarmlet's first, then Swarm's."
+            )
+        )
     for shape, fl in floors.items():
         if fl.get("cpu_busy") is not None:
-            notes.append(f"floor ({shape}, measured at the {fl['when'].split('_')[-1]}, the lower of two): the CPUs were "
-                         f"{fl['cpu_busy']:.0%} busy while the engines started the 30 containers; one such "
-                         f"container alone starts in {fl.get('one_container_seconds')} s.")
+            notes.append(
+                f"floor ({shape}, measured at the {fl['when'].split('_')[-1]}, the lower of two): the CPUs were "
+                f"{fl['cpu_busy']:.0%} busy while the engines started the 30 containers; one such "
+                f"container alone starts in {fl.get('one_container_seconds')} s."
+            )
     for system, label in (("swarmlet", "swarmlet"), ("swarm", "Swarm")):
         d = res.get(system) or {}
         errs = list(d.get("errors") or [])
@@ -916,7 +958,7 @@ def markdown_table(res: dict) -> str:
 
 def machine_info() -> dict:
     info: dict[str, Any] = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         "kernel": platform.release(),
         "python": platform.python_version(),
@@ -927,10 +969,12 @@ def machine_info() -> dict:
     except OSError:
         pass
     try:
-        info["git"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                     capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        info["git"] = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         info["git_dirty"] = bool(dirty)
     except Exception:
         pass
@@ -951,16 +995,23 @@ def machine_info() -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3, help="runs of each measurement per orchestrator")
-    ap.add_argument("--rounds", type=int, default=None,
-                    help="split the runs into this many rounds that alternate swarmlet and Swarm "
-                         "(each round forms and tears down its cluster); default: one round per run, "
-                         "so a drifting machine load hits both alike. 1 = all swarmlet runs, then all Swarm runs")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="split the runs into this many rounds that alternate swarmlet and Swarm "
+        "(each round forms and tears down its cluster); default: one round per run, "
+        "so a drifting machine load hits both alike. 1 = all swarmlet runs, then all Swarm runs",
+    )
     ap.add_argument("--out", default=str(REPO / "docs" / "bench" / "cluster.json"))
     ap.add_argument("--skip-swarm", action="store_true")
     ap.add_argument("--skip-swarmlet", action="store_true")
     ap.add_argument("--skip-floor", action="store_true")
-    ap.add_argument("--docker-cli", default="/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.which("docker"),
-                    help="docker CLI for Swarm (default: docker.io's, matching the 20.10 engines)")
+    ap.add_argument(
+        "--docker-cli",
+        default="/usr/bin/docker" if os.path.exists("/usr/bin/docker") else shutil.which("docker"),
+        help="docker CLI for Swarm (default: docker.io's, matching the 20.10 engines)",
+    )
     ap.add_argument("--report", metavar="JSON", help="print the table of an earlier run and exit")
     args = ap.parse_args(argv)
 
@@ -973,8 +1024,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from testbed import Testbed  # noqa: E402  (scripts/ is on sys.path)
 
-    results: dict[str, Any] = {"machine": machine_info(), "repeats": args.repeats,
-                               "hosts": N_HOSTS, "image": IMAGE}
+    results: dict[str, Any] = {"machine": machine_info(), "repeats": args.repeats, "hosts": N_HOSTS, "image": IMAGE}
     tb = Testbed(prefix="bn", subnet_index=4)
     started = time.monotonic()
     try:

@@ -42,8 +42,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent.parent
@@ -52,12 +53,12 @@ sys.path.insert(0, str(REPO))
 
 PREFIX, SUBNET = "hb", 31
 TARGET_S = 2.0
-WRITE_PERIOD = 0.05       # a new write attempt every 50 ms
-WRITE_TIMEOUT = 10.0      # per attempt
-MAX_OUTSTANDING = 320       # >= WRITE_TIMEOUT / WRITE_PERIOD: a new attempt is never skipped
-T_FIRST_WRITE = 90        # deadline for the first write after a kill
+WRITE_PERIOD = 0.05  # a new write attempt every 50 ms
+WRITE_TIMEOUT = 10.0  # per attempt
+MAX_OUTSTANDING = 320  # >= WRITE_TIMEOUT / WRITE_PERIOD: a new attempt is never skipped
+T_FIRST_WRITE = 90  # deadline for the first write after a kill
 T_REJOIN = 120
-DOCKER_API = "1.41"       # docker.io 20.10
+DOCKER_API = "1.41"  # docker.io 20.10
 
 
 sys.path.insert(0, str(BENCH_DIR))
@@ -143,11 +144,14 @@ class Writer:
                 if not a[2]:
                     key = a[3].split(":", 1)[0] + ": " + a[3].split(":", 1)[-1].strip()[:80]
                     errors[key] = errors.get(key, 0) + 1
-            return {"attempts_total": len(self.attempts), "attempts_after_kill": len(after),
-                    "acked_after_kill": sum(1 for a in after if a[2]),
-                    "failed_after_kill": sum(1 for a in after if not a[2]),
-                    "skipped_at_cap": self.skipped,
-                    "errors_after_kill": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5])}
+            return {
+                "attempts_total": len(self.attempts),
+                "attempts_after_kill": len(after),
+                "acked_after_kill": sum(1 for a in after if a[2]),
+                "failed_after_kill": sum(1 for a in after if not a[2]),
+                "skipped_at_cap": self.skipped,
+                "errors_after_kill": dict(sorted(errors.items(), key=lambda kv: -kv[1])[:5]),
+            }
 
 
 # --------------------------------------------------------------------------
@@ -159,6 +163,7 @@ class SwarmletHA:
 
     def __init__(self, tb, hosts, election_timeout: str, fallback: float) -> None:
         import grpc
+
         from swarmlet.api import control_pb2 as cpb
         from swarmlet.api import control_pb2_grpc
 
@@ -199,8 +204,11 @@ class SwarmletHA:
 
     def _reachable_view(self, host) -> dict[str, bool]:
         resp = self.stub(host).ListNodes(self.cpb.ListNodesRequest(), timeout=5)
-        return {n.description.hostname: (n.manager_status.leader or n.manager_status.reachability == 2)
-                for n in resp.nodes if n.manager_status.raft_addr}
+        return {
+            n.description.hostname: (n.manager_status.leader or n.manager_status.reachability == 2)
+            for n in resp.nodes
+            if n.manager_status.raft_addr
+        }
 
     def wait_all_reachable(self, timeout: float = T_REJOIN) -> None:
         names = {h.name for h in self.managers}
@@ -213,6 +221,7 @@ class SwarmletHA:
                 if set(view) != names or not all(view.values()):
                     return False
             return True
+
         wait_for(ok, timeout, "3 swarmlet managers, each reachable from every manager", interval=0.25)
 
     def leader(self):
@@ -237,12 +246,14 @@ class SwarmletHA:
                 if left <= 0:
                     raise TimeoutError("write attempt timed out")
                 try:
-                    stub.UpdateNode(cpb.UpdateNodeRequest(ref=names[i % len(names)], label_add={f"hb{i % 8}": str(i)}),
-                                    timeout=left)
+                    stub.UpdateNode(
+                        cpb.UpdateNodeRequest(ref=names[i % len(names)], label_add={f"hb{i % 8}": str(i)}), timeout=left
+                    )
                     return
                 except grpc.RpcError as e:
                     if e.code() != grpc.StatusCode.ABORTED:  # a version race: same write again
                         raise
+
         return write
 
     def new_leader_among(self, rest) -> bool:
@@ -266,6 +277,7 @@ class SwarmletHA:
         def same():
             ds = {self.info(m).state_digest for m in self.managers}
             return len(ds) == 1 and "" not in ds
+
         wait_for(same, T_REJOIN, "equal state digests on the 3 managers", interval=0.25)
 
     def teardown(self) -> None:
@@ -316,8 +328,7 @@ class SwarmHA:
 
     def _managers_view(self, host) -> dict[str, dict]:
         with self.api(host, timeout=5) as c:
-            return {n["Description"]["Hostname"]: n.get("ManagerStatus") or {} for n in c.nodes()
-                    if n.get("ManagerStatus")}
+            return {n["Description"]["Hostname"]: n.get("ManagerStatus") or {} for n in c.nodes() if n.get("ManagerStatus")}
 
     def wait_all_reachable(self, timeout: float = T_REJOIN) -> None:
         names = {h.name for h in self.managers}
@@ -328,6 +339,7 @@ class SwarmHA:
                 if set(view) != names or not all(v.get("Reachability") == "reachable" for v in view.values()):
                     return False
             return True
+
         wait_for(ok, timeout, "3 Swarm managers, each reachable from every manager", interval=0.25)
 
     def leader(self):
@@ -361,6 +373,7 @@ class SwarmHA:
                     except APIError as e:
                         if "out of sequence" not in str(e):  # a version race: same write again
                             raise
+
         return write
 
     def new_leader_among(self, rest) -> bool:
@@ -385,9 +398,12 @@ class SwarmHA:
         if pid is None:
             raise BenchError(f"no dockerd pid for {host.name}")
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not Path(f"/proc/{pid}").exists() or
-                 Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] in "ZX", 30, "dockerd gone",
-                 interval=0.02)
+        wait_for(
+            lambda: not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] in "ZX",
+            30,
+            "dockerd gone",
+            interval=0.02,
+        )
         self.tb._reap_child(pid)
         self.tb._forget(pid)
 
@@ -434,13 +450,20 @@ def one_run(orch, i: int) -> dict:
         t_leader = time.monotonic()
     w.stop()
     first = w.first_ack_after(t_kill)
-    run = {"run": i, "killed": leader.name, "writes_via": via.name,
-           "seconds": None if first is None else round(first - t_kill, 3),
-           "new_leader_seen_seconds": round(t_leader - t_kill, 3),
-           "kill_call_seconds": round(t_gone - t_kill, 3),
-           "loadavg": load, **w.summary(t_kill)}
-    log(f"{orch.name} run {i}: killed {leader.name}, first write via {via.name} after "
-        f"{run['seconds']} s (new leader seen after {run['new_leader_seen_seconds']} s), load {' '.join(load)}")
+    run = {
+        "run": i,
+        "killed": leader.name,
+        "writes_via": via.name,
+        "seconds": None if first is None else round(first - t_kill, 3),
+        "new_leader_seen_seconds": round(t_leader - t_kill, 3),
+        "kill_call_seconds": round(t_gone - t_kill, 3),
+        "loadavg": load,
+        **w.summary(t_kill),
+    }
+    log(
+        f"{orch.name} run {i}: killed {leader.name}, first write via {via.name} after "
+        f"{run['seconds']} s (new leader seen after {run['new_leader_seen_seconds']} s), load {' '.join(load)}"
+    )
     t0 = time.monotonic()
     orch.restart(leader)
     run["rejoin_seconds"] = round(time.monotonic() - t0, 1)
@@ -485,17 +508,21 @@ def markdown(res: dict) -> str:
         return f"{d[key]:.2f} s ({runs})"
 
     m = sl.get("median")
-    lines = ["| measurement | swarmlet (median; runs) | Docker Swarm (median; runs) | target | result |",
-             "|---|---|---|---|---|",
-             f"| leader SIGKILL → first write acknowledged by another manager | {cell(sl)} | {cell(sw)} | "
-             f"< {TARGET_S:.0f} s | {'—' if m is None else ('met' if m < TARGET_S else '**missed**')} |",
-             f"| … a surviving manager reports a new leader | {cell(sl, 'median_new_leader_seen', 'new_leader_seen_seconds')} | "
-             f"{cell(sw, 'median_new_leader_seen', 'new_leader_seen_seconds')} | — | — |"]
+    lines = [
+        "| measurement | swarmlet (median; runs) | Docker Swarm (median; runs) | target | result |",
+        "|---|---|---|---|---|",
+        f"| leader SIGKILL → first write acknowledged by another manager | {cell(sl)} | {cell(sw)} | "
+        f"< {TARGET_S:.0f} s | {'—' if m is None else ('met' if m < TARGET_S else '**missed**')} |",
+        f"| … a surviving manager reports a new leader | {cell(sl, 'median_new_leader_seen', 'new_leader_seen_seconds')} | "
+        f"{cell(sw, 'median_new_leader_seen', 'new_leader_seen_seconds')} | — | — |",
+    ]
     mi = res.get("machine") or {}
     lines.append("")
-    lines.append(f"- {mi.get('cpus')} CPUs, load average {' '.join(mi.get('loadavg_start') or [])} at the start, "
-                 f"{' '.join(mi.get('loadavg_end') or [])} at the end; swarmlet daemon flags: "
-                 f"`{' '.join((sl.get('settings') or {}).get('daemon_flags') or [])}`.")
+    lines.append(
+        f"- {mi.get('cpus')} CPUs, load average {' '.join(mi.get('loadavg_start') or [])} at the start, "
+        f"{' '.join(mi.get('loadavg_end') or [])} at the end; swarmlet daemon flags: "
+        f"`{' '.join((sl.get('settings') or {}).get('daemon_flags') or [])}`."
+    )
     for name, d in (("swarmlet", sl), ("Swarm", sw)):
         for e in d.get("errors") or []:
             lines.append(f"- {name} error: {e[:300]}")
@@ -509,7 +536,7 @@ def plot(res: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
-    for x, (key, label, color) in enumerate((("swarmlet", "swarmlet", "tab:blue"), ("swarm", "Docker Swarm", "tab:orange"))):
+    for x, (key, _label, color) in enumerate((("swarmlet", "swarmlet", "tab:blue"), ("swarm", "Docker Swarm", "tab:orange"))):
         runs = [r["seconds"] for r in (res.get(key) or {}).get("runs", []) if r.get("seconds") is not None]
         ax.scatter([x] * len(runs), runs, color=color, alpha=0.7, zorder=3)
         if runs:
@@ -551,18 +578,25 @@ def main(argv: list[str] | None = None) -> int:
     from testbed import Testbed
 
     git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    results: dict[str, Any] = {"machine": {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                                           "cpus": os.cpu_count(), "kernel": platform.release(),
-                                           "python": platform.python_version(), "git": git,
-                                           "loadavg_start": loadavg()},
-                               "repeats": args.repeats, "write_period_s": WRITE_PERIOD, "write_timeout_s": WRITE_TIMEOUT}
+    results: dict[str, Any] = {
+        "machine": {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+            "git": git,
+            "loadavg_start": loadavg(),
+        },
+        "repeats": args.repeats,
+        "write_period_s": WRITE_PERIOD,
+        "write_timeout_s": WRITE_TIMEOUT,
+    }
     tb = Testbed(prefix=PREFIX, subnet_index=SUBNET)
     try:
         log(f"testbed {PREFIX}: up (4 hosts)")
         hosts = tb.up(4, swarmlet=True)
         if not args.skip_swarmlet:
-            results["swarmlet"] = bench(SwarmletHA(tb, hosts, args.election_timeout, args.leader_fallback_timeout),
-                                        args.repeats)
+            results["swarmlet"] = bench(SwarmletHA(tb, hosts, args.election_timeout, args.leader_fallback_timeout), args.repeats)
         for h in hosts:
             tb.kill_swarmlet(h)
         if not args.skip_swarm:

@@ -57,8 +57,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent.parent
@@ -82,8 +83,8 @@ TARGET_THROUGHPUT_RATIO = 0.95  # swarmlet >= 95% of Swarm's overlay throughput
 # same system differ by more than that).
 LATENCY_TOLERANCE_MS = 0.02
 
-T_SERVICE = 90      # a service's tasks running
-T_SCALE = 60        # scale -> new task answering by name
+T_SERVICE = 90  # a service's tasks running
+T_SCALE = 60  # scale -> new task answering by name
 T_IPERF_EXTRA = 20  # on top of the test's own duration
 POLL = 0.02
 
@@ -179,7 +180,7 @@ def resolve_a(name: str, server: str = "127.0.0.11", timeout: float = 0.5) -> li
             s.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 data = s.recv(4096)
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 return None
             if len(data) >= 12 and struct.unpack(">H", data[:2])[0] == qid:
                 break
@@ -192,10 +193,10 @@ def resolve_a(name: str, server: str = "127.0.0.11", timeout: float = 0.5) -> li
     addrs = []
     for _ in range(an):
         off = _skip_name(data, off)
-        rtype, _, _, rdlen = struct.unpack(">HHIH", data[off:off + 10])
+        rtype, _, _, rdlen = struct.unpack(">HHIH", data[off : off + 10])
         off += 10
         if rtype == 1 and rdlen == 4:
-            addrs.append(socket.inet_ntoa(data[off:off + 4]))
+            addrs.append(socket.inet_ntoa(data[off : off + 4]))
         off += rdlen
     return sorted(addrs)
 
@@ -232,17 +233,31 @@ def measure_ping(client_ns: list[str], target: str, runs: int, count: int = 20) 
     all_rtts: list[float] = []
     for i in range(runs):
         la = load1()
-        proc = subprocess.run([*client_ns, "ping", "-n", "-c", str(count), "-i", "0.2", "-W", "1", target],
-                              capture_output=True, text=True, timeout=count * 0.2 + 15)
-        rtts = [float(part.split("=", 1)[1]) for line in proc.stdout.splitlines()
-                for part in line.split() if part.startswith("time=")]
+        proc = subprocess.run(
+            [*client_ns, "ping", "-n", "-c", str(count), "-i", "0.2", "-W", "1", target],
+            capture_output=True,
+            text=True,
+            timeout=count * 0.2 + 15,
+        )
+        rtts = [
+            float(part.split("=", 1)[1]) for line in proc.stdout.splitlines() for part in line.split() if part.startswith("time=")
+        ]
         if not rtts:
             out["errors"].append(f"run {i + 1}: no reply ({proc.returncode}): {(proc.stderr or proc.stdout).strip()[-300:]}")
             continue
         all_rtts += rtts
-        out["runs"].append({"rtts_ms": rtts, "avg_ms": round(statistics.fmean(rtts), 4), "p50_ms": round(statistics.median(rtts), 4),
-                            "min_ms": min(rtts), "max_ms": max(rtts), "replies": len(rtts), "sent": count,
-                            "loadavg1": la})
+        out["runs"].append(
+            {
+                "rtts_ms": rtts,
+                "avg_ms": round(statistics.fmean(rtts), 4),
+                "p50_ms": round(statistics.median(rtts), 4),
+                "min_ms": min(rtts),
+                "max_ms": max(rtts),
+                "replies": len(rtts),
+                "sent": count,
+                "loadavg1": la,
+            }
+        )
     summarize_ping(out)
     return out
 
@@ -250,31 +265,38 @@ def measure_ping(client_ns: list[str], target: str, runs: int, count: int = 20) 
 def summarize_ping(out: dict) -> None:
     all_rtts = sorted(x for r in out["runs"] for x in r["rtts_ms"])
     if all_rtts:
-        out["all"] = {"replies": len(all_rtts), "avg_ms": round(statistics.fmean(all_rtts), 4),
-                      "p50_ms": round(statistics.median(all_rtts), 4),
-                      "p90_ms": round(all_rtts[min(len(all_rtts) - 1, int(0.9 * len(all_rtts)))], 4),
-                      "min_ms": all_rtts[0], "max_ms": all_rtts[-1]}
+        out["all"] = {
+            "replies": len(all_rtts),
+            "avg_ms": round(statistics.fmean(all_rtts), 4),
+            "p50_ms": round(statistics.median(all_rtts), 4),
+            "p90_ms": round(all_rtts[min(len(all_rtts) - 1, int(0.9 * len(all_rtts)))], 4),
+            "min_ms": all_rtts[0],
+            "max_ms": all_rtts[-1],
+        }
         out["median_run_avg_ms"] = round(statistics.median(r["avg_ms"] for r in out["runs"]), 4)
 
 
 def measure_iperf(server_ns: list[str], client_ns: list[str], target: str, runs: int, seconds: int) -> dict:
     out: dict[str, Any] = {"runs": [], "errors": [], "seconds_per_run": seconds, "omit_seconds": 1}
-    server = subprocess.Popen([*server_ns, "iperf3", "-s", "-p", str(IPERF_PORT)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [*server_ns, "iperf3", "-s", "-p", str(IPERF_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         for i in range(runs):
             deadline = time.monotonic() + 10  # the server may still be starting
             while True:
                 la = load1()
-                proc = subprocess.run([*client_ns, "iperf3", "-c", target, "-p", str(IPERF_PORT),
-                                       "-t", str(seconds), "-O", "1", "-J"],
-                                      capture_output=True, text=True, timeout=seconds + T_IPERF_EXTRA)
+                proc = subprocess.run(
+                    [*client_ns, "iperf3", "-c", target, "-p", str(IPERF_PORT), "-t", str(seconds), "-O", "1", "-J"],
+                    capture_output=True,
+                    text=True,
+                    timeout=seconds + T_IPERF_EXTRA,
+                )
                 try:
                     doc = json.loads(proc.stdout)
                 except ValueError:
                     doc = {"error": (proc.stderr or proc.stdout).strip()[-300:] or f"exit {proc.returncode}"}
-                if "error" in doc and server.poll() is None and time.monotonic() < deadline \
-                        and "connect" in str(doc["error"]):
+                if "error" in doc and server.poll() is None and time.monotonic() < deadline and "connect" in str(doc["error"]):
                     time.sleep(0.2)
                     continue
                 break
@@ -282,12 +304,16 @@ def measure_iperf(server_ns: list[str], client_ns: list[str], target: str, runs:
                 out["errors"].append(f"run {i + 1}: {doc['error']}")
                 continue
             end = doc["end"]
-            out["runs"].append({"gbit_s": round(end["sum_received"]["bits_per_second"] / 1e9, 3),
-                                "sender_gbit_s": round(end["sum_sent"]["bits_per_second"] / 1e9, 3),
-                                "retransmits": end["sum_sent"].get("retransmits"),
-                                "sender_cpu_pct": round(end.get("cpu_utilization_percent", {}).get("host_total", 0), 1),
-                                "receiver_cpu_pct": round(end.get("cpu_utilization_percent", {}).get("remote_total", 0), 1),
-                                "loadavg1": la})
+            out["runs"].append(
+                {
+                    "gbit_s": round(end["sum_received"]["bits_per_second"] / 1e9, 3),
+                    "sender_gbit_s": round(end["sum_sent"]["bits_per_second"] / 1e9, 3),
+                    "retransmits": end["sum_sent"].get("retransmits"),
+                    "sender_cpu_pct": round(end.get("cpu_utilization_percent", {}).get("host_total", 0), 1),
+                    "receiver_cpu_pct": round(end.get("cpu_utilization_percent", {}).get("remote_total", 0), 1),
+                    "loadavg1": la,
+                }
+            )
     finally:
         server.terminate()
         try:
@@ -342,12 +368,35 @@ class SwarmletOverlay:
         self.net_id = wait_for(allocated, 30, f"swarmlet: network {NETWORK} allocated")
 
     def create_service(self, name: str, constraint: str, cmd: list[str], replicas: int = 1) -> None:
-        self.orch.cli(self.manager, "service", "create", "--detach", "--name", name, "--network", NETWORK,
-                      "--replicas", str(replicas), "--constraint", constraint, IMAGE, *cmd)
+        self.orch.cli(
+            self.manager,
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            name,
+            "--network",
+            NETWORK,
+            "--replicas",
+            str(replicas),
+            "--constraint",
+            constraint,
+            IMAGE,
+            *cmd,
+        )
 
     def scale_cmd(self, name: str, n: int) -> list[str]:
-        return [self.tb.python, "-m", "swarmlet", "-H", f"unix://{self.manager.swarmlet_sock}",
-                "service", "scale", "--detach", f"{name}={n}"]
+        return [
+            self.tb.python,
+            "-m",
+            "swarmlet",
+            "-H",
+            f"unix://{self.manager.swarmlet_sock}",
+            "service",
+            "scale",
+            "--detach",
+            f"{name}={n}",
+        ]
 
     def scale_env(self) -> dict:
         return self.tb._swarmlet_env()
@@ -366,8 +415,7 @@ class SwarmletOverlay:
             ips = [a.addr.split("/")[0] for a in t.networks if a.network_id == self.net_id]
             if host is None or not ips:
                 continue
-            cs = self.engines.client(self.tb._resolve(host)).api.containers(
-                filters={"label": [f"swarmlet.task.id={t.id}"]})
+            cs = self.engines.client(self.tb._resolve(host)).api.containers(filters={"label": [f"swarmlet.task.id={t.id}"]})
             if cs:
                 out.append((host, cs[0]["Id"], ips[0]))
         return out
@@ -401,15 +449,33 @@ class SwarmOverlay:
         self.orch.form()
 
     def hostnames(self) -> dict[str, str]:
-        return {self.orch.node_host[n["ID"]]: n["Description"]["Hostname"]
-                for n in self.orch.api().nodes() if n["ID"] in self.orch.node_host}
+        return {
+            self.orch.node_host[n["ID"]]: n["Description"]["Hostname"]
+            for n in self.orch.api().nodes()
+            if n["ID"] in self.orch.node_host
+        }
 
     def create_network(self) -> None:
         self.orch.docker(self.manager, "network", "create", "-d", "overlay", NETWORK)
 
     def create_service(self, name: str, constraint: str, cmd: list[str], replicas: int = 1) -> None:
-        self.orch.docker(self.manager, "service", "create", "--detach", "--no-resolve-image", "--name", name,
-                         "--network", NETWORK, "--replicas", str(replicas), "--constraint", constraint, IMAGE, *cmd)
+        self.orch.docker(
+            self.manager,
+            "service",
+            "create",
+            "--detach",
+            "--no-resolve-image",
+            "--name",
+            name,
+            "--network",
+            NETWORK,
+            "--replicas",
+            str(replicas),
+            "--constraint",
+            constraint,
+            IMAGE,
+            *cmd,
+        )
 
     def scale_cmd(self, name: str, n: int) -> list[str]:
         return [self.docker_cli, "-H", self.manager.docker_url, "service", "scale", "--detach", f"{name}={n}"]
@@ -427,9 +493,12 @@ class SwarmOverlay:
             if t["Status"]["State"] != "running":
                 continue
             host = self.orch.node_host.get(t.get("NodeID", ""))
-            cid = ((t["Status"].get("ContainerStatus") or {}).get("ContainerID"))
-            ips = [a["Addresses"][0].split("/")[0] for a in t.get("NetworksAttachments") or []
-                   if a["Network"]["Spec"]["Name"] == NETWORK and a.get("Addresses")]
+            cid = (t["Status"].get("ContainerStatus") or {}).get("ContainerID")
+            ips = [
+                a["Addresses"][0].split("/")[0]
+                for a in t.get("NetworksAttachments") or []
+                if a["Network"]["Spec"]["Name"] == NETWORK and a.get("Addresses")
+            ]
             if host and cid and ips:
                 out.append((host, cid, ips[0]))
         return out
@@ -450,18 +519,22 @@ def container_pid(engines, host, cid: str) -> int:
     return int(pid)
 
 
-
 def wait_tasks(ov, name: str, n: int, timeout: float = T_SERVICE) -> list[tuple[str, str, str]]:
-    return wait_for(lambda: (lambda ts: ts if len(ts) >= n else None)(ov.running_tasks(name)),
-                    timeout, f"{ov.name}: {n} task(s) of {name} running", interval=0.1)
+    return wait_for(
+        lambda: (lambda ts: ts if len(ts) >= n else None)(ov.running_tasks(name)),
+        timeout,
+        f"{ov.name}: {n} task(s) of {name} running",
+        interval=0.1,
+    )
 
 
 def measure_underlay(tb, client_host, server_host, runs: int, seconds: int) -> dict:
     log(f"underlay: {client_host.name} -> {server_host.name} ({server_host.ip}), host namespaces")
-    res = {"ping": measure_ping(ns_host(client_host), server_host.ip, runs),
-           "iperf3": measure_iperf(ns_host(server_host), ns_host(client_host), server_host.ip, runs, seconds)}
-    log(f"  underlay: {res['iperf3'].get('median_gbit_s')} Gbit/s, "
-        f"ping p50 {(res['ping'].get('all') or {}).get('p50_ms')} ms")
+    res = {
+        "ping": measure_ping(ns_host(client_host), server_host.ip, runs),
+        "iperf3": measure_iperf(ns_host(server_host), ns_host(client_host), server_host.ip, runs, seconds),
+    }
+    log(f"  underlay: {res['iperf3'].get('median_gbit_s')} Gbit/s, ping p50 {(res['ping'].get('all') or {}).get('p50_ms')} ms")
     return res
 
 
@@ -476,21 +549,32 @@ def measure_pair(ov, tb, hosts, runs: int, seconds: int) -> dict:
         raise BenchError(f"{ov.name}: tasks not where pinned: client on {client[0]}, server on {server[0]}")
     cpid = container_pid(ov.engines, h2, client[1])
     spid = container_pid(ov.engines, h3, server[1])
-    mtu = subprocess.run([*ns_container(cpid), "ip", "-o", "link", "show"], capture_output=True, text=True,
-                         timeout=10).stdout
+    mtu = subprocess.run([*ns_container(cpid), "ip", "-o", "link", "show"], capture_output=True, text=True, timeout=10).stdout
     log(f"{ov.name}: client {client[2]} on h2 (pid {cpid}), server {server[2]} on h3 (pid {spid})")
     # The path must answer before measuring (the wiring may land just after RUNNING).
-    wait_for(lambda: subprocess.run([*ns_container(cpid), "ping", "-c", "1", "-W", "1", server[2]],
-                                    capture_output=True, timeout=5).returncode == 0,
-             30, f"{ov.name}: server answers ping over the overlay", interval=0.2)
-    res: dict[str, Any] = {"client": {"host": client[0], "ip": client[2]},
-                           "server": {"host": server[0], "ip": server[2]},
-                           "client_links": [" ".join(line.split()[1:5]) for line in mtu.splitlines()]}
+    wait_for(
+        lambda: (
+            subprocess.run(
+                [*ns_container(cpid), "ping", "-c", "1", "-W", "1", server[2]], capture_output=True, timeout=5
+            ).returncode
+            == 0
+        ),
+        30,
+        f"{ov.name}: server answers ping over the overlay",
+        interval=0.2,
+    )
+    res: dict[str, Any] = {
+        "client": {"host": client[0], "ip": client[2]},
+        "server": {"host": server[0], "ip": server[2]},
+        "client_links": [" ".join(line.split()[1:5]) for line in mtu.splitlines()],
+    }
     res["ping"] = measure_ping(ns_container(cpid), server[2], runs)
     res["iperf3"] = measure_iperf(ns_container(spid), ns_container(cpid), server[2], runs, seconds)
-    log(f"  {ov.name} overlay: {res['iperf3'].get('median_gbit_s')} Gbit/s "
+    log(
+        f"  {ov.name} overlay: {res['iperf3'].get('median_gbit_s')} Gbit/s "
         f"(runs {[r['gbit_s'] for r in res['iperf3']['runs']]}), ping p50 "
-        f"{(res['ping'].get('all') or {}).get('p50_ms')} ms avg {(res['ping'].get('all') or {}).get('avg_ms')} ms")
+        f"{(res['ping'].get('all') or {}).get('p50_ms')} ms avg {(res['ping'].get('all') or {}).get('avg_ms')} ms"
+    )
     return res
 
 
@@ -535,8 +619,9 @@ class CliCall(subprocess.Popen):
 def start_scale(ov, via: str, name: str, n: int):
     if via == "api":
         return ApiCall(lambda: ov.scale_api(name, n))
-    return CliCall(ov.scale_cmd(name, n), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                   text=True, env=ov.scale_env(), cwd=str(REPO))
+    return CliCall(
+        ov.scale_cmd(name, n), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ov.scale_env(), cwd=str(REPO)
+    )
 
 
 def measure_scale(ov, tb, hosts, scale_runs: int) -> dict:
@@ -553,6 +638,7 @@ def measure_scale(ov, tb, hosts, scale_runs: int) -> dict:
     wait_tasks(ov, "web", 1)
     worker = NetnsThread(container_pid(ov.engines, h1, client[1]))
     try:
+
         def answering() -> list[str] | None:
             ips = worker.call(lambda: resolve_a("tasks.web"), 5)
             if ips and all(worker.call(lambda ip=ip: http_get(ip), 5) for ip in ips):
@@ -562,8 +648,12 @@ def measure_scale(ov, tb, hosts, scale_runs: int) -> dict:
         n = 1
         for i in range(2 * scale_runs):
             via = "cli" if i < scale_runs else "api"
-            before = wait_for(lambda: (lambda ips: ips if ips and len(ips) == n else None)(answering()),
-                              T_SCALE, f"{ov.name}: tasks.web lists {n} answering task(s)", interval=0.1)
+            before = wait_for(
+                lambda: (lambda ips: ips if ips and len(ips) == n else None)(answering()),
+                T_SCALE,
+                f"{ov.name}: tasks.web lists {n} answering task(s)",
+                interval=0.1,
+            )
             time.sleep(0.5)
             la = load1()
             t0 = time.monotonic()
@@ -599,13 +689,26 @@ def measure_scale(ov, tb, hosts, scale_runs: int) -> dict:
             if t_cli is None:
                 t_cli = time.monotonic()
             if t_http is None:
-                raise BenchError(f"{ov.name}: after scale web={n + 1}, no new task answering by name within "
-                                 f"{T_SCALE}s (dns {'seen' if t_dns else 'not seen'})")
-            run = {"via": via, "from": n, "to": n + 1, "dns_seconds": round(t_dns - t0, 3), "answer_seconds": round(t_http - t0, 3),
-                   "cli_seconds": round(t_cli - t0, 3), "new_ip": new_ip, "answered": body, "loadavg1": la}
+                raise BenchError(
+                    f"{ov.name}: after scale web={n + 1}, no new task answering by name within "
+                    f"{T_SCALE}s (dns {'seen' if t_dns else 'not seen'})"
+                )
+            run = {
+                "via": via,
+                "from": n,
+                "to": n + 1,
+                "dns_seconds": round(t_dns - t0, 3),
+                "answer_seconds": round(t_http - t0, 3),
+                "cli_seconds": round(t_cli - t0, 3),
+                "new_ip": new_ip,
+                "answered": body,
+                "loadavg1": la,
+            }
             out["runs"].append(run)
-            log(f"  {ov.name} scale web={n + 1} ({via}): in tasks.web after {run['dns_seconds']}s, answering after "
-                f"{run['answer_seconds']}s (CLI returned after {run['cli_seconds']}s)")
+            log(
+                f"  {ov.name} scale web={n + 1} ({via}): in tasks.web after {run['dns_seconds']}s, answering after "
+                f"{run['answer_seconds']}s (CLI returned after {run['cli_seconds']}s)"
+            )
             n += 1
     except Exception as exc:
         out["errors"].append(f"{type(exc).__name__}: {exc}")
@@ -754,18 +857,23 @@ def markdown_table(res: dict) -> str:
     notes = []
     m = res.get("machine") or {}
     if m:
-        notes.append(f"{m.get('cpus')} CPUs, load average {' '.join(m.get('loadavg_start') or [])} at the start, "
-                     f"{' '.join(m.get('loadavg_end') or [])} at the end; other dockerds running: "
-                     f"{m.get('other_dockerds_running')}.")
+        notes.append(
+            f"{m.get('cpus')} CPUs, load average {' '.join(m.get('loadavg_start') or [])} at the start, "
+            f"{' '.join(m.get('loadavg_end') or [])} at the end; other dockerds running: "
+            f"{m.get('other_dockerds_running')}."
+        )
     for system, label in (("swarmlet", "swarmlet"), ("swarm", "Swarm")):
         d = res.get(system) or {}
         for i, h in enumerate(d.get("rounds") or []):
             tpr = [r["loadavg1"] for r in _g(h, "overlay", "iperf3", "runs", default=[])]
             ov_, un_ = _g(h, "overlay", "iperf3", "median_gbit_s"), _g(h, "underlay", "iperf3", "median_gbit_s")
-            notes.append(f"{label}, round {i + 1}: load average {h.get('loadavg_start')} → {h.get('loadavg_end')}"
-                         + (f" (at its overlay iperf3 runs: {', '.join(map(str, tpr))})" if tpr else "")
-                         + f"; overlay {_fmt(ov_, ' Gbit/s')}, underlay {_fmt(un_, ' Gbit/s')} in the same round"
-                         + (f" ({ov_ / un_:.0%})" if ov_ and un_ else "") + ".")
+            notes.append(
+                f"{label}, round {i + 1}: load average {h.get('loadavg_start')} → {h.get('loadavg_end')}"
+                + (f" (at its overlay iperf3 runs: {', '.join(map(str, tpr))})" if tpr else "")
+                + f"; overlay {_fmt(ov_, ' Gbit/s')}, underlay {_fmt(un_, ' Gbit/s')} in the same round"
+                + (f" ({ov_ / un_:.0%})" if ov_ and un_ else "")
+                + "."
+            )
         errs = list(d.get("errors") or [])
         for key in ("overlay", "underlay"):
             for sub in ("ping", "iperf3"):
@@ -797,7 +905,7 @@ def plot(res: dict, out: Path) -> None:
     for system in ("swarmlet", "swarm"):
         d = res.get(system) or {}
         bars.append((f"underlay\n({'Swarm' if system == 'swarm' else system}\nrounds)", _g(d, "underlay", "iperf3"), "#cccccc"))
-    for i, (label, r, color) in enumerate(bars):
+    for i, (_label, r, color) in enumerate(bars):
         if not r or r.get("median_gbit_s") is None:
             continue
         ax.bar(i, r["median_gbit_s"], color=color, width=0.6)
@@ -853,12 +961,15 @@ def cb_color(name: str, default: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=2,
-                    help="rounds alternating swarmlet and Swarm, each forming its own cluster")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds alternating swarmlet and Swarm, each forming its own cluster")
     ap.add_argument("--runs", type=int, default=3, help="iperf3 and ping runs per pair and round")
     ap.add_argument("--seconds", type=int, default=5, help="duration of each iperf3 run (plus 1 s omitted)")
-    ap.add_argument("--scale-runs", type=int, default=3,
-                    help="scale N -> N+1 measurements per round through the CLI, and as many through the API (0 = skip)")
+    ap.add_argument(
+        "--scale-runs",
+        type=int,
+        default=3,
+        help="scale N -> N+1 measurements per round through the CLI, and as many through the API (0 = skip)",
+    )
     ap.add_argument("--out", default=str(REPO / "docs" / "bench" / "overlay.json"))
     ap.add_argument("--skip-swarm", action="store_true")
     ap.add_argument("--skip-swarmlet", action="store_true")
@@ -886,18 +997,29 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = cb.machine_info()
     machine["other_dockerds_running"] = sum(
-        1 for name in os.listdir("/proc") if name.isdigit()
-        and (argv_ := cb.proc_argv(int(name))) and os.path.basename(argv_[0]) == "dockerd"
-        and not any(f"/run/{PREFIX}-docker" in a for a in argv_))
+        1
+        for name in os.listdir("/proc")
+        if name.isdigit()
+        and (argv_ := cb.proc_argv(int(name)))
+        and os.path.basename(argv_[0]) == "dockerd"
+        and not any(f"/run/{PREFIX}-docker" in a for a in argv_)
+    )
     try:
-        machine["iperf3"] = subprocess.run(["iperf3", "--version"], capture_output=True, text=True,
-                                           timeout=10).stdout.splitlines()[0]
+        machine["iperf3"] = subprocess.run(
+            ["iperf3", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.splitlines()[0]
     except Exception:
         pass
-    results: dict[str, Any] = {"machine": machine, "hosts": N_HOSTS, "image": IMAGE, "rounds": args.rounds,
-                               "runs": args.runs,
-                               "iperf_seconds": args.seconds, "scale_runs": args.scale_runs,
-                               "testbed": {"prefix": PREFIX, "subnet": f"198.18.{SUBNET_INDEX}.0/24"}}
+    results: dict[str, Any] = {
+        "machine": machine,
+        "hosts": N_HOSTS,
+        "image": IMAGE,
+        "rounds": args.rounds,
+        "runs": args.runs,
+        "iperf_seconds": args.seconds,
+        "scale_runs": args.scale_runs,
+        "testbed": {"prefix": PREFIX, "subnet": f"198.18.{SUBNET_INDEX}.0/24"},
+    }
     tb = Testbed(prefix=PREFIX, subnet_index=SUBNET_INDEX)
     started = time.monotonic()
     try:
@@ -915,7 +1037,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_swarm:
                 log(f"round {rnd + 1}/{args.rounds}: Docker Swarm")
                 halves.setdefault("swarm", []).append(
-                    bench_half(SwarmOverlay(tb, hosts, engines, args.docker_cli), tb, hosts, args))
+                    bench_half(SwarmOverlay(tb, hosts, engines, args.docker_cli), tb, hosts, args)
+                )
                 results["swarm"] = summarize(halves["swarm"])
     except KeyboardInterrupt:
         results["interrupted"] = True

@@ -35,19 +35,28 @@ def _bars(ax, res: dict, test: str, title: str, headroom: float = 1.25) -> float
     """Two bars (swarmlet, Swarm) with run dots; returns Swarm's median."""
     top = 0.0
     out = None
-    for i, (system, label, color) in enumerate((("swarmlet", "swarmlet", SWARMLET_COLOR),
-                                                 ("swarm", "Docker Swarm", SWARM_COLOR))):
+    for i, (system, label, color) in enumerate(
+        (("swarmlet", "swarmlet", SWARMLET_COLOR), ("swarm", "Docker Swarm", SWARM_COLOR))
+    ):
         med, runs = _runs(res, system, test)
         if system == "swarm":
             out = med
         if med is None:
-            ax.text(i, 0.02, "not\nmeasured", ha="center", va="bottom", fontsize=9, color="#555",
-                    transform=ax.get_xaxis_transform())
+            ax.text(
+                i, 0.02, "not\nmeasured", ha="center", va="bottom", fontsize=9, color="#555", transform=ax.get_xaxis_transform()
+            )
             continue
         ax.bar(i, med, width=0.6, color=color, label=label)
         ax.scatter([i] * len(runs), runs, color="black", s=12, zorder=3)
-        ax.text(i + 0.33, med, f"{med:.2f} s", ha="center", va="bottom", fontsize=9,
-                bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=1))
+        ax.text(
+            i + 0.33,
+            med,
+            f"{med:.2f} s",
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            bbox=dict(facecolor="white", edgecolor="none", alpha=0.7, pad=1),
+        )
         top = max(top, med, *runs)
     ax.set_xticks([0, 1], ["swarmlet", "Docker Swarm"])
     ax.set_xlim(-0.6, 1.6)
@@ -67,20 +76,25 @@ def plot(res: dict, out: Path) -> None:
 
     # 1. create 30
     ax = axes[0]
-    swarm_med = _bars(ax, res, "create30", "service create --replicas 30 → 30 running",
-                     headroom=1.6)
+    swarm_med = _bars(ax, res, "create30", "service create --replicas 30 → 30 running", headroom=1.6)
     floors = res.get("floor") or {}
     floor_top = 0.0
     for i, shape, what in ((0, "none", "no network"), (1, "bridge", "default bridge")):
         f = (floors.get(shape) or {}).get("seconds")
         if f:
-            ax.hlines(f, i - 0.42, i + 0.42, color=FLOOR_COLOR, ls="--", lw=1.6,
-                      label=f"floor: 30 containers, no orchestrator ({what}) {f:.2f} s")
+            ax.hlines(
+                f,
+                i - 0.42,
+                i + 0.42,
+                color=FLOOR_COLOR,
+                ls="--",
+                lw=1.6,
+                label=f"floor: 30 containers, no orchestrator ({what}) {f:.2f} s",
+            )
             floor_top = max(floor_top, f)
     ax.axhline(1.0, color=FLOOR_COLOR, ls=":", lw=1.2, label="floor, the issue's estimate (~1 s)")
     if swarm_med:
-        ax.axhline(0.4 * swarm_med, color=TARGET_COLOR, ls="-", lw=1.2,
-                   label=f"target: 40% of Swarm ({0.4 * swarm_med:.2f} s)")
+        ax.axhline(0.4 * swarm_med, color=TARGET_COLOR, ls="-", lw=1.2, label=f"target: 40% of Swarm ({0.4 * swarm_med:.2f} s)")
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo, max(hi, floor_top * 1.6))
     ax.legend(fontsize=7, loc="upper left")
@@ -104,7 +118,7 @@ def plot(res: dict, out: Path) -> None:
         ("dockerd, Swarm run (engine + swarm mode)", [(sw.get(h) or {}).get("dockerd_mb") for h in hosts], SWARM_COLOR, w),
     ]
     for label, vals, color, dx in series:
-        pts = [(x + dx, v) for x, v in zip(xs, vals) if v is not None]
+        pts = [(x + dx, v) for x, v in zip(xs, vals, strict=False) if v is not None]
         if pts:
             ax.bar([p[0] for p in pts], [p[1] for p in pts], width=w, color=color, label=label)
     if not any(v is not None for v in series[0][1]):
@@ -118,8 +132,11 @@ def plot(res: dict, out: Path) -> None:
     ax.set_ylim(0, ymax * 1.45)
 
     m = res.get("machine") or {}
-    fig.suptitle(f"swarmlet vs Docker Swarm, 4 hosts (1 manager + 3 workers) on one {m.get('cpus', '?')}-core "
-                 f"machine, busybox, {res.get('repeats', '?')} runs each ({m.get('date', '')[:10]})", fontsize=11)
+    fig.suptitle(
+        f"swarmlet vs Docker Swarm, 4 hosts (1 manager + 3 workers) on one {m.get('cpus', '?')}-core "
+        f"machine, busybox, {res.get('repeats', '?')} runs each ({m.get('date', '')[:10]})",
+        fontsize=11,
+    )
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

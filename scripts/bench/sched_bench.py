@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from swarmlet.api import objects_pb2 as pb  # noqa: E402
 from swarmlet.api import store_pb2 as spb  # noqa: E402
-from swarmlet.manager import state as st  # noqa: E402
+from swarmlet.core import state as st  # noqa: E402
 from swarmlet.manager import store as store_mod  # noqa: E402
 from swarmlet.manager.dispatcher import Dispatcher  # noqa: E402
 from swarmlet.manager.leader import LeaderLoop  # noqa: E402
@@ -150,8 +150,10 @@ class Agents:
         self.reported = 0
         self.calls = 0
         self._lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(node_ids[k::AGENT_THREADS],),
-                                         name=f"agent-{k}", daemon=True) for k in range(AGENT_THREADS)]
+        self.threads = [
+            threading.Thread(target=self._run, args=(node_ids[k::AGENT_THREADS],), name=f"agent-{k}", daemon=True)
+            for k in range(AGENT_THREADS)
+        ]
 
     def start(self) -> None:
         for t in self.threads:
@@ -171,16 +173,22 @@ class Agents:
                 version = snap.version
                 per_node: dict[str, list[spb.StoreAction]] = {}
                 for t in snap.tasks.values():
-                    if (t.node_id in mine_set and t.id not in reported and t.desired_state == pb.RUNNING
-                            and pb.ASSIGNED <= t.status.state < pb.RUNNING):
-                        status = pb.TaskStatus(timestamp=time.time(), state=pb.RUNNING, message="started",
-                                               container_id=f"c{t.id}")
-                        per_node.setdefault(t.node_id, []).append(spb.StoreAction(
-                            task_status=spb.TaskStatusAction(task_id=t.id, node_id=t.node_id, status=status)))
+                    if (
+                        t.node_id in mine_set
+                        and t.id not in reported
+                        and t.desired_state == pb.RUNNING
+                        and pb.ASSIGNED <= t.status.state < pb.RUNNING
+                    ):
+                        status = pb.TaskStatus(
+                            timestamp=time.time(), state=pb.RUNNING, message="started", container_id=f"c{t.id}"
+                        )
+                        per_node.setdefault(t.node_id, []).append(
+                            spb.StoreAction(task_status=spb.TaskStatusAction(task_id=t.id, node_id=t.node_id, status=status))
+                        )
                 # One UpdateTaskStatus per node; they queue concurrently and the
                 # dispatcher's writer coalesces them.
                 waiters = []
-                for nid, actions in per_node.items():
+                for actions in per_node.values():
                     self.disp._submit(actions, wait=0)
                     waiters.extend(a.task_status.task_id for a in actions)
                 reported.update(waiters)
@@ -209,11 +217,18 @@ def main(argv=None) -> int:
     tmp = tempfile.mkdtemp(prefix="sched-bench-")
     addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
     stores = [Store(a, [p for p in addrs if p != a], os.path.join(tmp, a.replace(":", "_")), SECRET) for a in addrs]
-    result: dict = {"machine": {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                                "cpus": os.cpu_count(), "python": platform.python_version(),
-                                "loadavg_start": Path("/proc/loadavg").read_text().split()[:3]},
-                    "nodes": args.nodes, "tasks": args.tasks, "managers": 3,
-                    "raft_timings": store_mod.RaftTimings().__dict__}
+    result: dict = {
+        "machine": {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
+        },
+        "nodes": args.nodes,
+        "tasks": args.tasks,
+        "managers": 3,
+        "raft_timings": store_mod.RaftTimings().__dict__,
+    }
     loops, disps = [], []
     agents = None
     try:
@@ -230,7 +245,7 @@ def main(argv=None) -> int:
         t0 = time.monotonic()
         node_list = [make_node(i) for i in range(args.nodes)]
         for k in range(0, len(node_list), 250):
-            leader.propose([st.put(n, create=True) for n in node_list[k:k + 250]], timeout=30)
+            leader.propose([st.put(n, create=True) for n in node_list[k : k + 250]], timeout=30)
         result["register_nodes_seconds"] = round(time.monotonic() - t0, 2)
         log(f"{args.nodes} nodes registered READY in {result['register_nodes_seconds']} s")
         li = stores.index(leader)
@@ -243,8 +258,10 @@ def main(argv=None) -> int:
 
         pinned = args.tasks // 10
         big = args.tasks - pinned
-        services = [make_service("big", big, cpus=0.1, mem=64 << 20),
-                    make_service("pinned", pinned, constraints=["node.labels.rack==3"])]
+        services = [
+            make_service("big", big, cpus=0.1, mem=64 << 20),
+            make_service("pinned", pinned, constraints=["node.labels.rack==3"]),
+        ]
         counter.enabled = True
         start_cpu = os.times()
         load_before = Path("/proc/loadavg").read_text().split()[:3]
@@ -272,8 +289,10 @@ def main(argv=None) -> int:
                 marks["running"] = time.monotonic()
             if time.monotonic() - last_log > 5:
                 last_log = time.monotonic()
-                log(f"  {time.monotonic() - t0:.1f}s: assigned {count(lambda t: t.node_id and t.status.state >= pb.ASSIGNED)}, "
-                    f"running {count(lambda t: t.status.state == pb.RUNNING)}, leader loop rounds {loops[li].rounds}")
+                log(
+                    f"  {time.monotonic() - t0:.1f}s: assigned {count(lambda t: t.node_id and t.status.state >= pb.ASSIGNED)}, "
+                    f"running {count(lambda t: t.status.state == pb.RUNNING)}, leader loop rounds {loops[li].rounds}"
+                )
             time.sleep(0.02)
         if "running" not in marks:
             raise RuntimeError("not every task RUNNING within the timeout")
@@ -288,30 +307,36 @@ def main(argv=None) -> int:
         for t in snap.tasks.values():
             if t.service_id == "big":
                 per_node[t.node_id] = per_node.get(t.node_id, 0) + 1
-        result.update({
-            "seconds_to_all_assigned": round(ta, 2),
-            "seconds_to_all_running": round(tr, 2),
-            "seconds_to_all_replicated": round(tp, 2),
-            "service_create_commit_seconds": round(t_created - t0, 3),
-            "tasks_assigned_per_second": round(args.tasks / ta, 1),
-            "tasks_running_per_second": round(args.tasks / tr, 1),
-            "leader_loop_rounds": loops[li].rounds,
-            "raft_batches": counter.batches,
-            "raft_payload_bytes": counter.bytes,
-            "raft_payload_bytes_per_task": round(counter.bytes / args.tasks, 1),
-            "raft_actions": counter.actions,
-            "proposals_by_thread": {k: {"batches": v[0], "bytes": v[1], "actions": v[2]} for k, v in counter.by_source.items()},
-            "agent_status_calls": agents.calls,
-            "process_cpu_seconds": round((cpu.user - start_cpu.user) + (cpu.system - start_cpu.system), 1),
-            "big_tasks_per_node_min_max": [min(per_node.values()), max(per_node.values())] if per_node else None,
-            "loadavg_before": load_before,
-            "loadavg_end": Path("/proc/loadavg").read_text().split()[:3],
-            "log_len_leader": leader.log_length(),
-            "state_digest_equal": True,
-        })
-        log(f"all {args.tasks} ASSIGNED after {ta:.2f} s ({args.tasks / ta:.0f} tasks/s), RUNNING after {tr:.2f} s "
+        result.update(
+            {
+                "seconds_to_all_assigned": round(ta, 2),
+                "seconds_to_all_running": round(tr, 2),
+                "seconds_to_all_replicated": round(tp, 2),
+                "service_create_commit_seconds": round(t_created - t0, 3),
+                "tasks_assigned_per_second": round(args.tasks / ta, 1),
+                "tasks_running_per_second": round(args.tasks / tr, 1),
+                "leader_loop_rounds": loops[li].rounds,
+                "raft_batches": counter.batches,
+                "raft_payload_bytes": counter.bytes,
+                "raft_payload_bytes_per_task": round(counter.bytes / args.tasks, 1),
+                "raft_actions": counter.actions,
+                "proposals_by_thread": {
+                    k: {"batches": v[0], "bytes": v[1], "actions": v[2]} for k, v in counter.by_source.items()
+                },
+                "agent_status_calls": agents.calls,
+                "process_cpu_seconds": round((cpu.user - start_cpu.user) + (cpu.system - start_cpu.system), 1),
+                "big_tasks_per_node_min_max": [min(per_node.values()), max(per_node.values())] if per_node else None,
+                "loadavg_before": load_before,
+                "loadavg_end": Path("/proc/loadavg").read_text().split()[:3],
+                "log_len_leader": leader.log_length(),
+                "state_digest_equal": True,
+            }
+        )
+        log(
+            f"all {args.tasks} ASSIGNED after {ta:.2f} s ({args.tasks / ta:.0f} tasks/s), RUNNING after {tr:.2f} s "
             f"({args.tasks / tr:.0f} tasks/s), on every manager after {tp:.2f} s; "
-            f"raft payload {counter.bytes / args.tasks:.0f} B/task in {counter.batches} batches")
+            f"raft payload {counter.bytes / args.tasks:.0f} B/task in {counter.batches} batches"
+        )
     finally:
         if agents is not None:
             agents.stop.set()

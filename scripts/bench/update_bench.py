@@ -62,13 +62,27 @@ def measure_stop(engines: cb.Engines, n: int = 5) -> float:
 
 def swarmlet_update(orch: cb.Swarmlet) -> dict[str, Any]:
     opb, cpb = orch.opb, orch.cpb
-    orch.cli(orch.manager, "service", "create", "--name", SERVICE, "--replicas", str(REPLICAS), "--detach",
-             cb.IMAGE, "sleep", "3600")
+    orch.cli(
+        orch.manager, "service", "create", "--name", SERVICE, "--replicas", str(REPLICAS), "--detach", cb.IMAGE, "sleep", "3600"
+    )
     stub = orch.stub(orch.manager)
     cb.wait_for(lambda: sum(1 for _, r, d in orch.tasks(SERVICE) if r and d) == REPLICAS, cb.T_CREATE, "30 running")
     t0 = time.monotonic()
-    orch.cli(orch.manager, "service", "update", "--detach", "--image", V2, "--update-parallelism", str(PARALLELISM),
-             "--update-delay", "0s", "--update-monitor", f"{MONITOR:g}s", SERVICE)
+    orch.cli(
+        orch.manager,
+        "service",
+        "update",
+        "--detach",
+        "--image",
+        V2,
+        "--update-parallelism",
+        str(PARALLELISM),
+        "--update-delay",
+        "0s",
+        "--update-monitor",
+        f"{MONITOR:g}s",
+        SERVICE,
+    )
 
     def done():
         s = stub.GetService(cpb.GetServiceRequest(ref=SERVICE), timeout=5).service
@@ -77,8 +91,7 @@ def swarmlet_update(orch: cb.Swarmlet) -> dict[str, Any]:
     cb.wait_for(done, T_UPDATE, "swarmlet update completed", interval=orch.poll)
     took = time.monotonic() - t0
     ts = stub.ListTasks(cpb.ListTasksRequest(service_ref=SERVICE), timeout=10).tasks
-    new = [t for t in ts if t.desired_state == opb.RUNNING and t.status.state == opb.RUNNING
-           and t.spec.container.image == V2]
+    new = [t for t in ts if t.desired_state == opb.RUNNING and t.status.state == opb.RUNNING and t.spec.container.image == V2]
     if len(new) != REPLICAS:
         raise cb.BenchError(f"swarmlet: {len(new)} tasks run the new spec after the update")
     orch.remove(SERVICE)
@@ -90,9 +103,22 @@ def swarm_update(orch: cb.Swarm) -> dict[str, Any]:
     orch.create_cmd(SERVICE, REPLICAS, True)()
     cb.wait_for(lambda: sum(1 for _, r, d in orch.tasks(SERVICE) if r and d) == REPLICAS, cb.T_CREATE, "30 running")
     t0 = time.monotonic()
-    orch.docker(orch.manager, "service", "update", "--detach", "--no-resolve-image", "--image", V2,
-                "--update-parallelism", str(PARALLELISM), "--update-delay", "0s", "--update-monitor", f"{MONITOR:g}s",
-                SERVICE)
+    orch.docker(
+        orch.manager,
+        "service",
+        "update",
+        "--detach",
+        "--no-resolve-image",
+        "--image",
+        V2,
+        "--update-parallelism",
+        str(PARALLELISM),
+        "--update-delay",
+        "0s",
+        "--update-monitor",
+        f"{MONITOR:g}s",
+        SERVICE,
+    )
 
     def done():
         s = orch.api().inspect_service(SERVICE)
@@ -101,8 +127,7 @@ def swarm_update(orch: cb.Swarm) -> dict[str, Any]:
     cb.wait_for(done, T_UPDATE, "swarm update completed", interval=orch.poll)
     took = time.monotonic() - t0
     tasks = orch.api().tasks(filters={"service": SERVICE, "desired-state": "running"})
-    new = [t for t in tasks if t["Status"]["State"] == "running"
-           and t["Spec"]["ContainerSpec"]["Image"].startswith(V2)]
+    new = [t for t in tasks if t["Status"]["State"] == "running" and t["Spec"]["ContainerSpec"]["Image"].startswith(V2)]
     if len(new) != REPLICAS:
         raise cb.BenchError(f"swarm: {len(new)} tasks run the new spec after the update")
     orch.remove(SERVICE)
@@ -124,8 +149,7 @@ def report(res: dict) -> str:
         runs = r.get("update_s", [])
         med = statistics.median(runs) if runs else None
         ratio = f"{med / f['floor_s']:.2f}" if med and f.get("floor_s") else "—"
-        lines.append(f"| {name} | {', '.join(f'{x:.2f}' for x in runs) or '—'} | "
-                     f"{f'{med:.2f}' if med else '—'} | {ratio} |")
+        lines.append(f"| {name} | {', '.join(f'{x:.2f}' for x in runs) or '—'} | {f'{med:.2f}' if med else '—'} | {ratio} |")
         for e in r.get("errors", []):
             lines.append(f"\n{name} error: {e}")
     return "\n".join(lines)
@@ -147,9 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from testbed import Testbed
 
-    res: dict[str, Any] = {"machine": cb.machine_info(), "replicas": REPLICAS, "parallelism": PARALLELISM,
-                           "monitor_s": MONITOR, "swarmlet": {"update_s": [], "errors": []},
-                           "swarm": {"update_s": [], "errors": []}}
+    res: dict[str, Any] = {
+        "machine": cb.machine_info(),
+        "replicas": REPLICAS,
+        "parallelism": PARALLELISM,
+        "monitor_s": MONITOR,
+        "swarmlet": {"update_s": [], "errors": []},
+        "swarm": {"update_s": [], "errors": []},
+    }
     tb = Testbed(prefix="ub", subnet_index=21)
     try:
         hosts = tb.up(cb.N_HOSTS, swarmlet=False)
@@ -158,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             engines.client(h).images.get(cb.IMAGE).tag("swarmlet-test", "v2")
         start = cb.measure_one_start(engines, "none")
         stop = measure_stop(engines)
-        res["floor"] = {"start_s": start, "stop_s": stop,
-                        "floor_s": round(BATCHES * (MONITOR + stop + start), 2)}
+        res["floor"] = {"start_s": start, "stop_s": stop, "floor_s": round(BATCHES * (MONITOR + stop + start), 2)}
         cb.log(f"floor {res['floor']}")
         makers = [("swarmlet", lambda: cb.Swarmlet(tb, hosts, engines), swarmlet_update)]
         if not args.skip_swarm:

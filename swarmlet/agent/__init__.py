@@ -1,0 +1,1 @@
+"""The node agent: dispatcher session, executor, container runtime and overlay wiring."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 
 from swarmlet import tls
-from swarmlet.api import agent_pb2
-from swarmlet.api import agent_pb2_grpc
+from swarmlet.api import agent_pb2, agent_pb2_grpc
 
 
 class AgentServicer(agent_pb2_grpc.AgentServicer):

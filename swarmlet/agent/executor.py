@@ -28,16 +28,17 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import docker
 import docker.errors
 import requests
 from docker.types import CancellableStream
 
-from swarmlet.agent import containers as cm
+from swarmlet.agent.runtime import containers as cm
 from swarmlet.api import agent_pb2
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
@@ -67,13 +68,13 @@ def _terminal(state: int) -> bool:
 class _Record:
     task_id: str
     task: pb.Task
-    known: int = pb.NEW        # highest state reported by us or seen in the store
-    assigned: bool = True      # in the set given to the last converge()
+    known: int = pb.NEW  # highest state reported by us or seen in the store
+    assigned: bool = True  # in the set given to the last converge()
     container_id: str = ""
     handled_desired: int = -1  # desired state the last scheduled reconcile saw
     dirty: bool = False
     busy: bool = False
-    failures: int = 0          # reconciles failed in a row (engine errors), retried
+    failures: int = 0  # reconciles failed in a row (engine errors), retried
 
 
 @dataclass

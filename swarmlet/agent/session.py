@@ -12,7 +12,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 
@@ -112,8 +112,9 @@ class AgentSession:
             channel = self._channel(addr)
             try:
                 stub = dgrpc.DispatcherStub(channel)
-                req = dpb.SessionRequest(description=self._executor.describe(), addr=self._addr, api_addr=self._api_addr,
-                                         raft_addr=self._raft_addr)
+                req = dpb.SessionRequest(
+                    description=self._executor.describe(), addr=self._addr, api_addr=self._api_addr, raft_addr=self._raft_addr
+                )
                 self._stream = stub.Session(req)
                 for msg in self._stream:
                     backoff = 0.1

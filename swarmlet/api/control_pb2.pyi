@@ -222,6 +222,58 @@ class ListTasksResponse(_message.Message):
     node_names: _containers.ScalarMap[str, str]
     def __init__(self, tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., node_names: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class ServiceProgressRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class SlotProgress(_message.Message):
+    __slots__ = ("slot", "node_id", "node_name", "task_id", "state", "desired_state", "message", "err", "spec_version", "attempt", "current", "settled", "has_task")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ERR_FIELD_NUMBER: _ClassVar[int]
+    SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
+    HAS_TASK_FIELD_NUMBER: _ClassVar[int]
+    slot: int
+    node_id: str
+    node_name: str
+    task_id: str
+    state: _objects_pb2.TaskState
+    desired_state: _objects_pb2.TaskState
+    message: str
+    err: str
+    spec_version: int
+    attempt: int
+    current: bool
+    settled: bool
+    has_task: bool
+    def __init__(self, slot: _Optional[int] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., task_id: _Optional[str] = ..., state: _Optional[_Union[_objects_pb2.TaskState, str]] = ..., desired_state: _Optional[_Union[_objects_pb2.TaskState, str]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., spec_version: _Optional[int] = ..., attempt: _Optional[int] = ..., current: _Optional[bool] = ..., settled: _Optional[bool] = ..., has_task: _Optional[bool] = ...) -> None: ...
+
+class ServiceProgressResponse(_message.Message):
+    __slots__ = ("service", "desired", "running", "slots", "stuck", "converged")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    STUCK_FIELD_NUMBER: _ClassVar[int]
+    CONVERGED_FIELD_NUMBER: _ClassVar[int]
+    service: _objects_pb2.Service
+    desired: int
+    running: int
+    slots: _containers.RepeatedCompositeFieldContainer[SlotProgress]
+    stuck: str
+    converged: bool
+    def __init__(self, service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., desired: _Optional[int] = ..., running: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SlotProgress, _Mapping]]] = ..., stuck: _Optional[str] = ..., converged: _Optional[bool] = ...) -> None: ...
+
 class ServiceLogsRequest(_message.Message):
     __slots__ = ("ref", "follow", "tail", "timestamps")
     REF_FIELD_NUMBER: _ClassVar[int]

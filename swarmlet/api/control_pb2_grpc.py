@@ -99,6 +99,11 @@ class ControlStub:
                 request_serializer=swarmlet_dot_api_dot_control__pb2.PromoteServiceRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_control__pb2.ServiceResponse.FromString,
                 _registered_method=True)
+        self.ServiceProgress = channel.unary_unary(
+                '/swarmlet.api.Control/ServiceProgress',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.ServiceProgressRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ServiceProgressResponse.FromString,
+                _registered_method=True)
         self.ListTasks = channel.unary_unary(
                 '/swarmlet.api.Control/ListTasks',
                 request_serializer=swarmlet_dot_api_dot_control__pb2.ListTasksRequest.SerializeToString,
@@ -242,6 +247,12 @@ class ControlServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PromoteService(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ServiceProgress(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -392,6 +403,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.PromoteService,
                     request_deserializer=swarmlet_dot_api_dot_control__pb2.PromoteServiceRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_control__pb2.ServiceResponse.SerializeToString,
+            ),
+            'ServiceProgress': grpc.unary_unary_rpc_method_handler(
+                    servicer.ServiceProgress,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.ServiceProgressRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ServiceProgressResponse.SerializeToString,
             ),
             'ListTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTasks,
@@ -810,6 +826,33 @@ class Control:
             '/swarmlet.api.Control/PromoteService',
             swarmlet_dot_api_dot_control__pb2.PromoteServiceRequest.SerializeToString,
             swarmlet_dot_api_dot_control__pb2.ServiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ServiceProgress(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/ServiceProgress',
+            swarmlet_dot_api_dot_control__pb2.ServiceProgressRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ServiceProgressResponse.FromString,
             options,
             channel_credentials,
             insecure,

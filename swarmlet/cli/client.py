@@ -40,19 +40,14 @@ class CLIError(Exception):
 
 
 def socket_path(host: str) -> str:
-    """"unix:///run/swarmlet/swarmlet.sock" -> "/run/swarmlet/swarmlet.sock".
+    """ "unix:///run/swarmlet/swarmlet.sock" -> "/run/swarmlet/swarmlet.sock".
     Only unix sockets: the daemon never serves its CLI API over TCP (the network
     ports are mutual TLS between nodes), so any other scheme is a mistake."""
     scheme, sep, rest = host.partition("://")
     if not sep:
-        raise ValueError(
-            f"invalid host {host!r}: expected unix:///path/to/swarmlet.sock"
-        )
+        raise ValueError(f"invalid host {host!r}: expected unix:///path/to/swarmlet.sock")
     if scheme.lower() != "unix":
-        raise ValueError(
-            f"unsupported host {host!r}: only unix:// sockets are supported "
-            f"(e.g. {DEFAULT_HOST})"
-        )
+        raise ValueError(f"unsupported host {host!r}: only unix:// sockets are supported (e.g. {DEFAULT_HOST})")
     if not rest:
         raise ValueError(f"invalid host {host!r}: missing socket path after unix://")
     return os.path.abspath(rest)
@@ -135,8 +130,7 @@ def translate_rpc_error(err: grpc.RpcError, host: str, timeout: float | None) ->
         # The channel never reached a server: say what to do instead of gRPC internals.
         if "Permission denied" in details:
             return CLIError(
-                f"Permission denied while connecting to the swarmlet daemon at {host}: "
-                "run as root or get access to the socket"
+                f"Permission denied while connecting to the swarmlet daemon at {host}: run as root or get access to the socket"
             )
         return CLIError(f"Cannot connect to the swarmlet daemon at {host}: is the daemon running?")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -52,10 +52,16 @@ def init(
         bool, typer.Option("--force-new-cluster", help="Recover: force a new cluster from this node's state.")
     ] = False,
     default_addr_pool: Annotated[
-        list[str] | None, typer.Option("--default-addr-pool", metavar="CIDR", help="Pool overlay subnets come from (default 10.0.0.0/8); repeatable.")
+        list[str] | None,
+        typer.Option(
+            "--default-addr-pool", metavar="CIDR", help="Pool overlay subnets come from (default 10.0.0.0/8); repeatable."
+        ),
     ] = None,
     default_addr_pool_mask_length: Annotated[
-        int | None, typer.Option("--default-addr-pool-mask-length", min=8, max=30, metavar="N", help="Prefix length of allocated subnets (default 24).")
+        int | None,
+        typer.Option(
+            "--default-addr-pool-mask-length", min=8, max=30, metavar="N", help="Prefix length of allocated subnets (default 24)."
+        ),
     ] = None,
 ) -> None:
     """Initialize a swarm with this node as its first manager."""
@@ -117,18 +123,13 @@ def join_token(
         return
     if rotate:
         typer.echo(f"Successfully rotated {role} join token.\n")
-    typer.echo(
-        f"To add a {role} to this swarm, run the following command:\n\n"
-        f"    {join_command(resp.token, resp.api_addr)}\n"
-    )
+    typer.echo(f"To add a {role} to this swarm, run the following command:\n\n    {join_command(resp.token, resp.api_addr)}\n")
 
 
 @handle_errors
 def leave(
     ctx: typer.Context,
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Leave even if this is a manager (may break the quorum).")
-    ] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Leave even if this is a manager (may break the quorum).")] = False,
 ) -> None:
     """Leave the swarm."""
     with connect(ctx) as d:
@@ -231,8 +232,10 @@ def backup(
     os.replace(tmp, path)
     header = json.loads(resp.data.partition(b"\n")[0])
     counts = header.get("counts", {})
-    typer.echo(f"Backup written to {path}: {counts.get('services', 0)} services, {counts.get('tasks', 0)} tasks, "
-               f"{counts.get('nodes', 0)} nodes (store version {header.get('store_version')}).")
+    typer.echo(
+        f"Backup written to {path}: {counts.get('services', 0)} services, {counts.get('tasks', 0)} tasks, "
+        f"{counts.get('nodes', 0)} nodes (store version {header.get('store_version')})."
+    )
 
 
 @cluster_app.command("restore")
@@ -251,11 +254,14 @@ def restore(
     except OSError as e:
         raise typer.BadParameter(f"cannot read {path}: {e.strerror}", param_hint="FILE") from None
     with connect(ctx) as d:
-        resp = d.call(d.stub.Restore, cpb.RestoreRequest(data=data, advertise_addr=_advertise(advertise_addr)),
-                      timeout=_MEMBERSHIP_TIMEOUT)
-    typer.echo(f"Cluster {resp.cluster_id} restored: current node ({resp.node_id}) is its only manager.\n\n"
-               "To add a worker to this swarm, run the following command:\n\n"
-               f"    {join_command(resp.worker_token, resp.api_addr)}\n")
+        resp = d.call(
+            d.stub.Restore, cpb.RestoreRequest(data=data, advertise_addr=_advertise(advertise_addr)), timeout=_MEMBERSHIP_TIMEOUT
+        )
+    typer.echo(
+        f"Cluster {resp.cluster_id} restored: current node ({resp.node_id}) is its only manager.\n\n"
+        "To add a worker to this swarm, run the following command:\n\n"
+        f"    {join_command(resp.worker_token, resp.api_addr)}\n"
+    )
 
 
 def register(app: typer.Typer) -> None:

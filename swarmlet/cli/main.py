@@ -64,8 +64,23 @@ _IFF_UP = 0x1
 _IFF_LOOPBACK = 0x8
 # Bridges and tunnels that Docker, libvirt, CNI or swarmlet's own overlays create: their
 # addresses are host-local, so a peer could not reach us there.
-_VIRTUAL_PREFIXES = ("docker", "br-", "veth", "virbr", "vxlan", "vx-", "cni", "flannel", "cali",
-                     "tun", "tap", "wg", "swl", "lxc", "kube")
+_VIRTUAL_PREFIXES = (
+    "docker",
+    "br-",
+    "veth",
+    "virbr",
+    "vxlan",
+    "vx-",
+    "cni",
+    "flannel",
+    "cali",
+    "tun",
+    "tap",
+    "wg",
+    "swl",
+    "lxc",
+    "kube",
+)
 
 
 def interface_ipv4(name: str) -> str | None:
@@ -131,24 +146,49 @@ _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 @app.command("daemon")
 @handle_errors
 def daemon_cmd(
-    state_dir: Annotated[str, typer.Option("--state-dir", metavar="DIR", help="Where the node keeps its state.")] = "/var/lib/swarmlet",
-    socket_: Annotated[str, typer.Option("--socket", metavar="PATH", help="Unix socket for the CLI.")] = "/run/swarmlet/swarmlet.sock",
-    docker_host: Annotated[str, typer.Option("--docker-host", metavar="URL", help="Docker engine to run tasks on.")] = "unix:///var/run/docker.sock",
+    state_dir: Annotated[
+        str, typer.Option("--state-dir", metavar="DIR", help="Where the node keeps its state.")
+    ] = "/var/lib/swarmlet",
+    socket_: Annotated[
+        str, typer.Option("--socket", metavar="PATH", help="Unix socket for the CLI.")
+    ] = "/run/swarmlet/swarmlet.sock",
+    docker_host: Annotated[
+        str, typer.Option("--docker-host", metavar="URL", help="Docker engine to run tasks on.")
+    ] = "unix:///var/run/docker.sock",
     advertise_addr: Annotated[
         str | None,
-        typer.Option("--advertise-addr", metavar="IP", help="IP (or interface) other nodes reach this one at (default: the first non-loopback IPv4 address)."),
+        typer.Option(
+            "--advertise-addr",
+            metavar="IP",
+            help="IP (or interface) other nodes reach this one at (default: the first non-loopback IPv4 address).",
+        ),
     ] = None,
-    listen_port: Annotated[int, typer.Option("--listen-port", min=1, max=65535, metavar="PORT", help="Join / CA port (TLS).")] = 4242,
-    api_port: Annotated[int, typer.Option("--api-port", min=1, max=65535, metavar="PORT", help="Node API port (mutual TLS).")] = 4244,
+    listen_port: Annotated[
+        int, typer.Option("--listen-port", min=1, max=65535, metavar="PORT", help="Join / CA port (TLS).")
+    ] = 4242,
+    api_port: Annotated[
+        int, typer.Option("--api-port", min=1, max=65535, metavar="PORT", help="Node API port (mutual TLS).")
+    ] = 4244,
     raft_port: Annotated[int, typer.Option("--raft-port", min=1, max=65535, metavar="PORT", help="Raft port (managers).")] = 4243,
-    log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="debug, info, warning, error or critical.")] = "info",
+    log_level: Annotated[
+        str, typer.Option("--log-level", metavar="LEVEL", help="debug, info, warning, error or critical.")
+    ] = "info",
     election_timeout: Annotated[
-        str, typer.Option("--election-timeout", metavar="MIN:MAX",
-                          help="Raft election timeout window in seconds (managers): a follower that hears no leader for a random time in it starts an election.")
+        str,
+        typer.Option(
+            "--election-timeout",
+            metavar="MIN:MAX",
+            help="Raft election timeout window in seconds (managers): a follower that hears no leader for a random time in it starts an election.",
+        ),
     ] = "0.4:0.8",
     leader_fallback: Annotated[
-        float, typer.Option("--leader-fallback-timeout", metavar="SECONDS", min=0.1,
-                            help="A leader that cannot reach a majority for this long steps down.")
+        float,
+        typer.Option(
+            "--leader-fallback-timeout",
+            metavar="SECONDS",
+            min=0.1,
+            help="A leader that cannot reach a majority for this long steps down.",
+        ),
     ] = 1.5,
 ) -> None:
     """Run the swarmlet daemon (agent, and manager once the node is one)."""
@@ -180,7 +220,7 @@ def daemon_cmd(
     # Imported here so the CLI works on machines without the daemon's dependencies
     # (docker, pysyncobj, pyroute2) and every other command starts fast.
     try:
-        from swarmlet.daemon import DaemonConfig, run_daemon
+        from swarmlet.node.daemon import DaemonConfig, run_daemon
     except ImportError as e:
         raise CLIError(f"the daemon cannot start: {e}") from None
     cfg = DaemonConfig(

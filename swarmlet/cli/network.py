@@ -106,15 +106,22 @@ def apply_networking(spec: pb.ServiceSpec, networks: list[str], endpoint_mode: s
 
 # ---- commands ----
 
+
 @app.command("create")
 @handle_errors
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME")],
     driver: Annotated[str, typer.Option("--driver", "-d", metavar="DRIVER", help="Only 'overlay'.")] = "overlay",
-    subnet: Annotated[str | None, typer.Option("--subnet", metavar="CIDR", help="Subnet (default: a /24 from the cluster's pool).")] = None,
-    gateway: Annotated[str | None, typer.Option("--gateway", metavar="IP", help="Gateway (default: the subnet's first address).")] = None,
-    attachable: Annotated[bool, typer.Option("--attachable", help="Allow standalone containers to attach (recorded only).")] = False,
+    subnet: Annotated[
+        str | None, typer.Option("--subnet", metavar="CIDR", help="Subnet (default: a /24 from the cluster's pool).")
+    ] = None,
+    gateway: Annotated[
+        str | None, typer.Option("--gateway", metavar="IP", help="Gateway (default: the subnet's first address).")
+    ] = None,
+    attachable: Annotated[
+        bool, typer.Option("--attachable", help="Allow standalone containers to attach (recorded only).")
+    ] = False,
     label: Annotated[list[str] | None, typer.Option("--label", metavar="K=V", help="Network label; repeatable.")] = None,
 ) -> None:
     """Create an overlay network."""
@@ -136,8 +143,17 @@ NETWORK_HEADERS = ["NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET", "VNI"]
 
 
 def network_rows(nets: list[pb.Network]) -> list[list[str]]:
-    return [[trunc_id(n.id), n.spec.name, n.spec.driver or "overlay", "swarm",
-             n.subnet or (f"(error: {n.error})" if n.error else "(allocating)"), str(n.vni or "")] for n in nets]
+    return [
+        [
+            trunc_id(n.id),
+            n.spec.name,
+            n.spec.driver or "overlay",
+            "swarm",
+            n.subnet or (f"(error: {n.error})" if n.error else "(allocating)"),
+            str(n.vni or ""),
+        ]
+        for n in nets
+    ]
 
 
 @app.command("ls")

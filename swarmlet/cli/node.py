@@ -130,9 +130,7 @@ def update(
     if availability is not None:
         value = _AVAILABILITY.get(availability.lower())
         if value is None:
-            raise typer.BadParameter(
-                f"{availability!r} is not one of active, pause, drain", param_hint="--availability"
-            )
+            raise typer.BadParameter(f"{availability!r} is not one of active, pause, drain", param_hint="--availability")
         req.set_availability = True
         req.availability = value
     for item in label_add or []:
@@ -180,8 +178,9 @@ def _change_role(ctx: typer.Context, nodes: list[str], role: int, force: bool, v
     with connect(ctx) as d:
         for ref in nodes:
             try:
-                resp = d.call(d.stub.ChangeRole, cpb.ChangeRoleRequest(ref=resolve_ref(d, ref, []), role=role, force=force),
-                              timeout=60)
+                resp = d.call(
+                    d.stub.ChangeRole, cpb.ChangeRoleRequest(ref=resolve_ref(d, ref, []), role=role, force=force), timeout=60
+                )
                 name = resp.node.description.hostname or ref
                 if role == pb.NodeSpec.MANAGER:
                     typer.echo(f"Node {name} promoted to a manager in the swarm.")
@@ -207,7 +206,9 @@ def promote(ctx: typer.Context, nodes: Annotated[list[str], typer.Argument(metav
 def demote(
     ctx: typer.Context,
     nodes: Annotated[list[str], typer.Argument(metavar="NODE")],
-    force: Annotated[bool, typer.Option("--force", "-f", help="Demote even if the remaining managers would lose quorum.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Demote even if the remaining managers would lose quorum.")
+    ] = False,
 ) -> None:
     """Demote one or more managers to worker in the swarm."""
     _change_role(ctx, nodes, pb.NodeSpec.WORKER, force, "demote")
@@ -217,11 +218,10 @@ def demote(
 @handle_errors
 def ps(
     ctx: typer.Context,
-    nodes: Annotated[
-        list[str] | None, typer.Argument(metavar="NODE", help="Nodes to list tasks of (default: self).")
-    ] = None,
+    nodes: Annotated[list[str] | None, typer.Argument(metavar="NODE", help="Nodes to list tasks of (default: self).")] = None,
     filters: Annotated[
-        list[str] | None, typer.Option("--filter", "-f", metavar="KEY=VALUE", help="desired-state=, id=, name=, node=; repeatable.")
+        list[str] | None,
+        typer.Option("--filter", "-f", metavar="KEY=VALUE", help="desired-state=, id=, name=, node=; repeatable."),
     ] = None,
     no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Do not truncate output.")] = False,
     quiet: QuietOpt = False,

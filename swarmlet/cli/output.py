@@ -162,9 +162,7 @@ def format_timestamp(ts: float) -> str:
 
     if ts <= 0:
         return ""
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="seconds").replace(
-        "+00:00", "Z"
-    )
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # ---- enums -----------------------------------------------------------------------
@@ -271,6 +269,7 @@ def order_tasks(tasks: Iterable[pb.Task]) -> list[tuple[bool, pb.Task]]:
     """Docker's `ps` history order: grouped per service and slot (or node for global
     tasks), newest first within a group. Returns (is_history, task): every task after
     the first of its group is an older attempt, shown with a ' \\_ ' prefix."""
+
     def group(t: pb.Task) -> tuple[str, str, int, str]:
         return (t.service_name, t.service_id, t.slot, t.node_id if not t.slot else "")
 
@@ -290,9 +289,7 @@ def current_state_text(task: pb.Task, now: float) -> str:
     return f"{state} {ago}" if ago else state
 
 
-def task_rows(
-    tasks: Iterable[pb.Task], node_names: Mapping[str, str], now: float, no_trunc: bool = False
-) -> list[list[str]]:
+def task_rows(tasks: Iterable[pb.Task], node_names: Mapping[str, str], now: float, no_trunc: bool = False) -> list[list[str]]:
     rows = []
     for is_history, t in order_tasks(tasks):
         name = task_name(t)
@@ -335,11 +332,10 @@ def pretty_lines(items: Sequence[PrettyItem]) -> str:
     return "\n".join(out)
 
 
-def filter_tasks(
-    tasks: Iterable[pb.Task], filters: Mapping[str, Sequence[str]], node_names: Mapping[str, str]
-) -> list[pb.Task]:
+def filter_tasks(tasks: Iterable[pb.Task], filters: Mapping[str, Sequence[str]], node_names: Mapping[str, str]) -> list[pb.Task]:
     """Apply parsed `ps -f` filters: id prefix, task name prefix (name.slot), node id
     prefix or hostname, desired state name."""
+
     def keep(t: pb.Task) -> bool:
         for key, values in filters.items():
             if key == "desired-state":
@@ -349,9 +345,7 @@ def filter_tasks(
             elif key == "name":
                 ok = any(task_name(t).startswith(v) for v in values)
             elif key == "node":
-                ok = bool(t.node_id) and any(
-                    t.node_id.startswith(v) or node_names.get(t.node_id) == v for v in values
-                )
+                ok = bool(t.node_id) and any(t.node_id.startswith(v) or node_names.get(t.node_id) == v for v in values)
             else:
                 ok = True
             if not ok:
@@ -491,9 +485,7 @@ def format_service_pretty(service: pb.Service) -> str:
                     items.append((2, key, format_duration(secs)))
             if h.retries:
                 items.append((2, "Retries", str(h.retries)))
-    res = _resources_items("Reservations", task.resources.reservations) + _resources_items(
-        "Limits", task.resources.limits
-    )
+    res = _resources_items("Reservations", task.resources.reservations) + _resources_items("Limits", task.resources.limits)
     if res:
         items.append((0, "Resources", None))
         items += res

@@ -23,12 +23,11 @@ _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p
 
 
 def parse_size(text: str) -> int:
-    """"64M", "1.5G", "512k", "100" (bytes) -> bytes (binary units, like Docker)."""
+    """ "64M", "1.5G", "512k", "100" (bytes) -> bytes (binary units, like Docker)."""
     m = _SIZE_RE.match(text)
     if not m:
         raise ValueError(
-            f"invalid size {text!r}: expected a number with an optional unit "
-            "b, k, m, g, t or p (e.g. 64M, 1.5G, 512k)"
+            f"invalid size {text!r}: expected a number with an optional unit b, k, m, g, t or p (e.g. 64M, 1.5G, 512k)"
         )
     number, unit, _ = m.groups()
     # Decimal keeps "1.1G" exact instead of drifting through binary floats.
@@ -39,7 +38,7 @@ def parse_size(text: str) -> int:
 
 
 def parse_cpus(text: str) -> int:
-    """"0.5" -> 500000000 nano CPUs. Rejects negatives and sub-nano precision."""
+    """ "0.5" -> 500000000 nano CPUs. Rejects negatives and sub-nano precision."""
     try:
         value = Decimal(text.strip())
     except InvalidOperation:
@@ -69,7 +68,7 @@ _DURATION_UNITS = {
 
 
 def parse_duration(text: str) -> float:
-    """"10s", "1m30s", "500ms", "2h" -> seconds. A bare "0" is zero; other bare
+    """ "10s", "1m30s", "500ms", "2h" -> seconds. A bare "0" is zero; other bare
     numbers are refused (as in Docker) because "10" could mean seconds or nanoseconds."""
     s = text.strip()
     if s in ("0", "+0"):
@@ -86,9 +85,7 @@ def parse_duration(text: str) -> float:
         m = _DURATION_PART.match(s, pos)
         if not m:
             if re.fullmatch(r"\d+(\.\d*)?", s[pos:]):
-                raise ValueError(
-                    f"invalid duration {text!r}: missing unit (use ns, us, ms, s, m or h, e.g. {s}s)"
-                )
+                raise ValueError(f"invalid duration {text!r}: missing unit (use ns, us, ms, s, m or h, e.g. {s}s)")
             raise ValueError(f"invalid duration {text!r}: expected e.g. 10s, 1m30s, 500ms or 2h")
         total += Decimal(m.group(1)) * _DURATION_UNITS[m.group(2)]
         pos = m.end()
@@ -99,7 +96,7 @@ def parse_duration(text: str) -> float:
 
 
 def parse_kv(text: str, *, what: str = "label") -> tuple[str, str]:
-    """"K=V" -> (K, V); "K" -> (K, "") as Docker does for labels."""
+    """ "K=V" -> (K, V); "K" -> (K, "") as Docker does for labels."""
     key, sep, value = text.partition("=")
     if not key.strip():
         raise ValueError(f"invalid {what} {text!r}: expected KEY=VALUE with a non-empty key")
@@ -141,8 +138,8 @@ _ROLES = {"worker", "manager"}
 
 @dataclass(frozen=True)
 class Constraint:
-    key: str       # e.g. "node.labels.zone" (prefix lower-cased, label name as typed)
-    op: str        # "==" or "!="
+    key: str  # e.g. "node.labels.zone" (prefix lower-cased, label name as typed)
+    op: str  # "==" or "!="
     value: str
 
 
@@ -157,11 +154,10 @@ def parse_constraint(expr: str) -> Constraint:
     candidates = [(i, op) for i, op in ((eq, "=="), (ne, "!=")) if i >= 0]
     if not candidates:
         raise ValueError(
-            f"invalid constraint {expr!r}: expected KEY==VALUE or KEY!=VALUE "
-            "(e.g. node.role==worker, node.labels.zone==a)"
+            f"invalid constraint {expr!r}: expected KEY==VALUE or KEY!=VALUE (e.g. node.role==worker, node.labels.zone==a)"
         )
     idx, op = min(candidates)
-    raw_key, value = expr[:idx].strip(), expr[idx + 2:].strip()
+    raw_key, value = expr[:idx].strip(), expr[idx + 2 :].strip()
     if not raw_key:
         raise ValueError(f"invalid constraint {expr!r}: missing key before {op}")
     if not value:
@@ -170,7 +166,7 @@ def parse_constraint(expr: str) -> Constraint:
         raise ValueError(f"invalid constraint {expr!r}: only one operator is allowed")
     lowered = raw_key.lower()
     if lowered.startswith(_LABEL_PREFIX):
-        label = raw_key[len(_LABEL_PREFIX):]
+        label = raw_key[len(_LABEL_PREFIX) :]
         if not label:
             raise ValueError(f"invalid constraint {expr!r}: missing label name after node.labels.")
         return Constraint(_LABEL_PREFIX + label, op, value)
@@ -203,12 +199,14 @@ def parse_port(text: str | int) -> int:
     return port
 
 
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
 
 
 def parse_host_port(text: str, default_port: int | None = None) -> str:
-    """"10.0.0.1:4242", "mgr1:4242", "[fd00::1]:4242" -> normalized "host:port".
+    """ "10.0.0.1:4242", "mgr1:4242", "[fd00::1]:4242" -> normalized "host:port".
     Without a port, default_port is used when given, else it is an error."""
     s = text.strip()
     if not s:
@@ -221,7 +219,7 @@ def parse_host_port(text: str, default_port: int | None = None) -> str:
         end = s.find("]")
         if end < 0:
             raise ValueError(f"invalid address {text!r}: unterminated '[' in IPv6 address")
-        host, rest = s[1:end], s[end + 1:]
+        host, rest = s[1:end], s[end + 1 :]
         if rest and not rest.startswith(":"):
             raise ValueError(f"invalid address {text!r}: expected [IPv6]:PORT")
         port_text = rest[1:] if rest else None
@@ -260,7 +258,7 @@ def parse_ip(text: str) -> str:
 
 
 def parse_scale(text: str) -> tuple[str, int]:
-    """"web=3" -> ("web", 3) for `service scale`."""
+    """ "web=3" -> ("web", 3) for `service scale`."""
     name, sep, count = text.partition("=")
     if not sep or not name:
         raise ValueError(f"invalid scale {text!r}: expected SERVICE=REPLICAS (e.g. web=3)")
@@ -274,7 +272,7 @@ def parse_scale(text: str) -> tuple[str, int]:
 
 
 def parse_filter(text: str) -> tuple[str, str]:
-    """"desired-state=running" -> ("desired-state", "running")."""
+    """ "desired-state=running" -> ("desired-state", "running")."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ValueError(f"invalid filter {text!r}: expected KEY=VALUE (e.g. desired-state=running)")
@@ -296,8 +294,22 @@ def parse_tail(text: str) -> int:
 
 
 TASK_FILTER_KEYS = ("desired-state", "id", "name", "node")
-_TASK_STATES = ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting",
-                "running", "complete", "shutdown", "failed", "rejected", "remove", "orphaned")
+_TASK_STATES = (
+    "new",
+    "pending",
+    "assigned",
+    "accepted",
+    "preparing",
+    "ready",
+    "starting",
+    "running",
+    "complete",
+    "shutdown",
+    "failed",
+    "rejected",
+    "remove",
+    "orphaned",
+)
 
 
 def parse_task_filters(items: Iterable[str]) -> dict[str, list[str]]:

@@ -34,7 +34,14 @@ BAR_WIDTH = 50
 
 # States a task passes through on its way to RUNNING, for the progress bar.
 _STAGES = [
-    pb.NEW, pb.PENDING, pb.ASSIGNED, pb.ACCEPTED, pb.PREPARING, pb.READY, pb.STARTING, pb.RUNNING,
+    pb.NEW,
+    pb.PENDING,
+    pb.ASSIGNED,
+    pb.ACCEPTED,
+    pb.PREPARING,
+    pb.READY,
+    pb.STARTING,
+    pb.RUNNING,
 ]
 
 
@@ -60,7 +67,7 @@ def _newest(tasks: Sequence[pb.Task]) -> pb.Task:
 @dataclass(frozen=True)
 class SlotLine:
     label: str
-    state: str        # "running", "pending", "failed", "" (no task yet)
+    state: str  # "running", "pending", "failed", "" (no task yet)
     err: str = ""
     fraction: float = 0.0
 
@@ -110,10 +117,7 @@ def _describe_end(task: pb.Task) -> str:
 
 def _settled_success(task: pb.Task, service: pb.Service) -> bool:
     """A task that COMPLETEd (exit 0) and that the restart policy will not replace."""
-    return (
-        task.status.state == pb.COMPLETE
-        and service.spec.task.restart.condition != pb.RestartPolicy.ANY
-    )
+    return task.status.state == pb.COMPLETE and service.spec.task.restart.condition != pb.RestartPolicy.ANY
 
 
 def evaluate(
@@ -151,10 +155,7 @@ def evaluate(
             groups.setdefault(t.node_id, []).append(t)
         # Nodes whose newest task the orchestrator itself shut down (drain, node
         # removed, constraint no longer met) are not expected to run one.
-        groups = {
-            nid: ts for nid, ts in groups.items()
-            if any(is_live(t) for t in ts) or _newest(ts).desired_state <= pb.RUNNING
-        }
+        groups = {nid: ts for nid, ts in groups.items() if any(is_live(t) for t in ts) or _newest(ts).desired_state <= pb.RUNNING}
         for nid in groups:
             labels[nid] = names.get(nid) or trunc_id(nid)
         order = sorted(groups, key=lambda nid: (labels[nid], nid))
@@ -181,11 +182,7 @@ def evaluate(
         if live:
             fresh = [t for t in live if is_current(t, service)]
             cur = _newest(fresh or live)
-            ok = (
-                is_current(cur, service)
-                and cur.desired_state == pb.RUNNING
-                and cur.status.state == pb.RUNNING
-            )
+            ok = is_current(cur, service) and cur.desired_state == pb.RUNNING and cur.status.state == pb.RUNNING
             running += ok
             settled += ok
             state = task_state_name(cur.status.state)
@@ -241,17 +238,17 @@ def bar(fraction: float) -> str:
 def render(v: Verdict) -> list[str]:
     """Lines of one frame: the overall count, then one line per slot / node."""
     out = [f"overall progress: {v.running} out of {v.desired} tasks"]
-    width = max((len(l.label) for l in v.lines), default=0)
-    for l in v.lines:
-        head = f"{l.label}:".ljust(width + 1)
-        if not l.state:
+    width = max((len(ln.label) for ln in v.lines), default=0)
+    for ln in v.lines:
+        head = f"{ln.label}:".ljust(width + 1)
+        if not ln.state:
             out.append(head)
-        elif l.err:
-            out.append(f"{head} {l.state}: {l.err}")
-        elif l.state in ("failed", "rejected", "shutdown", "orphaned", "remove"):
-            out.append(f"{head} {l.state}")
+        elif ln.err:
+            out.append(f"{head} {ln.state}: {ln.err}")
+        elif ln.state in ("failed", "rejected", "shutdown", "orphaned", "remove"):
+            out.append(f"{head} {ln.state}")
         else:
-            out.append(f"{head} {l.state.ljust(9)} {bar(l.fraction)}")
+            out.append(f"{head} {ln.state.ljust(9)} {bar(ln.fraction)}")
     return out
 
 

@@ -14,8 +14,8 @@ import typer
 
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.cli.network import apply_networking
 from swarmlet.cli.client import CLIError, Daemon, connect, fail, handle_errors
+from swarmlet.cli.network import apply_networking
 from swarmlet.cli.output import (
     SERVICE_HEADERS,
     filter_tasks,
@@ -151,9 +151,7 @@ def build_spec(
         "--health-timeout": health_timeout,
         "--health-start-period": health_start_period,
     }
-    any_health = health_cmd is not None or health_retries is not None or any(
-        v is not None for v in health_opts.values()
-    )
+    any_health = health_cmd is not None or health_retries is not None or any(v is not None for v in health_opts.values())
     if no_healthcheck and any_health:
         raise typer.BadParameter("--no-healthcheck conflicts with the --health-* options", param_hint="--no-healthcheck")
     if no_healthcheck:
@@ -184,17 +182,13 @@ def build_spec(
     for kind, r in (("cpu", "nano_cpus"), ("memory", "memory_bytes")):
         lim, rsv = getattr(res.limits, r), getattr(res.reservations, r)
         if lim and rsv > lim:
-            raise typer.BadParameter(
-                f"--reserve-{kind} must not exceed --limit-{kind}", param_hint=f"--reserve-{kind}"
-            )
+            raise typer.BadParameter(f"--reserve-{kind} must not exceed --limit-{kind}", param_hint=f"--reserve-{kind}")
     if not res.limits.ByteSize() and not res.reservations.ByteSize():
         task.ClearField("resources")
 
     cond = _RESTART_CONDITIONS.get(restart_condition.lower())
     if cond is None:
-        raise typer.BadParameter(
-            f"{restart_condition!r} is not one of none, on-failure, any", param_hint="--restart-condition"
-        )
+        raise typer.BadParameter(f"{restart_condition!r} is not one of none, on-failure, any", param_hint="--restart-condition")
     if restart_max_attempts < 0:
         raise typer.BadParameter("must not be negative", param_hint="--restart-max-attempts")
     task.restart.condition = cond
@@ -224,7 +218,9 @@ def create(
     name: Annotated[str, typer.Option("--name", metavar="NAME", help="Service name.")] = "",
     replicas: Annotated[int | None, typer.Option("--replicas", min=0, metavar="N", help="Number of tasks (default 1).")] = None,
     mode: Annotated[str | None, typer.Option("--mode", metavar="MODE", help="replicated or global (default replicated).")] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", "-e", metavar="K=V", help="Set an environment variable (K=V).")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", metavar="K=V", help="Set an environment variable (K=V).")
+    ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", "-l", metavar="K=V", help="Service label (K=V).")] = None,
     container_label: Annotated[
         list[str] | None, typer.Option("--container-label", metavar="K=V", help="Container label (K=V).")
@@ -234,13 +230,17 @@ def create(
         typer.Option("--constraint", metavar="EXPR", help="Placement constraint, e.g. node.role==worker, node.labels.zone!=a."),
     ] = None,
     reserve_cpu: Annotated[str | None, typer.Option("--reserve-cpu", metavar="CPUS", help="Reserve CPUs, e.g. 0.5.")] = None,
-    reserve_memory: Annotated[str | None, typer.Option("--reserve-memory", metavar="BYTES", help="Reserve memory, e.g. 64M.")] = None,
+    reserve_memory: Annotated[
+        str | None, typer.Option("--reserve-memory", metavar="BYTES", help="Reserve memory, e.g. 64M.")
+    ] = None,
     limit_cpu: Annotated[str | None, typer.Option("--limit-cpu", metavar="CPUS", help="Limit CPUs.")] = None,
     limit_memory: Annotated[str | None, typer.Option("--limit-memory", metavar="BYTES", help="Limit memory, e.g. 1.5G.")] = None,
     restart_condition: Annotated[
         str, typer.Option("--restart-condition", metavar="COND", help="none, on-failure or any.")
     ] = "any",
-    restart_delay: Annotated[str, typer.Option("--restart-delay", metavar="DURATION", help="Delay between restart attempts.")] = "5s",
+    restart_delay: Annotated[
+        str, typer.Option("--restart-delay", metavar="DURATION", help="Delay between restart attempts.")
+    ] = "5s",
     restart_max_attempts: Annotated[
         int, typer.Option("--restart-max-attempts", min=0, metavar="N", help="Maximum restarts before giving up (0 = unlimited).")
     ] = 0,
@@ -250,10 +250,16 @@ def create(
     stop_grace_period: Annotated[
         str, typer.Option("--stop-grace-period", metavar="DURATION", help="Time to wait before force killing a container.")
     ] = "10s",
-    entrypoint: Annotated[str | None, typer.Option("--entrypoint", metavar="CMD", help="Overwrite the image's ENTRYPOINT.")] = None,
+    entrypoint: Annotated[
+        str | None, typer.Option("--entrypoint", metavar="CMD", help="Overwrite the image's ENTRYPOINT.")
+    ] = None,
     health_cmd: Annotated[str | None, typer.Option("--health-cmd", metavar="CMD", help="Command run to check health.")] = None,
-    health_interval: Annotated[str | None, typer.Option("--health-interval", metavar="DURATION", help="Time between checks.")] = None,
-    health_timeout: Annotated[str | None, typer.Option("--health-timeout", metavar="DURATION", help="Maximum time a check may run.")] = None,
+    health_interval: Annotated[
+        str | None, typer.Option("--health-interval", metavar="DURATION", help="Time between checks.")
+    ] = None,
+    health_timeout: Annotated[
+        str | None, typer.Option("--health-timeout", metavar="DURATION", help="Maximum time a check may run.")
+    ] = None,
     health_retries: Annotated[
         int | None, typer.Option("--health-retries", min=0, metavar="N", help="Consecutive failures to report unhealthy.")
     ] = None,
@@ -261,28 +267,57 @@ def create(
         str | None, typer.Option("--health-start-period", metavar="DURATION", help="Start period before failures count.")
     ] = None,
     no_healthcheck: Annotated[bool, typer.Option("--no-healthcheck", help="Disable any image HEALTHCHECK.")] = False,
-    update_parallelism: Annotated[int | None, typer.Option("--update-parallelism", min=0, metavar="N", help="Tasks updated at once (0 = all; default 1).")] = None,
-    update_delay: Annotated[str | None, typer.Option("--update-delay", metavar="DURATION", help="Delay between updates (default 0s).")] = None,
-    update_failure_action: Annotated[str | None, typer.Option("--update-failure-action", metavar="ACTION", help="pause, continue or rollback (default pause).")] = None,
-    update_monitor: Annotated[str | None, typer.Option("--update-monitor", metavar="DURATION", help="Time a new task must stay healthy (default 5s).")] = None,
-    update_max_failure_ratio: Annotated[float | None, typer.Option("--update-max-failure-ratio", metavar="RATIO", help="Failure rate tolerated (default 0).")] = None,
-    update_order: Annotated[str | None, typer.Option("--update-order", metavar="ORDER", help="stop-first or start-first (default stop-first).")] = None,
-    update_canary: Annotated[int | None, typer.Option("--update-canary", min=0, metavar="N", help="Canary tasks an update starts first.")] = None,
-    update_auto_promote: Annotated[bool | None, typer.Option("--update-auto-promote/--no-update-auto-promote", help="Promote healthy canaries automatically.")] = None,
+    update_parallelism: Annotated[
+        int | None, typer.Option("--update-parallelism", min=0, metavar="N", help="Tasks updated at once (0 = all; default 1).")
+    ] = None,
+    update_delay: Annotated[
+        str | None, typer.Option("--update-delay", metavar="DURATION", help="Delay between updates (default 0s).")
+    ] = None,
+    update_failure_action: Annotated[
+        str | None, typer.Option("--update-failure-action", metavar="ACTION", help="pause, continue or rollback (default pause).")
+    ] = None,
+    update_monitor: Annotated[
+        str | None, typer.Option("--update-monitor", metavar="DURATION", help="Time a new task must stay healthy (default 5s).")
+    ] = None,
+    update_max_failure_ratio: Annotated[
+        float | None, typer.Option("--update-max-failure-ratio", metavar="RATIO", help="Failure rate tolerated (default 0).")
+    ] = None,
+    update_order: Annotated[
+        str | None, typer.Option("--update-order", metavar="ORDER", help="stop-first or start-first (default stop-first).")
+    ] = None,
+    update_canary: Annotated[
+        int | None, typer.Option("--update-canary", min=0, metavar="N", help="Canary tasks an update starts first.")
+    ] = None,
+    update_auto_promote: Annotated[
+        bool | None,
+        typer.Option("--update-auto-promote/--no-update-auto-promote", help="Promote healthy canaries automatically."),
+    ] = None,
     rollback_parallelism: Annotated[int | None, typer.Option("--rollback-parallelism", min=0, metavar="N")] = None,
     rollback_delay: Annotated[str | None, typer.Option("--rollback-delay", metavar="DURATION")] = None,
-    rollback_failure_action: Annotated[str | None, typer.Option("--rollback-failure-action", metavar="ACTION", help="pause or continue.")] = None,
+    rollback_failure_action: Annotated[
+        str | None, typer.Option("--rollback-failure-action", metavar="ACTION", help="pause or continue.")
+    ] = None,
     rollback_monitor: Annotated[str | None, typer.Option("--rollback-monitor", metavar="DURATION")] = None,
     rollback_max_failure_ratio: Annotated[float | None, typer.Option("--rollback-max-failure-ratio", metavar="RATIO")] = None,
     rollback_order: Annotated[str | None, typer.Option("--rollback-order", metavar="ORDER")] = None,
     detach: DetachOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Suppress progress output.")] = False,
     timeout: TimeoutOpt = None,
-    network: Annotated[list[str] | None, typer.Option("--network", metavar="NETWORK", help="Attach to an overlay network; repeatable.")] = None,
-    endpoint_mode: Annotated[str | None, typer.Option("--endpoint-mode", metavar="vip|dnsrr", help="Name resolves to a VIP (default) or to the task IPs.")] = None,
+    network: Annotated[
+        list[str] | None, typer.Option("--network", metavar="NETWORK", help="Attach to an overlay network; repeatable.")
+    ] = None,
+    endpoint_mode: Annotated[
+        str | None,
+        typer.Option("--endpoint-mode", metavar="vip|dnsrr", help="Name resolves to a VIP (default) or to the task IPs."),
+    ] = None,
     publish: Annotated[
         list[str] | None,
-        typer.Option("--publish", "-p", metavar="SPEC", help="published=8080,target=80,protocol=tcp|udp,mode=ingress|host (protocol and mode optional), or 8080:80 or 8080:80/udp; repeatable."),
+        typer.Option(
+            "--publish",
+            "-p",
+            metavar="SPEC",
+            help="published=8080,target=80,protocol=tcp|udp,mode=ingress|host (protocol and mode optional), or 8080:80 or 8080:80/udp; repeatable.",
+        ),
     ] = None,
 ) -> None:
     """Create a new service."""
@@ -316,10 +351,30 @@ def create(
     from swarmlet.cli.update import Policy, apply_policy, default_config
 
     for name, policy in (
-        ("update", Policy(update_parallelism, update_delay, update_failure_action, update_monitor,
-                          update_max_failure_ratio, update_order, update_canary, update_auto_promote)),
-        ("rollback", Policy(rollback_parallelism, rollback_delay, rollback_failure_action, rollback_monitor,
-                            rollback_max_failure_ratio, rollback_order)),
+        (
+            "update",
+            Policy(
+                update_parallelism,
+                update_delay,
+                update_failure_action,
+                update_monitor,
+                update_max_failure_ratio,
+                update_order,
+                update_canary,
+                update_auto_promote,
+            ),
+        ),
+        (
+            "rollback",
+            Policy(
+                rollback_parallelism,
+                rollback_delay,
+                rollback_failure_action,
+                rollback_monitor,
+                rollback_max_failure_ratio,
+                rollback_order,
+            ),
+        ),
     ):
         getattr(spec, name).CopyFrom(default_config())
         apply_policy(getattr(spec, name), policy, name)
@@ -358,7 +413,8 @@ def ps(
     ctx: typer.Context,
     services: Annotated[list[str], typer.Argument(metavar="SERVICE", help="Service name, id or id prefix.")],
     filters: Annotated[
-        list[str] | None, typer.Option("--filter", "-f", metavar="KEY=VALUE", help="desired-state=, id=, name=, node=; repeatable.")
+        list[str] | None,
+        typer.Option("--filter", "-f", metavar="KEY=VALUE", help="desired-state=, id=, name=, node=; repeatable."),
     ] = None,
     no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Do not truncate output.")] = False,
     quiet: QuietOpt = False,
@@ -479,7 +535,9 @@ def logs(
     ctx: typer.Context,
     service_ref: Annotated[str, typer.Argument(metavar="SERVICE")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Follow log output.")] = False,
-    tail: Annotated[str, typer.Option("--tail", "-n", metavar="N", help="Number of lines from the end of the logs, or 'all'.")] = "all",
+    tail: Annotated[
+        str, typer.Option("--tail", "-n", metavar="N", help="Number of lines from the end of the logs, or 'all'.")
+    ] = "all",
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show timestamps.")] = False,
     no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Do not truncate ids.")] = False,
     no_task_ids: Annotated[bool, typer.Option("--no-task-ids", help="Do not include task ids.")] = False,
@@ -501,8 +559,9 @@ def logs(
                     out = text if text.endswith("\n") else text + "\n"
                 else:
                     prefix = log_prefix(line, svc.spec.name, no_trunc, not no_task_ids) + "    | "
-                    out = "".join(prefix + part + ("" if part.endswith("\n") else "\n")
-                                  for part in text.splitlines(keepends=True))
+                    out = "".join(
+                        prefix + part + ("" if part.endswith("\n") else "\n") for part in text.splitlines(keepends=True)
+                    )
                 stream = sys.stderr if err else sys.stdout
                 stream.write(out)
                 stream.flush()

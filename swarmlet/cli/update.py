@@ -64,8 +64,9 @@ def apply_policy(cfg: pb.UpdateConfig, p: Policy, prefix: str) -> None:
             del choices["rollback"]  # a rollback is not itself rolled back
         v = choices.get(p.failure_action.lower())
         if v is None:
-            raise typer.BadParameter(f"{p.failure_action!r} is not one of {', '.join(choices)}",
-                                     param_hint=f"--{prefix}-failure-action")
+            raise typer.BadParameter(
+                f"{p.failure_action!r} is not one of {', '.join(choices)}", param_hint=f"--{prefix}-failure-action"
+            )
         cfg.failure_action = v
     if p.max_failure_ratio is not None:
         if not 0.0 <= p.max_failure_ratio <= 1.0:
@@ -86,8 +87,7 @@ def apply_policy(cfg: pb.UpdateConfig, p: Policy, prefix: str) -> None:
 
 def default_config() -> pb.UpdateConfig:
     # Swarm's defaults; the same values the manager fills in (updater.DEFAULT_CONFIG).
-    return UC(parallelism=1, delay=0.0, failure_action=UC.PAUSE, monitor=5.0, max_failure_ratio=0.0,
-              order=UC.STOP_FIRST)
+    return UC(parallelism=1, delay=0.0, failure_action=UC.PAUSE, monitor=5.0, max_failure_ratio=0.0, order=UC.STOP_FIRST)
 
 
 def apply_flags(
@@ -175,8 +175,9 @@ def apply_flags(
     if restart_condition is not None:
         cond = _RESTART_CONDITIONS.get(restart_condition.lower())
         if cond is None:
-            raise typer.BadParameter(f"{restart_condition!r} is not one of none, on-failure, any",
-                                     param_hint="--restart-condition")
+            raise typer.BadParameter(
+                f"{restart_condition!r} is not one of none, on-failure, any", param_hint="--restart-condition"
+            )
         rp.condition = cond
     if restart_delay is not None:
         rp.delay = _parsed(parse_duration, restart_delay, "--restart-delay")
@@ -188,8 +189,7 @@ def apply_flags(
         rp.window = _parsed(parse_duration, restart_window, "--restart-window")
     if stop_grace_period is not None:
         c.stop_grace_period = _parsed(parse_duration, stop_grace_period, "--stop-grace-period")
-    any_health = any(v is not None for v in (health_cmd, health_interval, health_timeout, health_retries,
-                                             health_start_period))
+    any_health = any(v is not None for v in (health_cmd, health_interval, health_timeout, health_retries, health_start_period))
     if no_healthcheck and any_health:
         raise typer.BadParameter("--no-healthcheck conflicts with the --health-* options", param_hint="--no-healthcheck")
     if no_healthcheck:
@@ -243,8 +243,9 @@ def evaluate_update(svc: pb.Service, tasks: Sequence[pb.Task], started_at: float
     """Pure: where the update started at `started_at` stands, one line per
     slot, and whether to stop watching (with the exit code and why)."""
     s = svc.update_status
-    current = [t for t in tasks if t.desired_state <= pb.RUNNING
-               and (t.spec_version == svc.spec_version or t.spec == svc.spec.task)]
+    current = [
+        t for t in tasks if t.desired_state <= pb.RUNNING and (t.spec_version == svc.spec_version or t.spec == svc.spec.task)
+    ]
     by_slot: dict[str, pb.Task] = {}
     for t in sorted(current, key=lambda t: t.meta.created_at):
         by_slot[str(t.slot) if t.slot else t.node_id[:12]] = t
@@ -283,8 +284,17 @@ def evaluate_update(svc: pb.Service, tasks: Sequence[pb.Task], started_at: float
     return UpdateVerdict(False, 0, tuple(lines))
 
 
-def watch_update(d: Daemon, service_id: str, started_at: float, *, quiet: bool = False, rollback_cmd: bool = False,
-                 out: TextIO | None = None, err: TextIO | None = None, timeout: float | None = None) -> int:
+def watch_update(
+    d: Daemon,
+    service_id: str,
+    started_at: float,
+    *,
+    quiet: bool = False,
+    rollback_cmd: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    timeout: float | None = None,
+) -> int:
     """Poll until the update completes (0), pauses or rolls back (1)."""
     out = out or sys.stdout
     err = err or sys.stderr
@@ -345,6 +355,7 @@ def apply_network_changes(
 
 # ---- commands ---------------------------------------------------------------------
 
+
 @app.command("update")
 @handle_errors
 def update_cmd(
@@ -352,16 +363,24 @@ def update_cmd(
     service_ref: Annotated[str, typer.Argument(metavar="SERVICE")],
     image: Annotated[str | None, typer.Option("--image", metavar="IMAGE", help="Service image tag.")] = None,
     args: Annotated[str | None, typer.Option("--args", metavar="ARGS", help="Service command args (split like a shell).")] = None,
-    env_add: Annotated[list[str] | None, typer.Option("--env-add", metavar="K=V", help="Add or update an environment variable.")] = None,
+    env_add: Annotated[
+        list[str] | None, typer.Option("--env-add", metavar="K=V", help="Add or update an environment variable.")
+    ] = None,
     env_rm: Annotated[list[str] | None, typer.Option("--env-rm", metavar="K", help="Remove an environment variable.")] = None,
     replicas: Annotated[int | None, typer.Option("--replicas", min=0, metavar="N", help="Number of tasks.")] = None,
-    constraint_add: Annotated[list[str] | None, typer.Option("--constraint-add", metavar="EXPR", help="Add a placement constraint.")] = None,
-    constraint_rm: Annotated[list[str] | None, typer.Option("--constraint-rm", metavar="EXPR", help="Remove a placement constraint.")] = None,
+    constraint_add: Annotated[
+        list[str] | None, typer.Option("--constraint-add", metavar="EXPR", help="Add a placement constraint.")
+    ] = None,
+    constraint_rm: Annotated[
+        list[str] | None, typer.Option("--constraint-rm", metavar="EXPR", help="Remove a placement constraint.")
+    ] = None,
     reserve_cpu: Annotated[str | None, typer.Option("--reserve-cpu", metavar="CPUS")] = None,
     reserve_memory: Annotated[str | None, typer.Option("--reserve-memory", metavar="BYTES")] = None,
     limit_cpu: Annotated[str | None, typer.Option("--limit-cpu", metavar="CPUS")] = None,
     limit_memory: Annotated[str | None, typer.Option("--limit-memory", metavar="BYTES")] = None,
-    restart_condition: Annotated[str | None, typer.Option("--restart-condition", metavar="COND", help="none, on-failure or any.")] = None,
+    restart_condition: Annotated[
+        str | None, typer.Option("--restart-condition", metavar="COND", help="none, on-failure or any.")
+    ] = None,
     restart_delay: Annotated[str | None, typer.Option("--restart-delay", metavar="DURATION")] = None,
     restart_max_attempts: Annotated[int | None, typer.Option("--restart-max-attempts", min=0, metavar="N")] = None,
     restart_window: Annotated[str | None, typer.Option("--restart-window", metavar="DURATION")] = None,
@@ -373,19 +392,49 @@ def update_cmd(
     health_start_period: Annotated[str | None, typer.Option("--health-start-period", metavar="DURATION")] = None,
     no_healthcheck: Annotated[bool, typer.Option("--no-healthcheck", help="Disable any container health check.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace every task even if nothing changed.")] = False,
-    network_add: Annotated[list[str] | None, typer.Option("--network-add", metavar="NETWORK", help="Attach the service to a network (tasks are replaced).")] = None,
-    network_rm: Annotated[list[str] | None, typer.Option("--network-rm", metavar="NETWORK", help="Detach the service from a network (tasks are replaced).")] = None,
-    update_parallelism: Annotated[int | None, typer.Option("--update-parallelism", min=0, metavar="N", help="Tasks updated at once (0 = all; default 1).")] = None,
-    update_delay: Annotated[str | None, typer.Option("--update-delay", metavar="DURATION", help="Delay between updates (default 0s).")] = None,
-    update_failure_action: Annotated[str | None, typer.Option("--update-failure-action", metavar="ACTION", help="pause, continue or rollback (default pause).")] = None,
-    update_monitor: Annotated[str | None, typer.Option("--update-monitor", metavar="DURATION", help="Time a new task must stay healthy (default 5s).")] = None,
-    update_max_failure_ratio: Annotated[float | None, typer.Option("--update-max-failure-ratio", metavar="RATIO", help="Failure rate tolerated (default 0).")] = None,
-    update_order: Annotated[str | None, typer.Option("--update-order", metavar="ORDER", help="stop-first or start-first (default stop-first).")] = None,
-    update_canary: Annotated[int | None, typer.Option("--update-canary", min=0, metavar="N", help="Start N new tasks beside the old ones and wait for `service promote`.")] = None,
-    update_auto_promote: Annotated[bool | None, typer.Option("--update-auto-promote/--no-update-auto-promote", help="Promote canaries once healthy through the monitor period.")] = None,
+    network_add: Annotated[
+        list[str] | None,
+        typer.Option("--network-add", metavar="NETWORK", help="Attach the service to a network (tasks are replaced)."),
+    ] = None,
+    network_rm: Annotated[
+        list[str] | None,
+        typer.Option("--network-rm", metavar="NETWORK", help="Detach the service from a network (tasks are replaced)."),
+    ] = None,
+    update_parallelism: Annotated[
+        int | None, typer.Option("--update-parallelism", min=0, metavar="N", help="Tasks updated at once (0 = all; default 1).")
+    ] = None,
+    update_delay: Annotated[
+        str | None, typer.Option("--update-delay", metavar="DURATION", help="Delay between updates (default 0s).")
+    ] = None,
+    update_failure_action: Annotated[
+        str | None, typer.Option("--update-failure-action", metavar="ACTION", help="pause, continue or rollback (default pause).")
+    ] = None,
+    update_monitor: Annotated[
+        str | None, typer.Option("--update-monitor", metavar="DURATION", help="Time a new task must stay healthy (default 5s).")
+    ] = None,
+    update_max_failure_ratio: Annotated[
+        float | None, typer.Option("--update-max-failure-ratio", metavar="RATIO", help="Failure rate tolerated (default 0).")
+    ] = None,
+    update_order: Annotated[
+        str | None, typer.Option("--update-order", metavar="ORDER", help="stop-first or start-first (default stop-first).")
+    ] = None,
+    update_canary: Annotated[
+        int | None,
+        typer.Option(
+            "--update-canary", min=0, metavar="N", help="Start N new tasks beside the old ones and wait for `service promote`."
+        ),
+    ] = None,
+    update_auto_promote: Annotated[
+        bool | None,
+        typer.Option(
+            "--update-auto-promote/--no-update-auto-promote", help="Promote canaries once healthy through the monitor period."
+        ),
+    ] = None,
     rollback_parallelism: Annotated[int | None, typer.Option("--rollback-parallelism", min=0, metavar="N")] = None,
     rollback_delay: Annotated[str | None, typer.Option("--rollback-delay", metavar="DURATION")] = None,
-    rollback_failure_action: Annotated[str | None, typer.Option("--rollback-failure-action", metavar="ACTION", help="pause or continue.")] = None,
+    rollback_failure_action: Annotated[
+        str | None, typer.Option("--rollback-failure-action", metavar="ACTION", help="pause or continue.")
+    ] = None,
     rollback_monitor: Annotated[str | None, typer.Option("--rollback-monitor", metavar="DURATION")] = None,
     rollback_max_failure_ratio: Annotated[float | None, typer.Option("--rollback-max-failure-ratio", metavar="RATIO")] = None,
     rollback_order: Annotated[str | None, typer.Option("--rollback-order", metavar="ORDER")] = None,
@@ -397,26 +446,65 @@ def update_cmd(
     import os
 
     limit = _opt(parse_duration, timeout, "--timeout")
-    upd = Policy(update_parallelism, update_delay, update_failure_action, update_monitor, update_max_failure_ratio,
-                 update_order, update_canary, update_auto_promote)
-    rb = Policy(rollback_parallelism, rollback_delay, rollback_failure_action, rollback_monitor,
-                rollback_max_failure_ratio, rollback_order)
+    upd = Policy(
+        update_parallelism,
+        update_delay,
+        update_failure_action,
+        update_monitor,
+        update_max_failure_ratio,
+        update_order,
+        update_canary,
+        update_auto_promote,
+    )
+    rb = Policy(
+        rollback_parallelism,
+        rollback_delay,
+        rollback_failure_action,
+        rollback_monitor,
+        rollback_max_failure_ratio,
+        rollback_order,
+    )
     with connect(ctx) as d:
         before = d.call(d.stub.GetService, cpb.GetServiceRequest(ref=service_ref)).service
         spec = apply_flags(
-            before.spec, image=image, args=args, env_add=env_add or [], env_rm=env_rm or [], replicas=replicas,
-            constraint_add=constraint_add or [], constraint_rm=constraint_rm or [], reserve_cpu=reserve_cpu,
-            reserve_memory=reserve_memory, limit_cpu=limit_cpu, limit_memory=limit_memory,
-            restart_condition=restart_condition, restart_delay=restart_delay,
-            restart_max_attempts=restart_max_attempts, restart_window=restart_window,
-            stop_grace_period=stop_grace_period, health_cmd=health_cmd, health_interval=health_interval,
-            health_timeout=health_timeout, health_retries=health_retries, health_start_period=health_start_period,
-            no_healthcheck=no_healthcheck, force=force, update=upd, rollback=rb, environ=os.environ,
+            before.spec,
+            image=image,
+            args=args,
+            env_add=env_add or [],
+            env_rm=env_rm or [],
+            replicas=replicas,
+            constraint_add=constraint_add or [],
+            constraint_rm=constraint_rm or [],
+            reserve_cpu=reserve_cpu,
+            reserve_memory=reserve_memory,
+            limit_cpu=limit_cpu,
+            limit_memory=limit_memory,
+            restart_condition=restart_condition,
+            restart_delay=restart_delay,
+            restart_max_attempts=restart_max_attempts,
+            restart_window=restart_window,
+            stop_grace_period=stop_grace_period,
+            health_cmd=health_cmd,
+            health_interval=health_interval,
+            health_timeout=health_timeout,
+            health_retries=health_retries,
+            health_start_period=health_start_period,
+            no_healthcheck=no_healthcheck,
+            force=force,
+            update=upd,
+            rollback=rb,
+            environ=os.environ,
         )
         if network_add or network_rm:
-            spec = apply_network_changes(spec, network_add or [], network_rm or [],
-                                         lambda ref: d.call(d.stub.GetNetwork, cpb.GetNetworkRequest(ref=ref)).network)
-        svc = d.call(d.stub.UpdateService, cpb.UpdateServiceRequest(ref=before.id, version=before.meta.version, spec=spec)).service
+            spec = apply_network_changes(
+                spec,
+                network_add or [],
+                network_rm or [],
+                lambda ref: d.call(d.stub.GetNetwork, cpb.GetNetworkRequest(ref=ref)).network,
+            )
+        svc = d.call(
+            d.stub.UpdateService, cpb.UpdateServiceRequest(ref=before.id, version=before.meta.version, spec=spec)
+        ).service
         typer.echo(svc.spec.name)
         if detach:
             return
@@ -425,6 +513,7 @@ def update_cmd(
             code = watch_update(d, svc.id, svc.update_status.started_at, quiet=quiet, timeout=limit)
         else:
             from swarmlet.cli.progress import watch
+
             code = watch(d, svc.id, quiet=quiet, timeout=limit)
     if code:
         raise typer.Exit(code)

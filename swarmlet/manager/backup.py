@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.manager import state as st
+from swarmlet.core import state as st
 
 FORMAT = "swarmlet-backup"
 FORMAT_VERSION = 1
@@ -47,8 +47,13 @@ def encode(snap: st.Snapshot, now: float | None = None) -> bytes:
         "created_at": time.time() if now is None else now,
         "cluster_id": cluster.id if cluster else "",
         "store_version": snap.version,
-        "counts": {"clusters": len(snap.clusters), "nodes": len(snap.nodes), "services": len(snap.services),
-                   "tasks": len(snap.tasks), "networks": len(snap.networks)},
+        "counts": {
+            "clusters": len(snap.clusters),
+            "nodes": len(snap.nodes),
+            "services": len(snap.services),
+            "tasks": len(snap.tasks),
+            "networks": len(snap.networks),
+        },
         "body": "swarmlet.api.BackupTables",
         "body_bytes": len(body),
         "body_sha256": hashlib.sha256(body).hexdigest(),
@@ -68,7 +73,9 @@ def decode(data: bytes) -> st.Snapshot:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise BackupError("not a swarmlet backup (wrong format name)")
     if header.get("version") != FORMAT_VERSION:
-        raise BackupError(f"backup format version {header.get('version')} is not supported (this swarmlet reads version {FORMAT_VERSION})")
+        raise BackupError(
+            f"backup format version {header.get('version')} is not supported (this swarmlet reads version {FORMAT_VERSION})"
+        )
     if len(body) != header.get("body_bytes") or hashlib.sha256(body).hexdigest() != header.get("body_sha256"):
         raise BackupError("the backup is truncated or corrupted (size or checksum mismatch)")
     tables = cpb.BackupTables.FromString(body)
@@ -122,7 +129,7 @@ def bootstrap_batches(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reason
     objects.extend(snap.tasks[k] for k in sorted(snap.tasks))
     for i in range(0, len(objects), SEED_BATCH):
         actions = []
-        for obj in objects[i:i + SEED_BATCH]:
+        for obj in objects[i : i + SEED_BATCH]:
             o = type(obj)()
             o.CopyFrom(obj)
             o.meta.version = 0

@@ -16,8 +16,7 @@ import hmac
 import ipaddress
 import logging
 import secrets
-import string
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 from cryptography import x509
@@ -26,9 +25,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from swarmlet import tls
+from swarmlet import errors, rpc, tls
 from swarmlet.api import ca_pb2, ca_pb2_grpc
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.ids import new_id
 from swarmlet.tls import (  # noqa: F401  (re-exported)
     MANAGER_SAN,
     NODE_SAN,
@@ -53,12 +53,10 @@ NODE_CERT_VALIDITY = datetime.timedelta(days=90)
 # certificate "not yet valid" for them would fail every handshake.
 _CLOCK_SKEW = datetime.timedelta(minutes=5)
 
-_NODE_ID_ALPHABET = string.ascii_lowercase + string.digits
-NODE_ID_LENGTH = 25
 _TOKEN_SECRET_BYTES = 20  # 160 bits -> 32 base32 characters
 
 
-class CSRError(ValueError):
+class CSRError(errors.Invalid):
     """A certificate signing request cannot be signed."""
 
 
@@ -70,7 +68,7 @@ def create_root_ca() -> pb.RootCA:
     pathlen 0: it signs node certificates only, never intermediates."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ROOT_CA_CN)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
         x509.CertificateBuilder()
@@ -100,9 +98,7 @@ def create_root_ca() -> pb.RootCA:
         .sign(key, hashes.SHA256())
     )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return pb.RootCA(cert_pem=cert_pem, key_pem=key_pem, digest=ca_digest(cert_pem))
 
 
@@ -136,12 +132,6 @@ def token_role(cluster: pb.Cluster, token: str) -> str:
     raise TokenError("invalid join token")
 
 
-def new_node_id() -> str:
-    """25 random lowercase alphanumerics (~129 bits): unguessable and
-    collision-free without coordination."""
-    return "".join(secrets.choice(_NODE_ID_ALPHABET) for _ in range(NODE_ID_LENGTH))
-
-
 # ---------------------------------------------------------------- node certificates
 
 
@@ -158,9 +148,7 @@ def _check_public_key(key: object) -> None:
         raise CSRError(f"unsupported key type {type(key).__name__} (use EC P-256)")
 
 
-def sign_node_csr(
-    root_ca: pb.RootCA, csr_pem: bytes, node_id: str, role: str, cluster_id: str, ip: str
-) -> bytes:
+def sign_node_csr(root_ca: pb.RootCA, csr_pem: bytes, node_id: str, role: str, cluster_id: str, ip: str) -> bytes:
     """A node certificate (PEM) for the CSR's key, valid 90 days (never past
     the CA's own expiry).
 
@@ -189,7 +177,7 @@ def sign_node_csr(
 
     ca_cert = x509.load_pem_x509_certificate(root_ca.cert_pem)
     ca_key = serialization.load_pem_private_key(root_ca.key_pem, password=None)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     not_after = min(now + NODE_CERT_VALIDITY, ca_cert.not_valid_after_utc)
     dns = [NODE_SAN] + ([MANAGER_SAN] if role == ROLE_MANAGER else [])
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
@@ -239,9 +227,7 @@ def sign_node_csr(
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def issue_local_certificate(
-    root_ca: pb.RootCA, node_id: str, role: str, cluster_id: str, ip: str
-) -> tuple[bytes, bytes]:
+def issue_local_certificate(root_ca: pb.RootCA, node_id: str, role: str, cluster_id: str, ip: str) -> tuple[bytes, bytes]:
     """(key_pem, cert_pem) for a node that holds the CA itself: the first
     manager at `init`, which has nobody to send a CSR to."""
     key_pem = new_node_key()
@@ -251,17 +237,9 @@ def issue_local_certificate(
 # ---------------------------------------------------------------- the CA service
 
 
-class RegistrationError(Exception):
-    """Raised by a `register_node` callable to refuse a join; `code` is the
-    gRPC status the joiner sees (e.g. UNAVAILABLE when this manager cannot
-    commit to the store right now, FAILED_PRECONDITION for a policy refusal)."""
-
-    def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-# register_node(node_id, role, request, peer_ip) -> managers' mTLS api addresses
+# register_node(node_id, role, request, peer_ip) -> managers' mTLS api addresses.
+# It refuses a join by raising a swarmlet.errors error (Unavailable when this
+# manager cannot commit right now, FailedPrecondition for a policy refusal).
 RegisterNode = Callable[[str, str, ca_pb2.IssueNodeCertificateRequest, str], list[str]]
 
 
@@ -282,8 +260,12 @@ class CAServicer(ca_pb2_grpc.CAServicer):
     the only credential. Kept free of the store: it reads the cluster and
     records nodes through the two callables it is given."""
 
-    def __init__(self, get_cluster: Callable[[], pb.Cluster | None], register_node: RegisterNode,
-                 raft_peers: Callable[[], list[str]] | None = None) -> None:
+    def __init__(
+        self,
+        get_cluster: Callable[[], pb.Cluster | None],
+        register_node: RegisterNode,
+        raft_peers: Callable[[], list[str]] | None = None,
+    ) -> None:
         self._get_cluster = get_cluster
         self._register_node = register_node
         # The Raft members a joining manager starts with (it is one already).
@@ -305,7 +287,7 @@ class CAServicer(ca_pb2_grpc.CAServicer):
         # it is the right IP SAN; behind NAT the peer address would be wrong.
         # (IP SANs are informational: hostname checks use swarmlet-node.)
         cert_ip = _advertised_ip(request.addr) or peer_ip
-        node_id = new_node_id()
+        node_id = new_id()
         try:
             cert_pem = sign_node_csr(cluster.root_ca, request.csr_pem, node_id, role, cluster.id, cert_ip)
         except CSRError as e:
@@ -314,8 +296,8 @@ class CAServicer(ca_pb2_grpc.CAServicer):
         # Sign first, register second: a bad CSR must not leave a node record.
         try:
             managers = self._register_node(node_id, role, request, peer_ip)
-        except RegistrationError as e:
-            context.abort(e.code, f"cannot register the node: {e}")
+        except errors.SwarmletError as e:
+            context.abort(rpc.status_code(e), f"cannot register the node: {e}")
         except Exception as e:  # noqa: BLE001  (the joiner needs a message, not "Unknown")
             log.exception("registering joining node %s failed", node_id)
             context.abort(grpc.StatusCode.INTERNAL, f"cannot register the node: {e}")

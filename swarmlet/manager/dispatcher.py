@@ -12,18 +12,18 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import grpc
 
-from swarmlet import tls
+from swarmlet import errors, rpc, tls
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.manager import state as st
-from swarmlet.manager.endpoints import AssignmentCache
+from swarmlet.core import state as st
+from swarmlet.core.endpoints import all_assignments
 from swarmlet.manager.store import Store, StoreError
 
 # Trailing metadata key on a follower's refusal: the leader's api address, so
@@ -55,6 +55,22 @@ def manager_addrs(snap: st.Snapshot) -> list[str]:
     )
 
 
+class AssignmentCache:
+    """all_assignments computed once per store version, shared by sessions."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version = -1
+        self._value: dict[str, list[dpb.NetworkAssignment]] = {}
+
+    def for_node(self, snap: st.Snapshot, node_id: str) -> list[dpb.NetworkAssignment]:
+        with self._lock:
+            if snap.version != self._version:
+                self._value = all_assignments(snap)
+                self._version = snap.version
+            return list(self._value.get(node_id, []))
+
+
 @dataclass
 class _Session:
     session_id: str
@@ -70,8 +86,8 @@ class Dispatcher(dgrpc.DispatcherServicer):
         # from the control API (promotion/demotion touches Raft membership).
         self._renew_role = renew_role
         self._lock = threading.Lock()
-        self._sessions: dict[str, _Session] = {}     # session id -> session
-        self._last_seen: dict[str, float] = {}       # node id -> monotonic time of last sign of life
+        self._sessions: dict[str, _Session] = {}  # session id -> session
+        self._last_seen: dict[str, float] = {}  # node id -> monotonic time of last sign of life
         self._pending: list[tuple[spb.StoreAction, threading.Event, dict]] = []
         self._pending_cond = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -141,8 +157,14 @@ class Dispatcher(dgrpc.DispatcherServicer):
         context.add_callback(sess.closed.set)
         status = pb.NodeStatus(state=pb.NodeStatus.READY, addr=request.addr, timestamp=time.time(), message="session started")
         try:
-            self._submit([spb.StoreAction(node_status=spb.NodeStatusAction(
-                node_id=ident.node_id, status=status, description=request.description))], wait=5.0)
+            self._submit(
+                [
+                    spb.StoreAction(
+                        node_status=spb.NodeStatusAction(node_id=ident.node_id, status=status, description=request.description)
+                    )
+                ],
+                wait=5.0,
+            )
             self._record_api_addr(ident.node_id, request.addr, request.api_addr, request.raft_addr)
         except StoreError as e:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot register the session: {e}")
@@ -187,8 +209,12 @@ class Dispatcher(dgrpc.DispatcherServicer):
         if node is not None and (node.status.state != pb.NodeStatus.READY or request.HasField("description")):
             # Back from a partition with its session intact (alive again), or
             # its description changed (an image was loaded, say).
-            status = pb.NodeStatus(state=pb.NodeStatus.READY, addr=node.status.addr, timestamp=time.time(),
-                                   message="heartbeat resumed" if node.status.state != pb.NodeStatus.READY else node.status.message)
+            status = pb.NodeStatus(
+                state=pb.NodeStatus.READY,
+                addr=node.status.addr,
+                timestamp=time.time(),
+                message="heartbeat resumed" if node.status.state != pb.NodeStatus.READY else node.status.message,
+            )
             a = spb.NodeStatusAction(node_id=ident.node_id, status=status)
             if request.HasField("description"):
                 a.description.CopyFrom(request.description)
@@ -196,7 +222,9 @@ class Dispatcher(dgrpc.DispatcherServicer):
         period, _ = heartbeat_settings(snap)
         return dpb.HeartbeatResponse(period=period)
 
-    def UpdateTaskStatus(self, request: dpb.UpdateTaskStatusRequest, context: grpc.ServicerContext) -> dpb.UpdateTaskStatusResponse:
+    def UpdateTaskStatus(
+        self, request: dpb.UpdateTaskStatusRequest, context: grpc.ServicerContext
+    ) -> dpb.UpdateTaskStatusResponse:
         ident = self._identity(context)
         sess = self._session(request.session_id, context, ident)
         with self._lock:
@@ -216,12 +244,10 @@ class Dispatcher(dgrpc.DispatcherServicer):
         ident = self._identity(context)
         if self._renew_role is None:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "role changes are not served here")
-        from swarmlet.manager.controlapi import ApiError
-
         try:
             cert, role, secret, peers = self._renew_role(ident.node_id, request.csr_pem)
-        except ApiError as e:
-            context.abort(e.code, str(e))
+        except errors.SwarmletError as e:
+            rpc.abort(context, e)
         return dpb.RenewRoleResponse(cert_pem=cert, role=role, raft_secret=secret, raft_peers=peers)
 
     def _record_api_addr(self, node_id: str, addr: str, api_addr: str, raft_addr: str = "") -> None:
@@ -302,10 +328,19 @@ class Dispatcher(dgrpc.DispatcherServicer):
                     with self._lock:
                         for s in [s for s in self._sessions.values() if s.node_id == node.id]:
                             s.closed.set()
-                    actions.append(spb.StoreAction(node_status=spb.NodeStatusAction(
-                        node_id=node.id,
-                        status=pb.NodeStatus(state=pb.NodeStatus.DOWN, addr=node.status.addr, timestamp=time.time(),
-                                             message=f"heartbeat failure: none for {now - seen:.1f}s"))))
+                    actions.append(
+                        spb.StoreAction(
+                            node_status=spb.NodeStatusAction(
+                                node_id=node.id,
+                                status=pb.NodeStatus(
+                                    state=pb.NodeStatus.DOWN,
+                                    addr=node.status.addr,
+                                    timestamp=time.time(),
+                                    message=f"heartbeat failure: none for {now - seen:.1f}s",
+                                ),
+                            )
+                        )
+                    )
             if actions:
                 try:
                     self._submit(actions, wait=2.0)

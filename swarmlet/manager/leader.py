@@ -5,15 +5,13 @@ restart delays are time-based)."""
 from __future__ import annotations
 
 import logging
-import secrets
-import string
 import threading
 import time
 
 from swarmlet.api import store_pb2 as spb
-from swarmlet.manager import planner
-from swarmlet.manager import state as st
-from swarmlet.manager import updater
+from swarmlet.core import planner, updater
+from swarmlet.core import state as st
+from swarmlet.ids import new_id
 from swarmlet.manager.store import ConflictError, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -22,12 +20,6 @@ log = logging.getLogger(__name__)
 # batch size (LIBRARIES.md), so a big round is proposed in slices. The loop is
 # level-triggered: whatever a slice leaves out is planned again next round.
 MAX_ACTIONS_PER_BATCH = 2000
-
-_ALPHABET = string.ascii_lowercase + string.digits
-
-
-def new_task_id() -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(25))
 
 
 def split_plan(snap: st.Snapshot, actions: list[spb.StoreAction], limit: int) -> list[spb.StoreAction]:
@@ -65,7 +57,7 @@ class LeaderLoop:
             snap = self._store.snapshot()
             try:
                 # plan_round never mutates the snapshot (copy-on-write), so no copy.
-                actions = planner.plan_round(snap, time.time(), new_task_id)
+                actions = planner.plan_round(snap, time.time(), new_id)
             except Exception:
                 log.exception("planning failed")
                 self._stop.wait(1.0)

@@ -24,28 +24,28 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
 
+from swarmlet import errors
 from swarmlet.compat import restore_inet_ntop
 
 restore_inet_ntop()  # pysyncobj breaks socket.inet_ntop on import (see compat.py)
 
-from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.manager import state as st
+from swarmlet.core import state as st
 
 log = logging.getLogger(__name__)
 
 # Bound on request ids remembered for idempotent retries.
 _MAX_REQUEST_IDS = 4096
 
-_TABLE_TYPES = {"nodes": pb.Node, "services": pb.Service, "tasks": pb.Task, "clusters": pb.Cluster, "networks": pb.Network}
+_TABLE_TYPES = st.TABLE_TYPES
 
 
-class StoreError(Exception):
+class StoreError(errors.Unavailable):
     """A proposal was not committed; `retryable` tells whether to try again."""
 
     def __init__(self, message: str, retryable: bool = True) -> None:
@@ -57,9 +57,11 @@ class NotLeader(StoreError):
     pass
 
 
-class ConflictError(StoreError):
+class ConflictError(errors.Conflict, StoreError):
+    """Committed, but a precondition of the batch failed (nothing applied)."""
+
     def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
+        StoreError.__init__(self, message, retryable=False)
 
 
 class QuorumLost(StoreError):
@@ -109,7 +111,9 @@ class RaftTimings:
         if self.append_entries_period <= 0 or self.tick_period <= 0:
             raise ValueError("raft periods must be positive")
         if self.raft_min_timeout <= 3 * self.append_entries_period:
-            raise ValueError(f"election timeout min {self.raft_min_timeout}s must exceed 3 x append period ({self.append_entries_period}s)")
+            raise ValueError(
+                f"election timeout min {self.raft_min_timeout}s must exceed 3 x append period ({self.append_entries_period}s)"
+            )
         if self.raft_max_timeout < self.raft_min_timeout:
             raise ValueError("election timeout max must be >= min")
         if self.leader_fallback_timeout <= self.append_entries_period:
@@ -174,8 +178,7 @@ class _StateMachine(SyncObjConsumer):
             "format": 1,
             "version": snap.version,
             "tables": {
-                table: {oid: obj.SerializeToString() for oid, obj in getattr(snap, table).items()}
-                for table in _TABLE_TYPES
+                table: {oid: obj.SerializeToString() for oid, obj in getattr(snap, table).items()} for table in _TABLE_TYPES
             },
             "applied_ids": [(k, v.SerializeToString()) for k, v in self._applied_ids.items()],
         }
@@ -449,20 +452,10 @@ class Store:
     def state_digest(self) -> str:
         """sha256 of the applied state: every object's deterministic bytes and
         the version. Two managers that applied the same log agree on it."""
-        return state_digest(self.snapshot())
+        return st.state_digest(self.snapshot())
 
     def close(self) -> None:
         try:
             self._obj.destroy_synchronous()
         except Exception:
             log.exception("closing the raft node")
-
-
-def state_digest(snap: st.Snapshot) -> str:
-    h = hashlib.sha256(f"v{snap.version}".encode())
-    for table in _TABLE_TYPES:
-        for oid in sorted(getattr(snap, table)):
-            raw = getattr(snap, table)[oid].SerializeToString(deterministic=True)
-            h.update(f"|{table}/{oid}/{len(raw)}|".encode())
-            h.update(raw)
-    return h.hexdigest()

@@ -84,8 +84,11 @@ def cluster(testbed):
     for h in (h2, h3):
         r = ok(testbed, h, "join", "--token", token, f"{h1.ip}:4242")
         assert "joined" in r.stdout
-    wait_for(lambda: all(n.status.state == pb.NodeStatus.READY for n in nodes_by_name(h1).values())
-             and len(nodes_by_name(h1)) == 3, 30, "3 nodes READY")
+    wait_for(
+        lambda: all(n.status.state == pb.NodeStatus.READY for n in nodes_by_name(h1).values()) and len(nodes_by_name(h1)) == 3,
+        30,
+        "3 nodes READY",
+    )
     return h1, h2, h3, h4, token
 
 
@@ -146,10 +149,17 @@ def test_unreachable_manager_join_refused(testbed, cluster):
 def test_join_with_port_in_use_refused(testbed, cluster):
     h1, _, _, h4, token = cluster
     holder = subprocess.Popen(
-        ["nsenter", f"--net=/run/netns/{h4.netns}", sys.executable, "-c",
-         "import socket,sys; s=socket.socket(); s.bind((sys.argv[1], 4244)); s.listen(); print('ok', flush=True); s.accept()",
-         h4.ip],
-        stdout=subprocess.PIPE, text=True)
+        [
+            "nsenter",
+            f"--net=/run/netns/{h4.netns}",
+            sys.executable,
+            "-c",
+            "import socket,sys; s=socket.socket(); s.bind((sys.argv[1], 4244)); s.listen(); print('ok', flush=True); s.accept()",
+            h4.ip,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ok"
         r = fails(testbed, h4, "join", "--token", token, f"{h1.ip}:4242")
@@ -164,8 +174,11 @@ def test_create_spreads_12_replicas_over_3_hosts(testbed, cluster):
     h1, h2, h3, _, _ = cluster
     r = ok(testbed, h1, "service", "create", "--name", "spread", "--replicas", "12", IMAGE, "sleep", "3600")
     assert "converged" in r.stdout.lower()
-    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "spread") == {"h1": 4, "h2": 4, "h3": 4},
-             30, "4 containers of spread on each host")
+    wait_for(
+        lambda: running_per_host(testbed, (h1, h2, h3), "spread") == {"h1": 4, "h2": 4, "h3": 4},
+        30,
+        "4 containers of spread on each host",
+    )
     assert len(running_tasks(h1, "spread")) == 12
     ls = json.loads(ok(testbed, h1, "service", "ls", "--format", "json").stdout)
     entry = [s for s in ls["services"] if s["service"]["spec"]["name"] == "spread"][0]
@@ -183,8 +196,11 @@ def test_scale_up_and_down(testbed, cluster):
     wait_for(lambda: sum(running_per_host(testbed, (h1, h2, h3), "spread").values()) == 15, 30, "15 containers")
     assert sorted(running_per_host(testbed, (h1, h2, h3), "spread").values()) == [5, 5, 5]
     ok(testbed, h1, "service", "scale", "spread=3")
-    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "spread") == {"h1": 1, "h2": 1, "h3": 1},
-             30, "1 container of spread per host")
+    wait_for(
+        lambda: running_per_host(testbed, (h1, h2, h3), "spread") == {"h1": 1, "h2": 1, "h3": 1},
+        30,
+        "1 container of spread per host",
+    )
     assert len(running_tasks(h1, "spread")) == 3
 
 
@@ -193,8 +209,11 @@ def test_killed_container_is_replaced(testbed, cluster):
     victim = containers(testbed, h2, "spread")[0]
     victim_task = victim.labels["swarmlet.task.id"]
     victim.kill()
-    wait_for(lambda: len(running_tasks(h1, "spread")) == 3 and victim_task not in {t.id for t in running_tasks(h1, "spread")},
-             30, "a replacement task running")
+    wait_for(
+        lambda: len(running_tasks(h1, "spread")) == 3 and victim_task not in {t.id for t in running_tasks(h1, "spread")},
+        30,
+        "a replacement task running",
+    )
     dead = [t for t in tasks(h1, "spread") if t.id == victim_task][0]
     assert dead.status.state == pb.FAILED
     assert "137" in dead.status.err
@@ -210,8 +229,9 @@ def test_cut_off_host_tasks_rescheduled(testbed, cluster):
     testbed.cut(h3)
     try:
         wait_for(lambda: nodes_by_name(h1)["h3"].status.state == pb.NodeStatus.DOWN, 20, "h3 marked down")
-        wait_for(lambda: running_per_host(testbed, (h1, h2), "spread") == {"h1": 3, "h2": 3}, 30,
-                 "6 replicas running on h1 and h2")
+        wait_for(
+            lambda: running_per_host(testbed, (h1, h2), "spread") == {"h1": 3, "h2": 3}, 30, "6 replicas running on h1 and h2"
+        )
         nodes = {n.id: n.description.hostname for n in api(h1).ListNodes(cpb.ListNodesRequest()).nodes}
         assert all(nodes[t.node_id] != "h3" for t in running_tasks(h1, "spread"))
     finally:
@@ -264,8 +284,23 @@ def test_manager_restart_keeps_state(testbed, cluster):
 
 def test_restart_policy_none_and_logs(testbed, cluster):
     h1, h2, h3, _, _ = cluster
-    ok(testbed, h1, "service", "create", "--name", "once", "--replicas", "3", "--restart-condition", "none", "--detach",
-       IMAGE, "sh", "-c", "echo hello-from-$(hostname); exit 3")
+    ok(
+        testbed,
+        h1,
+        "service",
+        "create",
+        "--name",
+        "once",
+        "--replicas",
+        "3",
+        "--restart-condition",
+        "none",
+        "--detach",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hello-from-$(hostname); exit 3",
+    )
     wait_for(lambda: len([t for t in tasks(h1, "once") if t.status.state == pb.FAILED]) == 3, 30, "3 failed tasks")
     # Not restarted: still exactly 3 tasks.
     assert len(tasks(h1, "once")) == 3
@@ -281,11 +316,17 @@ def test_image_missing_on_a_node_is_rejected_and_placed_elsewhere(testbed, clust
     for h in (h1, h2):
         testbed.docker(h).images.get(IMAGE).tag("swarmlet-test", "partial")
     try:
-        wait_for(lambda: all("swarmlet-test:partial" in nodes_by_name(h1)[n].description.images for n in ("h1", "h2")),
-                 30, "the new tag reported by h1 and h2")
+        wait_for(
+            lambda: all("swarmlet-test:partial" in nodes_by_name(h1)[n].description.images for n in ("h1", "h2")),
+            30,
+            "the new tag reported by h1 and h2",
+        )
         ok(testbed, h1, "service", "create", "--name", "partial", "--replicas", "6", "swarmlet-test:partial", "sleep", "3600")
-        wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "partial") == {"h1": 3, "h2": 3, "h3": 0}, 30,
-                 "6 replicas on h1 and h2 only")
+        wait_for(
+            lambda: running_per_host(testbed, (h1, h2, h3), "partial") == {"h1": 3, "h2": 3, "h3": 0},
+            30,
+            "6 replicas on h1 and h2 only",
+        )
         rejected = [t for t in tasks(h1, "partial") if t.status.state == pb.REJECTED]
         for t in rejected:
             assert "not found" in t.status.err
@@ -329,8 +370,27 @@ def test_unschedulable_progress_fails_with_reason(testbed, cluster):
 
 def test_inspect_and_info_json(testbed, cluster):
     h1, h2, _, _, _ = cluster
-    ok(testbed, h1, "service", "create", "--name", "insp", "--replicas", "2", "--env", "A=1", "--label", "team=x",
-       "--reserve-memory", "8M", "--restart-condition", "on-failure", IMAGE, "sleep", "3600")
+    ok(
+        testbed,
+        h1,
+        "service",
+        "create",
+        "--name",
+        "insp",
+        "--replicas",
+        "2",
+        "--env",
+        "A=1",
+        "--label",
+        "team=x",
+        "--reserve-memory",
+        "8M",
+        "--restart-condition",
+        "on-failure",
+        IMAGE,
+        "sleep",
+        "3600",
+    )
     (svc,) = json.loads(ok(testbed, h1, "service", "inspect", "insp").stdout)
     spec = svc["spec"]
     assert spec["name"] == "insp" and spec["labels"] == {"team": "x"}
@@ -360,24 +420,28 @@ def test_worker_leave_then_node_rm(testbed, cluster):
     assert "h3" not in nodes_by_name(h1)
     # A host that left can join again, as a new node.
     ok(testbed, h3, "join", "--token", token, f"{h1.ip}:4242")
-    wait_for(lambda: nodes_by_name(h1).get("h3") is not None
-             and nodes_by_name(h1)["h3"].status.state == pb.NodeStatus.READY, 30, "h3 joined again")
+    wait_for(
+        lambda: nodes_by_name(h1).get("h3") is not None and nodes_by_name(h1)["h3"].status.state == pb.NodeStatus.READY,
+        30,
+        "h3 joined again",
+    )
     ok(testbed, h1, "service", "rm", "lv")
 
 
 def test_global_service_follows_nodes(testbed, cluster):
     h1, h2, h3, _, _ = cluster
     ok(testbed, h1, "service", "create", "--name", "glob", "--mode", "global", IMAGE, "sleep", "3600")
-    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "glob") == {"h1": 1, "h2": 1, "h3": 1}, 30,
-             "one glob task per node")
+    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "glob") == {"h1": 1, "h2": 1, "h3": 1}, 30, "one glob task per node")
     ok(testbed, h1, "node", "update", "--availability", "drain", "h2")
     try:
-        wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "glob") == {"h1": 1, "h2": 0, "h3": 1}, 30,
-                 "no glob task on drained h2")
+        wait_for(
+            lambda: running_per_host(testbed, (h1, h2, h3), "glob") == {"h1": 1, "h2": 0, "h3": 1},
+            30,
+            "no glob task on drained h2",
+        )
     finally:
         ok(testbed, h1, "node", "update", "--availability", "active", "h2")
-    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "glob") == {"h1": 1, "h2": 1, "h3": 1}, 30,
-             "glob back on h2")
+    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "glob") == {"h1": 1, "h2": 1, "h3": 1}, 30, "glob back on h2")
     ok(testbed, h1, "service", "rm", "glob")
 
 
@@ -388,11 +452,23 @@ def test_reservations_never_exceed_capacity(testbed, cluster):
     assert mem > 0
     # Each node fits exactly two of these; the seventh replica cannot be placed.
     per_task_mib = int(mem * 0.4) // (1024 * 1024)
-    r = testbed.cli(h1, "service", "create", "--name", "big", "--replicas", "7", "--reserve-memory", f"{per_task_mib}M",
-                    IMAGE, "sleep", "3600", timeout=60)
+    r = testbed.cli(
+        h1,
+        "service",
+        "create",
+        "--name",
+        "big",
+        "--replicas",
+        "7",
+        "--reserve-memory",
+        f"{per_task_mib}M",
+        IMAGE,
+        "sleep",
+        "3600",
+        timeout=60,
+    )
     assert r.returncode != 0 and "insufficient memory" in r.stderr, r.stderr
-    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "big") == {"h1": 2, "h2": 2, "h3": 2}, 30,
-             "two big tasks per node")
+    wait_for(lambda: running_per_host(testbed, (h1, h2, h3), "big") == {"h1": 2, "h2": 2, "h3": 2}, 30, "two big tasks per node")
     pending = [t for t in tasks(h1, "big") if t.status.state == pb.PENDING]
     assert len(pending) == 1 and "insufficient memory" in pending[0].status.err
     ok(testbed, h1, "service", "rm", "big")

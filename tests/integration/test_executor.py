@@ -13,15 +13,16 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import docker
 import docker.errors
 import pytest
 
-from swarmlet.agent import containers as cm
 from swarmlet.agent.executor import Executor
+from swarmlet.agent.runtime import containers as cm
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
 from tests.waiting import wait_for
@@ -149,7 +150,9 @@ def with_desired(task: pb.Task, desired: int) -> pb.Task:
     return t
 
 
-def test_runs_tasks_with_labels_and_names(client: docker.DockerClient, executor: Executor, reports: Reports, service: str) -> None:
+def test_runs_tasks_with_labels_and_names(
+    client: docker.DockerClient, executor: Executor, reports: Reports, service: str
+) -> None:
     tasks = [make_task(service, i) for i in (1, 2, 3)]
     executor.converge(tasks)
     for t in tasks:
@@ -178,7 +181,9 @@ def test_runs_tasks_with_labels_and_names(client: docker.DockerClient, executor:
     assert len(containers_of(client, service)) == 3
 
 
-def test_killed_container_fails_with_exit_code(client: docker.DockerClient, executor: Executor, reports: Reports, service: str) -> None:
+def test_killed_container_fails_with_exit_code(
+    client: docker.DockerClient, executor: Executor, reports: Reports, service: str
+) -> None:
     t = make_task(service, 1)
     executor.converge([t])
     cid = reports.wait_state(t.id, pb.RUNNING).container_id
@@ -222,7 +227,9 @@ def test_bad_command_fails_to_start(executor: Executor, reports: Reports, servic
     assert "no/such/binary" in st.err
 
 
-def test_shutdown_stops_and_keeps_then_remove_removes(client: docker.DockerClient, executor: Executor, reports: Reports, service: str) -> None:
+def test_shutdown_stops_and_keeps_then_remove_removes(
+    client: docker.DockerClient, executor: Executor, reports: Reports, service: str
+) -> None:
     t = make_task(service, 1)
     executor.converge([t])
     cid = reports.wait_state(t.id, pb.RUNNING).container_id
@@ -247,7 +254,9 @@ def test_remove_of_a_running_task(client: docker.DockerClient, executor: Executo
     wait_for(lambda: containers_of(client, service) == [], 10, "container removed")
 
 
-def test_task_dropped_from_the_set_is_removed(client: docker.DockerClient, executor: Executor, reports: Reports, service: str) -> None:
+def test_task_dropped_from_the_set_is_removed(
+    client: docker.DockerClient, executor: Executor, reports: Reports, service: str
+) -> None:
     keep, drop = make_task(service, 1), make_task(service, 2)
     executor.converge([keep, drop])
     reports.wait_state(keep.id, pb.RUNNING)
@@ -274,7 +283,9 @@ def test_new_executor_adopts_and_removes_orphans(client: docker.DockerClient, re
     client.api.kill(ids[dies.id])
     client.api.wait(ids[dies.id], timeout=10)
     # An unrelated container of another node must be left alone.
-    other = client.containers.create(IMAGE, labels={cm.LABEL_NODE_ID: "some-other-node", cm.LABEL_TASK_ID: "x"}, network_mode="none")
+    other = client.containers.create(
+        IMAGE, labels={cm.LABEL_NODE_ID: "some-other-node", cm.LABEL_TASK_ID: "x"}, network_mode="none"
+    )
     try:
         again = Reports()
         second = Executor(url, NODE, again)
@@ -322,7 +333,9 @@ def test_new_executor_adopts_and_removes_orphans(client: docker.DockerClient, re
         other.remove(force=True)
 
 
-def test_container_created_but_never_started_is_started(client: docker.DockerClient, executor: Executor, reports: Reports, service: str) -> None:
+def test_container_created_but_never_started_is_started(
+    client: docker.DockerClient, executor: Executor, reports: Reports, service: str
+) -> None:
     # As if the previous agent stopped between create and start.
     t = make_task(service, 1)
     host_config = client.api.create_host_config(**cm.host_config_kwargs(t))
@@ -343,7 +356,9 @@ def _healthy_task(service: str, test: list[str], args: list[str]) -> pb.Task:
     return t
 
 
-def test_failing_healthcheck_fails_the_task(client: docker.DockerClient, executor: Executor, reports: Reports, service: str) -> None:
+def test_failing_healthcheck_fails_the_task(
+    client: docker.DockerClient, executor: Executor, reports: Reports, service: str
+) -> None:
     t = _healthy_task(service, ["CMD", "false"], ["sleep", "3600"])
     executor.converge([t])
     st = reports.wait_state(t.id, pb.FAILED, timeout=20)
@@ -423,7 +438,9 @@ def test_quiet_followed_logs_can_be_closed(executor: Executor, reports: Reports,
     assert time.monotonic() - start < 2
 
 
-def test_events_stream_reconnects_without_missing_an_exit(client: docker.DockerClient, executor: Executor, reports: Reports, service: str) -> None:
+def test_events_stream_reconnects_without_missing_an_exit(
+    client: docker.DockerClient, executor: Executor, reports: Reports, service: str
+) -> None:
     t = make_task(service, 1)
     executor.converge([t])
     cid = reports.wait_state(t.id, pb.RUNNING).container_id
@@ -457,7 +474,9 @@ def term_image(client: docker.DockerClient) -> Iterator[str]:
     client.images.remove(tag, force=True)
 
 
-def test_slow_stops_do_not_delay_starts(client: docker.DockerClient, executor: Executor, reports: Reports, service: str, term_image: str) -> None:
+def test_slow_stops_do_not_delay_starts(
+    client: docker.DockerClient, executor: Executor, reports: Reports, service: str, term_image: str
+) -> None:
     slow = [make_task(service, i, image=term_image) for i in range(1, 11)]
     for t in slow:
         t.spec.container.stop_grace_period = 4

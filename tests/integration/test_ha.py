@@ -56,6 +56,7 @@ def digests_agree(hosts, timeout: float = 60) -> str:
     def same():
         d = digests(hosts)
         return d.pop() if len(d) == 1 and "down" not in d and "" not in d else None
+
     try:
         return wait_for(same, timeout, "equal state digests on every manager", interval=0.5)
     except AssertionError:
@@ -64,8 +65,12 @@ def digests_agree(hosts, timeout: float = 60) -> str:
             i = info(h)
             if i is not None:
                 rs = json.loads(i.raft_status or "{}")
-                seen[h.name] = (i.role, i.store_version, i.state_digest[:10],
-                                {k: rs.get(k) for k in ("state", "leader", "last_applied", "commit_idx", "partner_nodes_count")})
+                seen[h.name] = (
+                    i.role,
+                    i.store_version,
+                    i.state_digest[:10],
+                    {k: rs.get(k) for k in ("state", "leader", "last_applied", "commit_idx", "partner_nodes_count")},
+                )
         raise AssertionError(f"state digests differ: {seen}") from None
 
 
@@ -77,8 +82,12 @@ def restart(testbed, host, managers) -> None:
     testbed.start_swarmlet(host)
     wait_for(lambda: (i := info(host)) is not None and i.state == "active", 60, f"{host.name} back")
     others = [m for m in managers if m is not host]
-    wait_for(lambda: all(manager_status(testbed, o).get(host.name) in ("REACHABLE", "Leader") for o in others if info(o)),
-             60, f"{host.name} reachable again from the other managers", interval=0.5)
+    wait_for(
+        lambda: all(manager_status(testbed, o).get(host.name) in ("REACHABLE", "Leader") for o in others if info(o)),
+        60,
+        f"{host.name} reachable again from the other managers",
+        interval=0.5,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +101,12 @@ def cluster(testbed):
         assert "manager" in r.stdout
     ok(testbed, h4, "join", "--token", wtoken, f"{h1.ip}:4242")
     managers = (h1, h2, h3)
-    wait_for(lambda: manager_status(testbed, h1) == {"h1": "Leader", "h2": "REACHABLE", "h3": "REACHABLE"}, 60,
-             "3 managers, h1 leading, the others reachable", interval=0.5)
+    wait_for(
+        lambda: manager_status(testbed, h1) == {"h1": "Leader", "h2": "REACHABLE", "h3": "REACHABLE"},
+        60,
+        "3 managers, h1 leading, the others reachable",
+        interval=0.5,
+    )
     return managers, h4
 
 
@@ -123,9 +136,20 @@ def test_kill_leader_then_create_converges(testbed, cluster):
     assert new is not old
     ok(testbed, rest[0], "service", "create", "--name", "after-kill", "--replicas", "3", IMAGE, "sleep", "3600", timeout=180)
     restart(testbed, old, managers)
-    wait_for(lambda: len([t for t in api(rest[0]).ListTasks(cpb.ListTasksRequest(service_ref="after-kill")).tasks
-                          if t.status.state == pb.RUNNING and t.desired_state == pb.RUNNING]) == 3, 120,
-             "3 tasks of after-kill running")
+    wait_for(
+        lambda: (
+            len(
+                [
+                    t
+                    for t in api(rest[0]).ListTasks(cpb.ListTasksRequest(service_ref="after-kill")).tasks
+                    if t.status.state == pb.RUNNING and t.desired_state == pb.RUNNING
+                ]
+            )
+            == 3
+        ),
+        120,
+        "3 tasks of after-kill running",
+    )
     digests_agree(managers)
     ok(testbed, rest[0], "service", "rm", "after-kill")
 
@@ -143,8 +167,11 @@ def test_repeated_leader_kills_with_a_writer(testbed, cluster):
             name = f"w{i}"
             i += 1
             attempted += 1
-            spec = pb.ServiceSpec(name=name, task=pb.TaskSpec(container=pb.ContainerSpec(image=IMAGE, command=["sleep", "3600"])),
-                                  replicated=pb.ReplicatedService(replicas=0))
+            spec = pb.ServiceSpec(
+                name=name,
+                task=pb.TaskSpec(container=pb.ContainerSpec(image=IMAGE, command=["sleep", "3600"])),
+                replicated=pb.ReplicatedService(replicas=0),
+            )
             for m in managers:
                 if not testbed.swarmlet_running(m):
                     continue
@@ -193,7 +220,9 @@ def test_partitioned_leader_steps_down_and_rejoins(testbed, cluster):
         new = wait_for(lambda: leader_of(rest), 30, "the majority elects a leader")
         ok(testbed, new, "service", "create", "--detach", "--name", "majority-side", "--replicas", "0", IMAGE, "sleep", "1")
         # The cut-off leader cannot commit: it refuses writes, and steps down.
-        r = fails(testbed, old, "service", "create", "--detach", "--name", "minority-side", "--replicas", "0", IMAGE, "sleep", "1")
+        r = fails(
+            testbed, old, "service", "create", "--detach", "--name", "minority-side", "--replicas", "0", IMAGE, "sleep", "1"
+        )
         assert "quorum" in r.stderr.lower() or "leader" in r.stderr.lower(), r.stderr
         wait_for(lambda: not info(old).is_leader, 30, "the old leader steps down")
     finally:
@@ -223,8 +252,16 @@ def test_quorum_loss_fails_fast_containers_keep_running_then_recovers(testbed, c
     testbed.start_swarmlet(h2)
     testbed.start_swarmlet(h3)
     wait_for(lambda: leader_of((h1, h2, h3)), 60, "a leader again")
-    wait_for(lambda: testbed.cli(h1, "service", "create", "--detach", "--name", "after-quorum", "--replicas", "0",
-                                 IMAGE, "sleep", "1").returncode == 0, 60, "writes accepted again")
+    wait_for(
+        lambda: (
+            testbed.cli(
+                h1, "service", "create", "--detach", "--name", "after-quorum", "--replicas", "0", IMAGE, "sleep", "1"
+            ).returncode
+            == 0
+        ),
+        60,
+        "writes accepted again",
+    )
     digests_agree((h1, h2, h3))
     for n in ("survivor", "after-quorum"):
         ok(testbed, h1, "service", "rm", n)
@@ -273,18 +310,35 @@ def test_rolling_update_survives_leader_failover(testbed, cluster):
     for h in testbed.hosts[:4]:
         testbed.docker(h).images.get(IMAGE).tag("swarmlet-test", "roll2")
     try:
-        wait_for(lambda: all(new_image in n.description.images
-                             for n in api(other).ListNodes(cpb.ListNodesRequest()).nodes), 60,
-                 "every node reports the new image tag")
+        wait_for(
+            lambda: all(new_image in n.description.images for n in api(other).ListNodes(cpb.ListNodesRequest()).nodes),
+            60,
+            "every node reports the new image tag",
+        )
         ok(testbed, other, "service", "create", "--name", "roll", "--replicas", "4", IMAGE, "sleep", "3600", timeout=180)
 
         def on_new_image():
             ts = api(other).ListTasks(cpb.ListTasksRequest(service_ref="roll"), timeout=10).tasks
-            return [t for t in ts if t.spec.container.image == new_image
-                    and t.status.state == pb.RUNNING and t.desired_state == pb.RUNNING]
+            return [
+                t
+                for t in ts
+                if t.spec.container.image == new_image and t.status.state == pb.RUNNING and t.desired_state == pb.RUNNING
+            ]
 
-        ok(testbed, other, "service", "update", "--detach", "--image", new_image, "--update-parallelism", "1",
-           "--update-monitor", "2s", "roll")
+        ok(
+            testbed,
+            other,
+            "service",
+            "update",
+            "--detach",
+            "--image",
+            new_image,
+            "--update-parallelism",
+            "1",
+            "--update-monitor",
+            "2s",
+            "roll",
+        )
         wait_for(lambda: 1 <= len(on_new_image()) < 4, 60, "the update under way: some tasks updated, not all")
         testbed.kill_swarmlet(leader)
         rest = [m for m in managers if m is not leader]

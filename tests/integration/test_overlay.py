@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import socket
 
+import grpc
 import pytest
 
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import control_pb2_grpc
 from swarmlet.api import objects_pb2 as pb
 from tests.waiting import wait_for
-
-import grpc
 
 IMAGE = "swarmlet-test:busybox"
 HTTPD = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"
@@ -107,8 +106,11 @@ def cluster(testbed):
     token = ok(testbed, h1, "join-token", "worker", "-q").stdout.strip()
     for h in (h2, h3):
         ok(testbed, h, "join", "--token", token, f"{h1.ip}:4242")
-    wait_for(lambda: len(nodes_by_name(h1)) == 3 and all(n.status.state == pb.NodeStatus.READY for n in nodes_by_name(h1).values()),
-             60, "3 nodes READY")
+    wait_for(
+        lambda: len(nodes_by_name(h1)) == 3 and all(n.status.state == pb.NodeStatus.READY for n in nodes_by_name(h1).values()),
+        60,
+        "3 nodes READY",
+    )
     return h1, h2, h3
 
 
@@ -139,31 +141,62 @@ def test_network_create_ls_inspect_and_bad_input(testbed, cluster):
 
 def test_client_reaches_replicas_on_other_hosts_by_name(testbed, cluster):
     h1, h2, h3 = cluster
-    ok(testbed, h1, "service", "create", "--name", "web", "--network", "front", "--replicas", "2",
-       "--constraint", "node.hostname!=h1", "--publish", "published=8080,target=80", IMAGE, "sh", "-c", HTTPD)
-    ok(testbed, h1, "service", "create", "--name", "client", "--network", "front",
-       "--constraint", "node.hostname==h1", IMAGE, "sleep", "3600")
+    ok(
+        testbed,
+        h1,
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--network",
+        "front",
+        "--replicas",
+        "2",
+        "--constraint",
+        "node.hostname!=h1",
+        "--publish",
+        "published=8080,target=80",
+        IMAGE,
+        "sh",
+        "-c",
+        HTTPD,
+    )
+    ok(
+        testbed,
+        h1,
+        "service",
+        "create",
+        "--name",
+        "client",
+        "--network",
+        "front",
+        "--constraint",
+        "node.hostname==h1",
+        IMAGE,
+        "sleep",
+        "3600",
+    )
     assert sorted(nodes_by_name(h1)[n].id for n in ("h2", "h3")) == sorted(t.node_id for t in running(h1, "web"))
     cid = container_of(testbed, h1, "client")
     web = api(h1).GetService(cpb.GetServiceRequest(ref="web")).service
     vip = web.virtual_ips[0].addr
     wait_for(lambda: resolve_in(testbed, h1, cid, "web") == [vip], DEADLINE, "web resolves to its VIP")
-    task_ips = sorted(a.addr for t in running(h1, "web") for a in t.networks
-                      if a.network_id == web.spec.networks[0].target)
+    task_ips = sorted(a.addr for t in running(h1, "web") for a in t.networks if a.network_id == web.spec.networks[0].target)
     wait_for(lambda: resolve_in(testbed, h1, cid, "tasks.web") == task_ips, DEADLINE, "tasks.web resolves to the task IPs")
-    hostnames = {testbed.docker(h).api.inspect_container(container_of(testbed, h, "web"))["Config"]["Hostname"]
-                 for h in (h2, h3)}
+    hostnames = {testbed.docker(h).api.inspect_container(container_of(testbed, h, "web"))["Config"]["Hostname"] for h in (h2, h3)}
     seen: set[str] = set()
-    wait_for(lambda: seen.add(fetch_in(testbed, h1, cid, "web")) or seen >= hostnames, DEADLINE,
-             "requests to web by name reach both replicas")
+    wait_for(
+        lambda: seen.add(fetch_in(testbed, h1, cid, "web")) or seen >= hostnames,
+        DEADLINE,
+        "requests to web by name reach both replicas",
+    )
     assert seen - {""} == hostnames
 
 
 def test_published_port_served_on_a_node_without_a_task(testbed, cluster):
     h1, h2, h3 = cluster
     assert not testbed.docker(h1).api.containers(filters={"label": ["swarmlet.service.name=web"]})
-    hostnames = {testbed.docker(h).api.inspect_container(container_of(testbed, h, "web"))["Config"]["Hostname"]
-                 for h in (h2, h3)}
+    hostnames = {testbed.docker(h).api.inspect_container(container_of(testbed, h, "web"))["Config"]["Hostname"] for h in (h2, h3)}
     got: set[str] = set()
 
     def served() -> bool:
@@ -182,16 +215,43 @@ def test_published_port_served_on_a_node_without_a_task(testbed, cluster):
 
 def test_networks_are_isolated(testbed, cluster):
     h1, h2, h3 = cluster
-    ok(testbed, h1, "service", "create", "--name", "secret", "--network", "back", "--constraint", "node.hostname==h2",
-       IMAGE, "sh", "-c", HTTPD)
+    ok(
+        testbed,
+        h1,
+        "service",
+        "create",
+        "--name",
+        "secret",
+        "--network",
+        "back",
+        "--constraint",
+        "node.hostname==h2",
+        IMAGE,
+        "sh",
+        "-c",
+        HTTPD,
+    )
     secret_ip = running(h1, "secret")[0].networks[0].addr
     cid = container_of(testbed, h1, "client")
     assert resolve_in(testbed, h1, cid, "secret") == []
     assert resolve_in(testbed, h1, cid, "tasks.secret") == []
     assert fetch_in(testbed, h1, cid, secret_ip) == ""
     # ...while the network itself works for its own members.
-    ok(testbed, h1, "service", "create", "--name", "insider", "--network", "back", "--constraint", "node.hostname==h3",
-       IMAGE, "sleep", "3600")
+    ok(
+        testbed,
+        h1,
+        "service",
+        "create",
+        "--name",
+        "insider",
+        "--network",
+        "back",
+        "--constraint",
+        "node.hostname==h3",
+        IMAGE,
+        "sleep",
+        "3600",
+    )
     icid = container_of(testbed, h3, "insider")
     wait_for(lambda: fetch_in(testbed, h3, icid, "secret") != "", DEADLINE, "secret reachable on its own network")
     assert resolve_in(testbed, h3, icid, "web") == []
@@ -203,13 +263,19 @@ def test_service_update_network_add_and_rm(testbed, cluster):
     r = fails(testbed, h1, "service", "update", "--network-rm", "back", "client")
     assert "not attached" in r.stderr
     ok(testbed, h1, "service", "update", "--update-monitor", "1s", "--network-add", "back", "client")
-    wait_for(lambda: [t for t in running(h1, "client") if any(a.network_id == back for a in t.networks)],
-             DEADLINE, "the new client task is attached to back")
+    wait_for(
+        lambda: [t for t in running(h1, "client") if any(a.network_id == back for a in t.networks)],
+        DEADLINE,
+        "the new client task is attached to back",
+    )
     cid = wait_for(lambda: len(running(h1, "client")) == 1 and container_of(testbed, h1, "client"), DEADLINE, "one client")
     wait_for(lambda: fetch_in(testbed, h1, cid, "secret") != "", DEADLINE, "client reaches secret on back by name")
     ok(testbed, h1, "service", "update", "--update-monitor", "1s", "--network-rm", "back", "client")
-    wait_for(lambda: running(h1, "client") and not any(a.network_id == back for t in running(h1, "client") for a in t.networks),
-             DEADLINE, "the client task left back")
+    wait_for(
+        lambda: running(h1, "client") and not any(a.network_id == back for t in running(h1, "client") for a in t.networks),
+        DEADLINE,
+        "the client task left back",
+    )
     cid = wait_for(lambda: len(running(h1, "client")) == 1 and container_of(testbed, h1, "client"), DEADLINE, "one client")
     wait_for(lambda: resolve_in(testbed, h1, cid, "secret") == [], DEADLINE, "secret no longer resolves for client")
     wait_for(lambda: fetch_in(testbed, h1, cid, "web") != "", DEADLINE, "client still reaches web on front")
@@ -237,8 +303,11 @@ def test_agent_restart_converges_without_leaks(testbed, cluster):
     testbed.start_swarmlet(h2)
     wait_for(lambda: nodes_by_name(h1)["h2"].status.state == pb.NodeStatus.READY, DEADLINE, "h2 back")
     cid = container_of(testbed, h1, "client")
-    wait_for(lambda: fetch_in(testbed, h1, cid, "tasks.web") != "" and our_links(testbed, h2) == before, DEADLINE,
-             "same links on h2 after its agent restarted, web still served")
+    wait_for(
+        lambda: fetch_in(testbed, h1, cid, "tasks.web") != "" and our_links(testbed, h2) == before,
+        DEADLINE,
+        "same links on h2 after its agent restarted, web still served",
+    )
 
 
 def test_network_rm_refused_while_used_then_nothing_leaks(testbed, cluster):
@@ -252,7 +321,9 @@ def test_network_rm_refused_while_used_then_nothing_leaks(testbed, cluster):
     gone = {f"swb{vnis['back']}", f"swv{vnis['back']}", f"swb{vnis['front']}", f"swv{vnis['front']}"}
 
     def clean() -> bool:
-        return all(not (our_links(testbed, h) & gone) and not {n for n in our_links(testbed, h) if n.startswith("swt")}
-                   for h in (h1, h2, h3))
+        return all(
+            not (our_links(testbed, h) & gone) and not {n for n in our_links(testbed, h) if n.startswith("swt")}
+            for h in (h1, h2, h3)
+        )
 
     wait_for(clean, DEADLINE, "no bridge, VXLAN or veth of removed networks and services on any host")

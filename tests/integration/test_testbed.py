@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 import testbed as testbed_lib  # on sys.path via conftest.py
+
 from tests.waiting import wait_for
 
 PREFIX = "st"
@@ -83,8 +83,12 @@ def test_cut_is_silent_and_heal_restores(bed: testbed_lib.Testbed) -> None:
 
 
 def test_status_cli_reports_hosts(bed: testbed_lib.Testbed) -> None:
-    out = subprocess.run([sys.executable, str(REPO / "scripts" / "testbed.py"), "status", "--prefix", PREFIX],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "testbed.py"), "status", "--prefix", PREFIX],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "198.18.2.1" in out and "198.18.2.2" in out
     assert out.count("up unix:///run/st-docker-h") == 2
 
@@ -96,19 +100,21 @@ def _leftovers() -> list[str]:
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     for line in links.splitlines():
         name = line.split(":")[1].strip().split("@")[0]
-        if name == f"{PREFIX}br0" or (name.startswith(f"{PREFIX}v") and name[len(PREFIX) + 1:].isdigit()):
+        if name == f"{PREFIX}br0" or (name.startswith(f"{PREFIX}v") and name[len(PREFIX) + 1 :].isdigit()):
             found.append(f"link {name}")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(a.startswith(f"/run/{PREFIX}-docker-h".encode()) or a.startswith(f"unix:///run/{PREFIX}-".encode())
-               for a in argv):
+        if any(a.startswith(f"/run/{PREFIX}-docker-h".encode()) or a.startswith(f"unix:///run/{PREFIX}-".encode()) for a in argv):
             found.append(f"process {pid}: {b' '.join(argv)[:100]!r}")
     with open("/proc/self/mountinfo") as f:
-        found += [f"mount {line.split()[4]}" for line in f
-                  if f"/swarmlet-testbed/{PREFIX}/" in line.split()[4] or f"/run/{PREFIX}-" in line.split()[4]]
+        found += [
+            f"mount {line.split()[4]}"
+            for line in f
+            if f"/swarmlet-testbed/{PREFIX}/" in line.split()[4] or f"/run/{PREFIX}-" in line.split()[4]
+        ]
     rule = ["iptables", "-w", "5", "-C", "FORWARD", "-i", f"{PREFIX}br0", "-o", f"{PREFIX}br0", "-j", "ACCEPT"]
     if subprocess.run(rule, capture_output=True).returncode == 0:
         found.append("iptables rule")

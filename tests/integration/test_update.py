@@ -32,8 +32,9 @@ def svc(manager, name: str) -> pb.Service:
 
 
 def running_images(manager, name: str) -> list[str]:
-    return sorted(t.spec.container.image for t in tasks(manager, name)
-                  if t.desired_state == pb.RUNNING and t.status.state == pb.RUNNING)
+    return sorted(
+        t.spec.container.image for t in tasks(manager, name) if t.desired_state == pb.RUNNING and t.status.state == pb.RUNNING
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +52,16 @@ def cluster(testbed):
     token = ok(testbed, h1, "join-token", "worker", "-q").stdout.strip()
     for h in hosts[1:]:
         ok(testbed, h, "join", "--token", token, f"{h1.ip}:4242")
-    wait_for(lambda: len(nodes_by_name(h1)) == 4
-             and all(n.status.state == pb.NodeStatus.READY for n in nodes_by_name(h1).values()), 60, "4 nodes READY")
-    wait_for(lambda: all({V2, V3, SICK} <= set(n.description.images) for n in nodes_by_name(h1).values()),
-             60, "the test tags reported by every node")
+    wait_for(
+        lambda: len(nodes_by_name(h1)) == 4 and all(n.status.state == pb.NodeStatus.READY for n in nodes_by_name(h1).values()),
+        60,
+        "4 nodes READY",
+    )
+    wait_for(
+        lambda: all({V2, V3, SICK} <= set(n.description.images) for n in nodes_by_name(h1).values()),
+        60,
+        "the test tags reported by every node",
+    )
     return hosts
 
 
@@ -64,9 +71,12 @@ def run_counts(testbed, hosts, name: str, since: float, until: float) -> list[in
     (shared) clock: a count for every instant, not a sample that can miss one."""
     events = []
     for h in hosts:
-        for e in testbed.docker(h).events(since=since, until=until, decode=True,
-                                          filters={"type": "container", "event": ["start", "die"],
-                                                   "label": f"swarmlet.service.name={name}"}):
+        for e in testbed.docker(h).events(
+            since=since,
+            until=until,
+            decode=True,
+            filters={"type": "container", "event": ["start", "die"], "label": f"swarmlet.service.name={name}"},
+        ):
             events.append((e["timeNano"], 1 if e["Action"] == "start" else -1))
     return [d for _, d in sorted(events)]
 
@@ -94,8 +104,22 @@ def _update_measured(testbed, hosts, *args: str, expect_ok: bool = True):
 
 def test_create_with_update_policy(testbed, cluster):
     h1 = cluster[0]
-    ok(testbed, h1, "service", "create", "--name", "web", "--replicas", "6", "--update-monitor", "1s",
-       "--restart-delay", "1s", IMAGE, timeout=SLOW)
+    ok(
+        testbed,
+        h1,
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "6",
+        "--update-monitor",
+        "1s",
+        "--restart-delay",
+        "1s",
+        IMAGE,
+        timeout=SLOW,
+    )
     wait_for(lambda: len(running_images(h1, "web")) == 6, 60, "6 running")
     s = svc(h1, "web")
     assert s.spec.update.parallelism == 1 and s.spec.update.monitor == 1.0
@@ -104,8 +128,9 @@ def test_create_with_update_policy(testbed, cluster):
 
 def test_stop_first_parallelism_1_keeps_5_of_6_running(testbed, cluster):
     h1 = cluster[0]
-    r, before, deltas = _update_measured(testbed, cluster, "--image", V2, "--update-parallelism", "1",
-                                         "--update-order", "stop-first")
+    r, before, deltas = _update_measured(
+        testbed, cluster, "--image", V2, "--update-parallelism", "1", "--update-order", "stop-first"
+    )
     assert before == 6
     assert "update completed" in r.stdout
     assert deltas.count(1) == 6 and deltas.count(-1) == 6  # every task replaced once
@@ -120,8 +145,9 @@ def test_stop_first_parallelism_1_keeps_5_of_6_running(testbed, cluster):
 
 def test_start_first_keeps_6_of_6_running(testbed, cluster):
     h1 = cluster[0]
-    r, before, deltas = _update_measured(testbed, cluster, "--image", V3, "--update-parallelism", "2",
-                                         "--update-order", "start-first")
+    r, before, deltas = _update_measured(
+        testbed, cluster, "--image", V3, "--update-parallelism", "2", "--update-order", "start-first"
+    )
     assert before == 6
     assert min_running(before, deltas) >= 6
     assert running_images(h1, "web") == [V3] * 6
@@ -138,8 +164,9 @@ def test_rollback_command(testbed, cluster):
 
 def test_unhealthy_image_rolls_back_to_the_old_spec(testbed, cluster):
     h1 = cluster[0]
-    r, before, deltas = _update_measured(testbed, cluster, "--image", SICK, "--update-failure-action", "rollback",
-                                         "--update-parallelism", "2", expect_ok=False)
+    r, before, deltas = _update_measured(
+        testbed, cluster, "--image", SICK, "--update-failure-action", "rollback", "--update-parallelism", "2", expect_ok=False
+    )
     assert "rolled back" in r.stderr and "unhealthy" in r.stderr
     s = svc(h1, "web")
     assert s.update_status.state == pb.UpdateStatus.ROLLBACK_COMPLETED
@@ -150,8 +177,20 @@ def test_unhealthy_image_rolls_back_to_the_old_spec(testbed, cluster):
 
 def test_pause_then_resume_with_another_update(testbed, cluster):
     h1 = cluster[0]
-    r = fails(testbed, h1, "service", "update", "--health-cmd", "false", "--health-interval", "1s",
-              "--health-retries", "1", "web", timeout=SLOW)
+    r = fails(
+        testbed,
+        h1,
+        "service",
+        "update",
+        "--health-cmd",
+        "false",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "1",
+        "web",
+        timeout=SLOW,
+    )
     assert "update paused" in r.stderr
     assert svc(h1, "web").update_status.state == pb.UpdateStatus.PAUSED
     assert "paused" in ok(testbed, h1, "service", "inspect", "--pretty", "web").stdout
@@ -168,8 +207,20 @@ def test_pause_then_resume_with_another_update(testbed, cluster):
 def test_max_failure_ratio(testbed, cluster):
     h1 = cluster[0]
     # 6 slots, ratio 0.5: up to 3 failures are tolerated, the 4th pauses.
-    r = fails(testbed, h1, "service", "update", "--health-cmd", "false", "--update-max-failure-ratio", "0.5",
-              "--update-parallelism", "2", "web", timeout=SLOW)
+    r = fails(
+        testbed,
+        h1,
+        "service",
+        "update",
+        "--health-cmd",
+        "false",
+        "--update-max-failure-ratio",
+        "0.5",
+        "--update-parallelism",
+        "2",
+        "web",
+        timeout=SLOW,
+    )
     assert "update paused" in r.stderr, r.stderr
     m = re.search(r"(\d+) of 6 new tasks failed", r.stderr)
     assert m and int(m.group(1)) >= 4, r.stderr
@@ -202,20 +253,38 @@ def test_failing_canary_is_rolled_back_without_touching_old_tasks(testbed, clust
     old = {t.id for t in tasks(h1, "web") if t.status.state == pb.RUNNING and t.desired_state == pb.RUNNING}
     # (The service's own --health-cmd from earlier tests overrides the sick
     # image's HEALTHCHECK, so the failing check comes from the spec here.)
-    r = fails(testbed, h1, "service", "update", "--image", V2, "--health-cmd", "false", "--update-canary", "1",
-              "--update-auto-promote", "web", timeout=SLOW)
+    r = fails(
+        testbed,
+        h1,
+        "service",
+        "update",
+        "--image",
+        V2,
+        "--health-cmd",
+        "false",
+        "--update-canary",
+        "1",
+        "--update-auto-promote",
+        "web",
+        timeout=SLOW,
+    )
     assert "canary failed" in r.stderr
-    wait_for(lambda: {t.id for t in tasks(h1, "web") if t.status.state == pb.RUNNING
-                      and t.desired_state == pb.RUNNING} == old, 60, "exactly the old tasks running")
+    wait_for(
+        lambda: {t.id for t in tasks(h1, "web") if t.status.state == pb.RUNNING and t.desired_state == pb.RUNNING} == old,
+        60,
+        "exactly the old tasks running",
+    )
 
 
 def test_bad_update_is_refused_and_changes_nothing(testbed, cluster):
     h1 = cluster[0]
     before = svc(h1, "web")
-    for args, msg in ((["--image", "swarmlet-test:absent"], "not present"),
-                      (["--update-failure-action", "explode"], "explode"),
-                      (["--update-max-failure-ratio", "2"], "between 0 and 1"),
-                      (["--constraint-add", "node.colour==x"], "node.colour")):
+    for args, msg in (
+        (["--image", "swarmlet-test:absent"], "not present"),
+        (["--update-failure-action", "explode"], "explode"),
+        (["--update-max-failure-ratio", "2"], "between 0 and 1"),
+        (["--constraint-add", "node.colour==x"], "node.colour"),
+    ):
         r = fails(testbed, h1, "service", "update", *args, "web")
         assert msg in r.stderr, (args, r.stderr)
     r = fails(testbed, h1, "service", "rollback", "nosuch")
@@ -228,8 +297,22 @@ def test_30_replicas_parallelism_5(testbed, cluster):
     ok(testbed, h1, "service", "rm", "web")
     ok(testbed, h1, "service", "create", "--name", "big", "--replicas", "30", IMAGE, timeout=SLOW)
     t0 = time.monotonic()
-    r = ok(testbed, h1, "service", "update", "--image", V2, "--update-parallelism", "5", "--update-delay", "0s",
-           "--update-monitor", "1s", "big", timeout=SLOW)
+    r = ok(
+        testbed,
+        h1,
+        "service",
+        "update",
+        "--image",
+        V2,
+        "--update-parallelism",
+        "5",
+        "--update-delay",
+        "0s",
+        "--update-monitor",
+        "1s",
+        "big",
+        timeout=SLOW,
+    )
     took = time.monotonic() - t0
     assert "update completed" in r.stdout
     assert running_images(h1, "big") == [V2] * 30

@@ -8,8 +8,8 @@ import ipaddress
 import pytest
 
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.manager import allocator as al
-from swarmlet.manager import state as st
+from swarmlet.core import allocator as al
+from swarmlet.core import state as st
 from tests.core_sim import Sim
 
 
@@ -63,14 +63,17 @@ def test_pool_skips_user_subnets_and_is_configurable():
     assert sim.snap.networks["auto"].subnet == "172.20.0.64/26"
 
 
-@pytest.mark.parametrize("subnet,gateway,msg", [
-    ("10.0.0.0/30x", "", "invalid subnet"),
-    ("10.0.0.1/24", "", "invalid subnet"),
-    ("10.0.0.0/31", "", "too small"),
-    ("10.0.0.0/24", "10.0.1.1", "not a host address"),
-    ("", "10.0.0.1", "--gateway needs --subnet"),
-    ("10.0.0.0/16", "", "overlaps subnet 10.0.5.0/24"),
-])
+@pytest.mark.parametrize(
+    "subnet,gateway,msg",
+    [
+        ("10.0.0.0/30x", "", "invalid subnet"),
+        ("10.0.0.1/24", "", "invalid subnet"),
+        ("10.0.0.0/31", "", "too small"),
+        ("10.0.0.0/24", "10.0.1.1", "not a host address"),
+        ("", "10.0.0.1", "--gateway needs --subnet"),
+        ("10.0.0.0/16", "", "overlaps subnet 10.0.5.0/24"),
+    ],
+)
 def test_bad_network_specs_refused(subnet, gateway, msg):
     sim = sim_with_nodes()
     add_network(sim, "x", subnet="10.0.5.0/24")

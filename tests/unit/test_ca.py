@@ -18,6 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from swarmlet import tls
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.ids import new_id
 from swarmlet.manager import ca
 
 
@@ -152,7 +153,7 @@ def test_token_role_with_empty_cluster_tokens(root: pb.RootCA) -> None:
 
 
 def test_node_ids() -> None:
-    ids = {ca.new_node_id() for _ in range(200)}
+    ids = {new_id() for _ in range(200)}
     assert len(ids) == 200
     assert all(re.fullmatch(r"[a-z0-9]{25}", i) for i in ids)
 
@@ -167,10 +168,14 @@ def test_sign_worker_csr(root: pb.RootCA) -> None:
     key = serialization.load_pem_private_key(key_pem, password=None)
     csr = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([
-            x509.NameAttribute(NameOID.COMMON_NAME, "evil"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "manager"),
-        ]))
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, "evil"),
+                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "manager"),
+                ]
+            )
+        )
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("swarmlet-manager")]), critical=False)
         .sign(key, hashes.SHA256())  # type: ignore[arg-type]
     )

@@ -65,9 +65,7 @@ def test_no_daemon_is_one_clear_line(args: list[str], no_daemon: str) -> None:
     result = _invoke(args, host=no_daemon)
     _assert_clean(result)
     assert result.exit_code == 1
-    assert result.stderr.strip() == (
-        f"Error: Cannot connect to the swarmlet daemon at {no_daemon}: is the daemon running?"
-    )
+    assert result.stderr.strip() == (f"Error: Cannot connect to the swarmlet daemon at {no_daemon}: is the daemon running?")
 
 
 def test_socket_without_listener(tmp_path: Path) -> None:
@@ -156,8 +154,7 @@ def test_bad_flags_are_usage_errors(args: list[str], message: str, no_daemon: st
 def test_create_passes_command_flags_to_the_container(no_daemon: str) -> None:
     # "-c" and "--version" belong to the container's command, not to swarmlet: the
     # command gets as far as connecting to the (missing) daemon.
-    result = _invoke(["service", "create", "-d", "--name", "x", "alpine", "sh", "-c", "echo hi --version"],
-                     host=no_daemon)
+    result = _invoke(["service", "create", "-d", "--name", "x", "alpine", "sh", "-c", "echo hi --version"], host=no_daemon)
     _assert_clean(result)
     assert result.exit_code == 1
     assert "Cannot connect" in result.stderr
@@ -180,9 +177,7 @@ def test_no_args_shows_help() -> None:
 
 
 def test_python_dash_m_swarmlet() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "swarmlet", "--help"], capture_output=True, text=True, timeout=60
-    )
+    proc = subprocess.run([sys.executable, "-m", "swarmlet", "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "service" in proc.stdout and "join-token" in proc.stdout
 
@@ -197,13 +192,24 @@ def test_daemon_command_builds_config(monkeypatch: pytest.MonkeyPatch) -> None:
     def run_daemon(cfg: object) -> int:
         return 3
 
-    fake = types.ModuleType("swarmlet.daemon")
+    fake = types.ModuleType("swarmlet.node.daemon")
     fake.DaemonConfig = DaemonConfig  # type: ignore[attr-defined]
     fake.run_daemon = run_daemon  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "swarmlet.daemon", fake)
+    monkeypatch.setitem(sys.modules, "swarmlet.node.daemon", fake)
     result = _invoke(
-        ["daemon", "--state-dir", "/tmp/s", "--socket", "/tmp/s.sock", "--advertise-addr", "10.1.2.3",
-         "--raft-port", "5243", "--log-level", "DEBUG"]
+        [
+            "daemon",
+            "--state-dir",
+            "/tmp/s",
+            "--socket",
+            "/tmp/s.sock",
+            "--advertise-addr",
+            "10.1.2.3",
+            "--raft-port",
+            "5243",
+            "--log-level",
+            "DEBUG",
+        ]
     )
     assert result.exit_code == 3, result.output
     assert seen == {

@@ -35,12 +35,14 @@ class FakeControl(control_pb2_grpc.ControlServicer):
         self.list_calls = 0
         self.nodes = [
             pb.Node(
-                id="node1", role=pb.NodeSpec.MANAGER,
+                id="node1",
+                role=pb.NodeSpec.MANAGER,
                 description=pb.NodeDescription(hostname="host-1", engine_version="20.10"),
                 status=pb.NodeStatus(state=pb.NodeStatus.READY),
             ),
             pb.Node(
-                id="node2", role=pb.NodeSpec.WORKER,
+                id="node2",
+                role=pb.NodeSpec.WORKER,
                 description=pb.NodeDescription(hostname="host-2", engine_version="20.10"),
                 status=pb.NodeStatus(state=pb.NodeStatus.READY),
             ),
@@ -54,13 +56,11 @@ class FakeControl(control_pb2_grpc.ControlServicer):
         raise AssertionError
 
     def Info(self, request: cpb.InfoRequest, context: grpc.ServicerContext) -> cpb.InfoResponse:
-        return cpb.InfoResponse(state="active", node_id="node1", role="manager", is_leader=True,
-                                nodes=2, managers_count=1)
+        return cpb.InfoResponse(state="active", node_id="node1", role="manager", is_leader=True, nodes=2, managers_count=1)
 
     def Init(self, request: cpb.InitRequest, context: grpc.ServicerContext) -> cpb.InitResponse:
         self.requests.append(request)
-        return cpb.InitResponse(node_id="node1", worker_token="SWMTKN-w", manager_token="SWMTKN-m",
-                                api_addr="10.0.0.1:4242")
+        return cpb.InitResponse(node_id="node1", worker_token="SWMTKN-w", manager_token="SWMTKN-m", api_addr="10.0.0.1:4242")
 
     def Join(self, request: cpb.JoinRequest, context: grpc.ServicerContext) -> cpb.JoinResponse:
         self.requests.append(request)
@@ -72,8 +72,9 @@ class FakeControl(control_pb2_grpc.ControlServicer):
 
     def Leave(self, request: cpb.LeaveRequest, context: grpc.ServicerContext) -> cpb.LeaveResponse:
         if not request.force:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                          "this node is a manager: use --force to leave (it may break the quorum)")
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, "this node is a manager: use --force to leave (it may break the quorum)"
+            )
         return cpb.LeaveResponse()
 
     def CreateService(self, request: cpb.CreateServiceRequest, context: grpc.ServicerContext) -> cpb.ServiceResponse:
@@ -89,8 +90,9 @@ class FakeControl(control_pb2_grpc.ControlServicer):
 
     def ListServices(self, request: cpb.ListServicesRequest, context: grpc.ServicerContext) -> cpb.ListServicesResponse:
         return cpb.ListServicesResponse(
-            services=[cpb.ServiceSummary(service=s, running=1, desired=s.spec.replicated.replicas)
-                      for s in self.services.values()]
+            services=[
+                cpb.ServiceSummary(service=s, running=1, desired=s.spec.replicated.replicas) for s in self.services.values()
+            ]
         )
 
     def ScaleService(self, request: cpb.ScaleServiceRequest, context: grpc.ServicerContext) -> cpb.ServiceResponse:
@@ -117,10 +119,12 @@ class FakeControl(control_pb2_grpc.ControlServicer):
 
     def ServiceLogs(self, request: cpb.ServiceLogsRequest, context: grpc.ServicerContext) -> Iterator[cpb.ServiceLogLine]:
         self.requests.append(request)
-        yield cpb.ServiceLogLine(task_id="task1234567890abc", node_id="node1", node_name="host-1", slot=1,
-                                 stream="stdout", data=b"hello\n")
-        yield cpb.ServiceLogLine(task_id="task1234567890abc", node_id="node1", node_name="host-1", slot=1,
-                                 stream="stderr", data=b"oops")
+        yield cpb.ServiceLogLine(
+            task_id="task1234567890abc", node_id="node1", node_name="host-1", slot=1, stream="stdout", data=b"hello\n"
+        )
+        yield cpb.ServiceLogLine(
+            task_id="task1234567890abc", node_id="node1", node_name="host-1", slot=1, stream="stderr", data=b"oops"
+        )
 
     def ListNodes(self, request: cpb.ListNodesRequest, context: grpc.ServicerContext) -> cpb.ListNodesResponse:
         return cpb.ListNodesResponse(nodes=self.nodes, leader_id="node1")
@@ -155,12 +159,26 @@ def run(host: str, *args: str):  # noqa: ANN201 - typer's Result
     return runner.invoke(app, ["-H", host, *args])
 
 
-def _task(svc_id: str, slot: int, state: int, err: str = "", node: str = "node1", version: int = 1,
-          created: float = 1.0, tid: str | None = None, desired: int = pb.RUNNING) -> pb.Task:
+def _task(
+    svc_id: str,
+    slot: int,
+    state: int,
+    err: str = "",
+    node: str = "node1",
+    version: int = 1,
+    created: float = 1.0,
+    tid: str | None = None,
+    desired: int = pb.RUNNING,
+) -> pb.Task:
     return pb.Task(
         id=tid or f"task{slot}{state}{int(created)}",
-        service_id=svc_id, service_name="web", slot=slot, node_id=node, spec_version=version,
-        desired_state=desired, meta=pb.Meta(created_at=created),
+        service_id=svc_id,
+        service_name="web",
+        slot=slot,
+        node_id=node,
+        spec_version=version,
+        desired_state=desired,
+        meta=pb.Meta(created_at=created),
         spec=pb.TaskSpec(container=pb.ContainerSpec(image="nginx")),
         status=pb.TaskStatus(state=state, err=err, timestamp=1.0),
     )
@@ -169,13 +187,47 @@ def _task(svc_id: str, slot: int, state: int, err: str = "", node: str = "node1"
 def test_create_builds_the_spec(fake: tuple[FakeControl, str]) -> None:
     servicer, host = fake
     result = run(
-        host, "service", "create", "-d", "--name", "web", "--replicas", "3",
-        "-e", "A=1", "--label", "team=x", "--container-label", "c=1",
-        "--constraint", "node.role == worker", "--reserve-cpu", "0.5", "--reserve-memory", "64M",
-        "--limit-memory", "1.5G", "--restart-condition", "on-failure", "--restart-max-attempts", "3",
-        "--restart-window", "1m", "--stop-grace-period", "30s", "--entrypoint", "/bin/sh -e",
-        "--health-cmd", "curl -f localhost", "--health-interval", "2s", "--health-retries", "5",
-        "alpine:3", "-c", "echo hi --replicas 9",
+        host,
+        "service",
+        "create",
+        "-d",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "-e",
+        "A=1",
+        "--label",
+        "team=x",
+        "--container-label",
+        "c=1",
+        "--constraint",
+        "node.role == worker",
+        "--reserve-cpu",
+        "0.5",
+        "--reserve-memory",
+        "64M",
+        "--limit-memory",
+        "1.5G",
+        "--restart-condition",
+        "on-failure",
+        "--restart-max-attempts",
+        "3",
+        "--restart-window",
+        "1m",
+        "--stop-grace-period",
+        "30s",
+        "--entrypoint",
+        "/bin/sh -e",
+        "--health-cmd",
+        "curl -f localhost",
+        "--health-interval",
+        "2s",
+        "--health-retries",
+        "5",
+        "alpine:3",
+        "-c",
+        "echo hi --replicas 9",
     )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "svc0123456789abcdef"
@@ -227,13 +279,12 @@ def test_create_waits_until_converged(fake: tuple[FakeControl, str]) -> None:
     assert lines[0] == "svc0123456789abcdef"
     assert "overall progress: 0 out of 2 tasks" in lines
     assert "overall progress: 2 out of 2 tasks" in lines
-    assert any(l.startswith("1/2: running") for l in lines)
+    assert any(ln.startswith("1/2: running") for ln in lines)
     assert lines[-1] == "verify: Service converged"
     assert "\x1b" not in result.stdout  # not a terminal: no redraw codes
 
 
-def test_create_fails_when_a_task_cannot_be_placed(fake: tuple[FakeControl, str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_create_fails_when_a_task_cannot_be_placed(fake: tuple[FakeControl, str], monkeypatch: pytest.MonkeyPatch) -> None:
     servicer, host = fake
     monkeypatch.setattr(progress, "GRACE", 0.3)
 
@@ -351,15 +402,26 @@ def test_node_commands(fake: tuple[FakeControl, str]) -> None:
     assert json.loads(run(host, "node", "inspect", "self").stdout)[0]["id"] == "node1"
     assert "Leader:" in run(host, "node", "inspect", "--pretty", "host-1").stdout
 
-    upd = run(host, "node", "update", "--availability", "drain", "--label-add", "zone=a",
-              "--label-add", "ssd", "--label-rm", "old", "host-2")
+    upd = run(
+        host,
+        "node",
+        "update",
+        "--availability",
+        "drain",
+        "--label-add",
+        "zone=a",
+        "--label-add",
+        "ssd",
+        "--label-rm",
+        "old",
+        "host-2",
+    )
     assert upd.exit_code == 0 and upd.stdout.strip() == "host-2"
     req = servicer.requests[-1]
     assert req.set_availability and req.availability == pb.NodeSpec.DRAIN
     assert dict(req.label_add) == {"zone": "a", "ssd": ""} and list(req.label_rm) == ["old"]
 
-    servicer.tasks = [_task("s", 1, pb.RUNNING, node="node1", tid="mine"),
-                      _task("s", 2, pb.RUNNING, node="node2", tid="theirs")]
+    servicer.tasks = [_task("s", 1, pb.RUNNING, node="node1", tid="mine"), _task("s", 2, pb.RUNNING, node="node2", tid="theirs")]
     assert run(host, "node", "ps", "-q").stdout.split() == ["mine"]  # self by default
     assert run(host, "node", "ps", "-q", "node2").stdout.split() == ["theirs"]
 

@@ -10,8 +10,7 @@ from swarmlet.cli import progress
 from swarmlet.cli.progress import Renderer, Verdict, evaluate, render
 
 
-def _service(replicas: int | None = 3, version: int = 1, delay: float = 5.0,
-             condition: int = pb.RestartPolicy.ANY) -> pb.Service:
+def _service(replicas: int | None = 3, version: int = 1, delay: float = 5.0, condition: int = pb.RestartPolicy.ANY) -> pb.Service:
     spec = pb.ServiceSpec(name="web")
     if replicas is None:
         getattr(spec, "global").SetInParent()
@@ -26,8 +25,18 @@ def _service(replicas: int | None = 3, version: int = 1, delay: float = 5.0,
 _counter = [0]
 
 
-def _task(svc: pb.Service, slot: int, state: int, *, desired: int = pb.RUNNING, version: int | None = None,
-          err: str = "", node: str = "n1", created: float | None = None, tid: str | None = None) -> pb.Task:
+def _task(
+    svc: pb.Service,
+    slot: int,
+    state: int,
+    *,
+    desired: int = pb.RUNNING,
+    version: int | None = None,
+    err: str = "",
+    node: str = "n1",
+    created: float | None = None,
+    tid: str | None = None,
+) -> pb.Task:
     _counter[0] += 1
     return pb.Task(
         id=tid or f"t{_counter[0]}",
@@ -60,7 +69,7 @@ def test_converged_when_every_slot_runs_current_spec() -> None:
     v = evaluate(svc, tasks, 0.0, {})
     assert v.converged and v.failure is None
     assert (v.running, v.desired) == (3, 3)
-    assert [l.label for l in v.lines] == ["1/3", "2/3", "3/3"]
+    assert [ln.label for ln in v.lines] == ["1/3", "2/3", "3/3"]
 
 
 def test_not_converged_while_starting_or_missing() -> None:
@@ -69,7 +78,7 @@ def test_not_converged_while_starting_or_missing() -> None:
     v = evaluate(svc, tasks, 0.0, {})
     assert not v.done
     assert v.running == 1
-    assert [l.state for l in v.lines] == ["running", "starting", ""]
+    assert [ln.state for ln in v.lines] == ["running", "starting", ""]
 
 
 def test_old_spec_task_does_not_count() -> None:
@@ -169,7 +178,7 @@ def test_global_converges_per_node() -> None:
     tasks = [_task(svc, 0, pb.RUNNING, node="n1"), _task(svc, 0, pb.RUNNING, node="n2")]
     v = evaluate(svc, tasks, 0.0, {}, {"n1": "host-1"})
     assert v.converged and (v.running, v.desired) == (2, 2)
-    assert [l.label for l in v.lines] == ["host-1", "n2"]
+    assert [ln.label for ln in v.lines] == ["host-1", "n2"]
 
 
 def test_global_waits_for_a_starting_node() -> None:

@@ -24,9 +24,17 @@ def base() -> pb.ServiceSpec:
 
 def test_flags_change_only_what_they_name():
     s = base()
-    out = apply_flags(s, image="img:2", env_add=["B=3", "C=4"], env_rm=["A"], replicas=5,
-                      constraint_add=["node.labels.zone==a"], constraint_rm=["node.role==worker"],
-                      limit_memory="64M", args="sh -c 'echo hi'")
+    out = apply_flags(
+        s,
+        image="img:2",
+        env_add=["B=3", "C=4"],
+        env_rm=["A"],
+        replicas=5,
+        constraint_add=["node.labels.zone==a"],
+        constraint_rm=["node.role==worker"],
+        limit_memory="64M",
+        args="sh -c 'echo hi'",
+    )
     assert out.task.container.image == "img:2"
     assert list(out.task.container.env) == ["B=3", "C=4"]
     assert out.replicated.replicas == 5
@@ -54,22 +62,34 @@ def test_health_flags():
 
 
 def test_policy_flags_start_from_swarm_defaults():
-    out = apply_flags(base(), update=Policy(parallelism=5, monitor="1s", order="start-first", canary=2,
-                                           auto_promote=True), rollback=Policy(failure_action="continue"))
+    out = apply_flags(
+        base(),
+        update=Policy(parallelism=5, monitor="1s", order="start-first", canary=2, auto_promote=True),
+        rollback=Policy(failure_action="continue"),
+    )
     u = out.update
     assert (u.parallelism, u.monitor, u.order, u.canary, u.auto_promote, u.failure_action) == (
-        5, 1.0, UC.START_FIRST, 2, True, UC.PAUSE)
+        5,
+        1.0,
+        UC.START_FIRST,
+        2,
+        True,
+        UC.PAUSE,
+    )
     r = out.rollback
     assert (r.parallelism, r.monitor, r.failure_action) == (1, 5.0, UC.CONTINUE)
 
 
-@pytest.mark.parametrize("policy,prefix", [
-    (Policy(failure_action="explode"), "update"),
-    (Policy(failure_action="rollback"), "rollback"),  # a rollback is not rolled back
-    (Policy(max_failure_ratio=1.5), "update"),
-    (Policy(order="sideways"), "update"),
-    (Policy(delay="5"), "update"),
-])
+@pytest.mark.parametrize(
+    "policy,prefix",
+    [
+        (Policy(failure_action="explode"), "update"),
+        (Policy(failure_action="rollback"), "rollback"),  # a rollback is not rolled back
+        (Policy(max_failure_ratio=1.5), "update"),
+        (Policy(order="sideways"), "update"),
+        (Policy(delay="5"), "update"),
+    ],
+)
 def test_bad_policy_flags(policy, prefix):
     with pytest.raises(typer.BadParameter):
         apply_flags(base(), **{prefix: policy})

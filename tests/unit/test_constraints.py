@@ -5,11 +5,18 @@ from __future__ import annotations
 import pytest
 
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.manager.constraints import ConstraintError, matches, parse_constraint, parse_constraints
+from swarmlet.core.constraints import ConstraintError, matches, parse_constraint, parse_constraints
 
 
-def node(nid: str = "n1", *, hostname: str = "Web-1", labels: dict | None = None,
-         role: int = pb.NodeSpec.WORKER, os: str = "linux", arch: str = "x86_64") -> pb.Node:
+def node(
+    nid: str = "n1",
+    *,
+    hostname: str = "Web-1",
+    labels: dict | None = None,
+    role: int = pb.NodeSpec.WORKER,
+    os: str = "linux",
+    arch: str = "x86_64",
+) -> pb.Node:
     n = pb.Node(id=nid, role=role)
     n.spec.labels.update(labels or {})
     n.description.hostname = hostname
@@ -18,38 +25,44 @@ def node(nid: str = "n1", *, hostname: str = "Web-1", labels: dict | None = None
     return n
 
 
-@pytest.mark.parametrize("expr,field,label,equal,value", [
-    ("node.labels.zone==a", "node.labels", "zone", True, "a"),
-    ("node.labels.zone != a", "node.labels", "zone", False, "a"),
-    ("  node.labels.com.example.tier == front  ", "node.labels", "com.example.tier", True, "front"),
-    ("node.hostname==Web-1", "node.hostname", "", True, "web-1"),
-    ("node.hostname!=web-2", "node.hostname", "", False, "web-2"),
-    ("node.role==manager", "node.role", "", True, "manager"),
-    ("node.role != Worker", "node.role", "", False, "worker"),
-    ("node.id==abc123", "node.id", "", True, "abc123"),
-    ("node.platform.os==Linux", "node.platform.os", "", True, "linux"),
-    ("node.platform.arch==x86_64", "node.platform.arch", "", True, "amd64"),
-    ("node.platform.arch!=aarch64", "node.platform.arch", "", False, "arm64"),
-])
+@pytest.mark.parametrize(
+    "expr,field,label,equal,value",
+    [
+        ("node.labels.zone==a", "node.labels", "zone", True, "a"),
+        ("node.labels.zone != a", "node.labels", "zone", False, "a"),
+        ("  node.labels.com.example.tier == front  ", "node.labels", "com.example.tier", True, "front"),
+        ("node.hostname==Web-1", "node.hostname", "", True, "web-1"),
+        ("node.hostname!=web-2", "node.hostname", "", False, "web-2"),
+        ("node.role==manager", "node.role", "", True, "manager"),
+        ("node.role != Worker", "node.role", "", False, "worker"),
+        ("node.id==abc123", "node.id", "", True, "abc123"),
+        ("node.platform.os==Linux", "node.platform.os", "", True, "linux"),
+        ("node.platform.arch==x86_64", "node.platform.arch", "", True, "amd64"),
+        ("node.platform.arch!=aarch64", "node.platform.arch", "", False, "arm64"),
+    ],
+)
 def test_parse_accepted_forms(expr, field, label, equal, value):
     c = parse_constraint(expr)
     assert (c.field, c.label, c.equal, c.value) == (field, label, equal, value)
     assert str(c) == expr.strip()
 
 
-@pytest.mark.parametrize("expr,fragment", [
-    ("node.labels.zone=a", "no operator"),
-    ("zone==a", "unknown key 'zone'"),
-    ("node.name==x", "unknown key"),
-    ("engine.labels.storage==ssd", "engine labels are not supported"),
-    ("node.role==admin", "worker or manager"),
-    ("node.labels.zone==", "empty value"),
-    ("node.labels.==a", "empty label name"),
-    ("==a", "empty key"),
-    ("node.labels.a==b==c", "more than one operator"),
-    ("node.labels.a!=b==c", "more than one operator"),
-    ("", "no operator"),
-])
+@pytest.mark.parametrize(
+    "expr,fragment",
+    [
+        ("node.labels.zone=a", "no operator"),
+        ("zone==a", "unknown key 'zone'"),
+        ("node.name==x", "unknown key"),
+        ("engine.labels.storage==ssd", "engine labels are not supported"),
+        ("node.role==admin", "worker or manager"),
+        ("node.labels.zone==", "empty value"),
+        ("node.labels.==a", "empty label name"),
+        ("==a", "empty key"),
+        ("node.labels.a==b==c", "more than one operator"),
+        ("node.labels.a!=b==c", "more than one operator"),
+        ("", "no operator"),
+    ],
+)
 def test_parse_errors_name_the_expression(expr, fragment):
     with pytest.raises(ConstraintError) as ei:
         parse_constraint(expr)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swarmlet.agent import containers as cm
+from swarmlet.agent.runtime import containers as cm
 from swarmlet.api import objects_pb2 as pb
 
 

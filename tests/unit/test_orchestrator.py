@@ -9,8 +9,8 @@ import pytest
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.manager import orchestrator, planner
-from swarmlet.manager import state as st
+from swarmlet.core import orchestrator, planner, views
+from swarmlet.core import state as st
 from tests.core_sim import Sim, kinds
 
 ANY, ON_FAILURE, NONE = pb.RestartPolicy.ANY, pb.RestartPolicy.ON_FAILURE, pb.RestartPolicy.NONE
@@ -28,6 +28,7 @@ def only_live(sim: Sim, sid: str, slot: int = 1) -> pb.Task:
 
 
 # ---- replicas ----
+
 
 def test_creates_one_task_per_slot_with_the_service_spec():
     sim = Sim()
@@ -116,22 +117,26 @@ def test_tasks_of_different_spec_versions_may_share_a_slot():
 
 # ---- restart policy ----
 
+
 def fail(sim: Sim, sid: str, slot: int = 1, state: int = pb.FAILED, err: str = "exit status 1") -> pb.Task:
     t = only_live(sim, sid, slot)
     sim.report(t.id, state, err=err, exit_code=1 if state == pb.FAILED else 0)
     return sim.snap.tasks[t.id]
 
 
-@pytest.mark.parametrize("condition,state,restarts", [
-    (ANY, pb.COMPLETE, True),
-    (ANY, pb.FAILED, True),
-    (ANY, pb.REJECTED, True),
-    (ON_FAILURE, pb.COMPLETE, False),
-    (ON_FAILURE, pb.FAILED, True),
-    (ON_FAILURE, pb.REJECTED, True),
-    (NONE, pb.COMPLETE, False),
-    (NONE, pb.FAILED, False),
-])
+@pytest.mark.parametrize(
+    "condition,state,restarts",
+    [
+        (ANY, pb.COMPLETE, True),
+        (ANY, pb.FAILED, True),
+        (ANY, pb.REJECTED, True),
+        (ON_FAILURE, pb.COMPLETE, False),
+        (ON_FAILURE, pb.FAILED, True),
+        (ON_FAILURE, pb.REJECTED, True),
+        (NONE, pb.COMPLETE, False),
+        (NONE, pb.FAILED, False),
+    ],
+)
 def test_restart_conditions(condition, state, restarts):
     sim = cluster()
     sim.add_service("s", replicas=1, condition=condition)
@@ -176,12 +181,13 @@ def test_max_attempts_then_give_up_with_a_stuck_reason():
         fail(sim, "s", err=f"crash {attempt}")
         sim.settle()
     assert 1 not in sim.live_by_slot("s") and 2 in sim.live_by_slot("s")
-    reason = planner.stuck_reason(sim.snap, "s")
+    reason = views.stuck_reason(sim.snap, "s")
     assert reason == "slot 1: restart policy gave up after 2 restarts (max attempts 2); last error: crash 2 (exit code 1)"
-    progress = planner.service_progress(sim.snap, "s")
-    assert (progress["desired"], progress["running"], progress["stuck"]) == (2, 1, reason)
-    slot1 = progress["slots"][0]
-    assert (slot1["slot"], slot1["state"], slot1["desired_state"], slot1["err"]) == (1, "FAILED", "SHUTDOWN", "crash 2")
+    progress = views.service_progress(sim.snap, "s")
+    assert (progress.desired, progress.running, progress.stuck, progress.converged) == (2, 1, reason, False)
+    slot1 = progress.slots[0]
+    assert (slot1.slot, slot1.state, slot1.desired_state, slot1.err) == (1, pb.FAILED, pb.SHUTDOWN, "crash 2")
+    assert not slot1.settled and progress.slots[1].settled
     sim.now += 3600
     assert sim.round() == []
 
@@ -208,7 +214,7 @@ def test_restart_window_counts_only_recent_restarts():
     fail(sim, "s")
     sim.settle()
     assert sim.live_by_slot("s") == {}
-    assert "within 60s (max attempts 2)" in planner.stuck_reason(sim.snap, "s")
+    assert "within 60s (max attempts 2)" in views.stuck_reason(sim.snap, "s")
     sim.now += 3600  # the verdict does not flip as the window moves on
     assert sim.round() == []
 
@@ -221,19 +227,21 @@ def test_restart_none_failed_is_stuck_but_completed_is_not():
     fail(sim, "a", err="bad config")
     fail(sim, "b", state=pb.COMPLETE)
     sim.settle()
-    assert planner.stuck_reason(sim.snap, "a") == (
-        "slot 1: task failed and the restart condition is none; last error: bad config (exit code 1)")
-    assert planner.stuck_reason(sim.snap, "b") == ""
+    assert views.stuck_reason(sim.snap, "a") == (
+        "slot 1: task failed and the restart condition is none; last error: bad config (exit code 1)"
+    )
+    assert views.stuck_reason(sim.snap, "b") == ""
 
 
 # ---- rejection ----
+
 
 def test_rejected_replacement_avoids_node_until_all_reject():
     sim = cluster(3)
     sim.add_service("s", replicas=1, condition=ON_FAILURE)
     sim.round()
     seen = []
-    for i in range(3):
+    for _i in range(3):
         t = only_live(sim, "s")
         assert t.node_id and t.node_id not in seen
         assert list(t.avoid_nodes) == seen
@@ -244,9 +252,10 @@ def test_rejected_replacement_avoids_node_until_all_reject():
     assert sorted(t.avoid_nodes) == ["n1", "n2", "n3"]
     assert t.status.state == pb.PENDING
     assert t.status.err == (
-        f"no suitable node: rejected by every eligible node (last error: image busybox:latest not found on {seen[-1]})")
+        f"no suitable node: rejected by every eligible node (last error: image busybox:latest not found on {seen[-1]})"
+    )
     assert sim.round() == []
-    assert planner.stuck_reason(sim.snap, "s").startswith("1 task pending: no suitable node: rejected by every")
+    assert views.stuck_reason(sim.snap, "s").startswith("1 task pending: no suitable node: rejected by every")
     # A new node can still take it.
     sim.add_node("n4")
     sim.round()
@@ -254,6 +263,7 @@ def test_rejected_replacement_avoids_node_until_all_reject():
 
 
 # ---- node loss, drain ----
+
 
 def test_node_down_orphans_and_replaces_in_one_round():
     sim = cluster(3)
@@ -329,6 +339,7 @@ def test_drain_moves_tasks_without_counting_attempts():
 
 # ---- global ----
 
+
 def test_global_one_task_per_eligible_node():
     sim = Sim()
     sim.add_node("a", labels={"disk": "ssd"})
@@ -399,12 +410,13 @@ def test_global_progress_counts_eligible_nodes():
     sim.set_node("n3", availability=pb.NodeSpec.DRAIN)
     sim.add_service("g", global_=True)
     sim.settle()
-    p = planner.service_progress(sim.snap, "g")
-    assert (p["mode"], p["desired"], p["running"]) == ("global", 2, 2)
-    assert [s["node_id"] for s in p["slots"]] == ["n1", "n2"]
+    p = views.service_progress(sim.snap, "g")
+    assert (p.desired, p.running, p.converged) == (2, 2, True)
+    assert [s.node_id for s in p.slots] == ["n1", "n2"]
 
 
 # ---- deletion, reaping ----
+
 
 def test_deleted_service_is_cleaned_up():
     sim = cluster(1)
@@ -413,7 +425,7 @@ def test_deleted_service_is_cleaned_up():
     sim.round()
     sim.run_assigned()
     ts = sim.tasks("s")
-    sim.report(ts[0].id, pb.FAILED)          # terminal
+    sim.report(ts[0].id, pb.FAILED)  # terminal
     sim.set_node("down", state=pb.NodeStatus.DOWN)
     pending = pb.Task(id="pend", service_id="s", slot=9, desired_state=pb.RUNNING)
     sim.apply([st.put(pending, create=True)])
@@ -457,6 +469,7 @@ def test_default_history_limit_is_5():
 
 # ---- idempotence and planner ----
 
+
 def test_random_churn_stays_idempotent_and_consistent():
     for seed in range(15):
         rng = random.Random(seed)
@@ -467,8 +480,13 @@ def test_random_churn_stays_idempotent_and_consistent():
             if j == 3:
                 sim.add_service(f"s{j}", global_=True, constraints=["node.labels.zone==a"])
             else:
-                sim.add_service(f"s{j}", replicas=rng.randint(0, 6), condition=rng.choice([ANY, ON_FAILURE, NONE]),
-                                delay=rng.choice([0, 5]), max_attempts=rng.choice([0, 2]))
+                sim.add_service(
+                    f"s{j}",
+                    replicas=rng.randint(0, 6),
+                    condition=rng.choice([ANY, ON_FAILURE, NONE]),
+                    delay=rng.choice([0, 5]),
+                    max_attempts=rng.choice([0, 2]),
+                )
         for step in range(25):
             sim.now += rng.choice([0, 1, 10])
             sim.round()  # asserts the orchestrator is idempotent
@@ -541,14 +559,15 @@ def test_service_progress_shape():
     sim = cluster(2)
     sim.add_service("s", replicas=3)
     sim.round()
-    p = planner.service_progress(sim.snap, "s")
-    assert (p["name"], p["mode"], p["desired"], p["running"], p["stuck"]) == ("svc-s", "replicated", 3, 0, "")
-    assert [s["slot"] for s in p["slots"]] == [1, 2, 3]
-    assert all(s["state"] == "ASSIGNED" and s["task_id"] for s in p["slots"])
+    p = views.service_progress(sim.snap, "s")
+    assert (p.service.spec.name, p.desired, p.running, p.stuck, p.converged) == ("svc-s", 3, 0, "", False)
+    assert [s.slot for s in p.slots] == [1, 2, 3]
+    assert all(s.state == pb.ASSIGNED and s.task_id and s.current and not s.settled for s in p.slots)
     sim.run_assigned()
-    assert planner.service_progress(sim.snap, "s")["running"] == 3
+    p = views.service_progress(sim.snap, "s")
+    assert p.running == 3 and p.converged
     with pytest.raises(KeyError):
-        planner.service_progress(sim.snap, "nope")
+        views.service_progress(sim.snap, "nope")
 
 
 def test_plan_survives_being_proposed_in_slices():

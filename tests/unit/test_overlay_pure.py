@@ -8,13 +8,13 @@ import struct
 
 import pytest
 
-from swarmlet.agent import dns
-from swarmlet.agent.network import container_rules, ingress_rules
+from swarmlet.agent.net import dns
+from swarmlet.agent.net.wiring import container_rules, ingress_rules
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli.network import parse_publish
-from swarmlet.manager import state as st
-from swarmlet.manager.endpoints import all_assignments
+from swarmlet.core import state as st
+from swarmlet.core.endpoints import all_assignments
 from tests.core_sim import Sim
 
 
@@ -112,26 +112,32 @@ def test_dns_codec_round_trip():
         dns.parse_query(b"\0" * 5)
 
 
-@pytest.mark.parametrize("text,want", [
-    ("published=8080,target=80", (8080, 80, pb.PortConfig.TCP, pb.PortConfig.INGRESS)),
-    ("published=53,target=5353,protocol=udp,mode=host", (53, 5353, pb.PortConfig.UDP, pb.PortConfig.HOST)),
-    ("8080:80", (8080, 80, pb.PortConfig.TCP, pb.PortConfig.INGRESS)),
-    ("53:53/udp", (53, 53, pb.PortConfig.UDP, pb.PortConfig.INGRESS)),
-])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("published=8080,target=80", (8080, 80, pb.PortConfig.TCP, pb.PortConfig.INGRESS)),
+        ("published=53,target=5353,protocol=udp,mode=host", (53, 5353, pb.PortConfig.UDP, pb.PortConfig.HOST)),
+        ("8080:80", (8080, 80, pb.PortConfig.TCP, pb.PortConfig.INGRESS)),
+        ("53:53/udp", (53, 53, pb.PortConfig.UDP, pb.PortConfig.INGRESS)),
+    ],
+)
 def test_parse_publish(text, want):
     p = parse_publish(text)
     assert (p.published_port, p.target_port, p.protocol, p.publish_mode) == want
 
 
-@pytest.mark.parametrize("text,msg", [
-    ("published=8080", "target=PORT is required"),
-    ("target=80", "published=PORT is required"),
-    ("published=70000,target=80", "out of range"),
-    ("published=80,target=80,protocol=sctp", "use tcp or udp"),
-    ("published=80,target=80,mode=global", "use ingress or host"),
-    ("8080", "expected PUBLISHED:TARGET"),
-    ("published=80,target=80,color=red", "unknown field"),
-])
+@pytest.mark.parametrize(
+    "text,msg",
+    [
+        ("published=8080", "target=PORT is required"),
+        ("target=80", "published=PORT is required"),
+        ("published=70000,target=80", "out of range"),
+        ("published=80,target=80,protocol=sctp", "use tcp or udp"),
+        ("published=80,target=80,mode=global", "use ingress or host"),
+        ("8080", "expected PUBLISHED:TARGET"),
+        ("published=80,target=80,color=red", "unknown field"),
+    ],
+)
 def test_parse_publish_errors(text, msg):
     with pytest.raises(ValueError, match=msg):
         parse_publish(text)

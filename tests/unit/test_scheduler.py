@@ -8,9 +8,9 @@ from collections import Counter, defaultdict
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.manager import planner
-from swarmlet.manager import state as st
-from swarmlet.manager.scheduler import schedule
+from swarmlet.core import planner
+from swarmlet.core import state as st
+from swarmlet.core.scheduler import schedule
 from tests.core_sim import GiB, Sim, kinds
 
 
@@ -118,8 +118,7 @@ def test_pending_reason_summarises_filters():
     (t,) = sim.tasks("s")
     assert t.status.state == pb.PENDING
     assert t.status.err == (
-        "no suitable node (3 nodes: 1 drained, 1 constraint node.labels.zone==b not met, "
-        "1 insufficient memory (needs 2.0GiB))"
+        "no suitable node (3 nodes: 1 drained, 1 constraint node.labels.zone==b not met, 1 insufficient memory (needs 2.0GiB))"
     )
     # Unchanged reason: nothing is rewritten next round.
     assert sim.round() == []
@@ -180,13 +179,18 @@ def test_resources_never_exceed_capacity_property():
         rng = random.Random(seed)
         sim = Sim()
         for i in range(rng.randint(1, 8)):
-            sim.add_node(f"n{i}", cpus=rng.choice([0, 1, 2, 4]), mem=rng.choice([0, 1, 2, 8]) * GiB,
-                         labels={"zone": rng.choice("ab")})
+            sim.add_node(
+                f"n{i}", cpus=rng.choice([0, 1, 2, 4]), mem=rng.choice([0, 1, 2, 8]) * GiB, labels={"zone": rng.choice("ab")}
+            )
         for j in range(rng.randint(1, 6)):
-            sim.add_service(f"s{j}", replicas=rng.randint(0, 12), cpus=rng.choice([0, 0.25, 0.5, 1, 3]),
-                            mem=rng.choice([0, 256 << 20, 1 * GiB, 3 * GiB]),
-                            constraints=rng.choice([[], ["node.labels.zone==a"], ["node.labels.zone!=a"]]))
-        for step in range(6):
+            sim.add_service(
+                f"s{j}",
+                replicas=rng.randint(0, 12),
+                cpus=rng.choice([0, 0.25, 0.5, 1, 3]),
+                mem=rng.choice([0, 256 << 20, 1 * GiB, 3 * GiB]),
+                constraints=rng.choice([[], ["node.labels.zone==a"], ["node.labels.zone!=a"]]),
+            )
+        for _step in range(6):
             sim.round()
             sim.run_assigned()
             # Churn: scale, fail, drain.

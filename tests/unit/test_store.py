@@ -7,8 +7,7 @@ import socket
 import pytest
 
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.api import store_pb2 as spb
-from swarmlet.manager import state as st
+from swarmlet.core import state as st
 from swarmlet.manager.store import ConflictError, Store
 from tests.waiting import wait_for
 

@@ -25,7 +25,7 @@ import threading
 import time
 
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.manager import state as st
+from swarmlet.core import state as st
 from swarmlet.manager.store import RaftTimings, Store, StoreError
 from tests.waiting import wait_for
 
@@ -66,8 +66,7 @@ def test_applied_state_agrees_after_leader_churn_with_pipelined_writes(tmp_path)
     stores: dict[str, Store] = {}
 
     def start(addr: str) -> None:
-        s = Store(addr, [a for a in addrs if a != addr], str(tmp_path / addr.replace(":", "_")), SECRET,
-                  timings=AGGRESSIVE)
+        s = Store(addr, [a for a in addrs if a != addr], str(tmp_path / addr.replace(":", "_")), SECRET, timings=AGGRESSIVE)
         with lock:
             stores[addr] = s
 
@@ -99,9 +98,12 @@ def test_applied_state_agrees_after_leader_churn_with_pipelined_writes(tmp_path)
             # earlier task of this writer (only moves forward).
             actions = [st.put(pb.Task(id=tid, service_id="svc", desired_state=pb.RUNNING), create=True)]
             if i > 1:
-                actions.append(st.set_status(f"w{k}-{rng.randrange(i - 1)}",
-                                             pb.TaskStatus(state=rng.choice([pb.ASSIGNED, pb.RUNNING, pb.COMPLETE]),
-                                                           message=tid)))
+                actions.append(
+                    st.set_status(
+                        f"w{k}-{rng.randrange(i - 1)}",
+                        pb.TaskStatus(state=rng.choice([pb.ASSIGNED, pb.RUNNING, pb.COMPLETE]), message=tid),
+                    )
+                )
             attempts[0] += 1
             try:
                 s.propose(actions, timeout=2.0)
@@ -118,8 +120,7 @@ def test_applied_state_agrees_after_leader_churn_with_pipelined_writes(tmp_path)
         rng = random.Random(7)
         end = time.monotonic() + CHURN_SECONDS
         while time.monotonic() < end:
-            leader = wait_for(lambda: next((s for s in live() if s.is_leader()), None), 30, "a leader",
-                              interval=0.01)
+            leader = wait_for(lambda: next((s for s in live() if s.is_leader()), None), 30, "a leader", interval=0.01)
             r = rng.random()
             if r < 0.65:
                 # Kill the leader, or a follower so that it lags behind and is
@@ -152,11 +153,14 @@ def test_applied_state_agrees_after_leader_churn_with_pipelined_writes(tmp_path)
             applied = {x["last_applied"] for x in st_}
             commit = max(x["commit_idx"] for x in st_)
             return len(applied) == 1 and applied.pop() >= commit
+
         wait_for(caught_up, 60, "every manager applied the same index")
         digests = {s.self_addr: s.state_digest() for s in ss}
         versions = {s.self_addr: s.version for s in ss}
-        print(f"\n{attempts[0]} writes attempted, {len(acked)} acknowledged; changes {changes}; pysyncobj 'truncating already-applied' logged "
-              f"{counter.truncations} times; versions {versions}")
+        print(
+            f"\n{attempts[0]} writes attempted, {len(acked)} acknowledged; changes {changes}; pysyncobj 'truncating already-applied' logged "
+            f"{counter.truncations} times; versions {versions}"
+        )
         assert len(set(digests.values())) == 1, f"applied states diverged: {digests} (versions {versions})"
         tasks = ss[0].snapshot().tasks
         missing = [t for t in acked if t not in tasks]
@@ -186,8 +190,16 @@ def test_stale_append_entries_truncating_applied_entries_does_not_diverge(tmp_pa
     applied; it must re-receive the same entries, apply nothing twice, and end
     with the same state as the others."""
     addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
-    stores = [Store(a, [p for p in addrs if p != a], str(tmp_path / a.replace(":", "_")), SECRET,
-                    timings=RaftTimings(compaction_min_entries=100000, compaction_min_time=3600)) for a in addrs]
+    stores = [
+        Store(
+            a,
+            [p for p in addrs if p != a],
+            str(tmp_path / a.replace(":", "_")),
+            SECRET,
+            timings=RaftTimings(compaction_min_entries=100000, compaction_min_time=3600),
+        )
+        for a in addrs
+    ]
     counter = _Count()
     plog = logging.getLogger("pysyncobj.syncobj")
     plog.addHandler(counter)
@@ -228,6 +240,7 @@ def test_stale_append_entries_truncating_applied_entries_does_not_diverge(tmp_pa
             if len({x["last_applied"] for x in st_}) != 1:
                 return False
             return len({s.state_digest() for s in stores}) == 1
+
         wait_for(agree, 30, "same applied index and digest on every manager")
         assert follower.version == leader.version == 90  # 30 + 60 batches, none applied twice
         assert len(follower.snapshot().tasks) == 60

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.manager import state as st
-from swarmlet.manager.store import QuorumLost, RaftTimings, Store, StoreError
+from swarmlet.core import state as st
+from swarmlet.manager.store import QuorumLost, RaftTimings, Store
 from tests.waiting import wait_for
 
 SECRET = b"s" * 32
@@ -53,6 +53,7 @@ class Cluster:
         def find():
             leaders = [s for s in self.live() if s.is_leader()]
             return leaders[0] if len(leaders) == 1 else None
+
         return wait_for(find, timeout, "exactly one leader")
 
     def follower(self) -> Store:
@@ -62,6 +63,7 @@ class Cluster:
         def same():
             ds = {s.state_digest() for s in self.live()}
             return ds.pop() if len(ds) == 1 else None
+
         return wait_for(same, timeout, "every manager's state digest equal")
 
     def close(self) -> None:

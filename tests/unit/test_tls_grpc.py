@@ -7,17 +7,18 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import grpc
 import pytest
 from cryptography import x509
 
-from swarmlet import tls
+from swarmlet import errors, tls
 from swarmlet.api import ca_pb2, ca_pb2_grpc
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.ids import new_id
 from swarmlet.manager import ca
 
 WHOAMI = "/test.Probe/WhoAmI"  # anonymous: reports what peer_identity sees
@@ -88,7 +89,7 @@ def manager() -> Iterator[Manager]:
         worker_token=ca.new_join_token(root.digest),
         manager_token=ca.new_join_token(root.digest),
     )
-    key_pem, cert_pem = ca.issue_local_certificate(root, ca.new_node_id(), "manager", cluster.id, "127.0.0.1")
+    key_pem, cert_pem = ca.issue_local_certificate(root, new_id(), "manager", cluster.id, "127.0.0.1")
     creds = tls.NodeCredentials.from_pems(key_pem, cert_pem, root.cert_pem)
     m = Manager(root, cluster, creds, 0, 0)
 
@@ -138,7 +139,7 @@ def _call(addr: str, creds: grpc.ChannelCredentials, method: str = WHOAMI, body:
 
 def _node(m: Manager, role: str = "worker", root: pb.RootCA | None = None) -> tls.NodeCredentials:
     root = root or m.root
-    node_id = ca.new_node_id()
+    node_id = new_id()
     key_pem, cert_pem = ca.issue_local_certificate(root, node_id, role, m.cluster.id, "127.0.0.1")
     return tls.NodeCredentials.from_pems(key_pem, cert_pem, root.cert_pem)
 
@@ -304,7 +305,11 @@ def test_issue_node_certificate_end_to_end(manager: Manager) -> None:
     assert list(resp.managers) == [manager.api_addr]
     node_id, role, req, peer_ip = manager.registered[-1]
     assert (node_id, role, req.hostname, req.api_addr, peer_ip) == (
-        resp.node_id, "worker", "host-b", "127.0.0.1:9999", "127.0.0.1"
+        resp.node_id,
+        "worker",
+        "host-b",
+        "127.0.0.1:9999",
+        "127.0.0.1",
     )
 
     creds = tls.NodeCredentials.from_pems(key_pem, resp.cert_pem, resp.ca_cert_pem)
@@ -362,7 +367,7 @@ def test_issue_node_certificate_without_cluster(manager: Manager) -> None:
 
 
 def test_issue_node_certificate_registration_errors(manager: Manager) -> None:
-    manager.register_error = ca.RegistrationError("not the leader", grpc.StatusCode.FAILED_PRECONDITION)
+    manager.register_error = errors.FailedPrecondition("not the leader")
     err = _join_error(manager, manager.cluster.worker_token)
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert err.details() == "cannot register the node: not the leader"

@@ -5,22 +5,22 @@ failure ratio and actions, rollback, pause/resume, canaries, leader change."""
 from __future__ import annotations
 
 import random
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.manager import planner, updater
-from swarmlet.manager import state as st
+from swarmlet.core import planner, updater
+from swarmlet.core import state as st
 from tests.core_sim import Sim
 
 US = pb.UpdateStatus
 UC = pb.UpdateConfig
 
 # Test images: how the simulated agent treats a task of each.
-BAD = "bad:1"              # exits at once
+BAD = "bad:1"  # exits at once
 UNHEALTHY = "unhealthy:1"  # starts, never passes its health check
-SLOW = "slow:1"            # stays STARTING (health check pending) until told
+SLOW = "slow:1"  # stays STARTING (health check pending) until told
 
 
 def cluster(n: int = 3, **kw) -> Sim:
@@ -117,9 +117,17 @@ def status(sim: Sim, sid: str = "s") -> pb.UpdateStatus:
     return sim.snap.services[sid].update_status
 
 
-def drive(sim: Sim, until: Callable[[], bool], *, step: float = 0.5, limit: int = 400,
-          check: Callable[[], None] | None = None, rng: random.Random | None = None, p: float = 1.0,
-          healthy: set[str] | None = None) -> None:
+def drive(
+    sim: Sim,
+    until: Callable[[], bool],
+    *,
+    step: float = 0.5,
+    limit: int = 400,
+    check: Callable[[], None] | None = None,
+    rng: random.Random | None = None,
+    p: float = 1.0,
+    healthy: set[str] | None = None,
+) -> None:
     """Rounds and agent reactions with time moving on, checking `check` after
     every plan and every agent step, until `until()`."""
     for _ in range(limit):
@@ -140,6 +148,7 @@ def images(sim: Sim, sid: str = "s") -> list[str]:
 
 
 # ---- availability invariants ----
+
 
 @pytest.mark.parametrize("seed", range(5))
 def test_stop_first_parallelism_1_never_below_n_minus_1(seed):
@@ -191,8 +200,8 @@ def test_parallelism_bounds_slots_in_flight_and_monitor_gates_the_next_batch():
     plan(sim)
     new = [t for t in live(sim) if t.spec.container.image == "busybox:2"]
     assert len(new) == 2 and all(t.desired_state == pb.READY for t in new)  # stop-first: placed, not started
-    agent(sim)   # old ones stop
-    plan(sim)    # new ones may start
+    agent(sim)  # old ones stop
+    plan(sim)  # new ones may start
     agent(sim)
     assert len([t for t in running(sim) if t.spec.container.image == "busybox:2"]) == 2
     # Within the monitor period: no further slot starts.
@@ -251,6 +260,7 @@ def test_health_check_pending_does_not_count_as_updated():
 
 # ---- failures ----
 
+
 def test_failure_pauses_by_default_and_another_update_resumes():
     sim = cluster()
     service(sim, replicas=4, parallelism=1, monitor=1.0, restart_delay=100.0)
@@ -306,8 +316,7 @@ def test_failure_action_continue_finishes_the_update():
 
 def test_failure_action_rollback_returns_every_slot_to_the_old_spec():
     sim = cluster()
-    service(sim, replicas=6, parallelism=2, monitor=1.0, failure_action=UC.ROLLBACK,
-            order=UC.STOP_FIRST, restart_delay=5.0)
+    service(sim, replicas=6, parallelism=2, monitor=1.0, failure_action=UC.ROLLBACK, order=UC.STOP_FIRST, restart_delay=5.0)
     old_version = sim.snap.services["s"].spec_version
     update(sim, image=UNHEALTHY)
     drive(sim, lambda: status(sim).state == US.ROLLBACK_COMPLETED)
@@ -364,6 +373,7 @@ def test_rollback_uses_the_rollback_config():
 
 # ---- canaries ----
 
+
 def test_canary_waits_for_promotion_then_rolls_on():
     sim = cluster()
     service(sim, replicas=5, parallelism=2, monitor=1.0, canary=2)
@@ -414,6 +424,7 @@ def test_failing_canary_rolls_back_without_touching_old_tasks():
 
 
 # ---- leader change, idempotence, other modes ----
+
 
 def test_new_leader_continues_from_the_replicated_state():
     sim = cluster()
@@ -515,8 +526,7 @@ def test_node_down_mid_update_is_replaced_with_the_new_spec():
 
 def test_validate_config():
     updater.validate_config(updater.DEFAULT_CONFIG, "update")
-    for bad, msg in ((config(delay=-1), "delay"), (config(monitor=-1), "monitor"),
-                     (config(max_failure_ratio=1.5), "ratio")):
+    for bad, msg in ((config(delay=-1), "delay"), (config(monitor=-1), "monitor"), (config(max_failure_ratio=1.5), "ratio")):
         with pytest.raises(ValueError, match=msg):
             updater.validate_config(bad, "update")
 

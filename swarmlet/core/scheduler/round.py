@@ -19,32 +19,21 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.manager import allocator
-from swarmlet.manager import constraints as cons
-from swarmlet.manager import state as st
+from swarmlet.core import allocator
+from swarmlet.core import constraints as cons
+from swarmlet.core import state as st
+from swarmlet.core.units import fmt_bytes, fmt_cpus
 
 NO_NODE = "no suitable node"
 
 # Explanations list node refusals in the order of the filters.
 _RANK_STATUS, _RANK_AVAIL, _RANK_CONSTRAINT, _RANK_AVOID, _RANK_CPU, _RANK_MEM, _RANK_OTHER = range(7)
 _AVOID_TEXT = "rejected the task before"
-
-
-def fmt_bytes(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
-    return f"{n}B"
-
-
-def fmt_cpus(nano: int) -> str:
-    v = nano / 1e9
-    return f"{v:g} CPU{'s' if v != 1 else ''}"
 
 
 def _schedulable(t: pb.Task) -> bool:
@@ -74,7 +63,8 @@ class _Round:
         self._rejected: dict[tuple[str, int], pb.Task] | None = None
         # Nodes that can take anything new at all, sorted for determinism.
         self.open_nodes = sorted(
-            nid for nid, n in self.nodes.items()
+            nid
+            for nid, n in self.nodes.items()
             if n.status.state == pb.NodeStatus.READY and n.spec.availability == pb.NodeSpec.ACTIVE
         )
 
@@ -251,8 +241,13 @@ class _Round:
         groups: dict[tuple, list[pb.Task]] = {}
         for t in free:
             r = t.spec.resources.reservations
-            key = (t.service_id, tuple(t.spec.placement.constraints), r.nano_cpus, r.memory_bytes,
-                   tuple(sorted(set(t.avoid_nodes))))
+            key = (
+                t.service_id,
+                tuple(t.spec.placement.constraints),
+                r.nano_cpus,
+                r.memory_bytes,
+                tuple(sorted(set(t.avoid_nodes))),
+            )
             groups.setdefault(key, []).append(t)  # dicts keep first-seen order: stable
         for key, tasks in groups.items():
             self._place_group(key[0], key[1], key[2], key[3], frozenset(key[4]), tasks)
@@ -272,8 +267,9 @@ class _Round:
         else:
             self._pending(t, f"{NO_NODE} (node {n.description.hostname or n.id}: {refusal[1]})")
 
-    def _place_group(self, service_id: str, exprs: tuple[str, ...], cpu: int, mem: int,
-                     avoid: frozenset[str], tasks: Sequence[pb.Task]) -> None:
+    def _place_group(
+        self, service_id: str, exprs: tuple[str, ...], cpu: int, mem: int, avoid: frozenset[str], tasks: Sequence[pb.Task]
+    ) -> None:
         svc_count = self.per_service[service_id]
         use = self.use
         heap = [(svc_count.get(nid, 0), use[nid].total, nid) for nid in self._matching_open(exprs) if nid not in avoid]

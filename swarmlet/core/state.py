@@ -11,15 +11,15 @@ pysyncobj (see docs/architecture.md).
 from __future__ import annotations
 
 import copy
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
+from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 
-TERMINAL_STATES = frozenset(
-    {pb.COMPLETE, pb.SHUTDOWN, pb.FAILED, pb.REJECTED, pb.ORPHANED}
-)
+TERMINAL_STATES = frozenset({pb.COMPLETE, pb.SHUTDOWN, pb.FAILED, pb.REJECTED, pb.ORPHANED})
 
 _KIND_TABLE = {
     spb.KIND_NODE: "nodes",
@@ -42,10 +42,10 @@ class Snapshot:
     networks: dict[str, pb.Network] = field(default_factory=dict)
     version: int = 0
 
-    def copy(self) -> "Snapshot":
+    def copy(self) -> Snapshot:
         return copy.deepcopy(self)
 
-    def shallow_copy(self) -> "Snapshot":
+    def shallow_copy(self) -> Snapshot:
         """New tables holding the same objects. apply_batch replaces objects
         instead of mutating them, so a reader holding the old snapshot keeps a
         consistent view without locks (the store relies on this)."""
@@ -75,7 +75,12 @@ class Snapshot:
         return [t for t in self.tasks.values() if t.service_id == service_id]
 
 
-class Conflict(Exception):
+# Table name -> object type: how tables are (de)serialized by the Raft store,
+# backups and the digest.
+TABLE_TYPES = {"nodes": pb.Node, "services": pb.Service, "tasks": pb.Task, "clusters": pb.Cluster, "networks": pb.Network}
+
+
+class Conflict(errors.Conflict):
     """A precondition of the batch failed; nothing was applied."""
 
 
@@ -204,6 +209,7 @@ def iter_objects(snap: Snapshot) -> Iterable[tuple[str, str, object]]:
 
 # ---- helpers for planners: build actions ----
 
+
 def put(obj: pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network, create: bool = False) -> spb.StoreAction:
     """A Put of `obj`, guarded by the version it was read at (or must-not-exist)."""
     p = spb.PutAction(expected_version=0 if create else obj.meta.version)
@@ -221,3 +227,16 @@ def set_desired(task_id: str, state: int) -> spb.StoreAction:
 
 def set_status(task_id: str, status: pb.TaskStatus, node_id: str = "") -> spb.StoreAction:
     return spb.StoreAction(task_status=spb.TaskStatusAction(task_id=task_id, node_id=node_id, status=status))
+
+
+def state_digest(snap: Snapshot) -> str:
+    """sha256 of the applied state: every object's deterministic bytes and the
+    version. Two managers that applied the same log agree on it."""
+    h = hashlib.sha256(f"v{snap.version}".encode())
+    for table in TABLE_TYPES:
+        objs = getattr(snap, table)
+        for oid in sorted(objs):
+            raw = objs[oid].SerializeToString(deterministic=True)
+            h.update(f"|{table}/{oid}/{len(raw)}|".encode())
+            h.update(raw)
+    return h.hexdigest()

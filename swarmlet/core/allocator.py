@@ -19,12 +19,13 @@ are not allocated yet: see `waiting_for_network`).
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
+from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.manager import state as st
+from swarmlet.core import state as st
 
 DEFAULT_POOL = ("10.0.0.0/8",)
 DEFAULT_SUBNET_SIZE = 24
@@ -38,11 +39,12 @@ MIN_PREFIX_HOSTS = 4
 Net = ipaddress.IPv4Network
 
 
-class AllocationError(ValueError):
+class AllocationError(errors.Invalid):
     """Bad networking input (subnet, gateway, pool): nothing was allocated."""
 
 
 # ---- pure helpers shared with validation ----
+
 
 def parse_pool(pool: Iterable[str], subnet_size: int) -> list[Net]:
     """The default address pool as networks; raises AllocationError with the
@@ -63,7 +65,7 @@ def parse_pool(pool: Iterable[str], subnet_size: int) -> list[Net]:
         if n.prefixlen > size:
             raise AllocationError(f"address pool {n} is smaller than the subnet size /{size}")
     for i, a in enumerate(nets):
-        for b in nets[i + 1:]:
+        for b in nets[i + 1 :]:
             if a.overlaps(b):
                 raise AllocationError(f"address pools {a} and {b} overlap")
     return nets
@@ -171,6 +173,7 @@ def waiting_for_network(snap: st.Snapshot, t: pb.Task) -> bool:
 
 
 # ---- the allocation round ----
+
 
 @dataclass
 class _Pools:

@@ -28,7 +28,7 @@ def interface_addrs() -> list[tuple[str, str]]:
 def default_advertise_addr() -> str:
     """The first non-loopback IPv4 address (Docker's choice when there is one
     obvious address); 127.0.0.1 when the host has nothing else."""
-    for name, addr in interface_addrs():
+    for _name, addr in interface_addrs():
         if not addr.startswith("127."):
             return addr
     return "127.0.0.1"

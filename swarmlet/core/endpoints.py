@@ -13,13 +13,12 @@ load balancing; a stopping task leaves them at once).
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.manager import allocator as al
-from swarmlet.manager import state as st
+from swarmlet.core import allocator as al
+from swarmlet.core import state as st
 
 
 def _wired(t: pb.Task) -> bool:
@@ -55,8 +54,13 @@ def all_assignments(snap: st.Snapshot) -> dict[str, list[dpb.NetworkAssignment]]
         for net_id in al.wanted_networks(snap, s):
             if net_id not in nets:
                 continue
-            se = dpb.ServiceEndpoints(service_id=s.id, name=s.spec.name, mode=s.spec.endpoint.mode,
-                                      vip=vips.get(net_id, ""), ports=s.spec.endpoint.ports)
+            se = dpb.ServiceEndpoints(
+                service_id=s.id,
+                name=s.spec.name,
+                mode=s.spec.endpoint.mode,
+                vip=vips.get(net_id, ""),
+                ports=s.spec.endpoint.ports,
+            )
             for t, addr in sorted(wired.get(net_id, []), key=lambda x: x[0].id):
                 if t.service_id == s.id and _backend(t):
                     se.backends.add(task_id=t.id, addr=addr, node_addr=node_addr.get(t.node_id, ""))
@@ -80,19 +84,3 @@ def all_assignments(snap: st.Snapshot) -> dict[str, list[dpb.NetworkAssignment]]
             a.services.extend(services.get(net_id, []))
             out[me].append(a)
     return out
-
-
-class AssignmentCache:
-    """all_assignments computed once per store version, shared by sessions."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._version = -1
-        self._value: dict[str, list[dpb.NetworkAssignment]] = {}
-
-    def for_node(self, snap: st.Snapshot, node_id: str) -> list[dpb.NetworkAssignment]:
-        with self._lock:
-            if snap.version != self._version:
-                self._value = all_assignments(snap)
-                self._version = snap.version
-            return list(self._value.get(node_id, []))

@@ -8,9 +8,10 @@ couple of attribute reads and a comparison.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
+from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 
 ACCEPTED = (
@@ -33,7 +34,7 @@ _ARCH_ALIASES = {
 }
 
 
-class ConstraintError(ValueError):
+class ConstraintError(errors.Invalid):
     """A constraint expression that cannot be parsed or is not supported."""
 
 
@@ -101,13 +102,15 @@ def parse_constraint(s: str) -> Constraint:
     equal = op == "=="
     kl = key.lower()
     if kl.startswith("node.labels."):
-        label = key[len("node.labels."):]
+        label = key[len("node.labels.") :]
         if not label:
             raise ConstraintError(f"invalid constraint {s!r}: empty label name after node.labels.")
         # Labels are user data: compared exactly, like Swarm does for values.
         return Constraint(expr, "node.labels", label, equal, value)
     if kl.startswith("engine.labels."):
-        raise ConstraintError(f"unsupported constraint {s!r}: engine labels are not supported; use node labels (node.labels.<label>) instead")
+        raise ConstraintError(
+            f"unsupported constraint {s!r}: engine labels are not supported; use node labels (node.labels.<label>) instead"
+        )
     if kl == "node.id":
         return Constraint(expr, kl, "", equal, value)
     if kl == "node.hostname":

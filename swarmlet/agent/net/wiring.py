@@ -39,8 +39,8 @@ import logging
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from swarmlet.compat import restore_inet_ntop
 
@@ -49,10 +49,10 @@ restore_inet_ntop()  # before pyroute2 binds it (see compat.py)
 from pyroute2 import IPRoute  # noqa: E402
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
 
-from swarmlet.agent.dns import DnsServer, TYPE_A
+from swarmlet.agent.net.dns import TYPE_A, DnsServer
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.manager.allocator import mac_for
+from swarmlet.core.allocator import mac_for
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ def _prefixlen(net: pb.Network) -> int:
 
 
 # ---- pure: iptables rule text (unit-tested) ----
+
 
 def _spread(match: str, targets: list[str], chain: str, to: Callable[[str], str]) -> list[str]:
     """Rules sending `match` to one of `targets` at random, evenly: rule i
@@ -130,8 +131,10 @@ def ingress_rules(ingress: dpb.NetworkAssignment | None, local_addrs: set[str]) 
                     addrs = [a for a in addrs if a in local_addrs]
                 match = f"-p {proto} -m {proto} --dport {p.published_port}"
                 lines += _spread(match, addrs, INGRESS_CHAIN, lambda a, p=p: f"{a}:{p.target_port}")
-        lines.append(f"-A {INGRESS_POST_CHAIN} -o {bridge_name(ingress.network.vni)} -m conntrack --ctstate DNAT "
-                     f"-j SNAT --to-source {ingress.node_addr}")
+        lines.append(
+            f"-A {INGRESS_POST_CHAIN} -o {bridge_name(ingress.network.vni)} -m conntrack --ctstate DNAT "
+            f"-j SNAT --to-source {ingress.node_addr}"
+        )
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 
@@ -153,13 +156,14 @@ def _iptables(args: list[str]) -> int:
 
 # ---- the agent side ----
 
+
 @dataclass
 class _Wired:
     task_id: str
     pid: int
-    networks: list[str]            # network ids, in interface order
-    addrs: dict[str, str]          # network id -> address
-    rules: str = ""                # last iptables text applied in its namespace
+    networks: list[str]  # network ids, in interface order
+    addrs: dict[str, str]  # network id -> address
+    rules: str = ""  # last iptables text applied in its namespace
 
 
 @dataclass
@@ -199,8 +203,9 @@ class NetworkAgent:
         and its tasks (wired ones not among the live tasks are released)."""
         with self._lock:
             self._view = _View(by_id={a.network.id: a for a in networks})
-            self._live_tasks = {t.id: len(t.networks) for t in tasks
-                                if t.desired_state <= pb.RUNNING and t.status.state < pb.COMPLETE}
+            self._live_tasks = {
+                t.id: len(t.networks) for t in tasks if t.desired_state <= pb.RUNNING and t.status.state < pb.COMPLETE
+            }
         self._changed.set()
 
     def set_node_addr(self, addr: str) -> None:
@@ -280,7 +285,7 @@ class NetworkAgent:
                 return None
             view = self._view
         want_tasks = name.startswith("tasks.")
-        svc_name = name[len("tasks."):] if want_tasks else name
+        svc_name = name[len("tasks.") :] if want_tasks else name
         found = False
         out: list[str] = []
         for nid in w.networks:
@@ -359,8 +364,16 @@ class NetworkAgent:
                 ipr.link("del", index=vidx_l[0])  # our address changed: recreate
                 vidx_l = []
         if not vidx_l:
-            ipr.link("add", ifname=vx, kind="vxlan", vxlan_id=net.vni, vxlan_local=self._node_addr,
-                     vxlan_port=VXLAN_PORT, vxlan_learning=0, vxlan_proxy=1)
+            ipr.link(
+                "add",
+                ifname=vx,
+                kind="vxlan",
+                vxlan_id=net.vni,
+                vxlan_local=self._node_addr,
+                vxlan_port=VXLAN_PORT,
+                vxlan_learning=0,
+                vxlan_proxy=1,
+            )
             vidx_l = ipr.link_lookup(ifname=vx)
         vidx = vidx_l[0]
         ipr.link("set", index=vidx, master=bidx, state="up")

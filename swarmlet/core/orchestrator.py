@@ -23,13 +23,14 @@ elapsed).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.manager import constraints as cons
-from swarmlet.manager import state as st
+from swarmlet.core import constraints as cons
+from swarmlet.core import state as st
+from swarmlet.core.units import fmt_seconds
 
 DEFAULT_TASK_HISTORY_LIMIT = 5
 # A restart window needs the restarts it counts to still be in the store: keep
@@ -72,10 +73,6 @@ def task_error(t: pb.Task) -> str:
     if s.exit_code and "exit code" not in text:
         text += f" (exit code {s.exit_code})"
     return text
-
-
-def _fmt_seconds(v: float) -> str:
-    return f"{v:g}s"
 
 
 @dataclass(frozen=True)
@@ -155,7 +152,7 @@ def slot_verdict(
     if rp.max_attempts:
         n = restarts_counted(last, slot_tasks, rp.window)
         if n >= rp.max_attempts:
-            within = f" within {_fmt_seconds(rp.window)}" if rp.window > 0 else ""
+            within = f" within {fmt_seconds(rp.window)}" if rp.window > 0 else ""
             return Verdict(
                 "gave_up",
                 reason=f"restart policy gave up after {n} restart{'s' if n != 1 else ''}{within} (max attempts {rp.max_attempts})",
@@ -224,10 +221,10 @@ class _Group:
     """One slot of a replicated service, or one node of a global service."""
 
     tasks: list[pb.Task]
-    want: bool            # should have a live task
-    may_create: bool      # may create one (a paused node keeps but gets nothing new)
+    want: bool  # should have a live task
+    may_create: bool  # may create one (a paused node keeps but gets nothing new)
     slot: int
-    node_id: str          # preset on created tasks (global services)
+    node_id: str  # preset on created tasks (global services)
     global_mode: bool
     unwanted_desired: int  # REMOVE for surplus slots; SHUTDOWN for ineligible nodes
 
@@ -382,8 +379,7 @@ class _Round:
                 created.append(self._new_task(svc, g, src.attempt, tuple(src.avoid_nodes)))
             elif g.may_create:
                 remaining = [t for t in g.tasks if t.id not in deleted]
-                cands = restart_candidates(
-                    remaining, eff, lambda t: pb.ORPHANED if t.id in orphaned else t.status.state)
+                cands = restart_candidates(remaining, eff, lambda t: pb.ORPHANED if t.id in orphaned else t.status.state)
                 last = max(cands, key=age_key) if cands else None
                 v = slot_verdict(last, remaining, self.nodes, self.now, g.global_mode)
                 if v.kind == "create":
@@ -396,9 +392,9 @@ class _Round:
         if rp.window > 0 and rp.max_attempts:
             keep_n = max(keep_n, min(int(rp.max_attempts), MAX_RESTART_HISTORY))
         history = [
-            t for t in g.tasks
-            if t.id not in deleted and eff(t) > pb.RUNNING
-            and (pb.ORPHANED if t.id in orphaned else t.status.state) in TERMINAL
+            t
+            for t in g.tasks
+            if t.id not in deleted and eff(t) > pb.RUNNING and (pb.ORPHANED if t.id in orphaned else t.status.state) in TERMINAL
         ]
         if len(history) > keep_n:
             history.sort(key=age_key, reverse=True)

@@ -6,8 +6,9 @@ state. No Docker calls here, so all of it is unit-tested without an engine.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from swarmlet.api import objects_pb2 as pb
 

@@ -22,8 +22,8 @@ import selectors
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def socket_in_netns(pid: int, addr: tuple[str, int]) -> socket.socket:
 
 # ---- a minimal DNS codec: one question, A answers ----
 
+
 def parse_query(data: bytes) -> tuple[int, int, str, int, bytes]:
     """(id, flags, name, qtype, raw question). Raises ValueError."""
     if len(data) < 12:
@@ -93,12 +94,12 @@ def parse_query(data: bytes) -> tuple[int, int, str, int, bytes]:
             break
         if n & 0xC0:
             raise ValueError("compressed name in question")
-        labels.append(data[i:i + n].decode("ascii", "replace"))
+        labels.append(data[i : i + n].decode("ascii", "replace"))
         i += n
     if i + 4 > len(data):
         raise ValueError("truncated question")
-    qtype, _qclass = struct.unpack(">HH", data[i:i + 4])
-    return qid, flags, ".".join(labels).lower(), qtype, data[12:i + 4]
+    qtype, _qclass = struct.unpack(">HH", data[i : i + 4])
+    return qid, flags, ".".join(labels).lower(), qtype, data[12 : i + 4]
 
 
 def build_answer(qid: int, qflags: int, question: bytes, addrs: list[str], rcode: int = 0) -> bytes:

@@ -19,24 +19,23 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
 
 import grpc
 
-from swarmlet import tls
-from swarmlet.api import ca_pb2, ca_pb2_grpc
-from swarmlet.api import agent_pb2_grpc
+from swarmlet import errors, rpc, tls
+from swarmlet.api import agent_pb2_grpc, ca_pb2, ca_pb2_grpc, control_pb2_grpc, dispatcher_pb2_grpc
 from swarmlet.api import control_pb2 as cpb
-from swarmlet.api import control_pb2_grpc
-from swarmlet.api import dispatcher_pb2_grpc
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.manager import allocator
+from swarmlet.core import allocator
+from swarmlet.core import state as st
+from swarmlet.ids import new_id
 from swarmlet.manager import ca
-from swarmlet.manager import state as st
+from swarmlet.manager.control.routes import ROUTES
 
-log = logging.getLogger("swarmlet.daemon")
+log = logging.getLogger("swarmlet.node.daemon")
 
 MANAGER_ONLY = (
     "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. "
@@ -65,8 +64,11 @@ class DaemonConfig:
     def raft_timings(self):
         from swarmlet.manager.store import RaftTimings
 
-        t = RaftTimings(raft_min_timeout=self.election_timeout_min, raft_max_timeout=self.election_timeout_max,
-                        leader_fallback_timeout=self.leader_fallback_timeout)
+        t = RaftTimings(
+            raft_min_timeout=self.election_timeout_min,
+            raft_max_timeout=self.election_timeout_max,
+            leader_fallback_timeout=self.leader_fallback_timeout,
+        )
         t.validate()
         return t
 
@@ -92,26 +94,12 @@ class NodeState:
         os.replace(tmp, path)
 
     @staticmethod
-    def load(state_dir: str) -> "NodeState | None":
+    def load(state_dir: str) -> NodeState | None:
         try:
             with open(os.path.join(state_dir, "node.json")) as f:
                 return NodeState(**json.load(f))
         except FileNotFoundError:
             return None
-
-
-class ControlError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _abort(context: grpc.ServicerContext, e: Exception) -> None:
-    from swarmlet.manager.controlapi import ApiError
-
-    if isinstance(e, (ApiError, ControlError)):
-        context.abort(e.code, str(e))
-    raise e
 
 
 class Daemon:
@@ -175,15 +163,15 @@ class Daemon:
             f.write(secret)
 
     def _start_manager(self, raft_secret: bytes, peers: list[str] | None = None) -> None:
-        from swarmlet.manager.controlapi import ClusterControl
+        from swarmlet.manager.control.api import ControlAPI
         from swarmlet.manager.dispatcher import Dispatcher
         from swarmlet.manager.leader import LeaderLoop
         from swarmlet.manager.store import Store
 
         partners = [p for p in (peers or []) if p != self.raft_addr()]
         self.store = Store(self.raft_addr(), partners, self.cfg.state_dir, raft_secret, timings=self.cfg.raft_timings())
-        self.control = ClusterControl(self.store, self._agent_channel, self.node.node_id)
-        self.dispatcher = Dispatcher(self.store, renew_role=self.control.renew_role)
+        self.control = ControlAPI(self.store, self._agent_channel)
+        self.dispatcher = Dispatcher(self.store, renew_role=self.control.cluster.renew_role)
         self.dispatcher.start()
         self.leader_loop = LeaderLoop(self.store)
         self.leader_loop.start()
@@ -211,35 +199,35 @@ class Daemon:
         from swarmlet.agent.api import AgentServicer
 
         c = self.creds
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"), options=tls.SERVER_OPTIONS,
-                             interceptors=[tls.ClientCertRequired()])
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"),
+            options=tls.SERVER_OPTIONS,
+            interceptors=[tls.ClientCertRequired()],
+        )
         if self.executor is None:
             self._make_executor()
         agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(self.executor), server)
         if self.node.role == "manager":
             dispatcher_pb2_grpc.add_DispatcherServicer_to_server(self.dispatcher, server)
-            ca_pb2_grpc.add_CAServicer_to_server(ca.CAServicer(lambda: self.store.snapshot().cluster, self._register_node,
-                                                                    lambda: self.store.members()), server)
-            server.add_secure_port(f"{self.addr}:{self.cfg.join_port}", tls.server_credentials(c.key_pem, c.cert_pem, c.ca_pem, False))
+            ca_pb2_grpc.add_CAServicer_to_server(
+                ca.CAServicer(lambda: self.store.snapshot().cluster, self._register_node, lambda: self.store.members()), server
+            )
+            server.add_secure_port(
+                f"{self.addr}:{self.cfg.join_port}", tls.server_credentials(c.key_pem, c.cert_pem, c.ca_pem, False)
+            )
         server.add_secure_port(f"{self.addr}:{self.cfg.api_port}", tls.server_credentials(c.key_pem, c.cert_pem, c.ca_pem, True))
         server.start()
         self.server = server
 
     def _register_node(self, node_id: str, role: str, request, peer_ip: str) -> list[str]:
-        from swarmlet.manager.controlapi import ApiError
-
-        try:
-            return self.control.register_node(node_id, role, request, peer_ip)
-        except ApiError as e:
-            raise ca.RegistrationError(str(e), e.code) from None
+        return self.control.cluster.register_node(node_id, role, request, peer_ip)
 
     def _make_executor(self) -> None:
         from swarmlet.agent.executor import Executor
-        from swarmlet.agent.network import NetworkAgent
+        from swarmlet.agent.net.wiring import NetworkAgent
 
         network = NetworkAgent(self.addr)
-        self.executor = Executor(self.cfg.docker_host, self.node.node_id, self._report, hostname=self.hostname,
-                                 network=network)
+        self.executor = Executor(self.cfg.docker_host, self.node.node_id, self._report, hostname=self.hostname, network=network)
 
     def _report(self, reports) -> None:
         s = self.session
@@ -251,9 +239,16 @@ class Daemon:
 
         if self.executor is None:
             self._make_executor()
-        self.session = AgentSession(self.creds, self.node.managers, self.executor, self.addr, self.api_addr(),
-                                    on_managers=self._managers_changed, raft_addr=self.raft_addr(),
-                                    on_role=self._role_wanted)
+        self.session = AgentSession(
+            self.creds,
+            self.node.managers,
+            self.executor,
+            self.addr,
+            self.api_addr(),
+            on_managers=self._managers_changed,
+            raft_addr=self.raft_addr(),
+            on_role=self._role_wanted,
+        )
         self.executor.start()
         self.session.start()
 
@@ -290,8 +285,14 @@ class Daemon:
         log.info("role changing to %s: saving the new identity and restarting the daemon process", resp.role)
         with self._lock:
             ident = tls.certificate_identity(resp.cert_pem)
-            creds = tls.NodeCredentials(key_pem=key_pem, cert_pem=resp.cert_pem, ca_pem=self.creds.ca_pem,
-                                        node_id=self.node.node_id, role=resp.role, cluster_id=ident.cluster_id)
+            creds = tls.NodeCredentials(
+                key_pem=key_pem,
+                cert_pem=resp.cert_pem,
+                ca_pem=self.creds.ca_pem,
+                node_id=self.node.node_id,
+                role=resp.role,
+                cluster_id=ident.cluster_id,
+            )
             if self.session is not None:
                 self.session.stop()
                 self.session = None
@@ -326,9 +327,16 @@ class Daemon:
     def _start_agent_session_only(self) -> None:
         from swarmlet.agent.session import AgentSession
 
-        self.session = AgentSession(self.creds, self.node.managers, self.executor, self.addr, self.api_addr(),
-                                    on_managers=self._managers_changed, raft_addr=self.raft_addr(),
-                                    on_role=self._role_wanted)
+        self.session = AgentSession(
+            self.creds,
+            self.node.managers,
+            self.executor,
+            self.addr,
+            self.api_addr(),
+            on_managers=self._managers_changed,
+            raft_addr=self.raft_addr(),
+            on_role=self._role_wanted,
+        )
         self.session.start()
 
     def _managers_changed(self, managers: list[str]) -> None:
@@ -343,36 +351,44 @@ class Daemon:
             return self.force_new_cluster(req)
         with self._lock:
             if self.node is not None:
-                raise ControlError(grpc.StatusCode.FAILED_PRECONDITION,
-                                   "This node is already part of a swarm. Use 'swarmlet leave' to leave this swarm and join another one.")
+                raise errors.FailedPrecondition(
+                    "This node is already part of a swarm. Use 'swarmlet leave' to leave this swarm and join another one."
+                )
             try:
                 allocator.parse_pool(req.default_address_pool, req.default_subnet_size)
             except allocator.AllocationError as e:
-                raise ControlError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+                raise errors.Invalid(str(e)) from None
             if req.advertise_addr:
                 self._set_advertise(req.advertise_addr)
             self._check_ports_free([("join", self.cfg.join_port), ("raft", self.cfg.raft_port), ("api", self.cfg.api_port)])
             root = ca.create_root_ca()
-            cluster_id = ca.new_node_id()
-            node_id = ca.new_node_id()
+            cluster_id = new_id()
+            node_id = new_id()
             raft_secret = secrets.token_bytes(32)
             key_pem, cert_pem = ca.issue_local_certificate(root, node_id, "manager", cluster_id, self.addr)
-            creds = tls.NodeCredentials(key_pem=key_pem, cert_pem=cert_pem, ca_pem=root.cert_pem, node_id=node_id,
-                                        role="manager", cluster_id=cluster_id)
+            creds = tls.NodeCredentials(
+                key_pem=key_pem, cert_pem=cert_pem, ca_pem=root.cert_pem, node_id=node_id, role="manager", cluster_id=cluster_id
+            )
             self._write_raft_secret(raft_secret)
             self.creds = creds
-            self.node = NodeState(node_id=node_id, role="manager", cluster_id=cluster_id, addr=self.addr, managers=[self.api_addr()])
+            self.node = NodeState(
+                node_id=node_id, role="manager", cluster_id=cluster_id, addr=self.addr, managers=[self.api_addr()]
+            )
             self._start_manager(raft_secret)
             deadline = time.monotonic() + 10
             while not self.store.is_leader():
                 if time.monotonic() > deadline:
-                    raise ControlError(grpc.StatusCode.INTERNAL, "the new Raft node did not become leader")
+                    raise errors.Internal("the new Raft node did not become leader")
                 time.sleep(0.02)
             cluster = pb.Cluster(
                 id=cluster_id,
-                spec=pb.ClusterSpec(heartbeat_period=0.5, node_down_after=3.0, task_history_limit=5,
-                                    default_address_pool=list(req.default_address_pool),
-                                    default_subnet_size=req.default_subnet_size),
+                spec=pb.ClusterSpec(
+                    heartbeat_period=0.5,
+                    node_down_after=3.0,
+                    task_history_limit=5,
+                    default_address_pool=list(req.default_address_pool),
+                    default_subnet_size=req.default_subnet_size,
+                ),
                 root_ca=root,
                 worker_token=ca.new_join_token(root.digest),
                 manager_token=ca.new_join_token(root.digest),
@@ -394,8 +410,13 @@ class Daemon:
             self.node.save(self.cfg.state_dir)
             self._start_cluster_server()
             self._start_agent()
-            return cpb.InitResponse(node_id=node_id, cluster_id=cluster_id, worker_token=cluster.worker_token,
-                                    manager_token=cluster.manager_token, api_addr=self.join_addr())
+            return cpb.InitResponse(
+                node_id=node_id,
+                cluster_id=cluster_id,
+                worker_token=cluster.worker_token,
+                manager_token=cluster.manager_token,
+                api_addr=self.join_addr(),
+            )
 
     def _check_ports_free(self, ports: list[tuple[str, int]]) -> None:
         """Refuse init/join up front when a port we need is taken, instead of
@@ -406,58 +427,74 @@ class Daemon:
                 try:
                     s.bind((self.addr, port))
                 except OSError as e:
-                    raise ControlError(grpc.StatusCode.FAILED_PRECONDITION,
-                                       f"{what} port {self.addr}:{port} is not available: {e.strerror}") from None
+                    raise errors.FailedPrecondition(f"{what} port {self.addr}:{port} is not available: {e.strerror}") from None
 
     def _set_advertise(self, addr: str) -> None:
         try:
             socket.inet_aton(addr)
         except OSError:
-            raise ControlError(grpc.StatusCode.INVALID_ARGUMENT, f"invalid advertise address {addr!r}: expected an IPv4 address") from None
+            raise errors.Invalid(f"invalid advertise address {addr!r}: expected an IPv4 address") from None
         self.cfg.advertise_addr = addr
 
     def join(self, req: cpb.JoinRequest) -> cpb.JoinResponse:
         with self._lock:
             if self.node is not None:
-                raise ControlError(grpc.StatusCode.FAILED_PRECONDITION,
-                                   "This node is already part of a swarm. Use 'swarmlet leave' to leave this swarm and join another one.")
+                raise errors.FailedPrecondition(
+                    "This node is already part of a swarm. Use 'swarmlet leave' to leave this swarm and join another one."
+                )
             if req.advertise_addr:
                 self._set_advertise(req.advertise_addr)
             self._check_ports_free([("api", self.cfg.api_port)])
             try:
                 digest, _ = ca.parse_token(req.token)
             except ca.TokenError as e:
-                raise ControlError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+                raise errors.Invalid(str(e)) from None
             remote = req.remote_addr
             if ":" not in remote:
                 remote = f"{remote}:{self.cfg.join_port}"
             try:
                 ca_pem = tls.fetch_remote_ca(remote, digest, timeout=5.0)
             except tls.JoinError as e:
-                raise ControlError(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from None
+                raise errors.FailedPrecondition(str(e)) from None
             key_pem = ca.new_node_key()
             csr = ca.make_csr(key_pem)
             channel = grpc.secure_channel(remote, tls.channel_credentials(ca_pem), options=tls.CHANNEL_OPTIONS)
             try:
                 resp = ca_pb2_grpc.CAStub(channel).IssueNodeCertificate(
-                    ca_pb2.IssueNodeCertificateRequest(token=req.token, csr_pem=csr, hostname=self.hostname, addr=self.addr,
-                                                       api_addr=self.api_addr(), raft_addr=self.raft_addr()),
+                    ca_pb2.IssueNodeCertificateRequest(
+                        token=req.token,
+                        csr_pem=csr,
+                        hostname=self.hostname,
+                        addr=self.addr,
+                        api_addr=self.api_addr(),
+                        raft_addr=self.raft_addr(),
+                    ),
                     timeout=30,
                 )
             except grpc.RpcError as e:
-                code = e.code()
-                if code == grpc.StatusCode.UNAVAILABLE:
-                    raise ControlError(code, f"cannot reach manager at {remote}: {e.details()}") from None
-                raise ControlError(code, e.details()) from None
+                prefix = f"cannot reach manager at {remote}: " if e.code() == grpc.StatusCode.UNAVAILABLE else ""
+                raise rpc.from_rpc_error(e, prefix) from None
             finally:
                 channel.close()
             ident = tls.certificate_identity(resp.cert_pem)
-            creds = tls.NodeCredentials(key_pem=key_pem, cert_pem=resp.cert_pem, ca_pem=resp.ca_cert_pem, node_id=resp.node_id,
-                                        role=resp.role, cluster_id=ident.cluster_id)
+            creds = tls.NodeCredentials(
+                key_pem=key_pem,
+                cert_pem=resp.cert_pem,
+                ca_pem=resp.ca_cert_pem,
+                node_id=resp.node_id,
+                role=resp.role,
+                cluster_id=ident.cluster_id,
+            )
             managers = list(resp.managers) or [remote]
             self.creds = creds
-            self.node = NodeState(node_id=resp.node_id, role=resp.role, cluster_id=ident.cluster_id, addr=self.addr, managers=managers,
-                                  raft_peers=list(resp.raft_peers))
+            self.node = NodeState(
+                node_id=resp.node_id,
+                role=resp.role,
+                cluster_id=ident.cluster_id,
+                addr=self.addr,
+                managers=managers,
+                raft_peers=list(resp.raft_peers),
+            )
             if resp.role == "manager":
                 # Already a Raft member (the CA added it): start the store with
                 # the current members as partners; the leader sends it the log
@@ -473,10 +510,9 @@ class Daemon:
     def leave(self, req: cpb.LeaveRequest) -> cpb.LeaveResponse:
         with self._lock:
             if self.node is None:
-                raise ControlError(grpc.StatusCode.FAILED_PRECONDITION, NOT_IN_CLUSTER)
+                raise errors.FailedPrecondition(NOT_IN_CLUSTER)
             if self.node.role == "manager" and not req.force:
-                raise ControlError(
-                    grpc.StatusCode.FAILED_PRECONDITION,
+                raise errors.FailedPrecondition(
                     "You are attempting to leave the swarm on a node that is participating as a manager. "
                     "Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message.",
                 )
@@ -516,40 +552,35 @@ class Daemon:
             self.store = None
 
     # ---- disaster recovery ----
-    def backup(self) -> cpb.BackupResponse:
-        """A consistent copy of the replicated state (a read barrier first, so
-        it holds every acknowledged write)."""
-        from swarmlet.manager import backup as bk
-        from swarmlet.manager.controlapi import store_error
-        from swarmlet.manager.store import StoreError
-
-        self.manager_control()
-        try:
-            self.store.barrier()
-        except StoreError as e:
-            raise store_error(e) from None
-        return cpb.BackupResponse(data=bk.encode(self.store.snapshot()))
-
     def restore(self, req: cpb.RestoreRequest) -> cpb.InitResponse:
         """Bring up a one-manager cluster on this (fresh) host from a backup."""
         from swarmlet.manager import backup as bk
 
         with self._lock:
             if self.node is not None:
-                raise ControlError(grpc.StatusCode.FAILED_PRECONDITION,
-                                   "This node is already part of a swarm: restore a backup on a fresh host (or 'swarmlet leave --force' first).")
+                raise errors.FailedPrecondition(
+                    "This node is already part of a swarm: restore a backup on a fresh host (or 'swarmlet leave --force' first)."
+                )
             try:
                 snap = bk.decode(req.data)
             except bk.BackupError as e:
-                raise ControlError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+                raise errors.Invalid(str(e)) from None
             if req.advertise_addr:
                 self._set_advertise(req.advertise_addr)
             cluster = snap.cluster
-            node_id = ca.new_node_id()
+            node_id = new_id()
             key_pem, cert_pem = ca.issue_local_certificate(cluster.root_ca, node_id, "manager", cluster.id, self.addr)
-            self.creds = tls.NodeCredentials(key_pem=key_pem, cert_pem=cert_pem, ca_pem=cluster.root_ca.cert_pem, node_id=node_id,
-                                             role="manager", cluster_id=cluster.id)
-            self.node = NodeState(node_id=node_id, role="manager", cluster_id=cluster.id, addr=self.addr, managers=[self.api_addr()])
+            self.creds = tls.NodeCredentials(
+                key_pem=key_pem,
+                cert_pem=cert_pem,
+                ca_pem=cluster.root_ca.cert_pem,
+                node_id=node_id,
+                role="manager",
+                cluster_id=cluster.id,
+            )
+            self.node = NodeState(
+                node_id=node_id, role="manager", cluster_id=cluster.id, addr=self.addr, managers=[self.api_addr()]
+            )
             try:
                 self._bootstrap(snap, reason="restored from a backup")
             except Exception:
@@ -561,8 +592,13 @@ class Daemon:
             self.node.save(self.cfg.state_dir)
             self._start_cluster_server()
             self._start_agent()
-            return cpb.InitResponse(node_id=node_id, cluster_id=cluster.id, worker_token=cluster.worker_token,
-                                    manager_token=cluster.manager_token, api_addr=self.join_addr())
+            return cpb.InitResponse(
+                node_id=node_id,
+                cluster_id=cluster.id,
+                worker_token=cluster.worker_token,
+                manager_token=cluster.manager_token,
+                api_addr=self.join_addr(),
+            )
 
     def force_new_cluster(self, req: cpb.InitRequest) -> cpb.InitResponse:
         """Recover a manager whose majority is gone for good: keep its state
@@ -570,11 +606,12 @@ class Daemon:
         a one-manager cluster that can be grown again."""
         with self._lock:
             if self.node is None or self.store is None:
-                raise ControlError(grpc.StatusCode.FAILED_PRECONDITION,
-                                   "--force-new-cluster recovers a manager of an existing swarm: this node is not a manager")
+                raise errors.FailedPrecondition(
+                    "--force-new-cluster recovers a manager of an existing swarm: this node is not a manager"
+                )
             snap = self.store.snapshot()
             if snap.cluster is None:
-                raise ControlError(grpc.StatusCode.FAILED_PRECONDITION, "this manager holds no cluster state to recover from")
+                raise errors.FailedPrecondition("this manager holds no cluster state to recover from")
             log.warning("forcing a new cluster from local state at version %d", snap.version)
             self._shutdown_cluster(remove_containers=False)
             shutil.rmtree(os.path.join(self.cfg.state_dir, "raft"), ignore_errors=True)
@@ -584,8 +621,13 @@ class Daemon:
             self._start_cluster_server()
             self._start_agent()
             c = self.store.snapshot().cluster
-            return cpb.InitResponse(node_id=self.node.node_id, cluster_id=c.id, worker_token=c.worker_token,
-                                    manager_token=c.manager_token, api_addr=self.join_addr())
+            return cpb.InitResponse(
+                node_id=self.node.node_id,
+                cluster_id=c.id,
+                worker_token=c.worker_token,
+                manager_token=c.manager_token,
+                api_addr=self.join_addr(),
+            )
 
     def _bootstrap(self, snap: st.Snapshot, reason: str) -> None:
         """Start a fresh one-member Raft with a new secret (old managers can no
@@ -600,15 +642,17 @@ class Daemon:
         deadline = time.monotonic() + 10
         while not self.store.is_leader():
             if time.monotonic() > deadline:
-                raise ControlError(grpc.StatusCode.INTERNAL, "the new Raft node did not become leader")
+                raise errors.Internal("the new Raft node did not become leader")
             time.sleep(0.02)
         me = pb.Node(
-            id=self.node.node_id, role=pb.NodeSpec.MANAGER,
+            id=self.node.node_id,
+            role=pb.NodeSpec.MANAGER,
             spec=pb.NodeSpec(desired_role=pb.NodeSpec.MANAGER, availability=pb.NodeSpec.ACTIVE),
             description=pb.NodeDescription(hostname=self.hostname),
             status=pb.NodeStatus(state=pb.NodeStatus.UNKNOWN, addr=self.addr, timestamp=time.time()),
             manager_status=pb.ManagerStatus(raft_addr=self.raft_addr(), api_addr=self.api_addr()),
-            api_addr=self.api_addr(), raft_addr=self.raft_addr(),
+            api_addr=self.api_addr(),
+            raft_addr=self.raft_addr(),
         )
         for chunk in bk.bootstrap_batches(snap, me, secret, reason):
             self.store.propose(chunk, timeout=30)
@@ -616,8 +660,15 @@ class Daemon:
     def info(self) -> cpb.InfoResponse:
         if self.node is None:
             return cpb.InfoResponse(state="inactive", docker_host=self.cfg.docker_host, addr=self.addr)
-        r = cpb.InfoResponse(state="active", node_id=self.node.node_id, role=self.node.role, cluster_id=self.node.cluster_id,
-                             addr=self.addr, managers=self.node.managers, docker_host=self.cfg.docker_host)
+        r = cpb.InfoResponse(
+            state="active",
+            node_id=self.node.node_id,
+            role=self.node.role,
+            cluster_id=self.node.cluster_id,
+            addr=self.addr,
+            managers=self.node.managers,
+            docker_host=self.cfg.docker_host,
+        )
         if self.store is not None:
             snap = self.store.snapshot()
             r.is_leader = self.store.is_leader()
@@ -632,9 +683,9 @@ class Daemon:
 
     def manager_control(self):
         if self.node is None:
-            raise ControlError(grpc.StatusCode.FAILED_PRECONDITION, NOT_IN_CLUSTER)
+            raise errors.FailedPrecondition(NOT_IN_CLUSTER)
         if self.control is None:
-            raise ControlError(grpc.StatusCode.FAILED_PRECONDITION, MANAGER_ONLY)
+            raise errors.FailedPrecondition(MANAGER_ONLY)
         return self.control
 
     def stop(self) -> None:
@@ -642,16 +693,6 @@ class Daemon:
         with self._lock:
             self._shutdown_cluster(remove_containers=False)
         self.stopped.set()
-
-
-def _to_manager(method: str):
-    """A Control RPC answered by the manager components (ClusterControl.<method>)."""
-
-    def handler(self: "LocalControl", request, context):
-        return self._manager(context, method, request)
-
-    handler.__name__ = method
-    return handler
 
 
 def _reexec() -> None:
@@ -671,75 +712,54 @@ def _reexec() -> None:
 
 class LocalControl(control_pb2_grpc.ControlServicer):
     """The unix-socket API: membership handled by the daemon itself, cluster
-    operations handed to the manager components."""
+    operations handed to the manager's control API (manager.control.ROUTES
+    names the method behind each RPC)."""
 
     def __init__(self, daemon: Daemon) -> None:
         self.d = daemon
 
-    def _call(self, context, fn, *args):
-        try:
-            return fn(*args)
-        except Exception as e:
-            _abort(context, e)
-
+    @rpc.edge
     def Init(self, request, context):
-        return self._call(context, self.d.init, request)
+        return self.d.init(request)
 
+    @rpc.edge
     def Join(self, request, context):
-        return self._call(context, self.d.join, request)
+        return self.d.join(request)
 
+    @rpc.edge
     def Leave(self, request, context):
-        return self._call(context, self.d.leave, request)
+        return self.d.leave(request)
 
+    @rpc.edge
     def Info(self, request, context):
-        return self._call(context, self.d.info)
+        return self.d.info()
 
+    @rpc.edge
     def JoinToken(self, request, context):
-        return self._call(context, lambda: self.d.manager_control().join_token(request, self.d.join_addr()))
+        return self.d.manager_control().cluster.join_token(request, self.d.join_addr())
 
-    def _manager(self, context, method: str, request):
-        return self._call(context, lambda: getattr(self.d.manager_control(), method)(request))
-
-    CreateService = _to_manager("create_service")
-    GetService = _to_manager("get_service")
-    ListServices = _to_manager("list_services")
-    ScaleService = _to_manager("scale_service")
-    RemoveService = _to_manager("remove_service")
-    UpdateService = _to_manager("update_service")
-    RollbackService = _to_manager("rollback_service")
-    PromoteService = _to_manager("promote_service")
-    ListTasks = _to_manager("list_tasks")
-    ListNodes = _to_manager("list_nodes")
-    GetNode = _to_manager("get_node")
-    UpdateNode = _to_manager("update_node")
-    RemoveNode = _to_manager("remove_node")
-
-    ChangeRole = _to_manager("change_role")
-
-    def Backup(self, request, context):
-        return self._call(context, self.d.backup)
-
+    @rpc.edge
     def Restore(self, request, context):
-        return self._call(context, self.d.restore, request)
+        return self.d.restore(request)
 
-    def CreateNetwork(self, request, context):
-        return self._manager(context, "create_network", request)
-
-    def GetNetwork(self, request, context):
-        return self._manager(context, "get_network", request)
-
-    def ListNetworks(self, request, context):
-        return self._manager(context, "list_networks", request)
-
-    def RemoveNetwork(self, request, context):
-        return self._manager(context, "remove_network", request)
-
+    @rpc.edge
     def ServiceLogs(self, request, context) -> Iterator[cpb.ServiceLogLine]:
-        try:
-            control = self.d.manager_control()
-            yield from control.service_logs(request, context)
-        except Exception as e:
-            _abort(context, e)
+        yield from self.d.manager_control().logs.service_logs(request, context)
+
+
+def _routed(rpc_name: str):
+    """A Control RPC answered by the manager's control API."""
+
+    @rpc.edge
+    def handler(self: LocalControl, request, context):
+        return self.d.manager_control().handler(rpc_name)(request)
+
+    handler.__name__ = rpc_name
+    return handler
+
+
+for _name in ROUTES:
+    setattr(LocalControl, _name, _routed(_name))
 
 
 def _socket_answers(path: str) -> bool:
@@ -752,11 +772,12 @@ def _socket_answers(path: str) -> bool:
 
 
 def run_daemon(cfg: DaemonConfig) -> int:
-    logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, cfg.log_level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("pysyncobj").setLevel(logging.WARNING)
     if not cfg.advertise_addr:
-        from swarmlet.netutil import default_advertise_addr
+        from swarmlet.node.addresses import default_advertise_addr
 
         cfg.advertise_addr = default_advertise_addr()
     daemon = Daemon(cfg)

@@ -39,20 +39,19 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.manager import orchestrator as orch
-from swarmlet.manager import state as st
+from swarmlet.core import orchestrator as orch
+from swarmlet.core import state as st
 
 US = pb.UpdateStatus
 UC = pb.UpdateConfig
 
 # Swarm's defaults, used when a spec carries no UpdateConfig.
-DEFAULT_CONFIG = UC(parallelism=1, delay=0.0, failure_action=UC.PAUSE, monitor=5.0,
-                    max_failure_ratio=0.0, order=UC.STOP_FIRST)
+DEFAULT_CONFIG = UC(parallelism=1, delay=0.0, failure_action=UC.PAUSE, monitor=5.0, max_failure_ratio=0.0, order=UC.STOP_FIRST)
 
 ACTIVE = frozenset({US.UPDATING, US.ROLLBACK_STARTED})
 PAUSED = frozenset({US.PAUSED, US.ROLLBACK_PAUSED})
@@ -126,9 +125,9 @@ class _View:
     """One slot, judged against the service's spec."""
 
     slot: _Slot
-    cur: pb.Task | None        # its live task running the current spec (most advanced)
-    old_live: list[pb.Task]    # live tasks running an outdated spec
-    empty_outdated: bool       # no live task, everything stopped, newest task outdated
+    cur: pb.Task | None  # its live task running the current spec (most advanced)
+    old_live: list[pb.Task]  # live tasks running an outdated spec
+    empty_outdated: bool  # no live task, everything stopped, newest task outdated
 
 
 def _view(s: _Slot, svc: pb.Service, nodes: dict[str, pb.Node]) -> _View:
@@ -139,14 +138,14 @@ def _view(s: _Slot, svc: pb.Service, nodes: dict[str, pb.Node]) -> _View:
     empty_outdated = False
     if not live and s.tasks:
         newest = max(s.tasks, key=orch.age_key)
-        empty_outdated = (not is_current(newest, svc) and newest.status.state != pb.COMPLETE
-                          and all(_stopped(t, nodes) for t in s.tasks))
+        empty_outdated = (
+            not is_current(newest, svc) and newest.status.state != pb.COMPLETE and all(_stopped(t, nodes) for t in s.tasks)
+        )
     return _View(s, cur, old_live, empty_outdated)
 
 
 class _ServiceUpdate:
-    def __init__(self, snap: st.Snapshot, svc: pb.Service, tasks: list[pb.Task], now: float,
-                 new_id: Callable[[], str]) -> None:
+    def __init__(self, snap: st.Snapshot, svc: pb.Service, tasks: list[pb.Task], now: float, new_id: Callable[[], str]) -> None:
         self.snap = snap
         self.svc = svc
         self.tasks = tasks
@@ -166,8 +165,15 @@ class _ServiceUpdate:
 
     def _new_task(self, s: _Slot, desired: int) -> pb.Task:
         svc = self.svc
-        t = pb.Task(id=self.new_id(), service_id=svc.id, service_name=svc.spec.name, slot=s.slot,
-                    node_id=s.node_id, spec_version=svc.spec_version, desired_state=desired)
+        t = pb.Task(
+            id=self.new_id(),
+            service_id=svc.id,
+            service_name=svc.spec.name,
+            slot=s.slot,
+            node_id=s.node_id,
+            spec_version=svc.spec_version,
+            desired_state=desired,
+        )
         t.spec.CopyFrom(svc.spec.task)
         t.status.timestamp = self.now
         t.status.state = pb.NEW
@@ -261,8 +267,7 @@ class _ServiceUpdate:
         # delay, as the orchestrator would.
         retry_after = self.svc.spec.task.restart.delay
         recent = {(t.slot, t.node_id): t.status.timestamp for t in failed}
-        ready = [v for v in candidates
-                 if self.now >= recent.get((v.slot.slot, v.slot.node_id), -1e18) + retry_after]
+        ready = [v for v in candidates if self.now >= recent.get((v.slot.slot, v.slot.node_id), -1e18) + retry_after]
         if not candidates and in_flight == 0:
             done = US.ROLLBACK_COMPLETED if rolling_back else US.COMPLETED
             msg = "rollback completed" if rolling_back else "update completed"
@@ -292,22 +297,28 @@ class _ServiceUpdate:
                 self._new_task(v.slot, pb.RUNNING)  # beside the old task, which stays
         if len(canaries) < want or want == 0:
             return
-        healthy = all(c.status.state == pb.RUNNING and self.now >= running_since(c) + self.cfg.monitor
-                      for c in canaries)
+        healthy = all(c.status.state == pb.RUNNING and self.now >= running_since(c) + self.cfg.monitor for c in canaries)
         if not healthy:
             return
         if self.cfg.auto_promote:
-            self._put_status(promoted=True, canaries_ready=True,
-                             message=f"{len(canaries)} canaries stayed healthy for {self.cfg.monitor:g}s: promoted automatically")
+            self._put_status(
+                promoted=True,
+                canaries_ready=True,
+                message=f"{len(canaries)} canaries stayed healthy for {self.cfg.monitor:g}s: promoted automatically",
+            )
         elif not self.status.canaries_ready:
-            self._put_status(canaries_ready=True,
-                             message=f"{len(canaries)} canaries healthy: run `swarmlet service promote {self.svc.spec.name}` to continue the update")
+            self._put_status(
+                canaries_ready=True,
+                message=f"{len(canaries)} canaries healthy: run `swarmlet service promote {self.svc.spec.name}` to continue the update",
+            )
 
     def _fail(self, failed: list[pb.Task], total: int, rollback: bool, why: str) -> None:
         last = failed[-1]
-        detail = (f"{len(failed)} of {total} new task{'s' if total != 1 else ''} failed "
-                  f"(max failure ratio {self.cfg.max_failure_ratio:g}); last: task {last.id} "
-                  f"{pb.TaskState.Name(last.status.state).lower()}: {orch.task_error(last)}")
+        detail = (
+            f"{len(failed)} of {total} new task{'s' if total != 1 else ''} failed "
+            f"(max failure ratio {self.cfg.max_failure_ratio:g}); last: task {last.id} "
+            f"{pb.TaskState.Name(last.status.state).lower()}: {orch.task_error(last)}"
+        )
         if why:
             detail = f"{why}: {detail}"
         if rollback and self.svc.HasField("previous_spec"):

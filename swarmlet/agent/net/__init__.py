@@ -1,0 +1,1 @@
+"""Overlay networking on the node: rule rendering, link wiring, embedded DNS."""

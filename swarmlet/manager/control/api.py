@@ -1,0 +1,34 @@
+"""`ControlAPI`: every resource of the control API over one store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+
+from swarmlet.manager.control.base import StoreAccess
+from swarmlet.manager.control.cluster import ClusterControl
+from swarmlet.manager.control.logs import LogControl
+from swarmlet.manager.control.networks import NetworkControl
+from swarmlet.manager.control.nodes import NodeControl
+from swarmlet.manager.control.routes import ROUTES
+from swarmlet.manager.control.services import ServiceControl
+from swarmlet.manager.control.tasks import TaskControl
+from swarmlet.manager.store import Store
+
+
+class ControlAPI:
+    """Every resource of the control API over one store."""
+
+    def __init__(self, store: Store, agent_channel: Callable[[str], grpc.Channel]) -> None:
+        access = StoreAccess(store)
+        self.services = ServiceControl(access)
+        self.tasks = TaskControl(access)
+        self.nodes = NodeControl(access)
+        self.networks = NetworkControl(access)
+        self.cluster = ClusterControl(access)
+        self.logs = LogControl(access, agent_channel)
+
+    def handler(self, rpc_name: str) -> Callable:
+        resource, method = ROUTES[rpc_name]
+        return getattr(getattr(self, resource), method)

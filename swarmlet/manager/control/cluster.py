@@ -1,0 +1,242 @@
+"""The cluster and its membership: join tokens, registering joining nodes,
+manager promotion and demotion (Raft membership, one change at a time across
+managers), role certificates, backups."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from swarmlet import errors
+from swarmlet.api import ca_pb2
+from swarmlet.api import control_pb2 as cpb
+from swarmlet.api import objects_pb2 as pb
+from swarmlet.api import store_pb2 as spb
+from swarmlet.core import lookup
+from swarmlet.core import state as st
+from swarmlet.manager import backup as bk
+from swarmlet.manager import ca
+from swarmlet.manager.control.base import StoreAccess, user_error
+from swarmlet.manager.store import StoreError, majority
+
+# A membership-change marker older than this was left by a manager that died
+# mid-change: the next change may proceed (changes are idempotent).
+MEMBERSHIP_MARKER_TTL = 30.0
+
+
+def can_remove_member(members: list[str], reachable: set[str], target: str) -> bool:
+    """Whether the managers left after removing `target` still have a
+    reachable majority (as swarm's raft member removal check)."""
+    remaining = [m for m in members if m != target]
+    if not remaining:
+        return False
+    return sum(1 for m in remaining if m in reachable) >= majority(len(remaining))
+
+
+class ClusterControl:
+    def __init__(self, access: StoreAccess) -> None:
+        self._a = access
+
+    @property
+    def _store(self):  # the Raft handle itself: membership is not a state write
+        return self._a.store
+
+    # ---- tokens ----
+    def join_token(self, req: cpb.JoinTokenRequest, api_addr: str) -> cpb.JoinTokenResponse:
+        if req.role not in ("worker", "manager"):
+            raise errors.Invalid(f"unknown role {req.role!r}: use worker or manager")
+        cluster = self._a.snap().cluster
+        if cluster is None:
+            raise errors.FailedPrecondition("the cluster is not initialised")
+        if req.rotate:
+            new = pb.Cluster()
+            new.CopyFrom(cluster)
+            tok = ca.new_join_token(cluster.root_ca.digest)
+            if req.role == "worker":
+                new.worker_token = tok
+            else:
+                new.manager_token = tok
+            self._a.propose([st.put(new)])
+            cluster = self._a.snap().cluster
+            assert cluster is not None
+        token = cluster.worker_token if req.role == "worker" else cluster.manager_token
+        return cpb.JoinTokenResponse(token=token, api_addr=api_addr)
+
+    # ---- backups ----
+    def backup(self, req: cpb.BackupRequest) -> cpb.BackupResponse:
+        """A consistent copy of the replicated state (a read barrier first, so
+        it holds every acknowledged write)."""
+        return cpb.BackupResponse(data=bk.encode(self._a.snap()))
+
+    # ---- node registration (called by the CA on join) ----
+    def register_node(self, node_id: str, role: str, request: ca_pb2.IssueNodeCertificateRequest, peer_ip: str) -> list[str]:
+        is_manager = role == "manager"
+        if is_manager and not request.raft_addr:
+            raise errors.Invalid("a joining manager must give its Raft address")
+        r = pb.NodeSpec.MANAGER if is_manager else pb.NodeSpec.WORKER
+        node = pb.Node(
+            id=node_id,
+            role=r,
+            spec=pb.NodeSpec(desired_role=r, availability=pb.NodeSpec.ACTIVE),
+            description=pb.NodeDescription(hostname=request.hostname),
+            status=pb.NodeStatus(
+                state=pb.NodeStatus.UNKNOWN, addr=request.addr or peer_ip, timestamp=time.time(), message="joined"
+            ),
+            api_addr=request.api_addr,
+            raft_addr=request.raft_addr,
+        )
+        if is_manager:
+            node.manager_status.raft_addr = request.raft_addr
+            node.manager_status.api_addr = request.api_addr
+            self.add_manager(node, create=True)
+        else:
+            self._a.propose([st.put(node, create=True)])
+        # No read barrier here: after adding a second manager nothing commits
+        # until that manager runs, and it starts only once this returns.
+        snap = self._a.local()
+        return sorted(n.manager_status.api_addr for n in snap.nodes.values() if n.role == pb.NodeSpec.MANAGER)
+
+    # ---- Raft membership (one change at a time, across managers) ----
+    def _mark_membership(self, change: str) -> None:
+        """Claim the cluster-wide membership-change marker (a versioned write
+        on the Cluster object: two managers racing cannot both win)."""
+        cluster = self._a.snap().cluster
+        if cluster is None:
+            raise errors.FailedPrecondition("the cluster is not initialised")
+        if cluster.membership_change and time.time() - cluster.membership_change_at < MEMBERSHIP_MARKER_TTL:
+            raise errors.FailedPrecondition(
+                f"another manager membership change is in progress ({cluster.membership_change}); try again shortly"
+            )
+        new = pb.Cluster()
+        new.CopyFrom(cluster)
+        new.membership_change = change
+        new.membership_change_at = time.time()
+        self._a.propose([st.put(new)])
+
+    def _clear_membership(self, extra: list[spb.StoreAction] | None = None, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            cluster = self._a.local().cluster
+            new = pb.Cluster()
+            new.CopyFrom(cluster)
+            new.membership_change = ""
+            new.membership_change_at = 0
+            try:
+                self._store.propose([st.put(new)] + list(extra or []), timeout=10)
+                return
+            except StoreError as e:
+                if time.monotonic() > deadline:
+                    raise user_error(e) from None
+                time.sleep(0.2)
+
+    def add_manager(self, node: pb.Node, create: bool) -> None:
+        """Record `node` as a manager and add it to the Raft membership. The
+        Raft change may only commit once the new manager runs (a cluster of one
+        or two needs it for a majority), so the marker is cleared by a thread
+        that waits for that commit."""
+        addr = node.manager_status.raft_addr
+        self._mark_membership(f"add {addr}")
+        try:
+            self._a.propose([st.put(node, create=create)])
+            committed = self._store.change_membership("add", addr, wait_commit=False)
+        except errors.SwarmletError as e:
+            self._clear_membership()
+            raise user_error(e) if isinstance(e, StoreError) else e from None
+        if committed:
+            self._clear_membership()
+        else:
+            threading.Thread(
+                target=self._clear_membership, kwargs={"timeout": 120.0}, daemon=True, name="membership-clear"
+            ).start()
+
+    def raft_peers(self) -> list[str]:
+        return self._store.members()
+
+    # ---- roles ----
+    def change_role(self, req: cpb.ChangeRoleRequest) -> cpb.NodeResponse:
+        if req.role not in (pb.NodeSpec.MANAGER, pb.NodeSpec.WORKER):
+            raise errors.Invalid(f"unknown role {req.role}")
+        snap = self._a.snap()
+        node = lookup.node(snap, req.ref)
+        name = lookup.node_name(node)
+        if req.role == pb.NodeSpec.MANAGER:
+            if node.role == pb.NodeSpec.MANAGER:
+                raise errors.FailedPrecondition(f"node {name} is already a manager")
+            if node.status.state != pb.NodeStatus.READY:
+                raise errors.FailedPrecondition(f"node {name} is not ready: a node must be up to be promoted")
+            if not node.raft_addr:
+                raise errors.FailedPrecondition(f"node {name} has not reported a Raft address yet; try again")
+            # The node's agent sees desired_role in its session and asks for a
+            # manager certificate (Dispatcher.RenewRole), which adds it to Raft.
+            new = pb.Node()
+            new.CopyFrom(node)
+            new.spec.desired_role = pb.NodeSpec.MANAGER
+            self._a.propose([st.put(new)])
+            return cpb.NodeResponse(node=self._a.local().nodes.get(node.id, new))
+        # demotion
+        if node.role != pb.NodeSpec.MANAGER:
+            raise errors.FailedPrecondition(f"node {name} is already a worker")
+        managers = [n for n in snap.nodes.values() if n.role == pb.NodeSpec.MANAGER]
+        if len(managers) <= 1:
+            raise errors.FailedPrecondition(
+                f"attempting to demote the last manager of the swarm ({name}): the swarm would have no manager left"
+            )
+        addr = node.manager_status.raft_addr
+        members = self._store.members()
+        if not req.force and not can_remove_member(members, self._store.reachable(), addr):
+            raise errors.FailedPrecondition(
+                f"can't demote {name}: removing it from the managers would leave the swarm without quorum "
+                f"({len(members)} managers, {len(self._store.reachable())} reachable). "
+                "Bring unreachable managers back first, or use --force"
+            )
+        self.remove_manager(node)
+        return cpb.NodeResponse(node=self._a.local().nodes.get(node.id, node))
+
+    def remove_manager(self, node: pb.Node) -> None:
+        """Take `node` out of the Raft membership and record it as a worker."""
+        addr = node.manager_status.raft_addr
+        self._mark_membership(f"remove {addr}")
+        try:
+            if addr == self._store.self_addr and self._store.is_leader():
+                # pysyncobj refuses to remove the leader: hand leadership over;
+                # the removal below is then forwarded to the new leader.
+                self._store.transfer_leadership()
+            self._store.change_membership("remove", addr)
+        except StoreError as e:
+            self._clear_membership()
+            raise user_error(e) from None
+        cur = self._a.local().nodes.get(node.id)
+        extra: list[spb.StoreAction] = []
+        if cur is not None:
+            new = pb.Node()
+            new.CopyFrom(cur)
+            new.role = pb.NodeSpec.WORKER
+            new.spec.desired_role = pb.NodeSpec.WORKER
+            new.ClearField("manager_status")
+            extra.append(st.put(new))
+        self._clear_membership(extra)
+
+    def renew_role(self, node_id: str, csr_pem: bytes) -> tuple[bytes, str, bytes, list[str]]:
+        """Dispatcher.RenewRole: a certificate for the role the cluster wants
+        the node to have; for a promotion also adds it to Raft.
+        Returns (cert, role, raft secret, raft peers)."""
+        snap = self._a.snap()
+        node = snap.nodes.get(node_id)
+        cluster = snap.cluster
+        if node is None or cluster is None:
+            raise errors.NotFound(f"node {node_id} is not a member of this cluster")
+        want = node.spec.desired_role
+        role = "manager" if want == pb.NodeSpec.MANAGER else "worker"
+        cert = ca.sign_node_csr(cluster.root_ca, csr_pem, node_id, role, cluster.id, node.status.addr)
+        if want == pb.NodeSpec.MANAGER:
+            if node.role != pb.NodeSpec.MANAGER:
+                new = pb.Node()
+                new.CopyFrom(node)
+                new.role = pb.NodeSpec.MANAGER
+                new.manager_status.raft_addr = node.raft_addr
+                new.manager_status.api_addr = node.api_addr
+                self.add_manager(new, create=False)
+            return cert, role, cluster.raft_secret, self._store.members()
+        if node.role == pb.NodeSpec.MANAGER:
+            raise errors.FailedPrecondition("the node is still a Raft member; demote it first")
+        return cert, role, b"", []

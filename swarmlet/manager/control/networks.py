@@ -1,0 +1,69 @@
+"""Overlay networks: create, inspect, list, remove. The checks on a service's
+networks and ports live in core/validation.py (services use them too)."""
+
+from __future__ import annotations
+
+from swarmlet.api import control_pb2 as cpb
+from swarmlet.api import objects_pb2 as pb
+from swarmlet.api import store_pb2 as spb
+from swarmlet.core import allocator as al
+from swarmlet.core import lookup, validation
+from swarmlet.core import state as st
+from swarmlet.ids import new_id
+from swarmlet.manager.control.base import StoreAccess
+
+
+class NetworkControl:
+    def __init__(self, access: StoreAccess) -> None:
+        self._a = access
+
+    def create(self, req: cpb.CreateNetworkRequest) -> cpb.NetworkResponse:
+        spec = pb.NetworkSpec()
+        spec.CopyFrom(req.spec)
+        spec.driver = spec.driver or "overlay"
+        validation.validate_network_spec(spec, self._a.snap())
+        net = pb.Network(id=new_id(), spec=spec)
+        self._a.propose([st.put(net, create=True)])
+        return cpb.NetworkResponse(network=self._a.snap().networks.get(net.id, net))
+
+    def list(self, req: cpb.ListNetworksRequest) -> cpb.ListNetworksResponse:
+        snap = self._a.snap()
+        return cpb.ListNetworksResponse(networks=sorted(snap.networks.values(), key=lambda n: n.spec.name))
+
+    def get(self, req: cpb.GetNetworkRequest) -> cpb.InspectNetworkResponse:
+        snap = self._a.snap()
+        net = lookup.network(snap, req.ref)
+        out = cpb.InspectNetworkResponse(network=net)
+        peers: set[str] = set(net.node_addrs) if net.spec.ingress else set()
+        for t in sorted(snap.tasks.values(), key=lambda t: (t.service_name, t.slot, t.id)):
+            if not al.is_live(t) or not t.node_id:
+                continue
+            for a in t.networks:
+                if a.network_id == net.id:
+                    node = snap.nodes.get(t.node_id)
+                    out.endpoints.add(
+                        task_id=t.id,
+                        service_name=t.service_name,
+                        addr=a.addr,
+                        node_id=t.node_id,
+                        node_name=node.description.hostname if node else "",
+                    )
+                    peers.add(t.node_id)
+        for nid in sorted(peers):
+            node = snap.nodes.get(nid)
+            if node is not None:
+                out.peers.add(node_id=nid, node_name=node.description.hostname, addr=node.status.addr)
+        for s in snap.services.values():
+            for v in s.virtual_ips:
+                if v.network_id == net.id:
+                    out.service_vips[s.spec.name] = v.addr
+        return out
+
+    def remove(self, req: cpb.RemoveNetworkRequest) -> cpb.RemoveNetworkResponse:
+        snap = self._a.snap()
+        net = lookup.network(snap, req.ref)
+        validation.check_network_removable(snap, net)
+        # Tasks of removed services may still be stopping on it: agents tear
+        # the wiring down when the network leaves their assignment.
+        self._a.propose([st.delete(spb.KIND_NETWORK, net.id, net.meta.version)])
+        return cpb.RemoveNetworkResponse(id=net.id)

@@ -1,0 +1,29 @@
+"""Which control API method answers each Control RPC. Kept apart from the
+resources themselves so that a worker's daemon can route without importing
+the store (pysyncobj) it never runs."""
+
+from __future__ import annotations
+
+# Control RPC -> (resource, method) for the unary RPCs a manager answers.
+ROUTES: dict[str, tuple[str, str]] = {
+    "CreateService": ("services", "create"),
+    "GetService": ("services", "get"),
+    "ListServices": ("services", "list"),
+    "ScaleService": ("services", "scale"),
+    "UpdateService": ("services", "update"),
+    "RollbackService": ("services", "rollback"),
+    "PromoteService": ("services", "promote"),
+    "RemoveService": ("services", "remove"),
+    "ServiceProgress": ("services", "progress"),
+    "ListTasks": ("tasks", "list"),
+    "ListNodes": ("nodes", "list"),
+    "GetNode": ("nodes", "get"),
+    "UpdateNode": ("nodes", "update"),
+    "RemoveNode": ("nodes", "remove"),
+    "ChangeRole": ("cluster", "change_role"),
+    "Backup": ("cluster", "backup"),
+    "CreateNetwork": ("networks", "create"),
+    "GetNetwork": ("networks", "get"),
+    "ListNetworks": ("networks", "list"),
+    "RemoveNetwork": ("networks", "remove"),
+}

@@ -1,0 +1,1 @@
+"""The daemon: composition root, membership (init/join/leave/restore), on-disk node files."""

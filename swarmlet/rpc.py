@@ -1,0 +1,88 @@
+"""The gRPC edge: swarmlet's errors <-> gRPC status codes, in one place.
+
+Servicers wrap their methods with `@edge` so that a `swarmlet.errors` error
+raised anywhere below becomes the matching status; clients of another node's
+API turn a failed call back into the same vocabulary with `from_rpc_error`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from swarmlet import errors
+
+_TO_CODE: tuple[tuple[type[errors.SwarmletError], grpc.StatusCode], ...] = (
+    (errors.Invalid, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound, grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Conflict, grpc.StatusCode.ABORTED),
+    (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (errors.Internal, grpc.StatusCode.INTERNAL),
+)
+
+_FROM_CODE: dict[grpc.StatusCode, type[errors.SwarmletError]] = {code: cls for cls, code in _TO_CODE}
+_FROM_CODE[grpc.StatusCode.DEADLINE_EXCEEDED] = errors.Unavailable
+_FROM_CODE[grpc.StatusCode.RESOURCE_EXHAUSTED] = errors.Unavailable
+_FROM_CODE[grpc.StatusCode.CANCELLED] = errors.Unavailable
+_FROM_CODE[grpc.StatusCode.UNIMPLEMENTED] = errors.FailedPrecondition
+
+
+def status_code(e: BaseException) -> grpc.StatusCode:
+    """The status for an error: the first kind in its class hierarchy that has
+    one (so a store error that is both a Conflict and a store failure answers
+    as the more specific kind listed first in its bases)."""
+    for klass in type(e).__mro__:
+        for kind, code in _TO_CODE:
+            if klass is kind:
+                return code
+    return grpc.StatusCode.UNKNOWN
+
+
+def abort(context: grpc.ServicerContext, e: errors.SwarmletError) -> NoReturn:
+    context.abort(status_code(e), str(e))
+    raise AssertionError("context.abort returned")  # it always raises
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def edge(method: F) -> F:
+    """Decorate a servicer method (unary or streaming, `(self, request,
+    context)`): a SwarmletError raised inside aborts the call with its status
+    code and message; anything else propagates (gRPC answers UNKNOWN and the
+    server logs it)."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                yield from method(self, request, context)
+            except errors.SwarmletError as e:
+                abort(context, e)
+
+        return stream  # type: ignore[return-value]
+
+    @functools.wraps(method)
+    def unary(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except errors.SwarmletError as e:
+            abort(context, e)
+
+    return unary  # type: ignore[return-value]
+
+
+def from_rpc_error(e: grpc.RpcError, prefix: str = "") -> errors.SwarmletError:
+    """The swarmlet error for a failed call to another node's API."""
+    code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
+    details = e.details() if hasattr(e, "details") else str(e)
+    kind = _FROM_CODE.get(code, errors.Internal)
+    return kind(f"{prefix}{details}")
