@@ -37,6 +37,9 @@ PY=.venv/bin/python
 section "generated gRPC code"
 PYTHON=$PY bash scripts/gen_proto.sh --check
 
+section "lint, layering contracts, types"
+bash scripts/lint.sh
+
 section "unit tests"
 "$PY" -m pytest tests/unit -q
 

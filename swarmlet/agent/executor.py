@@ -113,6 +113,8 @@ class Executor:
         self._label_filter = f"{cm.LABEL_NODE_ID}={node_id}"
 
         self._lock = threading.Lock()
+        # Notified whenever a reconcile ends: wait_idle() waits on it.
+        self._idle = threading.Condition(self._lock)
         self._records: dict[str, _Record] = {}
         self._first_converge = threading.Event()
         self._listed = False  # the containers were listed once: reconciles may run
@@ -163,6 +165,12 @@ class Executor:
         for pool in (self._start_pool, self._stop_pool):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no reconcile runs or is queued (e.g. every container is
+        removed after converge([])). True if idle within `timeout`."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not any(r.busy for r in self._records.values()), timeout)
 
     # -------------------------------------------------------------- converge
 
@@ -242,6 +250,7 @@ class Executor:
             rec.busy = False
             if not rec.assigned and not retry and self._records.get(rec.task_id) is rec:
                 del self._records[rec.task_id]
+            self._idle.notify_all()
 
     # ------------------------------------------------------------- reconcile
 

@@ -535,7 +535,8 @@ class Daemon:
             if remove_containers:
                 try:
                     self.executor.converge([])
-                    self.executor.wait_idle(timeout=30) if hasattr(self.executor, "wait_idle") else time.sleep(1)
+                    if not self.executor.wait_idle(timeout=30):
+                        log.warning("leave: containers still being removed after 30s")
                 except Exception:
                     log.exception("removing containers on leave")
             self.executor.stop()

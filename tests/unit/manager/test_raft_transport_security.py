@@ -13,7 +13,7 @@ import zlib
 from pysyncobj import SyncObj, SyncObjConf
 
 from swarmlet.manager.store import Store
-from tests.unit.test_store import free_port
+from tests.unit.manager.test_store import free_port
 from tests.waiting import wait_for
 
 
