@@ -6,6 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Needs root (namespaces, bridges, dockerd). As root it just runs; from
+# another account it re-runs itself through sudo when sudo is installed.
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null 2>&1; then
+    exec sudo -E bash "$PWD/scripts/$(basename "$0")" "$@"
+  fi
+  echo "$(basename "$0"): run this as root (sudo is not installed)" >&2
+  exit 1
+fi
+
 started=$SECONDS
 section() {
   printf '\n======== %s  (+%ds)\n' "$*" "$((SECONDS - started))"

@@ -2,8 +2,8 @@
 """Rolling-update benchmark: swarmlet side by side with Docker Swarm on one
 testbed, in one run.
 
-    sudo /work/venv/bin/python scripts/bench/update_bench.py [--repeats 3] [--out docs/bench/update.json]
-    /work/venv/bin/python scripts/bench/update_bench.py --report docs/bench/update.json
+    .venv/bin/python scripts/bench/update_bench.py [--repeats 3] [--out docs/bench/update.json]
+    .venv/bin/python scripts/bench/update_bench.py --report docs/bench/update.json
 
 A 4-host testbed (prefix "ub", 198.18.21.0/24; engines only, the busybox test
 image also tagged swarmlet-test:v2 in every engine). For each orchestrator in
