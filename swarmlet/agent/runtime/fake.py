@@ -4,7 +4,8 @@ It keeps what the executor can observe of a real engine: containers with
 names, labels and states, exit codes, health, pids, logs, and the events
 ("die", "destroy", "health_status") a change emits. A test plays the parts of
 the containers' processes and of an operator (`exit`, `set_health`,
-`remove`), and of a failing engine (`fail`, `set_down`). It runs nothing and
+`write_log`, `add_container`, `remove`), and of a failing engine (`fail`,
+`set_down`); those parts work while the engine is "down". It runs nothing and
 decides nothing: integration tests keep the real engine.
 """
 
@@ -124,6 +125,20 @@ class FakeRuntime:
         for s in streams:
             s.end()
 
+    def add_container(self, name: str, labels: Mapping[str, str]) -> str:
+        """A container made behind the executor's back (an operator's
+        `docker create`, or an agent run that left no trace of it)."""
+        with self._lock:
+            cid = self._new_id()
+            self._ctrs[cid] = _Ctr(Container(id=cid, name=name, labels=dict(labels), state=State.CREATED))
+            return cid
+
+    def following(self, ref: str) -> int:
+        """How many followed log streams of the container are open."""
+        with self._lock:
+            ctr = self._find(ref)
+            return sum(1 for s in self._followers.get(ctr.c.id, []) if not s.closed.is_set())
+
     def exit(self, ref: str, code: int = 0, oom_killed: bool = False) -> None:
         """The container's process ends on its own."""
         self._end(ref, code, oom_killed)
@@ -177,7 +192,7 @@ class FakeRuntime:
             image = task.spec.container.image
             if image not in self._images:
                 raise EngineRefused(f"No such image: {image}")
-            cid = f"c{next(self._ids):063x}"
+            cid = self._new_id()
             self._ctrs[cid] = _Ctr(
                 Container(
                     id=cid,
@@ -269,6 +284,9 @@ class FakeRuntime:
         pending = self._failures.get(method)
         if pending:
             raise pending.pop(0)
+
+    def _new_id(self) -> str:
+        return f"{next(self._ids):064x}"  # as long as Docker's
 
     def _lookup(self, ref: str) -> _Ctr | None:
         ctr = self._ctrs.get(ref)
