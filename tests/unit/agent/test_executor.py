@@ -218,8 +218,12 @@ def test_running_only_once_healthy(engine: FakeRuntime, executor: Executor, repo
     executor.converge([task(image=HEALTHY_IMAGE)])
     st = reports.wait_state("t1", pb.STARTING)
     assert st.message == "started: waiting for the health check"
+    # Another look (an event) while the check has not passed: still not RUNNING.
+    looks = engine.count("inspect")
+    engine.set_health(st.container_id, Health.STARTING)
+    wait_for(lambda: engine.count("inspect") > looks, 2, "the container looked at again")
     assert executor.wait_idle(2)
-    assert reports.states("t1") == [pb.STARTING]  # not RUNNING while the check has not passed
+    assert reports.states("t1") == [pb.STARTING]
     engine.set_health(st.container_id, Health.HEALTHY)
     assert reports.wait_state("t1", pb.RUNNING).message == "healthy"
 
