@@ -200,11 +200,12 @@ class TaskTable:
         retry = False
         try:
             self._reconcile(rec)
-        except errors.SwarmletError as e:
+        except (errors.SwarmletError, OSError) as e:
             # The engine unreachable, a transient error, a network not
-            # assigned yet: try again later rather than declare the task
-            # failed on it. Logged once per streak: with the engine down every
-            # task would log every second.
+            # assigned yet, a namespace gone while being wired: try again
+            # later rather than declare the task failed on it. Logged once
+            # per streak: with the engine down every task would log every
+            # second.
             (log.warning if rec.failures == 0 else log.debug)("task %s: reconcile failed, retrying: %s", rec.task_id, e)
             retry = True
         except Exception:
