@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import grpc
 
-from swarmlet import tls
+from swarmlet import errors, rpc, tls
 from swarmlet.api import agent_pb2, agent_pb2_grpc
 
 
-class AgentServicer(agent_pb2_grpc.AgentServicer):
-    def __init__(self, executor) -> None:
+class LogSource(Protocol):
+    def logs(self, container_ids: list[str], follow: bool, tail: int, timestamps: bool) -> Iterator[agent_pb2.LogLine]: ...
+
+
+class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # generated: untyped
+    def __init__(self, executor: LogSource) -> None:
         self._executor = executor
 
+    @rpc.edge
     def TaskLogs(self, request: agent_pb2.TaskLogsRequest, context: grpc.ServicerContext) -> Iterator[agent_pb2.LogLine]:
         ident = tls.peer_identity(context)
         if ident is None or ident.role != "manager":
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, "only managers may read task logs from a node")
+            raise errors.PermissionDenied("only managers may read task logs from a node")
         for line in self._executor.logs(list(request.container_ids), request.follow, request.tail, request.timestamps):
             if not context.is_active():
                 return

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import grpc
 
@@ -23,13 +24,24 @@ from swarmlet.api import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
 
+# Trailing metadata of a follower's refusal: the leader's address (set by the
+# manager's dispatcher, which this package must not import).
+LEADER_HINT_KEY = "swarmlet-leader"
+
+
+class Worker(Protocol):
+    """What the session needs of the executor."""
+
+    def describe(self) -> pb.NodeDescription: ...
+    def assign(self, tasks: list[pb.Task], networks: list[dpb.NetworkAssignment]) -> None: ...
+
 
 class AgentSession:
     def __init__(
         self,
         creds: tls.NodeCredentials,
         managers: list[str],
-        executor,
+        executor: Worker,
         addr: str,
         api_addr: str,
         on_managers: Callable[[list[str]], None] | None = None,
@@ -55,7 +67,7 @@ class AgentSession:
         self._pending: dict[str, dpb.TaskStatusReport] = {}
         self._session_id: str | None = None
         self._stub: dgrpc.DispatcherStub | None = None
-        self._stream = None
+        self._stream: Any = None  # the Session call: an iterator that can be cancelled
         self._period = 0.5
         self._connected_to: str | None = None
         self.connected = threading.Event()
@@ -133,11 +145,7 @@ class AgentSession:
                         self._managers = list(msg.managers)
                         if self._on_managers:
                             self._on_managers(self._managers)
-                    # Networks first: a task's wiring needs its network's assignment.
-                    network = getattr(self._executor, "network", None)
-                    if network is not None:
-                        network.update(list(msg.networks), list(msg.tasks))
-                    self._executor.converge(list(msg.tasks))
+                    self._executor.assign(list(msg.tasks), list(msg.networks))
                     if self._on_role is not None and msg.desired_role != self._role:
                         # Promotion or demotion: the daemon renews the
                         # certificate and restarts the session with it.
@@ -147,7 +155,7 @@ class AgentSession:
                 if not self._stop.is_set():
                     log.warning("session with %s ended: %s %s", addr, e.code(), e.details())
                     if e.code() == grpc.StatusCode.UNAVAILABLE:
-                        hint = dict(e.trailing_metadata() or ()).get("swarmlet-leader")
+                        hint = dict(e.trailing_metadata() or ()).get(LEADER_HINT_KEY)
                         if hint and hint != addr:
                             self._leader_hint = hint
                             backoff = 0.05
@@ -210,6 +218,8 @@ class AgentSession:
                     return
                 batch = list(self._pending.values())
                 sid, stub = self._session_id, self._stub
+            if stub is None:  # set with the session id: cannot happen
+                continue
             try:
                 stub.UpdateTaskStatus(dpb.UpdateTaskStatusRequest(session_id=sid, updates=batch), timeout=10)
                 with self._lock:

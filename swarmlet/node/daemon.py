@@ -225,9 +225,11 @@ class Daemon:
     def _make_executor(self) -> None:
         from swarmlet.agent.executor import Executor
         from swarmlet.agent.net.wiring import NetworkAgent
+        from swarmlet.agent.runtime.docker import DockerRuntime
 
         network = NetworkAgent(self.addr)
-        self.executor = Executor(self.cfg.docker_host, self.node.node_id, self._report, hostname=self.hostname, network=network)
+        runtime = DockerRuntime(self.cfg.docker_host)
+        self.executor = Executor(runtime, self.node.node_id, self._report, hostname=self.hostname, network=network)
 
     def _report(self, reports) -> None:
         s = self.session

@@ -8,6 +8,7 @@ test image (handy while developing next to other testbeds).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
@@ -23,6 +24,16 @@ import pytest
 
 from swarmlet.agent.executor import Executor
 from swarmlet.agent.runtime import containers as cm
+from swarmlet.agent.runtime.docker import DockerRuntime
+from swarmlet.agent.runtime.interface import (
+    WATCHED_ACTIONS,
+    ContainerNotFound,
+    EngineRefused,
+    Event,
+    LogChunk,
+    NameInUse,
+    State,
+)
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
 from tests.waiting import wait_for
@@ -137,7 +148,7 @@ def reports() -> Reports:
 
 @pytest.fixture()
 def executor(client: docker.DockerClient, reports: Reports) -> Iterator[Executor]:
-    ex = Executor(_url(client), NODE, reports, hostname="test-host")
+    ex = Executor(DockerRuntime(_url(client)), NODE, reports, hostname="test-host")
     ex.start()
     yield ex
     ex.stop()
@@ -272,7 +283,7 @@ def test_task_dropped_from_the_set_is_removed(
 def test_new_executor_adopts_and_removes_orphans(client: docker.DockerClient, reports: Reports, service: str) -> None:
     url = _url(client)
     a, b, dies, orphan = (make_task(service, i) for i in (1, 2, 3, 4))
-    first = Executor(url, NODE, reports)
+    first = Executor(DockerRuntime(url), NODE, reports)
     first.start()
     first.converge([a, b, dies, orphan])
     ids = {t.id: reports.wait_state(t.id, pb.RUNNING).container_id for t in (a, b, dies, orphan)}
@@ -288,7 +299,7 @@ def test_new_executor_adopts_and_removes_orphans(client: docker.DockerClient, re
     )
     try:
         again = Reports()
-        second = Executor(url, NODE, again)
+        second = Executor(DockerRuntime(url), NODE, again)
         second.start()
         try:
             # As the session would: the store's view (RUNNING for all of them).
@@ -320,7 +331,7 @@ def test_new_executor_adopts_and_removes_orphans(client: docker.DockerClient, re
         # A store that lags (statuses never arrived) gets RUNNING again, for
         # the same container.
         third_reports = Reports()
-        third = Executor(url, NODE, third_reports)
+        third = Executor(DockerRuntime(url), NODE, third_reports)
         third.start()
         try:
             third.converge([a, b])
@@ -444,13 +455,13 @@ def test_events_stream_reconnects_without_missing_an_exit(
     t = make_task(service, 1)
     executor.converge([t])
     cid = reports.wait_state(t.id, pb.RUNNING).container_id
-    stream = executor._events_stream
-    assert stream is not None
+    watcher = executor._watcher
+    stream = wait_for(lambda: watcher.stream, 5, "events stream open")
     stream.close()  # as if the engine connection broke
     client.api.kill(cid)  # before or after the reconnect: either way seen
     st = reports.wait_state(t.id, pb.FAILED)
     assert st.exit_code == 137
-    wait_for(lambda: executor._events_stream is not stream, 5, "events stream reopened")
+    wait_for(lambda: watcher.stream is not stream, 5, "events stream reopened")
 
 
 def test_describe(client: docker.DockerClient, executor: Executor) -> None:
@@ -510,3 +521,66 @@ def test_thirty_containers_start_quickly(client: docker.DockerClient, executor: 
     assert len(reports.batches) < 30
     executor.converge([with_desired(t, pb.REMOVE) for t in tasks])
     wait_for(lambda: containers_of(client, service) == [], 60, "30 containers removed")
+
+
+def test_docker_runtime_records(client: docker.DockerClient, service: str) -> None:
+    """The adapter's records and errors, as the executor relies on them."""
+    runtime = DockerRuntime(_url(client))
+    assert runtime.image("swarmlet-test:does-not-exist") is None
+    assert runtime.image(IMAGE) is not None
+    t = make_task(service, 1, args=["sh", "-c", "echo out; exec sleep 3600"])
+    cid = runtime.create(t, NODE)
+    c = runtime.inspect(cid)
+    assert c is not None and c.state is State.CREATED and c.name == cm.container_name(t, NODE) and c.pid == 0
+    assert c.labels[cm.LABEL_TASK_ID] == t.id and not c.has_healthcheck
+    with pytest.raises(NameInUse):
+        runtime.create(t, NODE)
+    assert runtime.inspect(c.name) == c  # by name too
+    runtime.start(cid)
+    running = runtime.inspect(cid)
+    assert running is not None and running.state is State.RUNNING and running.pid > 0
+    assert [(x.id, x.running) for x in runtime.list_containers({cm.LABEL_SERVICE_NAME: service})] == [(cid, True)]
+    chunks = wait_for(lambda: list(runtime.logs(cid, follow=False, tail=-1, timestamps=False)), 10, "output")
+    assert chunks == [LogChunk("stdout", b"out\n")]
+    runtime.stop(cid, timeout=1)
+    ended = runtime.inspect(cid)
+    assert ended is not None and ended.state is State.EXITED and ended.exit_code == 137
+    runtime.remove(cid)
+    runtime.remove(cid)  # already gone: not an error
+    assert runtime.inspect(cid) is None
+    with pytest.raises(ContainerNotFound):
+        runtime.start(cid)
+    bad = make_task(service, 2, args=["/no/such/binary"])
+    bad_id = runtime.create(bad, NODE)
+    with pytest.raises(EngineRefused, match="no/such/binary"):
+        runtime.start(bad_id)
+    desc = runtime.describe()
+    assert desc.hostname and IMAGE in desc.images
+
+
+def test_docker_runtime_events(client: docker.DockerClient, service: str) -> None:
+    runtime = DockerRuntime(_url(client))
+    t = _healthy_task(service, ["CMD", "true"], ["sleep", "3600"])
+    stream = runtime.events({cm.LABEL_SERVICE_NAME: service}, WATCHED_ACTIONS)
+    got: list[Event] = []
+
+    def read() -> None:
+        # A closed stream may end by raising: the interface allows it.
+        with contextlib.suppress(Exception):
+            for e in stream:
+                got.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        cid = runtime.create(t, NODE)
+        runtime.start(cid)
+        wait_for(lambda: any(e.action == "health_status" for e in got), 15, "a health event")
+        runtime.remove(cid)
+        wait_for(lambda: [e.action for e in got][-2:] == ["die", "destroy"], 10, "die and destroy")
+        assert {e.container_id for e in got} == {cid}
+        assert all(e.labels.get(cm.LABEL_TASK_ID) == t.id for e in got)
+    finally:
+        stream.close()
+    reader.join(5)
+    assert not reader.is_alive()

@@ -8,8 +8,8 @@ socket also keeps that namespace alive, so it must be closed when the task
 ends (the network agent does that on release).
 
 Names are answered from the network agent's view of the replicated state
-(`lookup`); anything else is forwarded to the resolvers of the agent's own
-/etc/resolv.conf from a socket in the agent's namespace.
+(`resolve` says how); anything else is forwarded to the resolvers of the
+agent's own /etc/resolv.conf from a socket in the agent's namespace.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ import selectors
 import socket
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+
+from swarmlet.api import dispatcher_pb2 as dpb
+from swarmlet.api import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,8 @@ TTL = 1  # seconds: answers follow scaling within a second
 FORWARD_TIMEOUT = 2.0
 
 # (task_id, name, qtype) -> addresses, or None when the name is not the cluster's
-Lookup = Callable[[str, str], list[str] | None]
+Lookup = Callable[[str, str, int], list[str] | None]
+Peer = tuple[str, int]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -51,7 +55,7 @@ def _setns(fd: int) -> None:
 
 def socket_in_netns(pid: int, addr: tuple[str, int]) -> socket.socket:
     """A bound UDP socket inside the network namespace of process `pid`."""
-    out: dict = {}
+    out: dict[str, socket.socket | BaseException] = {}
 
     def run() -> None:
         try:
@@ -69,9 +73,11 @@ def socket_in_netns(pid: int, addr: tuple[str, int]) -> socket.socket:
     t = threading.Thread(target=run, name="dns-netns", daemon=True)
     t.start()
     t.join()
-    if "err" in out:
-        raise out["err"]
-    return out["sock"]
+    sock, err = out.get("sock"), out.get("err")
+    if isinstance(err, BaseException):
+        raise err
+    assert isinstance(sock, socket.socket)
+    return sock
 
 
 # ---- a minimal DNS codec: one question, A answers ----
@@ -110,6 +116,35 @@ def build_answer(qid: int, qflags: int, question: bytes, addrs: list[str], rcode
     return b"".join(out)
 
 
+def resolve(
+    assignments: Mapping[str, dpb.NetworkAssignment], network_ids: Iterable[str], name: str, qtype: int
+) -> list[str] | None:
+    """The answer to a query from a task on `network_ids` (its networks):
+    a service's VIP (its tasks' addresses in dnsrr mode), `tasks.<service>`
+    its tasks' addresses; A records only (an AAAA query for a cluster name
+    gets an empty answer). None if the name is not the cluster's. The
+    ingress network carries no names."""
+    want_tasks = name.startswith("tasks.")
+    svc_name = name[len("tasks.") :] if want_tasks else name
+    found = False
+    out: list[str] = []
+    for nid in network_ids:
+        a = assignments.get(nid)
+        if a is None or a.network.spec.ingress:
+            continue
+        for s in a.services:
+            if s.name.lower() != svc_name:
+                continue
+            found = True
+            if not want_tasks and s.mode == pb.EndpointSpec.VIP and s.vip:
+                out.append(s.vip)
+            else:
+                out.extend(b.addr for b in s.backends)
+    if not found:
+        return None
+    return out if qtype == TYPE_A else []
+
+
 def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
     out = []
     try:
@@ -124,7 +159,7 @@ def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
 
 
 class DnsServer:
-    def __init__(self, lookup: Callable[[str, str, int], list[str] | None]) -> None:
+    def __init__(self, lookup: Lookup) -> None:
         self._lookup = lookup
         self._sel = selectors.DefaultSelector()
         self._lock = threading.Lock()
@@ -190,7 +225,7 @@ class DnsServer:
                     continue
                 self._handle(key.data, sock, data, peer)
 
-    def _handle(self, task_id: str, sock: socket.socket, data: bytes, peer) -> None:
+    def _handle(self, task_id: str, sock: socket.socket, data: bytes, peer: Peer) -> None:
         try:
             qid, flags, name, qtype, question = parse_query(data)
         except ValueError:
@@ -208,13 +243,13 @@ class DnsServer:
         self._forwarders.submit(self._forward, sock, data, peer, qid, flags, question)
 
     @staticmethod
-    def _send(sock: socket.socket, reply: bytes, peer) -> None:
+    def _send(sock: socket.socket, reply: bytes, peer: Peer) -> None:
         try:
             sock.sendto(reply, peer)
         except OSError:
             pass  # the container went away
 
-    def _forward(self, sock: socket.socket, data: bytes, peer, qid: int, flags: int, question: bytes) -> None:
+    def _forward(self, sock: socket.socket, data: bytes, peer: Peer, qid: int, flags: int, question: bytes) -> None:
         for server in host_resolvers():
             try:
                 with socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM) as up:

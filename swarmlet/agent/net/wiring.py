@@ -1,12 +1,14 @@
 """Overlay wiring on one host, with pyroute2 (no `ip` processes), reconciled
-to what the dispatcher sends (level-triggered, like the executor).
+to what the dispatcher sends (level-triggered, like the executor). What to
+write (names, entries, iptables text) is computed in rules.py; this module
+applies it.
 
 Per network on this host: bridge `swb<VNI>` and VXLAN device `swv<VNI>` (UDP
 4789, learning off, ARP proxy on) enslaved to it. For every peer host on the
 network an all-zeros FDB entry (broadcast/unknown go there); for every remote
 endpoint an FDB entry MAC -> its host and a permanent neighbour entry IP -> MAC
 on the VXLAN device, which answers the containers' ARP requests itself. MACs
-are derived from IPs (allocator.mac_for), so the replicated state is all the
+are derived from IPs (core.allocator.mac_for), so the replicated state is all the
 information needed: no gossip, no learning.
 
 Per task container: a veth `swt<task id>` on the bridge, its peer moved into
@@ -39,7 +41,6 @@ import logging
 import socket
 import subprocess
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from swarmlet.compat import restore_inet_ntop
@@ -49,112 +50,28 @@ restore_inet_ntop()  # before pyroute2 binds it (see compat.py)
 from pyroute2 import IPRoute  # noqa: E402
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
 
-from swarmlet.agent.net.dns import TYPE_A, DnsServer
+from swarmlet import errors
+from swarmlet.agent.net import rules
+from swarmlet.agent.net.dns import DnsServer, resolve
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core.allocator import mac_for
 
 log = logging.getLogger(__name__)
 
-MTU = 1450
+MTU = 1450  # VXLAN's 50 bytes of overhead under a 1500-byte underlay
 VXLAN_PORT = 4789
 NUD_PERMANENT = 0x80
-ZERO_MAC = "00:00:00:00:00:00"
+ENODEV = 19
 RECONCILE_PERIOD = 5.0
-BRIDGE_PREFIX, VXLAN_PREFIX, VETH_PREFIX = "swb", "swv", "swt"
-INGRESS_CHAIN = "SWARMLET-INGRESS"
-INGRESS_POST_CHAIN = "SWARMLET-INGRESS-POST"
 
 
-class NetworkNotReady(RuntimeError):
+class NetworkNotReady(errors.Unavailable):
     """The assignment for a network of the task has not arrived yet: retry."""
-
-
-def bridge_name(vni: int) -> str:
-    return f"{BRIDGE_PREFIX}{vni}"
-
-
-def vxlan_name(vni: int) -> str:
-    return f"{VXLAN_PREFIX}{vni}"
-
-
-def veth_name(task_id: str, index: int) -> str:
-    # IFNAMSIZ is 16 with the NUL: 3 + 10 + 1 + 1 = 15.
-    return f"{VETH_PREFIX}{task_id[:10]}-{index}"
 
 
 def _prefixlen(net: pb.Network) -> int:
     return ipaddress.ip_network(net.subnet).prefixlen
-
-
-# ---- pure: iptables rule text (unit-tested) ----
-
-
-def _spread(match: str, targets: list[str], chain: str, to: Callable[[str], str]) -> list[str]:
-    """Rules sending `match` to one of `targets` at random, evenly: rule i
-    takes 1/(n-i) of what the rules before it left."""
-    rules = []
-    n = len(targets)
-    for i, t in enumerate(targets):
-        left = n - i
-        prob = f" -m statistic --mode random --probability {1 / left:.8f}" if left > 1 else ""
-        rules.append(f"-A {chain} {match}{prob} -j DNAT --to-destination {to(t)}")
-    return rules
-
-
-def container_rules(services: list[dpb.ServiceEndpoints]) -> str:
-    """The whole nat + filter tables for a container's namespace: each VIP
-    spread over its backends; a VIP without backends refused at once."""
-    nat = ["*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]"]
-    flt = ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
-    for s in sorted(services, key=lambda s: s.vip):
-        if not s.vip or s.mode != pb.EndpointSpec.VIP:
-            continue
-        backends = sorted(b.addr for b in s.backends)
-        if backends:
-            nat += _spread(f"-d {s.vip}/32", backends, "OUTPUT", lambda a: a)
-        else:
-            flt.append(f"-A OUTPUT -d {s.vip}/32 -j REJECT --reject-with icmp-port-unreachable")
-    return "\n".join(nat + ["COMMIT"] + flt + ["COMMIT"]) + "\n"
-
-
-def ingress_rules(ingress: dpb.NetworkAssignment | None, local_addrs: set[str]) -> str:
-    """Our chains in the host's nat table (iptables-restore --noflush input).
-    `local_addrs`: addresses of this node's own tasks (host-mode ports)."""
-    lines = ["*nat", f":{INGRESS_CHAIN} - [0:0]", f":{INGRESS_POST_CHAIN} - [0:0]"]
-    if ingress is not None and ingress.node_addr:
-        for s in sorted(ingress.services, key=lambda s: s.name):
-            for p in s.ports:
-                proto = "udp" if p.protocol == pb.PortConfig.UDP else "tcp"
-                addrs = sorted(b.addr for b in s.backends)
-                if p.publish_mode == pb.PortConfig.HOST:
-                    addrs = [a for a in addrs if a in local_addrs]
-                match = f"-p {proto} -m {proto} --dport {p.published_port}"
-                lines += _spread(match, addrs, INGRESS_CHAIN, lambda a, p=p: f"{a}:{p.target_port}")
-        lines.append(
-            f"-A {INGRESS_POST_CHAIN} -o {bridge_name(ingress.network.vni)} -m conntrack --ctstate DNAT "
-            f"-j SNAT --to-source {ingress.node_addr}"
-        )
-    lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
-
-
-def _iptables_restore(text: str, netns_pid: int | None = None, noflush: bool = False) -> None:
-    cmd = ["iptables-restore", "-w", "5"]
-    if noflush:
-        cmd.append("--noflush")
-    if netns_pid is not None:
-        cmd = ["nsenter", f"--net=/proc/{netns_pid}/ns/net", *cmd]
-    r = subprocess.run(cmd, input=text, capture_output=True, text=True, timeout=30)
-    if r.returncode != 0:
-        raise RuntimeError(f"iptables-restore failed: {r.stderr.strip()}")
-
-
-def _iptables(args: list[str]) -> int:
-    return subprocess.run(["iptables", "-w", "5", *args], capture_output=True, timeout=30).returncode
-
-
-# ---- the agent side ----
 
 
 @dataclass
@@ -203,19 +120,10 @@ class NetworkAgent:
         and its tasks (wired ones not among the live tasks are released)."""
         with self._lock:
             self._view = _View(by_id={a.network.id: a for a in networks})
-            self._live_tasks = {
-                t.id: len(t.networks) for t in tasks if t.desired_state <= pb.RUNNING and t.status.state < pb.COMPLETE
-            }
+            self._live_tasks = {t.id: len(t.networks) for t in tasks if rules.stays_wired(t)}
         self._changed.set()
 
-    def set_node_addr(self, addr: str) -> None:
-        self._node_addr = addr
-
     # ---- per task (called by the executor) ----
-
-    def is_wired(self, task_id: str) -> bool:
-        with self._lock:
-            return task_id in self._wired and self.dns.serving(task_id)
 
     def attach(self, task: pb.Task, pid: int) -> None:
         """Wire a started container into its networks; idempotent. Raises
@@ -232,10 +140,10 @@ class NetworkAgent:
                     raise NetworkNotReady(f"network {a.network_id} is not assigned to this node yet")
             with IPRoute() as ipr:
                 for a in task.networks:
-                    self._ensure_network(ipr, view.by_id[a.network_id])
+                    _ensure_network(ipr, view.by_id[a.network_id], self._node_addr)
                 with IPRoute(netns=f"/proc/{pid}/ns/net", flags=0) as cns:
                     for i, a in enumerate(task.networks):
-                        self._wire_iface(ipr, cns, task.id, i, view.by_id[a.network_id].network, a.addr, pid)
+                        _wire_iface(ipr, cns, task.id, i, view.by_id[a.network_id].network, a.addr, pid)
             w = _Wired(task.id, pid, [a.network_id for a in task.networks], {a.network_id: a.addr for a in task.networks})
             self._wired[task.id] = w
             self._apply_container_rules(w)
@@ -252,57 +160,20 @@ class NetworkAgent:
                 return
             with IPRoute() as ipr:
                 for i in range(len(w.networks)):
-                    self._del_link(ipr, veth_name(task_id, i))
+                    _del_link(ipr, rules.veth_name(task_id, i))
         self._changed.set()
-
-    def _wire_iface(self, ipr: IPRoute, cns: IPRoute, task_id: str, index: int, net: pb.Network, addr: str, pid: int) -> None:
-        host_if = veth_name(task_id, index)
-        inner = f"eth{index}"
-        if cns.link_lookup(ifname=inner) and ipr.link_lookup(ifname=host_if):
-            return  # wired by an earlier run of the agent
-        self._del_link(ipr, host_if)  # a half-done earlier attempt
-        tmp = f"swc{task_id[:10]}-{index}"
-        ipr.link("add", ifname=host_if, kind="veth", mtu=MTU, peer={"ifname": tmp, "net_ns_pid": pid})
-        hidx = ipr.link_lookup(ifname=host_if)[0]
-        bidx = ipr.link_lookup(ifname=bridge_name(net.vni))[0]
-        ipr.link("set", index=hidx, master=bidx, state="up")
-        cidx = cns.link_lookup(ifname=tmp)[0]
-        cns.link("set", index=cidx, ifname=inner, mtu=MTU, address=mac_for(addr))
-        cns.addr("add", index=cidx, address=addr, prefixlen=_prefixlen(net))
-        cns.link("set", index=cidx, state="up")
-        lo = cns.link_lookup(ifname="lo")
-        if lo:
-            cns.link("set", index=lo[0], state="up")
 
     # ---- DNS ----
 
     def lookup(self, task_id: str, name: str, qtype: int) -> list[str] | None:
-        """Addresses for `name` as seen from the task's networks (not the
-        ingress network: it carries no names), None if it is not ours."""
+        """Addresses for `name` as seen from the task's networks; None if the
+        name is not the cluster's (see dns.resolve)."""
         with self._lock:
             w = self._wired.get(task_id)
             if w is None:
                 return None
             view = self._view
-        want_tasks = name.startswith("tasks.")
-        svc_name = name[len("tasks.") :] if want_tasks else name
-        found = False
-        out: list[str] = []
-        for nid in w.networks:
-            a = view.by_id.get(nid)
-            if a is None or a.network.spec.ingress:
-                continue
-            for s in a.services:
-                if s.name.lower() != svc_name:
-                    continue
-                found = True
-                if not want_tasks and s.mode == pb.EndpointSpec.VIP and s.vip:
-                    out.append(s.vip)
-                else:
-                    out.extend(b.addr for b in s.backends)
-        if not found:
-            return None
-        return out if qtype == TYPE_A else []
+        return resolve(view.by_id, w.networks, name, qtype)
 
     # ---- reconcile ----
 
@@ -333,17 +204,17 @@ class NetworkAgent:
             with IPRoute() as ipr:
                 keep_links: set[str] = set()
                 for a in view.by_id.values():
-                    self._ensure_network(ipr, a)
-                    keep_links.update((bridge_name(a.network.vni), vxlan_name(a.network.vni)))
+                    _ensure_network(ipr, a, self._node_addr)
+                    keep_links.update((rules.bridge_name(a.network.vni), rules.vxlan_name(a.network.vni)))
                 for w in wired.values():
-                    keep_links.update(veth_name(w.task_id, i) for i in range(len(w.networks)))
+                    keep_links.update(rules.veth_name(w.task_id, i) for i in range(len(w.networks)))
                 # Live tasks not wired by this process yet (just restarted):
                 # their veths stay for the executor to adopt.
                 for tid, n in (live or {}).items():
-                    keep_links.update(veth_name(tid, i) for i in range(n))
+                    keep_links.update(rules.veth_name(tid, i) for i in range(n))
                 if live is not None:
                     # Before the first assignment nothing is known: keep all.
-                    self._remove_strays(ipr, keep_links, {vxlan_name(a.network.vni) for a in view.by_id.values()})
+                    _remove_strays(ipr, keep_links)
             for w in wired.values():
                 try:
                     self._apply_container_rules(w)
@@ -351,93 +222,14 @@ class NetworkAgent:
                     log.warning("task %s: VIP rules not applied: %s", w.task_id, e)
             self._apply_ingress(view, wired)
 
-    def _ensure_network(self, ipr: IPRoute, a: dpb.NetworkAssignment) -> None:
-        net = a.network
-        br, vx = bridge_name(net.vni), vxlan_name(net.vni)
-        if not ipr.link_lookup(ifname=br):
-            ipr.link("add", ifname=br, kind="bridge")
-        bidx = ipr.link_lookup(ifname=br)[0]
-        vidx_l = ipr.link_lookup(ifname=vx)
-        if vidx_l:
-            info = ipr.get_links(vidx_l[0])[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")
-            if info.get_attr("IFLA_VXLAN_LOCAL") != self._node_addr or info.get_attr("IFLA_VXLAN_ID") != net.vni:
-                ipr.link("del", index=vidx_l[0])  # our address changed: recreate
-                vidx_l = []
-        if not vidx_l:
-            ipr.link(
-                "add",
-                ifname=vx,
-                kind="vxlan",
-                vxlan_id=net.vni,
-                vxlan_local=self._node_addr,
-                vxlan_port=VXLAN_PORT,
-                vxlan_learning=0,
-                vxlan_proxy=1,
-            )
-            vidx_l = ipr.link_lookup(ifname=vx)
-        vidx = vidx_l[0]
-        ipr.link("set", index=vidx, master=bidx, state="up")
-        if net.spec.ingress and a.node_addr:
-            # The host's own endpoint on the routing mesh: a fixed MAC derived
-            # from its address, like every endpoint's.
-            ipr.link("set", index=bidx, address=mac_for(a.node_addr), state="up")
-            want = (a.node_addr, _prefixlen(net))
-            have = {(x.get_attr("IFA_ADDRESS"), x["prefixlen"]) for x in ipr.get_addr(index=bidx, family=socket.AF_INET)}
-            for addr, plen in have - {want}:
-                ipr.addr("del", index=bidx, address=addr, prefixlen=plen)
-            if want not in have:
-                ipr.addr("add", index=bidx, address=want[0], prefixlen=want[1])
-        else:
-            ipr.link("set", index=bidx, state="up")
-        # FDB: flood entries to peers, one entry per remote MAC.
-        want_fdb = {(ZERO_MAC, p) for p in a.peers} | {(mac_for(e.addr), e.node_addr) for e in a.remote}
-        have_fdb = set()
-        for e in ipr.fdb("dump", ifindex=vidx):
-            dst = e.get_attr("NDA_DST")
-            if e["ifindex"] == vidx and dst:
-                have_fdb.add((e.get_attr("NDA_LLADDR"), dst))
-        for mac, dst in have_fdb - want_fdb:
-            ipr.fdb("del", ifindex=vidx, lladdr=mac, dst=dst)
-        for mac, dst in sorted(want_fdb - have_fdb):
-            ipr.fdb("append", ifindex=vidx, lladdr=mac, dst=dst)
-        # Neighbours on the VXLAN device (answered by its ARP proxy).
-        want_nb = {(e.addr, mac_for(e.addr)) for e in a.remote}
-        have_nb = set()
-        for n in ipr.neigh("dump", ifindex=vidx):
-            if n["ifindex"] == vidx and n["family"] == 2 and n.get_attr("NDA_DST"):
-                have_nb.add((n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR")))
-        for ip, mac in have_nb - want_nb:
-            try:
-                ipr.neigh("del", ifindex=vidx, dst=ip, lladdr=mac)
-            except NetlinkError:
-                pass
-        for ip, mac in want_nb - have_nb:
-            ipr.neigh("replace", ifindex=vidx, dst=ip, lladdr=mac, state=NUD_PERMANENT)
-
-    def _remove_strays(self, ipr: IPRoute, keep: set[str], vxlans: set[str]) -> None:
-        for link in ipr.get_links():
-            name = link.get_attr("IFLA_IFNAME") or ""
-            if name.startswith((BRIDGE_PREFIX, VXLAN_PREFIX, VETH_PREFIX)) and name not in keep:
-                log.info("removing stale link %s", name)
-                self._del_link(ipr, name)
-
-    @staticmethod
-    def _del_link(ipr: IPRoute, name: str) -> None:
-        for idx in ipr.link_lookup(ifname=name):
-            try:
-                ipr.link("del", index=idx)
-            except NetlinkError as e:
-                if e.code != 19:  # ENODEV: gone meanwhile
-                    raise
-
     def _apply_container_rules(self, w: _Wired) -> None:
         view = self._view
-        services = []
+        services: list[dpb.ServiceEndpoints] = []
         for nid in w.networks:
             a = view.by_id.get(nid)
             if a is not None and not a.network.spec.ingress:
                 services.extend(a.services)
-        text = container_rules(services)
+        text = rules.container_rules(services)
         if text != w.rules:
             _iptables_restore(text, netns_pid=w.pid)
             w.rules = text
@@ -445,22 +237,141 @@ class NetworkAgent:
     def _apply_ingress(self, view: _View, wired: dict[str, _Wired]) -> None:
         ingress = next((a for a in view.by_id.values() if a.network.spec.ingress), None)
         local = {addr for w in wired.values() for addr in w.addrs.values()}
-        text = ingress_rules(ingress, local)
+        text = rules.ingress_rules(ingress, local)
         if text == self._ingress_text:
             return
         if ingress is not None:
             # DNAT'ed connections are forwarded from the underlay to the bridge.
             _write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")
         _iptables_restore(text, noflush=True)
-        for chain, table_chain, extra in (
-            (INGRESS_CHAIN, "PREROUTING", ["-m", "addrtype", "--dst-type", "LOCAL"]),
-            (INGRESS_CHAIN, "OUTPUT", ["-m", "addrtype", "--dst-type", "LOCAL"]),
-            (INGRESS_POST_CHAIN, "POSTROUTING", []),
-        ):
-            rule = [table_chain, *extra, "-j", chain]
+        for rule in rules.ingress_jumps():
             if _iptables(["-t", "nat", "-C", *rule]) != 0:
                 _iptables(["-t", "nat", "-I", *rule])
         self._ingress_text = text
+
+
+# ---- netlink ----
+
+
+def _ensure_network(ipr: IPRoute, a: dpb.NetworkAssignment, node_addr: str) -> None:
+    """The network's bridge and VXLAN device on this host, with the FDB and
+    neighbour entries of its peers and remote endpoints."""
+    net = a.network
+    br, vx = rules.bridge_name(net.vni), rules.vxlan_name(net.vni)
+    if not ipr.link_lookup(ifname=br):
+        ipr.link("add", ifname=br, kind="bridge")
+    bidx = ipr.link_lookup(ifname=br)[0]
+    vidx_l = ipr.link_lookup(ifname=vx)
+    if vidx_l:
+        info = ipr.get_links(vidx_l[0])[0].get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA")
+        if info.get_attr("IFLA_VXLAN_LOCAL") != node_addr or info.get_attr("IFLA_VXLAN_ID") != net.vni:
+            ipr.link("del", index=vidx_l[0])  # our address changed: recreate
+            vidx_l = []
+    if not vidx_l:
+        ipr.link(
+            "add",
+            ifname=vx,
+            kind="vxlan",
+            vxlan_id=net.vni,
+            vxlan_local=node_addr,
+            vxlan_port=VXLAN_PORT,
+            vxlan_learning=0,
+            vxlan_proxy=1,
+        )
+        vidx_l = ipr.link_lookup(ifname=vx)
+    vidx = vidx_l[0]
+    ipr.link("set", index=vidx, master=bidx, state="up")
+    if net.spec.ingress and a.node_addr:
+        # The host's own endpoint on the routing mesh: a fixed MAC derived
+        # from its address, like every endpoint's.
+        ipr.link("set", index=bidx, address=mac_for(a.node_addr), state="up")
+        want = (a.node_addr, _prefixlen(net))
+        have = {(x.get_attr("IFA_ADDRESS"), x["prefixlen"]) for x in ipr.get_addr(index=bidx, family=socket.AF_INET)}
+        for addr, plen in have - {want}:
+            ipr.addr("del", index=bidx, address=addr, prefixlen=plen)
+        if want not in have:
+            ipr.addr("add", index=bidx, address=want[0], prefixlen=want[1])
+    else:
+        ipr.link("set", index=bidx, state="up")
+    want_fdb = rules.fdb_entries(a)
+    have_fdb = set()
+    for e in ipr.fdb("dump", ifindex=vidx):
+        dst = e.get_attr("NDA_DST")
+        if e["ifindex"] == vidx and dst:
+            have_fdb.add((e.get_attr("NDA_LLADDR"), dst))
+    for mac, dst in have_fdb - want_fdb:
+        ipr.fdb("del", ifindex=vidx, lladdr=mac, dst=dst)
+    for mac, dst in sorted(want_fdb - have_fdb):
+        ipr.fdb("append", ifindex=vidx, lladdr=mac, dst=dst)
+    want_nb = rules.neighbour_entries(a)
+    have_nb = set()
+    for n in ipr.neigh("dump", ifindex=vidx):
+        if n["ifindex"] == vidx and n["family"] == socket.AF_INET and n.get_attr("NDA_DST"):
+            have_nb.add((n.get_attr("NDA_DST"), n.get_attr("NDA_LLADDR")))
+    for ip, mac in have_nb - want_nb:
+        try:
+            ipr.neigh("del", ifindex=vidx, dst=ip, lladdr=mac)
+        except NetlinkError:
+            pass
+    for ip, mac in want_nb - have_nb:
+        ipr.neigh("replace", ifindex=vidx, dst=ip, lladdr=mac, state=NUD_PERMANENT)
+
+
+def _wire_iface(ipr: IPRoute, cns: IPRoute, task_id: str, index: int, net: pb.Network, addr: str, pid: int) -> None:
+    """A veth from the network's bridge to the container's eth<index>."""
+    host_if = rules.veth_name(task_id, index)
+    inner = f"eth{index}"
+    if cns.link_lookup(ifname=inner) and ipr.link_lookup(ifname=host_if):
+        return  # wired by an earlier run of the agent
+    _del_link(ipr, host_if)  # a half-done earlier attempt
+    tmp = rules.peer_name(task_id, index)
+    ipr.link("add", ifname=host_if, kind="veth", mtu=MTU, peer={"ifname": tmp, "net_ns_pid": pid})
+    hidx = ipr.link_lookup(ifname=host_if)[0]
+    bidx = ipr.link_lookup(ifname=rules.bridge_name(net.vni))[0]
+    ipr.link("set", index=hidx, master=bidx, state="up")
+    cidx = cns.link_lookup(ifname=tmp)[0]
+    # Renamed while still down (the kernel refuses otherwise).
+    cns.link("set", index=cidx, ifname=inner, mtu=MTU, address=mac_for(addr))
+    cns.addr("add", index=cidx, address=addr, prefixlen=_prefixlen(net))
+    cns.link("set", index=cidx, state="up")
+    lo = cns.link_lookup(ifname="lo")
+    if lo:
+        cns.link("set", index=lo[0], state="up")
+
+
+def _remove_strays(ipr: IPRoute, keep: set[str]) -> None:
+    for link in ipr.get_links():
+        name = link.get_attr("IFLA_IFNAME") or ""
+        if rules.is_ours(name) and name not in keep:
+            log.info("removing stale link %s", name)
+            _del_link(ipr, name)
+
+
+def _del_link(ipr: IPRoute, name: str) -> None:
+    for idx in ipr.link_lookup(ifname=name):
+        try:
+            ipr.link("del", index=idx)
+        except NetlinkError as e:
+            if e.code != ENODEV:  # gone meanwhile
+                raise
+
+
+# ---- iptables and sysctl ----
+
+
+def _iptables_restore(text: str, netns_pid: int | None = None, noflush: bool = False) -> None:
+    cmd = ["iptables-restore", "-w", "5"]
+    if noflush:
+        cmd.append("--noflush")
+    if netns_pid is not None:
+        cmd = ["nsenter", f"--net=/proc/{netns_pid}/ns/net", *cmd]
+    r = subprocess.run(cmd, input=text, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError(f"iptables-restore failed: {r.stderr.strip()}")
+
+
+def _iptables(args: list[str]) -> int:
+    return subprocess.run(["iptables", "-w", "5", *args], capture_output=True, timeout=30).returncode
 
 
 def _write_sysctl(path: str, value: str) -> None:

@@ -1,13 +1,13 @@
-"""Pure mapping between tasks and Docker containers: names, labels, the
-arguments of a container create, and how a container's end maps to a task
-state. No Docker calls here, so all of it is unit-tested without an engine.
+"""Pure mapping from a task to its container: name, labels, the arguments
+of a Docker container create, the stop timeout, whether a health check gates
+RUNNING. No engine calls here (runtime/docker.py makes them), so all of it is
+unit-tested without an engine.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from swarmlet.api import objects_pb2 as pb
@@ -106,7 +106,7 @@ def host_config_kwargs(task: pb.Task) -> dict[str, Any]:
     }
     if task.networks:
         # The agent's embedded DNS server answers there, inside the
-        # container's own namespace (see agent/dns.py).
+        # container's own namespace (see agent/net/dns.py).
         kwargs["dns"] = ["127.0.0.11"]
     if limits.nano_cpus > 0:
         kwargs["nano_cpus"] = int(limits.nano_cpus)
@@ -124,33 +124,16 @@ def stop_timeout(task: pb.Task) -> int:
     return max(1, math.ceil(grace))
 
 
-def healthcheck_enabled(spec: pb.ContainerSpec, image_healthcheck: Mapping[str, Any] | None) -> bool:
-    """Whether the container will have a health check: the spec's, or else the
-    image's (`Config.Healthcheck` of the image inspect). Then the task is
-    RUNNING only once Docker reports it healthy."""
-    test: list[str] = []
-    if spec.has_healthcheck and spec.healthcheck.test:
-        test = list(spec.healthcheck.test)
-    elif image_healthcheck:
-        test = list(image_healthcheck.get("Test") or [])
+def healthcheck_active(test: Sequence[str]) -> bool:
+    """Whether a health check test (Docker's `Test`) checks anything: empty
+    means none, ["NONE"] disables the image's."""
     return bool(test) and test[0] != "NONE"
 
 
-@dataclass(frozen=True)
-class ExitStatus:
-    state: int  # pb.TaskState
-    message: str
-    err: str
-    exit_code: int
-
-
-def exit_status(exit_code: int, oom_killed: bool = False, error: str = "") -> ExitStatus:
-    """The task state for a container that ended on its own (not stopped by us)."""
-    if exit_code == 0 and not oom_killed:
-        return ExitStatus(pb.COMPLETE, "finished", "", 0)
-    err = f"task: non-zero exit ({exit_code})"
-    if oom_killed:
-        err += ": killed by the kernel OOM killer (out of memory)"
-    elif error:
-        err += f": {error}"
-    return ExitStatus(pb.FAILED, "exited", err, exit_code)
+def healthcheck_enabled(spec: pb.ContainerSpec, image_healthcheck: Sequence[str]) -> bool:
+    """Whether the task's container will have a health check: the spec's
+    test, or else the image's. Then the task is RUNNING only once the engine
+    reports it healthy."""
+    if spec.has_healthcheck and spec.healthcheck.test:
+        return healthcheck_active(list(spec.healthcheck.test))
+    return healthcheck_active(image_healthcheck)

@@ -109,24 +109,20 @@ def test_stop_timeout() -> None:
 
 def test_healthcheck_enabled() -> None:
     plain = pb.ContainerSpec()
-    assert not cm.healthcheck_enabled(plain, None)
-    assert cm.healthcheck_enabled(plain, {"Test": ["CMD", "true"]})
-    assert not cm.healthcheck_enabled(plain, {"Test": ["NONE"]})
+    assert not cm.healthcheck_enabled(plain, ())
+    assert cm.healthcheck_enabled(plain, ["CMD", "true"])
+    assert not cm.healthcheck_enabled(plain, ["NONE"])
     own = pb.ContainerSpec(has_healthcheck=True, healthcheck=pb.HealthConfig(test=["CMD-SHELL", "x"]))
-    assert cm.healthcheck_enabled(own, None)
+    assert cm.healthcheck_enabled(own, ())
     off = pb.ContainerSpec(has_healthcheck=True, healthcheck=pb.HealthConfig(test=["NONE"]))
-    assert not cm.healthcheck_enabled(off, {"Test": ["CMD", "true"]})
+    assert not cm.healthcheck_enabled(off, ["CMD", "true"])
     # Only timings set: the image's test stays in force.
     timing = pb.ContainerSpec(has_healthcheck=True, healthcheck=pb.HealthConfig(interval=1))
-    assert cm.healthcheck_enabled(timing, {"Test": ["CMD", "true"]})
-    assert not cm.healthcheck_enabled(timing, None)
+    assert cm.healthcheck_enabled(timing, ["CMD", "true"])
+    assert not cm.healthcheck_enabled(timing, ())
 
 
-def test_exit_status() -> None:
-    ok = cm.exit_status(0)
-    assert (ok.state, ok.err, ok.exit_code) == (pb.COMPLETE, "", 0)
-    bad = cm.exit_status(3)
-    assert (bad.state, bad.err, bad.exit_code) == (pb.FAILED, "task: non-zero exit (3)", 3)
-    oom = cm.exit_status(137, oom_killed=True)
-    assert oom.state == pb.FAILED and "OOM" in oom.err and oom.err.startswith("task: non-zero exit (137)")
-    assert cm.exit_status(127, error="exec: not found").err == "task: non-zero exit (127): exec: not found"
+def test_healthcheck_active() -> None:
+    assert cm.healthcheck_active(["CMD-SHELL", "true"])
+    assert not cm.healthcheck_active([])
+    assert not cm.healthcheck_active(["NONE"])

@@ -1,0 +1,278 @@
+"""The Docker Engine as a ContainerRuntime: every Docker SDK call of the agent
+is in this module. It turns the engine's answers into the interface's records
+and its failures into the interface's errors; what to create for a task comes
+from runtime/containers.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+from docker.types import CancellableStream
+
+from swarmlet.agent.runtime import containers as cm
+from swarmlet.agent.runtime.interface import (
+    Container,
+    ContainerNotFound,
+    EngineRefused,
+    EngineUnavailable,
+    Event,
+    Health,
+    Image,
+    Listed,
+    LogChunk,
+    NameInUse,
+    State,
+)
+from swarmlet.api import objects_pb2 as pb
+
+# Engine 20.10's version; later engines still serve it (their minimum is far lower).
+DOCKER_API_VERSION = "1.41"
+_NEVER = "0001-01-01T00:00:00Z"  # Docker's zero time: never started
+# Enough pooled connections for the executor's workers (8 starting, 16
+# stopping, a few more): urllib3 otherwise opens and discards extra
+# connections (and warns) under a burst of starts.
+_POOL_SIZE = 32
+
+
+def _explanation(e: docker.errors.APIError) -> str:
+    return str(e.explanation or e)
+
+
+@contextlib.contextmanager
+def _calling(what: str) -> Iterator[None]:
+    """Engine failures as the interface's errors. Callers catch what means
+    something for their call (a 404, a 409) inside this."""
+    try:
+        yield
+    except docker.errors.NotFound as e:
+        raise ContainerNotFound(f"{what}: {_explanation(e)}") from e
+    except docker.errors.APIError as e:
+        raise EngineRefused(_explanation(e)) from e
+    except (docker.errors.DockerException, requests.RequestException, OSError) as e:
+        raise EngineUnavailable(f"{what}: {e}") from e
+
+
+class DockerRuntime:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        # A fixed API version: negotiating it would contact the engine here,
+        # and the agent must be constructible while its engine is still down.
+        self._client = docker.APIClient(base_url=url, version=DOCKER_API_VERSION, max_pool_size=_POOL_SIZE)
+        # Streams (events, followed logs) may stay quiet for hours: no read
+        # timeout on them (see LIBRARIES.md).
+        self._stream_client = docker.APIClient(base_url=url, version=DOCKER_API_VERSION, timeout=None, max_pool_size=_POOL_SIZE)
+
+    # ---- containers ----
+
+    def inspect(self, ref: str) -> Container | None:
+        with _calling(f"inspect {ref}"):
+            try:
+                info: dict[str, Any] = self._client.inspect_container(ref)
+            except docker.errors.NotFound:
+                return None
+        return _container(info)
+
+    def image(self, ref: str) -> Image | None:
+        with _calling(f"inspect image {ref}"):
+            try:
+                info: dict[str, Any] = self._client.inspect_image(ref)
+            except docker.errors.NotFound:
+                return None
+        test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
+        return Image(ref=ref, healthcheck=tuple(test))
+
+    def create(self, task: pb.Task, node_id: str) -> str:
+        kwargs = cm.create_container_kwargs(task, node_id)
+        with _calling(f"create {kwargs['name']}"):
+            host_config = self._client.create_host_config(**cm.host_config_kwargs(task))
+            try:
+                return str(self._client.create_container(host_config=host_config, **kwargs)["Id"])
+            except docker.errors.APIError as e:
+                if e.status_code == 409:
+                    raise NameInUse(_explanation(e)) from e
+                # A 404 here (the image went since it was checked) is a
+                # refusal of this create, not a missing container.
+                raise EngineRefused(_explanation(e)) from e
+
+    def start(self, container_id: str) -> None:
+        with _calling(f"start {container_id[:12]}"):
+            self._client.start(container_id)
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        with _calling(f"stop {container_id[:12]}"):
+            self._client.stop(container_id, timeout=timeout)
+
+    def remove(self, container_id: str) -> None:
+        with _calling(f"remove {container_id[:12]}"):
+            try:
+                self._client.remove_container(container_id, force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as e:
+                if e.status_code == 409 and "already in progress" in str(e):
+                    return  # a concurrent removal (e.g. by an operator)
+                raise
+
+    def list_containers(self, labels: Mapping[str, str]) -> list[Listed]:
+        with _calling("list containers"):
+            listed = self._client.containers(all=True, filters={"label": _label_filter(labels)})
+        return [Listed(id=c["Id"], labels=dict(c.get("Labels") or {}), running=c.get("State") == "running") for c in listed]
+
+    def events(self, labels: Mapping[str, str], actions: Sequence[str]) -> _Events:
+        with _calling("events"):
+            raw = self._stream_client.events(
+                decode=True, filters={"type": "container", "label": _label_filter(labels), "event": list(actions)}
+            )
+        return _Events(raw)
+
+    def logs(self, container_id: str, follow: bool, tail: int, timestamps: bool) -> _Logs:
+        params = {
+            "stdout": 1,
+            "stderr": 1,
+            "follow": 1 if follow else 0,
+            "timestamps": 1 if timestamps else 0,
+            "tail": "all" if tail < 0 else str(tail),
+        }
+        api = self._stream_client
+        # The SDK's own logs() cannot be closed while it waits on a quiet
+        # container: the raw response can.
+        with _calling(f"logs of {container_id[:12]}"):
+            resp = api.get(f"{api.base_url}/v{api.api_version}/containers/{container_id}/logs", params=params, stream=True)
+            try:
+                resp.raise_for_status()
+            except requests.HTTPError as e:
+                try:
+                    docker.errors.create_api_error_from_http_exception(e)  # raises the APIError for the status
+                finally:
+                    resp.close()
+        return _Logs(resp)
+
+    # ---- the host ----
+
+    def describe(self) -> pb.NodeDescription:
+        with _calling("info"):
+            info: dict[str, Any] = self._client.info()
+            listed = self._client.images()
+        images = {tag for img in listed for tag in (img.get("RepoTags") or []) if tag and tag != "<none>:<none>"}
+        return pb.NodeDescription(
+            hostname=str(info.get("Name") or socket.gethostname()),
+            resources=pb.Resources(
+                nano_cpus=int(info.get("NCPU", 0)) * 1_000_000_000,
+                memory_bytes=int(info.get("MemTotal", 0)),
+            ),
+            engine_version=str(info.get("ServerVersion", "")),
+            os=str(info.get("OSType", "")),
+            arch=str(info.get("Architecture", "")),
+            images=sorted(images),
+        )
+
+
+def _label_filter(labels: Mapping[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in sorted(labels.items())]
+
+
+def _health(state: Mapping[str, Any]) -> Health:
+    status = (state.get("Health") or {}).get("Status")
+    if status is None or status == "none":
+        return Health.NONE
+    if status == "healthy":
+        return Health.HEALTHY
+    if status == "unhealthy":
+        return Health.UNHEALTHY
+    return Health.STARTING
+
+
+def _container(info: Mapping[str, Any]) -> Container:
+    state = info.get("State") or {}
+    config = info.get("Config") or {}
+    status = state.get("Status")
+    if status == "removing":
+        kind = State.REMOVING
+    elif state.get("Running"):
+        kind = State.RUNNING
+    elif status == "created" and state.get("StartedAt", _NEVER) == _NEVER:
+        kind = State.CREATED
+    else:
+        kind = State.EXITED
+    return Container(
+        id=str(info["Id"]),
+        name=str(info.get("Name") or "").lstrip("/"),
+        labels=dict(config.get("Labels") or {}),
+        state=kind,
+        pid=int(state.get("Pid") or 0) if kind is State.RUNNING else 0,
+        health=_health(state),
+        # The container's config already merges the image's health check.
+        has_healthcheck=cm.healthcheck_active((config.get("Healthcheck") or {}).get("Test") or []),
+        exit_code=int(state.get("ExitCode") or 0),
+        oom_killed=bool(state.get("OOMKilled")),
+        error=str(state.get("Error") or ""),
+        tty=bool(config.get("Tty")),
+    )
+
+
+class _Events:
+    def __init__(self, raw: CancellableStream) -> None:
+        self._raw = raw
+
+    def __iter__(self) -> Iterator[Event]:
+        for ev in self._raw:
+            actor = ev.get("Actor") or {}
+            action = str(ev.get("Action") or "")
+            # Health events read "health_status: healthy".
+            yield Event(
+                action=action.split(":", 1)[0],
+                container_id=str(actor.get("ID") or ""),
+                labels=dict(actor.get("Attributes") or {}),
+            )
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # already closed, engine gone
+            self._raw.close()
+
+
+class _Logs:
+    """Docker's multiplexed stream: an 8-byte header (stream type, 3 zero
+    bytes, big-endian payload length), then the payload."""
+
+    def __init__(self, resp: requests.Response) -> None:
+        self._resp = resp
+        self._stream = CancellableStream(iter(()), resp)
+
+    def __iter__(self) -> Iterator[LogChunk]:
+        raw = self._resp.raw
+        while True:
+            header = _read_exact(raw, 8)
+            if len(header) < 8:
+                return
+            kind, length = struct.unpack(">BxxxL", header)
+            if not length:
+                continue
+            data = _read_exact(raw, length)
+            if len(data) < length:
+                return
+            yield LogChunk(stream="stderr" if kind == 2 else "stdout", data=data)
+
+    def close(self) -> None:
+        # From another thread too: shutting the socket down unblocks a read.
+        with contextlib.suppress(Exception):
+            self._stream.close()
+        with contextlib.suppress(Exception):
+            self._resp.close()
+
+
+def _read_exact(raw: Any, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = raw.read(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf

@@ -1,0 +1,180 @@
+"""What the executor needs from a container engine, and nothing more.
+
+The executor talks to an engine only through `ContainerRuntime`, in terms of
+the small records below; runtime/docker.py implements it with the Docker SDK,
+runtime/fake.py in memory (so the executor's decisions are unit-tested without
+an engine). The records carry what the decisions read, already interpreted:
+no engine-specific dict travels past the adapter.
+
+Failures are kinds of swarmlet's one error vocabulary (errors.py), so the
+executor can tell "retry later" from "this request can never work".
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from swarmlet import errors
+from swarmlet.api import objects_pb2 as pb
+
+# ---- failures ----
+
+
+class EngineUnavailable(errors.Unavailable):
+    """The engine could not be reached or failed transiently: try again later."""
+
+
+class ContainerNotFound(errors.NotFound):
+    """No such container (it was removed, or never existed)."""
+
+
+class NameInUse(errors.AlreadyExists):
+    """A container of that name exists already (possibly from a create whose
+    answer was lost)."""
+
+
+class EngineRefused(errors.FailedPrecondition):
+    """The engine answered this request with an error (a missing binary, a bad
+    argument): the message is the engine's explanation, for the user."""
+
+
+# ---- records ----
+
+
+class State(enum.Enum):
+    CREATED = "created"  # created, never started
+    RUNNING = "running"
+    EXITED = "exited"  # ran and ended (or could not be started after all)
+    REMOVING = "removing"  # a removal is under way: a destroy event follows
+
+
+class Health(enum.Enum):
+    NONE = "none"  # no health check
+    STARTING = "starting"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+@dataclass(frozen=True)
+class Container:
+    """One container as the engine sees it now."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    state: State
+    pid: int = 0  # of its main process while RUNNING; 0 otherwise
+    health: Health = Health.NONE
+    has_healthcheck: bool = False  # the container's (image's or spec's) check is active
+    exit_code: int = 0
+    oom_killed: bool = False
+    error: str = ""  # the engine's reason when it could not run the process
+    tty: bool = False
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One entry of a container listing."""
+
+    id: str
+    labels: Mapping[str, str]
+    running: bool
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image present on the engine."""
+
+    ref: str
+    healthcheck: Sequence[str] = ()  # the image's health check test ([] when none)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A container event: `action` is one of the actions asked for."""
+
+    action: str
+    container_id: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    stream: str  # "stdout" | "stderr"
+    data: bytes
+
+
+class EventStream(Protocol):
+    """Blocking; `close()` from another thread ends the iteration (the
+    iterator may then raise: that also means "ended")."""
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
+class LogStream(Protocol):
+    def __iter__(self) -> Iterator[LogChunk]: ...
+
+    def close(self) -> None: ...
+
+
+# ---- the interface ----
+
+# Container events the executor reacts to. "die" covers OOM kills (the
+# inspect says so); "start" would only echo our own starts.
+WATCHED_ACTIONS = ("die", "destroy", "health_status")
+
+
+class ContainerRuntime(Protocol):
+    """A container engine as the executor uses it. Every method may raise
+    EngineUnavailable; the others are listed where they matter."""
+
+    def inspect(self, ref: str) -> Container | None:
+        """By id or name; None if there is no such container."""
+        ...
+
+    def image(self, ref: str) -> Image | None:
+        """The image if present on this engine (nothing is ever pulled)."""
+        ...
+
+    def create(self, task: pb.Task, node_id: str) -> str:
+        """Creates the task's container (runtime/containers.py says how: name,
+        labels, limits, no network, no restart policy); returns its id.
+        Raises NameInUse, EngineRefused."""
+        ...
+
+    def start(self, container_id: str) -> None:
+        """Raises ContainerNotFound, EngineRefused (the process could not run)."""
+        ...
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        """The stop signal, then a kill after `timeout` seconds; returns once
+        the container stopped."""
+        ...
+
+    def remove(self, container_id: str) -> None:
+        """Forcibly; a container already gone or being removed is not an error."""
+        ...
+
+    def list_containers(self, labels: Mapping[str, str]) -> list[Listed]:
+        """All containers (running or not) carrying every one of `labels`."""
+        ...
+
+    def events(self, labels: Mapping[str, str], actions: Sequence[str]) -> EventStream:
+        """A stream of the events `actions` of containers carrying `labels`,
+        from now on, until closed."""
+        ...
+
+    def logs(self, container_id: str, follow: bool, tail: int, timestamps: bool) -> LogStream:
+        """The container's output; `tail` < 0 means all of it. Raises
+        ContainerNotFound."""
+        ...
+
+    def describe(self) -> pb.NodeDescription:
+        """The engine's host: its name, resources, engine version, platform
+        and the tagged images present."""
+        ...

@@ -1,0 +1,88 @@
+"""The embedded DNS server's pure parts (agent/net/dns.py): the codec, the
+names it answers from the network view, the host's resolvers."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from pathlib import Path
+
+import pytest
+
+from swarmlet.agent.net import dns
+from swarmlet.api import dispatcher_pb2 as dpb
+from swarmlet.api import objects_pb2 as pb
+
+
+def _query(name: str, qtype: int = dns.TYPE_A) -> bytes:
+    q = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack(">HH", qtype, 1)
+    return struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + q
+
+
+def test_dns_codec_round_trip() -> None:
+    qid, flags, name, qtype, question = dns.parse_query(_query("Tasks.Web"))
+    assert (qid, name, qtype) == (0x1234, "tasks.web", dns.TYPE_A)
+    reply = dns.build_answer(qid, flags, question, ["10.0.0.5", "10.0.0.6"])
+    rid, rflags, qd, an = struct.unpack(">HHHH", reply[:8])
+    assert (rid, qd, an) == (0x1234, 1, 2) and rflags & 0x8000 and rflags & 0x0100
+    assert reply.endswith(socket.inet_aton("10.0.0.6"))
+    nx = dns.build_answer(qid, flags, question, [], rcode=dns.RCODE_SERVFAIL)
+    assert struct.unpack(">H", nx[2:4])[0] & 0xF == dns.RCODE_SERVFAIL
+
+
+@pytest.mark.parametrize(
+    "packet,why",
+    [
+        (b"\0" * 5, "short packet"),
+        (struct.pack(">HHHHHH", 1, 0, 2, 0, 0, 0), "expected one question"),
+        (_query("web")[:-2], "truncated question"),
+        (struct.pack(">HHHHHH", 1, 0, 1, 0, 0, 0) + b"\xc0\x0c", "compressed name"),
+    ],
+)
+def test_dns_codec_refuses_malformed_queries(packet: bytes, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        dns.parse_query(packet)
+
+
+def _view() -> dict[str, dpb.NetworkAssignment]:
+    front = dpb.NetworkAssignment()
+    front.network.id = "front"
+    web = front.services.add(name="web", vip="10.0.1.2", mode=pb.EndpointSpec.VIP)
+    web.backends.add(addr="10.0.1.5")
+    web.backends.add(addr="10.0.1.6")
+    rr = front.services.add(name="rr", mode=pb.EndpointSpec.DNSRR)
+    rr.backends.add(addr="10.0.1.9")
+    front.services.add(name="idle", vip="10.0.1.3", mode=pb.EndpointSpec.VIP)
+    back = dpb.NetworkAssignment()
+    back.network.id = "back"
+    back.services.add(name="db", vip="10.0.2.2", mode=pb.EndpointSpec.VIP).backends.add(addr="10.0.2.5")
+    ingress = dpb.NetworkAssignment()
+    ingress.network.id = "ingress"
+    ingress.network.spec.ingress = True
+    ingress.services.add(name="web", vip="10.255.0.2", mode=pb.EndpointSpec.VIP)
+    return {a.network.id: a for a in (front, back, ingress)}
+
+
+def test_resolve_vip_tasks_and_dnsrr() -> None:
+    view = _view()
+    on_front = ["front", "ingress"]
+    assert dns.resolve(view, on_front, "web", dns.TYPE_A) == ["10.0.1.2"]  # the VIP, not the ingress one
+    assert sorted(dns.resolve(view, on_front, "tasks.web", dns.TYPE_A) or []) == ["10.0.1.5", "10.0.1.6"]
+    assert dns.resolve(view, on_front, "rr", dns.TYPE_A) == ["10.0.1.9"]
+    # A service with no running task still exists: an empty answer, not "not ours".
+    assert dns.resolve(view, on_front, "tasks.idle", dns.TYPE_A) == []
+    # Names of a network the task is not on are not the cluster's for it.
+    assert dns.resolve(view, on_front, "db", dns.TYPE_A) is None
+    assert dns.resolve(view, ["back"], "db", dns.TYPE_A) == ["10.0.2.2"]
+    assert dns.resolve(view, on_front, "example.com", dns.TYPE_A) is None
+    # Ours, but only A records exist.
+    assert dns.resolve(view, on_front, "web", dns.TYPE_AAAA) == []
+    # A network whose assignment has not arrived answers nothing.
+    assert dns.resolve(view, ["gone"], "web", dns.TYPE_A) is None
+
+
+def test_host_resolvers_skip_our_own_address(tmp_path: Path) -> None:
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(f"# comment\nnameserver 192.0.2.53\nnameserver {dns.DNS_ADDR}\nsearch example\nnameserver 2001:db8::53\n")
+    assert dns.host_resolvers(str(conf)) == ["192.0.2.53", "2001:db8::53"]
+    assert dns.host_resolvers(str(tmp_path / "missing")) == []

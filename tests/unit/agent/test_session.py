@@ -1,0 +1,260 @@
+"""The agent's dispatcher session (agent/session.py) against real gRPC
+Dispatcher servers in this process, over mutual TLS with certificates of a
+real cluster CA. The session drives a real executor on the in-memory engine,
+so an assignment becomes a container and its status travels back.
+
+The servers are written for the test: they serve assignments, count calls,
+and can refuse (a follower's leader hint, failed status reports, a forgotten
+session) the way a manager does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+
+import grpc
+import pytest
+
+from swarmlet import tls
+from swarmlet.agent.executor import Executor
+from swarmlet.agent.runtime.fake import FakeRuntime
+from swarmlet.agent.session import LEADER_HINT_KEY, AgentSession
+from swarmlet.api import dispatcher_pb2 as dpb
+from swarmlet.api import dispatcher_pb2_grpc as dgrpc
+from swarmlet.api import objects_pb2 as pb
+from swarmlet.ids import new_id
+from swarmlet.manager import ca
+from tests.waiting import wait_for
+
+IMAGE = "busybox:test"
+CLUSTER = "cluster1"
+PERIOD = 0.1  # heartbeat period the managers ask for
+
+
+class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._version = 0
+        self.tasks: list[pb.Task] = []
+        self.managers: list[str] = []
+        self.session_ids: set[str] = set()
+        self.sessions: list[tuple[str, dpb.SessionRequest]] = []  # (node id, request)
+        self.reports: list[dpb.TaskStatusReport] = []
+        self.report_calls = 0
+        self.fail_reports = 0  # refuse that many status reports
+        self.leader_hint = ""  # refuse sessions, pointing there
+
+    def assign(self, tasks: list[pb.Task], managers: list[str]) -> None:
+        with self._lock:
+            self.tasks, self.managers = tasks, managers
+            self._version += 1
+            self._lock.notify_all()
+
+    def forget_sessions(self) -> None:
+        """As a new leader would: it knows no session."""
+        with self._lock:
+            self.session_ids.clear()
+
+    def reported(self, task_id: str, state: int) -> bool:
+        with self._lock:
+            return any(r.task_id == task_id and r.status.state == state for r in self.reports)
+
+    def count(self, task_id: str) -> int:
+        with self._lock:
+            return sum(1 for r in self.reports if r.task_id == task_id)
+
+    def Session(self, request: dpb.SessionRequest, context: grpc.ServicerContext) -> Iterator[dpb.SessionMessage]:
+        ident = tls.peer_identity(context)
+        assert ident is not None
+        with self._lock:
+            self.sessions.append((ident.node_id, request))
+            hint = self.leader_hint
+        if hint:
+            context.set_trailing_metadata(((LEADER_HINT_KEY, hint),))
+            context.abort(grpc.StatusCode.UNAVAILABLE, "this manager is not the leader")
+        sid = new_id()
+        with self._lock:
+            self.session_ids.add(sid)
+        sent = -1
+        while context.is_active():
+            with self._lock:
+                if sent == self._version:
+                    self._lock.wait(0.1)
+                    continue
+                sent = self._version
+                msg = dpb.SessionMessage(
+                    session_id=sid, heartbeat_period=PERIOD, tasks=self.tasks, managers=self.managers, node_id=ident.node_id
+                )
+            yield msg
+
+    def Heartbeat(self, request: dpb.HeartbeatRequest, context: grpc.ServicerContext) -> dpb.HeartbeatResponse:
+        with self._lock:
+            known = request.session_id in self.session_ids
+        if not known:
+            context.abort(grpc.StatusCode.NOT_FOUND, "unknown session")
+        return dpb.HeartbeatResponse(period=PERIOD)
+
+    def UpdateTaskStatus(
+        self, request: dpb.UpdateTaskStatusRequest, context: grpc.ServicerContext
+    ) -> dpb.UpdateTaskStatusResponse:
+        with self._lock:
+            self.report_calls += 1
+            refuse = self.fail_reports > 0
+            if refuse:
+                self.fail_reports -= 1
+            else:
+                self.reports.extend(request.updates)
+        if refuse:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "no quorum")
+        return dpb.UpdateTaskStatusResponse()
+
+
+class Manager:
+    """A gRPC server with the dispatcher on a mutual-TLS port."""
+
+    def __init__(self, root: pb.RootCA) -> None:
+        key_pem, cert_pem = ca.issue_local_certificate(root, new_id(), "manager", CLUSTER, "127.0.0.1")
+        creds = tls.NodeCredentials.from_pems(key_pem, cert_pem, root.cert_pem)
+        self.dispatcher = Dispatcher()
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=tls.SERVER_OPTIONS)
+        dgrpc.add_DispatcherServicer_to_server(self.dispatcher, self.server)
+        port = self.server.add_secure_port("127.0.0.1:0", creds.server_credentials(require_client_auth=True))
+        self.addr = f"127.0.0.1:{port}"
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(None)
+
+
+@pytest.fixture(scope="module")
+def root() -> pb.RootCA:
+    return ca.create_root_ca()
+
+
+@pytest.fixture()
+def managers(root: pb.RootCA) -> Iterator[list[Manager]]:
+    ms = [Manager(root), Manager(root)]
+    yield ms
+    for m in ms:
+        m.stop()
+
+
+class Agent:
+    """A session driving an executor on the in-memory engine, as the daemon
+    composes them."""
+
+    def __init__(self, root: pb.RootCA, managers: list[str]) -> None:
+        key_pem, cert_pem = ca.issue_local_certificate(root, new_id(), "worker", CLUSTER, "127.0.0.1")
+        self.creds = tls.NodeCredentials.from_pems(key_pem, cert_pem, root.cert_pem)
+        self.engine = FakeRuntime(hostname="agent-host", images={IMAGE: ()})
+        self.seen_managers: list[list[str]] = []
+        self.executor = Executor(self.engine, self.creds.node_id, self._report)
+        self.session = AgentSession(
+            self.creds,
+            managers,
+            self.executor,
+            "127.0.0.9",
+            "127.0.0.9:4244",
+            on_managers=self.seen_managers.append,
+            raft_addr="127.0.0.9:4243",
+        )
+        self.executor.start()
+        self.session.start()
+
+    def _report(self, reports: list[dpb.TaskStatusReport]) -> None:
+        self.session.report(reports)
+
+    def stop(self) -> None:
+        self.session.stop()
+        self.executor.stop()
+
+
+@pytest.fixture()
+def agents(root: pb.RootCA) -> Iterator[list[Agent]]:
+    started: list[Agent] = []
+    yield started
+    for a in started:
+        a.stop()
+
+
+def task(node_id: str, tid: str = "t1") -> pb.Task:
+    t = pb.Task(id=tid, service_id="s1", service_name="web", slot=1, node_id=node_id, desired_state=pb.RUNNING)
+    t.status.state = pb.ASSIGNED
+    t.spec.container.image = IMAGE
+    return t
+
+
+def start_agent(root: pb.RootCA, agents: list[Agent], managers: list[str]) -> Agent:
+    a = Agent(root, managers)
+    agents.append(a)
+    return a
+
+
+def test_assignment_runs_and_status_reaches_the_manager(root: pb.RootCA, managers: list[Manager], agents: list[Agent]) -> None:
+    m = managers[0]
+    agent = start_agent(root, agents, [m.addr])
+    m.dispatcher.assign([task(agent.creds.node_id)], [m.addr])
+    wait_for(lambda: m.dispatcher.reported("t1", pb.RUNNING), 5, "RUNNING reported to the manager")
+    (c,) = agent.engine.containers()
+    assert c.labels["swarmlet.task.id"] == "t1"
+    node_id, req = m.dispatcher.sessions[0]
+    # The node is known by its certificate; the request says how to reach it.
+    assert node_id == agent.creds.node_id
+    assert (req.addr, req.api_addr, req.raft_addr) == ("127.0.0.9", "127.0.0.9:4244", "127.0.0.9:4243")
+    assert req.description.hostname == "agent-host" and IMAGE in req.description.images
+    assert agent.session.connected.is_set()
+
+
+def test_reports_are_retried_until_acknowledged(root: pb.RootCA, managers: list[Manager], agents: list[Agent]) -> None:
+    m = managers[0]
+    m.dispatcher.fail_reports = 2
+    agent = start_agent(root, agents, [m.addr])
+    m.dispatcher.assign([task(agent.creds.node_id)], [m.addr])
+    wait_for(lambda: m.dispatcher.reported("t1", pb.RUNNING), 5, "RUNNING reported despite two refusals")
+    assert m.dispatcher.report_calls >= 3
+    # Acknowledged once: never sent again, though later reports follow.
+    m.dispatcher.assign([task(agent.creds.node_id, "t1"), task(agent.creds.node_id, "t2")], [m.addr])
+    wait_for(lambda: m.dispatcher.reported("t2", pb.RUNNING), 5, "the second task's report")
+    assert m.dispatcher.count("t1") == 1
+
+
+def test_reconnects_to_another_manager_and_delivers_pending_reports(
+    root: pb.RootCA, managers: list[Manager], agents: list[Agent]
+) -> None:
+    a, b = managers
+    agent = start_agent(root, agents, [a.addr])
+    for m in managers:
+        m.dispatcher.assign([task(agent.creds.node_id)], [a.addr, b.addr])
+    wait_for(lambda: a.dispatcher.reported("t1", pb.RUNNING), 5, "RUNNING reported to the first manager")
+    assert agent.seen_managers == [[a.addr, b.addr]]  # learnt from the session, for reconnects
+    a.stop()
+    # The task ends while the session is down or moving: its report must not be lost.
+    (c,) = agent.engine.containers()
+    agent.engine.exit(c.id, 3)
+    wait_for(lambda: b.dispatcher.reported("t1", pb.FAILED), 10, "FAILED reported to the second manager")
+    assert [n for n, _ in b.dispatcher.sessions] == [agent.creds.node_id]
+    assert len(agent.engine.containers()) == 1  # the same assignment again: nothing restarted
+
+
+def test_follows_the_leader_hint(root: pb.RootCA, managers: list[Manager], agents: list[Agent]) -> None:
+    follower, leader = managers
+    follower.dispatcher.leader_hint = leader.addr
+    leader.dispatcher.assign([], [follower.addr, leader.addr])
+    # Only the follower is known: the leader can be found through the hint alone.
+    agent = start_agent(root, agents, [follower.addr])
+    wait_for(lambda: agent.session.connected.is_set(), 5, "a session with the leader")
+    assert len(follower.dispatcher.sessions) == 1
+    assert [n for n, _ in leader.dispatcher.sessions] == [agent.creds.node_id]
+
+
+def test_forgotten_session_starts_over(root: pb.RootCA, managers: list[Manager], agents: list[Agent]) -> None:
+    m = managers[0]
+    m.dispatcher.assign([], [m.addr])
+    agent = start_agent(root, agents, [m.addr])
+    wait_for(lambda: agent.session.connected.is_set(), 5, "a session")
+    m.dispatcher.forget_sessions()
+    # The next heartbeat is refused (NOT_FOUND): the agent opens a new session.
+    wait_for(lambda: len(m.dispatcher.sessions) == 2, 5, "a second session")
+    wait_for(lambda: agent.session.connected.is_set(), 5, "connected again")
