@@ -108,10 +108,12 @@ def serve(path: str, servicer: LocalControl) -> grpc.Server:
     """Start the local API on the unix socket `path` (claimed first)."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=LOCAL_WORKERS, thread_name_prefix="local"))
     control_pb2_grpc.add_ControlServicer_to_server(servicer, server)
-    server.add_insecure_port(f"unix://{path}")
-    old_umask = os.umask(0o077)  # the socket is the CLI's only credential: root only
+    # The socket is the CLI's only credential: root only. gRPC creates it in
+    # add_insecure_port, so the umask must cover that call.
+    old_umask = os.umask(0o077)
     try:
-        server.start()
+        server.add_insecure_port(f"unix://{path}")
     finally:
         os.umask(old_umask)
+    server.start()
     return server

@@ -410,9 +410,11 @@ def test_worker_leave_then_node_rm(testbed, cluster):
     ok(testbed, h1, "service", "create", "--name", "lv", "--replicas", "3", IMAGE, "sleep", "3600")
     r = fails(testbed, h1, "node", "rm", "h3")
     assert "not down" in r.stderr
+    wait_for(lambda: containers(testbed, h3), 30, "a container of lv on h3")
     ok(testbed, h3, "leave")
-    # Leaving removes the node's containers and its membership.
-    wait_for(lambda: not containers(testbed, h3, all_=True), 30, "no swarmlet containers left on h3")
+    # Leaving removes the node's containers and its membership, and returns
+    # only once the containers are gone: checked at once, without waiting.
+    assert not containers(testbed, h3, all_=True), "leave returned while containers were still on h3"
     assert api(h3).Info(cpb.InfoRequest()).state == "inactive"
     wait_for(lambda: nodes_by_name(h1)["h3"].status.state == pb.NodeStatus.DOWN, 20, "h3 down")
     wait_for(lambda: len(running_tasks(h1, "lv")) == 3, 30, "lv back to 3 replicas on h1/h2")
