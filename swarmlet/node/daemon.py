@@ -38,12 +38,13 @@ from swarmlet.manager.leader import LeaderLoop
 from swarmlet.manager.store import Store
 from swarmlet.node import localapi
 from swarmlet.node.addresses import Advertised
-from swarmlet.node.config import ConfigError, DaemonConfig
+from swarmlet.node.config import ConfigError, DaemonConfig, parse_election_timeout
 from swarmlet.node.files import NodeFiles, NodeState
 from swarmlet.node.membership import NOT_IN_CLUSTER, Membership
 from swarmlet.node.roles import RoleChanger
 
-__all__ = ["ConfigError", "Daemon", "DaemonConfig", "run_daemon"]
+# What the `swarmlet daemon` command uses (the CLI may import this module only).
+__all__ = ["ConfigError", "Daemon", "DaemonConfig", "parse_election_timeout", "run_daemon"]
 
 log = logging.getLogger("swarmlet.node.daemon")
 
