@@ -7,8 +7,9 @@ agent) are started and stopped through `ClusterParts`, which the composition
 root (daemon.py) implements. Every operation runs under `lock`.
 
 Durability rule: the membership files are written last, once the node is
-really a member, so that a failed init, join or restore leaves the host as it
-was (a fresh node).
+really a member (its Raft founded or started), so that an init, join or
+restore that fails before that leaves no membership on disk: the host stays
+a fresh node.
 """
 
 from __future__ import annotations
@@ -195,7 +196,12 @@ class Membership:
                 # the current members as partners; the leader sends it the log
                 # or a snapshot.
                 self.files.write_raft_secret(resp.raft_secret)
-                self.parts.start_manager(addrs, resp.raft_secret, list(resp.raft_peers))
+                try:
+                    self.parts.start_manager(addrs, resp.raft_secret, list(resp.raft_peers))
+                except BaseException:
+                    self.parts.shutdown(remove_containers=False)
+                    self.files.reset_raft()
+                    raise
             self._activate(addrs, node, creds)
             return cpb.JoinResponse(node_id=resp.node_id, role=resp.role)
 

@@ -139,6 +139,24 @@ def test_worker_joins_then_leaves_and_its_files_go(make_daemon: MakeDaemon) -> N
         w.membership.leave(cpb.LeaveRequest())
 
 
+def test_manager_joins_raft_and_receives_the_state(make_daemon: MakeDaemon) -> None:
+    m = make_daemon("m1")
+    resp = init(m)
+    j = make_daemon("m2")
+    joined = j.membership.join(cpb.JoinRequest(token=resp.manager_token, remote_addr=f"127.0.0.1:{m.cfg.join_port}"))
+    assert joined.role == "manager"
+    assert j.store is not None and m.store is not None
+    raft = sorted([f"127.0.0.1:{m.cfg.raft_port}", f"127.0.0.1:{j.cfg.raft_port}"])
+    wait_for(lambda: sorted(m.store.members()) == raft, 10, "both managers in Raft")  # type: ignore[union-attr]
+    wait_for(lambda: j.info().nodes == 2, 15, "the new manager applied the log")
+    assert cluster_of(j).raft_secret == j.files.read_raft_secret() == cluster_of(m).raft_secret
+    assert not j.store.is_leader()
+    saved = saved_node(j)
+    assert saved["role"] == "manager" and f"127.0.0.1:{m.cfg.raft_port}" in saved["raft_peers"]
+    # A follower answers the control API too (reads are local).
+    assert j.manager_control() is j.control
+
+
 def test_manager_leaves_only_with_force(make_daemon: MakeDaemon) -> None:
     m = make_daemon("m1")
     init(m)
