@@ -80,6 +80,12 @@ def edge(method: F) -> F:
     return unary  # type: ignore[return-value]
 
 
+def unreachable(e: grpc.RpcError) -> bool:
+    """The call failed because the other node could not be reached (or
+    answered that it cannot serve now), not because it refused the request."""
+    return hasattr(e, "code") and e.code() == grpc.StatusCode.UNAVAILABLE
+
+
 def from_rpc_error(e: grpc.RpcError, prefix: str = "") -> errors.SwarmletError:
     """The swarmlet error for a failed call to another node's API."""
     code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN

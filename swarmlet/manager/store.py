@@ -278,6 +278,12 @@ class Store:
     def is_leader(self) -> bool:
         return bool(self._obj._isLeader())
 
+    def wait_leader(self, timeout: float) -> bool:
+        """Block until this manager leads, at most `timeout` seconds; True if
+        it does. Woken by pysyncobj's state-change callback, not by polling."""
+        with self._cond:
+            return self._cond.wait_for(self.is_leader, timeout)
+
     def leader_addr(self) -> str | None:
         leader = self._obj._getLeader()
         return None if leader is None else str(leader)

@@ -1,1 +1,3 @@
-"""The daemon: composition root, membership (init/join/leave/restore), on-disk node files."""
+"""The daemon: composition root (daemon), membership (init/join/leave/restore),
+role changes (roles), the local API (localapi), on-disk node files (files),
+configuration (config) and address discovery (addresses)."""

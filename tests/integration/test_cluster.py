@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -410,9 +413,24 @@ def test_worker_leave_then_node_rm(testbed, cluster):
     ok(testbed, h1, "service", "create", "--name", "lv", "--replicas", "3", IMAGE, "sleep", "3600")
     r = fails(testbed, h1, "node", "rm", "h3")
     assert "not down" in r.stderr
-    ok(testbed, h3, "leave")
-    # Leaving removes the node's containers and its membership.
-    wait_for(lambda: not containers(testbed, h3, all_=True), 30, "no swarmlet containers left on h3")
+    wait_for(lambda: containers(testbed, h3), 30, "a container of lv on h3")
+    # Leaving removes the node's containers and its membership, and returns
+    # only once the containers are gone. With h3's engine frozen they cannot
+    # go, so leave must still be waiting; once the engine runs again, leave
+    # returns and nothing is left, checked at once.
+    engine = int(Path(h3.host_dir, "dockerd.pid").read_text())
+    left: list[subprocess.CompletedProcess[str]] = []
+    leaving = threading.Thread(target=lambda: left.append(testbed.cli(h3, "leave")))
+    os.kill(engine, signal.SIGSTOP)
+    try:
+        leaving.start()
+        leaving.join(timeout=5)
+        assert leaving.is_alive(), f"leave returned while h3's engine could not remove anything: {left}"
+    finally:
+        os.kill(engine, signal.SIGCONT)
+    leaving.join(timeout=60)
+    assert left and left[0].returncode == 0, left
+    assert not containers(testbed, h3, all_=True), "leave returned while containers were still on h3"
     assert api(h3).Info(cpb.InfoRequest()).state == "inactive"
     wait_for(lambda: nodes_by_name(h1)["h3"].status.state == pb.NodeStatus.DOWN, 20, "h3 down")
     wait_for(lambda: len(running_tasks(h1, "lv")) == 3, 30, "lv back to 3 replicas on h1/h2")

@@ -1,0 +1,373 @@
+"""How a host enters and leaves a cluster: init, join, leave, restore,
+force-new-cluster, and resume after a restart.
+
+Membership owns what the node is in its cluster (`node`, `creds`, `addrs`)
+and keeps it on disk (files.py); the running parts (Raft store, servers,
+agent) are started and stopped through `ClusterParts`, which the composition
+root (daemon.py) implements. Every operation runs under `lock`.
+
+Durability rule: the membership files are written last, once the node is
+really a member (its Raft founded or started), so that an init, join or
+restore that fails before that leaves no membership on disk: the host stays
+a fresh node.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import grpc
+
+from swarmlet import errors, rpc, tls
+from swarmlet.api import ca_pb2, ca_pb2_grpc
+from swarmlet.api import control_pb2 as cpb
+from swarmlet.api import objects_pb2 as pb
+from swarmlet.api import store_pb2 as spb
+from swarmlet.core import allocator
+from swarmlet.core import state as st
+from swarmlet.core.orchestrator import DEFAULT_TASK_HISTORY_LIMIT
+from swarmlet.ids import new_id
+from swarmlet.manager import backup as bk
+from swarmlet.manager import ca
+from swarmlet.manager.dispatcher import DEFAULT_HEARTBEAT_PERIOD, DEFAULT_NODE_DOWN_AFTER
+from swarmlet.manager.store import Store
+from swarmlet.node import addresses
+from swarmlet.node.addresses import Advertised
+from swarmlet.node.config import DaemonConfig
+from swarmlet.node.files import NodeFiles, NodeState
+
+log = logging.getLogger(__name__)
+
+ALREADY_MEMBER = "This node is already part of a swarm. Use 'swarmlet leave' to leave this swarm and join another one."
+NOT_IN_CLUSTER = "This node is not part of a swarm: run 'swarmlet init' or 'swarmlet join' first."
+LEAVE_AS_MANAGER = (
+    "You are attempting to leave the swarm on a node that is participating as a manager. "
+    "Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message."
+)
+
+# A one-member Raft elects itself within one election timeout; this bounds it.
+LEADERSHIP_TIMEOUT = 10.0
+# Writing a cluster's objects into a new Raft (a restored backup may be large).
+SEED_WRITE_TIMEOUT = 30.0
+# Certificate issuance by a manager (it commits the new node first).
+ISSUE_TIMEOUT = 30.0
+# Reading the manager's CA certificate from its join port.
+FETCH_CA_TIMEOUT = 5.0
+
+
+class ClusterParts(Protocol):
+    """The running parts membership starts and stops (daemon.Daemon)."""
+
+    @property
+    def store(self) -> Store | None: ...
+
+    def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str]) -> Store:
+        """Start the Raft store and the manager's loops; `peers` are the Raft
+        members to reach (an empty list founds a one-member Raft)."""
+        ...
+
+    def start_services(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials) -> None:
+        """Start the node's gRPC server and its agent."""
+        ...
+
+    def shutdown(self, remove_containers: bool) -> None:
+        """Stop every running part; with remove_containers, remove the tasks'
+        containers first and wait until they are gone."""
+        ...
+
+
+class Membership:
+    def __init__(self, cfg: DaemonConfig, files: NodeFiles, parts: ClusterParts) -> None:
+        self.files = files
+        self.parts = parts
+        self.hostname = cfg.hostname
+        self.addrs = Advertised(cfg.advertise_addr, cfg.join_port, cfg.raft_port, cfg.api_port)
+        self.lock = threading.RLock()
+        self.node: NodeState | None = None
+        self.creds: tls.NodeCredentials | None = None
+
+    # ---- after a restart ----
+    def resume(self) -> None:
+        """Rejoin the cluster this host belonged to before a restart (nothing
+        when it belonged to none). Raises files.NodeFileError when the files
+        are there but unusable."""
+        with self.lock:
+            node = self.files.load_node()
+            creds = self.files.load_credentials()
+            if node is None or creds is None:
+                return
+            addrs = self.addrs
+            if node.addr != addrs.ip:
+                # The cluster knows this node (its Raft member, its certificate)
+                # by the address it joined with.
+                log.warning("advertising %s, the address this node joined with, not %s", node.addr, addrs.ip)
+                addrs = addrs.with_ip(node.addr)
+            log.info("resuming as %s node %s of cluster %s", node.role, node.node_id, node.cluster_id)
+            if node.role == "manager":
+                self.parts.start_manager(addrs, self.files.read_raft_secret(), node.raft_peers)
+            self.node, self.creds, self.addrs = node, creds, addrs
+            self.parts.start_services(addrs, node, creds)
+
+    # ---- init ----
+    def init(self, req: cpb.InitRequest) -> cpb.InitResponse:
+        if req.force_new_cluster:
+            return self.force_new_cluster(req)
+        with self.lock:
+            self._refuse_if_member(ALREADY_MEMBER)
+            allocator.parse_pool(req.default_address_pool, req.default_subnet_size)
+            addrs = self._addrs_for(req.advertise_addr)
+            addresses.check_ports_free(addrs.ip, [("join", addrs.join_port), ("raft", addrs.raft_port), ("api", addrs.api_port)])
+            root = ca.create_root_ca()
+            cluster_id, node_id = new_id(), new_id()
+            key_pem, cert_pem = ca.issue_local_certificate(root, node_id, "manager", cluster_id, addrs.ip)
+            creds = tls.NodeCredentials(
+                key_pem=key_pem, cert_pem=cert_pem, ca_pem=root.cert_pem, node_id=node_id, role="manager", cluster_id=cluster_id
+            )
+            cluster = pb.Cluster(
+                id=cluster_id,
+                spec=pb.ClusterSpec(
+                    heartbeat_period=DEFAULT_HEARTBEAT_PERIOD,
+                    node_down_after=DEFAULT_NODE_DOWN_AFTER,
+                    task_history_limit=DEFAULT_TASK_HISTORY_LIMIT,
+                    default_address_pool=list(req.default_address_pool),
+                    default_subnet_size=req.default_subnet_size,
+                ),
+                root_ca=root,
+                worker_token=ca.new_join_token(root.digest),
+                manager_token=ca.new_join_token(root.digest),
+            )
+            me = self._self_node(node_id, addrs)
+
+            def objects(raft_secret: bytes) -> list[list[spb.StoreAction]]:
+                cluster.raft_secret = raft_secret
+                return [[st.put(cluster, create=True), st.put(me, create=True)]]
+
+            node = NodeState(node_id=node_id, role="manager", cluster_id=cluster_id, addr=addrs.ip, managers=[addrs.api])
+            self._found(addrs, node, creds, objects)
+            return _init_response(node_id, cluster, addrs)
+
+    # ---- join ----
+    def join(self, req: cpb.JoinRequest) -> cpb.JoinResponse:
+        with self.lock:
+            self._refuse_if_member(ALREADY_MEMBER)
+            addrs = self._addrs_for(req.advertise_addr)
+            addresses.check_ports_free(addrs.ip, [("api", addrs.api_port)])
+            digest, _ = tls.parse_token(req.token)
+            remote = req.remote_addr if ":" in req.remote_addr else f"{req.remote_addr}:{addrs.join_port}"
+            # The token's digest authenticates the manager before we trust it.
+            ca_pem = tls.fetch_remote_ca(remote, digest, timeout=FETCH_CA_TIMEOUT)
+            key_pem = tls.new_node_key()
+            resp = _issue_certificate(
+                remote,
+                ca_pem,
+                ca_pb2.IssueNodeCertificateRequest(
+                    token=req.token,
+                    csr_pem=tls.make_csr(key_pem),
+                    hostname=self.hostname,
+                    addr=addrs.ip,
+                    api_addr=addrs.api,
+                    raft_addr=addrs.raft,
+                ),
+            )
+            ident = tls.certificate_identity(resp.cert_pem)
+            creds = tls.NodeCredentials(
+                key_pem=key_pem,
+                cert_pem=resp.cert_pem,
+                ca_pem=resp.ca_cert_pem,
+                node_id=resp.node_id,
+                role=resp.role,
+                cluster_id=ident.cluster_id,
+            )
+            node = NodeState(
+                node_id=resp.node_id,
+                role=resp.role,
+                cluster_id=ident.cluster_id,
+                addr=addrs.ip,
+                managers=list(resp.managers) or [remote],
+                raft_peers=list(resp.raft_peers),
+            )
+            if resp.role == "manager":
+                # Already a Raft member (the CA added it): start the store with
+                # the current members as partners; the leader sends it the log
+                # or a snapshot.
+                self.files.write_raft_secret(resp.raft_secret)
+                try:
+                    self.parts.start_manager(addrs, resp.raft_secret, list(resp.raft_peers))
+                except BaseException:
+                    self.parts.shutdown(remove_containers=False)
+                    self.files.reset_raft()
+                    raise
+            self._activate(addrs, node, creds)
+            return cpb.JoinResponse(node_id=resp.node_id, role=resp.role)
+
+    # ---- leave ----
+    def leave(self, req: cpb.LeaveRequest) -> cpb.LeaveResponse:
+        with self.lock:
+            if self.node is None:
+                raise errors.FailedPrecondition(NOT_IN_CLUSTER)
+            if self.node.role == "manager" and not req.force:
+                raise errors.FailedPrecondition(LEAVE_AS_MANAGER)
+            # Returns once the containers are gone: a host that left runs no tasks.
+            self.parts.shutdown(remove_containers=True)
+            self.files.forget()
+            self.node = self.creds = None
+            return cpb.LeaveResponse()
+
+    # ---- disaster recovery ----
+    def restore(self, req: cpb.RestoreRequest) -> cpb.InitResponse:
+        """Bring up a one-manager cluster on this (fresh) host from a backup."""
+        with self.lock:
+            self._refuse_if_member(
+                "This node is already part of a swarm: restore a backup on a fresh host (or 'swarmlet leave --force' first)."
+            )
+            try:
+                snap = bk.decode(req.data)
+            except bk.BackupError as e:
+                raise errors.Invalid(str(e)) from None
+            addrs = self._addrs_for(req.advertise_addr)
+            cluster = snap.cluster
+            assert cluster is not None  # decode() refuses a backup without one
+            node_id = new_id()
+            key_pem, cert_pem = ca.issue_local_certificate(cluster.root_ca, node_id, "manager", cluster.id, addrs.ip)
+            creds = tls.NodeCredentials(
+                key_pem=key_pem,
+                cert_pem=cert_pem,
+                ca_pem=cluster.root_ca.cert_pem,
+                node_id=node_id,
+                role="manager",
+                cluster_id=cluster.id,
+            )
+            node = NodeState(node_id=node_id, role="manager", cluster_id=cluster.id, addr=addrs.ip, managers=[addrs.api])
+            me = self._self_node(node_id, addrs)
+            self._found(addrs, node, creds, lambda secret: bk.bootstrap_batches(snap, me, secret, "restored from a backup"))
+            return _init_response(node_id, cluster, addrs)
+
+    def force_new_cluster(self, req: cpb.InitRequest) -> cpb.InitResponse:
+        """Recover a manager whose majority is gone for good: keep its state
+        (services, tasks, nodes), drop every other manager from Raft and become
+        a one-manager cluster that can be grown again."""
+        with self.lock:
+            store = self.parts.store
+            if self.node is None or self.creds is None or store is None:
+                raise errors.FailedPrecondition(
+                    "--force-new-cluster recovers a manager of an existing swarm: this node is not a manager"
+                )
+            snap = store.snapshot()
+            if snap.cluster is None:
+                raise errors.FailedPrecondition("this manager holds no cluster state to recover from")
+            log.warning("forcing a new cluster from local state at version %d", snap.version)
+            node, creds, addrs = self.node, self.creds, self.addrs
+            self.parts.shutdown(remove_containers=False)
+            node.managers = [addrs.api]
+            me = self._self_node(node.node_id, addrs)
+            self._found(addrs, node, creds, lambda secret: bk.bootstrap_batches(snap, me, secret, "removed by force-new-cluster"))
+            # The same cluster (id, CA, tokens) under a new Raft secret.
+            return _init_response(node.node_id, snap.cluster, addrs)
+
+    # ---- kept up to date while running ----
+    def record_managers(self, managers: list[str]) -> None:
+        """The managers' API addresses, as the dispatcher last told the agent:
+        where the agent reconnects after a restart."""
+        with self.lock:
+            if self.node is not None and managers and managers != self.node.managers:
+                self.node.managers = list(managers)
+                self.files.save_node(self.node)
+
+    def record_raft_members(self, members: list[str]) -> None:
+        """The live Raft membership, so that a restart before the first Raft
+        snapshot still knows its partners."""
+        with self.lock:
+            if self.node is not None and members != self.node.raft_peers:
+                self.node.raft_peers = list(members)
+                self.files.save_node(self.node)
+
+    # ---- the steps ----
+    def _refuse_if_member(self, message: str) -> None:
+        if self.node is not None:
+            raise errors.FailedPrecondition(message)
+
+    def _addrs_for(self, advertise_addr: str) -> Advertised:
+        """This node's addresses, with the advertise address a request gives."""
+        if not advertise_addr:
+            return self.addrs
+        return self.addrs.with_ip(addresses.resolve_advertise_addr(advertise_addr))
+
+    def _self_node(self, node_id: str, addrs: Advertised) -> pb.Node:
+        """This node's record as the one manager of a new Raft."""
+        return pb.Node(
+            id=node_id,
+            role=pb.NodeSpec.MANAGER,
+            spec=pb.NodeSpec(desired_role=pb.NodeSpec.MANAGER, availability=pb.NodeSpec.ACTIVE),
+            description=pb.NodeDescription(hostname=self.hostname),
+            status=pb.NodeStatus(state=pb.NodeStatus.UNKNOWN, addr=addrs.ip, timestamp=time.time()),
+            manager_status=pb.ManagerStatus(raft_addr=addrs.raft, api_addr=addrs.api),
+            api_addr=addrs.api,
+            raft_addr=addrs.raft,
+        )
+
+    def _found(
+        self,
+        addrs: Advertised,
+        node: NodeState,
+        creds: tls.NodeCredentials,
+        objects: Callable[[bytes], Iterable[list[spb.StoreAction]]],
+    ) -> None:
+        """The one way a Raft gets its first member (init, restore,
+        force-new-cluster): a fresh one-member Raft with a new secret (former
+        managers can no longer talk to it), this node its leader, and
+        `objects(secret)` written into it as ordinary replicated batches. Then
+        the node is a member. On failure, nothing of the new Raft is left."""
+        secret = secrets.token_bytes(32)
+        self.files.reset_raft()
+        self.files.write_raft_secret(secret)
+        node.raft_peers = [addrs.raft]
+        try:
+            store = self.parts.start_manager(addrs, secret, [])
+            if not store.wait_leader(LEADERSHIP_TIMEOUT):
+                raise errors.Internal("the new Raft node did not become leader")
+            for batch in objects(secret):
+                store.propose(batch, timeout=SEED_WRITE_TIMEOUT)
+        except BaseException:
+            self.parts.shutdown(remove_containers=False)
+            self.files.reset_raft()
+            raise
+        self._activate(addrs, node, creds)
+
+    def _activate(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials) -> None:
+        """The node is a member now: save it (last, see the module doc) and
+        start its server and agent."""
+        self.files.save_credentials(creds)
+        self.files.save_node(node)
+        self.node, self.creds, self.addrs = node, creds, addrs
+        self.parts.start_services(addrs, node, creds)
+
+
+def _issue_certificate(
+    remote: str, ca_pem: bytes, request: ca_pb2.IssueNodeCertificateRequest
+) -> ca_pb2.IssueNodeCertificateResponse:
+    channel = grpc.secure_channel(remote, tls.channel_credentials(ca_pem), options=tls.CHANNEL_OPTIONS)
+    try:
+        resp: ca_pb2.IssueNodeCertificateResponse = ca_pb2_grpc.CAStub(channel).IssueNodeCertificate(
+            request, timeout=ISSUE_TIMEOUT
+        )
+        return resp
+    except grpc.RpcError as e:
+        prefix = f"cannot reach manager at {remote}: " if rpc.unreachable(e) else ""
+        raise rpc.from_rpc_error(e, prefix) from None
+    finally:
+        channel.close()
+
+
+def _init_response(node_id: str, cluster: pb.Cluster, addrs: Advertised) -> cpb.InitResponse:
+    return cpb.InitResponse(
+        node_id=node_id,
+        cluster_id=cluster.id,
+        worker_token=cluster.worker_token,
+        manager_token=cluster.manager_token,
+        api_addr=addrs.join,
+    )
