@@ -15,9 +15,11 @@ import json
 import time
 from collections.abc import Iterator
 
+from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
+from swarmlet.core import cluster as cl
 from swarmlet.core import state as st
 
 FORMAT = "swarmlet-backup"
@@ -26,8 +28,11 @@ FORMAT_VERSION = 1
 # (pysyncobj is slow with entries far beyond its batch size).
 SEED_BATCH = 200
 
+# What a backup holds: every kind of stored object.
+_Object = pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network
 
-class BackupError(ValueError):
+
+class BackupError(errors.Invalid):
     """The data is not a backup this version can restore."""
 
 
@@ -97,24 +102,18 @@ def bootstrap_batches(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reason
     only manager (pure). Other managers become workers whose desired role is
     worker: if they ever come back, their agents are told to demote (their old
     Raft state can no longer reach the new Raft: its secret changed)."""
-    cluster = pb.Cluster()
-    cluster.CopyFrom(snap.cluster)
+    if snap.cluster is None:
+        raise BackupError("the state holds no cluster object to recreate")
+    cluster = cl.with_membership_marker(snap.cluster, "", 0)
     cluster.raft_secret = raft_secret
-    cluster.membership_change = ""
-    cluster.membership_change_at = 0
-    objects: list[object] = [cluster]
+    objects: list[_Object] = [cluster]
     for n in sorted(snap.nodes.values(), key=lambda n: n.id):
         if n.id == me.id:
             continue
         if n.role == pb.NodeSpec.MANAGER:
-            n2 = pb.Node()
-            n2.CopyFrom(n)
-            n2.role = pb.NodeSpec.WORKER
-            n2.spec.desired_role = pb.NodeSpec.WORKER
-            n2.ClearField("manager_status")
-            n2.status.state = pb.NodeStatus.DOWN
-            n2.status.message = reason
-            n = n2
+            n = cl.as_worker(n)
+            n.status.state = pb.NodeStatus.DOWN
+            n.status.message = reason
         objects.append(n)
     mine = pb.Node()
     mine.CopyFrom(me)
@@ -131,7 +130,7 @@ def bootstrap_batches(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reason
         actions = []
         for obj in objects[i : i + SEED_BATCH]:
             o = type(obj)()
-            o.CopyFrom(obj)
+            o.CopyFrom(obj)  # type: ignore[arg-type]  # same type as obj
             o.meta.version = 0
             actions.append(st.put(o, create=True))
         yield actions

@@ -32,7 +32,7 @@ from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import allocator
 from swarmlet.core import state as st
 from swarmlet.ids import new_id
-from swarmlet.manager import ca
+from swarmlet.manager import ca, ca_servicer
 from swarmlet.manager.control.routes import ROUTES
 
 log = logging.getLogger("swarmlet.node.daemon")
@@ -210,7 +210,8 @@ class Daemon:
         if self.node.role == "manager":
             dispatcher_pb2_grpc.add_DispatcherServicer_to_server(self.dispatcher, server)
             ca_pb2_grpc.add_CAServicer_to_server(
-                ca.CAServicer(lambda: self.store.snapshot().cluster, self._register_node, lambda: self.store.members()), server
+                ca_servicer.CAServicer(lambda: self.store.snapshot().cluster, self._register_node, lambda: self.store.members()),
+                server,
             )
             server.add_secure_port(
                 f"{self.addr}:{self.cfg.join_port}", tls.server_credentials(c.key_pem, c.cert_pem, c.ca_pem, False)
@@ -263,8 +264,8 @@ class Daemon:
         from swarmlet.api import dispatcher_pb2 as dpb
 
         deadline = time.monotonic() + 120
-        key_pem = ca.new_node_key()
-        csr = ca.make_csr(key_pem)
+        key_pem = tls.new_node_key()
+        csr = tls.make_csr(key_pem)
         resp = None
         while resp is None and time.monotonic() < deadline and not self.stopped.is_set():
             for addr in list(self.node.managers if self.node else []):
@@ -446,8 +447,8 @@ class Daemon:
                 self._set_advertise(req.advertise_addr)
             self._check_ports_free([("api", self.cfg.api_port)])
             try:
-                digest, _ = ca.parse_token(req.token)
-            except ca.TokenError as e:
+                digest, _ = tls.parse_token(req.token)
+            except tls.TokenError as e:
                 raise errors.Invalid(str(e)) from None
             remote = req.remote_addr
             if ":" not in remote:
@@ -456,8 +457,8 @@ class Daemon:
                 ca_pem = tls.fetch_remote_ca(remote, digest, timeout=5.0)
             except tls.JoinError as e:
                 raise errors.FailedPrecondition(str(e)) from None
-            key_pem = ca.new_node_key()
-            csr = ca.make_csr(key_pem)
+            key_pem = tls.new_node_key()
+            csr = tls.make_csr(key_pem)
             channel = grpc.secure_channel(remote, tls.channel_credentials(ca_pem), options=tls.CHANNEL_OPTIONS)
             try:
                 resp = ca_pb2_grpc.CAStub(channel).IssueNodeCertificate(
