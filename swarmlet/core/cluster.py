@@ -9,13 +9,18 @@ the control API (swarmlet.manager) apply these with clocks and the store.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 
+from swarmlet import errors
 from swarmlet.api import ca_pb2
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import state as st
 from swarmlet.core.orchestrator import DEFAULT_TASK_HISTORY_LIMIT
+
+# Every kind of object the store holds.
+StoredObject = pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network
 
 # Cluster settings a new cluster starts with; a cluster whose spec leaves one
 # at zero gets the same value (clusters made before the setting existed).
@@ -205,4 +210,42 @@ def with_manager_view(node: pb.Node, leader_raft_addr: str | None, reachable: se
     ms = out.manager_status
     ms.leader = bool(ms.raft_addr) and ms.raft_addr == leader_raft_addr
     ms.reachability = pb.ManagerStatus.REACHABLE if ms.raft_addr in reachable else pb.ManagerStatus.UNREACHABLE
+    return out
+
+
+# ---------------------------------------------------------------- recovery
+
+
+def sole_manager_state(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reason: str) -> list[StoredObject]:
+    """Copies of every object of `snap` as a cluster with `me` as its only
+    manager has them (restore, force-new-cluster): the cluster object with
+    the new Raft secret and no membership marker; `me` keeping the labels and
+    availability its old record had; every other manager a worker that must
+    stay one, DOWN with `reason` (its agent demotes itself if it ever comes
+    back: its old Raft can no longer reach the new one, whose secret changed).
+    In creation order: networks before the services that name them."""
+    if snap.cluster is None:
+        raise errors.FailedPrecondition("the state holds no cluster object to recreate the cluster from")
+    cluster = with_membership_marker(snap.cluster, "", 0)
+    cluster.raft_secret = raft_secret
+    out: list[StoredObject] = [cluster]
+    for n in sorted(snap.nodes.values(), key=lambda n: n.id):
+        if n.id == me.id:
+            continue
+        if n.role == pb.NodeSpec.MANAGER:
+            n = as_worker(n)
+            n.status.state = pb.NodeStatus.DOWN
+            n.status.message = reason
+        else:
+            n = copy.deepcopy(n)
+        out.append(n)
+    mine = copy.deepcopy(me)
+    old = snap.nodes.get(me.id)
+    if old is not None:
+        mine.spec.labels.update(old.spec.labels)
+        mine.spec.availability = old.spec.availability
+    out.append(mine)
+    out.extend(copy.deepcopy(snap.networks[k]) for k in sorted(snap.networks))
+    out.extend(copy.deepcopy(snap.services[k]) for k in sorted(snap.services))
+    out.extend(copy.deepcopy(snap.tasks[k]) for k in sorted(snap.tasks))
     return out

@@ -28,9 +28,6 @@ FORMAT_VERSION = 1
 # (pysyncobj is slow with entries far beyond its batch size).
 SEED_BATCH = 200
 
-# What a backup holds: every kind of stored object.
-_Object = pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network
-
 
 class BackupError(errors.Invalid):
     """The data is not a backup this version can restore."""
@@ -99,38 +96,14 @@ def decode(data: bytes) -> st.Snapshot:
 
 def bootstrap_batches(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reason: str) -> Iterator[list[spb.StoreAction]]:
     """Store batches that recreate `snap` in an empty store with `me` as the
-    only manager (pure). Other managers become workers whose desired role is
-    worker: if they ever come back, their agents are told to demote (their old
-    Raft state can no longer reach the new Raft: its secret changed)."""
+    only manager (what the objects become: core.cluster.sole_manager_state),
+    SEED_BATCH creates per batch so every Raft entry stays small."""
     if snap.cluster is None:
         raise BackupError("the state holds no cluster object to recreate")
-    cluster = cl.with_membership_marker(snap.cluster, "", 0)
-    cluster.raft_secret = raft_secret
-    objects: list[_Object] = [cluster]
-    for n in sorted(snap.nodes.values(), key=lambda n: n.id):
-        if n.id == me.id:
-            continue
-        if n.role == pb.NodeSpec.MANAGER:
-            n = cl.as_worker(n)
-            n.status.state = pb.NodeStatus.DOWN
-            n.status.message = reason
-        objects.append(n)
-    mine = pb.Node()
-    mine.CopyFrom(me)
-    old = snap.nodes.get(me.id)
-    if old is not None:
-        mine.spec.labels.update(old.spec.labels)
-        mine.spec.availability = old.spec.availability
-    objects.append(mine)
-    # Networks before the services that name them.
-    objects.extend(snap.networks[k] for k in sorted(snap.networks))
-    objects.extend(snap.services[k] for k in sorted(snap.services))
-    objects.extend(snap.tasks[k] for k in sorted(snap.tasks))
+    objects = cl.sole_manager_state(snap, me, raft_secret, reason)
     for i in range(0, len(objects), SEED_BATCH):
         actions = []
         for obj in objects[i : i + SEED_BATCH]:
-            o = type(obj)()
-            o.CopyFrom(obj)  # type: ignore[arg-type]  # same type as obj
-            o.meta.version = 0
-            actions.append(st.put(o, create=True))
+            obj.meta.version = 0  # created anew (the objects are copies)
+            actions.append(st.put(obj, create=True))
         yield actions
