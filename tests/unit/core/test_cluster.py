@@ -4,6 +4,9 @@ records."""
 
 from __future__ import annotations
 
+import pytest
+
+from swarmlet import errors
 from swarmlet.api import ca_pb2
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
@@ -130,3 +133,8 @@ def test_the_manager_view_marks_leader_and_reachability() -> None:
     assert not other.leader and other.reachability == pb.ManagerStatus.UNREACHABLE
     w = node("w")
     assert cl.with_manager_view(w, "10.0.0.1:4243", set()) is w
+
+
+def test_recreating_needs_a_cluster_object() -> None:
+    with pytest.raises(errors.FailedPrecondition, match="no cluster object"):
+        cl.sole_manager_state(snapshot(node("n")), node("me"), b"s", "gone")
