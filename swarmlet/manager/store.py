@@ -1,10 +1,11 @@
-"""The replicated store: a pysyncobj state machine over `state.Snapshot`.
+"""The replicated store: a manager's handle on Raft (pysyncobj) and the state
+machine under it (statemachine.py).
 
 Every change is one `StoreBatch` (serialized protobuf bytes) appended to the Raft
 log and applied by `state.apply_batch` on every manager. Readers get an
 immutable snapshot (copy-on-write), so they never lock against the tick thread.
 
-Traps of pysyncobj handled here (../shared/LIBRARIES.md):
+Traps of pysyncobj handled here and in statemachine.py (LIBRARIES.md):
 - its port unpickles what arrives: a password is mandatory (Fernet);
 - both journalFile and fullDumpFile are set, or compaction + restart loses state;
 - a replicated method that raises wedges the node: `apply_batch` never raises;
