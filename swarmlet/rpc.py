@@ -46,8 +46,10 @@ def status_code(e: BaseException) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-def abort(context: grpc.ServicerContext, e: errors.SwarmletError) -> NoReturn:
-    context.abort(status_code(e), str(e))
+def abort(context: grpc.ServicerContext, e: errors.SwarmletError, prefix: str = "") -> NoReturn:
+    """End the call with the status for `e`; its message is `prefix` + the
+    error's own (to say which step failed without changing the kind)."""
+    context.abort(status_code(e), f"{prefix}{e}")
     raise AssertionError("context.abort returned")  # it always raises
 
 

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from swarmlet import errors
+from swarmlet import errors, rpc
 
 ROLE_WORKER = "worker"
 ROLE_MANAGER = "manager"
@@ -249,7 +249,7 @@ def peer_host(context: grpc.ServicerContext) -> str:
     return host.strip("[]")
 
 
-class ClientCertRequired(grpc.ServerInterceptor):
+class ClientCertRequired(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc has no type hints
     """Refuses (UNAUTHENTICATED) every call without a verified client
     certificate, except the methods in `anonymous` (by default only
     CA.IssueNodeCertificate).
@@ -276,10 +276,7 @@ class ClientCertRequired(grpc.ServerInterceptor):
 def _require_cert(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
     def guarded(request: Any, context: grpc.ServicerContext) -> Any:
         if peer_identity(context) is None:
-            context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "this call needs a node certificate: use the mutual-TLS API port",
-            )
+            rpc.abort(context, errors.Unauthenticated("this call needs a node certificate: use the mutual-TLS API port"))
         return behavior(request, context)
 
     return guarded
@@ -340,7 +337,7 @@ def _chain_der(sock: ssl.SSLSocket) -> list[bytes]:
     # 3.11/3.12 it is only on the internal _SSLSocket and returns
     # _ssl.Certificate objects. The stdlib offers no other way to see the
     # peer's whole chain without verifying it.
-    getter = getattr(sock, "get_unverified_chain", None) or sock._sslobj.get_unverified_chain  # type: ignore[union-attr]
+    getter = getattr(sock, "get_unverified_chain", None) or sock._sslobj.get_unverified_chain  # type: ignore[attr-defined]
     out = []
     for cert in getter() or []:
         out.append(cert if isinstance(cert, bytes) else cert.public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]

@@ -15,9 +15,11 @@ import json
 import time
 from collections.abc import Iterator
 
+from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
+from swarmlet.core import cluster as cl
 from swarmlet.core import state as st
 
 FORMAT = "swarmlet-backup"
@@ -27,7 +29,7 @@ FORMAT_VERSION = 1
 SEED_BATCH = 200
 
 
-class BackupError(ValueError):
+class BackupError(errors.Invalid):
     """The data is not a backup this version can restore."""
 
 
@@ -94,44 +96,14 @@ def decode(data: bytes) -> st.Snapshot:
 
 def bootstrap_batches(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reason: str) -> Iterator[list[spb.StoreAction]]:
     """Store batches that recreate `snap` in an empty store with `me` as the
-    only manager (pure). Other managers become workers whose desired role is
-    worker: if they ever come back, their agents are told to demote (their old
-    Raft state can no longer reach the new Raft: its secret changed)."""
-    cluster = pb.Cluster()
-    cluster.CopyFrom(snap.cluster)
-    cluster.raft_secret = raft_secret
-    cluster.membership_change = ""
-    cluster.membership_change_at = 0
-    objects: list[object] = [cluster]
-    for n in sorted(snap.nodes.values(), key=lambda n: n.id):
-        if n.id == me.id:
-            continue
-        if n.role == pb.NodeSpec.MANAGER:
-            n2 = pb.Node()
-            n2.CopyFrom(n)
-            n2.role = pb.NodeSpec.WORKER
-            n2.spec.desired_role = pb.NodeSpec.WORKER
-            n2.ClearField("manager_status")
-            n2.status.state = pb.NodeStatus.DOWN
-            n2.status.message = reason
-            n = n2
-        objects.append(n)
-    mine = pb.Node()
-    mine.CopyFrom(me)
-    old = snap.nodes.get(me.id)
-    if old is not None:
-        mine.spec.labels.update(old.spec.labels)
-        mine.spec.availability = old.spec.availability
-    objects.append(mine)
-    # Networks before the services that name them.
-    objects.extend(snap.networks[k] for k in sorted(snap.networks))
-    objects.extend(snap.services[k] for k in sorted(snap.services))
-    objects.extend(snap.tasks[k] for k in sorted(snap.tasks))
+    only manager (what the objects become: core.cluster.sole_manager_state),
+    SEED_BATCH creates per batch so every Raft entry stays small."""
+    if snap.cluster is None:
+        raise BackupError("the state holds no cluster object to recreate")
+    objects = cl.sole_manager_state(snap, me, raft_secret, reason)
     for i in range(0, len(objects), SEED_BATCH):
         actions = []
         for obj in objects[i : i + SEED_BATCH]:
-            o = type(obj)()
-            o.CopyFrom(obj)
-            o.meta.version = 0
-            actions.append(st.put(o, create=True))
+            obj.meta.version = 0  # created anew (the objects are copies)
+            actions.append(st.put(obj, create=True))
         yield actions

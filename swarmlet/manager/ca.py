@@ -1,11 +1,10 @@
 """The cluster's certificate authority (manager side): the root CA, join
-tokens, node ids, signing node certificates, and the CA gRPC service that
-joining nodes call on the join port.
+tokens and signing node certificates. The gRPC service joining nodes call on
+the join port is in ca_servicer.py.
 
 The root CA's key lives in the replicated Cluster object (pb.RootCA), so any
 manager can sign. Node-side pieces (keys, CSRs, token parsing, credentials)
-are in swarmlet.tls; the ones joiners need are re-exported here for callers
-that think of them as "CA things".
+are in swarmlet.tls.
 """
 
 from __future__ import annotations
@@ -14,22 +13,17 @@ import base64
 import datetime
 import hmac
 import ipaddress
-import logging
 import secrets
-from collections.abc import Callable
 
-import grpc
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from swarmlet import errors, rpc, tls
-from swarmlet.api import ca_pb2, ca_pb2_grpc
+from swarmlet import errors, tls
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.ids import new_id
-from swarmlet.tls import (  # noqa: F401  (re-exported)
+from swarmlet.tls import (
     MANAGER_SAN,
     NODE_SAN,
     ROLE_MANAGER,
@@ -43,8 +37,6 @@ from swarmlet.tls import (  # noqa: F401  (re-exported)
     new_node_key,
     parse_token,
 )
-
-log = logging.getLogger(__name__)
 
 ROOT_CA_CN = "swarmlet-root-ca"
 ROOT_CA_VALIDITY = datetime.timedelta(days=20 * 365)
@@ -60,7 +52,7 @@ class CSRError(errors.Invalid):
     """A certificate signing request cannot be signed."""
 
 
-# ---------------------------------------------------------------- root CA, tokens, ids
+# ---------------------------------------------------------------- root CA, tokens
 
 
 def create_root_ca() -> pb.RootCA:
@@ -194,7 +186,7 @@ def sign_node_csr(root_ca: pb.RootCA, csr_pem: bytes, node_id: str, role: str, c
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(ca_cert.subject)
-        .public_key(public_key)  # type: ignore[arg-type]
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - _CLOCK_SKEW)
         .not_valid_after(not_after)
@@ -220,7 +212,7 @@ def sign_node_csr(root_ca: pb.RootCA, csr_pem: bytes, node_id: str, role: str, c
             critical=False,
         )
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)  # type: ignore[arg-type]
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)  # type: ignore[arg-type]
         .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
@@ -234,18 +226,10 @@ def issue_local_certificate(root_ca: pb.RootCA, node_id: str, role: str, cluster
     return key_pem, sign_node_csr(root_ca, make_csr(key_pem), node_id, role, cluster_id, ip)
 
 
-# ---------------------------------------------------------------- the CA service
-
-
-# register_node(node_id, role, request, peer_ip) -> managers' mTLS api addresses.
-# It refuses a join by raising a swarmlet.errors error (Unavailable when this
-# manager cannot commit right now, FailedPrecondition for a policy refusal).
-RegisterNode = Callable[[str, str, ca_pb2.IssueNodeCertificateRequest, str], list[str]]
-
-
-def _advertised_ip(addr: str) -> str:
-    """The IP in a joiner's advertise address ("1.2.3.4" or "1.2.3.4:port"),
-    or "" if it is empty or a host name."""
+def san_ip(addr: str) -> str:
+    """The IP to put in a certificate's IP SAN for a node advertised at
+    `addr` ("1.2.3.4" or "1.2.3.4:port"), or "" if it is empty or a host
+    name (IP SANs are informational: hostname checks use swarmlet-node)."""
     if not addr:
         return ""
     try:
@@ -253,65 +237,3 @@ def _advertised_ip(addr: str) -> str:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return ""
-
-
-class CAServicer(ca_pb2_grpc.CAServicer):
-    """CA.IssueNodeCertificate, served on the join port: the join token is
-    the only credential. Kept free of the store: it reads the cluster and
-    records nodes through the two callables it is given."""
-
-    def __init__(
-        self,
-        get_cluster: Callable[[], pb.Cluster | None],
-        register_node: RegisterNode,
-        raft_peers: Callable[[], list[str]] | None = None,
-    ) -> None:
-        self._get_cluster = get_cluster
-        self._register_node = register_node
-        # The Raft members a joining manager starts with (it is one already).
-        self._raft_peers = raft_peers or (lambda: [])
-
-    def IssueNodeCertificate(
-        self, request: ca_pb2.IssueNodeCertificateRequest, context: grpc.ServicerContext
-    ) -> ca_pb2.IssueNodeCertificateResponse:
-        cluster = self._get_cluster()
-        if cluster is None or not cluster.root_ca.cert_pem:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "this manager has no cluster state yet; try again")
-        try:
-            role = token_role(cluster, request.token)
-        except TokenError as e:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, str(e))
-
-        peer_ip = tls.peer_host(context)
-        # The advertise address is where other nodes will reach this one, so
-        # it is the right IP SAN; behind NAT the peer address would be wrong.
-        # (IP SANs are informational: hostname checks use swarmlet-node.)
-        cert_ip = _advertised_ip(request.addr) or peer_ip
-        node_id = new_id()
-        try:
-            cert_pem = sign_node_csr(cluster.root_ca, request.csr_pem, node_id, role, cluster.id, cert_ip)
-        except CSRError as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-
-        # Sign first, register second: a bad CSR must not leave a node record.
-        try:
-            managers = self._register_node(node_id, role, request, peer_ip)
-        except errors.SwarmletError as e:
-            context.abort(rpc.status_code(e), f"cannot register the node: {e}")
-        except Exception as e:  # noqa: BLE001  (the joiner needs a message, not "Unknown")
-            log.exception("registering joining node %s failed", node_id)
-            context.abort(grpc.StatusCode.INTERNAL, f"cannot register the node: {e}")
-        log.info("issued a %s certificate to new node %s (%s)", role, node_id, request.hostname or peer_ip)
-        resp = ca_pb2.IssueNodeCertificateResponse(
-            node_id=node_id,
-            cert_pem=cert_pem,
-            ca_cert_pem=cluster.root_ca.cert_pem,
-            role=role,
-            managers=list(managers),
-        )
-        if role == ROLE_MANAGER:
-            # Only a manager token holder gets the Raft secret; the channel is
-            # TLS that the joiner verified against the token's CA digest.
-            resp.raft_secret = cluster.raft_secret
-            resp.raft_peers.extend(self._raft_peers())
-        return resp

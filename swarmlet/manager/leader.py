@@ -49,6 +49,12 @@ class LeaderLoop:
     def stop(self) -> None:
         self._stop.set()
 
+    def join(self, timeout: float) -> bool:
+        """Wait for the loop to end after stop(); False if it is still in a
+        round (a proposal waits at most its own timeout)."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             if not self._store.is_leader():

@@ -1,10 +1,11 @@
-"""The replicated store: a pysyncobj state machine over `state.Snapshot`.
+"""The replicated store: a manager's handle on Raft (pysyncobj) and the state
+machine under it (statemachine.py).
 
 Every change is one `StoreBatch` (serialized protobuf bytes) appended to the Raft
 log and applied by `state.apply_batch` on every manager. Readers get an
 immutable snapshot (copy-on-write), so they never lock against the tick thread.
 
-Traps of pysyncobj handled here (../shared/LIBRARIES.md):
+Traps of pysyncobj handled here and in statemachine.py (LIBRARIES.md):
 - its port unpickles what arrives: a password is mandatory (Fernet);
 - both journalFile and fullDumpFile are set, or compaction + restart loses state;
 - a replicated method that raises wedges the node: `apply_batch` never raises;
@@ -23,26 +24,21 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjConsumer, replicated
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
 
 from swarmlet import errors
+from swarmlet.api import store_pb2 as spb
 from swarmlet.compat import restore_inet_ntop
+from swarmlet.core import state as st
+from swarmlet.core.cluster import majority
+from swarmlet.manager.statemachine import StateMachine
 
 restore_inet_ntop()  # pysyncobj breaks socket.inet_ntop on import (see compat.py)
 
-from swarmlet.api import store_pb2 as spb
-from swarmlet.core import state as st
-
 log = logging.getLogger(__name__)
-
-# Bound on request ids remembered for idempotent retries.
-_MAX_REQUEST_IDS = 4096
-
-_TABLE_TYPES = st.TABLE_TYPES
 
 
 class StoreError(errors.Unavailable):
@@ -79,10 +75,6 @@ class QuorumLost(StoreError):
             "'swarmlet init --force-new-cluster' on a surviving manager",
             retryable=True,
         )
-
-
-def majority(members: int) -> int:
-    return members // 2 + 1
 
 
 @dataclass
@@ -128,70 +120,6 @@ def raft_password(raft_secret: bytes) -> str:
     return hmac.new(raft_secret, b"swarmlet-raft-transport-v1", hashlib.sha256).hexdigest()
 
 
-class _StateMachine(SyncObjConsumer):
-    """The replicated part. Attributes set before SyncObjConsumer.__init__ are
-    not serialized by pysyncobj; we serialize ourselves anyway (protobuf bytes,
-    not pickled objects)."""
-
-    def __init__(self, on_change: Callable[[st.Snapshot], None]) -> None:
-        self._on_change = on_change
-        self._snap = st.Snapshot()
-        self._applied_ids: OrderedDict[str, spb.StoreResult] = OrderedDict()
-        super().__init__()
-
-    @replicated
-    def apply(self, data: bytes) -> bytes:
-        # Runs on the tick thread of every manager. Must never raise.
-        try:
-            batch = spb.StoreBatch.FromString(data)
-        except Exception as e:  # a corrupt entry is refused, not fatal
-            return spb.StoreResult(ok=False, error=f"undecodable batch: {e}").SerializeToString()
-        if not batch.actions and not batch.request_id:
-            # A read barrier: committing it proves leadership and that every
-            # earlier entry is applied here. It changes nothing, so it does not
-            # bump the version (a read must not look like a write).
-            return spb.StoreResult(ok=True, version=self._snap.version).SerializeToString()
-        if batch.request_id and batch.request_id in self._applied_ids:
-            return self._applied_ids[batch.request_id].SerializeToString()
-        new = self._snap.shallow_copy()
-        try:
-            result = st.apply_batch(new, batch)
-        except Exception as e:  # defensive: apply_batch is written not to raise
-            log.exception("apply_batch raised")
-            result = spb.StoreResult(ok=False, error=f"internal error: {e}", version=self._snap.version)
-        if result.ok:
-            self._snap = new
-        if batch.request_id:
-            self._applied_ids[batch.request_id] = result
-            while len(self._applied_ids) > _MAX_REQUEST_IDS:
-                self._applied_ids.popitem(last=False)
-        if result.ok:
-            try:
-                self._on_change(self._snap)
-            except Exception:
-                log.exception("store change callback failed")
-        return result.SerializeToString()
-
-    def _serialize(self) -> dict:
-        snap = self._snap
-        return {
-            "format": 1,
-            "version": snap.version,
-            "tables": {
-                table: {oid: obj.SerializeToString() for oid, obj in getattr(snap, table).items()} for table in _TABLE_TYPES
-            },
-            "applied_ids": [(k, v.SerializeToString()) for k, v in self._applied_ids.items()],
-        }
-
-    def _deserialize(self, data: dict) -> None:
-        snap = st.Snapshot(version=data["version"])
-        for table, cls in _TABLE_TYPES.items():
-            setattr(snap, table, {oid: cls.FromString(raw) for oid, raw in data["tables"].get(table, {}).items()})
-        self._snap = snap
-        self._applied_ids = OrderedDict((k, spb.StoreResult.FromString(v)) for k, v in data["applied_ids"])
-        self._on_change(snap)
-
-
 class Store:
     """A manager's handle on the replicated state."""
 
@@ -217,7 +145,7 @@ class Store:
         self._cond = threading.Condition()
         self._version = 0
         self._leader_since: float | None = None
-        self._sm = _StateMachine(self._changed)
+        self._sm = StateMachine(self._changed)
         conf = SyncObjConf(
             password=raft_password(raft_secret),
             journalFile=os.path.join(raft_dir, "journal"),
@@ -247,11 +175,11 @@ class Store:
     # ---- reads ----
     def snapshot(self) -> st.Snapshot:
         """The latest applied state. Treat it as read-only."""
-        return self._sm._snap
+        return self._sm.snapshot
 
     @property
     def version(self) -> int:
-        return self._sm._snap.version
+        return self._sm.snapshot.version
 
     def wait_for_change(self, version: int, timeout: float) -> int:
         """Block until the store's version differs from `version` or timeout."""
@@ -330,7 +258,7 @@ class Store:
         write impossible."""
         return 2 * self.timings.raft_max_timeout + 0.5
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         s = self._obj.getStatus()
         return {k: (str(v) if not isinstance(v, (int, float, bool, str, type(None))) else v) for k, v in s.items()}
 
@@ -354,9 +282,9 @@ class Store:
         timeout = max(0.5, timeout - (time.monotonic() - start))
         data = batch.SerializeToString()
         done = threading.Event()
-        out: dict = {}
+        out: dict[str, Any] = {}
 
-        def callback(result, err):
+        def callback(result: Any, err: Any) -> None:
             out["result"], out["err"] = result, err
             done.set()
 
@@ -410,9 +338,9 @@ class Store:
                 return True
             self.barrier(timeout)
             done = threading.Event()
-            out: dict = {}
+            out: dict[str, Any] = {}
 
-            def callback(result, err):
+            def callback(result: Any, err: Any) -> None:
                 out["err"] = err
                 done.set()
 

@@ -32,7 +32,7 @@ from swarmlet.api import agent_pb2_grpc, ca_pb2_grpc, dispatcher_pb2_grpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.manager import ca
+from swarmlet.manager import ca_servicer
 from swarmlet.manager.control.api import ControlAPI
 from swarmlet.manager.dispatcher import Dispatcher
 from swarmlet.manager.leader import LeaderLoop
@@ -205,7 +205,7 @@ class Daemon:
             assert store is not None and control is not None and dispatcher is not None, "start_manager comes first"
             dispatcher_pb2_grpc.add_DispatcherServicer_to_server(dispatcher, server)
             ca_pb2_grpc.add_CAServicer_to_server(
-                ca.CAServicer(lambda: store.snapshot().cluster, control.cluster.register_node, store.members), server
+                ca_servicer.CAServicer(lambda: store.snapshot().cluster, control.cluster.register_node, store.members), server
             )
             # The join port authenticates the manager only: joiners have no certificate yet.
             server.add_secure_port(addrs.join, creds.server_credentials(require_client_auth=False))

@@ -29,12 +29,11 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import allocator
+from swarmlet.core import cluster as cl
 from swarmlet.core import state as st
-from swarmlet.core.orchestrator import DEFAULT_TASK_HISTORY_LIMIT
 from swarmlet.ids import new_id
 from swarmlet.manager import backup as bk
 from swarmlet.manager import ca
-from swarmlet.manager.dispatcher import DEFAULT_HEARTBEAT_PERIOD, DEFAULT_NODE_DOWN_AFTER
 from swarmlet.manager.store import Store
 from swarmlet.node import addresses
 from swarmlet.node.addresses import Advertised
@@ -130,13 +129,7 @@ class Membership:
             )
             cluster = pb.Cluster(
                 id=cluster_id,
-                spec=pb.ClusterSpec(
-                    heartbeat_period=DEFAULT_HEARTBEAT_PERIOD,
-                    node_down_after=DEFAULT_NODE_DOWN_AFTER,
-                    task_history_limit=DEFAULT_TASK_HISTORY_LIMIT,
-                    default_address_pool=list(req.default_address_pool),
-                    default_subnet_size=req.default_subnet_size,
-                ),
+                spec=cl.initial_spec(req.default_address_pool, req.default_subnet_size),
                 root_ca=root,
                 worker_token=ca.new_join_token(root.digest),
                 manager_token=ca.new_join_token(root.digest),

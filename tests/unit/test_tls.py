@@ -19,7 +19,7 @@ from swarmlet import errors, tls
 from swarmlet.api import ca_pb2, ca_pb2_grpc
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.ids import new_id
-from swarmlet.manager import ca
+from swarmlet.manager import ca, ca_servicer
 
 WHOAMI = "/test.Probe/WhoAmI"  # anonymous: reports what peer_identity sees
 SECRET = "/test.Probe/Secret"  # guarded by ClientCertRequired
@@ -112,7 +112,7 @@ def manager() -> Iterator[Manager]:
     server.add_registered_method_handlers(
         "test.Registered", {"Secret": grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"registered")}
     )
-    ca_pb2_grpc.add_CAServicer_to_server(ca.CAServicer(get_cluster, register_node), server)
+    ca_pb2_grpc.add_CAServicer_to_server(ca_servicer.CAServicer(get_cluster, register_node), server)
     m.join_port = server.add_secure_port("127.0.0.1:0", creds.server_credentials(require_client_auth=False))
     m.api_port = server.add_secure_port("127.0.0.1:0", creds.server_credentials(require_client_auth=True))
     server.start()

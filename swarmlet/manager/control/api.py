@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -29,6 +30,9 @@ class ControlAPI:
         self.cluster = ClusterControl(access)
         self.logs = LogControl(access, agent_channel)
 
-    def handler(self, rpc_name: str) -> Callable:
+    def handler(self, rpc_name: str) -> Callable[[Any], Any]:
+        """The method answering the unary Control RPC `rpc_name` (request ->
+        response)."""
         resource, method = ROUTES[rpc_name]
-        return getattr(getattr(self, resource), method)
+        found: Callable[[Any], Any] = getattr(getattr(self, resource), method)
+        return found

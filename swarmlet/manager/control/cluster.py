@@ -12,25 +12,13 @@ from swarmlet.api import ca_pb2
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
+from swarmlet.core import cluster as cl
 from swarmlet.core import lookup
 from swarmlet.core import state as st
 from swarmlet.manager import backup as bk
 from swarmlet.manager import ca
 from swarmlet.manager.control.base import StoreAccess, user_error
-from swarmlet.manager.store import StoreError, majority
-
-# A membership-change marker older than this was left by a manager that died
-# mid-change: the next change may proceed (changes are idempotent).
-MEMBERSHIP_MARKER_TTL = 30.0
-
-
-def can_remove_member(members: list[str], reachable: set[str], target: str) -> bool:
-    """Whether the managers left after removing `target` still have a
-    reachable majority (as swarm's raft member removal check)."""
-    remaining = [m for m in members if m != target]
-    if not remaining:
-        return False
-    return sum(1 for m in remaining if m in reachable) >= majority(len(remaining))
+from swarmlet.manager.store import Store, StoreError
 
 
 class ClusterControl:
@@ -38,7 +26,7 @@ class ClusterControl:
         self._a = access
 
     @property
-    def _store(self):  # the Raft handle itself: membership is not a state write
+    def _store(self) -> Store:  # the Raft handle itself: membership is not a state write
         return self._a.store
 
     # ---- tokens ----
@@ -73,28 +61,14 @@ class ClusterControl:
         is_manager = role == "manager"
         if is_manager and not request.raft_addr:
             raise errors.Invalid("a joining manager must give its Raft address")
-        r = pb.NodeSpec.MANAGER if is_manager else pb.NodeSpec.WORKER
-        node = pb.Node(
-            id=node_id,
-            role=r,
-            spec=pb.NodeSpec(desired_role=r, availability=pb.NodeSpec.ACTIVE),
-            description=pb.NodeDescription(hostname=request.hostname),
-            status=pb.NodeStatus(
-                state=pb.NodeStatus.UNKNOWN, addr=request.addr or peer_ip, timestamp=time.time(), message="joined"
-            ),
-            api_addr=request.api_addr,
-            raft_addr=request.raft_addr,
-        )
+        node = cl.joined_node(node_id, is_manager, request, peer_ip, time.time())
         if is_manager:
-            node.manager_status.raft_addr = request.raft_addr
-            node.manager_status.api_addr = request.api_addr
             self.add_manager(node, create=True)
         else:
             self._a.propose([st.put(node, create=True)])
         # No read barrier here: after adding a second manager nothing commits
         # until that manager runs, and it starts only once this returns.
-        snap = self._a.local()
-        return sorted(n.manager_status.api_addr for n in snap.nodes.values() if n.role == pb.NodeSpec.MANAGER)
+        return cl.manager_addrs(self._a.local())
 
     # ---- Raft membership (one change at a time, across managers) ----
     def _mark_membership(self, change: str) -> None:
@@ -103,26 +77,21 @@ class ClusterControl:
         cluster = self._a.snap().cluster
         if cluster is None:
             raise errors.FailedPrecondition("the cluster is not initialised")
-        if cluster.membership_change and time.time() - cluster.membership_change_at < MEMBERSHIP_MARKER_TTL:
+        now = time.time()
+        if cl.membership_change_in_progress(cluster, now):
             raise errors.FailedPrecondition(
                 f"another manager membership change is in progress ({cluster.membership_change}); try again shortly"
             )
-        new = pb.Cluster()
-        new.CopyFrom(cluster)
-        new.membership_change = change
-        new.membership_change_at = time.time()
-        self._a.propose([st.put(new)])
+        self._a.propose([st.put(cl.with_membership_marker(cluster, change, now))])
 
     def _clear_membership(self, extra: list[spb.StoreAction] | None = None, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             cluster = self._a.local().cluster
-            new = pb.Cluster()
-            new.CopyFrom(cluster)
-            new.membership_change = ""
-            new.membership_change_at = 0
+            if cluster is None:  # nothing to clear: the marker lives on the cluster object
+                return
             try:
-                self._store.propose([st.put(new)] + list(extra or []), timeout=10)
+                self._store.propose([st.put(cl.with_membership_marker(cluster, "", 0))] + list(extra or []), timeout=10)
                 return
             except StoreError as e:
                 if time.monotonic() > deadline:
@@ -183,7 +152,7 @@ class ClusterControl:
             )
         addr = node.manager_status.raft_addr
         members = self._store.members()
-        if not req.force and not can_remove_member(members, self._store.reachable(), addr):
+        if not req.force and not cl.can_remove_member(members, self._store.reachable(), addr):
             raise errors.FailedPrecondition(
                 f"can't demote {name}: removing it from the managers would leave the swarm without quorum "
                 f"({len(members)} managers, {len(self._store.reachable())} reachable). "
@@ -206,14 +175,7 @@ class ClusterControl:
             self._clear_membership()
             raise user_error(e) from None
         cur = self._a.local().nodes.get(node.id)
-        extra: list[spb.StoreAction] = []
-        if cur is not None:
-            new = pb.Node()
-            new.CopyFrom(cur)
-            new.role = pb.NodeSpec.WORKER
-            new.spec.desired_role = pb.NodeSpec.WORKER
-            new.ClearField("manager_status")
-            extra.append(st.put(new))
+        extra = [st.put(cl.as_worker(cur))] if cur is not None else []
         self._clear_membership(extra)
 
     def renew_role(self, node_id: str, csr_pem: bytes) -> tuple[bytes, str, bytes, list[str]]:
@@ -227,15 +189,10 @@ class ClusterControl:
             raise errors.NotFound(f"node {node_id} is not a member of this cluster")
         want = node.spec.desired_role
         role = "manager" if want == pb.NodeSpec.MANAGER else "worker"
-        cert = ca.sign_node_csr(cluster.root_ca, csr_pem, node_id, role, cluster.id, node.status.addr)
+        cert = ca.sign_node_csr(cluster.root_ca, csr_pem, node_id, role, cluster.id, ca.san_ip(node.status.addr))
         if want == pb.NodeSpec.MANAGER:
             if node.role != pb.NodeSpec.MANAGER:
-                new = pb.Node()
-                new.CopyFrom(node)
-                new.role = pb.NodeSpec.MANAGER
-                new.manager_status.raft_addr = node.raft_addr
-                new.manager_status.api_addr = node.api_addr
-                self.add_manager(new, create=False)
+                self.add_manager(cl.as_manager(node), create=False)
             return cert, role, cluster.raft_secret, self._store.members()
         if node.role == pb.NodeSpec.MANAGER:
             raise errors.FailedPrecondition("the node is still a Raft member; demote it first")

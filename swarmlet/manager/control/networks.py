@@ -27,8 +27,8 @@ class NetworkControl:
         return cpb.NetworkResponse(network=self._a.snap().networks.get(net.id, net))
 
     def list(self, req: cpb.ListNetworksRequest) -> cpb.ListNetworksResponse:
-        snap = self._a.snap()
-        return cpb.ListNetworksResponse(networks=sorted(snap.networks.values(), key=lambda n: n.spec.name))
+        networks = sorted(self._a.snap().networks.values(), key=lambda n: n.spec.name)
+        return cpb.ListNetworksResponse(networks=networks)
 
     def get(self, req: cpb.GetNetworkRequest) -> cpb.InspectNetworkResponse:
         snap = self._a.snap()

@@ -6,6 +6,7 @@ from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
+from swarmlet.core import cluster as cl
 from swarmlet.core import lookup
 from swarmlet.core import state as st
 from swarmlet.manager.control.base import StoreAccess
@@ -21,12 +22,7 @@ class NodeControl:
         if node.role != pb.NodeSpec.MANAGER:
             return node
         store = self._a.store
-        out = pb.Node()
-        out.CopyFrom(node)
-        ms = out.manager_status
-        ms.leader = bool(ms.raft_addr) and ms.raft_addr == store.leader_addr()
-        ms.reachability = pb.ManagerStatus.REACHABLE if ms.raft_addr in store.reachable() else pb.ManagerStatus.UNREACHABLE
-        return out
+        return cl.with_manager_view(node, store.leader_addr(), store.reachable())
 
     def list(self, req: cpb.ListNodesRequest) -> cpb.ListNodesResponse:
         snap = self._a.snap()

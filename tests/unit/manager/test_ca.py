@@ -73,16 +73,16 @@ def test_root_cas_are_distinct() -> None:
 def test_token_round_trip(root: pb.RootCA) -> None:
     token = ca.new_join_token(root.digest)
     assert re.fullmatch(r"SWLTKN-1-[0-9a-f]{64}-[a-z2-7]{26,}", token)
-    digest, secret = ca.parse_token(token)
+    digest, secret = tls.parse_token(token)
     assert digest == root.digest
     assert token.endswith("-" + secret)
     # copy-pasted tokens often carry a newline
-    assert ca.parse_token(token + "\n") == (digest, secret)
+    assert tls.parse_token(token + "\n") == (digest, secret)
 
 
 def test_tokens_have_distinct_secrets(cluster: pb.Cluster) -> None:
     assert cluster.worker_token != cluster.manager_token
-    assert ca.parse_token(cluster.worker_token)[1] != ca.parse_token(cluster.manager_token)[1]
+    assert tls.parse_token(cluster.worker_token)[1] != tls.parse_token(cluster.manager_token)[1]
 
 
 def _good_parts(root: pb.RootCA) -> list[str]:
@@ -106,14 +106,14 @@ def _good_parts(root: pb.RootCA) -> list[str]:
 )
 def test_malformed_tokens_name_the_bad_part(root: pb.RootCA, mangle, message: str) -> None:
     token = mangle(_good_parts(root))
-    with pytest.raises(ca.TokenError, match=re.escape(message)) as exc:
-        ca.parse_token(token)
+    with pytest.raises(tls.TokenError, match=re.escape(message)) as exc:
+        tls.parse_token(token)
     assert "malformed join token" in str(exc.value)
     assert isinstance(exc.value, ValueError)
 
 
 def test_new_join_token_rejects_a_bad_digest() -> None:
-    with pytest.raises(ca.TokenError):
+    with pytest.raises(tls.TokenError):
         ca.new_join_token("not-a-digest")
 
 
@@ -124,28 +124,28 @@ def test_token_role(cluster: pb.Cluster) -> None:
 
 
 def test_token_role_wrong_secret(cluster: pb.Cluster, root: pb.RootCA) -> None:
-    with pytest.raises(ca.TokenError, match="^invalid join token$"):
+    with pytest.raises(tls.TokenError, match="^invalid join token$"):
         ca.token_role(cluster, ca.new_join_token(root.digest))
 
 
 def test_token_role_other_cluster_ca(cluster: pb.Cluster) -> None:
     other = ca.create_root_ca()
-    with pytest.raises(ca.TokenError, match="join token was issued by a different cluster CA"):
+    with pytest.raises(tls.TokenError, match="join token was issued by a different cluster CA"):
         ca.token_role(cluster, ca.new_join_token(other.digest))
     # the secret of this cluster with another digest is still refused
-    secret = ca.parse_token(cluster.worker_token)[1]
-    with pytest.raises(ca.TokenError, match="different cluster CA"):
+    secret = tls.parse_token(cluster.worker_token)[1]
+    with pytest.raises(tls.TokenError, match="different cluster CA"):
         ca.token_role(cluster, f"SWLTKN-1-{other.digest}-{secret}")
 
 
 def test_token_role_malformed(cluster: pb.Cluster) -> None:
-    with pytest.raises(ca.TokenError, match="malformed join token"):
+    with pytest.raises(tls.TokenError, match="malformed join token"):
         ca.token_role(cluster, "hello")
 
 
 def test_token_role_with_empty_cluster_tokens(root: pb.RootCA) -> None:
     bare = pb.Cluster(id="c", root_ca=root)
-    with pytest.raises(ca.TokenError, match="^invalid join token$"):
+    with pytest.raises(tls.TokenError, match="^invalid join token$"):
         ca.token_role(bare, ca.new_join_token(root.digest))
 
 
@@ -163,7 +163,7 @@ def _san(cert: x509.Certificate) -> x509.SubjectAlternativeName:
 
 
 def test_sign_worker_csr(root: pb.RootCA) -> None:
-    key_pem = ca.new_node_key()
+    key_pem = tls.new_node_key()
     # the CSR's own subject and SANs claim to be a manager; the CA ignores them
     key = serialization.load_pem_private_key(key_pem, password=None)
     csr = (
@@ -202,7 +202,7 @@ def test_sign_worker_csr(root: pb.RootCA) -> None:
 
 
 def test_sign_manager_csr_has_manager_san(root: pb.RootCA) -> None:
-    cert_pem = ca.sign_node_csr(root, ca.make_csr(ca.new_node_key()), "m1", "manager", "cluster1", "fd00::7")
+    cert_pem = ca.sign_node_csr(root, tls.make_csr(tls.new_node_key()), "m1", "manager", "cluster1", "fd00::7")
     san = _san(x509.load_pem_x509_certificate(cert_pem))
     assert san.get_values_for_type(x509.DNSName) == ["swarmlet-node", "swarmlet-manager"]
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("fd00::7")]
@@ -212,7 +212,7 @@ def test_sign_manager_csr_has_manager_san(root: pb.RootCA) -> None:
 def test_sign_rejects_a_forged_csr_signature(root: pb.RootCA) -> None:
     # the last DER byte lies in the signature's s value: flipping it keeps the
     # CSR parseable but breaks the proof of possession of the key
-    der = bytearray(x509.load_pem_x509_csr(ca.make_csr(ca.new_node_key())).public_bytes(serialization.Encoding.DER))
+    der = bytearray(x509.load_pem_x509_csr(tls.make_csr(tls.new_node_key())).public_bytes(serialization.Encoding.DER))
     der[-1] ^= 1
     forged = x509.load_der_x509_csr(bytes(der)).public_bytes(serialization.Encoding.PEM)
     with pytest.raises(ca.CSRError, match="signature is invalid"):
@@ -232,7 +232,7 @@ def test_sign_rejects_weak_keys(root: pb.RootCA) -> None:
 
 
 def test_sign_rejects_bad_arguments(root: pb.RootCA) -> None:
-    csr = ca.make_csr(ca.new_node_key())
+    csr = tls.make_csr(tls.new_node_key())
     with pytest.raises(ValueError, match="unknown role"):
         ca.sign_node_csr(root, csr, "n", "admin", "c", "10.0.0.1")
     with pytest.raises(ValueError):
@@ -276,7 +276,7 @@ def test_credentials_save_and_load(tmp_path: Path, root: pb.RootCA) -> None:
 def test_credentials_load_refuses_a_mismatched_set(tmp_path: Path, root: pb.RootCA) -> None:
     key_pem, cert_pem = ca.issue_local_certificate(root, "n1", "worker", "cluster1", "10.0.0.9")
     tls.NodeCredentials.from_pems(key_pem, cert_pem, root.cert_pem).save(tmp_path)
-    (tmp_path / "node.key").write_bytes(ca.new_node_key())
+    (tmp_path / "node.key").write_bytes(tls.new_node_key())
     with pytest.raises(tls.CredentialsError, match="does not match"):
         tls.NodeCredentials.load(tmp_path)
     (tmp_path / "node.key").write_bytes(key_pem)

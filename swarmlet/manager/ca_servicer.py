@@ -1,0 +1,84 @@
+"""The CA gRPC service (CA.IssueNodeCertificate), served on the join port:
+a joining node sends its join token and a CSR and gets its node certificate,
+the cluster's root and where the managers are. The join token is the only
+credential; the certificate authority itself is ca.py."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import grpc
+
+from swarmlet import errors, rpc, tls
+from swarmlet.api import ca_pb2, ca_pb2_grpc
+from swarmlet.api import objects_pb2 as pb
+from swarmlet.ids import new_id
+from swarmlet.manager import ca
+
+log = logging.getLogger(__name__)
+
+# register_node(node_id, role, request, peer_ip) -> managers' mTLS api addresses.
+# It refuses a join by raising a swarmlet.errors error (Unavailable when this
+# manager cannot commit right now, FailedPrecondition for a policy refusal).
+RegisterNode = Callable[[str, str, ca_pb2.IssueNodeCertificateRequest, str], list[str]]
+
+
+class CAServicer(ca_pb2_grpc.CAServicer):  # type: ignore[misc]  # generated, untyped
+    """Kept free of the store: it reads the cluster and records nodes through
+    the callables it is given."""
+
+    def __init__(
+        self,
+        get_cluster: Callable[[], pb.Cluster | None],
+        register_node: RegisterNode,
+        raft_peers: Callable[[], list[str]] | None = None,
+    ) -> None:
+        self._get_cluster = get_cluster
+        self._register_node = register_node
+        # The Raft members a joining manager starts with (it is one already).
+        self._raft_peers = raft_peers or (lambda: [])
+
+    @rpc.edge
+    def IssueNodeCertificate(
+        self, request: ca_pb2.IssueNodeCertificateRequest, context: grpc.ServicerContext
+    ) -> ca_pb2.IssueNodeCertificateResponse:
+        cluster = self._get_cluster()
+        if cluster is None or not cluster.root_ca.cert_pem:
+            raise errors.Unavailable("this manager has no cluster state yet; try again")
+        try:
+            role = ca.token_role(cluster, request.token)
+        except tls.TokenError as e:
+            # Whatever is wrong with the token, the joiner is not let in.
+            raise errors.PermissionDenied(str(e)) from None
+
+        peer_ip = tls.peer_host(context)
+        # The advertise address is where other nodes will reach this one, so
+        # it is the right IP SAN; behind NAT the peer address would be wrong.
+        cert_ip = ca.san_ip(request.addr) or peer_ip
+        node_id = new_id()
+        # A bad CSR is a CSRError (Invalid): the edge answers INVALID_ARGUMENT.
+        cert_pem = ca.sign_node_csr(cluster.root_ca, request.csr_pem, node_id, role, cluster.id, cert_ip)
+
+        # Sign first, register second: a bad CSR must not leave a node record.
+        try:
+            managers = self._register_node(node_id, role, request, peer_ip)
+        except errors.SwarmletError as e:
+            rpc.abort(context, e, prefix="cannot register the node: ")
+        except Exception as e:  # noqa: BLE001  (the joiner needs a message, not "Unknown")
+            log.exception("registering joining node %s failed", node_id)
+            raise errors.Internal(f"cannot register the node: {e}") from None
+        log.info("issued a %s certificate to new node %s (%s)", role, node_id, request.hostname or peer_ip)
+        resp = ca_pb2.IssueNodeCertificateResponse(
+            node_id=node_id,
+            cert_pem=cert_pem,
+            ca_cert_pem=cluster.root_ca.cert_pem,
+            role=role,
+            managers=list(managers),
+        )
+        if role == tls.ROLE_MANAGER:
+            # Only a manager token holder gets the Raft secret; the channel is
+            # TLS that the joiner verified against the token's CA digest.
+            resp.raft_secret = cluster.raft_secret
+            resp.raft_peers.extend(self._raft_peers())
+        return resp
