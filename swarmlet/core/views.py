@@ -25,13 +25,14 @@ NO_ELIGIBLE_NODE = "no node is eligible (check --constraint, node availability a
 def _live(t: pb.Task) -> bool:
     """Wanted and not ended: running, or on its way there (a task held at
     desired READY for a stop-first update or a restart delay counts too)."""
-    # TODO(issue 8): core/tasks.py names this predicate; use it once it lands.
+    # TODO(issue 8): core.tasks.active (arch-core) once merged; then drop this.
     return orch.is_live(t) and t.status.state not in st.TERMINAL_STATES
 
 
 def _is_current(t: pb.Task, svc: pb.Service) -> bool:
     # Equal specs count too: scaling bumps spec_version without replacing tasks,
     # and after a rollback the old tasks run the current spec again.
+    # TODO(issue 8): core.tasks.runs_current_spec (arch-core) once merged.
     return updater.is_current(t, svc)
 
 
@@ -48,7 +49,8 @@ class _Group:
 def _groups(snap: st.Snapshot, svc: pb.Service, tasks: list[pb.Task]) -> list[_Group]:
     """Slots 1..N, or the nodes a global service runs (or should run) on: those
     that may get a new task, and those keeping a live one (a paused node)."""
-    # TODO(issue 8): switch to core/tasks.py's slot grouping once it lands.
+    # TODO(issue 8): core.tasks.expected_slots(svc, tasks, snap.nodes) (arch-core)
+    # once merged: its Slot has the same slot/node_id/tasks; then drop _Group.
     if orch.service_mode(svc) == "global":
         constraints = orch.parse_placement(svc.spec.task)
         by_node: dict[str, list[pb.Task]] = defaultdict(list)
