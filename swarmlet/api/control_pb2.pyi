@@ -1,5 +1,6 @@
 from swarmlet.api import objects_pb2 as _objects_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -229,7 +230,7 @@ class ServiceProgressRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
 class SlotProgress(_message.Message):
-    __slots__ = ("slot", "node_id", "node_name", "task_id", "state", "desired_state", "message", "err", "spec_version", "attempt", "current", "settled", "has_task")
+    __slots__ = ("slot", "node_id", "node_name", "task_id", "state", "desired_state", "message", "err", "spec_version", "attempt", "current", "settled", "has_task", "live", "stuck")
     SLOT_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -243,6 +244,8 @@ class SlotProgress(_message.Message):
     CURRENT_FIELD_NUMBER: _ClassVar[int]
     SETTLED_FIELD_NUMBER: _ClassVar[int]
     HAS_TASK_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    STUCK_FIELD_NUMBER: _ClassVar[int]
     slot: int
     node_id: str
     node_name: str
@@ -256,23 +259,41 @@ class SlotProgress(_message.Message):
     current: bool
     settled: bool
     has_task: bool
-    def __init__(self, slot: _Optional[int] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., task_id: _Optional[str] = ..., state: _Optional[_Union[_objects_pb2.TaskState, str]] = ..., desired_state: _Optional[_Union[_objects_pb2.TaskState, str]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., spec_version: _Optional[int] = ..., attempt: _Optional[int] = ..., current: _Optional[bool] = ..., settled: _Optional[bool] = ..., has_task: _Optional[bool] = ...) -> None: ...
+    live: bool
+    stuck: str
+    def __init__(self, slot: _Optional[int] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., task_id: _Optional[str] = ..., state: _Optional[_Union[_objects_pb2.TaskState, str]] = ..., desired_state: _Optional[_Union[_objects_pb2.TaskState, str]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., spec_version: _Optional[int] = ..., attempt: _Optional[int] = ..., current: _Optional[bool] = ..., settled: _Optional[bool] = ..., has_task: _Optional[bool] = ..., live: _Optional[bool] = ..., stuck: _Optional[str] = ...) -> None: ...
 
 class ServiceProgressResponse(_message.Message):
-    __slots__ = ("service", "desired", "running", "slots", "stuck", "converged")
+    __slots__ = ("service", "desired", "running", "slots", "stuck", "converged", "update_phase")
+    class UpdatePhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        NO_UPDATE: _ClassVar[ServiceProgressResponse.UpdatePhase]
+        IN_PROGRESS: _ClassVar[ServiceProgressResponse.UpdatePhase]
+        AWAITING_PROMOTION: _ClassVar[ServiceProgressResponse.UpdatePhase]
+        PAUSED: _ClassVar[ServiceProgressResponse.UpdatePhase]
+        COMPLETED: _ClassVar[ServiceProgressResponse.UpdatePhase]
+        ROLLED_BACK: _ClassVar[ServiceProgressResponse.UpdatePhase]
+    NO_UPDATE: ServiceProgressResponse.UpdatePhase
+    IN_PROGRESS: ServiceProgressResponse.UpdatePhase
+    AWAITING_PROMOTION: ServiceProgressResponse.UpdatePhase
+    PAUSED: ServiceProgressResponse.UpdatePhase
+    COMPLETED: ServiceProgressResponse.UpdatePhase
+    ROLLED_BACK: ServiceProgressResponse.UpdatePhase
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     DESIRED_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     STUCK_FIELD_NUMBER: _ClassVar[int]
     CONVERGED_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_PHASE_FIELD_NUMBER: _ClassVar[int]
     service: _objects_pb2.Service
     desired: int
     running: int
     slots: _containers.RepeatedCompositeFieldContainer[SlotProgress]
     stuck: str
     converged: bool
-    def __init__(self, service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., desired: _Optional[int] = ..., running: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SlotProgress, _Mapping]]] = ..., stuck: _Optional[str] = ..., converged: _Optional[bool] = ...) -> None: ...
+    update_phase: ServiceProgressResponse.UpdatePhase
+    def __init__(self, service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., desired: _Optional[int] = ..., running: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SlotProgress, _Mapping]]] = ..., stuck: _Optional[str] = ..., converged: _Optional[bool] = ..., update_phase: _Optional[_Union[ServiceProgressResponse.UpdatePhase, str]] = ...) -> None: ...
 
 class ServiceLogsRequest(_message.Message):
     __slots__ = ("ref", "follow", "tail", "timestamps")

@@ -58,7 +58,7 @@ class GlobalOptions:
     host: str = DEFAULT_HOST
 
 
-def options(ctx: typer.Context | None) -> GlobalOptions:
+def global_options(ctx: typer.Context | None) -> GlobalOptions:
     """The root callback's options; falls back to the environment when a command is
     invoked without the root (e.g. a sub-app in a test)."""
     if ctx is not None:
@@ -68,8 +68,9 @@ def options(ctx: typer.Context | None) -> GlobalOptions:
     return GlobalOptions(host=os.environ.get(HOST_ENV) or DEFAULT_HOST)
 
 
-class Daemon:
-    """A connection to one daemon. Create with connect(ctx); use as a context manager."""
+class DaemonClient:
+    """The CLI's connection to one daemon (not the daemon itself). Create with
+    connect(ctx); use as a context manager."""
 
     def __init__(self, host: str) -> None:
         self.host = host
@@ -112,15 +113,15 @@ class Daemon:
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self) -> Daemon:
+    def __enter__(self) -> DaemonClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def connect(ctx: typer.Context | None) -> Daemon:
-    return Daemon(options(ctx).host)
+def connect(ctx: typer.Context | None) -> DaemonClient:
+    return DaemonClient(global_options(ctx).host)
 
 
 def translate_rpc_error(err: grpc.RpcError, host: str, timeout: float | None) -> CLIError:
@@ -161,13 +162,18 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except CLIError as e:
             raise fail(e.message, e.exit_code) from None
-        except grpc.RpcError as e:  # a stub used directly, outside Daemon.call
+        except grpc.RpcError as e:  # a stub used directly, outside DaemonClient.call
             err = translate_rpc_error(e, "the daemon", None)
             raise fail(err.message, err.exit_code) from None
 
     return wrapper
 
 
-def usage_error(message: str, param_hint: str | None = None) -> typer.BadParameter:
-    """A bad flag value: typer prints usage and the message, exit code 2."""
-    return typer.BadParameter(message, param_hint=param_hint)
+def report_errors(errors: list[str]) -> None:
+    """Per-item failures of a multi-argument command (`rm a b`, `inspect a b`):
+    all printed, exit 1 at the end; the other items were still processed, as
+    Docker does."""
+    if errors:
+        for e in errors[:-1]:
+            typer.echo(f"Error: {e}", err=True)
+        raise fail(errors[-1])

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import typer
 
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.cli.client import CLIError, Daemon, connect, fail, handle_errors
-from swarmlet.cli.output import (
-    NODE_HEADERS,
-    filter_tasks,
-    format_node_pretty,
-    format_table,
-    format_task_list,
-    node_rows,
-    to_json,
-)
-from swarmlet.cli.parse import parse_kv, parse_task_filters
+from swarmlet.cli import tasks
+from swarmlet.cli.client import CLIError, DaemonClient, connect, handle_errors, report_errors
+from swarmlet.cli.options import FormatOpt, IdsOpt, PrettyOpt, TaskListFlags, check_format, check_pretty, flags, parsed
+from swarmlet.cli.output import NODE_HEADERS, format_node_pretty, format_table, node_rows, to_json
+from swarmlet.cli.parse import parse_kv
 
 app = typer.Typer(help="Manage swarm nodes.", no_args_is_help=True)
-
-FormatOpt = Annotated[str | None, typer.Option("--format", metavar="json", help="'json' for machine-readable output.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only display IDs.")]
 
 _AVAILABILITY = {
     "active": pb.NodeSpec.ACTIVE,
@@ -33,20 +23,15 @@ _AVAILABILITY = {
 }
 
 
-def check_format(fmt: str | None) -> None:
-    if fmt not in (None, "json"):
-        raise typer.BadParameter(f"unsupported format {fmt!r}: only 'json' is supported", param_hint="--format")
-
-
-def self_id(d: Daemon) -> str:
+def self_id(d: DaemonClient) -> str:
     """This daemon's node id, for "self" and the '*' marker."""
-    info = d.call(d.stub.Info, cpb.InfoRequest())
-    if not info.node_id:
+    node_id: str = d.call(d.stub.Info, cpb.InfoRequest()).node_id
+    if not node_id:
         raise CLIError("this node is not part of a swarm")
-    return info.node_id
+    return node_id
 
 
-def resolve_ref(d: Daemon, ref: str, cached_self: list[str]) -> str:
+def resolve_ref(d: DaemonClient, ref: str, cached_self: list[str]) -> str:
     if ref != "self":
         return ref
     if not cached_self:
@@ -56,7 +41,7 @@ def resolve_ref(d: Daemon, ref: str, cached_self: list[str]) -> str:
 
 @app.command("ls")
 @handle_errors
-def ls(ctx: typer.Context, quiet: QuietOpt = False, fmt: FormatOpt = None) -> None:
+def ls(ctx: typer.Context, quiet: IdsOpt = False, fmt: FormatOpt = None) -> None:
     """List nodes in the swarm."""
     check_format(fmt)
     with connect(ctx) as d:
@@ -81,12 +66,10 @@ def inspect(
     ctx: typer.Context,
     nodes: Annotated[list[str], typer.Argument(metavar="NODE", help="Node id, id prefix, hostname or 'self'.")],
     fmt: FormatOpt = None,
-    pretty: Annotated[bool, typer.Option("--pretty", help="Human-readable output.")] = False,
+    pretty: PrettyOpt = False,
 ) -> None:
     """Display detailed information on one or more nodes (JSON by default)."""
-    check_format(fmt)
-    if pretty and fmt:
-        raise typer.BadParameter("--pretty and --format cannot be combined", param_hint="--pretty")
+    check_pretty(pretty, fmt)
     found: list[pb.Node] = []
     errors: list[str] = []
     leader_id = ""
@@ -104,10 +87,7 @@ def inspect(
             typer.echo("\n\n".join(format_node_pretty(n, leader_id) for n in found))
     else:
         typer.echo(to_json(found))
-    if errors:
-        for e in errors[:-1]:
-            typer.echo(f"Error: {e}", err=True)
-        raise fail(errors[-1])
+    report_errors(errors)
 
 
 @app.command("update")
@@ -134,10 +114,7 @@ def update(
         req.set_availability = True
         req.availability = value
     for item in label_add or []:
-        try:
-            k, v = parse_kv(item, what="label")
-        except ValueError as e:
-            raise typer.BadParameter(str(e), param_hint="--label-add") from None
+        k, v = parsed(lambda text: parse_kv(text, what="label"), item, "--label-add")
         req.label_add[k] = v
     for key in label_rm or []:
         if not key or "=" in key:
@@ -167,13 +144,10 @@ def rm(
                 typer.echo(ref)
             except CLIError as e:
                 errors.append(e.message)
-    if errors:
-        for e in errors[:-1]:
-            typer.echo(f"Error: {e}", err=True)
-        raise fail(errors[-1])
+    report_errors(errors)
 
 
-def _change_role(ctx: typer.Context, nodes: list[str], role: int, force: bool, verb: str) -> None:
+def _change_role(ctx: typer.Context, nodes: list[str], role: pb.NodeSpec.Role, force: bool) -> None:
     errors: list[str] = []
     with connect(ctx) as d:
         for ref in nodes:
@@ -188,17 +162,14 @@ def _change_role(ctx: typer.Context, nodes: list[str], role: int, force: bool, v
                     typer.echo(f"Manager {name} demoted in the swarm.")
             except CLIError as e:
                 errors.append(e.message)
-    if errors:
-        for e in errors[:-1]:
-            typer.echo(f"Error: {e}", err=True)
-        raise fail(errors[-1])
+    report_errors(errors)
 
 
 @app.command("promote")
 @handle_errors
 def promote(ctx: typer.Context, nodes: Annotated[list[str], typer.Argument(metavar="NODE")]) -> None:
     """Promote one or more nodes to manager in the swarm."""
-    _change_role(ctx, nodes, pb.NodeSpec.MANAGER, False, "promote")
+    _change_role(ctx, nodes, pb.NodeSpec.MANAGER, False)
 
 
 @app.command("demote")
@@ -211,38 +182,19 @@ def demote(
     ] = False,
 ) -> None:
     """Demote one or more managers to worker in the swarm."""
-    _change_role(ctx, nodes, pb.NodeSpec.WORKER, force, "demote")
+    _change_role(ctx, nodes, pb.NodeSpec.WORKER, force)
 
 
 @app.command("ps")
 @handle_errors
+@flags(listing=TaskListFlags)
 def ps(
     ctx: typer.Context,
+    listing: TaskListFlags,
     nodes: Annotated[list[str] | None, typer.Argument(metavar="NODE", help="Nodes to list tasks of (default: self).")] = None,
-    filters: Annotated[
-        list[str] | None,
-        typer.Option("--filter", "-f", metavar="KEY=VALUE", help="desired-state=, id=, name=, node=; repeatable."),
-    ] = None,
-    no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Do not truncate output.")] = False,
-    quiet: QuietOpt = False,
-    fmt: FormatOpt = None,
 ) -> None:
     """List tasks running on one or more nodes (this node by default)."""
-    check_format(fmt)
-    try:
-        parsed = parse_task_filters(filters or [])
-    except ValueError as e:
-        raise typer.BadParameter(str(e), param_hint="--filter") from None
-    tasks: dict[str, pb.Task] = {}
-    names: dict[str, str] = {}
+    filters = tasks.check(listing)
     me: list[str] = []
     with connect(ctx) as d:
-        for ref in nodes or ["self"]:
-            resp = d.call(d.stub.ListTasks, cpb.ListTasksRequest(node_ref=resolve_ref(d, ref, me)))
-            names.update(resp.node_names)
-            for t in resp.tasks:
-                tasks[t.id] = t
-    selected = filter_tasks(tasks.values(), parsed, names)
-    text = format_task_list(selected, names, time.time(), fmt=fmt, quiet=quiet, no_trunc=no_trunc)
-    if text:
-        typer.echo(text)
+        tasks.show(d, (cpb.ListTasksRequest(node_ref=resolve_ref(d, ref, me)) for ref in nodes or ["self"]), listing, filters)

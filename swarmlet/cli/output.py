@@ -242,6 +242,7 @@ def node_rows(nodes: Sequence[pb.Node], leader_id: str, self_id: str = "") -> li
 NODE_HEADERS = ["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"]
 SERVICE_HEADERS = ["ID", "NAME", "MODE", "REPLICAS", "IMAGE"]
 TASK_HEADERS = ["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR"]
+NETWORK_HEADERS = ["NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET", "VNI"]
 
 
 def service_rows(summaries: Sequence[Any]) -> list[list[str]]:
@@ -256,6 +257,20 @@ def service_rows(summaries: Sequence[Any]) -> list[list[str]]:
             s.service.spec.task.container.image,
         ]
         for s in ordered
+    ]
+
+
+def network_rows(nets: list[pb.Network]) -> list[list[str]]:
+    return [
+        [
+            trunc_id(n.id),
+            n.spec.name,
+            n.spec.driver or "overlay",
+            "swarm",
+            n.subnet or (f"(error: {n.error})" if n.error else "(allocating)"),
+            str(n.vni or ""),
+        ]
+        for n in nets
     ]
 
 

@@ -1,5 +1,6 @@
 """Pure parsers for the command line's values: sizes, CPUs, durations, K=V lists,
-placement constraints and addresses.
+published ports and addresses. (Placement constraints have one grammar, in
+swarmlet.core.constraints, shared with the scheduler.)
 
 Nothing here touches the network, the clock or typer: every function takes a string
 and returns a value or raises ValueError with a message meant for the user, so the
@@ -11,8 +12,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+
+from swarmlet.api import objects_pb2 as pb
 
 # ---- sizes -----------------------------------------------------------------
 
@@ -129,63 +131,6 @@ def parse_env(items: Iterable[str], environ: Mapping[str, str]) -> list[str]:
     return out
 
 
-# ---- placement constraints ---------------------------------------------------
-
-_PLAIN_KEYS = {"node.id", "node.hostname", "node.role", "node.platform.os", "node.platform.arch"}
-_LABEL_PREFIX = "node.labels."
-_ROLES = {"worker", "manager"}
-
-
-@dataclass(frozen=True)
-class Constraint:
-    key: str  # e.g. "node.labels.zone" (prefix lower-cased, label name as typed)
-    op: str  # "==" or "!="
-    value: str
-
-
-def parse_constraint(expr: str) -> Constraint:
-    """Check one placement constraint: KEY==VALUE or KEY!=VALUE with KEY one of
-    node.id, node.hostname, node.role (worker|manager), node.platform.os,
-    node.platform.arch or node.labels.NAME. The scheduler evaluates them; this only
-    catches typos before they reach the cluster, where a constraint that matches no
-    node would leave the service pending forever."""
-    eq = expr.find("==")
-    ne = expr.find("!=")
-    candidates = [(i, op) for i, op in ((eq, "=="), (ne, "!=")) if i >= 0]
-    if not candidates:
-        raise ValueError(
-            f"invalid constraint {expr!r}: expected KEY==VALUE or KEY!=VALUE (e.g. node.role==worker, node.labels.zone==a)"
-        )
-    idx, op = min(candidates)
-    raw_key, value = expr[:idx].strip(), expr[idx + 2 :].strip()
-    if not raw_key:
-        raise ValueError(f"invalid constraint {expr!r}: missing key before {op}")
-    if not value:
-        raise ValueError(f"invalid constraint {expr!r}: missing value after {op}")
-    if "==" in value or "!=" in value:
-        raise ValueError(f"invalid constraint {expr!r}: only one operator is allowed")
-    lowered = raw_key.lower()
-    if lowered.startswith(_LABEL_PREFIX):
-        label = raw_key[len(_LABEL_PREFIX) :]
-        if not label:
-            raise ValueError(f"invalid constraint {expr!r}: missing label name after node.labels.")
-        return Constraint(_LABEL_PREFIX + label, op, value)
-    if lowered not in _PLAIN_KEYS:
-        raise ValueError(
-            f"invalid constraint {expr!r}: unknown key {raw_key!r} (expected node.id, "
-            "node.hostname, node.role, node.platform.os, node.platform.arch or node.labels.NAME)"
-        )
-    if lowered == "node.role" and value.lower() not in _ROLES:
-        raise ValueError(f"invalid constraint {expr!r}: node.role must be worker or manager")
-    return Constraint(lowered, op, value)
-
-
-def check_constraint(expr: str) -> str:
-    """Validate and return the constraint in canonical "key==value" form."""
-    c = parse_constraint(expr)
-    return f"{c.key}{c.op}{c.value}"
-
-
 # ---- addresses ---------------------------------------------------------------
 
 
@@ -254,6 +199,68 @@ def parse_ip(text: str) -> str:
         raise ValueError(f"invalid IP address {text!r}") from None
 
 
+# ---- published ports ------------------------------------------------------
+
+_PROTOCOLS = {"tcp": pb.PortConfig.TCP, "udp": pb.PortConfig.UDP}
+_PUBLISH_MODES = {"ingress": pb.PortConfig.INGRESS, "host": pb.PortConfig.HOST}
+
+
+def _port_number(text: str, what: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not a number") from None
+    if not 1 <= n <= 65535:
+        raise ValueError(f"{what} {n} out of range (1-65535)")
+    return n
+
+
+def parse_publish(text: str) -> pb.PortConfig:
+    """`published=8080,target=80[,protocol=udp][,mode=host]` or the short
+    `8080:80[/udp]`. Raises ValueError naming the problem."""
+    p = pb.PortConfig()
+    if "=" in text:
+        seen: set[str] = set()
+        for part in text.split(","):
+            k, sep, v = part.partition("=")
+            k = k.strip().lower()
+            if not sep or not v:
+                raise ValueError(f"invalid field {part!r}: expected KEY=VALUE")
+            if k in seen:
+                raise ValueError(f"{k} given twice")
+            seen.add(k)
+            if k == "published":
+                p.published_port = _port_number(v, "published port")
+            elif k == "target":
+                p.target_port = _port_number(v, "target port")
+            elif k == "protocol":
+                if v.lower() not in _PROTOCOLS:
+                    raise ValueError(f"protocol {v!r}: use tcp or udp")
+                p.protocol = _PROTOCOLS[v.lower()]
+            elif k == "mode":
+                if v.lower() not in _PUBLISH_MODES:
+                    raise ValueError(f"mode {v!r}: use ingress or host")
+                p.publish_mode = _PUBLISH_MODES[v.lower()]
+            else:
+                raise ValueError(f"unknown field {k!r}: use published, target, protocol, mode")
+        if "target" not in seen:
+            raise ValueError("target=PORT is required")
+        if "published" not in seen:
+            raise ValueError("published=PORT is required (swarmlet does not pick published ports)")
+        return p
+    ports, _, proto = text.partition("/")
+    if proto:
+        if proto.lower() not in _PROTOCOLS:
+            raise ValueError(f"protocol {proto!r}: use tcp or udp")
+        p.protocol = _PROTOCOLS[proto.lower()]
+    published, sep, target = ports.partition(":")
+    if not sep:
+        raise ValueError(f"invalid port {text!r}: expected PUBLISHED:TARGET[/PROTOCOL] or published=,target=")
+    p.published_port = _port_number(published, "published port")
+    p.target_port = _port_number(target, "target port")
+    return p
+
+
 # ---- misc command arguments --------------------------------------------------
 
 
@@ -294,22 +301,8 @@ def parse_tail(text: str) -> int:
 
 
 TASK_FILTER_KEYS = ("desired-state", "id", "name", "node")
-_TASK_STATES = (
-    "new",
-    "pending",
-    "assigned",
-    "accepted",
-    "preparing",
-    "ready",
-    "starting",
-    "running",
-    "complete",
-    "shutdown",
-    "failed",
-    "rejected",
-    "remove",
-    "orphaned",
-)
+# The task states' names as `ps` prints them (output.task_state_name), in order.
+_TASK_STATES = tuple(name.lower() for name in pb.TaskState.keys())
 
 
 def parse_task_filters(items: Iterable[str]) -> dict[str, list[str]]:

@@ -1,32 +1,29 @@
-"""Progress of a service converging after `service create` / `service scale`.
+"""Following a service's progress: after `service create` / `scale` until it
+converges, and after `service update` / `rollback` / `promote` until the
+update ends.
 
-evaluate() is the decision, pure over (service, tasks, now, first-seen times), so the
-rules below are unit-tested without a daemon; watch() is the polling/drawing shell.
-
-Rules:
-- converged: every replicated slot 1..N has a live task running the service's current
-  spec, desired RUNNING and observed RUNNING (global: one per node that has tasks);
-  a slot whose last task COMPLETEd under a policy that does not restart successes
-  counts as settled.
-- failed when, for GRACE seconds, (a) a live task stays PENDING with an error (no
-  suitable node ...), or (b) a slot has no live task and its last task is terminal
-  (the restart policy gave up; the grace is extended by the restart delay so a
-  replacement that is merely delayed is not mistaken for giving up), or a global
-  service has no task at all (no eligible node).
+The manager judges (Control.ServiceProgress, from core/views.py): which task
+stands for each slot, whether a slot is settled or stuck, whether the service
+converged, where its update stands. This module only renders that answer and
+decides how long to wait: a stuck slot is reported as a failure once it has
+stayed stuck for GRACE seconds, so a condition the next scheduling round
+clears does not end the command.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TextIO
 
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.cli.client import Daemon
-from swarmlet.cli.output import task_state_name, trunc_id
+from swarmlet.cli.client import DaemonClient
+from swarmlet.cli.output import service_mode, task_state_name, trunc_id
+
+Phase = cpb.ServiceProgressResponse.UpdatePhase
 
 GRACE = 3.0
 POLL_INTERVAL = 0.2
@@ -45,25 +42,6 @@ _STAGES = [
 ]
 
 
-def is_terminal(task: pb.Task) -> bool:
-    return task.status.state >= pb.COMPLETE
-
-
-def is_live(task: pb.Task) -> bool:
-    """Not finished and still wanted (desired READY counts: a delayed restart)."""
-    return not is_terminal(task) and task.desired_state <= pb.RUNNING
-
-
-def is_current(task: pb.Task, service: pb.Service) -> bool:
-    """Runs the service's current spec. Equal specs count too: scaling bumps the
-    service's spec_version without replacing the tasks that already run it."""
-    return task.spec_version == service.spec_version or task.spec == service.spec.task
-
-
-def _newest(tasks: Sequence[pb.Task]) -> pb.Task:
-    return max(tasks, key=lambda t: (t.meta.created_at, t.meta.version, t.status.timestamp, t.id))
-
-
 @dataclass(frozen=True)
 class SlotLine:
     label: str
@@ -80,7 +58,6 @@ class Verdict:
     desired: int
     lines: tuple[SlotLine, ...]
     since: dict[str, float] = field(default_factory=dict)  # feed back into the next call
-    note: str | None = None
 
     @property
     def done(self) -> bool:
@@ -101,129 +78,62 @@ def _timer(key: str, now: float, since: Mapping[str, float], out: dict[str, floa
     return now - first
 
 
-def _task_label(service: pb.Service, task: pb.Task, node_names: Mapping[str, str]) -> str:
-    if task.slot:
-        return f"{service.spec.name}.{task.slot}"
-    return f"{service.spec.name}.{node_names.get(task.node_id) or trunc_id(task.node_id)}"
+def _node_label(sp: cpb.SlotProgress) -> str:
+    return sp.node_name or trunc_id(sp.node_id)
 
 
-def _describe_end(task: pb.Task) -> str:
-    state = task_state_name(task.status.state)
-    why = task.status.err or task.status.message
-    if not why and task.status.state == pb.FAILED:
-        why = f"exit code {task.status.exit_code}"
-    return f"task {state}: {why}" if why else f"task {state}"
+def slot_label(p: cpb.ServiceProgressResponse, sp: cpb.SlotProgress) -> str:
+    """ "2/3" for a replicated slot, the node's name for a global service."""
+    return f"{sp.slot}/{p.desired}" if sp.slot else _node_label(sp)
 
 
-def _settled_success(task: pb.Task, service: pb.Service) -> bool:
-    """A task that COMPLETEd (exit 0) and that the restart policy will not replace."""
-    return task.status.state == pb.COMPLETE and service.spec.task.restart.condition != pb.RestartPolicy.ANY
+def task_label(p: cpb.ServiceProgressResponse, sp: cpb.SlotProgress) -> str:
+    """ "web.2", or "web.<node>" for a global service, as in `service ps`."""
+    return f"{p.service.spec.name}.{sp.slot if sp.slot else _node_label(sp)}"
 
 
-def evaluate(
-    service: pb.Service,
-    tasks: Sequence[pb.Task],
-    now: float,
-    since: Mapping[str, float],
-    node_names: Mapping[str, str] | None = None,
-    grace: float = GRACE,
-) -> Verdict:
-    """Decide whether the service has converged or failed. `now` is any monotonic
-    clock; `since` holds when each pending condition was first seen (from the previous
-    Verdict) so a condition must persist for `grace` seconds before it is a failure."""
-    names = node_names or {}
-    tasks = [t for t in tasks if t.service_id == service.id or not t.service_id]
+def _ordered(p: cpb.ServiceProgressResponse) -> list[cpb.SlotProgress]:
+    # Slots in order; a global service's nodes by the name shown.
+    return sorted(p.slots, key=lambda sp: (sp.slot, "" if sp.slot else _node_label(sp), sp.node_id))
+
+
+def _slot_line(p: cpb.ServiceProgressResponse, sp: cpb.SlotProgress) -> SlotLine:
+    label = slot_label(p, sp)
+    if not sp.has_task:
+        return SlotLine(label, "")
+    state = task_state_name(sp.state)
+    if sp.live:
+        return SlotLine(label, state, sp.err, _fraction(sp.state))
+    if sp.settled:
+        return SlotLine(label, state, "", 1.0)
+    return SlotLine(label, state, sp.err or sp.message)
+
+
+def evaluate(p: cpb.ServiceProgressResponse, now: float, since: Mapping[str, float], grace: float = GRACE) -> Verdict:
+    """Converged or failed, from the manager's answer. `now` is any monotonic
+    clock; `since` holds when each stuck condition was first seen (from the
+    previous Verdict), so a condition must persist for `grace` seconds before
+    it is a failure. A new task in a stuck slot starts its own count."""
     new_since: dict[str, float] = {}
     failure: str | None = None
-    restart = service.spec.task.restart
-    empty_grace = grace + (restart.delay if restart.condition != pb.RestartPolicy.NONE else 0.0)
-
-    def check_pending(t: pb.Task) -> None:
-        nonlocal failure
-        if t.status.state <= pb.PENDING and t.status.err:
-            held = _timer(f"pending:{t.id}", now, since, new_since)
+    ordered = _ordered(p)
+    for sp in ordered:
+        if sp.stuck:
+            held = _timer(f"slot:{sp.slot}:{sp.node_id}:{sp.task_id}", now, since, new_since)
             if held >= grace and failure is None:
-                failure = f"{_task_label(service, t, names)}: {t.status.err}"
-
-    groups: dict[str, list[pb.Task]] = {}
-    labels: dict[str, str] = {}
-    is_global = service.spec.WhichOneof("mode") == "global"
-    if is_global:
-        for t in tasks:
-            if t.slot or not t.node_id:
-                continue
-            groups.setdefault(t.node_id, []).append(t)
-        # Nodes whose newest task the orchestrator itself shut down (drain, node
-        # removed, constraint no longer met) are not expected to run one.
-        groups = {nid: ts for nid, ts in groups.items() if any(is_live(t) for t in ts) or _newest(ts).desired_state <= pb.RUNNING}
-        for nid in groups:
-            labels[nid] = names.get(nid) or trunc_id(nid)
-        order = sorted(groups, key=lambda nid: (labels[nid], nid))
-        desired = len(order)
-    else:
-        desired = service.spec.replicated.replicas
-        order = [str(s) for s in range(1, desired + 1)]
-        for s in order:
-            groups[s] = []
-            labels[s] = f"{s}/{desired}"
-        for t in tasks:
-            key = str(t.slot)
-            if key in groups:
-                groups[key].append(t)
-
-    lines: list[SlotLine] = []
-    running = 0
-    settled = 0
-    for key in order:
-        ts = groups[key]
-        live = [t for t in ts if is_live(t)]
-        for t in live:
-            check_pending(t)
-        if live:
-            fresh = [t for t in live if is_current(t, service)]
-            cur = _newest(fresh or live)
-            ok = is_current(cur, service) and cur.desired_state == pb.RUNNING and cur.status.state == pb.RUNNING
-            running += ok
-            settled += ok
-            state = task_state_name(cur.status.state)
-            lines.append(SlotLine(labels[key], state, cur.status.err, _fraction(cur.status.state)))
-            continue
-        if not ts:
-            lines.append(SlotLine(labels[key], ""))
-            continue
-        last = _newest(ts)
-        state = task_state_name(last.status.state)
-        if _settled_success(last, service):
-            settled += 1
-            lines.append(SlotLine(labels[key], state, "", 1.0))
-            continue
-        lines.append(SlotLine(labels[key], state, last.status.err or last.status.message))
-        if is_terminal(last):
-            held = _timer(f"empty:{key}", now, since, new_since)
-            if held >= empty_grace and failure is None:
-                failure = (
-                    f"{_task_label(service, last, names)}: {_describe_end(last)} "
-                    "(no replacement task was started: the restart policy gave up)"
-                )
-
-    note = None
-    if is_global and not order:
-        held = _timer("global-empty", now, since, new_since)
-        note = "no tasks yet"
+                failure = f"{task_label(p, sp)}: {sp.stuck}"
+    if not p.slots and p.stuck:
+        # Nowhere to run at all (a global service no node may run).
+        held = _timer("service", now, since, new_since)
         if held >= grace and failure is None:
-            failure = (
-                f"global service {service.spec.name} has no tasks: no node is eligible "
-                "(check --constraint, node availability and that nodes are Ready)"
-            )
-    converged = failure is None and settled == desired and (desired > 0 or not is_global)
+            failure = f"{service_mode(p.service)} service {p.service.spec.name} has no tasks: {p.stuck}"
     return Verdict(
-        converged=converged,
+        converged=failure is None and p.converged,
         failure=failure,
-        running=running,
-        desired=desired,
-        lines=tuple(lines),
+        running=p.running,
+        desired=p.desired,
+        lines=tuple(_slot_line(p, sp) for sp in ordered),
         since=new_since,
-        note=note,
     )
 
 
@@ -288,8 +198,13 @@ class Renderer:
         self.out.flush()
 
 
+def _progress(client: DaemonClient, service_id: str) -> cpb.ServiceProgressResponse:
+    p: cpb.ServiceProgressResponse = client.call(client.stub.ServiceProgress, cpb.ServiceProgressRequest(ref=service_id))
+    return p
+
+
 def watch(
-    daemon: Daemon,
+    client: DaemonClient,
     service_id: str,
     *,
     quiet: bool = False,
@@ -307,10 +222,9 @@ def watch(
     start = time.monotonic()
     try:
         while True:
-            svc = daemon.call(daemon.stub.GetService, cpb.GetServiceRequest(ref=service_id)).service
-            resp = daemon.call(daemon.stub.ListTasks, cpb.ListTasksRequest(service_ref=svc.id))
+            p = _progress(client, service_id)
             now = time.monotonic()
-            v = evaluate(svc, resp.tasks, now, since, dict(resp.node_names), grace)
+            v = evaluate(p, now, since, grace)
             since = v.since
             if not quiet:
                 renderer.frame(render(v))
@@ -324,7 +238,7 @@ def watch(
                 return 0
             if timeout is not None and now - start >= timeout:
                 err.write(
-                    f"Error: service {svc.spec.name} did not converge within {timeout:g}s "
+                    f"Error: service {p.service.spec.name} did not converge within {timeout:g}s "
                     f"({v.running} out of {v.desired} tasks running)\n"
                 )
                 err.flush()
@@ -333,4 +247,88 @@ def watch(
     except KeyboardInterrupt:
         err.write("\nOperation continuing in background.\n")
         err.flush()
+        return 0
+
+
+# ---- rolling updates -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpdateVerdict:
+    done: bool
+    exit_code: int
+    lines: tuple[str, ...]
+    final: str = ""
+
+
+def _update_slot(p: cpb.ServiceProgressResponse, sp: cpb.SlotProgress) -> str:
+    label = slot_label(p, sp)
+    # Only a wanted task of the new spec shows; until there is one the slot waits.
+    if not (sp.has_task and sp.current and sp.desired_state <= pb.RUNNING):
+        return f"{label}: waiting"
+    state = task_state_name(sp.state)
+    if sp.desired_state == pb.READY:
+        state = "ready (waiting for the old task to stop)"
+    return f"{label}: {state}" + (f": {sp.err}" if sp.err else "")
+
+
+def evaluate_update(p: cpb.ServiceProgressResponse, started_at: float, rollback_cmd: bool = False) -> UpdateVerdict:
+    """Where the update started at `started_at` stands, one line per slot, and
+    whether to stop watching (with the exit code and why). `rollback_cmd`: the
+    user asked for the rollback, so its completion is a success."""
+    s = p.service.update_status
+    state = pb.UpdateStatus.State.Name(s.state).lower()
+    lines = (
+        f"overall progress: {p.running} out of {p.desired} tasks",
+        *(_update_slot(p, sp) for sp in _ordered(p)),
+        f"update status: {state}" + (f": {s.message}" if s.message else ""),
+    )
+    if s.started_at + 1e-6 < started_at:
+        return UpdateVerdict(False, 0, lines)  # a lagging manager: our update is not visible yet
+    phase = p.update_phase
+    if phase == Phase.COMPLETED:
+        return UpdateVerdict(True, 0, lines, "verify: Service converged (update completed)")
+    if phase == Phase.ROLLED_BACK:
+        if rollback_cmd:
+            return UpdateVerdict(True, 0, lines, "rollback: Service converged (rollback completed)")
+        return UpdateVerdict(True, 1, lines, f"Error: {s.message or 'update rolled back'}")
+    if phase == Phase.PAUSED:
+        return UpdateVerdict(True, 1, lines, f"Error: {s.message or state}")
+    if phase == Phase.AWAITING_PROMOTION:
+        return UpdateVerdict(True, 0, lines, f"canaries ready: {s.message}")
+    return UpdateVerdict(False, 0, lines)
+
+
+def watch_update(
+    client: DaemonClient,
+    service_id: str,
+    started_at: float,
+    *,
+    quiet: bool = False,
+    rollback_cmd: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    timeout: float | None = None,
+) -> int:
+    """Poll until the update completes (0), pauses or rolls back (1)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    renderer = Renderer(out, tty=out.isatty())
+    start = time.monotonic()
+    try:
+        while True:
+            p = _progress(client, service_id)
+            v = evaluate_update(p, started_at, rollback_cmd)
+            if not quiet:
+                renderer.frame(list(v.lines))
+            if v.done:
+                (err if v.exit_code else out).write(v.final + "\n")
+                (err if v.exit_code else out).flush()
+                return v.exit_code
+            if timeout is not None and time.monotonic() - start > timeout:
+                err.write(f"Error: the update of {p.service.spec.name} did not finish within {timeout:g}s\n")
+                return 1
+            time.sleep(POLL_INTERVAL)
+    except KeyboardInterrupt:
+        err.write("\nOperation continuing in background.\n")
         return 0

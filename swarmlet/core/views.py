@@ -1,50 +1,117 @@
 """Read-only views of the state for users: how far a service is from its
-spec, and why it cannot converge on its own. Served by the control API
-(ServiceProgress) and rendered by the CLI; pure like the rest of the core."""
+spec, why it cannot converge on its own, and where its rolling update stands.
+Served by the control API (ServiceProgress) and rendered by the CLI, which
+decides nothing but how long to wait; pure like the rest of the core."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import orchestrator as orch
 from swarmlet.core import state as st
+from swarmlet.core import updater
+
+US = pb.UpdateStatus
+Phase = cpb.ServiceProgressResponse.UpdatePhase
+
+# Said of a global service that no node may run: nothing will ever start.
+NO_ELIGIBLE_NODE = "no node is eligible (check --constraint, node availability and that nodes are Ready)"
 
 
-def _best_live(tasks: list[pb.Task]) -> pb.Task | None:
-    live = [t for t in tasks if orch.is_live(t)]
-    if not live:
-        return None
-    return min(live, key=lambda t: (-t.spec_version, -t.status.state, t.meta.created_at, t.id))
+def _live(t: pb.Task) -> bool:
+    """Wanted and not ended: running, or on its way there (a task held at
+    desired READY for a stop-first update or a restart delay counts too)."""
+    # TODO(issue 8): core.tasks.active (arch-core) once merged; then drop this.
+    return orch.is_live(t) and t.status.state not in st.TERMINAL_STATES
 
 
-def _groups(snap: st.Snapshot, svc: pb.Service, tasks: list[pb.Task]) -> list[tuple[int, str, list[pb.Task]]]:
-    """(slot, node_id, tasks) for each place the service should run a task:
-    slots 1..N, or the nodes a global service runs (or should run) on."""
+def _is_current(t: pb.Task, svc: pb.Service) -> bool:
+    # Equal specs count too: scaling bumps spec_version without replacing tasks,
+    # and after a rollback the old tasks run the current spec again.
+    # TODO(issue 8): core.tasks.runs_current_spec (arch-core) once merged.
+    return updater.is_current(t, svc)
+
+
+@dataclass(frozen=True)
+class _Group:
+    """A place the service should run one task: slot 1..N, or a node of a
+    global service (slot 0)."""
+
+    slot: int
+    node_id: str
+    tasks: list[pb.Task]
+
+
+def _groups(snap: st.Snapshot, svc: pb.Service, tasks: list[pb.Task]) -> list[_Group]:
+    """Slots 1..N, or the nodes a global service runs (or should run) on: those
+    that may get a new task, and those keeping a live one (a paused node)."""
+    # TODO(issue 8): core.tasks.expected_slots(svc, tasks, snap.nodes) (arch-core)
+    # once merged: its Slot has the same slot/node_id/tasks; then drop _Group.
     if orch.service_mode(svc) == "global":
         constraints = orch.parse_placement(svc.spec.task)
         by_node: dict[str, list[pb.Task]] = defaultdict(list)
         for t in tasks:
-            if t.node_id:
+            if t.node_id and not t.slot:
                 by_node[t.node_id].append(t)
         out = []
         for nid in sorted(snap.nodes):
             keep, create = orch.global_node_fit(snap.nodes[nid], constraints)
             ts = by_node.get(nid, [])
-            if create or (keep and _best_live(ts) is not None):
-                out.append((0, nid, ts))
+            if create or (keep and any(_live(t) for t in ts)):
+                out.append(_Group(0, nid, ts))
         return out
     by_slot: dict[int, list[pb.Task]] = defaultdict(list)
     for t in tasks:
         by_slot[t.slot].append(t)
-    return [(s, "", by_slot.get(s, [])) for s in range(1, int(svc.spec.replicated.replicas) + 1)]
+    return [_Group(s, "", by_slot.get(s, [])) for s in range(1, int(svc.spec.replicated.replicas) + 1)]
 
 
-def _verdict(snap: st.Snapshot, svc: pb.Service, ts: list[pb.Task], now: float) -> orch.Verdict:
-    cands = orch.restart_candidates(ts)
+@dataclass(frozen=True)
+class _SlotView:
+    group: _Group
+    task: pb.Task | None  # the task that stands for the slot
+    live: bool
+    running: bool  # runs the current spec, as wanted
+    settled: bool  # needs nothing more
+    stuck: str  # why it cannot converge on its own, "" if nothing says so
+
+
+def _slot_view(snap: st.Snapshot, svc: pb.Service, g: _Group, now: float) -> _SlotView:
+    live = [t for t in g.tasks if _live(t)]
+    if live:
+        # The newest task running the current spec, else the newest live one
+        # (an old task still running while its replacement is not there yet).
+        fresh = [t for t in live if _is_current(t, svc)]
+        cur = max(fresh or live, key=orch.age_key)
+        running = _is_current(cur, svc) and cur.desired_state == pb.RUNNING and cur.status.state == pb.RUNNING
+        stuck = cur.status.err if cur.status.state <= pb.PENDING else ""
+        return _SlotView(g, cur, True, running, running, stuck)
+    # Nothing live: the orchestrator's own judgement of an empty slot says
+    # whether it is done (completed, not restarted), waits, or gave up.
+    cands = orch.restart_candidates(g.tasks)
     last = max(cands, key=orch.age_key) if cands else None
-    return orch.slot_verdict(last, ts, snap.nodes, now, orch.service_mode(svc) == "global")
+    v = orch.slot_verdict(last, g.tasks, snap.nodes, now, orch.service_mode(svc) == "global")
+    shown = v.last or (max(g.tasks, key=orch.age_key) if g.tasks else None)
+    stuck = f"{v.reason}; last error: {orch.task_error(v.last)}" if v.kind == "gave_up" and v.last is not None else ""
+    return _SlotView(g, shown, False, False, v.kind == "done", stuck)
+
+
+def _slot_views(snap: st.Snapshot, svc: pb.Service, now: float) -> list[_SlotView]:
+    tasks = snap.tasks_of_service(svc.id)
+    return [_slot_view(snap, svc, g, now) for g in _groups(snap, svc, tasks)]
+
+
+def _no_eligible_node(svc: pb.Service, views: Sequence[_SlotView]) -> bool:
+    return orch.service_mode(svc) == "global" and not views
+
+
+def _node_name(snap: st.Snapshot, node_id: str) -> str:
+    node = snap.nodes.get(node_id)
+    return (node.description.hostname or node.id) if node is not None else ""
 
 
 def replica_counts(snap: st.Snapshot, svc: pb.Service) -> tuple[int, int]:
@@ -59,78 +126,84 @@ def replica_counts(snap: st.Snapshot, svc: pb.Service) -> tuple[int, int]:
     return running, desired
 
 
-def _is_current(t: pb.Task, svc: pb.Service) -> bool:
-    # Equal specs count too: scaling bumps spec_version without replacing tasks.
-    return t.spec_version == svc.spec_version or t.spec == svc.spec.task
-
-
-def _settled(t: pb.Task | None, svc: pb.Service) -> bool:
-    """The slot needs nothing more: its task runs the current spec as wanted,
-    or it completed and the restart policy will not replace a success."""
-    if t is None:
-        return False
-    if t.status.state == pb.COMPLETE and svc.spec.task.restart.condition != pb.RestartPolicy.ANY:
-        return True
-    return orch.is_live(t) and _is_current(t, svc) and t.desired_state == pb.RUNNING and t.status.state == pb.RUNNING
+def update_phase(svc: pb.Service) -> cpb.ServiceProgressResponse.UpdatePhase:
+    """Where the service's latest rolling update (or rollback) stands."""
+    s = svc.update_status
+    if s.state in updater.PAUSED:
+        return Phase.PAUSED
+    if s.state == US.COMPLETED:
+        return Phase.COMPLETED
+    if s.state == US.ROLLBACK_COMPLETED:
+        return Phase.ROLLED_BACK
+    if s.state == US.UPDATING and s.canaries_ready and not s.promoted:
+        return Phase.AWAITING_PROMOTION
+    if s.state in updater.ACTIVE:
+        return Phase.IN_PROGRESS
+    return Phase.NO_UPDATE
 
 
 def service_progress(snap: st.Snapshot, service_id: str, now: float = 0.0) -> cpb.ServiceProgressResponse:
     """How far a service is from its spec. Raises KeyError for an unknown service.
 
     One SlotProgress per slot (replicated) or per node the service runs or
-    should run on (global), describing the slot's live task, else its newest
-    task. `converged` when every slot is settled; `stuck` says why the service
-    cannot converge on its own ("" when nothing says so)."""
+    should run on (global), describing the slot's live task (one running the
+    current spec first), else its newest task, and whether the slot is stuck.
+    `converged` when every slot is settled and there is a place to run (a
+    global service with no eligible node has not converged: `stuck` says why)."""
     svc = snap.services[service_id]
-    tasks = snap.tasks_of_service(service_id)
-    running = sum(1 for t in tasks if orch.is_live(t) and _is_current(t, svc) and t.status.state == pb.RUNNING)
-    out = cpb.ServiceProgressResponse(service=svc, running=running, stuck=stuck_reason(snap, service_id, now))
-    groups = _groups(snap, svc, tasks)
-    for slot, nid, ts in groups:
-        cur = _best_live(ts) or (max(ts, key=orch.age_key) if ts else None)
-        sp = out.slots.add(slot=slot, node_id=nid)
-        if cur is not None:
-            sp.node_id = cur.node_id or nid
-            sp.task_id = cur.id
-            sp.state = cur.status.state
-            sp.desired_state = cur.desired_state
-            sp.message = cur.status.message
-            sp.err = cur.status.err
-            sp.spec_version = cur.spec_version
-            sp.attempt = cur.attempt
-            sp.current = _is_current(cur, svc)
+    views = _slot_views(snap, svc, now)
+    out = cpb.ServiceProgressResponse(
+        service=svc,
+        desired=len(views),
+        running=sum(1 for v in views if v.running),
+        stuck=_stuck_reason(snap, svc, views),
+        converged=all(v.settled for v in views) and not _no_eligible_node(svc, views),
+        update_phase=update_phase(svc),
+    )
+    for v in views:
+        sp = out.slots.add(slot=v.group.slot, node_id=v.group.node_id, live=v.live, settled=v.settled, stuck=v.stuck)
+        t = v.task
+        if t is not None:
+            sp.node_id = t.node_id or v.group.node_id
+            sp.task_id = t.id
+            sp.state = t.status.state
+            sp.desired_state = t.desired_state
+            sp.message = t.status.message
+            sp.err = t.status.err
+            sp.spec_version = t.spec_version
+            sp.attempt = t.attempt
+            sp.current = _is_current(t, svc)
             sp.has_task = True
-        sp.settled = _settled(cur, svc)
-        node = snap.nodes.get(sp.node_id)
-        if node is not None:
-            sp.node_name = node.description.hostname or node.id
-    out.desired = len(groups)
-    out.converged = all(sp.settled for sp in out.slots)
+        sp.node_name = _node_name(snap, sp.node_id)
     return out
 
 
 def stuck_reason(snap: st.Snapshot, service_id: str, now: float = 0.0) -> str:
     """Why the service cannot converge on its own, for humans; "" if nothing
-    says it cannot. Two causes: tasks pending with a scheduler error (no node
-    fits), and slots whose restart policy gave up (quoting the last task's
-    error). Raises KeyError for an unknown service."""
+    says it cannot. Raises KeyError for an unknown service."""
     svc = snap.services[service_id]
-    tasks = snap.tasks_of_service(service_id)
+    return _stuck_reason(snap, svc, _slot_views(snap, svc, now))
+
+
+def _stuck_reason(snap: st.Snapshot, svc: pb.Service, views: Sequence[_SlotView]) -> str:
+    """Three causes: tasks pending with a scheduler error (no node fits),
+    slots whose restart policy gave up (quoting the last task's error), and a
+    global service no node may run."""
+    if _no_eligible_node(svc, views):
+        return NO_ELIGIBLE_NODE
     reasons: list[str] = []
-    pending = Counter(t.status.err for t in tasks if orch.is_live(t) and t.status.state == pb.PENDING and t.status.err)
+    tasks = snap.tasks_of_service(svc.id)
+    pending = Counter(t.status.err for t in tasks if _live(t) and t.status.state == pb.PENDING and t.status.err)
     if pending:
         n = sum(pending.values())
         err, _ = pending.most_common(1)[0]
         reasons.append(f"{n} task{'s' if n != 1 else ''} pending: {err}")
-    gave_up: list[str] = []
-    for slot, nid, ts in _groups(snap, svc, tasks):
-        if any(orch.is_live(t) and t.status.state not in st.TERMINAL_STATES for t in ts):
-            continue
-        v = _verdict(snap, svc, ts, now)
-        if v.kind == "gave_up" and v.last is not None:
-            where = f"slot {slot}" if not nid else f"node {snap.nodes[nid].description.hostname or nid}"
-            gave_up.append(f"{where}: {v.reason}; last error: {orch.task_error(v.last)}")
+    gave_up = [f"{_where(snap, v.group)}: {v.stuck}" for v in views if v.stuck and not v.live and v.task is not None]
     if gave_up:
         more = f" (and {len(gave_up) - 1} more)" if len(gave_up) > 1 else ""
         reasons.append(gave_up[0] + more)
     return "; ".join(reasons)
+
+
+def _where(snap: st.Snapshot, g: _Group) -> str:
+    return f"node {_node_name(snap, g.node_id) or g.node_id}" if g.node_id else f"slot {g.slot}"

@@ -7,7 +7,6 @@ import re
 import socket
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -131,11 +130,13 @@ BAD_FLAGS = [
     (["join", "10.0.0.1:4242"], "join token is required"),
     (["join", "--token", "t"], "HOST:PORT"),
     (["join-token", "admin"], "worker or manager"),
-    (["init", "--advertise-addr", "not-an-ip-or-iface"], "invalid advertise address"),
     (["init", "--listen-port", "70000"], "--listen-port"),
     (["info", "--format", "yaml"], "only 'json'"),
     (["daemon", "--log-level", "loud"], "--log-level"),
     (["daemon", "--listen-port", "4243"], "must differ"),
+    (["daemon", "--election-timeout", "soon"], "is not MIN:MAX"),
+    (["daemon", "--election-timeout", "0.8:0.4"], "--election-timeout"),
+    (["daemon", "--advertise-addr", "not-an-ip-or-iface"], "invalid advertise address"),
     (["service", "frobnicate"], "No such command"),
     (["service", "create", "--bogus", "nginx"], "No such option"),
 ]
@@ -183,19 +184,16 @@ def test_python_dash_m_swarmlet() -> None:
 
 
 def test_daemon_command_builds_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = {}
+    from swarmlet.node import daemon as node_daemon
+    from swarmlet.node.config import DaemonConfig
 
-    class DaemonConfig:
-        def __init__(self, **kw: object) -> None:
-            seen.update(kw)
+    seen: list[DaemonConfig] = []
 
-    def run_daemon(cfg: object) -> int:
+    def run_daemon(cfg: DaemonConfig) -> int:
+        seen.append(cfg)
         return 3
 
-    fake = types.ModuleType("swarmlet.node.daemon")
-    fake.DaemonConfig = DaemonConfig  # type: ignore[attr-defined]
-    fake.run_daemon = run_daemon  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "swarmlet.node.daemon", fake)
+    monkeypatch.setattr(node_daemon, "run_daemon", run_daemon)
     result = _invoke(
         [
             "daemon",
@@ -209,28 +207,14 @@ def test_daemon_command_builds_config(monkeypatch: pytest.MonkeyPatch) -> None:
             "5243",
             "--log-level",
             "DEBUG",
+            "--election-timeout",
+            "0.5:1",
         ]
     )
     assert result.exit_code == 3, result.output
-    assert seen == {
-        "state_dir": "/tmp/s",
-        "socket": "/tmp/s.sock",
-        "docker_host": "unix:///var/run/docker.sock",
-        "advertise_addr": "10.1.2.3",
-        "join_port": 4242,
-        "raft_port": 5243,
-        "api_port": 4244,
-        "log_level": "debug",
-        "election_timeout_min": 0.4,
-        "election_timeout_max": 0.8,
-        "leader_fallback_timeout": 1.5,
-    }
-
-
-def test_default_advertise_addr_is_not_loopback() -> None:
-    from swarmlet.cli.main import default_advertise_addr
-
-    addr = default_advertise_addr()
-    if addr is not None:  # a machine with only loopback has no answer
-        assert not addr.startswith("127.")
-        socket.inet_aton(addr)
+    [cfg] = seen
+    assert (cfg.state_dir, cfg.socket, cfg.docker_host) == ("/tmp/s", "/tmp/s.sock", "unix:///var/run/docker.sock")
+    assert (cfg.advertise_addr, cfg.join_port, cfg.raft_port, cfg.api_port) == ("10.1.2.3", 4242, 5243, 4244)
+    assert cfg.log_level == "debug"  # checked and normalised by the node's own rules
+    assert (cfg.election_timeout_min, cfg.election_timeout_max, cfg.leader_fallback_timeout) == (0.5, 1.0, 1.5)
+    assert cfg == cfg.validated()

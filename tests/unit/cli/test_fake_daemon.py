@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -18,21 +19,24 @@ from swarmlet.api import control_pb2_grpc
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli import progress
 from swarmlet.cli.main import app
+from swarmlet.core import state as st
+from swarmlet.core import views
 
 runner = CliRunner()
 
 
 class FakeControl(control_pb2_grpc.ControlServicer):
-    """Just enough of a manager: services by id or name, scripted task lists."""
+    """Just enough of a manager: services by id or name, scripted task lists,
+    and progress judged by the real core/views over them."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.requests: list[object] = []
         self.services: dict[str, pb.Service] = {}
         self.tasks: list[pb.Task] = []
-        # called on every ListTasks so a test can make tasks progress over time
-        self.on_list_tasks = lambda fake: None
-        self.list_calls = 0
+        # called on every ServiceProgress so a test can make tasks progress over time
+        self.on_poll: Callable[[FakeControl], None] = lambda fake: None
+        self.polls = 0
         self.nodes = [
             pb.Node(
                 id="node1",
@@ -108,12 +112,33 @@ class FakeControl(control_pb2_grpc.ControlServicer):
             del self.services[svc.id]
         return cpb.RemoveServiceResponse(id=svc.id)
 
+    def UpdateService(self, request: cpb.UpdateServiceRequest, context: grpc.ServicerContext) -> cpb.ServiceResponse:
+        self.requests.append(request)
+        with self.lock:
+            svc = self._find(request.ref, context)
+            if request.version != svc.meta.version:
+                context.abort(grpc.StatusCode.ABORTED, "the service changed meanwhile")
+            if request.spec.task != svc.spec.task:
+                svc.spec_version += 1
+                svc.update_status.CopyFrom(pb.UpdateStatus(state=pb.UpdateStatus.UPDATING, started_at=time.time()))
+            svc.spec.CopyFrom(request.spec)
+            svc.meta.version += 1
+            return cpb.ServiceResponse(service=svc)
+
+    def ServiceProgress(self, request: cpb.ServiceProgressRequest, context: grpc.ServicerContext) -> cpb.ServiceProgressResponse:
+        with self.lock:
+            self.polls += 1
+            svc = self._find(request.ref, context)
+            self.on_poll(self)
+            snap = st.Snapshot(
+                services=dict(self.services), tasks={t.id: t for t in self.tasks}, nodes={n.id: n for n in self.nodes}
+            )
+            return views.service_progress(snap, svc.id, time.time())
+
     def ListTasks(self, request: cpb.ListTasksRequest, context: grpc.ServicerContext) -> cpb.ListTasksResponse:
         with self.lock:
-            self.list_calls += 1
             if request.service_ref:
                 self._find(request.service_ref, context)
-            self.on_list_tasks(self)
             tasks = [t for t in self.tasks if not request.node_ref or t.node_id == request.node_ref]
             return cpb.ListTasksResponse(tasks=tasks, node_names={"node1": "host-1", "node2": "host-2"})
 
@@ -269,10 +294,10 @@ def test_create_waits_until_converged(fake: tuple[FakeControl, str]) -> None:
 
     def advance(f: FakeControl) -> None:
         sid = next(iter(f.services))
-        state = pb.PENDING if f.list_calls < 2 else (pb.STARTING if f.list_calls < 3 else pb.RUNNING)
+        state = pb.PENDING if f.polls < 2 else (pb.STARTING if f.polls < 3 else pb.RUNNING)
         f.tasks = [_task(sid, s, state, tid=f"t{s}") for s in (1, 2)]
 
-    servicer.on_list_tasks = advance
+    servicer.on_poll = advance
     result = run(host, "service", "create", "--timeout", "20s", "--name", "web", "--replicas", "2", "nginx")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -292,7 +317,7 @@ def test_create_fails_when_a_task_cannot_be_placed(fake: tuple[FakeControl, str]
         sid = next(iter(f.services))
         f.tasks = [_task(sid, 1, pb.PENDING, err="no suitable node (insufficient memory)", node="", tid="p1")]
 
-    servicer.on_list_tasks = stuck
+    servicer.on_poll = stuck
     result = run(host, "service", "create", "--timeout", "20s", "--name", "web", "nginx")
     assert result.exit_code == 1
     assert result.stderr.strip() == "Error: web.1: no suitable node (insufficient memory)"
@@ -300,7 +325,7 @@ def test_create_fails_when_a_task_cannot_be_placed(fake: tuple[FakeControl, str]
 
 def test_create_hidden_timeout(fake: tuple[FakeControl, str]) -> None:
     servicer, host = fake
-    servicer.on_list_tasks = lambda f: None  # no tasks ever
+    servicer.on_poll = lambda f: None  # no tasks ever
     result = run(host, "service", "create", "--timeout", "500ms", "--name", "web", "nginx")
     assert result.exit_code == 1
     assert "did not converge within 0.5s" in result.stderr
@@ -312,7 +337,7 @@ def test_create_quiet_prints_only_the_id(fake: tuple[FakeControl, str]) -> None:
     def running(f: FakeControl) -> None:
         f.tasks = [_task(next(iter(f.services)), 1, pb.RUNNING)]
 
-    servicer.on_list_tasks = running
+    servicer.on_poll = running
     result = run(host, "service", "create", "--timeout", "20s", "-q", "nginx")
     assert result.exit_code == 0
     assert result.stdout == "svc0123456789abcdef\n"
@@ -330,7 +355,7 @@ def test_scale_then_progress(fake: tuple[FakeControl, str]) -> None:
         for t in f.tasks:
             t.spec.CopyFrom(svc.spec.task)
 
-    servicer.on_list_tasks = scaled
+    servicer.on_poll = scaled
     result = run(host, "service", "scale", "--timeout", "20s", "web=3")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[0] == "web scaled to 3"
@@ -454,3 +479,71 @@ def test_cluster_commands(fake: tuple[FakeControl, str]) -> None:
     info = run(host, "info")
     assert info.exit_code == 0 and "Swarm: active" in info.stdout
     assert json.loads(run(host, "info", "--format", "json").stdout)["node_id"] == "node1"
+
+
+def _roll_out(final: int, message: str) -> Callable[[FakeControl], None]:
+    """A rolling update the fake manager finishes on the third poll."""
+
+    def step(f: FakeControl) -> None:
+        svc = next(iter(f.services.values()))
+        done = f.polls >= 3
+        f.tasks = [
+            _task(svc.id, s, pb.RUNNING if done or s == 1 else pb.STARTING, version=svc.spec_version, tid=f"n{s}") for s in (1, 2)
+        ]
+        for t in f.tasks:
+            t.spec.CopyFrom(svc.spec.task)
+        if done:
+            svc.update_status.state = final
+            svc.update_status.message = message
+
+    return step
+
+
+def test_update_follows_the_rollout(fake: tuple[FakeControl, str]) -> None:
+    servicer, host = fake
+    assert run(host, "service", "create", "-d", "--name", "web", "--replicas", "2", "nginx").exit_code == 0
+    servicer.on_poll = _roll_out(pb.UpdateStatus.COMPLETED, "update completed")
+    result = run(host, "service", "update", "--timeout", "20s", "--image", "nginx:2", "--update-parallelism", "0", "web")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "web"
+    assert "overall progress: 1 out of 2 tasks" in lines and "2/2: starting" in lines
+    assert "overall progress: 2 out of 2 tasks" in lines
+    assert lines[-1] == "verify: Service converged (update completed)"
+    req = servicer.requests[-1]
+    assert req.spec.task.container.image == "nginx:2" and req.spec.update.parallelism == 0
+
+
+def test_paused_update_fails_with_the_managers_message(fake: tuple[FakeControl, str]) -> None:
+    servicer, host = fake
+    assert run(host, "service", "create", "-d", "--name", "web", "--replicas", "2", "nginx").exit_code == 0
+    servicer.on_poll = _roll_out(pb.UpdateStatus.PAUSED, "update paused: 1 of 2 new tasks failed")
+    result = run(host, "service", "update", "--timeout", "20s", "-q", "--env-add", "A=1", "web")
+    assert result.exit_code == 1
+    assert result.stdout == "web\n"  # -q: no progress
+    assert result.stderr.strip() == "Error: update paused: 1 of 2 new tasks failed"
+
+
+def test_update_without_a_rollout_follows_convergence(fake: tuple[FakeControl, str]) -> None:
+    servicer, host = fake
+    assert run(host, "service", "create", "-d", "--name", "web", "nginx").exit_code == 0
+
+    def running(f: FakeControl) -> None:
+        svc = next(iter(f.services.values()))
+        f.tasks = [_task(svc.id, s, pb.RUNNING, tid=f"t{s}") for s in (1, 2)]
+        for t in f.tasks:
+            t.spec.CopyFrom(svc.spec.task)
+
+    servicer.on_poll = running
+    result = run(host, "service", "update", "--timeout", "20s", "--replicas", "2", "web")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "verify: Service converged"
+
+
+def test_advertise_addr_is_passed_on_as_typed(fake: tuple[FakeControl, str]) -> None:
+    # The daemon resolves an interface name in its own network namespace.
+    servicer, host = fake
+    assert run(host, "init", "--advertise-addr", "eth7").exit_code == 0
+    assert servicer.requests[-1].advertise_addr == "eth7"
+    assert run(host, "join", "--token", "SWMTKN-w", "--advertise-addr", "10.0.0.9", "10.0.0.1").exit_code == 0
+    assert servicer.requests[-1].advertise_addr == "10.0.0.9"

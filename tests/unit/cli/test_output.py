@@ -7,8 +7,8 @@ import json
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli import output
-from swarmlet.cli.cluster import format_info
 from swarmlet.cli.service import log_prefix
+from swarmlet.cli.swarm import format_info
 
 
 def test_table_pads_like_docker() -> None:

@@ -1,4 +1,5 @@
-"""The CLI's pure parsers: sizes, CPUs, durations, K=V, constraints, addresses."""
+"""The CLI's pure parsers: sizes, CPUs, durations, K=V, addresses. (Constraints
+are parsed by core.constraints: see test_service_spec.py.)"""
 
 from __future__ import annotations
 
@@ -98,48 +99,6 @@ def test_parse_env_reads_bare_names_from_environment() -> None:
     assert parse.parse_env(["A=1", "HOME", "MISSING", "B="], env) == ["A=1", "HOME=/root", "B="]
     with pytest.raises(ValueError):
         parse.parse_env(["=x"], env)
-
-
-@pytest.mark.parametrize(
-    "expr,canonical",
-    [
-        ("node.labels.zone==a", "node.labels.zone==a"),
-        ("node.labels.Zone != b", "node.labels.Zone!=b"),
-        ("node.hostname==host-1", "node.hostname==host-1"),
-        ("node.role==worker", "node.role==worker"),
-        ("node.role!=manager", "node.role!=manager"),
-        ("NODE.ROLE==manager", "node.role==manager"),
-        ("node.id==abc123", "node.id==abc123"),
-        ("node.platform.os==linux", "node.platform.os==linux"),
-        ("node.platform.arch!=x86_64", "node.platform.arch!=x86_64"),
-        ("node.labels.a.b==c=d", "node.labels.a.b==c=d"),
-    ],
-)
-def test_check_constraint(expr: str, canonical: str) -> None:
-    assert parse.check_constraint(expr) == canonical
-
-
-@pytest.mark.parametrize(
-    "expr,match",
-    [
-        ("node.role=worker", "expected KEY==VALUE"),
-        ("node.role==boss", "worker or manager"),
-        ("node.label.zone==a", "unknown key"),
-        ("engine.labels.x==y", "unknown key"),
-        ("node.labels.==a", "missing label name"),
-        ("==a", "missing key"),
-        ("node.hostname==", "missing value"),
-        ("node.hostname==a==b", "only one operator"),
-    ],
-)
-def test_check_constraint_rejects(expr: str, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
-        parse.check_constraint(expr)
-
-
-def test_parse_constraint_structure() -> None:
-    c = parse.parse_constraint("node.labels.disk==ssd")
-    assert (c.key, c.op, c.value) == ("node.labels.disk", "==", "ssd")
 
 
 @pytest.mark.parametrize(

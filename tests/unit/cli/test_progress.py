@@ -1,214 +1,150 @@
-"""The convergence / failure decision behind `service create|scale` progress, and
-its rendering, without a daemon."""
+"""How the CLI renders the manager's progress answer and how long it waits
+before a stuck service is a failure, without a daemon. The answers come from
+the real core/views over snapshots (test_views.py checks the judgement)."""
 
 from __future__ import annotations
 
 import io
 
+from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli import progress
-from swarmlet.cli.progress import Renderer, Verdict, evaluate, render
+from swarmlet.cli.progress import Renderer, Verdict, evaluate, evaluate_update, render
+from swarmlet.core import views
+from tests.unit.core.test_views import NOW, node, service, snap, task
+
+US = pb.UpdateStatus
 
 
-def _service(replicas: int | None = 3, version: int = 1, delay: float = 5.0, condition: int = pb.RestartPolicy.ANY) -> pb.Service:
-    spec = pb.ServiceSpec(name="web")
-    if replicas is None:
-        getattr(spec, "global").SetInParent()
-    else:
-        spec.replicated.replicas = replicas
-    spec.task.container.image = "nginx"
-    spec.task.restart.delay = delay
-    spec.task.restart.condition = condition
-    return pb.Service(id="svc", spec=spec, spec_version=version)
+def answer(svc: pb.Service, tasks: list[pb.Task], nodes: list[pb.Node] | None = None) -> cpb.ServiceProgressResponse:
+    return views.service_progress(snap(svc, tasks, nodes), svc.id, NOW)
 
 
-_counter = [0]
-
-
-def _task(
-    svc: pb.Service,
-    slot: int,
-    state: int,
-    *,
-    desired: int = pb.RUNNING,
-    version: int | None = None,
-    err: str = "",
-    node: str = "n1",
-    created: float | None = None,
-    tid: str | None = None,
-) -> pb.Task:
-    _counter[0] += 1
-    return pb.Task(
-        id=tid or f"t{_counter[0]}",
-        service_id=svc.id,
-        service_name=svc.spec.name,
-        slot=slot,
-        node_id=node,
-        spec=svc.spec.task,
-        spec_version=svc.spec_version if version is None else version,
-        desired_state=desired,
-        meta=pb.Meta(created_at=float(_counter[0]) if created is None else created),
-        status=pb.TaskStatus(state=state, err=err),
-    )
-
-
-def _run(svc: pb.Service, tasks: list[pb.Task], times: list[float], grace: float = 3.0) -> Verdict:
+def run(p: cpb.ServiceProgressResponse, times: list[float], grace: float = 3.0) -> Verdict:
     """Evaluate repeatedly at the given times, feeding `since` back like watch() does."""
     since: dict[str, float] = {}
     v = None
     for now in times:
-        v = evaluate(svc, tasks, now, since, {"n1": "host-1"}, grace)
+        v = evaluate(p, now, since, grace)
         since = v.since
     assert v is not None
     return v
 
 
-def test_converged_when_every_slot_runs_current_spec() -> None:
-    svc = _service(3)
-    tasks = [_task(svc, s, pb.RUNNING) for s in (1, 2, 3)]
-    v = evaluate(svc, tasks, 0.0, {})
+def test_converged_with_slot_labels() -> None:
+    svc = service(3)
+    v = evaluate(answer(svc, [task(svc, s, pb.RUNNING) for s in (1, 2, 3)]), 0.0, {})
     assert v.converged and v.failure is None
     assert (v.running, v.desired) == (3, 3)
     assert [ln.label for ln in v.lines] == ["1/3", "2/3", "3/3"]
 
 
-def test_not_converged_while_starting_or_missing() -> None:
-    svc = _service(3)
-    tasks = [_task(svc, 1, pb.RUNNING), _task(svc, 2, pb.STARTING)]
-    v = evaluate(svc, tasks, 0.0, {})
-    assert not v.done
-    assert v.running == 1
+def test_waiting_slots_have_no_state() -> None:
+    svc = service(3)
+    v = evaluate(answer(svc, [task(svc, 1, pb.RUNNING), task(svc, 2, pb.STARTING)]), 0.0, {})
+    assert not v.done and v.running == 1
     assert [ln.state for ln in v.lines] == ["running", "starting", ""]
 
 
-def test_old_spec_task_does_not_count() -> None:
-    svc = _service(1, version=2)
-    old = _task(svc, 1, pb.RUNNING, version=1)
-    old.spec.container.image = "nginx:old"
-    assert not evaluate(svc, [old], 0.0, {}).converged
-
-
-def test_scaled_service_counts_tasks_with_equal_spec() -> None:
-    # Scaling bumps spec_version but the running tasks are still the current spec.
-    svc = _service(2, version=5)
-    tasks = [_task(svc, 1, pb.RUNNING, version=4), _task(svc, 2, pb.RUNNING, version=5)]
-    assert evaluate(svc, tasks, 0.0, {}).converged
-
-
-def test_tasks_beyond_replicas_are_ignored_when_scaling_down() -> None:
-    svc = _service(1)
-    tasks = [_task(svc, 1, pb.RUNNING), _task(svc, 2, pb.RUNNING, desired=pb.SHUTDOWN)]
-    v = evaluate(svc, tasks, 0.0, {})
-    assert v.converged and v.desired == 1
-
-
-def test_zero_replicas_converge_immediately() -> None:
-    v = evaluate(_service(0), [], 0.0, {})
-    assert v.converged and v.desired == 0
-
-
-def test_restarted_slot_uses_newest_live_task() -> None:
-    svc = _service(1)
-    tasks = [
-        _task(svc, 1, pb.FAILED, desired=pb.SHUTDOWN, err="exit 1"),
-        _task(svc, 1, pb.RUNNING),
-    ]
-    assert evaluate(svc, tasks, 0.0, {}).converged
-
-
-def test_pending_with_error_fails_after_grace() -> None:
-    svc = _service(1)
-    tasks = [_task(svc, 1, pb.PENDING, err="no suitable node (1 node not available)", node="")]
-    assert _run(svc, tasks, [0.0, 1.0, 2.9]).failure is None
-    v = _run(svc, tasks, [0.0, 1.0, 3.0])
+def test_stuck_pending_fails_after_grace() -> None:
+    svc = service(1)
+    p = answer(svc, [task(svc, 1, pb.PENDING, err="no suitable node (1 node not available)", node="")])
+    assert run(p, [0.0, 1.0, 2.9]).failure is None
+    v = run(p, [0.0, 1.0, 3.0])
     assert v.failure == "web.1: no suitable node (1 node not available)"
-    assert v.lines[0].err.startswith("no suitable node")
+    assert v.lines[0].err.startswith("no suitable node") and not v.converged
 
 
-def test_pending_error_timer_resets_when_condition_clears() -> None:
-    svc = _service(1)
-    pend = [_task(svc, 1, pb.PENDING, err="no suitable node", node="", tid="p")]
-    v1 = evaluate(svc, pend, 0.0, {})
-    cleared = [_task(svc, 1, pb.ASSIGNED, tid="p")]
-    v2 = evaluate(svc, cleared, 2.0, v1.since)
+def test_the_grace_starts_again_when_the_slot_is_unstuck_or_gets_a_new_task() -> None:
+    svc = service(1)
+    pending = task(svc, 1, pb.PENDING, err="no suitable node", node="")
+    v1 = evaluate(answer(svc, [pending]), 0.0, {})
+    placed = pb.Task()
+    placed.CopyFrom(pending)
+    placed.status.CopyFrom(pb.TaskStatus(state=pb.ASSIGNED))
+    v2 = evaluate(answer(svc, [placed]), 2.0, v1.since)
     assert v2.since == {}
-    v3 = evaluate(svc, pend, 4.0, v2.since)
-    assert v3.failure is None  # the 3 s start again from t=4
+    assert evaluate(answer(svc, [pending]), 4.0, v2.since).failure is None  # the 3 s start again from t=4
+    # A replacement task that is stuck too is a new condition.
+    other = task(svc, 1, pb.PENDING, err="no suitable node", node="")
+    assert evaluate(answer(svc, [other]), 4.0, v1.since).failure is None
 
 
-def test_pending_without_error_is_just_waiting() -> None:
-    svc = _service(1)
-    tasks = [_task(svc, 1, pb.PENDING, node="")]
-    v = _run(svc, tasks, [0.0, 100.0])
+def test_pending_without_error_never_fails() -> None:
+    svc = service(1)
+    v = run(answer(svc, [task(svc, 1, pb.PENDING, node="")]), [0.0, 100.0])
     assert v.failure is None and not v.converged
 
 
-def test_slot_without_live_task_fails_after_grace_plus_restart_delay() -> None:
-    svc = _service(1, delay=5.0)
-    tasks = [_task(svc, 1, pb.FAILED, err="task: non-zero exit (1)")]
-    assert _run(svc, tasks, [0.0, 7.9]).failure is None  # a delayed restart may still come
-    v = _run(svc, tasks, [0.0, 8.0])
-    assert v.failure is not None
-    assert v.failure.startswith("web.1: task failed: task: non-zero exit (1)")
-    assert "restart policy" in v.failure
-
-
-def test_slot_without_live_task_restart_none_uses_plain_grace() -> None:
-    svc = _service(1, delay=5.0, condition=pb.RestartPolicy.NONE)
-    tasks = [_task(svc, 1, pb.REJECTED, err="image not found")]
-    v = _run(svc, tasks, [0.0, 3.0])
-    assert v.failure is not None and "image not found" in v.failure
-
-
-def test_completed_task_under_on_failure_is_settled() -> None:
-    svc = _service(1, condition=pb.RestartPolicy.ON_FAILURE)
-    tasks = [_task(svc, 1, pb.COMPLETE)]
-    v = evaluate(svc, tasks, 0.0, {})
-    assert v.converged and v.running == 0
-
-
-def test_slot_with_no_tasks_yet_never_fails() -> None:
-    svc = _service(2)
-    v = _run(svc, [_task(svc, 1, pb.RUNNING)], [0.0, 60.0])
+def test_a_delayed_restart_is_not_a_failure() -> None:
+    svc = service(1, delay=5.0)
+    v = run(answer(svc, [task(svc, 1, pb.FAILED, err="task: non-zero exit (1)")]), [0.0, 600.0])
     assert v.failure is None and not v.converged
+    assert (v.lines[0].state, v.lines[0].err) == ("failed", "task: non-zero exit (1)")
 
 
-def test_global_converges_per_node() -> None:
-    svc = _service(None)
-    tasks = [_task(svc, 0, pb.RUNNING, node="n1"), _task(svc, 0, pb.RUNNING, node="n2")]
-    v = evaluate(svc, tasks, 0.0, {}, {"n1": "host-1"})
-    assert v.converged and (v.running, v.desired) == (2, 2)
-    assert [ln.label for ln in v.lines] == ["host-1", "n2"]
-
-
-def test_global_waits_for_a_starting_node() -> None:
-    svc = _service(None)
-    tasks = [_task(svc, 0, pb.RUNNING, node="n1"), _task(svc, 0, pb.PREPARING, node="n2")]
-    assert not evaluate(svc, tasks, 0.0, {}).done
-
-
-def test_global_ignores_nodes_the_orchestrator_shut_down() -> None:
-    svc = _service(None)
+def test_a_restart_policy_that_gave_up_fails_after_grace() -> None:
+    svc = service(1, max_attempts=1)
     tasks = [
-        _task(svc, 0, pb.RUNNING, node="n1"),
-        _task(svc, 0, pb.SHUTDOWN, desired=pb.SHUTDOWN, node="drained"),
+        task(svc, 1, pb.FAILED, desired=pb.SHUTDOWN, err="task: non-zero exit (1)"),
+        task(svc, 1, pb.FAILED, desired=pb.SHUTDOWN, err="task: non-zero exit (1)", attempt=1),
     ]
-    v = _run(svc, tasks, [0.0, 60.0])
-    assert v.converged and v.desired == 1
+    p = answer(svc, tasks)
+    assert run(p, [0.0, 2.9]).failure is None
+    v = run(p, [0.0, 3.0])
+    assert v.failure is not None
+    assert v.failure.startswith("web.1: restart policy gave up after 1 restart")
+    assert v.failure.endswith("last error: task: non-zero exit (1)")
 
 
-def test_global_without_tasks_reports_no_eligible_node() -> None:
-    svc = _service(None)
-    assert _run(svc, [], [0.0, 2.0]).failure is None
-    v = _run(svc, [], [0.0, 3.0])
-    assert v.failure is not None and "no node is eligible" in v.failure
+def test_restart_condition_none_names_the_tasks_error() -> None:
+    svc = service(1, condition=pb.RestartPolicy.NONE)
+    v = run(answer(svc, [task(svc, 1, pb.REJECTED, err="image not found")]), [0.0, 3.0])
+    assert v.failure is not None and "image not found" in v.failure and "restart condition is none" in v.failure
+
+
+def test_completed_task_not_restarted_is_settled() -> None:
+    svc = service(1, condition=pb.RestartPolicy.ON_FAILURE)
+    v = evaluate(answer(svc, [task(svc, 1, pb.COMPLETE)]), 0.0, {})
+    assert v.converged and v.running == 0
+    assert (v.lines[0].state, v.lines[0].fraction) == ("complete", 1.0)
+
+
+def test_a_slot_with_no_task_yet_never_fails() -> None:
+    svc = service(2)
+    v = run(answer(svc, [task(svc, 1, pb.RUNNING)]), [0.0, 60.0])
+    assert v.failure is None and not v.converged
+
+
+def test_global_labels_are_node_names() -> None:
+    svc = service(None)
+    nodes = [node("n2"), node("n1")]
+    nodes[0].description.hostname = "alpha"
+    p = answer(svc, [task(svc, 0, pb.RUNNING, node="n1"), task(svc, 0, pb.RUNNING, node="n2")], nodes)
+    v = evaluate(p, 0.0, {})
+    assert v.converged and (v.running, v.desired) == (2, 2)
+    assert [ln.label for ln in v.lines] == ["alpha", "host-n1"]
+
+
+def test_global_failure_names_the_node() -> None:
+    svc = service(None)
+    p = answer(svc, [task(svc, 0, pb.PENDING, err="no suitable node", node="n1")], [node("n1")])
+    assert run(p, [0.0, 3.0]).failure == "web.host-n1: no suitable node"
+
+
+def test_global_without_an_eligible_node_fails_after_grace() -> None:
+    svc = service(None)
+    p = answer(svc, [], nodes=[])
+    assert run(p, [0.0, 2.0]).failure is None
+    v = run(p, [0.0, 3.0])
+    assert v.failure == f"global service web has no tasks: {views.NO_ELIGIBLE_NODE}"
     assert not v.converged
 
 
 def test_render_lines() -> None:
-    svc = _service(2)
-    tasks = [_task(svc, 1, pb.RUNNING), _task(svc, 2, pb.PENDING, err="no suitable node", node="")]
-    lines = render(evaluate(svc, tasks, 0.0, {}))
+    svc = service(2)
+    p = answer(svc, [task(svc, 1, pb.RUNNING), task(svc, 2, pb.PENDING, err="no suitable node", node="")])
+    lines = render(evaluate(p, 0.0, {}))
     assert lines[0] == "overall progress: 1 out of 2 tasks"
     assert lines[1] == "1/2: running   [" + "=" * 50 + ">]"
     assert lines[2] == "2/2: pending: no suitable node"
@@ -241,3 +177,57 @@ def test_renderer_on_tty_redraws_in_place() -> None:
     r.frame(["a", "b"])
     r.frame(["c", "d"])
     assert out.getvalue() == "\x1b[2Ka\n\x1b[2Kb\n\x1b[2A\x1b[2Kc\n\x1b[2Kd\n"
+
+
+# ---- rolling updates ----
+
+
+def _updating(state: int, message: str = "", started: float = 10.0, **kw: bool) -> pb.Service:
+    svc = service(2, version=2)
+    svc.update_status.CopyFrom(US(state=state, started_at=started, message=message, **kw))
+    return svc
+
+
+def _update_answer(svc: pb.Service) -> cpb.ServiceProgressResponse:
+    old = task(svc, 2, pb.RUNNING, version=1)
+    old.spec.container.image = "nginx:old"
+    return answer(svc, [task(svc, 1, pb.RUNNING), old, task(svc, 2, pb.READY, desired=pb.READY)])
+
+
+def test_update_lines() -> None:
+    v = evaluate_update(_update_answer(_updating(US.UPDATING, "update in progress")), 10.0)
+    assert not v.done
+    assert v.lines == (
+        "overall progress: 1 out of 2 tasks",
+        "1/2: running",
+        "2/2: ready (waiting for the old task to stop)",
+        "update status: updating: update in progress",
+    )
+
+
+def test_a_slot_without_a_new_task_waits() -> None:
+    svc = _updating(US.UPDATING)
+    old = task(svc, 1, pb.RUNNING, version=1)
+    old.spec.container.image = "nginx:old"
+    v = evaluate_update(answer(svc, [old]), 10.0)
+    assert v.lines[1:3] == ("1/2: waiting", "2/2: waiting")
+
+
+def test_update_verdicts() -> None:
+    def verdict(svc: pb.Service, rollback_cmd: bool = False) -> progress.UpdateVerdict:
+        return evaluate_update(_update_answer(svc), 10.0, rollback_cmd)
+
+    v = verdict(_updating(US.COMPLETED))
+    assert (v.done, v.exit_code, v.final) == (True, 0, "verify: Service converged (update completed)")
+    v = verdict(_updating(US.PAUSED, "update paused: 1 of 2 new tasks failed"))
+    assert (v.done, v.exit_code, v.final) == (True, 1, "Error: update paused: 1 of 2 new tasks failed")
+    assert verdict(_updating(US.ROLLBACK_PAUSED)).final == "Error: rollback_paused"
+    v = verdict(_updating(US.ROLLBACK_COMPLETED, "update rolled back: x"))
+    assert (v.exit_code, v.final) == (1, "Error: update rolled back: x")
+    v = verdict(_updating(US.ROLLBACK_COMPLETED), rollback_cmd=True)
+    assert (v.exit_code, v.final) == (0, "rollback: Service converged (rollback completed)")
+    v = verdict(_updating(US.UPDATING, "2 canaries healthy", canaries_ready=True))
+    assert (v.done, v.exit_code, v.final) == (True, 0, "canaries ready: 2 canaries healthy")
+    assert not verdict(_updating(US.UPDATING, canaries_ready=True, promoted=True)).done
+    # An older update's status is not ours (a lagging manager): keep waiting.
+    assert not verdict(_updating(US.COMPLETED, started=5.0)).done

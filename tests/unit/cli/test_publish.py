@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.cli.network import parse_publish
+from swarmlet.cli.parse import parse_publish
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,88 @@
+"""`swarmlet daemon`: run this host's daemon.
+
+The only CLI module that imports swarmlet.node (import-linter allows exactly
+these imports): the daemon's configuration is checked by the node's own rules
+(node/config.py, DaemonConfig.validated), which this command only turns into
+usage errors naming the flag. The imports happen inside the command so every
+other command starts fast and works on machines without the daemon's
+dependencies (docker, pysyncobj, pyroute2).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from swarmlet.cli.client import CLIError, handle_errors
+from swarmlet.cli.options import AdvertiseAddrOpt
+
+
+@handle_errors
+def daemon(
+    state_dir: Annotated[
+        str, typer.Option("--state-dir", metavar="DIR", help="Where the node keeps its state.")
+    ] = "/var/lib/swarmlet",
+    socket_: Annotated[
+        str, typer.Option("--socket", metavar="PATH", help="Unix socket for the CLI.")
+    ] = "/run/swarmlet/swarmlet.sock",
+    docker_host: Annotated[
+        str, typer.Option("--docker-host", metavar="URL", help="Docker engine to run tasks on.")
+    ] = "unix:///var/run/docker.sock",
+    advertise_addr: AdvertiseAddrOpt = None,
+    listen_port: Annotated[
+        int, typer.Option("--listen-port", min=1, max=65535, metavar="PORT", help="Join / CA port (TLS).")
+    ] = 4242,
+    api_port: Annotated[
+        int, typer.Option("--api-port", min=1, max=65535, metavar="PORT", help="Node API port (mutual TLS).")
+    ] = 4244,
+    raft_port: Annotated[int, typer.Option("--raft-port", min=1, max=65535, metavar="PORT", help="Raft port (managers).")] = 4243,
+    log_level: Annotated[
+        str, typer.Option("--log-level", metavar="LEVEL", help="debug, info, warning, error or critical.")
+    ] = "info",
+    election_timeout: Annotated[
+        str,
+        typer.Option(
+            "--election-timeout",
+            metavar="MIN:MAX",
+            help="Raft election timeout window in seconds (managers): a follower that hears no leader for a random time in it starts an election.",
+        ),
+    ] = "0.4:0.8",
+    leader_fallback: Annotated[
+        float,
+        typer.Option(
+            "--leader-fallback-timeout",
+            metavar="SECONDS",
+            min=0.1,
+            help="A leader that cannot reach a majority for this long steps down.",
+        ),
+    ] = 1.5,
+) -> None:
+    """Run the swarmlet daemon (agent, and manager once the node is one)."""
+    try:
+        from swarmlet.node.config import ConfigError, DaemonConfig, parse_election_timeout
+        from swarmlet.node.daemon import run_daemon
+    except ImportError as e:
+        raise CLIError(f"the daemon cannot start: {e}") from None
+    try:
+        e_min, e_max = parse_election_timeout(election_timeout)
+        cfg = DaemonConfig(
+            state_dir=state_dir,
+            socket=socket_,
+            docker_host=docker_host,
+            advertise_addr=advertise_addr or "",
+            join_port=listen_port,
+            raft_port=raft_port,
+            api_port=api_port,
+            log_level=log_level,
+            election_timeout_min=e_min,
+            election_timeout_max=e_max,
+            leader_fallback_timeout=leader_fallback,
+        ).validated()
+    except ConfigError as e:
+        raise typer.BadParameter(str(e), param_hint=e.option) from None
+    raise typer.Exit(run_daemon(cfg) or 0)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("daemon")(daemon)

@@ -1,0 +1,282 @@
+"""Flags shared by several commands, each declared once.
+
+Single flags are `Annotated` aliases (FormatOpt, IdsOpt, ...). Groups of flags
+are dataclasses whose fields are the flags; `@flags(name=Group)` adds a
+group's flags to a command and hands the command one instance, so `service
+create` and `service update` declare the --update-*/--rollback-* and
+--reserve-*/--restart-*/--health-* flags nowhere but here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, TypeVar, get_type_hints
+
+import typer
+
+from swarmlet.cli.parse import parse_duration
+
+T = TypeVar("T")
+V = TypeVar("V")
+R = TypeVar("R")
+
+# ---- single flags ------------------------------------------------------------------
+
+FormatOpt = Annotated[str | None, typer.Option("--format", metavar="json", help="'json' for machine-readable output.")]
+IdsOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only display IDs.")]
+PrettyOpt = Annotated[bool, typer.Option("--pretty", help="Human-readable output.")]
+StopGraceOpt = Annotated[
+    str | None,
+    typer.Option("--stop-grace-period", metavar="DURATION", help="Time to wait before force killing a container (default 10s)."),
+]
+
+# Passed on as typed: the daemon resolves an interface name (node/addresses.py)
+# on its own host and in its own network namespace, which need not be the CLI's.
+AdvertiseAddrOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--advertise-addr",
+        metavar="IP",
+        help="IP (or interface) other nodes reach this one at (default: the first non-loopback IPv4 address).",
+    ),
+]
+
+
+def check_format(fmt: str | None) -> None:
+    if fmt not in (None, "json"):
+        raise typer.BadParameter(f"unsupported format {fmt!r}: only 'json' is supported", param_hint="--format")
+
+
+def check_pretty(pretty: bool, fmt: str | None) -> None:
+    check_format(fmt)
+    if pretty and fmt:
+        raise typer.BadParameter("--pretty and --format cannot be combined", param_hint="--pretty")
+
+
+def parsed(parser: Callable[[V], T], value: V, hint: str) -> T:
+    """Run a parse.py parser; its ValueError becomes a usage error on `hint`."""
+    try:
+        return parser(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint=hint) from None
+
+
+def optional(parser: Callable[[str], T], value: str | None, hint: str) -> T | None:
+    return None if value is None else parsed(parser, value, hint)
+
+
+# ---- groups --------------------------------------------------------------------------
+
+
+def flags(**groups: type[Any]) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Add the flags of each group (a dataclass whose fields are Annotated typer
+    options) to a command, in place of the command's parameter of the same
+    name, which receives one instance of the group. Typer reads the command's
+    signature, so the wrapper advertises the command's own parameters followed
+    by the groups' flags, in the order given here (the order of --help)."""
+
+    def decorate(fn: Callable[..., R]) -> Callable[..., R]:
+        sig = inspect.signature(fn, eval_str=True)
+        fields: dict[str, tuple[dataclasses.Field[Any], ...]] = {}
+        added: list[inspect.Parameter] = []
+        for param, group in groups.items():
+            if param not in sig.parameters:
+                raise TypeError(f"{fn.__name__} has no parameter {param!r} for {group.__name__}")
+            fields[param] = dataclasses.fields(group)
+            hints = get_type_hints(group, include_extras=True)
+            added += [
+                inspect.Parameter(
+                    f"{param}__{f.name}", inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name]
+                )
+                for f in fields[param]
+            ]
+        # Keyword-only: typer passes everything by name, and it frees the order.
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in sig.parameters.values() if p.name not in groups]
+
+        @functools.wraps(fn)
+        def command(*args: Any, **kwargs: Any) -> R:
+            for param, group in groups.items():
+                kwargs[param] = group(**{f.name: kwargs.pop(f"{param}__{f.name}") for f in fields[param]})
+            return fn(*args, **kwargs)
+
+        params = own + added
+        command.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params} | {"return": sig.return_annotation}
+        return command
+
+    return decorate
+
+
+def given(group: Any) -> bool:
+    """Whether any flag of a group was given: a field differs from its default
+    (None, or False for an on/off flag; --update-parallelism 0 and
+    --no-update-auto-promote are given)."""
+    return any(getattr(group, f.name) != f.default for f in dataclasses.fields(group))
+
+
+@dataclasses.dataclass(frozen=True)
+class WaitFlags:
+    """How a command that changes a service follows its progress."""
+
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Exit immediately instead of waiting for the service to converge.")
+    ] = False
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Suppress progress output.")] = False
+    timeout: Annotated[
+        str | None,
+        typer.Option("--timeout", hidden=True, metavar="DURATION", help="Give up waiting for convergence after DURATION."),
+    ] = None
+
+    def limit(self) -> float | None:
+        """--timeout in seconds; checked before anything is sent."""
+        return optional(parse_duration, self.timeout, "--timeout")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskListFlags:
+    """`service ps` and `node ps`."""
+
+    filters: Annotated[
+        list[str] | None,
+        typer.Option("--filter", "-f", metavar="KEY=VALUE", help="desired-state=, id=, name=, node=; repeatable."),
+    ] = None
+    no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Do not truncate output.")] = False
+    quiet: IdsOpt = False
+    fmt: FormatOpt = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceFlags:
+    reserve_cpu: Annotated[str | None, typer.Option("--reserve-cpu", metavar="CPUS", help="Reserve CPUs, e.g. 0.5.")] = None
+    reserve_memory: Annotated[str | None, typer.Option("--reserve-memory", metavar="BYTES", help="Reserve memory, e.g. 64M.")] = (
+        None
+    )
+    limit_cpu: Annotated[str | None, typer.Option("--limit-cpu", metavar="CPUS", help="Limit CPUs.")] = None
+    limit_memory: Annotated[str | None, typer.Option("--limit-memory", metavar="BYTES", help="Limit memory, e.g. 1.5G.")] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartFlags:
+    condition: Annotated[
+        str | None, typer.Option("--restart-condition", metavar="COND", help="none, on-failure or any (default any).")
+    ] = None
+    delay: Annotated[
+        str | None, typer.Option("--restart-delay", metavar="DURATION", help="Delay between restart attempts (default 5s).")
+    ] = None
+    max_attempts: Annotated[
+        int | None,
+        typer.Option("--restart-max-attempts", min=0, metavar="N", help="Maximum restarts before giving up (0 = unlimited)."),
+    ] = None
+    window: Annotated[
+        str | None, typer.Option("--restart-window", metavar="DURATION", help="Window used to evaluate the restart policy.")
+    ] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthFlags:
+    cmd: Annotated[str | None, typer.Option("--health-cmd", metavar="CMD", help="Command run to check health.")] = None
+    interval: Annotated[str | None, typer.Option("--health-interval", metavar="DURATION", help="Time between checks.")] = None
+    timeout: Annotated[str | None, typer.Option("--health-timeout", metavar="DURATION", help="Maximum time a check may run.")] = (
+        None
+    )
+    retries: Annotated[
+        int | None, typer.Option("--health-retries", min=0, metavar="N", help="Consecutive failures to report unhealthy.")
+    ] = None
+    start_period: Annotated[
+        str | None, typer.Option("--health-start-period", metavar="DURATION", help="Start period before failures count.")
+    ] = None
+    disable: Annotated[bool, typer.Option("--no-healthcheck", help="Disable any image HEALTHCHECK.")] = False
+
+    def timings(self) -> Mapping[str, str | None]:
+        return {"--health-interval": self.interval, "--health-timeout": self.timeout, "--health-start-period": self.start_period}
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdatePolicy:
+    """The --update-* flags as typed; None = not given."""
+
+    parallelism: Annotated[
+        int | None, typer.Option("--update-parallelism", min=0, metavar="N", help="Tasks updated at once (0 = all; default 1).")
+    ] = None
+    delay: Annotated[
+        str | None, typer.Option("--update-delay", metavar="DURATION", help="Delay between updates (default 0s).")
+    ] = None
+    failure_action: Annotated[
+        str | None,
+        typer.Option("--update-failure-action", metavar="ACTION", help="pause, continue or rollback (default pause)."),
+    ] = None
+    monitor: Annotated[
+        str | None,
+        typer.Option("--update-monitor", metavar="DURATION", help="Time a new task must stay healthy (default 5s)."),
+    ] = None
+    max_failure_ratio: Annotated[
+        float | None, typer.Option("--update-max-failure-ratio", metavar="RATIO", help="Failure rate tolerated (default 0).")
+    ] = None
+    order: Annotated[
+        str | None, typer.Option("--update-order", metavar="ORDER", help="stop-first or start-first (default stop-first).")
+    ] = None
+    canary: Annotated[
+        int | None,
+        typer.Option(
+            "--update-canary", min=0, metavar="N", help="Start N new tasks beside the old ones and wait for `service promote`."
+        ),
+    ] = None
+    auto_promote: Annotated[
+        bool | None,
+        typer.Option(
+            "--update-auto-promote/--no-update-auto-promote", help="Promote canaries once healthy through the monitor period."
+        ),
+    ] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RollbackPolicy:
+    """The --rollback-* flags: the same policy, without canaries, and a
+    rollback is not itself rolled back."""
+
+    parallelism: Annotated[
+        int | None,
+        typer.Option("--rollback-parallelism", min=0, metavar="N", help="Tasks rolled back at once (0 = all; default 1)."),
+    ] = None
+    delay: Annotated[
+        str | None, typer.Option("--rollback-delay", metavar="DURATION", help="Delay between rollbacks (default 0s).")
+    ] = None
+    failure_action: Annotated[
+        str | None, typer.Option("--rollback-failure-action", metavar="ACTION", help="pause or continue (default pause).")
+    ] = None
+    monitor: Annotated[
+        str | None,
+        typer.Option("--rollback-monitor", metavar="DURATION", help="Time a task must stay healthy (default 5s)."),
+    ] = None
+    max_failure_ratio: Annotated[
+        float | None, typer.Option("--rollback-max-failure-ratio", metavar="RATIO", help="Failure rate tolerated (default 0).")
+    ] = None
+    order: Annotated[
+        str | None, typer.Option("--rollback-order", metavar="ORDER", help="stop-first or start-first (default stop-first).")
+    ] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkFlags:
+    """`service create`'s networking."""
+
+    networks: Annotated[
+        list[str] | None, typer.Option("--network", metavar="NETWORK", help="Attach to an overlay network; repeatable.")
+    ] = None
+    endpoint_mode: Annotated[
+        str | None,
+        typer.Option("--endpoint-mode", metavar="vip|dnsrr", help="Name resolves to a VIP (default) or to the task IPs."),
+    ] = None
+    publish: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--publish",
+            "-p",
+            metavar="SPEC",
+            help="published=8080,target=80,protocol=tcp|udp,mode=ingress|host (protocol and mode optional), "
+            "or 8080:80 or 8080:80/udp; repeatable.",
+        ),
+    ] = None
