@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.core.scheduler.filters import NODE_FILTERS, TASK_FILTERS, Context, NodeFilter, TaskFilter
+from swarmlet.core.scheduler import filters
+from swarmlet.core.scheduler.filters import Context, NodeFilter, TaskFilter
 from swarmlet.core.units import plural
 
 NO_NODE = "no suitable node"
@@ -33,10 +34,16 @@ class Pipeline:
     def __init__(
         self,
         ctx: Context,
-        node_filters: Sequence[type[NodeFilter[Any]]] = NODE_FILTERS,
-        task_filters: Sequence[type[TaskFilter]] = TASK_FILTERS,
+        node_filters: Sequence[type[NodeFilter[Any]]] | None = None,
+        task_filters: Sequence[type[TaskFilter]] | None = None,
     ) -> None:
+        """Filter instances for one round (they may cache what they compute
+        from the snapshot); by default the lists in filters.py."""
         self.nodes = ctx.snap.nodes
+        if node_filters is None:
+            node_filters = filters.NODE_FILTERS
+        if task_filters is None:
+            task_filters = filters.TASK_FILTERS
         self.filters: list[NodeFilter[Any]] = [cls(ctx) for cls in node_filters]
         self._task_filters = [cls(ctx) for cls in task_filters]
         self._static = [(i, f) for i, f in enumerate(self.filters) if not f.dynamic]
