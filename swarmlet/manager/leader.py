@@ -42,7 +42,7 @@ class LeaderLoop:
                 continue
             snap = self._store.snapshot()
             try:
-                # plan_round never mutates the snapshot (copy-on-write), so no copy.
+                # plan never mutates the snapshot (copy-on-write), so no copy.
                 plan = planner.plan(snap, time.time(), new_id)
             except Exception:
                 log.exception("planning failed")
