@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.core import orchestrator, planner
+from swarmlet.core import orchestrator, planner, tasks
 from swarmlet.core import state as st
 
 GiB = 1 << 30
@@ -41,7 +41,7 @@ class Sim:
         acts = planner.plan_round(self.snap, self.now, self.new_id, strict=True)
         self.apply(acts)
         if check_idempotent:
-            again = orchestrator.orchestrate(self.snap, self.now, self.new_id)
+            again = orchestrator.orchestrate(self.snap, self.now, self.new_id).actions
             assert again == [], f"orchestrator not idempotent: {again}"
         return acts
 
@@ -193,7 +193,7 @@ class Sim:
     def tasks(self, sid: str | None = None, *, live: bool | None = None) -> list[pb.Task]:
         out = [t for t in self.snap.tasks.values() if sid is None or t.service_id == sid]
         if live is not None:
-            out = [t for t in out if orchestrator.is_live(t) == live]
+            out = [t for t in out if tasks.wanted(t) == live]
         return sorted(out, key=lambda t: (t.slot, t.meta.created_at, t.id))
 
     def live_by_slot(self, sid: str) -> dict[int, pb.Task]:

@@ -2,7 +2,7 @@
 """Scheduler throughput with 3 managers replicating: 10,000 tasks placed on
 1,000 simulated nodes.
 
-    /work/venv/bin/python scripts/bench/sched_bench.py [--nodes 1000] [--tasks 10000] [--out FILE]
+    .venv/bin/python scripts/bench/sched_bench.py [--nodes 1000] [--tasks 10000] [--out FILE]
 
 No root, no testbed: three real `Store`s (real pysyncobj, encrypted transport,
 journal and dump files) on loopback ports in this process, the real
@@ -17,7 +17,7 @@ writer into batches of up to 2,000 merges) and keep their nodes alive (the
 dispatcher's heartbeat bookkeeping; otherwise its liveness loop would mark them
 DOWN after 3 s).
 
-The workload is that of tests/unit/test_scheduler.py's 10k test: service "big",
+The workload is that of tests/unit/core/test_scheduler.py's 10k test: service "big",
 9,000 replicas reserving 0.1 CPU / 64 MiB each, and "pinned", 1,000 replicas
 constrained to node.labels.rack==3 (100 nodes). Both are created in one batch;
 the clock starts when that batch is proposed.

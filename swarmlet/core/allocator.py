@@ -9,11 +9,12 @@ Addresses are never stored as "free": what is in use is recomputed from the
 snapshot every round (gateways, VIPs, node addresses, and the addresses of tasks
 that may still run), so a removed service or a finished task frees its
 addresses without any bookkeeping that could drift. A finished task keeps its
-attachments in its history for `ps`/inspect; only live tasks hold addresses.
+attachments in its history for `ps`/inspect; only tasks that may still run
+hold addresses (tasks.holds_addresses).
 
-Runs inside planner.plan_round on the leader, between the orchestrator (which
-creates tasks) and the scheduler (which must not assign a task whose networks
-are not allocated yet: see `waiting_for_network`).
+Runs inside the planner's round on the leader, between the orchestrator (which
+creates tasks) and the scheduler (which leaves a task pending, and says why,
+while it lacks an address: scheduler/filters.NetworkReady).
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import state as st
+from swarmlet.core import tasks as tk
+from swarmlet.core.stage import StagePlan
 
 DEFAULT_POOL = ("10.0.0.0/8",)
 DEFAULT_SUBNET_SIZE = 24
@@ -129,11 +133,6 @@ def mac_for(ip: str) -> str:
     return "02:42:" + ":".join(f"{x:02x}" for x in b)
 
 
-def is_live(t: pb.Task) -> bool:
-    """A task that holds its addresses: it may run, or still runs."""
-    return t.status.state not in st.TERMINAL_STATES and t.desired_state <= pb.SHUTDOWN
-
-
 def ingress_network(snap: st.Snapshot) -> pb.Network | None:
     for n in snap.networks.values():
         if n.spec.ingress:
@@ -157,33 +156,26 @@ def wanted_networks(snap: st.Snapshot, svc: pb.Service) -> list[str]:
     return ids
 
 
-def waiting_for_network(snap: st.Snapshot, t: pb.Task) -> bool:
-    """True when the task's service wants networks the task has no address on
-    yet (or the ingress network does not exist yet): the scheduler leaves it."""
-    svc = snap.services.get(t.service_id)
-    if svc is None:
-        return False
-    want = wanted_networks(snap, svc)
-    if publishes(svc) and ingress_network(snap) is None:
-        return True
-    if not want:
-        return False
-    have = {a.network_id for a in t.networks}
-    return not all(n in have for n in want)
-
-
 # ---- the allocation round ----
+
+
+def _v4(cidr: str) -> Net:
+    """A stored subnet (validated IPv4 when it was written)."""
+    n = ipaddress.ip_network(cidr)
+    if not isinstance(n, Net):
+        raise AllocationError(f"subnet {cidr}: only IPv4 is supported")
+    return n
 
 
 @dataclass
 class _Pools:
-    """Per network: addresses in use, and a cursor for the next search."""
+    """Per network: the addresses in use."""
 
     used: dict[str, set[int]] = field(default_factory=dict)
     subnets: dict[str, Net] = field(default_factory=dict)
 
     def add_network(self, n: pb.Network) -> None:
-        subnet = ipaddress.ip_network(n.subnet)
+        subnet = _v4(n.subnet)
         self.subnets[n.id] = subnet
         used = self.used.setdefault(n.id, set())
         used.add(int(subnet.network_address))
@@ -205,10 +197,21 @@ class _Pools:
         return None
 
 
-def _copy(obj):
+M = TypeVar("M", pb.Network, pb.Service, pb.Task)
+
+
+def _copy(obj: M) -> M:
     new = type(obj)()
     new.CopyFrom(obj)
     return new
+
+
+def _free_subnet(taken: list[Net], pool: list[Net], size: int) -> Net | None:
+    for p in pool:
+        for cand in p.subnets(new_prefix=size):
+            if not any(cand.overlaps(t) for t in taken):
+                return cand
+    return None
 
 
 def _allocate_network(n: pb.Network, taken: list[Net], vnis: set[int], pool: list[Net], size: int) -> pb.Network:
@@ -216,23 +219,17 @@ def _allocate_network(n: pb.Network, taken: list[Net], vnis: set[int], pool: lis
     new = _copy(n)
     new.error = ""
     if n.spec.subnet:
-        subnet = ipaddress.ip_network(n.spec.subnet)
+        subnet = _v4(n.spec.subnet)
         clash = next((t for t in taken if t.overlaps(subnet)), None)
         if clash is not None:
             new.error = f"subnet {subnet} overlaps {clash}, already in use"
             return new
     else:
-        subnet = None
-        for p in pool:
-            for cand in p.subnets(new_prefix=size):
-                if not any(cand.overlaps(t) for t in taken):
-                    subnet = cand
-                    break
-            if subnet is not None:
-                break
-        if subnet is None:
+        free = _free_subnet(taken, pool, size)
+        if free is None:
             new.error = f"the address pool ({', '.join(map(str, pool))}) has no free /{size} left"
             return new
+        subnet = free
     vni = FIRST_VNI
     while vni in vnis:
         vni += 1
@@ -245,124 +242,142 @@ def _allocate_network(n: pb.Network, taken: list[Net], vnis: set[int], pool: lis
     return new
 
 
-def allocate(snap: st.Snapshot, new_id: Callable[[], str]) -> list[spb.StoreAction]:
-    """Store actions that allocate what is missing. Reads `snap` only."""
-    actions: list[spb.StoreAction] = []
-    networks: dict[str, pb.Network] = dict(snap.networks)
+class _Allocation:
+    """One allocation round over a snapshot, in the order things depend on
+    each other: networks, what is in use, ingress node addresses, service
+    VIPs, task addresses."""
 
-    # The ingress network exists as soon as some service publishes a port.
-    if ingress_network(snap) is None and any(publishes(s) for s in snap.services.values()):
-        ing = pb.Network(id=new_id(), spec=pb.NetworkSpec(name=INGRESS_NAME, driver="overlay", ingress=True))
-        networks[ing.id] = ing
-        created_ingress = ing.id
-    else:
+    def __init__(self, snap: st.Snapshot, new_id: Callable[[], str]) -> None:
+        self.snap = snap
+        self.new_id = new_id
+        self.actions: list[spb.StoreAction] = []
+        self.networks: dict[str, pb.Network] = dict(snap.networks)
+        self.changed_nets: dict[str, pb.Network] = {}
+        self.pools = _Pools()
+        # service id -> allocated networks its tasks attach to
+        self.service_nets: dict[str, list[str]] = {}
+
+    def run(self) -> StagePlan:
+        self._networks()
+        self._in_use()
+        self._ingress_nodes()
+        for nid in sorted(self.changed_nets):
+            self.actions.append(st.put(self.changed_nets[nid], create=nid not in self.snap.networks))
+        self._vips()
+        self._task_addresses()
+        return StagePlan(self.actions)
+
+    def _networks(self) -> None:
+        """Subnet, gateway and VNI for every network that has none; the
+        ingress network as soon as some service publishes a port."""
+        snap, networks = self.snap, self.networks
         created_ingress = ""
-
-    # 1. Networks: subnet, gateway, VNI.
-    pool, size = cluster_pool(snap)
-    taken = [ipaddress.ip_network(n.subnet) for n in networks.values() if n.vni]
-    vnis = {n.vni for n in networks.values() if n.vni}
-    changed_nets: dict[str, pb.Network] = {}
-    # Subnets the user chose first: the pool must not hand them out.
-    for nid in sorted(networks, key=lambda i: (not networks[i].spec.subnet, i)):
-        n = networks[nid]
-        if n.vni:
-            continue
-        new = _allocate_network(n, taken, vnis, pool, size)
-        if new.vni:
-            taken.append(ipaddress.ip_network(new.subnet))
-            vnis.add(new.vni)
-        if new.SerializeToString(deterministic=True) != n.SerializeToString(deterministic=True) or nid == created_ingress:
-            networks[nid] = new
-            changed_nets[nid] = new
-
-    pools = _Pools()
-    for n in networks.values():
-        if n.vni:
-            pools.add_network(n)
-
-    # 2. What is in use: node addresses, VIPs, live tasks' addresses.
-    for n in networks.values():
-        for addr in n.node_addrs.values():
-            pools.mark(n.id, addr)
-    for s in snap.services.values():
-        for v in s.virtual_ips:
-            pools.mark(v.network_id, v.addr)
-    for t in snap.tasks.values():
-        if is_live(t):
-            for a in t.networks:
-                pools.mark(a.network_id, a.addr)
-
-    # 3. Ingress: an address for every node, none for removed nodes.
-    ing = next((n for n in networks.values() if n.spec.ingress), None)
-    if ing is not None and ing.vni:
-        stale = [nid for nid in ing.node_addrs if nid not in snap.nodes]
-        missing = [nid for nid in sorted(snap.nodes) if nid not in ing.node_addrs]
-        if stale or missing:
-            new = _copy(changed_nets.get(ing.id, ing))
-            for nid in stale:
-                del new.node_addrs[nid]
-            for nid in missing:
-                addr = pools.take(ing.id)
-                if addr is None:
-                    new.error = "ingress network full: a node has no address on it"
-                    break
-                new.node_addrs[nid] = addr
-            networks[ing.id] = changed_nets[ing.id] = new
-
-    for nid in sorted(changed_nets):
-        actions.append(st.put(changed_nets[nid], create=nid not in snap.networks))
-
-    # 4. Services: one VIP per network in vip mode, none in dnsrr mode.
-    service_nets: dict[str, list[str]] = {}
-    view = st.Snapshot(services=snap.services, networks=networks)
-    for sid in sorted(snap.services):
-        s = snap.services[sid]
-        want = [w for w in wanted_networks(view, s) if w in networks and networks[w].vni]
-        service_nets[sid] = want
-        vip_mode = s.spec.endpoint.mode == pb.EndpointSpec.VIP
-        have = {v.network_id: v.addr for v in s.virtual_ips}
-        target: list[tuple[str, str]] = []
-        for w in want if vip_mode else []:
-            addr = have.get(w) or pools.take(w)
-            if addr is None:
-                continue  # the network is full; retried every round
-            target.append((w, addr))
-        if target != [(v.network_id, v.addr) for v in s.virtual_ips]:
-            new = _copy(s)
-            del new.virtual_ips[:]
-            for w, addr in target:
-                new.virtual_ips.add(network_id=w, addr=addr)
-            actions.append(st.put(new))
-
-    # 5. Tasks not yet dispatched: an address on each network of the service.
-    for tid in sorted(snap.tasks):
-        t = snap.tasks[tid]
-        if t.desired_state > pb.RUNNING or t.status.state not in (pb.NEW, pb.PENDING):
-            continue
-        want = service_nets.get(t.service_id)
-        if not want:
-            continue
-        have = {a.network_id for a in t.networks}
-        if all(w in have for w in want):
-            continue
-        new = _copy(t)
-        full = ""
-        for w in want:
-            if w in have:
+        if ingress_network(snap) is None and any(publishes(s) for s in snap.services.values()):
+            ing = pb.Network(id=self.new_id(), spec=pb.NetworkSpec(name=INGRESS_NAME, driver="overlay", ingress=True))
+            networks[ing.id] = ing
+            created_ingress = ing.id
+        pool, size = cluster_pool(snap)
+        taken = [_v4(n.subnet) for n in networks.values() if n.vni]
+        vnis = {n.vni for n in networks.values() if n.vni}
+        # Subnets the user chose first: the pool must not hand them out.
+        for nid in sorted(networks, key=lambda i: (not networks[i].spec.subnet, i)):
+            n = networks[nid]
+            if n.vni:
                 continue
-            addr = pools.take(w)
+            new = _allocate_network(n, taken, vnis, pool, size)
+            if new.vni:
+                taken.append(_v4(new.subnet))
+                vnis.add(new.vni)
+            if new.SerializeToString(deterministic=True) != n.SerializeToString(deterministic=True) or nid == created_ingress:
+                networks[nid] = new
+                self.changed_nets[nid] = new
+
+    def _in_use(self) -> None:
+        """Node addresses, VIPs and the addresses of tasks that hold them."""
+        pools = self.pools
+        for n in self.networks.values():
+            if n.vni:
+                pools.add_network(n)
+        for n in self.networks.values():
+            for addr in n.node_addrs.values():
+                pools.mark(n.id, addr)
+        for s in self.snap.services.values():
+            for v in s.virtual_ips:
+                pools.mark(v.network_id, v.addr)
+        for t in self.snap.tasks.values():
+            if tk.holds_addresses(t):
+                for a in t.networks:
+                    pools.mark(a.network_id, a.addr)
+
+    def _ingress_nodes(self) -> None:
+        """Ingress: an address for every node, none for removed nodes."""
+        ing = next((n for n in self.networks.values() if n.spec.ingress), None)
+        if ing is None or not ing.vni:
+            return
+        nodes = self.snap.nodes
+        stale = [nid for nid in ing.node_addrs if nid not in nodes]
+        missing = [nid for nid in sorted(nodes) if nid not in ing.node_addrs]
+        if not stale and not missing:
+            return
+        new = _copy(self.changed_nets.get(ing.id, ing))
+        for nid in stale:
+            del new.node_addrs[nid]
+        for nid in missing:
+            addr = self.pools.take(ing.id)
             if addr is None:
-                full = networks[w].spec.name
+                new.error = "ingress network full: a node has no address on it"
                 break
-            new.networks.add(network_id=w, addr=addr)
-        if full:
-            # Keep what was found (it is held), and say why it waits.
-            msg = f"no free address on network {full}"
-            if new.status.err != msg:
-                new.status.state = pb.PENDING
-                new.status.err = msg
-            if new.SerializeToString(deterministic=True) == t.SerializeToString(deterministic=True):
+            new.node_addrs[nid] = addr
+        self.networks[ing.id] = self.changed_nets[ing.id] = new
+
+    def _vips(self) -> None:
+        """Services: one VIP per network in vip mode, none in dnsrr mode."""
+        snap, networks = self.snap, self.networks
+        view = st.Snapshot(services=snap.services, networks=networks)
+        for sid in sorted(snap.services):
+            s = snap.services[sid]
+            want = [w for w in wanted_networks(view, s) if w in networks and networks[w].vni]
+            self.service_nets[sid] = want
+            vip_mode = s.spec.endpoint.mode == pb.EndpointSpec.VIP
+            have = {v.network_id: v.addr for v in s.virtual_ips}
+            target: list[tuple[str, str]] = []
+            for w in want if vip_mode else []:
+                addr = have.get(w) or self.pools.take(w)
+                if addr is None:
+                    continue  # the network is full; retried every round
+                target.append((w, addr))
+            if target != [(v.network_id, v.addr) for v in s.virtual_ips]:
+                new = _copy(s)
+                del new.virtual_ips[:]
+                for w, addr in target:
+                    new.virtual_ips.add(network_id=w, addr=addr)
+                self.actions.append(st.put(new))
+
+    def _task_addresses(self) -> None:
+        """Tasks awaiting placement: an address on each network of their
+        service. One that cannot get them all keeps what it got (held for it);
+        the scheduler leaves it pending and says why."""
+        for tid in sorted(self.snap.tasks):
+            t = self.snap.tasks[tid]
+            if not tk.awaiting_placement(t):
                 continue
-        actions.append(st.put(new))
-    return actions
+            want = self.service_nets.get(t.service_id)
+            if not want:
+                continue
+            have = {a.network_id for a in t.networks}
+            missing = [w for w in want if w not in have]
+            if not missing:
+                continue
+            new = _copy(t)
+            for w in missing:
+                addr = self.pools.take(w)
+                if addr is None:
+                    break
+                new.networks.add(network_id=w, addr=addr)
+            if len(new.networks) != len(t.networks):
+                self.actions.append(st.put(new))
+
+
+def allocate(snap: st.Snapshot, new_id: Callable[[], str]) -> StagePlan:
+    """Store actions that allocate what is missing. Reads `snap` only."""
+    return _Allocation(snap, new_id).run()

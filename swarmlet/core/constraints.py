@@ -132,6 +132,15 @@ def parse_constraints(exprs: Iterable[str]) -> list[Constraint]:
     return [parse_constraint(e) for e in exprs]
 
 
+def parse_placement(spec: pb.TaskSpec) -> list[Constraint] | None:
+    """A task spec's constraints, or None when one is invalid (validation
+    should have refused it; then no node is eligible rather than every node)."""
+    try:
+        return parse_constraints(spec.placement.constraints)
+    except ConstraintError:
+        return None
+
+
 def matches(constraints: Sequence[Constraint], node: pb.Node) -> bool:
     """True if the node satisfies every constraint (an empty list matches all)."""
     for c in constraints:

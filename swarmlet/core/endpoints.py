@@ -19,15 +19,7 @@ from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import allocator as al
 from swarmlet.core import state as st
-
-
-def _wired(t: pb.Task) -> bool:
-    """Has a container (or is about to): its addresses must be reachable."""
-    return bool(t.node_id) and al.is_live(t) and t.status.state >= pb.ASSIGNED and t.desired_state <= pb.RUNNING
-
-
-def _backend(t: pb.Task) -> bool:
-    return t.desired_state == pb.RUNNING and t.status.state == pb.RUNNING and bool(t.node_id)
+from swarmlet.core import tasks as tk
 
 
 def all_assignments(snap: st.Snapshot) -> dict[str, list[dpb.NetworkAssignment]]:
@@ -38,12 +30,13 @@ def all_assignments(snap: st.Snapshot) -> dict[str, list[dpb.NetworkAssignment]]
     wired: dict[str, list[tuple[pb.Task, str]]] = defaultdict(list)
     members: dict[str, set[str]] = defaultdict(set)  # network id -> node ids
     for t in snap.tasks.values():
-        if not _wired(t):
+        # Wired as soon as assigned, so reachable before it reports RUNNING.
+        if not tk.placed(t):
             continue
-        for a in t.networks:
-            if a.network_id in nets:
-                wired[a.network_id].append((t, a.addr))
-                members[a.network_id].add(t.node_id)
+        for att in t.networks:
+            if att.network_id in nets:
+                wired[att.network_id].append((t, att.addr))
+                members[att.network_id].add(t.node_id)
     for n in nets.values():
         if n.spec.ingress:
             members[n.id].update(nid for nid in n.node_addrs if nid in snap.nodes)
@@ -62,7 +55,7 @@ def all_assignments(snap: st.Snapshot) -> dict[str, list[dpb.NetworkAssignment]]
                 ports=s.spec.endpoint.ports,
             )
             for t, addr in sorted(wired.get(net_id, []), key=lambda x: x[0].id):
-                if t.service_id == s.id and _backend(t):
+                if t.service_id == s.id and tk.serving(t):
                     se.backends.add(task_id=t.id, addr=addr, node_addr=node_addr.get(t.node_id, ""))
             services[net_id].append(se)
 

@@ -25,11 +25,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.core import constraints as cons
 from swarmlet.core import state as st
+from swarmlet.core import tasks as tk
+from swarmlet.core.stage import StagePlan, earliest
 from swarmlet.core.units import fmt_seconds
 
 DEFAULT_TASK_HISTORY_LIMIT = 5
@@ -37,26 +39,10 @@ DEFAULT_TASK_HISTORY_LIMIT = 5
 # up to this many finished tasks per slot when max_attempts exceeds the limit.
 MAX_RESTART_HISTORY = 100
 
-TERMINAL = st.TERMINAL_STATES
+TERMINAL = tk.TERMINAL_STATES
 _FAILED = frozenset({pb.FAILED, pb.REJECTED})
 
-
-def is_live(t: pb.Task) -> bool:
-    """Meant to run: the orchestrator counts these per slot."""
-    return t.desired_state <= pb.RUNNING
-
-
-def dispatched(t: pb.Task) -> bool:
-    """Handed to a node: only then can an agent ever report on it, so only then
-    is it worth keeping a non-live task until it reports a terminal state."""
-    return bool(t.node_id) and t.status.state >= pb.ASSIGNED
-
-
-def age_key(t: pb.Task) -> tuple[float, int, str]:
-    """Orders a slot's tasks oldest first. created_at is stamped by the
-    orchestrator that created the task; attempt breaks ties within a restart
-    chain, the id makes it total."""
-    return (t.meta.created_at, t.attempt, t.id)
+VerdictKind = Literal["create", "wait", "done", "gave_up"]
 
 
 def history_limit(snap: st.Snapshot) -> int:
@@ -64,15 +50,6 @@ def history_limit(snap: st.Snapshot) -> int:
     if c is not None and c.spec.task_history_limit > 0:
         return int(c.spec.task_history_limit)
     return DEFAULT_TASK_HISTORY_LIMIT
-
-
-def task_error(t: pb.Task) -> str:
-    """What to tell a user about why a task ended."""
-    s = t.status
-    text = s.err or s.message or pb.TaskState.Name(s.state).lower()
-    if s.exit_code and "exit code" not in text:
-        text += f" (exit code {s.exit_code})"
-    return text
 
 
 @dataclass(frozen=True)
@@ -84,7 +61,7 @@ class Verdict:
     (the task completed and the policy does not restart completed tasks);
     "gave_up" (the policy stopped restarting a failing task: `reason`)."""
 
-    kind: str
+    kind: VerdictKind
     attempt: int = 0
     avoid: tuple[str, ...] = ()
     at: float = 0.0
@@ -126,7 +103,7 @@ def slot_verdict(
     avoid = tuple(last.avoid_nodes)
     if s not in TERMINAL:
         node = nodes.get(last.node_id) if last.node_id else None
-        if dispatched(last) and node is not None and node.status.state != pb.NodeStatus.DOWN:
+        if tk.dispatched(last) and node is not None and node.status.state != pb.NodeStatus.DOWN:
             # Shut down on request and still stopping: a replacement now could
             # briefly run both (and collide on resources).
             return Verdict("wait", reason="previous task still stopping", last=last)
@@ -190,157 +167,92 @@ def restart_candidates(
     return out
 
 
-def parse_placement(spec: pb.TaskSpec) -> list[cons.Constraint] | None:
-    """The spec's constraints, or None when one is invalid (validation should
-    have refused it; then no node is eligible rather than every node)."""
-    try:
-        return cons.parse_constraints(spec.placement.constraints)
-    except cons.ConstraintError:
-        return None
+class _SlotPlan:
+    """The decisions for one slot of a replicated service, or one node of a
+    global service: the desired states to raise, which tasks to mark
+    ORPHANED, which to delete, and at most one replacement."""
 
+    def __init__(self, r: _Round, svc: pb.Service, global_mode: bool, g: tk.Slot) -> None:
+        self.r = r
+        self.svc = svc
+        self.g = g
+        self.global_mode = global_mode
+        # Tasks of a slot that should not exist go (REMOVE); a global
+        # service's task on a node it no longer belongs on is stopped
+        # (SHUTDOWN), so that the node's history stays visible.
+        self.unwanted_desired = pb.SHUTDOWN if self.global_mode and g.node_id else pb.REMOVE
+        self.desired: dict[str, pb.TaskState] = {}
+        self.orphaned: set[str] = set()
+        self.deleted: set[str] = set()
+        self.created: list[pb.Task] = []
 
-def global_node_fit(node: pb.Node, constraints: list[cons.Constraint] | None) -> tuple[bool, bool]:
-    """(keep, create) for a global service on `node`: keep its existing task
-    there, and may create a new one. A paused node keeps what it runs but gets
-    nothing new; a drained, down or non-matching node keeps nothing."""
-    if constraints is None:
-        return False, False
-    if node.status.state == pb.NodeStatus.DOWN or node.spec.availability == pb.NodeSpec.DRAIN:
-        return False, False
-    if not cons.matches(constraints, node):
-        return False, False
-    return True, node.spec.availability != pb.NodeSpec.PAUSE
+    # ---- effective values, with this round's changes ----
 
+    def eff(self, t: pb.Task) -> int:
+        return self.desired.get(t.id, t.desired_state)
 
-def service_mode(svc: pb.Service) -> str:
-    return "global" if svc.spec.WhichOneof("mode") == "global" else "replicated"
+    def state(self, t: pb.Task) -> int:
+        return pb.ORPHANED if t.id in self.orphaned else t.status.state
 
+    def want_desired(self, t: pb.Task, state: pb.TaskState) -> None:
+        # Desired states only move forward.
+        if state > self.eff(t):
+            self.desired[t.id] = state
 
-@dataclass
-class _Group:
-    """One slot of a replicated service, or one node of a global service."""
+    def node_of(self, t: pb.Task) -> pb.Node | None:
+        return self.r.nodes.get(t.node_id) if t.node_id else None
 
-    tasks: list[pb.Task]
-    want: bool  # should have a live task
-    may_create: bool  # may create one (a paused node keeps but gets nothing new)
-    slot: int
-    node_id: str  # preset on created tasks (global services)
-    global_mode: bool
-    unwanted_desired: int  # REMOVE for surplus slots; SHUTDOWN for ineligible nodes
+    # ---- the steps, in order ----
 
+    def plan(self) -> None:
+        healthy, lost = self._classify()
+        kept = self._dedupe(healthy)
+        self._reap_unreported()
+        if self.g.want and not kept:
+            self._replace(lost)
+        self._reap_history()
+        self._emit()
 
-@dataclass
-class _Round:
-    snap: st.Snapshot
-    now: float
-    new_id: Callable[[], str]
-    actions: list[spb.StoreAction] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.nodes = self.snap.nodes
-        self.limit = history_limit(self.snap)
-
-    # ---- per service ----
-
-    def run(self) -> list[spb.StoreAction]:
-        by_service: dict[str, list[pb.Task]] = defaultdict(list)
-        for t in self.snap.tasks.values():
-            by_service[t.service_id].append(t)
-        for sid in sorted(set(by_service) | set(self.snap.services)):
-            svc = self.snap.services.get(sid)
-            tasks = by_service.get(sid, [])
-            if svc is None:
-                self._service_gone(tasks)
-            elif service_mode(svc) == "global":
-                self._global(svc, tasks)
-            else:
-                self._replicated(svc, tasks)
-        return self.actions
-
-    def _service_gone(self, tasks: list[pb.Task]) -> None:
-        for t in sorted(tasks, key=age_key):
-            node = self.nodes.get(t.node_id) if t.node_id else None
-            if t.status.state in TERMINAL or not dispatched(t) or node is None:
-                self.actions.append(st.delete(spb.KIND_TASK, t.id))
-            elif t.desired_state < pb.REMOVE:
-                # Still running somewhere: its agent stops it, reports, and the
-                # next rounds delete it.
-                self.actions.append(st.set_desired(t.id, pb.REMOVE))
-
-    def _replicated(self, svc: pb.Service, tasks: list[pb.Task]) -> None:
-        n = int(svc.spec.replicated.replicas)
-        by_slot: dict[int, list[pb.Task]] = defaultdict(list)
-        for t in tasks:
-            by_slot[t.slot].append(t)
-        slots = set(range(1, n + 1)) | set(by_slot)
-        for slot in sorted(slots):
-            want = 1 <= slot <= n
-            self._group(svc, _Group(by_slot.get(slot, []), want, want, slot, "", False, pb.REMOVE))
-
-    def _global(self, svc: pb.Service, tasks: list[pb.Task]) -> None:
-        constraints = parse_placement(svc.spec.task)
-        by_node: dict[str, list[pb.Task]] = defaultdict(list)
-        stray: list[pb.Task] = []
-        for t in tasks:
-            if t.slot == 0 and t.node_id:
-                by_node[t.node_id].append(t)
-            else:
-                stray.append(t)  # not a global task (no node): remove
-        for nid in sorted(set(self.nodes) | set(by_node)):
-            node = self.nodes.get(nid)
-            keep, create = global_node_fit(node, constraints) if node is not None else (False, False)
-            self._group(svc, _Group(by_node.get(nid, []), keep, create, 0, nid, True, pb.SHUTDOWN))
-        if stray:
-            self._group(svc, _Group(stray, False, False, 0, "", True, pb.REMOVE))
-
-    # ---- per slot / node ----
-
-    def _group(self, svc: pb.Service, g: _Group) -> None:
-        desired: dict[str, int] = {}
-        orphaned: set[str] = set()
-        deleted: set[str] = set()
-
-        def eff(t: pb.Task) -> int:
-            return desired.get(t.id, t.desired_state)
-
-        def want_desired(t: pb.Task, state: int) -> None:
-            if state > eff(t):
-                desired[t.id] = state
-
+    def _classify(self) -> tuple[list[pb.Task], list[pb.Task]]:
+        """Sort the slot's wanted tasks into healthy ones and ones lost to node
+        failure or drain (replaced at once); stop the rest."""
+        g = self.g
         healthy: list[pb.Task] = []
-        lost: list[pb.Task] = []  # lost to node failure or drain: replaced at once
-        for t in sorted(g.tasks, key=age_key):
-            if not is_live(t):
-                if not g.want and g.unwanted_desired == pb.REMOVE:
-                    want_desired(t, pb.REMOVE)  # history of a slot that no longer exists
+        lost: list[pb.Task] = []
+        for t in sorted(g.tasks, key=tk.age_key):
+            if not tk.wanted(t):
+                if not g.want and self.unwanted_desired == pb.REMOVE:
+                    self.want_desired(t, pb.REMOVE)  # history of a slot that no longer exists
                 continue
-            node = self.nodes.get(t.node_id) if t.node_id else None
-            if t.status.state in TERMINAL:
-                # Ended on its own: stop it for good; slot_verdict below decides
-                # on a replacement from the restart policy.
-                want_desired(t, pb.SHUTDOWN if g.want else g.unwanted_desired)
+            node = self.node_of(t)
+            if tk.is_terminal(t):
+                # Ended on its own: stop it for good; the slot's verdict
+                # decides on a replacement from the restart policy.
+                self.want_desired(t, pb.SHUTDOWN if g.want else self.unwanted_desired)
                 continue
             if t.node_id and node is None:
-                want_desired(t, pb.REMOVE)  # node removed: reaped below
+                self.want_desired(t, pb.REMOVE)  # node removed: reaped below
                 lost.append(t)
                 continue
             if node is not None and node.status.state == pb.NodeStatus.DOWN:
-                orphaned.add(t.id)
-                want_desired(t, pb.REMOVE)
+                self.orphaned.add(t.id)
+                self.want_desired(t, pb.REMOVE)
                 lost.append(t)
                 continue
             if not g.want:
-                want_desired(t, g.unwanted_desired)
+                self.want_desired(t, self.unwanted_desired)
                 continue
-            if node is not None and node.spec.availability == pb.NodeSpec.DRAIN and not g.global_mode:
-                want_desired(t, pb.SHUTDOWN)
+            if node is not None and node.spec.availability == pb.NodeSpec.DRAIN and not self.global_mode:
+                self.want_desired(t, pb.SHUTDOWN)
                 lost.append(t)
                 continue
             healthy.append(t)
+        return healthy, lost
 
-        # Duplicates in a slot: keep the most advanced task of each spec
-        # version. Tasks of different versions may coexist on purpose (a
-        # start-first rolling update): that is the updater's business.
+    def _dedupe(self, healthy: list[pb.Task]) -> list[pb.Task]:
+        """Duplicates in a slot: keep the most advanced task of each spec
+        version. Tasks of different versions may coexist on purpose (a
+        start-first rolling update): that is the updater's business."""
         kept: list[pb.Task] = []
         by_version: dict[int, list[pb.Task]] = defaultdict(list)
         for t in healthy:
@@ -350,100 +262,130 @@ class _Round:
             kept.append(best)
             for t in ts:
                 if t is not best:
-                    want_desired(t, pb.REMOVE)
+                    self.want_desired(t, pb.REMOVE)
+        return kept
 
-        # Reaper, part 1: what goes regardless of the slot's verdict. Done
-        # before the verdict so the verdict sees what the next round will see.
-        for t in g.tasks:
-            d = eff(t)
+    def _reap_unreported(self) -> None:
+        """Reaper, part 1: what goes regardless of the slot's verdict. Done
+        before the verdict so the verdict sees what the next round will see."""
+        for t in self.g.tasks:
+            d = self.eff(t)
             if d <= pb.RUNNING:
                 continue
-            node = self.nodes.get(t.node_id) if t.node_id else None
-            state = pb.ORPHANED if t.id in orphaned else t.status.state
+            node = self.node_of(t)
+            state = self.state(t)
             if t.node_id and node is None:
-                deleted.add(t.id)  # its node is gone: nobody will report on it
-            elif not dispatched(t):
-                deleted.add(t.id)  # never reached a node: nothing to wait for
+                self.deleted.add(t.id)  # its node is gone: nobody will report on it
+            elif not tk.dispatched(t):
+                self.deleted.add(t.id)  # never reached a node: nothing to wait for
             elif d == pb.REMOVE and state in TERMINAL:
                 # Keep orphans visible while their node is down (service ps
                 # shows what was lost); once it is back or removed they go.
                 if not (state == pb.ORPHANED and node is not None and node.status.state == pb.NodeStatus.DOWN):
-                    deleted.add(t.id)
+                    self.deleted.add(t.id)
 
-        created: list[pb.Task] = []
-        if g.want and not kept:
-            if lost and not g.global_mode:
-                # Node loss and drain are not the task's fault: replace at
-                # once, without counting an attempt.
-                src = max(lost, key=age_key)
-                created.append(self._new_task(svc, g, src.attempt, tuple(src.avoid_nodes)))
-            elif g.may_create:
-                remaining = [t for t in g.tasks if t.id not in deleted]
-                cands = restart_candidates(remaining, eff, lambda t: pb.ORPHANED if t.id in orphaned else t.status.state)
-                last = max(cands, key=age_key) if cands else None
-                v = slot_verdict(last, remaining, self.nodes, self.now, g.global_mode)
-                if v.kind == "create":
-                    created.append(self._new_task(svc, g, v.attempt, v.avoid))
+    def _replace(self, lost: list[pb.Task]) -> None:
+        g = self.g
+        if lost and not self.global_mode:
+            # Node loss and drain are not the task's fault: replace at once,
+            # without counting an attempt.
+            src = max(lost, key=tk.age_key)
+            self._create(src.attempt, tuple(src.avoid_nodes))
+            return
+        if not g.may_create:
+            return
+        remaining = [t for t in g.tasks if t.id not in self.deleted]
+        cands = restart_candidates(remaining, self.eff, self.state)
+        last = max(cands, key=tk.age_key) if cands else None
+        v = slot_verdict(last, remaining, self.r.nodes, self.r.now, self.global_mode)
+        if v.kind == "create":
+            self._create(v.attempt, v.avoid)
+        elif v.kind == "wait" and v.at:
+            self.r.wake_at = earliest(self.r.wake_at, v.at)
 
-        # Reaper, part 2: task history. Keep the newest finished tasks of the
-        # slot (the newest is what slot_verdict reads, so it always stays).
-        keep_n = self.limit
-        rp = svc.spec.task.restart
+    def _create(self, attempt: int, avoid: tuple[str, ...]) -> None:
+        r, g = self.r, self.g
+        self.created.append(
+            tk.new_task(self.svc, r.new_id(), r.now, slot=g.slot, node_id=g.node_id, attempt=attempt, avoid=avoid)
+        )
+
+    def _reap_history(self) -> None:
+        """Reaper, part 2: task history. Keep the newest finished tasks of the
+        slot (the newest is what slot_verdict reads, so it always stays)."""
+        keep_n = self.r.limit
+        rp = self.svc.spec.task.restart
         if rp.window > 0 and rp.max_attempts:
             keep_n = max(keep_n, min(int(rp.max_attempts), MAX_RESTART_HISTORY))
-        history = [
-            t
-            for t in g.tasks
-            if t.id not in deleted and eff(t) > pb.RUNNING and (pb.ORPHANED if t.id in orphaned else t.status.state) in TERMINAL
-        ]
+        history = [t for t in self.g.tasks if t.id not in self.deleted and self.eff(t) > pb.RUNNING and self.state(t) in TERMINAL]
         if len(history) > keep_n:
-            history.sort(key=age_key, reverse=True)
+            history.sort(key=tk.age_key, reverse=True)
             for t in history[keep_n:]:
-                deleted.add(t.id)
+                self.deleted.add(t.id)
 
+    def _emit(self) -> None:
+        actions = self.r.actions
         # Replacements first: the leader may propose a long plan in slices,
         # and a slice that retires a task must not leave its slot looking
         # dead for lack of the replacement in the next slice.
-        for t in created:
-            self.actions.append(st.put(t, create=True))
-        for t in sorted(g.tasks, key=age_key):
-            if t.id in deleted:
-                self.actions.append(st.delete(spb.KIND_TASK, t.id))
+        for t in self.created:
+            actions.append(st.put(t, create=True))
+        for t in sorted(self.g.tasks, key=tk.age_key):
+            if t.id in self.deleted:
+                actions.append(st.delete(spb.KIND_TASK, t.id))
                 continue
-            if t.id in orphaned:
+            if t.id in self.orphaned:
                 status = pb.TaskStatus()
                 status.CopyFrom(t.status)
                 status.state = pb.ORPHANED
-                status.timestamp = self.now
+                status.timestamp = self.r.now
                 status.message = "node down"
                 # node_id "" = reported by the manager, not by the task's node.
-                self.actions.append(st.set_status(t.id, status, node_id=""))
-            if t.id in desired:
-                self.actions.append(st.set_desired(t.id, desired[t.id]))
-
-    def _new_task(self, svc: pb.Service, g: _Group, attempt: int, avoid: tuple[str, ...]) -> pb.Task:
-        t = pb.Task(
-            id=self.new_id(),
-            service_id=svc.id,
-            service_name=svc.spec.name,
-            slot=g.slot,
-            node_id=g.node_id,
-            spec_version=svc.spec_version,
-            desired_state=pb.RUNNING,
-            attempt=attempt,
-        )
-        t.spec.CopyFrom(svc.spec.task)
-        t.status.timestamp = self.now
-        t.status.state = pb.NEW
-        t.status.message = "created"
-        t.avoid_nodes.extend(avoid)
-        # age_key orders restart chains by this; apply_batch keeps it.
-        t.meta.created_at = self.now
-        return t
+                actions.append(st.set_status(t.id, status, node_id=""))
+            if t.id in self.desired:
+                actions.append(st.set_desired(t.id, self.desired[t.id]))
 
 
-def orchestrate(snap: st.Snapshot, now: float, new_id: Callable[[], str]) -> list[spb.StoreAction]:
-    """The store actions that move tasks toward the services' specs.
+@dataclass
+class _Round:
+    snap: st.Snapshot
+    now: float
+    new_id: Callable[[], str]
+    actions: list[spb.StoreAction] = field(default_factory=list)
+    wake_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.nodes = self.snap.nodes
+        self.limit = history_limit(self.snap)
+
+    def run(self) -> StagePlan:
+        by_service: dict[str, list[pb.Task]] = defaultdict(list)
+        for t in self.snap.tasks.values():
+            by_service[t.service_id].append(t)
+        for sid in sorted(set(by_service) | set(self.snap.services)):
+            svc = self.snap.services.get(sid)
+            tasks = by_service.get(sid, [])
+            if svc is None:
+                self._service_gone(tasks)
+                continue
+            global_mode = tk.service_mode(svc) == "global"
+            for g in tk.group_slots(svc, tasks, self.nodes):
+                _SlotPlan(self, svc, global_mode, g).plan()
+        return StagePlan(self.actions, self.wake_at)
+
+    def _service_gone(self, tasks: list[pb.Task]) -> None:
+        for t in sorted(tasks, key=tk.age_key):
+            node = self.nodes.get(t.node_id) if t.node_id else None
+            if tk.is_terminal(t) or not tk.dispatched(t) or node is None:
+                self.actions.append(st.delete(spb.KIND_TASK, t.id))
+            elif t.desired_state < pb.REMOVE:
+                # Still running somewhere: its agent stops it, reports, and the
+                # next rounds delete it.
+                self.actions.append(st.set_desired(t.id, pb.REMOVE))
+
+
+def orchestrate(snap: st.Snapshot, now: float, new_id: Callable[[], str]) -> StagePlan:
+    """The store actions that move tasks toward the services' specs, and when
+    a restart delay next ends (wake_at).
 
     Reads `snap` only. Actions: Puts creating tasks (expected_version 0),
     desired-state and status merges, and unguarded deletes of tasks no agent

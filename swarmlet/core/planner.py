@@ -1,29 +1,61 @@
-"""One leader round: orchestrate, then schedule what that produced, as ONE
-list of store actions the leader proposes as one replicated batch.
+"""One leader round: the stages (orchestrator, rolling updater, allocator,
+scheduler) each plan on the state the earlier ones leave, and their plans are
+merged once into ONE list of store actions, which the leader proposes as one
+replicated batch (in slices if it is long: `split_plan`).
 
-Pure, like the modules it composes."""
+Pure, like the stages it composes: it reports what went wrong in the plan it
+returns and leaves logging to the leader."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import allocator, updater
 from swarmlet.core import orchestrator as orch
 from swarmlet.core import state as st
 from swarmlet.core.scheduler import schedule
+from swarmlet.core.stage import StagePlan, earliest
 
-log = logging.getLogger(__name__)
+Stage = Callable[[st.Snapshot, float, Callable[[], str]], StagePlan]
 
 
 class PlanError(Exception):
     """A plan that does not apply to the snapshot it was made from: a bug."""
 
 
-def _merge(snap: st.Snapshot, *stages: list[spb.StoreAction]) -> list[spb.StoreAction]:
-    """The actions of successive stages (orchestrator, allocator, scheduler) as
-    one batch in which no object is written twice (check_batch refuses that).
+@dataclass(frozen=True)
+class RoundPlan:
+    """What a round proposes.
+
+    `actions`: one batch for the snapshot the round read. `wake_at`: plan again
+    at this instant even if nothing changes (a restart delay or an update's
+    monitor period ends); None when nothing is timed. `error`: why a stage's
+    plan was left out ("" when none was): a stage whose actions do not apply to
+    the state it read is a bug; the others still converge the cluster."""
+
+    actions: list[spb.StoreAction]
+    wake_at: float | None = None
+    error: str = ""
+
+
+def _stages() -> list[tuple[str, Stage]]:
+    """The stages in the order they run: each sees what the earlier ones
+    planned. The updater sees the slots the orchestrator just filled (so the
+    two never both create a task for one slot); the allocator gives addresses
+    before the scheduler assigns (it leaves a task without them pending)."""
+    return [
+        ("orchestrator", orch.orchestrate),
+        ("updater", updater.update),
+        ("allocator", lambda snap, now, new_id: allocator.allocate(snap, new_id)),
+        ("scheduler", lambda snap, now, new_id: schedule(snap, now)),
+    ]
+
+
+def _merge(snap: st.Snapshot, stages: Sequence[Sequence[spb.StoreAction]]) -> list[spb.StoreAction]:
+    """The actions of successive stages as one batch in which no object is
+    written twice (check_batch refuses that).
 
     Each stage read a copy of the snapshot with the earlier stages applied. A
     Put of an object an earlier stage already put replaces that Put in place
@@ -34,10 +66,10 @@ def _merge(snap: st.Snapshot, *stages: list[spb.StoreAction]) -> list[spb.StoreA
     put_at: dict[tuple[str, str], int] = {}
     for stage in stages:
         for a in stage:
-            if a.WhichOneof("action") != "put":
+            which = a.put.WhichOneof("object") if a.WhichOneof("action") == "put" else None
+            if which is None:
                 out.append(a)
                 continue
-            which = a.put.WhichOneof("object")
             obj = getattr(a.put, which)
             key = (which, obj.id)
             i = put_at.get(key)
@@ -49,7 +81,7 @@ def _merge(snap: st.Snapshot, *stages: list[spb.StoreAction]) -> list[spb.StoreA
                 target.meta.CopyFrom(getattr(first.put, which).meta)
                 out[i] = merged
                 continue
-            orig = snap.table_by_name(which + "s").get(obj.id)
+            orig = snap.table(which + "s").get(obj.id)
             if orig is not None:
                 a.put.expected_version = orig.meta.version
             put_at[key] = len(out)
@@ -57,57 +89,57 @@ def _merge(snap: st.Snapshot, *stages: list[spb.StoreAction]) -> list[spb.StoreA
     return out
 
 
-def plan_round(snap: st.Snapshot, now: float, new_id: Callable[[], str], *, strict: bool = False) -> list[spb.StoreAction]:
-    """Orchestrator + rolling updater + scheduler actions for `snap` at time `now`, as one batch.
+def plan(snap: st.Snapshot, now: float, new_id: Callable[[], str]) -> RoundPlan:
+    """Every stage's actions for `snap` at time `now`, merged into one batch.
+    Does not modify `snap`.
 
-    Does not modify `snap`. A plan that fails to apply is a bug: with
-    `strict` (tests) it raises PlanError; otherwise it is logged and the
-    orchestrator's actions alone are returned, so the cluster still converges
-    on task lifecycle while the scheduler's part is investigated."""
-    orch_actions = orch.orchestrate(snap, now, new_id)
+    A stage whose actions do not apply to the state it read is left out (and
+    reported); the later stages plan as if it had proposed nothing. If the
+    merged batch does not apply, stages are left out from the last one until
+    it does."""
+    errors: list[str] = []
     work = snap.shallow_copy()  # apply_batch replaces objects, never mutates shared ones
-    if orch_actions:
-        res = st.apply_batch(work, spb.StoreBatch(actions=orch_actions, timestamp=now))
-        if not res.ok:
-            msg = f"orchestrator plan does not apply: {res.error}"
-            if strict:
-                raise PlanError(msg)
-            log.error(msg)
-            return orch_actions
-    # The updater sees the slots the orchestrator just filled, so the two never
-    # both create a task for one slot.
-    upd_actions = updater.update(work, now, new_id)
-    if upd_actions:
-        res = st.apply_batch(work, spb.StoreBatch(actions=upd_actions, timestamp=now))
-        if not res.ok:
-            msg = f"updater plan does not apply: {res.error}"
-            if strict:
-                raise PlanError(msg)
-            log.error(msg)
-            return orch_actions
-        orch_actions = orch_actions + upd_actions
-    # Addresses before assignment: the scheduler skips tasks still waiting for them.
-    alloc_actions = allocator.allocate(work, new_id)
-    if alloc_actions:
-        res = st.apply_batch(work, spb.StoreBatch(actions=alloc_actions, timestamp=now))
-        if not res.ok:
-            msg = f"allocator plan does not apply: {res.error}"
-            if strict:
-                raise PlanError(msg)
-            log.error(msg)
-            alloc_actions = []
-            work = snap.shallow_copy()
-            st.apply_batch(work, spb.StoreBatch(actions=orch_actions, timestamp=now))
-    sched_actions = schedule(work, now)
-    if not sched_actions and not alloc_actions:
-        return orch_actions
-    final = _merge(snap, orch_actions, alloc_actions, sched_actions)
+    planned: list[tuple[str, StagePlan]] = []
+    stages = _stages()
+    for k, (name, run) in enumerate(stages):
+        sp = run(work, now, new_id)
+        # The last stage's actions feed no later stage: the merged check below
+        # covers them.
+        if sp.actions and k < len(stages) - 1:
+            res = st.apply_batch(work, spb.StoreBatch(actions=sp.actions, timestamp=now))
+            if not res.ok:
+                errors.append(f"{name} plan does not apply: {res.error}")
+                continue
+        planned.append((name, sp))
+    while True:
+        actions = _merge(snap, [sp.actions for _, sp in planned if sp.actions])
+        try:
+            st.check_batch(snap, spb.StoreBatch(actions=actions, timestamp=now))
+            break
+        except st.Conflict as e:
+            name, _ = planned.pop()  # an empty batch always applies: this ends
+            errors.append(f"merged plan does not apply ({name} left out): {e}")
+    return RoundPlan(actions, earliest(*(sp.wake_at for _, sp in planned)), "; ".join(errors))
+
+
+def plan_round(snap: st.Snapshot, now: float, new_id: Callable[[], str], *, strict: bool = False) -> list[spb.StoreAction]:
+    """The actions of `plan`. With `strict` (tests), a stage left out raises
+    PlanError instead."""
+    p = plan(snap, now, new_id)
+    if strict and p.error:
+        raise PlanError(p.error)
+    return p.actions
+
+
+def split_plan(snap: st.Snapshot, actions: list[spb.StoreAction], limit: int) -> list[spb.StoreAction]:
+    """The first `limit` actions of the plan if they apply on their own (a
+    batch is one Raft entry, and big entries are slow; the leader plans the
+    rest next round), else the whole plan."""
+    if len(actions) <= limit:
+        return actions
+    prefix = actions[:limit]
     try:
-        st.check_batch(snap, spb.StoreBatch(actions=final, timestamp=now))
-    except st.Conflict as e:
-        msg = f"merged plan does not apply: {e}"
-        if strict:
-            raise PlanError(msg) from None
-        log.error(msg)
-        return orch_actions
-    return final
+        st.check_batch(snap, spb.StoreBatch(actions=prefix))
+    except st.Conflict:
+        return actions
+    return prefix

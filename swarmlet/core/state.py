@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
+from swarmlet.core.tasks import TERMINAL_STATES
 
-TERMINAL_STATES = frozenset({pb.COMPLETE, pb.SHUTDOWN, pb.FAILED, pb.REJECTED, pb.ORPHANED})
+StoreObject = pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network
 
-_KIND_TABLE = {
+_KIND_TABLE: dict[int, str] = {
     spb.KIND_NODE: "nodes",
     spb.KIND_SERVICE: "services",
     spb.KIND_TASK: "tasks",
@@ -64,12 +65,10 @@ class Snapshot:
             return c
         return None
 
-    def table(self, kind: int) -> dict:
-        return getattr(self, _KIND_TABLE[kind])
-
-    def table_by_name(self, name: str) -> dict:
-        """The table for a PutAction oneof name plus "s" ("tasks", "networks")."""
-        return getattr(self, name)
+    def table(self, name: str) -> Mapping[str, StoreObject]:
+        """A table by name: a PutAction oneof name plus "s" ("tasks", "networks")."""
+        t: Mapping[str, StoreObject] = getattr(self, name)
+        return t
 
     def tasks_of_service(self, service_id: str) -> list[pb.Task]:
         return [t for t in self.tasks.values() if t.service_id == service_id]
@@ -84,7 +83,7 @@ class Conflict(errors.Conflict):
     """A precondition of the batch failed; nothing was applied."""
 
 
-def _put_target(put: spb.PutAction) -> tuple[str, pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network]:
+def _put_target(put: spb.PutAction) -> tuple[str, StoreObject]:
     which = put.WhichOneof("object")
     if which is None:
         raise Conflict("put without an object")
@@ -118,13 +117,13 @@ def check_batch(snap: Snapshot, batch: spb.StoreBatch) -> None:
             created.add((table, obj.id))
         elif which == "delete":
             d = action.delete
-            table = _KIND_TABLE.get(d.kind)
-            if table is None:
+            name = _KIND_TABLE.get(d.kind)
+            if name is None:
                 raise Conflict(f"unknown kind {d.kind}")
-            cur = getattr(snap, table).get(d.id)
+            cur = getattr(snap, name).get(d.id)
             if d.expected_version and (cur is None or cur.meta.version != d.expected_version):
-                raise Conflict(f"{table[:-1]} {d.id} changed before delete")
-            deleted.add((table, d.id))
+                raise Conflict(f"{name[:-1]} {d.id} changed before delete")
+            deleted.add((name, d.id))
         elif which in ("task_status", "task_desired", "node_status"):
             pass  # merges: a missing target is skipped at apply time
         else:
@@ -210,18 +209,18 @@ def iter_objects(snap: Snapshot) -> Iterable[tuple[str, str, object]]:
 # ---- helpers for planners: build actions ----
 
 
-def put(obj: pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network, create: bool = False) -> spb.StoreAction:
+def put(obj: StoreObject, create: bool = False) -> spb.StoreAction:
     """A Put of `obj`, guarded by the version it was read at (or must-not-exist)."""
     p = spb.PutAction(expected_version=0 if create else obj.meta.version)
     getattr(p, type(obj).__name__.lower()).CopyFrom(obj)
     return spb.StoreAction(put=p)
 
 
-def delete(kind: int, oid: str, expected_version: int = 0) -> spb.StoreAction:
+def delete(kind: spb.ObjectKind, oid: str, expected_version: int = 0) -> spb.StoreAction:
     return spb.StoreAction(delete=spb.DeleteAction(kind=kind, id=oid, expected_version=expected_version))
 
 
-def set_desired(task_id: str, state: int) -> spb.StoreAction:
+def set_desired(task_id: str, state: pb.TaskState) -> spb.StoreAction:
     return spb.StoreAction(task_desired=spb.TaskDesiredAction(task_id=task_id, desired_state=state))
 
 

@@ -39,13 +39,14 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.core import orchestrator as orch
 from swarmlet.core import state as st
+from swarmlet.core import tasks as tk
+from swarmlet.core.stage import StagePlan
 
 US = pb.UpdateStatus
 UC = pb.UpdateConfig
@@ -72,74 +73,41 @@ def config_for(svc: pb.Service) -> pb.UpdateConfig:
     return svc.spec.update if svc.spec.HasField("update") else DEFAULT_CONFIG
 
 
-def is_current(t: pb.Task, svc: pb.Service) -> bool:
-    """Runs the service's spec. Content counts, not only the version number:
-    after a rollback the old tasks run the current spec again and stay."""
-    return t.spec_version == svc.spec_version or t.spec == svc.spec.task
-
-
 def running_since(t: pb.Task) -> float:
     return t.running_at or t.status.timestamp
 
 
-def _stopped(t: pb.Task, nodes: dict[str, pb.Node]) -> bool:
+def _stopped(t: pb.Task, nodes: Mapping[str, pb.Node]) -> bool:
     """Nothing of it can run any more: ended, never reached a node, or its node
     is gone or down (the orchestrator marks those ORPHANED)."""
-    if t.status.state in st.TERMINAL_STATES or not orch.dispatched(t):
+    if tk.is_terminal(t) or not tk.dispatched(t):
         return True
     node = nodes.get(t.node_id)
     return node is None or node.status.state == pb.NodeStatus.DOWN
 
 
 @dataclass
-class _Slot:
-    slot: int
-    node_id: str  # preset on new tasks of global services
-    tasks: list[pb.Task] = field(default_factory=list)
-
-
-def _slots(snap: st.Snapshot, svc: pb.Service, tasks: list[pb.Task]) -> list[_Slot]:
-    """The places the orchestrator keeps a task: slots 1..N, or the eligible
-    nodes of a global service. Surplus slots and ineligible nodes are the
-    orchestrator's to clear."""
-    if orch.service_mode(svc) == "global":
-        constraints = orch.parse_placement(svc.spec.task)
-        by_node: dict[str, list[pb.Task]] = defaultdict(list)
-        for t in tasks:
-            if t.slot == 0 and t.node_id:
-                by_node[t.node_id].append(t)
-        out = []
-        for nid in sorted(snap.nodes):
-            keep, _ = orch.global_node_fit(snap.nodes[nid], constraints)
-            if keep:
-                out.append(_Slot(0, nid, by_node.get(nid, [])))
-        return out
-    by_slot: dict[int, list[pb.Task]] = defaultdict(list)
-    for t in tasks:
-        by_slot[t.slot].append(t)
-    return [_Slot(s, "", by_slot.get(s, [])) for s in range(1, int(svc.spec.replicated.replicas) + 1)]
-
-
-@dataclass
 class _View:
     """One slot, judged against the service's spec."""
 
-    slot: _Slot
+    slot: tk.Slot
     cur: pb.Task | None  # its live task running the current spec (most advanced)
     old_live: list[pb.Task]  # live tasks running an outdated spec
     empty_outdated: bool  # no live task, everything stopped, newest task outdated
 
 
-def _view(s: _Slot, svc: pb.Service, nodes: dict[str, pb.Node]) -> _View:
-    live = [t for t in s.tasks if orch.is_live(t)]
-    cur_live = [t for t in live if is_current(t, svc)]
+def _view(s: tk.Slot, svc: pb.Service, nodes: Mapping[str, pb.Node]) -> _View:
+    live = [t for t in s.tasks if tk.wanted(t)]
+    cur_live = [t for t in live if tk.runs_current_spec(t, svc)]
     cur = min(cur_live, key=lambda t: (-t.status.state, -t.desired_state, t.meta.created_at, t.id)) if cur_live else None
-    old_live = sorted((t for t in live if not is_current(t, svc)), key=orch.age_key)
+    old_live = sorted((t for t in live if not tk.runs_current_spec(t, svc)), key=tk.age_key)
     empty_outdated = False
     if not live and s.tasks:
-        newest = max(s.tasks, key=orch.age_key)
+        newest = max(s.tasks, key=tk.age_key)
         empty_outdated = (
-            not is_current(newest, svc) and newest.status.state != pb.COMPLETE and all(_stopped(t, nodes) for t in s.tasks)
+            not tk.runs_current_spec(newest, svc)
+            and newest.status.state != pb.COMPLETE
+            and all(_stopped(t, nodes) for t in s.tasks)
         )
     return _View(s, cur, old_live, empty_outdated)
 
@@ -154,33 +122,26 @@ class _ServiceUpdate:
         self.cfg = config_for(svc)
         self.status = svc.update_status
         self.actions: list[spb.StoreAction] = []
-        self.desired: dict[str, int] = {}
+        self.desired: dict[str, pb.TaskState] = {}
 
     # ---- helpers ----
 
-    def _set_desired(self, t: pb.Task, state: int) -> None:
+    def _set_desired(self, t: pb.Task, state: pb.TaskState) -> None:
         # Desired states only move forward (READY -> RUNNING -> SHUTDOWN).
         if state > self.desired.get(t.id, t.desired_state):
             self.desired[t.id] = state
 
-    def _new_task(self, s: _Slot, desired: int) -> pb.Task:
-        svc = self.svc
-        t = pb.Task(
-            id=self.new_id(),
-            service_id=svc.id,
-            service_name=svc.spec.name,
+    def _new_task(self, s: tk.Slot, desired: pb.TaskState) -> None:
+        t = tk.new_task(
+            self.svc,
+            self.new_id(),
+            self.now,
             slot=s.slot,
             node_id=s.node_id,
-            spec_version=svc.spec_version,
-            desired_state=desired,
+            desired=desired,
+            message="created by the rolling update",
         )
-        t.spec.CopyFrom(svc.spec.task)
-        t.status.timestamp = self.now
-        t.status.state = pb.NEW
-        t.status.message = "created by the rolling update"
-        t.meta.created_at = self.now
         self.actions.append(st.put(t, create=True))
-        return t
 
     def _put_status(self, **fields: object) -> None:
         new = copy.deepcopy(self.svc)
@@ -196,20 +157,23 @@ class _ServiceUpdate:
         to run, within their monitor period."""
         out = []
         for t in self.tasks:
-            if not is_current(t, self.svc) or t.meta.created_at < self.status.started_at:
+            if not tk.runs_current_spec(t, self.svc) or t.meta.created_at < self.status.started_at:
                 continue
             if t.status.state not in _FAILURES:
                 continue
             if t.running_at and t.status.timestamp >= t.running_at + self.cfg.monitor:
                 continue  # it was updated fine and failed later: the restart policy's business
             out.append(t)
-        return sorted(out, key=orch.age_key)
+        return sorted(out, key=tk.age_key)
 
     # ---- the round ----
 
     def run(self) -> list[spb.StoreAction]:
         nodes = self.snap.nodes
-        views = [_view(s, self.svc, nodes) for s in _slots(self.snap, self.svc, self.tasks)]
+        # The places the orchestrator keeps a task: slots 1..N, or the nodes
+        # a global service stays on. Surplus slots and nodes it leaves are the
+        # orchestrator's to clear.
+        views = [_view(s, self.svc, nodes) for s in tk.group_slots(self.svc, self.tasks, nodes) if s.want]
         canary_hold = self._in_canary_phase()
         in_flight = 0
         candidates: list[_View] = []
@@ -317,7 +281,7 @@ class _ServiceUpdate:
         detail = (
             f"{len(failed)} of {total} new task{'s' if total != 1 else ''} failed "
             f"(max failure ratio {self.cfg.max_failure_ratio:g}); last: task {last.id} "
-            f"{pb.TaskState.Name(last.status.state).lower()}: {orch.task_error(last)}"
+            f"{pb.TaskState.Name(last.status.state).lower()}: {tk.task_error(last)}"
         )
         if why:
             detail = f"{why}: {detail}"
@@ -342,9 +306,10 @@ def rollback_service(svc: pb.Service, now: float, message: str) -> pb.Service:
     return new
 
 
-def update(snap: st.Snapshot, now: float, new_id: Callable[[], str]) -> list[spb.StoreAction]:
-    """Store actions advancing every service's rolling update at time `now`.
-    Services never updated (UpdateStatus NONE) are left to the orchestrator."""
+def update(snap: st.Snapshot, now: float, new_id: Callable[[], str]) -> StagePlan:
+    """Store actions advancing every service's rolling update at time `now`,
+    and when a monitor period or delay next ends (wake_at). Services never
+    updated (UpdateStatus NONE) are left to the orchestrator."""
     by_service: dict[str, list[pb.Task]] = defaultdict(list)
     for t in snap.tasks.values():
         by_service[t.service_id].append(t)
@@ -354,7 +319,7 @@ def update(snap: st.Snapshot, now: float, new_id: Callable[[], str]) -> list[spb
         if svc.update_status.state == US.NONE:
             continue
         actions.extend(_ServiceUpdate(snap, svc, by_service.get(sid, []), now, new_id).run())
-    return actions
+    return StagePlan(actions, next_deadline(snap, now))
 
 
 def with_defaults(spec: pb.ServiceSpec) -> None:
@@ -424,7 +389,7 @@ def next_deadline(snap: st.Snapshot, now: float) -> float | None:
             continue
         cfg = config_for(svc)
         for t in snap.tasks_of_service(svc.id):
-            if t.status.state != pb.RUNNING or not orch.is_live(t) or not is_current(t, svc):
+            if t.status.state != pb.RUNNING or not tk.wanted(t) or not tk.runs_current_spec(t, svc):
                 continue
             for at in (running_since(t) + cfg.monitor, running_since(t) + cfg.monitor + cfg.delay):
                 if at > now and (best is None or at < best):

@@ -12,6 +12,8 @@ from swarmlet.core import allocator as al
 from swarmlet.core import constraints as cons
 from swarmlet.core import lookup
 from swarmlet.core import state as st
+from swarmlet.core import tasks as tk
+from swarmlet.core.scheduler.filters import resource_shortfall
 from swarmlet.core.units import fmt_bytes
 from swarmlet.core.updater import validate_config as validate_update_config
 
@@ -93,16 +95,8 @@ def check_schedulable(spec: pb.ServiceSpec, snap: st.Snapshot) -> None:
             f"(checked {len(nodes)} node{'s' if len(nodes) != 1 else ''})"
         )
     res = spec.task.resources.reservations
-
-    def fits(n: pb.Node) -> bool:
-        cap = n.description.resources
-        if res.nano_cpus and cap.nano_cpus and res.nano_cpus > cap.nano_cpus:
-            return False
-        if res.memory_bytes and cap.memory_bytes and res.memory_bytes > cap.memory_bytes:
-            return False
-        return True
-
-    if not any(fits(n) for n in matching):
+    # An empty node: what it could take at best.
+    if not any(resource_shortfall(n.description.resources, 0, 0, res.nano_cpus, res.memory_bytes) is None for n in matching):
         biggest_mem = max(n.description.resources.memory_bytes for n in matching)
         biggest_cpu = max(n.description.resources.nano_cpus for n in matching) / 1e9
         raise Unschedulable(
@@ -203,7 +197,7 @@ def check_capacity(spec: pb.ServiceSpec, snap: st.Snapshot, service_id: str = ""
         used = sum(
             1
             for t in snap.tasks.values()
-            if al.is_live(t) and t.service_id != service_id and any(a.network_id == att.target for a in t.networks)
+            if tk.holds_addresses(t) and t.service_id != service_id and any(a.network_id == att.target for a in t.networks)
         )
         used += sum(1 for s in snap.services.values() if s.id != service_id for v in s.virtual_ips if v.network_id == att.target)
         vip = 1 if spec.endpoint.mode == pb.EndpointSpec.VIP else 0

@@ -5,7 +5,7 @@ decides nothing but how long to wait; pure like the rest of the core."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +13,7 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import orchestrator as orch
 from swarmlet.core import state as st
+from swarmlet.core import tasks as tk
 from swarmlet.core import updater
 
 US = pb.UpdateStatus
@@ -22,57 +23,9 @@ Phase = cpb.ServiceProgressResponse.UpdatePhase
 NO_ELIGIBLE_NODE = "no node is eligible (check --constraint, node availability and that nodes are Ready)"
 
 
-def _live(t: pb.Task) -> bool:
-    """Wanted and not ended: running, or on its way there (a task held at
-    desired READY for a stop-first update or a restart delay counts too)."""
-    # TODO(issue 8): core.tasks.active (arch-core) once merged; then drop this.
-    return orch.is_live(t) and t.status.state not in st.TERMINAL_STATES
-
-
-def _is_current(t: pb.Task, svc: pb.Service) -> bool:
-    # Equal specs count too: scaling bumps spec_version without replacing tasks,
-    # and after a rollback the old tasks run the current spec again.
-    # TODO(issue 8): core.tasks.runs_current_spec (arch-core) once merged.
-    return updater.is_current(t, svc)
-
-
-@dataclass(frozen=True)
-class _Group:
-    """A place the service should run one task: slot 1..N, or a node of a
-    global service (slot 0)."""
-
-    slot: int
-    node_id: str
-    tasks: list[pb.Task]
-
-
-def _groups(snap: st.Snapshot, svc: pb.Service, tasks: list[pb.Task]) -> list[_Group]:
-    """Slots 1..N, or the nodes a global service runs (or should run) on: those
-    that may get a new task, and those keeping a live one (a paused node)."""
-    # TODO(issue 8): core.tasks.expected_slots(svc, tasks, snap.nodes) (arch-core)
-    # once merged: its Slot has the same slot/node_id/tasks; then drop _Group.
-    if orch.service_mode(svc) == "global":
-        constraints = orch.parse_placement(svc.spec.task)
-        by_node: dict[str, list[pb.Task]] = defaultdict(list)
-        for t in tasks:
-            if t.node_id and not t.slot:
-                by_node[t.node_id].append(t)
-        out = []
-        for nid in sorted(snap.nodes):
-            keep, create = orch.global_node_fit(snap.nodes[nid], constraints)
-            ts = by_node.get(nid, [])
-            if create or (keep and any(_live(t) for t in ts)):
-                out.append(_Group(0, nid, ts))
-        return out
-    by_slot: dict[int, list[pb.Task]] = defaultdict(list)
-    for t in tasks:
-        by_slot[t.slot].append(t)
-    return [_Group(s, "", by_slot.get(s, [])) for s in range(1, int(svc.spec.replicated.replicas) + 1)]
-
-
 @dataclass(frozen=True)
 class _SlotView:
-    group: _Group
+    group: tk.Slot
     task: pb.Task | None  # the task that stands for the slot
     live: bool
     running: bool  # runs the current spec, as wanted
@@ -80,33 +33,33 @@ class _SlotView:
     stuck: str  # why it cannot converge on its own, "" if nothing says so
 
 
-def _slot_view(snap: st.Snapshot, svc: pb.Service, g: _Group, now: float) -> _SlotView:
-    live = [t for t in g.tasks if _live(t)]
+def _slot_view(snap: st.Snapshot, svc: pb.Service, g: tk.Slot, now: float) -> _SlotView:
+    live = [t for t in g.tasks if tk.active(t)]
     if live:
         # The newest task running the current spec, else the newest live one
         # (an old task still running while its replacement is not there yet).
-        fresh = [t for t in live if _is_current(t, svc)]
-        cur = max(fresh or live, key=orch.age_key)
-        running = _is_current(cur, svc) and cur.desired_state == pb.RUNNING and cur.status.state == pb.RUNNING
+        fresh = [t for t in live if tk.runs_current_spec(t, svc)]
+        cur = max(fresh or live, key=tk.age_key)
+        running = tk.runs_current_spec(cur, svc) and cur.desired_state == pb.RUNNING and cur.status.state == pb.RUNNING
         stuck = cur.status.err if cur.status.state <= pb.PENDING else ""
         return _SlotView(g, cur, True, running, running, stuck)
     # Nothing live: the orchestrator's own judgement of an empty slot says
     # whether it is done (completed, not restarted), waits, or gave up.
     cands = orch.restart_candidates(g.tasks)
-    last = max(cands, key=orch.age_key) if cands else None
-    v = orch.slot_verdict(last, g.tasks, snap.nodes, now, orch.service_mode(svc) == "global")
-    shown = v.last or (max(g.tasks, key=orch.age_key) if g.tasks else None)
-    stuck = f"{v.reason}; last error: {orch.task_error(v.last)}" if v.kind == "gave_up" and v.last is not None else ""
+    last = max(cands, key=tk.age_key) if cands else None
+    v = orch.slot_verdict(last, g.tasks, snap.nodes, now, tk.service_mode(svc) == "global")
+    shown = v.last or (max(g.tasks, key=tk.age_key) if g.tasks else None)
+    stuck = f"{v.reason}; last error: {tk.task_error(v.last)}" if v.kind == "gave_up" and v.last is not None else ""
     return _SlotView(g, shown, False, False, v.kind == "done", stuck)
 
 
 def _slot_views(snap: st.Snapshot, svc: pb.Service, now: float) -> list[_SlotView]:
     tasks = snap.tasks_of_service(svc.id)
-    return [_slot_view(snap, svc, g, now) for g in _groups(snap, svc, tasks)]
+    return [_slot_view(snap, svc, g, now) for g in tk.expected_slots(svc, tasks, snap.nodes)]
 
 
 def _no_eligible_node(svc: pb.Service, views: Sequence[_SlotView]) -> bool:
-    return orch.service_mode(svc) == "global" and not views
+    return tk.service_mode(svc) == "global" and not views
 
 
 def _node_name(snap: st.Snapshot, node_id: str) -> str:
@@ -118,9 +71,9 @@ def replica_counts(snap: st.Snapshot, svc: pb.Service) -> tuple[int, int]:
     """(running, desired) as `service ls` shows them: live tasks observed
     RUNNING, and the replica count (global: the live tasks)."""
     tasks = snap.tasks_of_service(svc.id)
-    running = sum(1 for t in tasks if orch.is_live(t) and t.status.state == pb.RUNNING)
-    if orch.service_mode(svc) == "global":
-        desired = sum(1 for t in tasks if orch.is_live(t))
+    running = sum(1 for t in tasks if tk.wanted(t) and t.status.state == pb.RUNNING)
+    if tk.service_mode(svc) == "global":
+        desired = sum(1 for t in tasks if tk.wanted(t))
     else:
         desired = int(svc.spec.replicated.replicas)
     return running, desired
@@ -172,7 +125,7 @@ def service_progress(snap: st.Snapshot, service_id: str, now: float = 0.0) -> cp
             sp.err = t.status.err
             sp.spec_version = t.spec_version
             sp.attempt = t.attempt
-            sp.current = _is_current(t, svc)
+            sp.current = tk.runs_current_spec(t, svc)
             sp.has_task = True
         sp.node_name = _node_name(snap, sp.node_id)
     return out
@@ -193,7 +146,7 @@ def _stuck_reason(snap: st.Snapshot, svc: pb.Service, views: Sequence[_SlotView]
         return NO_ELIGIBLE_NODE
     reasons: list[str] = []
     tasks = snap.tasks_of_service(svc.id)
-    pending = Counter(t.status.err for t in tasks if _live(t) and t.status.state == pb.PENDING and t.status.err)
+    pending = Counter(t.status.err for t in tasks if tk.active(t) and t.status.state == pb.PENDING and t.status.err)
     if pending:
         n = sum(pending.values())
         err, _ = pending.most_common(1)[0]
@@ -205,5 +158,5 @@ def _stuck_reason(snap: st.Snapshot, svc: pb.Service, views: Sequence[_SlotView]
     return "; ".join(reasons)
 
 
-def _where(snap: st.Snapshot, g: _Group) -> str:
+def _where(snap: st.Snapshot, g: tk.Slot) -> str:
     return f"node {_node_name(snap, g.node_id) or g.node_id}" if g.node_id else f"slot {g.slot}"

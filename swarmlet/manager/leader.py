@@ -8,9 +8,8 @@ import logging
 import threading
 import time
 
-from swarmlet.api import store_pb2 as spb
-from swarmlet.core import planner, updater
-from swarmlet.core import state as st
+from swarmlet.core import planner
+from swarmlet.core.planner import split_plan
 from swarmlet.ids import new_id
 from swarmlet.manager.store import ConflictError, Store, StoreError
 
@@ -20,19 +19,6 @@ log = logging.getLogger(__name__)
 # batch size (LIBRARIES.md), so a big round is proposed in slices. The loop is
 # level-triggered: whatever a slice leaves out is planned again next round.
 MAX_ACTIONS_PER_BATCH = 2000
-
-
-def split_plan(snap: st.Snapshot, actions: list[spb.StoreAction], limit: int) -> list[spb.StoreAction]:
-    """The longest prefix (up to `limit`) of the plan that applies on its own.
-    Falls back to the whole plan when no shorter prefix is valid."""
-    if len(actions) <= limit:
-        return actions
-    prefix = actions[:limit]
-    try:
-        st.check_batch(snap, spb.StoreBatch(actions=prefix))
-    except st.Conflict:
-        return actions
-    return prefix
 
 
 class LeaderLoop:
@@ -62,18 +48,20 @@ class LeaderLoop:
                 continue
             snap = self._store.snapshot()
             try:
-                # plan_round never mutates the snapshot (copy-on-write), so no copy.
-                actions = planner.plan_round(snap, time.time(), new_id)
+                # plan never mutates the snapshot (copy-on-write), so no copy.
+                plan = planner.plan(snap, time.time(), new_id)
             except Exception:
                 log.exception("planning failed")
                 self._stop.wait(1.0)
                 continue
+            if plan.error:
+                log.error("%s", plan.error)
+            actions = plan.actions
             if not actions:
                 wait = self._idle
-                # A rolling update's monitor period ending is a change too.
-                due = updater.next_deadline(snap, time.time())
-                if due is not None:
-                    wait = max(0.01, min(wait, due - time.time() + 0.005))
+                # A restart delay or an update's monitor period ending is a change too.
+                if plan.wake_at is not None:
+                    wait = max(0.01, min(wait, plan.wake_at - time.time() + 0.005))
                 self._store.wait_for_change(snap.version, timeout=wait)
                 continue
             actions = split_plan(snap, actions, MAX_ACTIONS_PER_BATCH)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.core import allocator as al
 from swarmlet.core import lookup, validation
 from swarmlet.core import state as st
+from swarmlet.core import tasks as tk
 from swarmlet.ids import new_id
 from swarmlet.manager.control.base import StoreAccess
 
@@ -36,7 +36,7 @@ class NetworkControl:
         out = cpb.InspectNetworkResponse(network=net)
         peers: set[str] = set(net.node_addrs) if net.spec.ingress else set()
         for t in sorted(snap.tasks.values(), key=lambda t: (t.service_name, t.slot, t.id)):
-            if not al.is_live(t) or not t.node_id:
+            if not tk.holds_addresses(t) or not t.node_id:
                 continue
             for a in t.networks:
                 if a.network_id == net.id:

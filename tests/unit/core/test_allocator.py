@@ -10,6 +10,7 @@ import pytest
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import allocator as al
 from swarmlet.core import state as st
+from swarmlet.core import tasks as tk
 from tests.core_sim import Sim
 
 
@@ -130,12 +131,12 @@ def test_full_subnet_leaves_task_pending_and_freed_addresses_are_reused():
     # Scale down to 3: the freed addresses go to nobody new (3 < 4)...
     sim.update_service("w", replicas=3)
     sim.settle()
-    live = [t for t in sim.tasks("w") if al.is_live(t)]
+    live = [t for t in sim.tasks("w") if tk.holds_addresses(t)]
     assert len(live) == 3 and all(t.networks and t.node_id for t in live)
     # ...and back to 4: a finished task's address is free again.
     sim.update_service("w", replicas=4)
     sim.settle()
-    live = [t for t in sim.tasks("w") if al.is_live(t)]
+    live = [t for t in sim.tasks("w") if tk.holds_addresses(t)]
     assert len(live) == 4 and all(t.networks and t.node_id for t in live)
     assert len({t.networks[0].addr for t in live}) == 4
 

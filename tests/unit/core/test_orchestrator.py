@@ -9,8 +9,9 @@ import pytest
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.core import orchestrator, planner, views
+from swarmlet.core import orchestrator, planner, tasks, views
 from swarmlet.core import state as st
+from swarmlet.core.stage import StagePlan
 from tests.core_sim import Sim, kinds
 
 ANY, ON_FAILURE, NONE = pb.RestartPolicy.ANY, pb.RestartPolicy.ON_FAILURE, pb.RestartPolicy.NONE
@@ -33,7 +34,7 @@ def only_live(sim: Sim, sid: str, slot: int = 1) -> pb.Task:
 def test_creates_one_task_per_slot_with_the_service_spec():
     sim = Sim()
     svc = sim.add_service("s", replicas=3, constraints=["node.role==worker"])
-    acts = orchestrator.orchestrate(sim.snap, sim.now, sim.new_id)
+    acts = orchestrator.orchestrate(sim.snap, sim.now, sim.new_id).actions
     assert kinds(acts) == {"put": 3}
     assert all(a.put.expected_version == 0 for a in acts)
     tasks = [a.put.task for a in acts]
@@ -44,7 +45,7 @@ def test_creates_one_task_per_slot_with_the_service_spec():
         assert t.desired_state == pb.RUNNING and not t.node_id and t.attempt == 0
         assert (t.status.state, t.status.message, t.status.timestamp) == (pb.NEW, "created", sim.now)
     sim.apply(acts)
-    assert orchestrator.orchestrate(sim.snap, sim.now, sim.new_id) == []
+    assert orchestrator.orchestrate(sim.snap, sim.now, sim.new_id).actions == []
 
 
 def test_scale_down_removes_highest_slots():
@@ -97,7 +98,7 @@ def test_duplicates_in_a_slot_keep_the_most_advanced():
     dup.status.Clear()
     dup.meta.Clear()
     sim.apply([st.put(dup, create=True)])
-    acts = orchestrator.orchestrate(sim.snap, sim.now, sim.new_id)
+    acts = orchestrator.orchestrate(sim.snap, sim.now, sim.new_id).actions
     # The unscheduled duplicate is deleted; the running one stays.
     assert [(a.WhichOneof("action"), a.delete.id) for a in acts] == [("delete", "dup")]
 
@@ -112,7 +113,7 @@ def test_tasks_of_different_spec_versions_may_share_a_slot():
     new.id, new.spec_version = "new", 2
     new.meta.Clear()
     sim.apply([st.put(new, create=True)])
-    assert orchestrator.orchestrate(sim.snap, sim.now, sim.new_id) == []
+    assert orchestrator.orchestrate(sim.snap, sim.now, sim.new_id).actions == []
 
 
 # ---- restart policy ----
@@ -452,7 +453,7 @@ def test_history_limit_keeps_newest_finished_tasks_per_slot():
         sim.settle()
     slot1 = [t for t in sim.tasks("s") if t.slot == 1]
     assert len(slot1) == 3  # live + 2 finished
-    finished = sorted((t for t in slot1 if not orchestrator.is_live(t)), key=lambda t: t.attempt)
+    finished = sorted((t for t in slot1 if not tasks.wanted(t)), key=lambda t: t.attempt)
     assert [t.attempt for t in finished] == [4, 5]
     assert len([t for t in sim.tasks("s") if t.slot == 2]) == 1
 
@@ -622,7 +623,7 @@ def test_plan_round_falls_back_to_orchestrator_actions_on_a_bad_merge(monkeypatc
     sim.add_service("s", replicas=1)
     bogus = pb.Task(id="ghost", service_id="s")
     bogus.meta.version = 99
-    monkeypatch.setattr(planner, "schedule", lambda snap, now: [st.put(bogus)])
+    monkeypatch.setattr(planner, "schedule", lambda snap, now: StagePlan([st.put(bogus)]))
     acts = planner.plan_round(sim.snap, sim.now, sim.new_id)
     assert kinds(acts) == {"put": 1} and acts[0].put.task.service_id == "s"
     with pytest.raises(planner.PlanError):

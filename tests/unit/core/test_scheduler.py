@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.core import planner
+from swarmlet.core import planner, tasks
 from swarmlet.core import state as st
 from swarmlet.core.scheduler import schedule
 from tests.core_sim import GiB, Sim, kinds
@@ -210,7 +210,7 @@ def _assert_capacity(sim: Sim, seed: int) -> None:
     cpu: dict[str, int] = defaultdict(int)
     mem: dict[str, int] = defaultdict(int)
     for t in sim.tasks(live=True):
-        if t.node_id and t.status.state not in st.TERMINAL_STATES and t.status.state >= pb.ASSIGNED:
+        if t.node_id and t.status.state not in tasks.TERMINAL_STATES and t.status.state >= pb.ASSIGNED:
             cpu[t.node_id] += t.spec.resources.reservations.nano_cpus
             mem[t.node_id] += t.spec.resources.reservations.memory_bytes
     for nid, n in sim.snap.nodes.items():
@@ -227,7 +227,7 @@ def test_avoid_nodes_are_skipped():
     sim.add_service("s", replicas=0)
     t.avoid_nodes.extend(["n1", "n2"])
     sim.apply([st.put(t, create=True)])
-    acts = schedule(sim.snap, sim.now)
+    acts = schedule(sim.snap, sim.now).actions
     assert len(acts) == 1 and acts[0].put.task.node_id == "n3"
 
 
@@ -240,7 +240,7 @@ def test_assignment_is_version_guarded():
     # A pending task scheduled from a stale read must not overwrite a newer write.
     t = pb.Task(id="p", service_id="s", slot=9, desired_state=pb.RUNNING)
     sim.apply([st.put(t, create=True)])
-    acts = schedule(sim.snap, sim.now)
+    acts = schedule(sim.snap, sim.now).actions
     assert len(acts) == 1 and acts[0].put.expected_version == sim.snap.tasks["p"].meta.version
     sim.apply([st.set_desired("p", pb.SHUTDOWN)])
     res = st.apply_batch(sim.snap.shallow_copy(), spb.StoreBatch(actions=acts))
