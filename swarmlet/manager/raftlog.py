@@ -392,14 +392,14 @@ def read_snapshot_file(path: str) -> dict[str, Any]:
         raise RaftStateError(path, f"the payload does not decode ({type(e).__name__})") from None
     if not ok:
         raise RaftStateError(path, "the payload is not a swarmlet Raft snapshot")
-    return payload
+    return dict(payload)
 
 
 # ---------------------------------------------------------------------------
 # the journal pysyncobj uses
 
 
-class DurableJournal(Journal):
+class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj has no type hints
     """pysyncobj's Journal interface over the files above.
 
     pysyncobj calls add/delete/clear on its tick thread and reads entries by

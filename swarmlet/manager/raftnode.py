@@ -54,7 +54,7 @@ from swarmlet.manager.raftlog import DurableJournal, Entry, RaftDiskError, RaftS
 log = logging.getLogger(__name__)
 
 _LEADER, _FOLLOWER = 2, 0  # pysyncobj's _RAFT_STATE values, for onStateChanged
-_send_next_node_idx = SyncObj._SyncObj__sendNextNodeIdx  # type: ignore[attr-defined]
+_send_next_node_idx = SyncObj._SyncObj__sendNextNodeIdx
 
 
 def _reconcile(journal: DurableJournal, snapshot: dict[str, Any] | None, snapshot_path: str) -> None:
@@ -88,7 +88,7 @@ def _reconcile(journal: DurableJournal, snapshot: dict[str, Any] | None, snapsho
     # leader just before a crash): pysyncobj replaces the journal by it.
 
 
-class DurableSyncObj(SyncObj):
+class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hints
     """SyncObj with `raftlog`'s files in `raft_dir` (conf.journalFile,
     fullDumpFile, serializer and deserializer are set here)."""
 
@@ -245,7 +245,7 @@ class DurableSyncObj(SyncObj):
         return None if self._failure is not None else super()._getLeader()
 
     def getStatus(self) -> dict[str, Any]:
-        status = super().getStatus()
+        status: dict[str, Any] = super().getStatus()
         if self._failure is not None:
             status["disk_error"] = str(self._failure)
         return status
