@@ -210,19 +210,22 @@ def test_acknowledged_writes_survive_a_crash_copy(tmp_path):
 def test_snapshot_is_durable_before_the_journal_drops_what_it_covers(tmp_path, monkeypatch):
     events: list[str] = []
 
-    def spy(name, real):
+    def spy(name, real, before=False):
         def call(*args, **kwargs):
+            event = f"{name}:{os.path.basename(str(args[0]))}"
+            if before:
+                events.append(event)
             out = real(*args, **kwargs)
-            path = os.path.basename(str(args[0])) if args else ""
-            events.append(f"{name}:{path}")
+            if not before:
+                events.append(event)
             return out
 
         return call
 
     monkeypatch.setattr(raftlog, "write_snapshot_file", spy("snapshot-fsynced", raftlog.write_snapshot_file))
-    monkeypatch.setattr(pysyncobj.serializer, "atomicReplace", spy("rename", pysyncobj.serializer.atomicReplace))
-    monkeypatch.setattr(raftlog, "fsync_dir", spy("fsync-dir", raftlog.fsync_dir))
-    monkeypatch.setattr(raftlog, "write_durably", spy("replaced", raftlog.write_durably))
+    monkeypatch.setattr(pysyncobj.serializer, "atomicReplace", spy("renamed", pysyncobj.serializer.atomicReplace))
+    monkeypatch.setattr(raftlog, "fsync_dir", spy("dir-fsynced", raftlog.fsync_dir))
+    monkeypatch.setattr(raftlog, "write_durably", spy("replacing", raftlog.write_durably, before=True))
     addr = f"127.0.0.1:{free_port()}"
     s = store(tmp_path, addr)
     try:
@@ -230,14 +233,15 @@ def test_snapshot_is_durable_before_the_journal_drops_what_it_covers(tmp_path, m
             s.propose([st.put(task(f"t{i}"), create=True)])
         events.clear()
         s.force_compaction()
-        wait_for(lambda: f"replaced:{raftlog.JOURNAL_NAME}" in events, 10, "the journal rewritten after the snapshot")
+        wait_for(lambda: f"replacing:{raftlog.JOURNAL_NAME}" in events, 10, "the journal rewritten after the snapshot")
     finally:
         s.close()
     snap = events.index("snapshot-fsynced:snapshot.tmp")
-    rename = events.index("rename:snapshot.tmp")
-    wal = events.index(f"replaced:{raftlog.JOURNAL_NAME}")
-    assert snap < rename < wal, events
-    assert "fsync-dir:raft" in events[rename:wal], f"no directory fsync between the snapshot's rename and the journal rewrite: {events}"
+    rename = events.index("renamed:snapshot.tmp")
+    wal = events.index(f"replacing:{raftlog.JOURNAL_NAME}")
+    assert snap < rename < wal - 1, events
+    # The rename is made durable, and only then is the journal replaced.
+    assert events[wal - 1] == "dir-fsynced:raft", events
 
 
 def test_a_compaction_cut_short_by_a_crash_is_finished_at_start(tmp_path):
