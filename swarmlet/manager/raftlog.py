@@ -78,12 +78,11 @@ _TERM_FORMAT = "swarmlet-raft-term"
 _SECTOR = 512
 
 RECOVERY = (
-    "To recover, rejoin this manager from the others: on a healthy manager run "
-    "'swarmlet node demote NODE' (the cluster keeps its other copies of the log); on this host "
-    "stop the daemon, move the files {files} out of {dir} (keep raft_secret), run "
-    "'swarmlet leave --force', then join again with a manager token. If every manager "
-    "refuses to start, restore the last backup with 'swarmlet cluster restore' on one host "
-    '(see docs/operations.md, "Durability").'
+    "To recover, rejoin this host from the other managers: on a healthy manager run "
+    "'swarmlet node demote NODE' and 'swarmlet node rm --force NODE'; on this host stop the daemon, "
+    "move the state directory {state_dir} aside, start the daemon again and 'swarmlet join' with a "
+    "manager token. If no manager can start, restore the last backup with 'swarmlet cluster restore' "
+    'on a fresh host. See docs/operations.md, "Durability".'
 )
 
 
@@ -94,11 +93,9 @@ class RaftStateError(errors.FailedPrecondition):
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
         self.problem = problem
-        raft_dir = os.path.dirname(path)
-        files = ", ".join((JOURNAL_NAME, TERM_NAME, SNAPSHOT_NAME))
+        state_dir = os.path.dirname(os.path.dirname(os.path.abspath(path)))
         super().__init__(
-            f"raft state file {path}: {problem}. This manager will not start with it. "
-            + RECOVERY.format(files=files, dir=raft_dir)
+            f"raft state file {path}: {problem}. This manager will not start with it. " + RECOVERY.format(state_dir=state_dir)
         )
 
 
@@ -465,6 +462,11 @@ class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj has no type hi
     def _file_header() -> bytes:
         head = struct.pack("<8sI", _FILE_MAGIC, _FILE_VERSION)
         return head + struct.pack("<I", _crc(head))
+
+    @classmethod
+    def file_bytes(cls, entries: list[Entry], write_no: int) -> bytes:
+        """A whole journal file holding `entries` (for conversions)."""
+        return cls._file_header() + _encode_records(entries, write_no)[0]
 
     # ---- state for the Raft node
 

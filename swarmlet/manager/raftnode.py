@@ -48,7 +48,7 @@ from typing import Any
 from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer
 from pysyncobj.node import TCPNode
 
-from swarmlet.manager import raftlog
+from swarmlet.manager import raftlog, raftmigrate
 from swarmlet.manager.raftlog import DurableJournal, Entry, RaftDiskError, RaftStateError
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hi
         self._held_acks: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
         self._durable_consumers = list(consumers)
         self._snapshot_path = os.path.join(raft_dir, raftlog.SNAPSHOT_NAME)
+        raftmigrate.migrate(raft_dir)  # files of a swarmlet from before raftlog, if any
         self._journal = DurableJournal(raft_dir)
         self._preloaded: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         snapshot = None

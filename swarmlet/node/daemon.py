@@ -782,7 +782,13 @@ def run_daemon(cfg: DaemonConfig) -> int:
 
         cfg.advertise_addr = default_advertise_addr()
     daemon = Daemon(cfg)
-    daemon.resume()
+    try:
+        daemon.resume()
+    except errors.FailedPrecondition as e:
+        # e.g. damaged Raft files (manager/raftlog.py): the message says what
+        # and how to recover; a traceback would only hide it.
+        log.critical("%s", e)
+        return 1
     sock_dir = os.path.dirname(cfg.socket)
     if sock_dir:
         os.makedirs(sock_dir, exist_ok=True)

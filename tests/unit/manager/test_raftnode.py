@@ -348,3 +348,48 @@ def test_a_failing_disk_stops_the_manager_with_one_clear_line(tmp_path, caplog):
         assert set(back.snapshot().tasks) == {"t0"}
     finally:
         back.close()
+
+
+def test_pysyncobj_files_of_an_older_swarmlet_are_converted_once(tmp_path):
+    """A manager upgraded from a swarmlet that let pysyncobj keep its own
+    files (journal, journal.meta, dump) keeps its state."""
+    from swarmlet.api import store_pb2 as spb
+    from swarmlet.manager.store import _StateMachine, raft_password
+
+    raft = tmp_path / "raft"
+    raft.mkdir(mode=0o700)
+    addr = f"127.0.0.1:{free_port()}"
+    sm = _StateMachine(lambda snap: None)
+    old_conf = conf()
+    old_conf.password = raft_password(SECRET)
+    old_conf.journalFile = str(raft / "journal")
+    old_conf.fullDumpFile = str(raft / "dump")
+    old_conf.useFork = False
+    old = SyncObj(addr, [], conf=old_conf, consumers=[sm])
+    try:
+        wait_for(old._isLeader, 10, "the old-style node leads")
+
+        def put(i: int) -> None:
+            batch = spb.StoreBatch(actions=[st.put(task(f"t{i}"), create=True)], request_id=f"r{i}")
+            assert spb.StoreResult.FromString(sm.apply(batch.SerializeToString(), sync=True, timeout=5)).ok
+
+        for i in range(10):
+            put(i)
+        old.forceLogCompaction()
+        wait_for(lambda: (raft / "dump").exists() and old.getStatus()["log_len"] <= 3, 10, "pysyncobj wrote its dump")
+        for i in range(10, 15):
+            put(i)
+    finally:
+        old.destroy_synchronous()
+    s = store(tmp_path, addr)
+    try:
+        assert len(s.snapshot().tasks) == 15
+        s.propose([st.put(task("t15"), create=True)])
+    finally:
+        s.close()
+    assert not (raft / "journal").exists() and (raft / raftnode.raftmigrate.MOVED_TO / "journal").exists()
+    again = store(tmp_path, addr)  # converted once: the second start reads our files
+    try:
+        assert len(again.snapshot().tasks) == 16
+    finally:
+        again.close()
