@@ -25,14 +25,16 @@ orders the few places where Raft needs disk before network:
 6. Start-up: the files are read and checked before pysyncobj starts; a
    snapshot the journal does not continue, a damaged file, a missing term
    file: `RaftStateError`, and the manager does not start. A compaction cut
-   short by a crash (snapshot renamed, journal not yet rewritten) is finished.
+   short by a crash (snapshot renamed, journal not yet rewritten) is finished;
+   pysyncobj's own files, left by an older swarmlet, are converted once
+   (raftmigrate.py).
 7. A failing disk at run time (full, I/O error): the node logs one CRITICAL
    line naming the file and stops taking part: its tick stops (no votes, no
    acknowledgements, no heartbeats) and `_isLeader()` is False from then on.
    To the others it looks like a hung manager: they drop its connections
    after connectionTimeout and elect a leader without it.
 
-Internals of pysyncobj used here (checked by tests/unit/manager/test_raftlog.py
+Internals of pysyncobj used here (checked by tests/unit/manager/test_raftnode.py
 against the pinned version): the journal is the attribute `__raftLog` (we
 provide it as a property, so pysyncobj's own MemoryJournal is discarded), and
 acknowledgements go through the method `__sendNextNodeIdx`.
@@ -45,7 +47,7 @@ import os
 import time
 from typing import Any
 
-from pysyncobj import SyncObj, SyncObjConf, SyncObjConsumer
+from pysyncobj import _RAFT_STATE, SyncObj, SyncObjConf, SyncObjConsumer
 from pysyncobj.node import TCPNode
 
 from swarmlet.manager import raftlog, raftmigrate
@@ -53,7 +55,6 @@ from swarmlet.manager.raftlog import DurableJournal, Entry, RaftDiskError, RaftS
 
 log = logging.getLogger(__name__)
 
-_LEADER, _FOLLOWER = 2, 0  # pysyncobj's _RAFT_STATE values, for onStateChanged
 _send_next_node_idx = SyncObj._SyncObj__sendNextNodeIdx
 
 
@@ -228,7 +229,7 @@ class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hi
         # the consumers, and the store still reads its state machine.
         callback = self.conf.onStateChanged
         if was_leader and callback is not None:
-            callback(_LEADER, _FOLLOWER)
+            callback(_RAFT_STATE.LEADER, _RAFT_STATE.FOLLOWER)
 
     @property
     def failure(self) -> RaftDiskError | None:
