@@ -545,7 +545,9 @@ class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj has no type hi
             self.sync()
 
     def getRaftCommitIndex(self) -> int:
-        last = max([self._entries[-1][1]] if self._entries else [1])
+        # A commit index saved before a crash may be past what the journal
+        # kept (a follower's torn tail): never beyond the last entry.
+        last = self._entries[-1][1] if self._entries else 1
         return max(1, min(self._term.commit, last))
 
     def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
