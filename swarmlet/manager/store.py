@@ -7,7 +7,8 @@ immutable snapshot (copy-on-write), so they never lock against the tick thread.
 
 Traps of pysyncobj handled here and in statemachine.py (LIBRARIES.md):
 - its port unpickles what arrives: a password is mandatory (Fernet);
-- both journalFile and fullDumpFile are set, or compaction + restart loses state;
+- it never fsyncs: raftnode.DurableSyncObj keeps journal, term and snapshot
+  in fsync'd, checksummed files (and refuses to start on damaged ones);
 - a replicated method that raises wedges the node: `apply_batch` never raises;
 - a sync call from the tick thread deadlocks: we propose with a callback and
   wait on an Event from the caller's thread;
@@ -27,7 +28,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
+from pysyncobj import FAIL_REASON, SyncObjConf
 
 from swarmlet import errors
 from swarmlet.api import store_pb2 as spb
@@ -37,6 +38,8 @@ from swarmlet.core.cluster import majority
 from swarmlet.manager.statemachine import StateMachine
 
 restore_inet_ntop()  # pysyncobj breaks socket.inet_ntop on import (see compat.py)
+
+from swarmlet.manager.raftnode import DurableSyncObj  # noqa: E402  (after restore_inet_ntop, like pysyncobj)
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +151,6 @@ class Store:
         self._sm = StateMachine(self._changed)
         conf = SyncObjConf(
             password=raft_password(raft_secret),
-            journalFile=os.path.join(raft_dir, "journal"),
-            fullDumpFile=os.path.join(raft_dir, "dump"),
             autoTickPeriod=t.tick_period,
             appendEntriesPeriod=t.append_entries_period,
             raftMinTimeout=t.raft_min_timeout,
@@ -170,7 +171,9 @@ class Store:
             # of queueing (we wait for an election ourselves, with a deadline).
             commandsWaitLeader=False,
         )
-        self._obj = SyncObj(self_addr, partners, conf=conf, consumers=[self._sm])
+        # Journal, term file and snapshot: fsync'd, checksummed files in raft_dir
+        # (raftnode.py); raises raftlog.RaftStateError if they are damaged.
+        self._obj = DurableSyncObj(self_addr, partners, conf, [self._sm], raft_dir)
 
     # ---- reads ----
     def snapshot(self) -> st.Snapshot:
