@@ -59,6 +59,8 @@ def daemon(
     ] = 1.5,
 ) -> None:
     """Run the swarmlet daemon (agent, and manager once the node is one)."""
+    # Imported here, not at the top: every other command would otherwise pay
+    # for loading the whole daemon (grpc server, pysyncobj, docker SDK).
     try:
         from swarmlet.node.config import ConfigError, DaemonConfig, parse_election_timeout
         from swarmlet.node.daemon import run_daemon

@@ -14,6 +14,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 
 # ---- JSON ----------------------------------------------------------------------
@@ -380,8 +381,6 @@ def format_task_list(
     no_trunc: bool = False,
 ) -> str:
     """`service ps` / `node ps` output: JSON (a ListTasksResponse), ids, or the table."""
-    from swarmlet.api import control_pb2 as cpb
-
     ordered = [t for _, t in order_tasks(tasks)]
     if fmt == "json":
         used = {t.node_id for t in ordered if t.node_id}
