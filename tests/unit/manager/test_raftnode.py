@@ -370,7 +370,8 @@ def test_pysyncobj_files_of_an_older_swarmlet_are_converted_once(tmp_path):
     """A manager upgraded from a swarmlet that let pysyncobj keep its own
     files (journal, journal.meta, dump) keeps its state."""
     from swarmlet.api import store_pb2 as spb
-    from swarmlet.manager.store import _StateMachine, raft_password
+    from swarmlet.manager.statemachine import StateMachine as _StateMachine
+    from swarmlet.manager.store import raft_password
 
     raft = tmp_path / "raft"
     raft.mkdir(mode=0o700)
