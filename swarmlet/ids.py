@@ -12,5 +12,15 @@ ALPHABET = string.ascii_lowercase + string.digits
 LENGTH = 25
 
 
+_SPACE = len(ALPHABET) ** LENGTH
+
+
 def new_id() -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+    # One draw of 129 random bits written in base 36 (the leader makes 10,000
+    # of these in one round: 25 separate secrets.choice calls each cost ~10x).
+    n = secrets.randbelow(_SPACE)
+    out = []
+    for _ in range(LENGTH):
+        n, d = divmod(n, 36)
+        out.append(ALPHABET[d])
+    return "".join(out)

@@ -11,7 +11,7 @@ journal and dump files) on loopback ports in this process, the real
 (4 CPUs, 8 GiB) through store batches. Simulated agents (16 threads, each owning
 a share of the nodes) do what an agent does over its session, without gRPC/TLS:
 they watch the leader's store for tasks assigned to their nodes, report them
-RUNNING through the dispatcher's own queue (`Dispatcher._submit`, the path of
+RUNNING through the dispatcher's own queue (`Dispatcher`'s StatusWriter, the path of
 the `UpdateTaskStatus` RPC: one call per node, coalesced by the dispatcher's
 writer into batches of up to 2,000 merges) and keep their nodes alive (the
 dispatcher's heartbeat bookkeeping; otherwise its liveness loop would mark them
@@ -140,6 +140,10 @@ def make_service(sid: str, replicas: int, cpus: float = 0, mem: int = 0, constra
     return s
 
 
+def _no_role_changes(node_id: str, csr_pem: bytes) -> tuple[bytes, str, bytes, list[str]]:
+    raise RuntimeError("the benchmark changes no roles")
+
+
 class Agents:
     """Simulated agents: report assigned tasks RUNNING, keep nodes alive."""
 
@@ -189,7 +193,7 @@ class Agents:
                 # dispatcher's writer coalesces them.
                 waiters = []
                 for actions in per_node.values():
-                    self.disp._submit(actions, wait=0)
+                    self.disp._writer.submit(actions, wait=0)
                     waiters.extend(a.task_status.task_id for a in actions)
                 reported.update(waiters)
                 with self._lock:
@@ -238,8 +242,7 @@ def main(argv=None) -> int:
             loop = LeaderLoop(s)
             loop._thread.name = "leaderloop-" + s.self_addr.rsplit(":", 1)[1]
             loops.append(loop)
-            d = Dispatcher(s)
-            d._threads[0].name = "dispatcher-writer"
+            d = Dispatcher(s, renew_role=_no_role_changes)
             disps.append(d)
         leader.propose([st.put(pb.Cluster(id="cluster"), create=True)])
         t0 = time.monotonic()
