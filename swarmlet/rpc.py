@@ -16,6 +16,10 @@ import grpc
 
 from swarmlet import errors
 
+# Trailing metadata key on a follower dispatcher's refusal: the leader's api
+# address, so an agent goes straight there instead of trying every manager.
+LEADER_HINT_KEY = "swarmlet-leader"
+
 _TO_CODE: tuple[tuple[type[errors.SwarmletError], grpc.StatusCode], ...] = (
     (errors.Invalid, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),

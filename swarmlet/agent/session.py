@@ -17,16 +17,12 @@ from typing import Any, Protocol
 
 import grpc
 
-from swarmlet import tls
+from swarmlet import rpc, tls
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
-
-# Trailing metadata of a follower's refusal: the leader's address (set by the
-# manager's dispatcher, which this package must not import).
-LEADER_HINT_KEY = "swarmlet-leader"
 
 
 class Worker(Protocol):
@@ -155,7 +151,7 @@ class AgentSession:
                 if not self._stop.is_set():
                     log.warning("session with %s ended: %s %s", addr, e.code(), e.details())
                     if e.code() == grpc.StatusCode.UNAVAILABLE:
-                        hint = dict(e.trailing_metadata() or ()).get(LEADER_HINT_KEY)
+                        hint = dict(e.trailing_metadata() or ()).get(rpc.LEADER_HINT_KEY)
                         if hint and hint != addr:
                             self._leader_hint = hint
                             backoff = 0.05

@@ -29,10 +29,6 @@ from swarmlet.core.endpoints import all_assignments
 from swarmlet.manager.statuswriter import StatusWriter
 from swarmlet.manager.store import Store, StoreError
 
-# Trailing metadata key on a follower's refusal: the leader's api address, so
-# an agent goes straight there instead of trying every manager in turn.
-LEADER_HINT_KEY = "swarmlet-leader"
-
 log = logging.getLogger(__name__)
 
 # How often the leader looks for nodes whose heartbeats stopped.
@@ -99,7 +95,7 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
             # the agent there.
             leader = self.leader_api_addr()
             if leader:
-                context.set_trailing_metadata(((LEADER_HINT_KEY, leader),))
+                context.set_trailing_metadata(((rpc.LEADER_HINT_KEY, leader),))
             raise errors.Unavailable(f"this manager is not the leader (leader: {leader or 'none yet'})")
         if ident.node_id not in self._store.snapshot().nodes:
             raise errors.PermissionDenied(f"node {ident.node_id} is not a member of this cluster (removed?)")

@@ -20,12 +20,13 @@ import pytest
 from swarmlet import tls
 from swarmlet.agent.executor import Executor
 from swarmlet.agent.runtime.fake import FakeRuntime
-from swarmlet.agent.session import LEADER_HINT_KEY, AgentSession
+from swarmlet.agent.session import AgentSession
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.ids import new_id
 from swarmlet.manager import ca
+from swarmlet.rpc import LEADER_HINT_KEY
 from tests.waiting import wait_for
 
 IMAGE = "busybox:test"

@@ -24,9 +24,10 @@ from swarmlet.core import cluster as cl
 from swarmlet.core import state as st
 from swarmlet.manager import ca
 from swarmlet.manager.control.api import ControlAPI
-from swarmlet.manager.dispatcher import LEADER_HINT_KEY, Dispatcher
+from swarmlet.manager.dispatcher import Dispatcher
 from swarmlet.manager.statuswriter import StatusWriter
 from swarmlet.manager.store import Store
+from swarmlet.rpc import LEADER_HINT_KEY
 from tests.unit.manager import helpers as h
 from tests.waiting import wait_for
 
