@@ -31,6 +31,8 @@ from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
+from swarmlet.core.index import TaskIndex
+from swarmlet.core.scope import Scope
 from swarmlet.core.stage import StagePlan, earliest
 from swarmlet.core.units import fmt_seconds
 
@@ -362,15 +364,35 @@ class _Round:
         for t in self.snap.tasks.values():
             by_service[t.service_id].append(t)
         for sid in sorted(set(by_service) | set(self.snap.services)):
-            svc = self.snap.services.get(sid)
-            tasks = by_service.get(sid, [])
-            if svc is None:
-                self._service_gone(tasks)
-                continue
-            global_mode = tk.service_mode(svc) == "global"
-            for g in tk.group_slots(svc, tasks, self.nodes):
-                _SlotPlan(self, svc, global_mode, g).plan()
+            self._service(sid, by_service.get(sid, []))
         return StagePlan(self.actions, self.wake_at)
+
+    def run_scoped(self, scope: Scope, index: TaskIndex) -> StagePlan:
+        """Only the services and slots in `scope` (the incremental round:
+        the others' plans are empty, see scope.py). Visits them in the order
+        `run` does, so the actions come out in the same order too."""
+        snap = self.snap
+        for sid in sorted(scope.services | scope.slots.keys()):
+            svc = snap.services.get(sid)
+            if sid in scope.services or svc is None or tk.service_mode(svc) == "global":
+                self._service(sid, index.tasks_of(snap, sid))
+                continue
+            n = int(svc.spec.replicated.replicas)
+            for key in sorted(scope.slots[sid]):
+                tasks = index.slot_tasks(snap, sid, key)
+                want = 1 <= key[0] <= n
+                if tasks or want:
+                    _SlotPlan(self, svc, False, tk.Slot(key[0], "", tasks, want, want)).plan()
+        return StagePlan(self.actions, self.wake_at)
+
+    def _service(self, sid: str, tasks: list[pb.Task]) -> None:
+        svc = self.snap.services.get(sid)
+        if svc is None:
+            self._service_gone(tasks)
+            return
+        global_mode = tk.service_mode(svc) == "global"
+        for g in tk.group_slots(svc, tasks, self.nodes):
+            _SlotPlan(self, svc, global_mode, g).plan()
 
     def _service_gone(self, tasks: list[pb.Task]) -> None:
         for t in sorted(tasks, key=tk.age_key):
@@ -383,12 +405,19 @@ class _Round:
                 self.actions.append(st.set_desired(t.id, pb.REMOVE))
 
 
-def orchestrate(snap: st.Snapshot, now: float, new_id: Callable[[], str]) -> StagePlan:
+def orchestrate(
+    snap: st.Snapshot, now: float, new_id: Callable[[], str], scope: Scope | None = None, index: TaskIndex | None = None
+) -> StagePlan:
     """The store actions that move tasks toward the services' specs, and when
-    a restart delay next ends (wake_at).
+    a restart delay next ends (wake_at). With a `scope` (and the `index` of
+    `snap`'s tasks), only the services and slots in it: the incremental
+    round's share of the same plan.
 
     Reads `snap` only. Actions: Puts creating tasks (expected_version 0),
     desired-state and status merges, and unguarded deletes of tasks no agent
     will report on again (terminal, never dispatched, or on a removed node), so
     that concurrent status reports do not make the round conflict."""
-    return _Round(snap, now, new_id).run()
+    r = _Round(snap, now, new_id)
+    if scope is None or index is None:
+        return r.run()
+    return r.run_scoped(scope, index)

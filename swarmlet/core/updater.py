@@ -39,14 +39,14 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
-from swarmlet.core.stage import StagePlan
+from swarmlet.core.stage import StagePlan, earliest
 
 US = pb.UpdateStatus
 UC = pb.UpdateConfig
@@ -306,20 +306,39 @@ def rollback_service(svc: pb.Service, now: float, message: str) -> pb.Service:
     return new
 
 
-def update(snap: st.Snapshot, now: float, new_id: Callable[[], str]) -> StagePlan:
+def update(
+    snap: st.Snapshot,
+    now: float,
+    new_id: Callable[[], str],
+    services: Collection[str] | None = None,
+    tasks_of: Callable[[str], list[pb.Task]] | None = None,
+) -> StagePlan:
     """Store actions advancing every service's rolling update at time `now`,
     and when a monitor period or delay next ends (wake_at). Services never
-    updated (UpdateStatus NONE) are left to the orchestrator."""
-    by_service: dict[str, list[pb.Task]] = defaultdict(list)
-    for t in snap.tasks.values():
-        by_service[t.service_id].append(t)
+    updated (UpdateStatus NONE) are left to the orchestrator. With
+    `services` (and `tasks_of`, a service's tasks in `snap`), only those:
+    the incremental round's share of the same plan."""
+    if services is None or tasks_of is None:
+        by_service: dict[str, list[pb.Task]] = defaultdict(list)
+        for t in snap.tasks.values():
+            by_service[t.service_id].append(t)
+        sids = sorted(snap.services)
+
+        def tasks_of(sid: str) -> list[pb.Task]:
+            return by_service.get(sid, [])
+    else:
+        sids = sorted(s for s in services if s in snap.services)
+
     actions: list[spb.StoreAction] = []
-    for sid in sorted(snap.services):
+    best: float | None = None
+    for sid in sids:
         svc = snap.services[sid]
         if svc.update_status.state == US.NONE:
             continue
-        actions.extend(_ServiceUpdate(snap, svc, by_service.get(sid, []), now, new_id).run())
-    return StagePlan(actions, next_deadline(snap, now))
+        tasks = tasks_of(sid)
+        actions.extend(_ServiceUpdate(snap, svc, tasks, now, new_id).run())
+        best = earliest(best, _service_deadline(svc, tasks, now))
+    return StagePlan(actions, best)
 
 
 def with_defaults(spec: pb.ServiceSpec) -> None:
@@ -385,13 +404,20 @@ def next_deadline(snap: st.Snapshot, now: float) -> float | None:
     again right then instead of at its next idle tick."""
     best: float | None = None
     for svc in snap.services.values():
-        if svc.update_status.state not in ACTIVE:
+        best = earliest(best, _service_deadline(svc, snap.tasks_of_service(svc.id), now))
+    return best
+
+
+def _service_deadline(svc: pb.Service, tasks: Iterable[pb.Task], now: float) -> float | None:
+    """next_deadline for one service, given its tasks."""
+    if svc.update_status.state not in ACTIVE:
+        return None
+    best: float | None = None
+    cfg = config_for(svc)
+    for t in tasks:
+        if t.status.state != pb.RUNNING or not tk.wanted(t) or not tk.runs_current_spec(t, svc):
             continue
-        cfg = config_for(svc)
-        for t in snap.tasks_of_service(svc.id):
-            if t.status.state != pb.RUNNING or not tk.wanted(t) or not tk.runs_current_spec(t, svc):
-                continue
-            for at in (running_since(t) + cfg.monitor, running_since(t) + cfg.monitor + cfg.delay):
-                if at > now and (best is None or at < best):
-                    best = at
+        for at in (running_since(t) + cfg.monitor, running_since(t) + cfg.monitor + cfg.delay):
+            if at > now and (best is None or at < best):
+                best = at
     return best

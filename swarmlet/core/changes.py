@@ -1,0 +1,93 @@
+"""What a run of store batches touched: the ids of the objects, per table.
+
+The store records one `Changes` per applied batch (its version); the leader's
+incremental round and the dispatcher read the union since the version they
+last looked at, with the snapshot of that version, to work only on what
+changed (issue 15). Pure: computed from the batch alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from swarmlet.api import store_pb2 as spb
+
+_KIND_FIELD = {
+    spb.KIND_NODE: "nodes",
+    spb.KIND_SERVICE: "services",
+    spb.KIND_TASK: "tasks",
+    spb.KIND_CLUSTER: "clusters",
+    spb.KIND_NETWORK: "networks",
+}
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Ids written (created, replaced, merged into or deleted) per table.
+    `everything`: not known (a snapshot was installed, or the record of
+    changes no longer reaches back far enough): treat every object as changed."""
+
+    nodes: frozenset[str] = frozenset()
+    services: frozenset[str] = frozenset()
+    tasks: frozenset[str] = frozenset()
+    clusters: frozenset[str] = frozenset()
+    networks: frozenset[str] = frozenset()
+    everything: bool = False
+
+    def __or__(self, other: Changes) -> Changes:
+        if self.everything or other.everything:
+            return EVERYTHING
+        return Changes(
+            self.nodes | other.nodes,
+            self.services | other.services,
+            self.tasks | other.tasks,
+            self.clusters | other.clusters,
+            self.networks | other.networks,
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not (self.everything or self.nodes or self.services or self.tasks or self.clusters or self.networks)
+
+
+NOTHING = Changes()
+EVERYTHING = Changes(everything=True)
+
+
+def union(parts: list[Changes]) -> Changes:
+    """All of `parts` as one (in one pass: a frozenset union per part would
+    copy the growing sets again and again)."""
+    if any(p.everything for p in parts):
+        return EVERYTHING
+    if len(parts) == 1:
+        return parts[0]
+    acc: dict[str, set[str]] = {"nodes": set(), "services": set(), "tasks": set(), "clusters": set(), "networks": set()}
+    for p in parts:
+        acc["nodes"] |= p.nodes
+        acc["services"] |= p.services
+        acc["tasks"] |= p.tasks
+        acc["clusters"] |= p.clusters
+        acc["networks"] |= p.networks
+    return Changes(**{k: frozenset(v) for k, v in acc.items()})
+
+
+def of_batch(batch: spb.StoreBatch) -> Changes:
+    """The objects an applied batch wrote."""
+    acc: dict[str, set[str]] = {"nodes": set(), "services": set(), "tasks": set(), "clusters": set(), "networks": set()}
+    for a in batch.actions:
+        which = a.WhichOneof("action")
+        if which == "put":
+            obj = a.put.WhichOneof("object")
+            if obj is not None:
+                acc[obj + "s"].add(getattr(a.put, obj).id)
+        elif which == "delete":
+            table = _KIND_FIELD.get(a.delete.kind)
+            if table is not None:
+                acc[table].add(a.delete.id)
+        elif which == "task_status":
+            acc["tasks"].add(a.task_status.task_id)
+        elif which == "task_desired":
+            acc["tasks"].add(a.task_desired.task_id)
+        elif which == "node_status":
+            acc["nodes"].add(a.node_status.node_id)
+    return Changes(**{k: frozenset(v) for k, v in acc.items()})
