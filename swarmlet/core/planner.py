@@ -1,7 +1,7 @@
 """One leader round: the stages (orchestrator, rolling updater, allocator,
 scheduler) each plan on the state the earlier ones leave, and their plans are
-merged once into ONE list of store actions, which the leader proposes as one
-replicated batch (in slices if it is long: `split_plan`).
+merged once into ONE list of store actions, which the leader proposes as
+replicated batches (cut by count and bytes: `chunk_actions`).
 
 Pure, like the stages it composes: it reports what went wrong in the plan it
 returns and leaves logging to the leader."""
@@ -175,20 +175,6 @@ def plan_round(snap: st.Snapshot, now: float, new_id: Callable[[], str], *, stri
     if strict and p.error:
         raise PlanError(p.error)
     return p.actions
-
-
-def split_plan(snap: st.Snapshot, actions: list[spb.StoreAction], limit: int) -> list[spb.StoreAction]:
-    """The first `limit` actions of the plan if they apply on their own (a
-    batch is one Raft entry, and big entries are slow; the leader plans the
-    rest next round), else the whole plan."""
-    if len(actions) <= limit:
-        return actions
-    prefix = actions[:limit]
-    try:
-        st.check_batch(snap, spb.StoreBatch(actions=prefix))
-    except st.Conflict:
-        return actions
-    return prefix
 
 
 def chunk_actions(actions: Sequence[spb.StoreAction], max_actions: int, max_bytes: int) -> list[list[spb.StoreAction]]:

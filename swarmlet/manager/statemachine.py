@@ -9,7 +9,8 @@ what is replicated and how it is snapshotted read in one place.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+import threading
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from pysyncobj import SyncObjConsumer, replicated
 
 from swarmlet.api import store_pb2 as spb
 from swarmlet.compat import restore_inet_ntop
+from swarmlet.core import changes as ch
 from swarmlet.core import state as st
 
 restore_inet_ntop()  # pysyncobj breaks socket.inet_ntop on import (see compat.py)
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 
 # Bound on request ids remembered for idempotent retries.
 MAX_REQUEST_IDS = 4096
+# Bound on the per-version record of changes (readers further behind than
+# this plan from scratch).
+MAX_CHANGE_RECORDS = 4096
 
 # Version of the snapshot layout `serialize` writes (pysyncobj pickles the
 # dict; everything inside it is plain bytes, ints and strings).
@@ -41,6 +46,10 @@ class StateMachine(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj has no t
         self._on_change = on_change
         self._snap = st.Snapshot()
         self._applied_ids: OrderedDict[str, spb.StoreResult] = OrderedDict()
+        # (version, what that version's batch wrote), oldest first; applied
+        # on the tick thread, read by the leader loop and the dispatcher.
+        self._changes: deque[tuple[int, ch.Changes]] = deque(maxlen=MAX_CHANGE_RECORDS)
+        self._changes_lock = threading.Lock()
         super().__init__()
 
     @property
@@ -70,6 +79,8 @@ class StateMachine(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj has no t
             log.exception("apply_batch raised")
             result = spb.StoreResult(ok=False, error=f"internal error: {e}", version=self._snap.version)
         if result.ok:
+            with self._changes_lock:
+                self._changes.append((new.version, ch.of_batch(batch)))
             self._snap = new
         if batch.request_id:
             self._applied_ids[batch.request_id] = result
@@ -78,6 +89,20 @@ class StateMachine(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj has no t
         if result.ok:
             self._notify()
         return result.SerializeToString()
+
+    def changes_since(self, version: int, upto: int) -> ch.Changes:
+        """Everything written after `version` up to version `upto` (that of a
+        snapshot the caller holds); EVERYTHING when the record does not reach
+        back that far or forward that far (a snapshot was installed since)."""
+        if version == upto:
+            return ch.NOTHING
+        with self._changes_lock:
+            if version > upto or not self._changes or self._changes[0][0] > version + 1 or self._changes[-1][0] < upto:
+                return ch.EVERYTHING
+            parts = [c for v, c in self._changes if version < v <= upto]
+        if len(parts) != upto - version:
+            return ch.EVERYTHING
+        return ch.union(parts)
 
     def _notify(self) -> None:
         try:
@@ -102,7 +127,9 @@ class StateMachine(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj has no t
         for table, cls in st.TABLE_TYPES.items():
             raw_table: dict[str, bytes] = data["tables"].get(table, {})
             setattr(snap, table, {oid: _decode(cls, raw) for oid, raw in raw_table.items()})
-        self._snap = snap
+        with self._changes_lock:
+            self._changes.clear()  # what changed before the snapshot is unknown
+            self._snap = snap
         self._applied_ids = OrderedDict((k, spb.StoreResult.FromString(v)) for k, v in data["applied_ids"])
         self._on_change(snap)
 

@@ -33,6 +33,7 @@ from pysyncobj import FAIL_REASON, SyncObjConf
 from swarmlet import errors
 from swarmlet.api import store_pb2 as spb
 from swarmlet.compat import restore_inet_ntop
+from swarmlet.core import changes as ch
 from swarmlet.core import state as st
 from swarmlet.core.cluster import majority
 from swarmlet.manager.statemachine import StateMachine
@@ -184,6 +185,11 @@ class Store:
     def version(self) -> int:
         return self._sm.snapshot.version
 
+    def changes_since(self, version: int, upto: int) -> ch.Changes:
+        """What the batches after `version` up to `upto` wrote (see
+        statemachine.StateMachine.changes_since)."""
+        return self._sm.changes_since(version, upto)
+
     def wait_for_change(self, version: int, timeout: float) -> int:
         """Block until the store's version differs from `version` or timeout."""
         deadline = time.monotonic() + timeout
@@ -273,6 +279,42 @@ class Store:
         batch = spb.StoreBatch(actions=actions, timestamp=time.time(), request_id=request_id or uuid.uuid4().hex)
         return self._submit(batch, timeout)
 
+    def propose_many(self, batches: list[list[spb.StoreAction]], timeout: float = 10.0) -> list[StoreError | None]:
+        """Commit several batches, each its own Raft entry, appended together
+        (pipelined) rather than one commit round trip after the other. Returns,
+        per batch, None if it was committed and applied, else its error."""
+        if len(batches) == 1:
+            try:
+                self.propose(batches[0], timeout)
+                return [None]
+            except StoreError as e:
+                return [e]
+        start = time.monotonic()
+        self.wait_writable(min(timeout, self.election_window()))
+        dones: list[tuple[threading.Event, dict[str, Any]]] = []
+        for actions in batches:
+            batch = spb.StoreBatch(actions=actions, timestamp=time.time(), request_id=uuid.uuid4().hex)
+            done, out = threading.Event(), {}
+
+            def callback(result: Any, err: Any, done: threading.Event = done, out: dict[str, Any] = out) -> None:
+                out["result"], out["err"] = result, err
+                done.set()
+
+            self._sm.apply(batch.SerializeToString(), callback=callback)
+            dones.append((done, out))
+        results: list[StoreError | None] = []
+        for done, out in dones:
+            left = max(0.0, timeout - (time.monotonic() - start))
+            if not done.wait(left):
+                results.append(StoreError(f"the write was not committed within {timeout:.1f}s; it may still be applied"))
+                continue
+            try:
+                self._result(out)
+                results.append(None)
+            except StoreError as e:
+                results.append(e)
+        return results
+
     def barrier(self, timeout: float = 5.0) -> int:
         """Commit a no-op through the leader and wait until it is applied here.
         Afterwards this manager's snapshot holds every write acknowledged before
@@ -310,6 +352,11 @@ class Store:
                 if reachable < majority(members):
                     raise QuorumLost(reachable, members)
                 raise StoreError(f"the write was not committed within {timeout:.1f}s; it may still be applied")
+        return self._result(out)
+
+    @staticmethod
+    def _result(out: dict[str, Any]) -> spb.StoreResult:
+        """The outcome pysyncobj's callback reported, or the error it means."""
         err = out["err"]
         if err != FAIL_REASON.SUCCESS:
             if err in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.LEADER_CHANGED):

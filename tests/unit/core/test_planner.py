@@ -111,14 +111,3 @@ def _task_put(tid: str, version: int = 0) -> spb.StoreAction:
     t = pb.Task(id=tid, service_id="s")
     t.meta.version = version
     return st.put(t, create=version == 0)
-
-
-def test_split_plan() -> None:
-    sim = cluster(1)
-    plan = [_task_put(f"t{i}") for i in range(5)]
-    assert planner.split_plan(sim.snap, plan, 10) is plan
-    assert planner.split_plan(sim.snap, plan, 2) == plan[:2]
-    # A prefix that does not apply on its own: the whole plan goes (and is
-    # refused by the store as a whole; the leader plans again).
-    stale = [_task_put("x", version=7), *plan]
-    assert planner.split_plan(sim.snap, stale, 2) is stale

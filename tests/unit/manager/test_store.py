@@ -99,3 +99,29 @@ def test_raft_files_are_private(tmp_path):
         assert (tmp_path / "raft").stat().st_mode & 0o077 == 0
     finally:
         s.close()
+
+
+def test_the_store_records_what_each_version_changed(store):
+    store.propose([st.put(task("t1"), create=True)])
+    v1 = store.version
+    store.propose([st.put(task("t2"), create=True), st.set_desired("t1", pb.SHUTDOWN)])
+    with pytest.raises(ConflictError):
+        store.propose([st.put(task("t2"), create=True)])  # refused: records nothing
+    store.propose([st.delete(2, "t2")])  # KIND_TASK
+    v3 = store.version
+    assert v3 == v1 + 2
+    assert store.changes_since(v1, v3).tasks == {"t1", "t2"}
+    assert store.changes_since(v3, v3).empty
+    assert store.changes_since(0, v3).tasks == {"t1", "t2"}
+    assert store.changes_since(v3 - 1, v3).tasks == {"t2"}
+    # Asked beyond what it holds: unknown, so everything.
+    assert store.changes_since(v3, v3 + 5).everything
+    assert store.changes_since(v3 + 1, v3).everything
+
+
+def test_several_batches_are_proposed_together_and_each_reports(store):
+    results = store.propose_many(
+        [[st.put(task("a"), create=True)], [st.put(task("a"), create=True)], [st.put(task("b"), create=True)]]
+    )
+    assert results[0] is None and isinstance(results[1], ConflictError) and results[2] is None
+    assert set(store.snapshot().tasks) == {"a", "b"}
