@@ -62,9 +62,32 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def edge(method: F) -> F:
     """Decorate a servicer method (unary or streaming, `(self, request,
-    context)`): a SwarmletError raised inside aborts the call with its status
-    code and message; anything else propagates (gRPC answers UNKNOWN and the
-    server logs it)."""
+    context)`; plain or async for grpc.aio): a SwarmletError raised inside
+    aborts the call with its status code and message; anything else
+    propagates (gRPC answers UNKNOWN and the server logs it)."""
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def astream(self: Any, request: Any, context: Any) -> Any:
+            try:
+                async for item in method(self, request, context):
+                    yield item
+            except errors.SwarmletError as e:
+                await context.abort(status_code(e), str(e))
+
+        return astream  # type: ignore[return-value]
+
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def aunary(self: Any, request: Any, context: Any) -> Any:
+            try:
+                return await method(self, request, context)
+            except errors.SwarmletError as e:
+                await context.abort(status_code(e), str(e))
+
+        return aunary  # type: ignore[return-value]
+
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)

@@ -249,12 +249,12 @@ def peer_host(context: grpc.ServicerContext) -> str:
     return host.strip("[]")
 
 
-class ClientCertRequired(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc has no type hints
+class ClientCertRequired(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc has no type hints
     """Refuses (UNAUTHENTICATED) every call without a verified client
     certificate, except the methods in `anonymous` (by default only
-    CA.IssueNodeCertificate).
+    CA.IssueNodeCertificate), on the node-facing grpc.aio server.
 
-    The join and API ports belong to the same grpc.server, so without this a
+    The join and API ports belong to the same server, so without this a
     control or dispatcher call on the join port would reach its servicer with
     no identity. Interceptors do not see the auth context, so the check wraps
     the method handler and runs with the call's context."""
@@ -262,35 +262,42 @@ class ClientCertRequired(grpc.ServerInterceptor):  # type: ignore[misc]  # grpc 
     def __init__(self, anonymous: Iterable[str] = (CA_ISSUE_METHOD,)) -> None:
         self._anonymous = frozenset(anonymous)
 
-    def intercept_service(
+    async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], Any],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method in self._anonymous:
             return handler
-        return _guarded(handler)
+        return _aguarded(handler)
 
 
-def _require_cert(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:
-    def guarded(request: Any, context: grpc.ServicerContext) -> Any:
-        if peer_identity(context) is None:
-            rpc.abort(context, errors.Unauthenticated("this call needs a node certificate: use the mutual-TLS API port"))
-        return behavior(request, context)
-
-    return guarded
+_NO_CERT = "this call needs a node certificate: use the mutual-TLS API port"
 
 
-def _guarded(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def _aguarded(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     ser, de = handler.response_serializer, handler.request_deserializer
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(_require_cert(handler.unary_unary), de, ser)
+        unary = handler.unary_unary
+
+        async def guarded_unary(request: Any, context: Any) -> Any:
+            if peer_identity(context) is None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, _NO_CERT)
+            return await unary(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(guarded_unary, de, ser)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(_require_cert(handler.unary_stream), de, ser)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(_require_cert(handler.stream_unary), de, ser)
-    return grpc.stream_stream_rpc_method_handler(_require_cert(handler.stream_stream), de, ser)
+        stream = handler.unary_stream
+
+        async def guarded_stream(request: Any, context: Any) -> Any:
+            if peer_identity(context) is None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, _NO_CERT)
+            async for item in stream(request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(guarded_stream, de, ser)
+    raise ValueError("the node-facing server serves unary and server-streaming calls only")
 
 
 # ---------------------------------------------------------------- joining

@@ -1,7 +1,9 @@
 """The agent's link to the managers: one dispatcher session at a time.
 
-Assignments arrive as full sets and go straight to the executor (level
-triggered). Status reports are coalesced per task (the newest state wins, and
+A session's first message carries the node's full set of tasks and
+networks, later ones what changed (core/sessions.py folds them back into the
+full set); each complete set goes to the executor (level triggered). Status
+reports are coalesced per task (the newest state wins, and
 states only increase) and retried until a manager acknowledges them, so a
 report is never lost to a reconnect.
 """
@@ -21,6 +23,7 @@ from swarmlet import rpc, tls
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core.sessions import Assembler
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,7 @@ class AgentSession:
                     description=self._executor.describe(), addr=self._addr, api_addr=self._api_addr, raft_addr=self._raft_addr
                 )
                 self._stream = stub.Session(req)
+                assembled = Assembler()
                 for msg in self._stream:
                     backoff = 0.1
                     with self._lock:
@@ -141,7 +145,9 @@ class AgentSession:
                         self._managers = list(msg.managers)
                         if self._on_managers:
                             self._on_managers(self._managers)
-                    self._executor.assign(list(msg.tasks), list(msg.networks))
+                    if not assembled.add(msg):
+                        continue  # more of the same update follows
+                    self._executor.assign(assembled.task_list(), list(assembled.networks))
                     if self._on_role is not None and msg.desired_role != self._role:
                         # Promotion or demotion: the daemon renews the
                         # certificate and restarts the session with it.

@@ -5,10 +5,10 @@ credential; the certificate authority itself is ca.py."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
-
-import grpc
+from typing import Any
 
 from swarmlet import errors, rpc, tls
 from swarmlet.api import ca_pb2, ca_pb2_grpc
@@ -40,9 +40,13 @@ class CAServicer(ca_pb2_grpc.CAServicer):  # type: ignore[misc]  # generated, un
         self._raft_peers = raft_peers or (lambda: [])
 
     @rpc.edge
-    def IssueNodeCertificate(
-        self, request: ca_pb2.IssueNodeCertificateRequest, context: grpc.ServicerContext
-    ) -> ca_pb2.IssueNodeCertificateResponse:
+    async def IssueNodeCertificate(self, request: ca_pb2.IssueNodeCertificateRequest, context: Any) -> ca_pb2.IssueNodeCertificateResponse:
+        # Signing and registering (a Raft write) block: off the server's loop.
+        return await asyncio.to_thread(self.issue, request, tls.peer_host(context))
+
+    def issue(self, request: ca_pb2.IssueNodeCertificateRequest, peer_ip: str) -> ca_pb2.IssueNodeCertificateResponse:
+        """Check the token, sign the CSR and register the node; raises a
+        swarmlet.errors error when refused."""
         cluster = self._get_cluster()
         if cluster is None or not cluster.root_ca.cert_pem:
             raise errors.Unavailable("this manager has no cluster state yet; try again")
@@ -52,7 +56,6 @@ class CAServicer(ca_pb2_grpc.CAServicer):  # type: ignore[misc]  # generated, un
             # Whatever is wrong with the token, the joiner is not let in.
             raise errors.PermissionDenied(str(e)) from None
 
-        peer_ip = tls.peer_host(context)
         # The advertise address is where other nodes will reach this one, so
         # it is the right IP SAN; behind NAT the peer address would be wrong.
         cert_ip = ca.san_ip(request.addr) or peer_ip
@@ -64,7 +67,9 @@ class CAServicer(ca_pb2_grpc.CAServicer):  # type: ignore[misc]  # generated, un
         try:
             managers = self._register_node(node_id, role, request, peer_ip)
         except errors.SwarmletError as e:
-            rpc.abort(context, e, prefix="cannot register the node: ")
+            # Same kind (the status the joiner sees), with the step named.
+            kind = next(k for k in type(e).__mro__ if k.__module__ == errors.__name__)
+            raise kind(f"cannot register the node: {e}") from None
         except Exception as e:  # noqa: BLE001  (the joiner needs a message, not "Unknown")
             log.exception("registering joining node %s failed", node_id)
             raise errors.Internal(f"cannot register the node: {e}") from None

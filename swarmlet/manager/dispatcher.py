@@ -1,22 +1,30 @@
 """Agent sessions on the leader: assignments out, task status in, heartbeats.
 
-Heartbeats live in memory (as in swarmkit): only the transitions READY -> DOWN
-and back are replicated. Status reports from all agents go through one
-StatusWriter, which coalesces them into a single store batch every few
+Served on grpc.aio (swarmlet/aioserver.py): a session is a coroutine waiting
+for its node's share to change, not a thread (issue 15: with a thread per
+session, ~63 agents starved the server). What each node is sent is worked out
+once per store version for all sessions (assignments.py) and sent as what
+changed for that node only (core/sessions.py), one message at a time per
+session: a slow agent gets the changes coalesced, never a queue.
+
+Heartbeats live in memory (as in swarmkit): a heartbeat of a READY node whose
+description is unchanged writes nothing to Raft; only the transitions READY
+-> DOWN and back are replicated. Status reports from all agents go through
+one StatusWriter, which coalesces them into a single store batch every few
 milliseconds (DESIGN.md, "batch, don't chatter"). What a session carries and
-when a node is down are decided in swarmlet.core.cluster.
+when a node is down are decided in swarmlet.core (cluster, sessions).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-
-import grpc
+from typing import Any
 
 from swarmlet import errors, rpc, tls
 from swarmlet.api import dispatcher_pb2 as dpb
@@ -24,8 +32,10 @@ from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import cluster as cl
+from swarmlet.core import sessions as ss
 from swarmlet.core import state as st
-from swarmlet.core.endpoints import all_assignments
+from swarmlet.core.units import fmt_bytes
+from swarmlet.manager.assignments import AssignmentFeed
 from swarmlet.manager.statuswriter import StatusWriter
 from swarmlet.manager.store import Store, StoreError
 
@@ -33,33 +43,23 @@ log = logging.getLogger(__name__)
 
 # How often the leader looks for nodes whose heartbeats stopped.
 LIVENESS_CHECK_PERIOD = 0.2
+# A session looks at leadership and its node at least this often even when
+# nothing changes.
+SESSION_RECHECK = 2.0
+# How long a session start or a status report waits for its Raft write.
+WRITE_WAIT = 5.0
 
 # renew_role(node_id, csr_pem) -> (cert, role, raft_secret, raft_peers), from
 # the control API (promotion/demotion touches Raft membership).
 RenewRole = Callable[[str, bytes], tuple[bytes, str, bytes, list[str]]]
 
 
-class AssignmentCache:
-    """all_assignments computed once per store version, shared by sessions."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._version = -1
-        self._value: dict[str, list[dpb.NetworkAssignment]] = {}
-
-    def for_node(self, snap: st.Snapshot, node_id: str) -> list[dpb.NetworkAssignment]:
-        with self._lock:
-            if snap.version != self._version:
-                self._value = all_assignments(snap)
-                self._version = snap.version
-            return list(self._value.get(node_id, []))
-
-
 @dataclass
 class _Session:
     session_id: str
     node_id: str
-    closed: threading.Event = field(default_factory=threading.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
 
 
 class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, untyped
@@ -71,22 +71,65 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         self._last_seen: dict[str, float] = {}  # node id -> monotonic time of last sign of life
         self._writer = StatusWriter(store)
         self._stop = threading.Event()
-        self._net_assignments = AssignmentCache()
-        self._liveness = threading.Thread(target=self._liveness_loop, name="dispatcher-liveness", daemon=True)
+        self._feed = AssignmentFeed(store)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._refused: set[str] = set()  # tasks refused as too big to send
+        self._threads = [
+            threading.Thread(target=self._liveness_loop, name="dispatcher-liveness", daemon=True),
+            threading.Thread(target=self._feed_loop, name="dispatcher-feed", daemon=True),
+        ]
 
     def start(self) -> None:
         self._writer.start()
-        self._liveness.start()
+        for t in self._threads:
+            t.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._writer.stop()
+        self._wake(None, close=True)
+
+    # ---- waking sessions (from any thread) ----
+    def _wake(self, nodes: set[str] | None, close: bool = False) -> None:
+        """Wake the sessions of `nodes` (None: all); with `close`, end them."""
+        loop = self._loop
         with self._lock:
-            for s in self._sessions.values():
-                s.closed.set()
+            targets = [s for s in self._sessions.values() if nodes is None or s.node_id in nodes]
+        if not targets or loop is None:
+            return
+
+        def wake() -> None:
+            for s in targets:
+                s.closed = s.closed or close
+                s.wake.set()
+
+        try:
+            loop.call_soon_threadsafe(wake)
+        except RuntimeError:
+            pass  # the loop is closed: the server stopped
+
+    def _feed_loop(self) -> None:
+        """Keep the per-node shares at the store's version and wake the
+        sessions whose share changed."""
+        was_leader = False
+        while not self._stop.is_set():
+            self._store.wait_for_change(self._feed.view.version, timeout=0.5)
+            leader = self._store.is_leader()
+            if leader:
+                try:
+                    dirty = self._feed.advance()
+                except Exception:
+                    log.exception("computing session assignments")
+                    self._stop.wait(0.5)
+                    continue
+                if dirty is None or dirty:
+                    self._wake(dirty)
+            elif was_leader:
+                self._wake(None)  # sessions end: they belong on the leader
+            was_leader = leader
 
     # ---- identity ----
-    def _identity(self, context: grpc.ServicerContext) -> tls.Identity:
+    def _identity(self, context: Any) -> tls.Identity:
         ident = tls.peer_identity(context)
         if ident is None:
             raise errors.Unauthenticated("a node certificate is required")
@@ -115,54 +158,94 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         with self._lock:
             self._last_seen[node_id] = time.monotonic()
 
+    async def _write(self, actions: list[spb.StoreAction], what: str) -> None:
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(self._writer.submit_future(actions)), WRITE_WAIT)
+        except (StoreError, TimeoutError) as e:
+            raise errors.Unavailable(f"{what}: {e or 'timed out'}") from None
+
     # ---- RPCs ----
     @rpc.edge
-    def Session(self, request: dpb.SessionRequest, context: grpc.ServicerContext) -> Iterator[dpb.SessionMessage]:
+    async def Session(self, request: dpb.SessionRequest, context: Any) -> AsyncIterator[dpb.SessionMessage]:
         ident = self._identity(context)
+        self._loop = asyncio.get_running_loop()
         sess = _Session(session_id=uuid.uuid4().hex, node_id=ident.node_id)
         with self._lock:
             # One live session per node: a reconnecting agent replaces its old one.
-            for old in [s for s in self._sessions.values() if s.node_id == ident.node_id]:
-                old.closed.set()
-                del self._sessions[old.session_id]
+            old = [s for s in self._sessions.values() if s.node_id == ident.node_id]
+            for s in old:
+                del self._sessions[s.session_id]
             self._sessions[sess.session_id] = sess
+        for s in old:
+            s.closed = True
+            s.wake.set()
         self._seen(ident.node_id)
-        context.add_callback(sess.closed.set)
-        status = pb.NodeStatus(state=pb.NodeStatus.READY, addr=request.addr, timestamp=time.time(), message="session started")
         try:
+            status = pb.NodeStatus(state=pb.NodeStatus.READY, addr=request.addr, timestamp=time.time(), message="session started")
             action = spb.NodeStatusAction(node_id=ident.node_id, status=status, description=request.description)
-            self._writer.submit([spb.StoreAction(node_status=action)], wait=5.0)
-            self._record_addrs(ident.node_id, request.addr, request.api_addr, request.raft_addr)
-        except StoreError as e:
-            raise errors.Unavailable(f"cannot register the session: {e}") from None
-        log.info("session %s opened for node %s", sess.session_id[:8], ident.node_id)
-        try:
-            yield from self._assignments(sess, context)
+            await self._write([spb.StoreAction(node_status=action)], "cannot register the session")
+            await asyncio.to_thread(self._record_addrs, ident.node_id, request.addr, request.api_addr, request.raft_addr)
+            log.info("session %s opened for node %s", sess.session_id[:8], ident.node_id)
+            async for msg in self._pushes(sess):
+                yield msg
         finally:
             with self._lock:
                 self._sessions.pop(sess.session_id, None)
             log.info("session %s closed for node %s", sess.session_id[:8], ident.node_id)
 
-    def _assignments(self, sess: _Session, context: grpc.ServicerContext) -> Iterator[dpb.SessionMessage]:
-        """A session message whenever what the node should converge to changed,
-        until the session is replaced, the node is gone or leadership is lost."""
-        last_sent: bytes | None = None
-        while not sess.closed.is_set() and not self._stop.is_set() and context.is_active():
-            if not self._store.is_leader():
-                break
-            snap = self._store.snapshot()
-            node = snap.nodes.get(sess.node_id)
+    async def _pushes(self, sess: _Session) -> AsyncIterator[dpb.SessionMessage]:
+        """What the node should converge to, as it changes, until the session
+        is replaced, the node is gone or leadership is lost. One message at a
+        time: while the agent reads slowly, changes pile up in the store and
+        go out as one update."""
+        sent: ss.Sent | None = None
+        while not sess.closed and not self._stop.is_set() and self._store.is_leader():
+            sess.wake.clear()
+            view = self._feed.view
+            if view.version < 0:
+                view = await asyncio.to_thread(self._catch_up)
+            node = view.snap.nodes.get(sess.node_id)
             if node is None:
-                break
-            msg = cl.session_message(snap, node, sess.session_id, self._net_assignments.for_node(snap, node.id))
-            raw = msg.SerializeToString(deterministic=True)
-            if raw != last_sent:
-                last_sent = raw
-                yield msg
-            self._store.wait_for_change(snap.version, timeout=1.0)
+                return
+            header = ss.Header(view.heartbeat_period, view.managers, node.id, node.spec.availability, node.spec.desired_role)
+            msgs, sent, too_big = ss.update(
+                sent, header, view.tasks.get(node.id, {}), view.networks.get(node.id, []), sess.session_id
+            )
+            if too_big:
+                self._refuse(too_big)
+            for m in msgs:
+                yield m
+            try:
+                await asyncio.wait_for(sess.wake.wait(), SESSION_RECHECK)
+            except TimeoutError:
+                pass
+
+    def _catch_up(self) -> Any:
+        self._feed.advance()
+        return self._feed.view
+
+    def _refuse(self, tasks: list[pb.Task]) -> None:
+        """Tasks too big to send to their node end REJECTED, with why."""
+        actions = []
+        for t in tasks:
+            if t.id in self._refused or t.status.state >= pb.REJECTED:
+                continue
+            self._refused.add(t.id)
+            size, limit = fmt_bytes(t.ByteSize()), fmt_bytes(ss.MAX_TASK_BYTES)
+            status = pb.TaskStatus(
+                state=pb.REJECTED,
+                timestamp=time.time(),
+                message="rejected",
+                err=f"the task is {size}, more than a session message can carry to its node ({limit})",
+            )
+            actions.append(st.set_status(t.id, status, node_id=""))
+            log.warning("task %s is %s: too big to send to node %s", t.id, size, t.node_id)
+        if len(self._refused) > 10_000:
+            self._refused.clear()
+        self._writer.submit(actions, wait=0)
 
     @rpc.edge
-    def Heartbeat(self, request: dpb.HeartbeatRequest, context: grpc.ServicerContext) -> dpb.HeartbeatResponse:
+    async def Heartbeat(self, request: dpb.HeartbeatRequest, context: Any) -> dpb.HeartbeatResponse:
         ident = self._identity(context)
         self._session(request.session_id, ident)
         self._seen(ident.node_id)
@@ -185,9 +268,7 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         return dpb.HeartbeatResponse(period=period)
 
     @rpc.edge
-    def UpdateTaskStatus(
-        self, request: dpb.UpdateTaskStatusRequest, context: grpc.ServicerContext
-    ) -> dpb.UpdateTaskStatusResponse:
+    async def UpdateTaskStatus(self, request: dpb.UpdateTaskStatusRequest, context: Any) -> dpb.UpdateTaskStatusResponse:
         ident = self._identity(context)
         self._session(request.session_id, ident)
         self._seen(ident.node_id)
@@ -195,16 +276,13 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
             spb.StoreAction(task_status=spb.TaskStatusAction(task_id=u.task_id, node_id=ident.node_id, status=u.status))
             for u in request.updates
         ]
-        try:
-            self._writer.submit(actions, wait=5.0)
-        except StoreError as e:
-            raise errors.Unavailable(f"status not recorded: {e}") from None
+        await self._write(actions, "status not recorded")
         return dpb.UpdateTaskStatusResponse()
 
     @rpc.edge
-    def RenewRole(self, request: dpb.RenewRoleRequest, context: grpc.ServicerContext) -> dpb.RenewRoleResponse:
+    async def RenewRole(self, request: dpb.RenewRoleRequest, context: Any) -> dpb.RenewRoleResponse:
         ident = self._identity(context)
-        cert, role, secret, peers = self._renew_role(ident.node_id, request.csr_pem)
+        cert, role, secret, peers = await asyncio.to_thread(self._renew_role, ident.node_id, request.csr_pem)
         return dpb.RenewRoleResponse(cert_pem=cert, role=role, raft_secret=secret, raft_peers=peers)
 
     # ---- helpers ----
@@ -242,13 +320,10 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
                 for nid in snap.nodes:
                     self._last_seen.setdefault(nid, now)
                 silent = cl.silent_nodes(snap, self._last_seen, now)
-                for node, _ in silent:
-                    for s in self._sessions.values():
-                        if s.node_id == node.id:
-                            s.closed.set()
             was_leader = True
             if not silent:
                 continue
+            self._wake({node.id for node, _ in silent}, close=True)
             actions = []
             for node, silence in silent:
                 log.warning("node %s missed heartbeats for %.1fs: marking it down", node.id, silence)

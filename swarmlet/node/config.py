@@ -12,7 +12,7 @@ import socket
 from dataclasses import dataclass
 
 from swarmlet import errors
-from swarmlet.manager.store import RaftTimings
+from swarmlet.manager.timings import RaftTimings
 from swarmlet.node import addresses
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")

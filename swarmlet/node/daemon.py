@@ -17,8 +17,8 @@ import json
 import logging
 import signal
 import threading
-from concurrent import futures
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -28,21 +28,27 @@ from swarmlet.agent.executor import Executor
 from swarmlet.agent.net.wiring import NetworkAgent
 from swarmlet.agent.runtime.docker import DockerRuntime
 from swarmlet.agent.session import AgentSession
-from swarmlet.api import agent_pb2_grpc, ca_pb2_grpc, dispatcher_pb2_grpc
+from swarmlet.aioserver import AioServer
+from swarmlet.api import agent_pb2_grpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.manager import ca_servicer
-from swarmlet.manager.control.api import ControlAPI
-from swarmlet.manager.dispatcher import Dispatcher
-from swarmlet.manager.leader import LeaderLoop
-from swarmlet.manager.store import Store
 from swarmlet.node import localapi
 from swarmlet.node.addresses import Advertised
 from swarmlet.node.config import ConfigError, DaemonConfig, parse_election_timeout
 from swarmlet.node.files import NodeFiles, NodeState
 from swarmlet.node.membership import NOT_IN_CLUSTER, Membership
 from swarmlet.node.roles import RoleChanger
+
+# The manager's parts (pysyncobj and the Raft store, the control API, the
+# dispatcher, the leader loop, the CA service) are imported only when this
+# node runs as a manager (start_manager, _cluster_server): a worker never
+# loads them (issue 15; docs/benchmarks.md has what each import costs).
+if TYPE_CHECKING:
+    from swarmlet.manager.control.api import ControlAPI
+    from swarmlet.manager.dispatcher import Dispatcher
+    from swarmlet.manager.leader import LeaderLoop
+    from swarmlet.manager.store import Store
 
 # What the `swarmlet daemon` command uses (the CLI may import this module only).
 __all__ = ["ConfigError", "Daemon", "DaemonConfig", "parse_election_timeout", "run_daemon"]
@@ -53,8 +59,6 @@ MANAGER_ONLY = (
     "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. "
     "Please run this command on a manager node."
 )
-# Threads of the cluster-facing server: agent sessions hold one each.
-SERVER_WORKERS = 64
 # How long leave waits for the executor to remove the containers.
 LEAVE_DRAIN_TIMEOUT = 30.0
 # How often the live Raft membership is copied into node.json.
@@ -70,7 +74,7 @@ class Daemon:
         self.control: ControlAPI | None = None
         self.dispatcher: Dispatcher | None = None
         self.leader_loop: LeaderLoop | None = None
-        self.server: grpc.Server | None = None
+        self.server: AioServer | None = None
         self.executor: Executor | None = None
         self.session: AgentSession | None = None
         self.membership = Membership(self.cfg, self.files, self)
@@ -78,6 +82,11 @@ class Daemon:
 
     # ---- the parts membership starts and stops (membership.ClusterParts) ----
     def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str]) -> Store:
+        from swarmlet.manager.control.api import ControlAPI
+        from swarmlet.manager.dispatcher import Dispatcher
+        from swarmlet.manager.leader import LeaderLoop
+        from swarmlet.manager.store import Store
+
         partners = [p for p in peers if p != addrs.raft]
         store = Store(addrs.raft, partners, self.cfg.state_dir, raft_secret, timings=self.cfg.raft_timings())
         control = ControlAPI(store, self.agent_channel)
@@ -191,26 +200,29 @@ class Daemon:
         self.stopped.set()
 
     # ---- wiring ----
-    def _cluster_server(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials, executor: Executor) -> grpc.Server:
-        """The node's gRPC server: the agent API on the mTLS port; on a
-        manager also the dispatcher there and the CA on the join port."""
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=SERVER_WORKERS, thread_name_prefix="grpc"),
-            options=tls.SERVER_OPTIONS,
-            interceptors=[tls.ClientCertRequired()],
-        )
-        agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(executor), server)
-        if node.role == "manager":
-            store, control, dispatcher = self.store, self.control, self.dispatcher
-            assert store is not None and control is not None and dispatcher is not None, "start_manager comes first"
-            dispatcher_pb2_grpc.add_DispatcherServicer_to_server(dispatcher, server)
-            ca_pb2_grpc.add_CAServicer_to_server(
-                ca_servicer.CAServicer(lambda: store.snapshot().cluster, control.cluster.register_node, store.members), server
-            )
-            # The join port authenticates the manager only: joiners have no certificate yet.
-            server.add_secure_port(addrs.join, creds.server_credentials(require_client_auth=False))
-        server.add_secure_port(addrs.api, creds.server_credentials(require_client_auth=True))
-        server.start()
+    def _cluster_server(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials, executor: Executor) -> AioServer:
+        """The node's gRPC server (grpc.aio, swarmlet/aioserver.py): the agent
+        API on the mTLS port; on a manager also the dispatcher there and the
+        CA on the join port."""
+        server = AioServer(tls.SERVER_OPTIONS, [tls.ClientCertRequired()], name="grpc-node")
+        try:
+            server.call(lambda: agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(executor), server.server))
+            if node.role == "manager":
+                from swarmlet.api import ca_pb2_grpc, dispatcher_pb2_grpc
+                from swarmlet.manager import ca_servicer
+
+                store, control, dispatcher = self.store, self.control, self.dispatcher
+                assert store is not None and control is not None and dispatcher is not None, "start_manager comes first"
+                ca = ca_servicer.CAServicer(lambda: store.snapshot().cluster, control.cluster.register_node, store.members)
+                server.call(lambda: dispatcher_pb2_grpc.add_DispatcherServicer_to_server(dispatcher, server.server))
+                server.call(lambda: ca_pb2_grpc.add_CAServicer_to_server(ca, server.server))
+                # The join port authenticates the manager only: joiners have no certificate yet.
+                server.add_port(addrs.join, creds.server_credentials(require_client_auth=False))
+            server.add_port(addrs.api, creds.server_credentials(require_client_auth=True))
+            server.start()
+        except BaseException:
+            server.stop(None)
+            raise
         return server
 
     def _start_session(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials, executor: Executor) -> None:

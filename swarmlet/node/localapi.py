@@ -11,16 +11,18 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
 from swarmlet import errors, rpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import control_pb2_grpc
-from swarmlet.manager.control.api import ControlAPI
 from swarmlet.manager.control.routes import ROUTES
 from swarmlet.node.membership import Membership
+
+if TYPE_CHECKING:  # a worker never loads the control API (issue 15: worker memory)
+    from swarmlet.manager.control.api import ControlAPI
 
 LOCAL_WORKERS = 16
 

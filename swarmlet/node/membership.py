@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
@@ -34,11 +34,13 @@ from swarmlet.core import state as st
 from swarmlet.ids import new_id
 from swarmlet.manager import backup as bk
 from swarmlet.manager import ca
-from swarmlet.manager.store import Store
 from swarmlet.node import addresses
 from swarmlet.node.addresses import Advertised
 from swarmlet.node.config import DaemonConfig
 from swarmlet.node.files import NodeFiles, NodeState
+
+if TYPE_CHECKING:  # the Raft store (pysyncobj) is loaded only on managers (daemon.py)
+    from swarmlet.manager.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -4,10 +4,11 @@ fetch."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ import pytest
 from cryptography import x509
 
 from swarmlet import errors, tls
+from swarmlet.aioserver import AioServer
 from swarmlet.api import ca_pb2, ca_pb2_grpc
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.ids import new_id
@@ -27,12 +29,12 @@ SECRET_STREAM = "/test.Probe/SecretStream"
 RPC_TIMEOUT = 5.0
 
 
-def _whoami(request: bytes, context: grpc.ServicerContext) -> bytes:
+async def _whoami(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     ident = tls.peer_identity(context)
     return b"none" if ident is None else f"{ident.node_id}/{ident.role}/{ident.cluster_id}".encode()
 
 
-def _stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+async def _stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
     yield b"one"
     yield b"two"
 
@@ -40,13 +42,21 @@ def _stream(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
 HANG_ENDED = threading.Event()
 
 
-def _hang(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+async def _hang(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
     # a long-lived stream, like an agent session: ends only when the peer goes
     yield b"start"
-    ended = threading.Event()
-    context.add_callback(ended.set)  # runs when the RPC terminates (peer gone)
-    ended.wait()
-    HANG_ENDED.set()
+    try:
+        await asyncio.Event().wait()
+    finally:  # cancelled when the RPC terminates (peer gone)
+        HANG_ENDED.set()
+
+
+async def _secret(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return b"secret:" + request
+
+
+async def _registered(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    return b"registered"
 
 
 _PROBE = grpc.method_handlers_generic_handler(
@@ -54,7 +64,7 @@ _PROBE = grpc.method_handlers_generic_handler(
     {
         "WhoAmI": grpc.unary_unary_rpc_method_handler(_whoami),
         "Hang": grpc.unary_stream_rpc_method_handler(_hang),
-        "Secret": grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"secret:" + req),
+        "Secret": grpc.unary_unary_rpc_method_handler(_secret),
         "SecretStream": grpc.unary_stream_rpc_method_handler(_stream),
     },
 )
@@ -102,19 +112,18 @@ def manager() -> Iterator[Manager]:
         m.registered.append((node_id, role, req, peer_ip))
         return [m.api_addr]
 
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=8),
-        interceptors=[tls.ClientCertRequired(anonymous=(tls.CA_ISSUE_METHOD, WHOAMI))],
-        options=tls.SERVER_OPTIONS,
-    )
-    server.add_generic_rpc_handlers((_PROBE,))
+    # The node-facing server as the daemon runs it (grpc.aio).
+    server = AioServer(tls.SERVER_OPTIONS, [tls.ClientCertRequired(anonymous=(tls.CA_ISSUE_METHOD, WHOAMI))])
+    server.call(lambda: server.server.add_generic_rpc_handlers((_PROBE,)))
     # generated servicers register their methods this way (grpcio >= 1.63)
-    server.add_registered_method_handlers(
-        "test.Registered", {"Secret": grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"registered")}
+    server.call(
+        lambda: server.server.add_registered_method_handlers(
+            "test.Registered", {"Secret": grpc.unary_unary_rpc_method_handler(_registered)}
+        )
     )
-    ca_pb2_grpc.add_CAServicer_to_server(ca_servicer.CAServicer(get_cluster, register_node), server)
-    m.join_port = server.add_secure_port("127.0.0.1:0", creds.server_credentials(require_client_auth=False))
-    m.api_port = server.add_secure_port("127.0.0.1:0", creds.server_credentials(require_client_auth=True))
+    server.call(lambda: ca_pb2_grpc.add_CAServicer_to_server(ca_servicer.CAServicer(get_cluster, register_node), server.server))
+    m.join_port = server.add_port("127.0.0.1:0", creds.server_credentials(require_client_auth=False))
+    m.api_port = server.add_port("127.0.0.1:0", creds.server_credentials(require_client_auth=True))
     server.start()
     try:
         yield m

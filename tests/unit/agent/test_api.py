@@ -5,7 +5,6 @@ its status code at the edge (rpc.edge)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
@@ -15,6 +14,7 @@ from swarmlet import tls
 from swarmlet.agent.api import AgentServicer
 from swarmlet.agent.executor import Executor
 from swarmlet.agent.runtime.fake import FakeRuntime
+from swarmlet.aioserver import AioServer
 from swarmlet.api import agent_pb2, agent_pb2_grpc
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.ids import new_id
@@ -49,9 +49,9 @@ def node() -> Iterator[Node]:
     ex.converge([t])
     (c,) = wait_for(lambda: [c for c in engine.containers() if c.pid], 5, "the task's container running")
     engine.write_log(c.id, "stdout", b"hello\n")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=tls.SERVER_OPTIONS)
-    agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(ex), server)
-    port = server.add_secure_port("127.0.0.1:0", me.server_credentials(require_client_auth=True))
+    server = AioServer(tls.SERVER_OPTIONS, [tls.ClientCertRequired()])
+    server.call(lambda: agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(ex), server.server))
+    port = server.add_port("127.0.0.1:0", me.server_credentials(require_client_auth=True))
     server.start()
     try:
         yield Node(root, f"127.0.0.1:{port}", engine, c.id)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import grpc
 import pytest
 
 from swarmlet import tls
+from swarmlet.aioserver import AioServer
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
@@ -46,7 +46,7 @@ class Served:
     store: Store
     cluster: pb.Cluster
     dispatcher: Dispatcher
-    server: grpc.Server
+    server: AioServer
     addr: str
     agents: list[Agent] = field(default_factory=list)
 
@@ -72,11 +72,9 @@ def serve(store: Store, cluster: pb.Cluster) -> Served:
     dispatcher = Dispatcher(store, control.cluster.renew_role)
     key, cert = ca.issue_local_certificate(cluster.root_ca, h.MANAGER_ID, "manager", cluster.id, "127.0.0.1")
     creds = tls.NodeCredentials.from_pems(key, cert, cluster.root_ca.cert_pem)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=16), options=tls.SERVER_OPTIONS, interceptors=[tls.ClientCertRequired()]
-    )
-    dgrpc.add_DispatcherServicer_to_server(dispatcher, server)
-    port = server.add_secure_port("127.0.0.1:0", creds.server_credentials(require_client_auth=True))
+    server = AioServer(tls.SERVER_OPTIONS, [tls.ClientCertRequired()])
+    server.call(lambda: dgrpc.add_DispatcherServicer_to_server(dispatcher, server.server))
+    port = server.add_port("127.0.0.1:0", creds.server_credentials(require_client_auth=True))
     server.start()
     dispatcher.start()
     return Served(store, cluster, dispatcher, server, f"127.0.0.1:{port}")
@@ -380,3 +378,87 @@ def test_a_follower_sends_agents_to_the_leader(tmp_path: Path) -> None:
             follower_served.stop()
         for s in stores:
             s.close()
+
+
+# ---------------------------------------------------------------- scale (issue 15)
+
+
+def test_later_messages_carry_only_what_changed_for_the_node(served: Served) -> None:
+    a = served.agent(W1)
+    a.open()
+    t1 = pb.Task(id="t1", service_id="s", node_id=W1, desired_state=pb.RUNNING)
+    t2 = pb.Task(id="t2", service_id="s", node_id=W1, desired_state=pb.RUNNING)
+    served.store.propose([st.put(t1, create=True), st.put(t2, create=True)])
+    msg = a.next_message()
+    assert msg.incremental and [t.id for t in msg.tasks] == ["t1", "t2"] and not msg.removed_tasks
+    # The agent's own report coming back is not sent again...
+    report = dpb.UpdateTaskStatusRequest(
+        session_id=a.session_id, updates=[dpb.TaskStatusReport(task_id="t1", status=pb.TaskStatus(state=pb.RUNNING))]
+    )
+    a.stub.UpdateTaskStatus(report, timeout=RPC_TIMEOUT)
+    # ...a desired-state change is, alone; and a task leaving the node goes by id.
+    served.store.propose([st.set_desired("t2", pb.SHUTDOWN)])
+    msg = a.next_message()
+    assert [(t.id, t.desired_state) for t in msg.tasks] == [("t2", pb.SHUTDOWN)]
+    served.store.propose([st.delete(spb.KIND_TASK, "t1")])
+    msg = a.next_message()
+    assert list(msg.removed_tasks) == ["t1"] and not msg.tasks
+    assert a.messages.empty()
+
+
+def test_a_big_update_is_a_run_of_bounded_messages_and_a_huge_task_is_refused(served: Served) -> None:
+    from swarmlet.core import sessions
+
+    a = served.agent(W1)
+    a.open()
+    tasks = []
+    for i in range(6):
+        t = pb.Task(id=f"t{i}", service_id="s", node_id=W1, desired_state=pb.RUNNING)
+        t.spec.container.env.append("X=" + "x" * 400_000)  # 6 x 400 KB: more than one message
+        tasks.append(t)
+    huge = pb.Task(id="huge", service_id="s", node_id=W1, desired_state=pb.RUNNING)
+    huge.spec.container.env.append("X=" + "x" * (sessions.MAX_TASK_BYTES + 1))
+    served.store.propose([st.put(t, create=True) for t in tasks])
+    served.store.propose([st.put(huge, create=True)])
+    got: list[dpb.SessionMessage] = []
+    while not got or got[-1].more:
+        got.append(a.next_message())
+    assert len(got) > 1 and all(m.ByteSize() <= sessions.MESSAGE_BUDGET + 500_000 for m in got)
+    assert sorted(t.id for m in got for t in m.tasks) == [f"t{i}" for i in range(6)]
+    wait_for(lambda: served.store.snapshot().tasks["huge"].status.state == pb.REJECTED, 5, "the huge task rejected")
+    assert "more than a session message can carry" in served.store.snapshot().tasks["huge"].status.err
+
+
+def test_heartbeats_write_nothing_while_nothing_changes(served: Served) -> None:
+    a = served.agent(W1)
+    a.open()
+    wait_for(lambda: served.node(W1).status.state == pb.NodeStatus.READY, 5, "the node READY")
+    version = served.store.version
+    for _ in range(20):
+        assert a.heartbeat().period == HEARTBEAT
+    assert served.store.version == version, "a heartbeat of a READY node wrote to Raft"
+
+
+def test_hundreds_of_sessions_do_not_starve_heartbeats(tmp_path: Path) -> None:
+    """Issue 15: with a thread per session, ~63 agents starved the server's
+    64 threads and heartbeats failed. On grpc.aio, 150 open sessions leave
+    every heartbeat and a new session answered."""
+    store = h.leader_store(tmp_path)
+    spec = cl.initial_spec()
+    spec.node_down_after = 60.0  # the agents here beat only once all are in
+    cluster = h.new_cluster(spec)
+    ids = [f"node{i:021d}" for i in range(151)]
+    h.seed(store, cluster, h.manager_node(store.self_addr, "127.0.0.1:4244"), *(h.worker_node(n, n) for n in ids))
+    s = serve(store, cluster)
+    try:
+        agents = [s.agent(n) for n in ids[:150]]
+        for a in agents:
+            a.open()
+        for a in agents:
+            assert a.heartbeat().period > 0
+        late = s.agent(ids[150])
+        assert late.open().node_id == ids[150]
+        assert late.heartbeat().period > 0
+    finally:
+        s.stop()
+        store.close()
