@@ -14,6 +14,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -70,6 +71,10 @@ class AgentSession:
         self._period = 0.5
         self._connected_to: str | None = None
         self.connected = threading.Event()
+        # Heartbeat round trips (seconds, the latest ones) and failures: what
+        # the scale benchmark reports as the agent sees it.
+        self.heartbeat_rtts: deque[float] = deque(maxlen=256)
+        self.heartbeat_failures = 0
         self._threads = [
             threading.Thread(target=self._session_loop, name="agent-session", daemon=True),
             threading.Thread(target=self._heartbeat_loop, name="agent-heartbeat", daemon=True),
@@ -197,10 +202,13 @@ class AgentSession:
                 except Exception as e:
                     log.debug("describe failed: %s", e)
             try:
+                sent = time.monotonic()
                 resp = stub.Heartbeat(req, timeout=max(1.0, 2 * period))
+                self.heartbeat_rtts.append(time.monotonic() - sent)
                 failures = 0
                 period = resp.period or period
             except grpc.RpcError as e:
+                self.heartbeat_failures += 1
                 failures += 1
                 if e.code() == grpc.StatusCode.NOT_FOUND or failures >= 3:
                     # The manager forgot us or is unreachable: start over.

@@ -50,6 +50,10 @@ class StateMachine(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj has no t
         # on the tick thread, read by the leader loop and the dispatcher.
         self._changes: deque[tuple[int, ch.Changes]] = deque(maxlen=MAX_CHANGE_RECORDS)
         self._changes_lock = threading.Lock()
+        # Entries applied and their bytes since this process started: the
+        # replicated payload rate (issue 15's benchmark reads it from Info).
+        self.applied_entries = 0
+        self.applied_bytes = 0
         super().__init__()
 
     @property
@@ -61,6 +65,8 @@ class StateMachine(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj has no t
     def apply(self, data: bytes) -> bytes:
         # Runs on the tick thread of every manager. Must never raise: pysyncobj
         # would re-apply the entry on every tick and wedge the node.
+        self.applied_entries += 1
+        self.applied_bytes += len(data)
         try:
             batch = spb.StoreBatch.FromString(data)
         except Exception as e:  # a corrupt entry is refused, not fatal

@@ -232,7 +232,9 @@ class Store:
 
     def status(self) -> dict[str, Any]:
         s = self._obj.getStatus()
-        return {k: (str(v) if not isinstance(v, (int, float, bool, str, type(None))) else v) for k, v in s.items()}
+        out = {k: (str(v) if not isinstance(v, (int, float, bool, str, type(None))) else v) for k, v in s.items()}
+        out["applied_entries"], out["applied_bytes"] = self._sm.applied_entries, self._sm.applied_bytes
+        return out
 
     # ---- writes ----
     def propose(self, actions: list[spb.StoreAction], timeout: float = 5.0, request_id: str | None = None) -> spb.StoreResult:
