@@ -59,7 +59,7 @@ from swarmlet.api import objects_pb2 as pb  # noqa: E402
 PREFIX, SUBNET = "sb", 51
 IMAGE = "swarmlet-test:busybox"
 PER_SERVICE = 1000
-NODES_PER_PROC = 250
+NODES_PER_PROC = 100
 DOWN_NODES = 5
 
 

@@ -21,6 +21,7 @@ Run as one process per `--count` nodes; it speaks JSON lines:
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import logging
 import sys
@@ -34,12 +35,18 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from swarmlet import tls  # noqa: E402
+from swarmlet.agent import tasks as agent_tasks  # noqa: E402
 from swarmlet.agent.executor import Executor  # noqa: E402
 from swarmlet.agent.runtime.fake import FakeRuntime  # noqa: E402
 from swarmlet.agent.session import AgentSession  # noqa: E402
 from swarmlet.api import ca_pb2, ca_pb2_grpc  # noqa: E402
 
 JOIN_TIMEOUT = 60.0
+
+# The fake engine answers at once: one start and one stop worker per node are
+# plenty, and hundreds of nodes share this process (a real agent has 8 + 16).
+agent_tasks.START_WORKERS = 1
+agent_tasks.STOP_WORKERS = 1
 
 
 def join(manager: str, token: str, hostname: str, addr: str) -> tuple[tls.NodeCredentials, list[str]]:
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image", default="swarmlet-test:busybox", help="the image the fake engines have")
     ap.add_argument("--join-threads", type=int, default=8)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=getattr(logging, os.environ.get("SIMNODES_LOG", "ERROR")), format="%(asctime)s %(name)s %(message)s")
 
     start = time.monotonic()
     names = [f"sim-{args.first + i:04d}" for i in range(args.count)]

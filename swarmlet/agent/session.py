@@ -217,6 +217,13 @@ class AgentSession:
                     if stream is not None:
                         stream.cancel()
                     failures = 0
+            except ValueError:
+                # The session ended and closed its channel between our read of
+                # the stub and the call: the next session brings a new stub.
+                # (Letting this escape ended the heartbeat thread for good and
+                # the node flapped DOWN forever; seen at 200 nodes.)
+                self._stop.wait(0.05)
+                continue
             self._stop.wait(period)
 
     def _report_loop(self) -> None:
