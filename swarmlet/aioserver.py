@@ -54,7 +54,8 @@ class AioServer:
         return self.run(wrapper())
 
     def add_port(self, addr: str, creds: grpc.ServerCredentials) -> int:
-        return self.call(lambda: self.server.add_secure_port(addr, creds))
+        port: int = self.call(lambda: self.server.add_secure_port(addr, creds))
+        return port
 
     def start(self) -> None:
         self.run(self.server.start())

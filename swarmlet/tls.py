@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from swarmlet import errors, rpc
+from swarmlet import errors
 
 ROLE_WORKER = "worker"
 ROLE_MANAGER = "manager"

@@ -148,7 +148,7 @@ class Sims:
         }
 
     def close(self) -> None:
-        for i, p in enumerate(self.procs):
+        for i in range(len(self.procs)):
             try:
                 self.send(i, "quit")
             except (BrokenPipeError, ValueError):
@@ -221,7 +221,10 @@ def measure_size(bed: tb.Testbed, n: int, tasks_per_node: int) -> dict:
         st = sims.stats()
         out["heartbeat_rtt_p50"], out["heartbeat_rtt_p99"] = st["rtt_p50"], st["rtt_p99"]
         out["heartbeat_failures_idle"] = st["heartbeat_failures"]
-        print(f"  idle: leader CPU {100 * out['idle_cpu']:.0f}%, RSS {out['idle_rss_mb']:.0f} MB, heartbeat p99 {st['rtt_p99']:.3f}s", flush=True)
+        print(
+            f"  idle: leader CPU {100 * out['idle_cpu']:.0f}%, RSS {out['idle_rss_mb']:.0f} MB, heartbeat p99 {st['rtt_p99']:.3f}s",
+            flush=True,
+        )
 
         # ---- M tasks
         m = n * tasks_per_node

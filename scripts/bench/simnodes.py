@@ -21,9 +21,9 @@ Run as one process per `--count` nodes; it speaks JSON lines:
 from __future__ import annotations
 
 import argparse
-import os
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image", default="swarmlet-test:busybox", help="the image the fake engines have")
     ap.add_argument("--join-threads", type=int, default=8)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, os.environ.get("SIMNODES_LOG", "ERROR")), format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, os.environ.get("SIMNODES_LOG", "ERROR")), format="%(asctime)s %(name)s %(message)s"
+    )
 
     start = time.monotonic()
     names = [f"sim-{args.first + i:04d}" for i in range(args.count)]

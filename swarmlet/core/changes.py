@@ -68,7 +68,7 @@ def union(parts: list[Changes]) -> Changes:
         acc["tasks"] |= p.tasks
         acc["clusters"] |= p.clusters
         acc["networks"] |= p.networks
-    return Changes(**{k: frozenset(v) for k, v in acc.items()})
+    return _of(acc)
 
 
 def of_batch(batch: spb.StoreBatch) -> Changes:
@@ -90,4 +90,9 @@ def of_batch(batch: spb.StoreBatch) -> Changes:
             acc["tasks"].add(a.task_desired.task_id)
         elif which == "node_status":
             acc["nodes"].add(a.node_status.node_id)
-    return Changes(**{k: frozenset(v) for k, v in acc.items()})
+    return _of(acc)
+
+
+def _of(acc: dict[str, set[str]]) -> Changes:
+    f = frozenset
+    return Changes(f(acc["nodes"]), f(acc["services"]), f(acc["tasks"]), f(acc["clusters"]), f(acc["networks"]))

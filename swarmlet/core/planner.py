@@ -16,9 +16,9 @@ from swarmlet.api import store_pb2 as spb
 from swarmlet.core import allocator, updater
 from swarmlet.core import orchestrator as orch
 from swarmlet.core import state as st
-from swarmlet.core.scheduler import schedule
 from swarmlet.core.changes import Changes
 from swarmlet.core.index import TaskIndex
+from swarmlet.core.scheduler import schedule
 from swarmlet.core.scope import Scope, compute
 from swarmlet.core.stage import StagePlan, earliest
 

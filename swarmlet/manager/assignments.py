@@ -74,7 +74,9 @@ class AssignmentFeed:
             if after is not None and after.node_id:
                 own(after.node_id)[tid] = after
                 dirty.add(after.node_id)
-            net_relevant = net_relevant or bool((before is not None and before.networks) or (after is not None and after.networks))
+            net_relevant = net_relevant or bool(
+                (before is not None and before.networks) or (after is not None and after.networks)
+            )
         for nid in copied:
             if not tasks[nid]:
                 del tasks[nid]

@@ -40,7 +40,9 @@ class CAServicer(ca_pb2_grpc.CAServicer):  # type: ignore[misc]  # generated, un
         self._raft_peers = raft_peers or (lambda: [])
 
     @rpc.edge
-    async def IssueNodeCertificate(self, request: ca_pb2.IssueNodeCertificateRequest, context: Any) -> ca_pb2.IssueNodeCertificateResponse:
+    async def IssueNodeCertificate(
+        self, request: ca_pb2.IssueNodeCertificateRequest, context: Any
+    ) -> ca_pb2.IssueNodeCertificateResponse:
         # Signing and registering (a Raft write) block: off the server's loop.
         return await asyncio.to_thread(self.issue, request, tls.peer_host(context))
 

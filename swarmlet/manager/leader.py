@@ -16,7 +16,7 @@ import time
 
 from swarmlet.core import planner
 from swarmlet.ids import new_id
-from swarmlet.manager.store import ConflictError, Store, StoreError
+from swarmlet.manager.store import ConflictError, Store
 
 log = logging.getLogger(__name__)
 

@@ -232,7 +232,7 @@ class Store:
 
     def status(self) -> dict[str, Any]:
         s = self._obj.getStatus()
-        out = {k: (str(v) if not isinstance(v, (int, float, bool, str, type(None))) else v) for k, v in s.items()}
+        out: dict[str, Any] = {k: (str(v) if not isinstance(v, (int, float, bool, str, type(None))) else v) for k, v in s.items()}
         out["applied_entries"], out["applied_bytes"] = self._sm.applied_entries, self._sm.applied_bytes
         return out
 
@@ -259,7 +259,8 @@ class Store:
         dones: list[tuple[threading.Event, dict[str, Any]]] = []
         for actions in batches:
             batch = spb.StoreBatch(actions=actions, timestamp=time.time(), request_id=uuid.uuid4().hex)
-            done, out = threading.Event(), {}
+            done = threading.Event()
+            out: dict[str, Any] = {}
 
             def callback(result: Any, err: Any, done: threading.Event = done, out: dict[str, Any] = out) -> None:
                 out["result"], out["err"] = result, err

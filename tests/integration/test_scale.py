@@ -100,7 +100,22 @@ def node_states(testbed, h1) -> dict[str, str]:
 def test_200_simulated_nodes_hold_sessions_beside_a_real_worker(testbed, cluster) -> None:
     h1, h2, sims = cluster
     # A real service on the real worker first.
-    ok(testbed, h1, "service", "create", "--name", "real", "--replicas", "2", "--detach", "--constraint", "node.hostname==h2", IMAGE, "sleep", "3600")
+    ok(
+        testbed,
+        h1,
+        "service",
+        "create",
+        "--name",
+        "real",
+        "--replicas",
+        "2",
+        "--detach",
+        "--constraint",
+        "node.hostname==h2",
+        IMAGE,
+        "sleep",
+        "3600",
+    )
     engine = testbed.docker(h2)
 
     def real_containers() -> list[str]:

@@ -15,9 +15,8 @@ import pytest
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import changes as ch
-from swarmlet.core import planner
+from swarmlet.core import planner, updater
 from swarmlet.core import state as st
-from swarmlet.core import updater
 from swarmlet.core.index import TaskIndex
 from tests.core_sim import GiB, Sim
 
@@ -92,7 +91,9 @@ class History:
             sim.remove_service(r.choice(services))
         elif kind == "node" or not nodes:
             self.n_nodes += 1
-            sim.add_node(f"n{self.n_nodes}", cpus=r.choice([0, 2, 4]), mem=r.choice([0, 4 * GiB]), labels={"zone": r.choice("ab")})
+            sim.add_node(
+                f"n{self.n_nodes}", cpus=r.choice([0, 2, 4]), mem=r.choice([0, 4 * GiB]), labels={"zone": r.choice("ab")}
+            )
         elif kind == "node_state":
             sim.set_node(r.choice(nodes), state=r.choice([pb.NodeStatus.READY, pb.NodeStatus.DOWN, pb.NodeStatus.READY]))
         elif kind == "drain":
