@@ -4,18 +4,17 @@ Control stub, and the translation of gRPC failures into one-line user errors."""
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import grpc
 import typer
 
 from swarmlet.api import control_pb2_grpc
+from swarmlet.cli.host import DEFAULT_HOST, HOST_ENV, GlobalOptions, global_options, socket_path
 
-DEFAULT_HOST = "unix:///run/swarmlet/swarmlet.sock"
-HOST_ENV = "SWARMLET_HOST"
+__all__ = ["DEFAULT_HOST", "HOST_ENV", "CLIError", "DaemonClient", "GlobalOptions", "connect", "handle_errors", "socket_path"]
+
 
 # Generous: a daemon is local, so a slow answer means it is busy (e.g. waiting for a
 # Raft commit), not that a packet was lost. Long operations pass their own.
@@ -37,35 +36,6 @@ class CLIError(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
-
-
-def socket_path(host: str) -> str:
-    """ "unix:///run/swarmlet/swarmlet.sock" -> "/run/swarmlet/swarmlet.sock".
-    Only unix sockets: the daemon never serves its CLI API over TCP (the network
-    ports are mutual TLS between nodes), so any other scheme is a mistake."""
-    scheme, sep, rest = host.partition("://")
-    if not sep:
-        raise ValueError(f"invalid host {host!r}: expected unix:///path/to/swarmlet.sock")
-    if scheme.lower() != "unix":
-        raise ValueError(f"unsupported host {host!r}: only unix:// sockets are supported (e.g. {DEFAULT_HOST})")
-    if not rest:
-        raise ValueError(f"invalid host {host!r}: missing socket path after unix://")
-    return os.path.abspath(rest)
-
-
-@dataclass
-class GlobalOptions:
-    host: str = DEFAULT_HOST
-
-
-def global_options(ctx: typer.Context | None) -> GlobalOptions:
-    """The root callback's options; falls back to the environment when a command is
-    invoked without the root (e.g. a sub-app in a test)."""
-    if ctx is not None:
-        root = ctx.find_root()
-        if isinstance(root.obj, GlobalOptions):
-            return root.obj
-    return GlobalOptions(host=os.environ.get(HOST_ENV) or DEFAULT_HOST)
 
 
 class DaemonClient:

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from swarmlet.cli.main import app
+from swarmlet.cli.main import load_command
 from swarmlet.cli.options import UpdatePolicy, WaitFlags, flags, given
 
 runner = CliRunner()
@@ -52,8 +52,8 @@ def test_given_counts_zero_as_given() -> None:
 
 def _params(*path: str) -> dict[str, Any]:
     """A command's click parameters by option name."""
-    cmd: Any = typer.main.get_command(app)
-    for name in path:
+    cmd: Any = load_command(path[0])  # the root loads its commands lazily
+    for name in path[1:]:
         cmd = cmd.commands[name]
     return {opt: p for p in cmd.params for opt in p.opts}
 
