@@ -17,7 +17,8 @@ plane. For each N:
 - M tasks (services of 1,000 replicas, `node.role==worker`) from the first
   CreateService to all RUNNING on the leader, and Raft bytes/s meanwhile;
 - node-down: 5 nodes' agents stopped (silent), until the leader marks them
-  DOWN (cluster settings: heartbeat 0.5 s, down after 3 s);
+  DOWN (`--heartbeat`, default 2 s: `init --dispatcher-heartbeat`, down
+  after 3 periods);
 - failover: the leader's daemon SIGKILLed, until another manager accepts a
   write, and until every live node has a session again.
 
@@ -160,7 +161,7 @@ class Sims:
                 p.kill()
 
 
-def fresh_cluster(bed: tb.Testbed) -> tuple[tb.Host, str]:
+def fresh_cluster(bed: tb.Testbed, heartbeat: float, election: str) -> tuple[tb.Host, str]:
     """Three managers from clean state; returns the leader and the worker token."""
     for h in bed.hosts:
         bed.kill_swarmlet(h)
@@ -168,9 +169,9 @@ def fresh_cluster(bed: tb.Testbed) -> tuple[tb.Host, str]:
         for c in bed.docker(h).containers.list(all=True, filters={"label": "swarmlet.task.id"}):
             c.remove(force=True)
     for h in bed.hosts:
-        bed.start_swarmlet(h)
+        bed.start_swarmlet(h, ["--election-timeout", election])
     h1 = bed.hosts[0]
-    api(h1).Init(cpb.InitRequest(advertise_addr=h1.ip), timeout=60)
+    api(h1).Init(cpb.InitRequest(advertise_addr=h1.ip, dispatcher_heartbeat=heartbeat), timeout=60)
     mtok = api(h1).JoinToken(cpb.JoinTokenRequest(role="manager"), timeout=10).token
     for h in bed.hosts[1:]:
         api(h).Join(cpb.JoinRequest(remote_addr=h1.ip, token=mtok, advertise_addr=h.ip), timeout=120)
@@ -194,9 +195,9 @@ def leader_host(bed: tb.Testbed, alive: list[tb.Host]) -> tb.Host | None:
     return None
 
 
-def measure_size(bed: tb.Testbed, n: int, tasks_per_node: int) -> dict:
-    out: dict = {"nodes": n, "tasks": n * tasks_per_node}
-    leader, token = fresh_cluster(bed)
+def measure_size(bed: tb.Testbed, n: int, tasks_per_node: int, heartbeat: float, election: str) -> dict:
+    out: dict = {"nodes": n, "tasks": n * tasks_per_node, "heartbeat": heartbeat, "election_timeout": election}
+    leader, token = fresh_cluster(bed, heartbeat, election)
     pid = bed._swarmlet_pid(leader)
     assert pid is not None
     sims = Sims(f"{leader.ip}:4242", token, n, bed.bridge_ip)
@@ -392,6 +393,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100,250,500,1000")
     ap.add_argument("--tasks-per-node", type=int, default=30)
+    ap.add_argument("--heartbeat", type=float, default=2.0, help="init --dispatcher-heartbeat, seconds")
+    ap.add_argument("--election-timeout", default="1.0:2.0", help="the managers' --election-timeout")
     ap.add_argument("--out", default="docs/bench/scale.json")
     ap.add_argument("--report", help="print the table of a JSON file instead of running")
     ap.add_argument("--plot", help="with --report: write a PNG plot against N")
@@ -411,7 +414,7 @@ def main() -> int:
         for n in [int(x) for x in args.sizes.split(",")]:
             print(f"N = {n}", flush=True)
             try:
-                data["sizes"].append(measure_size(bed, n, args.tasks_per_node))
+                data["sizes"].append(measure_size(bed, n, args.tasks_per_node, args.heartbeat, args.election_timeout))
             except Exception as e:  # noqa: BLE001  (a size that fails is recorded, the next still runs)
                 print(f"  failed: {e}", flush=True)
                 data["sizes"].append({"nodes": n, "tasks": n * args.tasks_per_node, "error": str(e)})

@@ -9,18 +9,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InitRequest(_message.Message):
-    __slots__ = ("advertise_addr", "listen_port", "force_new_cluster", "default_address_pool", "default_subnet_size")
+    __slots__ = ("advertise_addr", "listen_port", "force_new_cluster", "default_address_pool", "default_subnet_size", "dispatcher_heartbeat")
     ADVERTISE_ADDR_FIELD_NUMBER: _ClassVar[int]
     LISTEN_PORT_FIELD_NUMBER: _ClassVar[int]
     FORCE_NEW_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_ADDRESS_POOL_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_SUBNET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DISPATCHER_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     advertise_addr: str
     listen_port: str
     force_new_cluster: bool
     default_address_pool: _containers.RepeatedScalarFieldContainer[str]
     default_subnet_size: int
-    def __init__(self, advertise_addr: _Optional[str] = ..., listen_port: _Optional[str] = ..., force_new_cluster: _Optional[bool] = ..., default_address_pool: _Optional[_Iterable[str]] = ..., default_subnet_size: _Optional[int] = ...) -> None: ...
+    dispatcher_heartbeat: float
+    def __init__(self, advertise_addr: _Optional[str] = ..., listen_port: _Optional[str] = ..., force_new_cluster: _Optional[bool] = ..., default_address_pool: _Optional[_Iterable[str]] = ..., default_subnet_size: _Optional[int] = ..., dispatcher_heartbeat: _Optional[float] = ...) -> None: ...
 
 class InitResponse(_message.Message):
     __slots__ = ("node_id", "cluster_id", "worker_token", "manager_token", "api_addr")

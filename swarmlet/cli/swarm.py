@@ -12,7 +12,7 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.cli.client import connect, handle_errors
 from swarmlet.cli.options import AdvertiseAddrOpt, check_format, parsed
 from swarmlet.cli.output import to_json
-from swarmlet.cli.parse import parse_host_port
+from swarmlet.cli.parse import parse_duration, parse_host_port
 
 DEFAULT_JOIN_PORT = 4242
 
@@ -46,6 +46,14 @@ def init(
             "--default-addr-pool-mask-length", min=8, max=30, metavar="N", help="Prefix length of allocated subnets (default 24)."
         ),
     ] = None,
+    dispatcher_heartbeat: Annotated[
+        str | None,
+        typer.Option(
+            "--dispatcher-heartbeat",
+            metavar="DURATION",
+            help="How often agents heartbeat (default 500ms); a node is down after 3 missed ones (at least 3s).",
+        ),
+    ] = None,
 ) -> None:
     """Initialize a swarm with this node as its first manager."""
     req = cpb.InitRequest(
@@ -54,6 +62,7 @@ def init(
         force_new_cluster=force_new_cluster,
         default_address_pool=default_addr_pool or [],
         default_subnet_size=default_addr_pool_mask_length or 0,
+        dispatcher_heartbeat=parsed(parse_duration, dispatcher_heartbeat, "--dispatcher-heartbeat") if dispatcher_heartbeat else 0.0,
     )
     with connect(ctx) as d:
         resp = d.call(d.stub.Init, req, timeout=MEMBERSHIP_TIMEOUT)

@@ -35,11 +35,37 @@ MEMBERSHIP_MARKER_TTL = 30.0
 # ---------------------------------------------------------------- settings
 
 
-def initial_spec(address_pool: Iterable[str] = (), subnet_size: int = 0) -> pb.ClusterSpec:
-    """The spec of a cluster created by `init`."""
+# Bounds of `init --dispatcher-heartbeat` (issue 15: a large cluster beats
+# less often; Docker Swarm's default is 5 s).
+MIN_HEARTBEAT_PERIOD = 0.1
+MAX_HEARTBEAT_PERIOD = 60.0
+# A node is down after this many missed heartbeat periods (at least
+# DEFAULT_NODE_DOWN_AFTER).
+DOWN_AFTER_PERIODS = 3
+
+
+def down_after_for(period: float) -> float:
+    """The node-down delay that goes with a heartbeat period."""
+    return max(DEFAULT_NODE_DOWN_AFTER, DOWN_AFTER_PERIODS * period)
+
+
+def check_heartbeat_period(period: float) -> None:
+    """Refuse a heartbeat period (seconds) out of bounds; 0 means the default."""
+    if period == 0:
+        return
+    if not (MIN_HEARTBEAT_PERIOD <= period <= MAX_HEARTBEAT_PERIOD):  # also refuses NaN
+        raise errors.Invalid(
+            f"invalid dispatcher heartbeat {period!r}s: it must be between {MIN_HEARTBEAT_PERIOD:g}s and {MAX_HEARTBEAT_PERIOD:g}s"
+        )
+
+
+def initial_spec(address_pool: Iterable[str] = (), subnet_size: int = 0, heartbeat: float = 0.0) -> pb.ClusterSpec:
+    """The spec of a cluster created by `init` (`heartbeat`: its period in
+    seconds, 0 for the default; the node-down delay follows it)."""
+    period = heartbeat or DEFAULT_HEARTBEAT_PERIOD
     return pb.ClusterSpec(
-        heartbeat_period=DEFAULT_HEARTBEAT_PERIOD,
-        node_down_after=DEFAULT_NODE_DOWN_AFTER,
+        heartbeat_period=period,
+        node_down_after=down_after_for(period) if heartbeat else DEFAULT_NODE_DOWN_AFTER,
         task_history_limit=DEFAULT_TASK_HISTORY_LIMIT,
         default_address_pool=list(address_pool),
         default_subnet_size=subnet_size,

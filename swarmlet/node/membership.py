@@ -121,6 +121,7 @@ class Membership:
         with self.lock:
             self._refuse_if_member(ALREADY_MEMBER)
             allocator.parse_pool(req.default_address_pool, req.default_subnet_size)
+            cl.check_heartbeat_period(req.dispatcher_heartbeat)
             addrs = self._addrs_for(req.advertise_addr)
             addresses.check_ports_free(addrs.ip, [("join", addrs.join_port), ("raft", addrs.raft_port), ("api", addrs.api_port)])
             root = ca.create_root_ca()
@@ -131,7 +132,7 @@ class Membership:
             )
             cluster = pb.Cluster(
                 id=cluster_id,
-                spec=cl.initial_spec(req.default_address_pool, req.default_subnet_size),
+                spec=cl.initial_spec(req.default_address_pool, req.default_subnet_size, req.dispatcher_heartbeat),
                 root_ca=root,
                 worker_token=ca.new_join_token(root.digest),
                 manager_token=ca.new_join_token(root.digest),

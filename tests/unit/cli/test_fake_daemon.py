@@ -460,6 +460,10 @@ def test_cluster_commands(fake: tuple[FakeControl, str]) -> None:
     assert "swarmlet join-token manager" in init.stdout
     req = servicer.requests[-1]
     assert (req.advertise_addr, req.listen_port) == ("10.0.0.1", "4242")
+    assert run(host, "init", "--dispatcher-heartbeat", "2s").exit_code == 0
+    assert servicer.requests[-1].dispatcher_heartbeat == 2.0
+    bad = run(host, "init", "--dispatcher-heartbeat", "soon")
+    assert bad.exit_code != 0 and "--dispatcher-heartbeat" in bad.output
 
     join = run(host, "join", "--token", "SWMTKN-w", "10.0.0.1")
     assert join.stdout.strip() == "This node joined a swarm as a worker."

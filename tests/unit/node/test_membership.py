@@ -242,3 +242,14 @@ def test_daemon_refuses_a_socket_another_daemon_serves(tmp_path, caplog: pytest.
         with caplog.at_level(logging.ERROR, logger="swarmlet.node.daemon"):
             assert run_daemon(cfg) == 1
     assert f"another swarmlet daemon is already listening on unix://{cfg.socket}" in caplog.text
+
+
+def test_init_takes_the_dispatcher_heartbeat_and_refuses_a_bad_one(make_daemon: MakeDaemon) -> None:
+    d = make_daemon("m1")
+    for bad in (0.01, 3600.0, float("nan")):
+        with pytest.raises(errors.Invalid, match="invalid dispatcher heartbeat"):
+            init(d, dispatcher_heartbeat=bad)
+    assert os.listdir(d.files.state_dir) == []
+    init(d, dispatcher_heartbeat=2.0)
+    c = cluster_of(d)
+    assert (c.spec.heartbeat_period, c.spec.node_down_after) == (2.0, 6.0)
