@@ -274,17 +274,24 @@ def measure_size(bed: tb.Testbed, n: int, tasks_per_node: int, heartbeat: float,
         t0 = time.monotonic()
         bed.kill_swarmlet(leader, sig=signal.SIGKILL)
 
-        def write_ok() -> bool:
-            for h in others:
-                try:
-                    api(h).UpdateNode(cpb.UpdateNodeRequest(ref=h.name, label_add={"failover": str(time.time())}), timeout=3)
-                    return True
-                except grpc.RpcError:
-                    continue
-            return False
+        # A write attempt every 100 ms, each in its own thread (as ha_bench.py):
+        # attempts stuck on the dead leader do not hide a later one that works.
+        acked: list[float] = []
 
-        wait(write_ok, 60, "a write accepted after the leader died", interval=0.05)
-        out["failover_write_seconds"] = time.monotonic() - t0
+        def attempt(h: tb.Host) -> None:
+            try:
+                api(h).UpdateNode(cpb.UpdateNodeRequest(ref=h.name, label_add={"failover": str(time.time())}), timeout=10)
+                acked.append(time.monotonic())
+            except grpc.RpcError:
+                pass
+
+        k = 0
+        while not acked and time.monotonic() - t0 < 60:
+            threading.Thread(target=attempt, args=(others[k % len(others)],), daemon=True).start()
+            k += 1
+            time.sleep(0.1)
+        wait(lambda: acked, 15, "a write accepted after the leader died")
+        out["failover_write_seconds"] = min(acked) - t0
         live = n - DOWN_NODES
         wait(lambda: sims.stats()["connected"] >= live, 300, "every live node has a session again", interval=0.5)
         out["failover_sessions_seconds"] = time.monotonic() - t0

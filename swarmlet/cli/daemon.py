@@ -10,6 +10,10 @@ dependencies (docker, pysyncobj, pyroute2).
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -83,7 +87,23 @@ def daemon(
         ).validated()
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint=e.option) from None
-    raise typer.Exit(run_daemon(cfg) or 0)
+    if os.environ.get(NO_EXEC_ENV):
+        raise typer.Exit(run_daemon(cfg) or 0)
+    # The daemon runs for months: it should not carry the CLI's libraries
+    # (typer, and the pydantic typer uses: ~9 MB; issue 15). Same pid, the
+    # flags checked above handed over in the environment.
+    env = dict(os.environ, **{CONFIG_ENV: json.dumps(dataclasses.asdict(cfg))})
+    env.setdefault("MALLOC_ARENA_MAX", "2")  # a threaded daemon's arenas (~3 MB)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "swarmlet.node", "swarmlet", *sys.argv[1:]], env)
+
+
+# The environment variable that carries the checked configuration to
+# `python -m swarmlet.node` (node/__main__.py), and one that keeps the daemon
+# in this process instead (tests).
+CONFIG_ENV = "SWARMLET_DAEMON_CONFIG"
+NO_EXEC_ENV = "SWARMLET_DAEMON_NO_EXEC"
 
 
 def register(app: typer.Typer) -> None:

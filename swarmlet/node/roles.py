@@ -127,9 +127,6 @@ def reexec() -> None:
     pid: supervisors and the testbed keep tracking it)."""
     for h in logging.getLogger().handlers:
         h.flush()
-    argv = sys.argv
-    if argv and argv[0].endswith("__main__.py"):
-        args = [sys.executable, "-m", "swarmlet", *argv[1:]]
-    else:
-        args = [sys.executable, *argv]
-    os.execv(sys.executable, args)
+    # The interpreter's own command line (`-m swarmlet.node ...` for a daemon
+    # started by `swarmlet daemon`), with the same environment.
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
