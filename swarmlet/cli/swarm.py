@@ -62,7 +62,9 @@ def init(
         force_new_cluster=force_new_cluster,
         default_address_pool=default_addr_pool or [],
         default_subnet_size=default_addr_pool_mask_length or 0,
-        dispatcher_heartbeat=parsed(parse_duration, dispatcher_heartbeat, "--dispatcher-heartbeat") if dispatcher_heartbeat else 0.0,
+        dispatcher_heartbeat=parsed(parse_duration, dispatcher_heartbeat, "--dispatcher-heartbeat")
+        if dispatcher_heartbeat
+        else 0.0,
     )
     with connect(ctx) as d:
         resp = d.call(d.stub.Init, req, timeout=MEMBERSHIP_TIMEOUT)

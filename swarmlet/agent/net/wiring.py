@@ -42,7 +42,6 @@ import socket
 import subprocess
 import threading
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING, Any
 
 from swarmlet import errors
