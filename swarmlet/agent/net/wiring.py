@@ -382,7 +382,7 @@ def _del_link(ipr: IPRoute, name: str) -> None:
         try:
             ipr.link("del", index=idx)
         except _netlink_error() as e:
-            if e.code != ENODEV:  # gone meanwhile
+            if getattr(e, "code", None) != ENODEV:  # gone meanwhile
                 raise
 
 
