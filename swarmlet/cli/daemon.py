@@ -87,7 +87,7 @@ def daemon(
         ).validated()
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint=e.option) from None
-    if os.environ.get(NO_EXEC_ENV):
+    if os.environ.get(NO_EXEC_ENV) or not _started_as_swarmlet():
         raise typer.Exit(run_daemon(cfg) or 0)
     # The daemon runs for months: it should not carry the CLI's libraries
     # (typer, and the pydantic typer uses: ~9 MB; issue 15). Same pid, the
@@ -104,6 +104,14 @@ def daemon(
 # in this process instead (tests).
 CONFIG_ENV = "SWARMLET_DAEMON_CONFIG"
 NO_EXEC_ENV = "SWARMLET_DAEMON_NO_EXEC"
+
+
+def _started_as_swarmlet() -> bool:
+    """Whether this process is the `swarmlet` program (console script or
+    `python -m swarmlet`), not a host that runs the CLI in-process (tests):
+    only then may the daemon command replace the process."""
+    argv = sys.orig_argv
+    return argv[1:3] == ["-m", "swarmlet"] or (len(argv) > 1 and os.path.basename(argv[1]) == "swarmlet")
 
 
 def register(app: typer.Typer) -> None:
