@@ -237,7 +237,7 @@ def measure_size(bed: tb.Testbed, n: int, tasks_per_node: int, heartbeat: float,
             spec.task.container.image = IMAGE
             spec.task.container.args.extend(["sleep", "3600"])
             spec.task.placement.constraints.append("node.role==worker")
-            services.append(api(leader).CreateService(cpb.CreateServiceRequest(spec=spec), timeout=60).service.id)
+            services.append(create_service(leader, spec))
         created = time.monotonic()
 
         def running() -> int:
@@ -303,6 +303,22 @@ def measure_size(bed: tb.Testbed, n: int, tasks_per_node: int, heartbeat: float,
     finally:
         sims.close()
     return out
+
+
+def create_service(h: tb.Host, spec: pb.ServiceSpec) -> str:
+    """CreateService, retried while the managers are too busy to commit (a
+    write that timed out may still have been applied: look for it first)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return str(api(h).CreateService(cpb.CreateServiceRequest(spec=spec), timeout=60).service.id)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+        try:
+            return str(api(h).GetService(cpb.GetServiceRequest(ref=spec.name), timeout=30).service.id)
+        except grpc.RpcError:
+            time.sleep(0.5)
 
 
 def scheduler_alone(nodes: int, tasks: int) -> dict:
