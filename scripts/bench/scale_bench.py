@@ -195,8 +195,10 @@ def leader_host(bed: tb.Testbed, alive: list[tb.Host]) -> tb.Host | None:
     return None
 
 
-def measure_size(bed: tb.Testbed, n: int, tasks_per_node: int, heartbeat: float, election: str) -> dict:
-    out: dict = {"nodes": n, "tasks": n * tasks_per_node, "heartbeat": heartbeat, "election_timeout": election}
+def measure_size(bed: tb.Testbed, out: dict, tasks_per_node: int, heartbeat: float, election: str) -> dict:
+    """Fills `out` as it goes (a size that fails half-way keeps what it measured)."""
+    n = out["nodes"]
+    out.update(tasks=n * tasks_per_node, heartbeat=heartbeat, election_timeout=election)
     leader, token = fresh_cluster(bed, heartbeat, election)
     pid = bed._swarmlet_pid(leader)
     assert pid is not None
@@ -436,11 +438,13 @@ def main() -> int:
         bed.up(3, swarmlet=True)
         for n in [int(x) for x in args.sizes.split(",")]:
             print(f"N = {n}", flush=True)
+            out: dict = {"nodes": n}
+            data["sizes"].append(out)
             try:
-                data["sizes"].append(measure_size(bed, n, args.tasks_per_node, args.heartbeat, args.election_timeout))
+                measure_size(bed, out, args.tasks_per_node, args.heartbeat, args.election_timeout)
             except Exception as e:  # noqa: BLE001  (a size that fails is recorded, the next still runs)
                 print(f"  failed: {e}", flush=True)
-                data["sizes"].append({"nodes": n, "tasks": n * args.tasks_per_node, "error": str(e)})
+                out["error"] = str(e).splitlines()[0] if not isinstance(e, grpc.RpcError) else f"{e.code()}: {e.details()}"
             Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
     finally:
         bed.down()
