@@ -325,6 +325,7 @@ def create_service(h: tb.Host, spec: pb.ServiceSpec) -> str:
 
 def scheduler_alone(nodes: int, tasks: int) -> dict:
     """The pure round (orchestrator + allocator + scheduler), no Raft."""
+    from swarmlet.core import changes as ch
     from swarmlet.core import planner
     from tests.core_sim import Sim
 
@@ -337,7 +338,24 @@ def scheduler_alone(nodes: int, tasks: int) -> dict:
     acts = planner.plan(sim.snap, sim.now, lambda: f"t{next(ids):09d}").actions
     sec = time.monotonic() - t0
     placed = sum(1 for a in acts if a.WhichOneof("action") == "put" and a.put.task.node_id)
-    return {"nodes": nodes, "tasks": tasks, "placed": placed, "seconds": sec, "placements_per_second": placed / sec}
+    out = {"nodes": nodes, "tasks": tasks, "placed": placed, "seconds": sec, "placements_per_second": placed / sec}
+    # The steady state: the plan applied, then 2,000 tasks report RUNNING.
+    # A full round over everything vs the incremental round.
+    sim.apply(acts)
+    inc = planner.IncrementalPlanner()
+    inc.round(sim.snap, ch.EVERYTHING, sim.now, lambda: f"x{next(ids):09d}")
+    prev = sim.snap.version
+    for t in list(sim.snap.tasks.values())[:2000]:
+        sim.report(t.id, pb.RUNNING)
+    t0 = time.monotonic()
+    full = planner.plan(sim.snap, sim.now, lambda: f"y{next(ids):09d}")
+    out["round_full_seconds"] = time.monotonic() - t0
+    changed = ch.Changes(tasks=frozenset(t.id for t in sim.snap.tasks.values() if t.meta.version > prev))
+    t0 = time.monotonic()
+    part = inc.round(sim.snap, changed, sim.now, lambda: f"z{next(ids):09d}")
+    out["round_incremental_seconds"] = time.monotonic() - t0
+    assert full.actions == part.actions == []
+    return out
 
 
 def report(data: dict) -> str:
@@ -365,7 +383,10 @@ def report(data: dict) -> str:
         cells = []
         for s in sizes:
             if label.startswith("heartbeat RTT"):
-                cells.append(f"{1000 * (s.get('heartbeat_rtt_p50') or 0):.0f} / {1000 * (s.get('heartbeat_rtt_p99') or 0):.0f}")
+                if s.get("heartbeat_rtt_p99") is None:
+                    cells.append("–")
+                else:
+                    cells.append(f"{1000 * s['heartbeat_rtt_p50']:.0f} / {1000 * s['heartbeat_rtt_p99']:.0f}")
             elif label.startswith("heartbeat failures"):
                 cells.append(f"{s.get('heartbeat_failures_idle', '–')} / {s.get('heartbeat_failures_after_tasks', '–')}")
             else:
@@ -379,6 +400,11 @@ def report(data: dict) -> str:
             f"Scheduler alone (pure round, no Raft): {sa['placed']} of {sa['tasks']} tasks placed on {sa['nodes']} nodes "
             f"in {sa['seconds']:.2f} s = {sa['placements_per_second']:.0f} placements/s."
         )
+        if "round_full_seconds" in sa:
+            lines.append(
+                f"After 2,000 of them report RUNNING: a full round takes {1000 * sa['round_full_seconds']:.0f} ms, "
+                f"the incremental round {1000 * sa['round_incremental_seconds']:.0f} ms (both plan nothing)."
+            )
     return "\n".join(lines)
 
 
@@ -390,26 +416,32 @@ def plot(data: dict, path: str) -> None:
 
     sizes = data["sizes"]
     n = [s["nodes"] for s in sizes]
+
+    def v(key: str, scale: float = 1.0) -> list[float | None]:
+        """The values of `key` per size; None (a gap) where a size has none."""
+        return [None if s.get(key) is None else scale * s[key] for s in sizes]
+
     fig, ax = plt.subplots(2, 2, figsize=(10, 7))
-    ax[0][0].plot(n, [s.get("ready_seconds") for s in sizes], "o-", label="all READY")
-    ax[0][0].plot(n, [s.get("join_seconds") for s in sizes], "s--", label="joins done")
+    ax[0][0].plot(n, v("ready_seconds"), "o-", label="all READY")
+    ax[0][0].plot(n, v("join_seconds"), "s--", label="joins done")
     ax[0][0].axhline(60, color="r", ls=":", label="target 60 s")
     ax[0][0].set(title="nodes READY after start (s)", xlabel="nodes")
     ax[0][0].legend()
-    ax[0][1].plot(n, [s.get("place_seconds") for s in sizes], "o-", label="30 tasks/node RUNNING")
+    ax[0][1].plot(n, v("place_seconds"), "o-", label="30 tasks/node RUNNING")
     ax[0][1].plot(n, [s["tasks"] / 2000 for s in sizes], "r:", label="target 2,000 tasks/s")
     ax[0][1].set(title="tasks created → RUNNING (s)", xlabel="nodes")
     ax[0][1].legend()
-    ax[1][0].plot(n, [100 * s.get("idle_cpu", 0) for s in sizes], "o-", label="idle")
-    ax[1][0].plot(n, [100 * s.get("idle_cpu_with_tasks", 0) for s in sizes], "s--", label="idle with tasks")
+    ax[1][0].plot(n, v("idle_cpu", 100), "o-", label="idle")
+    ax[1][0].plot(n, v("idle_cpu_with_tasks", 100), "s--", label="idle with tasks")
     ax[1][0].axhline(30, color="r", ls=":", label="target 30%")
     ax[1][0].set(title="leader CPU (% of one core)", xlabel="nodes")
     ax[1][0].legend()
-    ax[1][1].plot(n, [1000 * (s.get("heartbeat_rtt_p99") or 0) for s in sizes], "o-", label="heartbeat p99 (ms)")
-    ax[1][1].plot(n, [1000 * s.get("failover_write_seconds", 0) for s in sizes], "s-", label="failover write (ms)")
-    ax[1][1].plot(n, [1000 * s.get("down_detect_seconds", 0) for s in sizes], "^-", label="node-down detect (ms)")
+    ax[1][1].plot(n, v("heartbeat_rtt_p99", 1000), "o-", label="heartbeat p99")
+    ax[1][1].plot(n, v("failover_write_seconds", 1000), "s-", label="failover: first write")
+    ax[1][1].plot(n, v("down_detect_seconds", 1000), "^-", label="node-down detected")
     ax[1][1].set(title="latencies (ms)", xlabel="nodes")
     ax[1][1].legend()
+    fig.suptitle("swarmlet, 3 managers + simulated nodes on one shared 2-core machine (gaps: size did not complete)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
@@ -423,7 +455,12 @@ def main() -> int:
     ap.add_argument("--out", default="docs/bench/scale.json")
     ap.add_argument("--report", help="print the table of a JSON file instead of running")
     ap.add_argument("--plot", help="with --report: write a PNG plot against N")
+    ap.add_argument("--scheduler-only", type=int, metavar="RUNS", help="only the in-process scheduler measurement, RUNS times")
     args = ap.parse_args()
+    if args.scheduler_only:
+        for _ in range(args.scheduler_only):
+            print(json.dumps(scheduler_alone(1000, 30000)), flush=True)
+        return 0
     if args.report:
         data = json.loads(Path(args.report).read_text())
         print(report(data))
