@@ -29,7 +29,6 @@ import os
 import re
 import socket
 import ssl
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from swarmlet import errors, rpc
+from swarmlet.fsutil import fsync_dir, write_atomic
 
 ROLE_WORKER = "worker"
 ROLE_MANAGER = "manager"
@@ -456,10 +456,10 @@ class NodeCredentials:
         d = Path(directory)
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(d, 0o700)  # mkdir's mode is masked by umask, and d may pre-exist
-        _write_atomic(d / KEY_FILE, self.key_pem, 0o600)
-        _write_atomic(d / CA_FILE, self.ca_pem, 0o644)
-        _write_atomic(d / CERT_FILE, self.cert_pem, 0o644)
-        _fsync_dir(d)
+        write_atomic(d / KEY_FILE, self.key_pem, 0o600, sync_dir=False)
+        write_atomic(d / CA_FILE, self.ca_pem, 0o644, sync_dir=False)
+        write_atomic(d / CERT_FILE, self.cert_pem, 0o644, sync_dir=False)
+        fsync_dir(str(d))
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> NodeCredentials | None:
@@ -476,32 +476,3 @@ class NodeCredentials:
         except OSError as e:
             raise CredentialsError(f"incomplete node credentials in {d}: {e}") from None
         return cls.from_pems(key_pem, cert_pem, ca_pem)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    # Temp file in the same directory + rename: readers see the old or the new
-    # file, never half of one. The mode is set before any byte is written so
-    # the key is never readable by others, even briefly.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _fsync_dir(d: Path) -> None:
-    # Makes the renames durable across a power loss.
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -53,6 +53,8 @@ from typing import Any
 from pysyncobj.journal import Journal
 
 from swarmlet import errors
+from swarmlet.fsutil import fsync_dir as fsync_dir  # re-exported: raftnode and tests use raftlog.fsync_dir
+from swarmlet.fsutil import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +120,6 @@ class RaftDiskError(errors.Unavailable):
 # small file-system helpers
 
 
-def fsync_dir(path: str) -> None:
-    """Make the directory entries in `path` (creations, renames) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
@@ -134,18 +127,8 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
-def write_durably(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Replace `path` with `data` so that after a crash it holds either the
-    old or the new content, never a mix or nothing."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    fsync_dir(os.path.dirname(path) or ".")
+# One way to write a whole file durably, shared by every file swarmlet keeps.
+write_durably = write_atomic
 
 
 def _crc(data: bytes | memoryview) -> int:

@@ -15,15 +15,14 @@ would make the host a new node.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from swarmlet import errors, tls
+from swarmlet.fsutil import fsync_dir, write_atomic
 
 NODE_FILE = "node.json"
 CERTS_DIR = "certs"
@@ -66,34 +65,6 @@ class NodeState:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"{name} must be a list of strings")
         return node
-
-
-def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Replace `path` by `data` atomically and durably (see the module doc).
-    The mode is set before any byte is written."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(directory)
-
-
-def fsync_dir(directory: str) -> None:
-    """Make the renames and unlinks in `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class NodeFiles:
