@@ -25,6 +25,7 @@ import grpc
 from swarmlet import errors, tls
 from swarmlet.agent.api import AgentServicer
 from swarmlet.agent.executor import Executor
+from swarmlet.agent.images import ImageStore
 from swarmlet.agent.net.wiring import NetworkAgent
 from swarmlet.agent.runtime.docker import DockerRuntime
 from swarmlet.agent.session import AgentSession
@@ -90,12 +91,14 @@ class Daemon:
         return store
 
     def start_services(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials) -> None:
+        runtime = DockerRuntime(self.cfg.docker_host)
         executor = Executor(
-            DockerRuntime(self.cfg.docker_host),
+            runtime,
             node.node_id,
             self._report,
             hostname=self.cfg.hostname,
             network=NetworkAgent(addrs.ip),
+            images=ImageStore(runtime, self.agent_channel, hostname=lambda: self.executor.hostname() if self.executor else ""),
         )
         self.executor = executor
         self.server = self._cluster_server(addrs, node, creds, executor)
@@ -199,7 +202,7 @@ class Daemon:
             options=tls.SERVER_OPTIONS,
             interceptors=[tls.ClientCertRequired()],
         )
-        agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(executor), server)
+        agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(executor, executor.images), server)
         if node.role == "manager":
             store, control, dispatcher = self.store, self.control, self.dispatcher
             assert store is not None and control is not None and dispatcher is not None, "start_manager comes first"
