@@ -102,7 +102,7 @@ class _Spool:
             offset = 0
             while True:
                 with self._cond:
-                    if not self._cond.wait_for(lambda: self._size > offset or self._done, timeout=stall):
+                    if not self._cond.wait_for(lambda at=offset: self._size > at or self._done, timeout=stall):  # type: ignore[misc]
                         raise errors.Unavailable(f"image {self.image_id[:19]}: transfer stalled")
                     size, done, error = self._size, self._done, self._error
                 if error:

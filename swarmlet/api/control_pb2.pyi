@@ -544,12 +544,10 @@ class ListImagesResponse(_message.Message):
     def __init__(self, images: _Optional[_Iterable[_Union[NodeImage, _Mapping]]] = ...) -> None: ...
 
 class RemoveImageRequest(_message.Message):
-    __slots__ = ("ref", "force")
+    __slots__ = ("ref",)
     REF_FIELD_NUMBER: _ClassVar[int]
-    FORCE_FIELD_NUMBER: _ClassVar[int]
     ref: str
-    force: bool
-    def __init__(self, ref: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
 class RemoveImageResponse(_message.Message):
     __slots__ = ("removed_from", "errors")

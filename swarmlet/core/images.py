@@ -103,7 +103,9 @@ def parse(ref: str) -> Reference:
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = "library/" + path
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidReference(f"invalid image reference {shown!r}: the repository name is longer than {MAX_NAME_LENGTH} characters")
+        raise InvalidReference(
+            f"invalid image reference {shown!r}: the repository name is longer than {MAX_NAME_LENGTH} characters"
+        )
     if not _PATH_RE.match(path):
         raise InvalidReference(
             f"invalid image reference {shown!r}: repository names use lowercase letters, digits and separators (. _ __ -)"
@@ -270,3 +272,95 @@ def redacted(svc: pb.Service) -> pb.Service:
     out.CopyFrom(svc)
     out.ClearField("registry_auth")
     return out
+
+
+# ---- pinning a service's image (the manager's resolution) ----
+
+UNKNOWN_HOST = "unknown host"
+UNREACHABLE = "unreachable"
+DENIED = "denied"
+NOT_FOUND = "not found"
+OTHER = "other"
+
+_UNREACHABLE_WORDS = ("connection refused", "i/o timeout", "deadline exceeded", "network is unreachable", "no route to host")
+_DENIED_WORDS = ("unauthorized", "authentication required", "denied", "no basic auth credentials", "forbidden")
+_NOT_FOUND_WORDS = ("manifest unknown", "not found", "does not exist", "name unknown")
+
+
+def classify_registry_error(message: str) -> str:
+    """What a registry lookup's failure means, from the engine's words."""
+    m = message.lower()
+    if "lookup " in m and ("no such host" in m or "server misbehaving" in m or "unreachable" in m or "timeout" in m):
+        return UNKNOWN_HOST
+    if any(w in m for w in _UNREACHABLE_WORDS):
+        return UNREACHABLE
+    if any(w in m for w in _DENIED_WORDS):
+        return DENIED
+    if any(w in m for w in _NOT_FOUND_WORDS):
+        return NOT_FOUND
+    return OTHER
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How a service's image is pinned: `image` (maybe with a registry
+    digest), `image_id` (an engine-only image), and what the user is told."""
+
+    image: str
+    image_id: str = ""
+    warning: str = ""
+
+
+def pin_from_registry(ref: Reference, digest: str) -> Resolution:
+    return Resolution(image=pinned(ref, digest))
+
+
+def pin_without_registry(snap: st.Snapshot, ref: Reference, registry_error: str, manager_image_id: str = "") -> Resolution:
+    """The registry could not pin `ref` (`registry_error`, the engine's
+    words): pin it to the image the engines hold, warn that no registry has
+    it; or refuse what can never work (a host that does not exist, a digest
+    or tag that no registry and no engine has, a registry out of reach while
+    no node holds the image); or, when the registry refused access, keep the
+    reference unpinned (nodes may be given credentials: they will say)."""
+    kind = classify_registry_error(registry_error)
+    where = ids_by_tag(snap, ref) if not ref.digest else {}
+    if ref.digest:
+        # Already pinned: a node that pulled it by digest proves it exists.
+        if any(record_matches(r, ref) for n in snap.nodes.values() for r in n.description.image_records):
+            return Resolution(image=str(ref), warning=f"image {ref} could not be checked on its registry ({registry_error})")
+    else:
+        image_id = manager_image_id or _most_held(where)
+        if image_id:
+            holders_ = sorted(n.description.hostname or n.id for n in where.get(image_id, []))
+            on = f" (on {', '.join(holders_)})" if holders_ else ""
+            more = f"; other nodes hold other images under that tag: {len(where) - 1}" if len(where) > 1 else ""
+            return Resolution(
+                image=str(ref),
+                image_id=image_id,
+                warning=(
+                    f"image {ref} could not be accessed on a registry to record its digest ({registry_error}); "
+                    f"using the engines' image {image_id[:19]}{on}, which nodes fetch from each other{more}"
+                ),
+            )
+    if kind == UNKNOWN_HOST:
+        raise errors.Invalid(f"image {ref}: unknown registry host {ref.domain!r} ({registry_error})")
+    if kind == NOT_FOUND:
+        what = f"digest {ref.digest}" if ref.digest else f"tag {ref.tagged}"
+        raise errors.NotFound(f"image {ref}: the registry has no {what} ({registry_error}) and no node holds it")
+    if kind == UNREACHABLE:
+        raise errors.FailedPrecondition(
+            f"image {ref}: the registry {ref.domain} cannot be reached ({registry_error}) and no node holds the image"
+        )
+    return Resolution(
+        image=str(ref),
+        warning=(
+            f"image {ref} could not be accessed on a registry to record its digest ({registry_error}); "
+            "each node will access it on its own, possibly running different versions"
+        ),
+    )
+
+
+def _most_held(where: Mapping[str, list[pb.Node]]) -> str:
+    if not where:
+        return ""
+    return max(sorted(where), key=lambda i: len(where[i]))

@@ -10,8 +10,7 @@ from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import allocator as al
 from swarmlet.core import constraints as cons
-from swarmlet.core import images
-from swarmlet.core import lookup
+from swarmlet.core import images, lookup
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
 from swarmlet.core.scheduler.filters import resource_shortfall

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.core import images
+from swarmlet.core import images, updater
 from swarmlet.core import orchestrator as orch
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
-from swarmlet.core import updater
 
 US = pb.UpdateStatus
 Phase = cpb.ServiceProgressResponse.UpdatePhase

@@ -81,7 +81,7 @@ class Daemon:
     def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str]) -> Store:
         partners = [p for p in peers if p != addrs.raft]
         store = Store(addrs.raft, partners, self.cfg.state_dir, raft_secret, timings=self.cfg.raft_timings())
-        control = ControlAPI(store, self.agent_channel)
+        control = ControlAPI(store, self.agent_channel, DockerRuntime(self.cfg.docker_host), self._node_id)
         dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role)
         leader_loop = LeaderLoop(store)
         self.store, self.control, self.dispatcher, self.leader_loop = store, control, dispatcher, leader_loop
@@ -126,6 +126,10 @@ class Daemon:
             self.dispatcher.stop()
         self.leader_loop = self.dispatcher = self.control = None
         self.close_store()
+
+    def _node_id(self) -> str:
+        node = self.membership.node
+        return node.node_id if node is not None else ""
 
     # ---- what role changes need (roles.RoleParts) ----
     def agent_channel(self, addr: str) -> grpc.Channel:

@@ -121,7 +121,9 @@ class FakeRuntime:
 
     # ---- images (issue 9): a registry the fake engine pulls from ----
 
-    def add_to_registry(self, ref: str, digest: str = "", healthcheck: Sequence[str] = (), credentials: tuple[str, str] | None = None) -> str:
+    def add_to_registry(
+        self, ref: str, digest: str = "", healthcheck: Sequence[str] = (), credentials: tuple[str, str] | None = None
+    ) -> str:
         """`ref` ("name:tag") is in the fake registry; with `credentials`
         (user, password) only those may pull it. Returns its digest."""
         digest = digest or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
@@ -325,7 +327,7 @@ class FakeRuntime:
                 raise EngineRefused(f"pull access denied for {repo}, repository does not exist or may require 'docker login'")
             want, hc, credentials = entry
             if credentials is not None and (auth is None or (auth.username, auth.password) != credentials):
-                raise EngineRefused(f"Head \"https://registry/v2/{name}/manifests\": no basic auth credentials")
+                raise EngineRefused(f'Head "https://registry/v2/{name}/manifests": no basic auth credentials')
             self._images[name] = hc
             self._pulled_digests.setdefault(name, set()).add(f"{name.rsplit(':', 1)[0]}@{want}")
         progress(50, 100)
