@@ -40,6 +40,9 @@ STALL_TIMEOUT = 15.0
 # relay chain is ordered at once; the upstream node may not have begun yet).
 RELAY_WAIT = 10.0
 PROGRESS_EVERY = 0.5
+# A transfer from peers that failed (cut, refused) is tried again after these
+# pauses before the task is rejected on this node.
+PEER_RETRY_DELAYS = (2.0, 5.0)
 
 # (bytes so far, bytes expected or 0, where from)
 FetchProgress = Callable[[int, int, str], None]
@@ -205,8 +208,12 @@ class ImageStore:
                     return found
             peer_error = ""
             if want and c.pull != pb.PULL_ALWAYS:
-                peers = [p for p in (src.peers if src else ()) if p]
-                if peers:
+                for attempt, pause in enumerate((*PEER_RETRY_DELAYS, None)):
+                    with self._lock:  # the session may have new holders by now
+                        src = self._sources.get(c.image, src)
+                    peers = [p for p in (src.peers if src else ()) if p]
+                    if not peers:
+                        break
                     try:
                         self.fetch_from(want, peers, progress)
                         found = self.runtime.image(want)
@@ -214,6 +221,13 @@ class ImageStore:
                             return found
                     except ImageUnavailable as e:
                         peer_error = str(e)
+                        if pause is None:
+                            break
+                        log.warning(
+                            "image %s: attempt %d from peers failed, retrying in %gs: %s", want[:19], attempt + 1, pause, e
+                        )
+                        progress(0, 0, f"peers (retrying: {e})")
+                        time.sleep(pause)
             if c.image_id:
                 # Known only to engines: no registry can have it.
                 why = peer_error or "no ready node holds it"
@@ -295,10 +309,13 @@ class ImageStore:
         stop = threading.Event()
         last_chunk = [time.monotonic()]
 
+        stalled = threading.Event()
+
         def watchdog() -> None:
             # A cut link may leave the stream silent for minutes: end it.
             while not stop.wait(1.0):
                 if time.monotonic() - last_chunk[0] > STALL_TIMEOUT:
+                    stalled.set()
                     call.cancel()
                     return
 
@@ -325,6 +342,9 @@ class ImageStore:
                 raise errors.Unavailable("the peer sent nothing")
         except BaseException as e:
             error = (e.details() if isinstance(e, grpc.RpcError) else str(e)) or type(e).__name__
+            if stalled.is_set():
+                error = f"transfer stalled: nothing received for {STALL_TIMEOUT:g}s after {spool.size} bytes"
+                raise errors.Unavailable(error) from None
             raise
         finally:
             stop.set()
