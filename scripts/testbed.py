@@ -784,6 +784,10 @@ class Testbed:
         indexes = self._leftover_indexes()
         hosts = [self.host(i) for i in sorted(indexes)]
 
+        # 0. the test registry (issue 9), if one was started (before any
+        # child is waited for below).
+        self._registry_down()
+
         # 1. swarmlet daemons first, so none restarts containers behind us.
         swarmlets, _, _ = self._owned_pids()
         for host in hosts:
@@ -809,9 +813,6 @@ class Testbed:
                 _kill_and_wait(_pids_in_netns(inode), signal.SIGKILL, 10, self._reap_child)
         for pid in list(self._children):
             self._forget(pid)
-
-        # 3b. the test registry (issue 9), if one was started.
-        self._registry_down()
 
         # 4. mounts (overlays, shm, container netns files), then namespaces and links.
         exec_roots = [host.exec_root for host in hosts]

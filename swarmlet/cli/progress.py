@@ -167,8 +167,9 @@ def pull_text(p: pb.ImagePullProgress) -> str:
     """ "pulling from registry 45% (90.0MiB/200.0MiB)": a task's image fetch."""
     verb = "pulling from registry" if p.source == "registry" else f"fetching from {p.source}"
     if p.total:
-        pct = min(100, int(100 * p.current / p.total))
-        return f"{verb} {pct}% ({format_bytes(p.current)}/{format_bytes(p.total)})"
+        total = max(p.total, p.current)  # a saved archive is a little larger than the image
+        pct = min(100, int(100 * p.current / total))
+        return f"{verb} {pct}% ({format_bytes(p.current)}/{format_bytes(total)})"
     return f"{verb} {format_bytes(p.current)}" if p.current else verb
 
 

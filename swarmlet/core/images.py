@@ -323,6 +323,18 @@ def pin_without_registry(snap: st.Snapshot, ref: Reference, registry_error: str,
     no node holds the image); or, when the registry refused access, keep the
     reference unpinned (nodes may be given credentials: they will say)."""
     kind = classify_registry_error(registry_error)
+    if kind == DENIED:
+        # The registry has it but refused us: as in Swarm, the reference
+        # stays unpinned and each node uses its own credentials' outcome
+        # (those given with --with-registry-auth), not a copy of whatever
+        # an engine happens to hold under that name.
+        return Resolution(
+            image=str(ref),
+            warning=(
+                f"image {ref} could not be accessed on a registry to record its digest ({registry_error}); "
+                "nodes without it must pull it: give credentials with --with-registry-auth"
+            ),
+        )
     where = ids_by_tag(snap, ref) if not ref.digest else {}
     if ref.digest:
         # Already pinned: a node that pulled it by digest proves it exists.

@@ -132,6 +132,7 @@ def app_v1(cluster) -> tuple[str, str]:
     ref = f"{cluster.registry_addr}/app:v1"
     image_id = build(cluster, cluster.hosts[0], ref, "RUN echo v1 > /version")
     push(cluster, cluster.hosts[0], ref)
+    cluster.docker(cluster.hosts[0]).images.remove(ref, force=True)
     return ref, image_id
 
 
@@ -157,7 +158,7 @@ def test_private_image_needs_credentials(cluster, app_v1, docker_config) -> None
     # Without --with-registry-auth the registry refuses every node: a clear
     # error per node in the registry's words, and nothing runs.
     r = fails(cluster, h1, "service", "create", "--name", "private", "--replicas", "2", "--timeout", "60s", ref)
-    assert "could not be accessed on a registry" in r.stderr  # the warning: not pinned
+    assert "--with-registry-auth" in r.stderr  # the warning: not pinned
     assert "no basic auth credentials" in r.stderr or "unauthorized" in r.stderr, r.stderr
     rejected = [t for t in tasks_of(h1, "private") if t.status.state == pb.REJECTED]
     assert rejected and all(("no basic auth credentials" in t.status.err or "unauthorized" in t.status.err) for t in rejected)
