@@ -269,6 +269,7 @@ def test_credentials_are_never_shown(cluster, app_v1, docker_config, tmp_path) -
     # in the Raft files, the credentials must not be either.
     backup = tmp_path / "backup.swarmlet"
     ok(cluster, h1, "cluster", "backup", str(backup))
+    ok(cluster, h1, "service", "rm", "secretive")
     token = ok(cluster, h1, "join-token", "worker", "-q").stdout.strip().encode()
     if _raft_plaintext_visible(cluster, token) or token in backup.read_bytes():
         pytest.xfail(
@@ -277,7 +278,6 @@ def test_credentials_are_never_shown(cluster, app_v1, docker_config, tmp_path) -
     for needle in needles:
         assert not _raft_plaintext_visible(cluster, needle)
         assert needle not in backup.read_bytes()
-    ok(cluster, h1, "service", "rm", "secretive")
 
 
 def test_registry_stopped_peers_provide_the_image(cluster) -> None:
