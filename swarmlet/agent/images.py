@@ -42,7 +42,7 @@ RELAY_WAIT = 10.0
 PROGRESS_EVERY = 0.5
 # A transfer from peers that failed (cut, refused) is tried again after these
 # pauses before the task is rejected on this node.
-PEER_RETRY_DELAYS = (2.0, 5.0)
+PEER_RETRY_DELAYS = (2.0, 5.0, 10.0)
 
 # (bytes so far, bytes expected or 0, where from)
 FetchProgress = Callable[[int, int, str], None]

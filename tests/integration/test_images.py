@@ -334,7 +334,7 @@ def test_a_cut_transfer_is_detected_retried_and_never_half_used(cluster) -> None
         assert cluster.exec_in(h3, ["iptables", "-I", *block]).returncode == 0
         log = Path(h3.log_path)
         try:
-            wait_for(lambda: "stalled" in log.read_text(errors="replace"), 60, "h3 detecting the cut")
+            wait_for(lambda: "attempt 1 from peers failed" in log.read_text(errors="replace"), 60, "h3 detecting the cut")
         except AssertionError as e:
             raise AssertionError(f"{e}\nh3's log ends:\n{log.read_text(errors='replace')[-4000:]}") from None
         # Nothing half-loaded is used: no such image, no container.
