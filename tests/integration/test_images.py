@@ -363,7 +363,16 @@ def test_image_push_relays_to_every_node_and_rm_refuses_while_used(cluster, tmp_
     r = fails(cluster, h1, "image", "rm", "relay:1")
     assert "in use by service user" in r.stderr
     ok(cluster, h1, "service", "rm", "user")
-    wait_for(lambda: not any(container_images(cluster, h, "user") for h in cluster.hosts), DEADLINE, "user's containers gone")
+    wait_for(
+        lambda: (
+            not any(
+                cluster.docker(h).api.containers(all=True, filters={"label": ["swarmlet.service.name=user"]})
+                for h in cluster.hosts
+            )
+        ),
+        DEADLINE,
+        "user's containers removed",
+    )
     ok(cluster, h1, "image", "rm", "relay:1")
     for host in cluster.hosts:
         assert not has_image(cluster, host, pushed_id), host.name
