@@ -388,8 +388,11 @@ class ImageStore:
 
     def _export_engine(self, image_id: str, img: Image) -> Iterator[agent_pb2.ImageChunk]:
         record = self._record(image_id)
+        # Saved by a tag, the archive carries the tag to the receiver (by id
+        # it would arrive untagged); the receiver checks the id either way.
+        by = record.tags[0] if record.tags else image_id
         try:
-            stream = self.runtime.export_image(image_id)
+            stream = self.runtime.export_image(by)
         except ContainerNotFound:
             raise errors.NotFound(f"node {self._hostname()} does not hold image {image_id[:19]}") from None
         first = True

@@ -113,7 +113,12 @@ class ImageControl:
             rec = im.find_local(node.description.image_records, req.ref)
             if rec is not None:
                 found[rec.id] = rec
-                where.setdefault(rec.id, []).append(node)
+        # By id on every node: a node that received it from a peer may hold
+        # it under no tag.
+        for node in snap.nodes.values():
+            for rec in node.description.image_records:
+                if rec.id in found:
+                    where.setdefault(rec.id, []).append(node)
         if not found:
             raise errors.NotFound(f"no node holds image {req.ref!r} (see `swarmlet image ls`)")
         if len(found) > 1:
