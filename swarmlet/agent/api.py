@@ -1,13 +1,18 @@
-"""The API every node serves on its mTLS port: managers fetch task logs here."""
+"""The API every node serves on its mTLS port: managers fetch task logs here;
+peers fetch images here, and managers order image fetches and removals
+(issue 9)."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from typing import Protocol
 
 import grpc
 
 from swarmlet import errors, rpc, tls
+from swarmlet.agent.images import ImageStore
 from swarmlet.api import agent_pb2, agent_pb2_grpc
 
 
@@ -15,16 +20,78 @@ class LogSource(Protocol):
     def logs(self, container_ids: list[str], follow: bool, tail: int, timestamps: bool) -> Iterator[agent_pb2.LogLine]: ...
 
 
+def _manager_only(context: grpc.ServicerContext, what: str) -> None:
+    ident = tls.peer_identity(context)
+    if ident is None or ident.role != "manager":
+        raise errors.PermissionDenied(f"only managers may {what} on a node")
+
+
 class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # generated: untyped
-    def __init__(self, executor: LogSource) -> None:
+    def __init__(self, executor: LogSource, images: ImageStore | None = None) -> None:
         self._executor = executor
+        self._images = images
 
     @rpc.edge
     def TaskLogs(self, request: agent_pb2.TaskLogsRequest, context: grpc.ServicerContext) -> Iterator[agent_pb2.LogLine]:
-        ident = tls.peer_identity(context)
-        if ident is None or ident.role != "manager":
-            raise errors.PermissionDenied("only managers may read task logs from a node")
+        _manager_only(context, "read task logs")
         for line in self._executor.logs(list(request.container_ids), request.follow, request.tail, request.timestamps):
             if not context.is_active():
                 return
             yield line
+
+    # ---- images (issue 9) ----
+
+    def _store(self) -> ImageStore:
+        if self._images is None:
+            raise errors.FailedPrecondition("this node serves no images")
+        return self._images
+
+    @rpc.edge
+    def ExportImage(self, request: agent_pb2.ExportImageRequest, context: grpc.ServicerContext) -> Iterator[agent_pb2.ImageChunk]:
+        # Any node of the cluster (the mTLS port admits only those) may ask.
+        if tls.peer_identity(context) is None:
+            raise errors.Unauthenticated("a node certificate is required")
+        for chunk in self._store().export(request.image_id):
+            if not context.is_active():
+                return
+            yield chunk
+
+    @rpc.edge
+    def FetchImage(
+        self, request: agent_pb2.FetchImageRequest, context: grpc.ServicerContext
+    ) -> Iterator[agent_pb2.FetchImageProgress]:
+        _manager_only(context, "order an image fetch")
+        store = self._store()
+        updates: queue.Queue[agent_pb2.FetchImageProgress | None] = queue.Queue()
+
+        def run() -> None:
+            try:
+                source = store.fetch_from(
+                    request.image_id,
+                    list(request.sources),
+                    lambda cur, total, src: updates.put(
+                        agent_pb2.FetchImageProgress(state="receiving", current=cur, total=total, source=src)
+                    ),
+                )
+                updates.put(agent_pb2.FetchImageProgress(state="loaded" if source else "present", source=source))
+            except errors.SwarmletError as e:
+                updates.put(agent_pb2.FetchImageProgress(state="failed", error=str(e)))
+            except Exception as e:  # reported to the manager, not lost in a thread
+                updates.put(agent_pb2.FetchImageProgress(state="failed", error=f"{type(e).__name__}: {e}"))
+            finally:
+                updates.put(None)
+
+        threading.Thread(target=run, name="image-fetch", daemon=True).start()
+        while True:
+            item = updates.get()
+            if item is None:
+                return
+            if context.is_active():
+                yield item
+
+    @rpc.edge
+    def RemoveImage(
+        self, request: agent_pb2.NodeRemoveImageRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.NodeRemoveImageResponse:
+        _manager_only(context, "remove images")
+        return agent_pb2.NodeRemoveImageResponse(removed=self._store().remove(request.image_id))

@@ -29,10 +29,19 @@ from typing import Protocol
 
 from swarmlet import errors
 from swarmlet.agent import decisions as d
+from swarmlet.agent.images import ImageStore, ImageUnavailable
 from swarmlet.agent.logs import task_logs
 from swarmlet.agent.reports import Reporter, ReportFn
 from swarmlet.agent.runtime import containers as cm
-from swarmlet.agent.runtime.interface import Container, ContainerNotFound, ContainerRuntime, EngineRefused, Event, NameInUse
+from swarmlet.agent.runtime.interface import (
+    Container,
+    ContainerNotFound,
+    ContainerRuntime,
+    EngineRefused,
+    Event,
+    Image,
+    NameInUse,
+)
 from swarmlet.agent.tasks import Record, TaskTable
 from swarmlet.agent.watch import EventWatcher
 from swarmlet.api import agent_pb2
@@ -63,10 +72,13 @@ class Executor:
         report: ReportFn,
         hostname: str | None = None,
         network: Network | None = None,
+        images: ImageStore | None = None,
     ) -> None:
         self.runtime = runtime
         # Overlay wiring; None: tasks get no networks wired.
         self.network = network
+        # Issue 9: the node's images (fetch from peers or registries, serve peers).
+        self.images = images if images is not None else ImageStore(runtime, hostname=self.hostname)
         self.node_id = node_id
         self._hostname = hostname
         self._labels = {cm.LABEL_NODE_ID: node_id}
@@ -159,14 +171,12 @@ class Executor:
                 self._create_and_start(rec, task)
 
     def _create_and_start(self, rec: Record, task: pb.Task) -> None:
-        ref = task.spec.container.image
-        image = self.runtime.image(ref)
+        image = self._prepare_image(rec, task)
         if image is None:
-            self._report(rec, d.image_missing(ref, self.hostname()))
             return
         health = cm.healthcheck_enabled(task.spec.container, image.healthcheck)
         try:
-            cid = self.runtime.create(task, self.node_id)
+            cid = self.runtime.create(task, self.node_id, image=image.id)
         except NameInUse as e:
             # A create whose answer we lost, or one of a previous agent run
             # the listing missed: adopt it if it is ours.
@@ -181,6 +191,38 @@ class Executor:
             return
         self._tasks.set_container(rec, cid)
         self._start(rec, task, cid, health)
+
+    def _prepare_image(self, rec: Record, task: pb.Task) -> Image | None:
+        """The local image to run (issue 9), fetched first if need be, with
+        PREPARING and its progress reported; None once the task is rejected."""
+        c = task.spec.container
+        local = self.images.local(task)
+        match d.image_step(c.pull, local.id if local is not None else "", c.image, self.hostname()):
+            case d.UseImage():
+                return local
+            case d.RejectImage(status=status):
+                self._report(rec, status)
+                return None
+            case d.FetchImage():
+                self._report(rec, d.PREPARING)
+        try:
+            return self.images.fetch(task, lambda cur, total, source: self._pull_progress(rec, c.image, cur, total, source))
+        except ImageUnavailable as e:
+            self._report(rec, d.fetch_failed(str(e)))
+            return None
+
+    def _pull_progress(self, rec: Record, image: str, current: int, total: int, source: str) -> None:
+        """A PREPARING report with the fetch's progress (same state: it only
+        refreshes the status while the task is still preparing)."""
+        if self._tasks.view(rec).known != pb.PREPARING:
+            return
+        msg = pb.TaskStatus(
+            timestamp=time.time(),
+            state=pb.PREPARING,
+            message=f"preparing: fetching the image from {source}",
+            pull=pb.ImagePullProgress(image=image, current=current, total=total, source=source),
+        )
+        self._reporter.put(dpb.TaskStatusReport(task_id=rec.task_id, status=msg))
 
     def _start(self, rec: Record, task: pb.Task, cid: str, health: bool) -> None:
         try:
@@ -265,8 +307,14 @@ class Executor:
                 return socket.gethostname()
         return self._hostname
 
+    def image_hints(self, sources: list[dpb.ImageSource], auths: list[dpb.ServiceRegistryAuth]) -> None:
+        """From the session: where images are, and the credentials of the
+        services this node runs."""
+        self.images.hints(sources, auths)
+
     def describe(self) -> pb.NodeDescription:
         desc = self.runtime.describe()
+        self.images.annotate(desc)
         if self._hostname is None:
             self._hostname = desc.hostname
         desc.hostname = self._hostname

@@ -30,6 +30,7 @@ class Worker(Protocol):
 
     def describe(self) -> pb.NodeDescription: ...
     def assign(self, tasks: list[pb.Task], networks: list[dpb.NetworkAssignment]) -> None: ...
+    def image_hints(self, sources: list[dpb.ImageSource], auths: list[dpb.ServiceRegistryAuth]) -> None: ...
 
 
 class AgentSession:
@@ -141,6 +142,7 @@ class AgentSession:
                         self._managers = list(msg.managers)
                         if self._on_managers:
                             self._on_managers(self._managers)
+                    self._executor.image_hints(list(msg.images), list(msg.registry_auths))  # issue 9: before the tasks
                     self._executor.assign(list(msg.tasks), list(msg.networks))
                     if self._on_role is not None and msg.desired_role != self._role:
                         # Promotion or demotion: the daemon renews the

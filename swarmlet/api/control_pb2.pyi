@@ -121,16 +121,22 @@ class JoinTokenResponse(_message.Message):
     def __init__(self, token: _Optional[str] = ..., api_addr: _Optional[str] = ...) -> None: ...
 
 class CreateServiceRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "registry_auth", "no_resolve_image")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
+    NO_RESOLVE_IMAGE_FIELD_NUMBER: _ClassVar[int]
     spec: _objects_pb2.ServiceSpec
-    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ...) -> None: ...
+    registry_auth: _objects_pb2.RegistryAuth
+    no_resolve_image: bool
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[_Union[_objects_pb2.RegistryAuth, _Mapping]] = ..., no_resolve_image: _Optional[bool] = ...) -> None: ...
 
 class ServiceResponse(_message.Message):
-    __slots__ = ("service",)
+    __slots__ = ("service", "warnings")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     service: _objects_pb2.Service
-    def __init__(self, service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetServiceRequest(_message.Message):
     __slots__ = ("ref",)
@@ -167,14 +173,20 @@ class ScaleServiceRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
 
 class UpdateServiceRequest(_message.Message):
-    __slots__ = ("ref", "version", "spec")
+    __slots__ = ("ref", "version", "spec", "registry_auth", "no_resolve_image", "has_registry_auth")
     REF_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
+    NO_RESOLVE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    HAS_REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
     ref: str
     version: int
     spec: _objects_pb2.ServiceSpec
-    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ...) -> None: ...
+    registry_auth: _objects_pb2.RegistryAuth
+    no_resolve_image: bool
+    has_registry_auth: bool
+    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[_Union[_objects_pb2.RegistryAuth, _Mapping]] = ..., no_resolve_image: _Optional[bool] = ..., has_registry_auth: _Optional[bool] = ...) -> None: ...
 
 class RollbackServiceRequest(_message.Message):
     __slots__ = ("ref",)
@@ -230,7 +242,7 @@ class ServiceProgressRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
 class SlotProgress(_message.Message):
-    __slots__ = ("slot", "node_id", "node_name", "task_id", "state", "desired_state", "message", "err", "spec_version", "attempt", "current", "settled", "has_task", "live", "stuck")
+    __slots__ = ("slot", "node_id", "node_name", "task_id", "state", "desired_state", "message", "err", "spec_version", "attempt", "current", "settled", "has_task", "live", "stuck", "pull")
     SLOT_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +258,7 @@ class SlotProgress(_message.Message):
     HAS_TASK_FIELD_NUMBER: _ClassVar[int]
     LIVE_FIELD_NUMBER: _ClassVar[int]
     STUCK_FIELD_NUMBER: _ClassVar[int]
+    PULL_FIELD_NUMBER: _ClassVar[int]
     slot: int
     node_id: str
     node_name: str
@@ -261,7 +274,8 @@ class SlotProgress(_message.Message):
     has_task: bool
     live: bool
     stuck: str
-    def __init__(self, slot: _Optional[int] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., task_id: _Optional[str] = ..., state: _Optional[_Union[_objects_pb2.TaskState, str]] = ..., desired_state: _Optional[_Union[_objects_pb2.TaskState, str]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., spec_version: _Optional[int] = ..., attempt: _Optional[int] = ..., current: _Optional[bool] = ..., settled: _Optional[bool] = ..., has_task: _Optional[bool] = ..., live: _Optional[bool] = ..., stuck: _Optional[str] = ...) -> None: ...
+    pull: _objects_pb2.ImagePullProgress
+    def __init__(self, slot: _Optional[int] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., task_id: _Optional[str] = ..., state: _Optional[_Union[_objects_pb2.TaskState, str]] = ..., desired_state: _Optional[_Union[_objects_pb2.TaskState, str]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., spec_version: _Optional[int] = ..., attempt: _Optional[int] = ..., current: _Optional[bool] = ..., settled: _Optional[bool] = ..., has_task: _Optional[bool] = ..., live: _Optional[bool] = ..., stuck: _Optional[str] = ..., pull: _Optional[_Union[_objects_pb2.ImagePullProgress, _Mapping]] = ...) -> None: ...
 
 class ServiceProgressResponse(_message.Message):
     __slots__ = ("service", "desired", "running", "slots", "stuck", "converged", "update_phase")
@@ -508,3 +522,69 @@ class BackupTables(_message.Message):
     tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
     networks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Network]
     def __init__(self, store_version: _Optional[int] = ..., clusters: _Optional[_Iterable[_Union[_objects_pb2.Cluster, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[_objects_pb2.Node, _Mapping]]] = ..., services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., networks: _Optional[_Iterable[_Union[_objects_pb2.Network, _Mapping]]] = ...) -> None: ...
+
+class ListImagesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeImage(_message.Message):
+    __slots__ = ("node_id", "node_name", "image")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    node_name: str
+    image: _objects_pb2.ImageRecord
+    def __init__(self, node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., image: _Optional[_Union[_objects_pb2.ImageRecord, _Mapping]] = ...) -> None: ...
+
+class ListImagesResponse(_message.Message):
+    __slots__ = ("images",)
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[NodeImage]
+    def __init__(self, images: _Optional[_Iterable[_Union[NodeImage, _Mapping]]] = ...) -> None: ...
+
+class RemoveImageRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class RemoveImageResponse(_message.Message):
+    __slots__ = ("removed_from", "errors")
+    REMOVED_FROM_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    removed_from: _containers.RepeatedScalarFieldContainer[str]
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, removed_from: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PushImageRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class ImageTransferProgress(_message.Message):
+    __slots__ = ("node_id", "node_name", "state", "current", "total", "source", "error", "image_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    node_name: str
+    state: str
+    current: int
+    total: int
+    source: str
+    error: str
+    image_id: str
+    def __init__(self, node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., state: _Optional[str] = ..., current: _Optional[int] = ..., total: _Optional[int] = ..., source: _Optional[str] = ..., error: _Optional[str] = ..., image_id: _Optional[str] = ...) -> None: ...
+
+class LoadImageChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...

@@ -169,6 +169,26 @@ class ControlStub:
                 request_serializer=swarmlet_dot_api_dot_control__pb2.RestoreRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_control__pb2.InitResponse.FromString,
                 _registered_method=True)
+        self.ListImages = channel.unary_unary(
+                '/swarmlet.api.Control/ListImages',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.ListImagesRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ListImagesResponse.FromString,
+                _registered_method=True)
+        self.RemoveImage = channel.unary_unary(
+                '/swarmlet.api.Control/RemoveImage',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RemoveImageRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveImageResponse.FromString,
+                _registered_method=True)
+        self.PushImage = channel.unary_stream(
+                '/swarmlet.api.Control/PushImage',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.PushImageRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.FromString,
+                _registered_method=True)
+        self.LoadImage = channel.stream_stream(
+                '/swarmlet.api.Control/LoadImage',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.LoadImageChunk.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -336,6 +356,31 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListImages(self, request, context):
+        """Issue 9: images across the cluster.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveImage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PushImage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadImage(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -473,6 +518,26 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Restore,
                     request_deserializer=swarmlet_dot_api_dot_control__pb2.RestoreRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_control__pb2.InitResponse.SerializeToString,
+            ),
+            'ListImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImages,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.ListImagesRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ListImagesResponse.SerializeToString,
+            ),
+            'RemoveImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveImage,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveImageRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RemoveImageResponse.SerializeToString,
+            ),
+            'PushImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.PushImage,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.PushImageRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.SerializeToString,
+            ),
+            'LoadImage': grpc.stream_stream_rpc_method_handler(
+                    servicer.LoadImage,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.LoadImageChunk.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1204,6 +1269,114 @@ class Control:
             '/swarmlet.api.Control/Restore',
             swarmlet_dot_api_dot_control__pb2.RestoreRequest.SerializeToString,
             swarmlet_dot_api_dot_control__pb2.InitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/ListImages',
+            swarmlet_dot_api_dot_control__pb2.ListImagesRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ListImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/RemoveImage',
+            swarmlet_dot_api_dot_control__pb2.RemoveImageRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RemoveImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/swarmlet.api.Control/PushImage',
+            swarmlet_dot_api_dot_control__pb2.PushImageRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadImage(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/swarmlet.api.Control/LoadImage',
+            swarmlet_dot_api_dot_control__pb2.LoadImageChunk.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ImagePullPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PULL_MISSING: _ClassVar[ImagePullPolicy]
+    PULL_ALWAYS: _ClassVar[ImagePullPolicy]
+    PULL_NEVER: _ClassVar[ImagePullPolicy]
+
 class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     NEW: _ClassVar[TaskState]
@@ -23,6 +29,9 @@ class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REJECTED: _ClassVar[TaskState]
     REMOVE: _ClassVar[TaskState]
     ORPHANED: _ClassVar[TaskState]
+PULL_MISSING: ImagePullPolicy
+PULL_ALWAYS: ImagePullPolicy
+PULL_NEVER: ImagePullPolicy
 NEW: TaskState
 PENDING: TaskState
 ASSIGNED: TaskState
@@ -99,7 +108,7 @@ class HealthConfig(_message.Message):
     def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., retries: _Optional[int] = ..., start_period: _Optional[float] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "command", "args", "env", "labels", "stop_grace_period", "healthcheck", "has_healthcheck")
+    __slots__ = ("image", "command", "args", "env", "labels", "stop_grace_period", "healthcheck", "has_healthcheck", "pull", "image_id")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +124,8 @@ class ContainerSpec(_message.Message):
     STOP_GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
     HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
     HAS_HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
+    PULL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -123,7 +134,47 @@ class ContainerSpec(_message.Message):
     stop_grace_period: float
     healthcheck: HealthConfig
     has_healthcheck: bool
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., stop_grace_period: _Optional[float] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ..., has_healthcheck: _Optional[bool] = ...) -> None: ...
+    pull: ImagePullPolicy
+    image_id: str
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., stop_grace_period: _Optional[float] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ..., has_healthcheck: _Optional[bool] = ..., pull: _Optional[_Union[ImagePullPolicy, str]] = ..., image_id: _Optional[str] = ...) -> None: ...
+
+class RegistryAuth(_message.Message):
+    __slots__ = ("server_address", "username", "password", "identity_token", "registry_token")
+    SERVER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    server_address: str
+    username: str
+    password: str
+    identity_token: str
+    registry_token: str
+    def __init__(self, server_address: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., identity_token: _Optional[str] = ..., registry_token: _Optional[str] = ...) -> None: ...
+
+class ImageRecord(_message.Message):
+    __slots__ = ("id", "tags", "digests", "size")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    digests: _containers.RepeatedScalarFieldContainer[str]
+    size: int
+    def __init__(self, id: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., digests: _Optional[_Iterable[str]] = ..., size: _Optional[int] = ...) -> None: ...
+
+class ImagePullProgress(_message.Message):
+    __slots__ = ("image", "current", "total", "source")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    current: int
+    total: int
+    source: str
+    def __init__(self, image: _Optional[str] = ..., current: _Optional[int] = ..., total: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
 
 class Placement(_message.Message):
     __slots__ = ("constraints",)
@@ -302,7 +353,7 @@ class UpdateStatus(_message.Message):
     def __init__(self, state: _Optional[_Union[UpdateStatus.State, str]] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., message: _Optional[str] = ..., canaries_ready: _Optional[bool] = ..., promoted: _Optional[bool] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("id", "meta", "spec", "previous_spec", "spec_version", "update_status", "virtual_ips")
+    __slots__ = ("id", "meta", "spec", "previous_spec", "spec_version", "update_status", "virtual_ips", "registry_auth")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -310,6 +361,7 @@ class Service(_message.Message):
     SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
     UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
     VIRTUAL_IPS_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: ServiceSpec
@@ -317,23 +369,26 @@ class Service(_message.Message):
     spec_version: int
     update_status: UpdateStatus
     virtual_ips: _containers.RepeatedCompositeFieldContainer[VirtualIP]
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., virtual_ips: _Optional[_Iterable[_Union[VirtualIP, _Mapping]]] = ...) -> None: ...
+    registry_auth: RegistryAuth
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., previous_spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., spec_version: _Optional[int] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ..., virtual_ips: _Optional[_Iterable[_Union[VirtualIP, _Mapping]]] = ..., registry_auth: _Optional[_Union[RegistryAuth, _Mapping]] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
-    __slots__ = ("timestamp", "state", "message", "err", "container_id", "exit_code")
+    __slots__ = ("timestamp", "state", "message", "err", "container_id", "exit_code", "pull")
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ERR_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    PULL_FIELD_NUMBER: _ClassVar[int]
     timestamp: float
     state: TaskState
     message: str
     err: str
     container_id: str
     exit_code: int
-    def __init__(self, timestamp: _Optional[float] = ..., state: _Optional[_Union[TaskState, str]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
+    pull: ImagePullProgress
+    def __init__(self, timestamp: _Optional[float] = ..., state: _Optional[_Union[TaskState, str]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., pull: _Optional[_Union[ImagePullProgress, _Mapping]] = ...) -> None: ...
 
 class Task(_message.Message):
     __slots__ = ("id", "meta", "service_id", "service_name", "slot", "node_id", "spec", "spec_version", "desired_state", "status", "avoid_nodes", "attempt", "running_at", "networks")
@@ -459,20 +514,22 @@ class NodeSpec(_message.Message):
     def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., desired_role: _Optional[_Union[NodeSpec.Role, str]] = ..., availability: _Optional[_Union[NodeSpec.Availability, str]] = ...) -> None: ...
 
 class NodeDescription(_message.Message):
-    __slots__ = ("hostname", "resources", "engine_version", "os", "arch", "images")
+    __slots__ = ("hostname", "resources", "engine_version", "os", "arch", "images", "image_records")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     ENGINE_VERSION_FIELD_NUMBER: _ClassVar[int]
     OS_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_RECORDS_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     resources: Resources
     engine_version: str
     os: str
     arch: str
     images: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, hostname: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., engine_version: _Optional[str] = ..., os: _Optional[str] = ..., arch: _Optional[str] = ..., images: _Optional[_Iterable[str]] = ...) -> None: ...
+    image_records: _containers.RepeatedCompositeFieldContainer[ImageRecord]
+    def __init__(self, hostname: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., engine_version: _Optional[str] = ..., os: _Optional[str] = ..., arch: _Optional[str] = ..., images: _Optional[_Iterable[str]] = ..., image_records: _Optional[_Iterable[_Union[ImageRecord, _Mapping]]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
     __slots__ = ("state", "message", "addr", "timestamp")

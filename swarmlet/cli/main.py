@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from swarmlet.cli import cluster, daemon, network, node, service, swarm
+from swarmlet.cli import cluster, daemon, image, network, node, service, swarm
 from swarmlet.cli.client import DEFAULT_HOST, HOST_ENV, GlobalOptions, socket_path
 
 app = typer.Typer(
@@ -55,6 +55,7 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(node.app, name="node")
 app.add_typer(service.app, name="service")
 app.add_typer(network.app, name="network")
+app.add_typer(image.app, name="image")
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
+from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli.parse import parse_duration
 
 T = TypeVar("T")
@@ -280,3 +281,36 @@ class NetworkFlags:
             "or 8080:80 or 8080:80/udp; repeatable.",
         ),
     ] = None
+
+
+# ---- images (issue 9) ----
+
+PULL_POLICIES = ("always", "missing", "never")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFlags:
+    """How a service's image is pinned and pulled (`service create` and `update`)."""
+
+    with_registry_auth: Annotated[
+        bool,
+        typer.Option(
+            "--with-registry-auth",
+            help="Send registry credentials (from the docker client config) to the nodes that run the tasks.",
+        ),
+    ] = False
+    no_resolve_image: Annotated[
+        bool, typer.Option("--no-resolve-image", help="Do not query the registry to pin the image to a digest.")
+    ] = False
+    pull: Annotated[
+        str | None,
+        typer.Option("--pull", metavar="WHEN", help="always, missing or never: when nodes pull the image (default missing)."),
+    ] = None
+
+    def policy(self) -> int | None:
+        """--pull as the spec's ImagePullPolicy, None when not given."""
+        if self.pull is None:
+            return None
+        if self.pull not in PULL_POLICIES:
+            raise typer.BadParameter(f"expected one of {', '.join(PULL_POLICIES)}, got {self.pull!r}", param_hint="--pull")
+        return {"always": pb.PULL_ALWAYS, "missing": pb.PULL_MISSING, "never": pb.PULL_NEVER}[self.pull]

@@ -17,6 +17,7 @@ from swarmlet.cli.options import (
     FormatOpt,
     HealthFlags,
     IdsOpt,
+    ImageFlags,
     NetworkFlags,
     PrettyOpt,
     ResourceFlags,
@@ -34,6 +35,7 @@ from swarmlet.cli.options import (
 from swarmlet.cli.output import SERVICE_HEADERS, format_service_pretty, format_table, service_rows, to_json, trunc_id
 from swarmlet.cli.parse import parse_scale, parse_tail
 from swarmlet.cli.progress import watch
+from swarmlet.cli.service_images import apply_pull, credentials, show_warnings
 from swarmlet.cli.service_spec import build_spec
 
 app = typer.Typer(help="Manage swarm services.", no_args_is_help=True)
@@ -48,6 +50,7 @@ app = typer.Typer(help="Manage swarm services.", no_args_is_help=True)
     update=UpdatePolicy,
     rollback=RollbackPolicy,
     network=NetworkFlags,
+    images=ImageFlags,
     wait=WaitFlags,
 )
 def create(
@@ -59,6 +62,7 @@ def create(
     update: UpdatePolicy,
     rollback: RollbackPolicy,
     network: NetworkFlags,
+    images: ImageFlags,
     wait: WaitFlags,
     args: Annotated[
         list[str] | None,
@@ -104,9 +108,16 @@ def create(
         network=network,
         environ=os.environ,
     )
+    apply_pull(spec, images)
     limit = wait.limit()  # a bad value fails before anything is created
+    req = cpb.CreateServiceRequest(spec=spec, no_resolve_image=images.no_resolve_image)
+    auth = credentials(spec.task.container.image, images)
+    if auth is not None:
+        req.registry_auth.CopyFrom(auth)
     with connect(ctx) as d:
-        svc = d.call(d.stub.CreateService, cpb.CreateServiceRequest(spec=spec)).service
+        resp = d.call(d.stub.CreateService, req)
+        svc = resp.service
+        show_warnings(resp.warnings)
         typer.echo(svc.id)
         if wait.detach:
             return

@@ -17,6 +17,7 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.cli.client import connect, handle_errors
 from swarmlet.cli.options import (
     HealthFlags,
+    ImageFlags,
     ResourceFlags,
     RestartFlags,
     RollbackPolicy,
@@ -26,6 +27,7 @@ from swarmlet.cli.options import (
     flags,
 )
 from swarmlet.cli.progress import watch, watch_update
+from swarmlet.cli.service_images import apply_pull, credentials, show_warnings
 from swarmlet.cli.service_spec import apply_flags, apply_network_changes
 
 ServiceArg = Annotated[str, typer.Argument(metavar="SERVICE")]
@@ -38,6 +40,7 @@ ServiceArg = Annotated[str, typer.Argument(metavar="SERVICE")]
     health=HealthFlags,
     update=UpdatePolicy,
     rollback=RollbackPolicy,
+    images=ImageFlags,
     wait=WaitFlags,
 )
 def update(
@@ -48,6 +51,7 @@ def update(
     health: HealthFlags,
     update: UpdatePolicy,
     rollback: RollbackPolicy,
+    images: ImageFlags,
     wait: WaitFlags,
     image: Annotated[str | None, typer.Option("--image", metavar="IMAGE", help="Service image tag.")] = None,
     args: Annotated[str | None, typer.Option("--args", metavar="ARGS", help="Service command args (split like a shell).")] = None,
@@ -102,9 +106,17 @@ def update(
                 network_rm or [],
                 lambda ref: d.call(d.stub.GetNetwork, cpb.GetNetworkRequest(ref=ref)).network,
             )
-        svc = d.call(
-            d.stub.UpdateService, cpb.UpdateServiceRequest(ref=before.id, version=before.meta.version, spec=spec)
-        ).service
+        apply_pull(spec, images)
+        req = cpb.UpdateServiceRequest(
+            ref=before.id, version=before.meta.version, spec=spec, no_resolve_image=images.no_resolve_image
+        )
+        auth = credentials(spec.task.container.image, images)
+        if auth is not None:
+            req.has_registry_auth = True
+            req.registry_auth.CopyFrom(auth)
+        resp = d.call(d.stub.UpdateService, req)
+        svc = resp.service
+        show_warnings(resp.warnings)
         typer.echo(svc.spec.name)
         if wait.detach:
             return

@@ -16,6 +16,7 @@ from swarmlet import errors
 from swarmlet.api import ca_pb2
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import images as im
 from swarmlet.core import state as st
 from swarmlet.core.orchestrator import DEFAULT_TASK_HISTORY_LIMIT
 
@@ -87,16 +88,24 @@ def session_message(
     """Everything an agent converges to: its tasks, its networks, where the
     managers are, and what the cluster wants of the node."""
     period, _ = heartbeat_settings(snap)
-    return dpb.SessionMessage(
+    tasks = node_assignments(snap, node.id)
+    msg = dpb.SessionMessage(
         session_id=session_id,
         heartbeat_period=period,
-        tasks=node_assignments(snap, node.id),
+        tasks=tasks,
         managers=manager_addrs(snap),
         node_id=node.id,
         availability=node.spec.availability,
         networks=list(networks),
         desired_role=node.spec.desired_role,
     )
+    # Issue 9: where the tasks' images are, and the credentials of only the
+    # services this node runs.
+    for ref, image_id, peers in im.image_sources(snap, node.id, tasks):
+        msg.images.add(ref=ref, image_id=image_id, peers=peers)
+    for service_id, auth in sorted(im.service_auths(snap, tasks).items()):
+        msg.registry_auths.add(service_id=service_id, auth=auth)
+    return msg
 
 
 # ---------------------------------------------------------------- liveness

@@ -10,7 +10,7 @@ from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import allocator as al
 from swarmlet.core import constraints as cons
-from swarmlet.core import lookup
+from swarmlet.core import images, lookup
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
 from swarmlet.core.scheduler.filters import resource_shortfall
@@ -40,6 +40,7 @@ def validate_service_spec(spec: pb.ServiceSpec) -> None:
     c = spec.task.container
     if not c.image:
         raise InvalidSpec("a service needs an image")
+    validate_image(c)
     if spec.WhichOneof("mode") == "replicated" and spec.replicated.replicas > MAX_REPLICAS:
         raise InvalidSpec(f"--replicas {spec.replicated.replicas} is more than the limit of {MAX_REPLICAS}")
     for e in c.env:
@@ -103,18 +104,23 @@ def check_schedulable(spec: pb.ServiceSpec, snap: st.Snapshot) -> None:
             f"no node can ever satisfy the reservations (cpu {res.nano_cpus / 1e9:g}, memory {fmt_bytes(res.memory_bytes)}); "
             f"the largest node has {biggest_cpu:g} CPUs and {fmt_bytes(biggest_mem)}"
         )
-    image = spec.task.container.image
-    described = [n for n in matching if n.description.images]
-    if described and len(described) == len(matching) and not any(_has_image(n, image) for n in described):
-        raise Unschedulable(
-            f"image {image!r} is not present on any node that could run the service; "
-            "swarmlet does not pull images: load it into each node's engine (docker load)"
-        )
+    # Images are pulled (issue 9): whether one exists is the manager's
+    # resolution's business (manager/control/images.py), not a refusal here.
 
 
-def _has_image(node: pb.Node, image: str) -> bool:
-    want = image if ":" in image.rsplit("/", 1)[-1] else image + ":latest"
-    return any(i == image or i == want for i in node.description.images)
+# ---- images (issue 9) ----
+
+
+def validate_image(c: pb.ContainerSpec) -> None:
+    """The image reference, the pinned id and the pull policy."""
+    try:
+        images.parse(c.image)
+    except images.InvalidReference as e:
+        raise InvalidSpec(str(e)) from None
+    if c.image_id and not images.is_image_id(c.image_id):
+        raise InvalidSpec(f"invalid image id {c.image_id!r}")
+    if c.pull not in pb.ImagePullPolicy.values():
+        raise InvalidSpec(f"unknown pull policy {c.pull}")
 
 
 # ---- networks and published ports ----

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import images, updater
 from swarmlet.core import orchestrator as orch
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
-from swarmlet.core import updater
 
 US = pb.UpdateStatus
 Phase = cpb.ServiceProgressResponse.UpdatePhase
@@ -106,7 +106,7 @@ def service_progress(snap: st.Snapshot, service_id: str, now: float = 0.0) -> cp
     svc = snap.services[service_id]
     views = _slot_views(snap, svc, now)
     out = cpb.ServiceProgressResponse(
-        service=svc,
+        service=images.redacted(svc),
         desired=len(views),
         running=sum(1 for v in views if v.running),
         stuck=_stuck_reason(snap, svc, views),
@@ -127,6 +127,8 @@ def service_progress(snap: st.Snapshot, service_id: str, now: float = 0.0) -> cp
             sp.attempt = t.attempt
             sp.current = tk.runs_current_spec(t, svc)
             sp.has_task = True
+            if t.status.state == pb.PREPARING and t.status.HasField("pull"):
+                sp.pull.CopyFrom(t.status.pull)
         sp.node_name = _node_name(snap, sp.node_id)
     return out
 

@@ -25,6 +25,7 @@ import grpc
 from swarmlet import errors, tls
 from swarmlet.agent.api import AgentServicer
 from swarmlet.agent.executor import Executor
+from swarmlet.agent.images import ImageStore
 from swarmlet.agent.net.wiring import NetworkAgent
 from swarmlet.agent.runtime.docker import DockerRuntime
 from swarmlet.agent.session import AgentSession
@@ -80,7 +81,7 @@ class Daemon:
     def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str]) -> Store:
         partners = [p for p in peers if p != addrs.raft]
         store = Store(addrs.raft, partners, self.cfg.state_dir, raft_secret, timings=self.cfg.raft_timings())
-        control = ControlAPI(store, self.agent_channel)
+        control = ControlAPI(store, self.agent_channel, DockerRuntime(self.cfg.docker_host), self._node_id)
         dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role)
         leader_loop = LeaderLoop(store)
         self.store, self.control, self.dispatcher, self.leader_loop = store, control, dispatcher, leader_loop
@@ -90,12 +91,14 @@ class Daemon:
         return store
 
     def start_services(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials) -> None:
+        runtime = DockerRuntime(self.cfg.docker_host)
         executor = Executor(
-            DockerRuntime(self.cfg.docker_host),
+            runtime,
             node.node_id,
             self._report,
             hostname=self.cfg.hostname,
             network=NetworkAgent(addrs.ip),
+            images=ImageStore(runtime, self.agent_channel, hostname=lambda: self.executor.hostname() if self.executor else ""),
         )
         self.executor = executor
         self.server = self._cluster_server(addrs, node, creds, executor)
@@ -123,6 +126,10 @@ class Daemon:
             self.dispatcher.stop()
         self.leader_loop = self.dispatcher = self.control = None
         self.close_store()
+
+    def _node_id(self) -> str:
+        node = self.membership.node
+        return node.node_id if node is not None else ""
 
     # ---- what role changes need (roles.RoleParts) ----
     def agent_channel(self, addr: str) -> grpc.Channel:
@@ -199,7 +206,7 @@ class Daemon:
             options=tls.SERVER_OPTIONS,
             interceptors=[tls.ClientCertRequired()],
         )
-        agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(executor), server)
+        agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(executor, executor.images), server)
         if node.role == "manager":
             store, control, dispatcher = self.store, self.control, self.dispatcher
             assert store is not None and control is not None and dispatcher is not None, "start_manager comes first"

@@ -67,6 +67,18 @@ class LocalControl(control_pb2_grpc.ControlServicer):  # type: ignore[misc]  # g
     def ServiceLogs(self, request: cpb.ServiceLogsRequest, context: grpc.ServicerContext) -> Iterator[cpb.ServiceLogLine]:
         yield from self._node.manager_control().logs.service_logs(request, context)
 
+    # ---- issue 9: streamed image transfers ----
+
+    @rpc.edge
+    def PushImage(self, request: cpb.PushImageRequest, context: grpc.ServicerContext) -> Iterator[cpb.ImageTransferProgress]:
+        yield from self._node.manager_control().images.push(request, context)
+
+    @rpc.edge
+    def LoadImage(
+        self, request_iterator: Iterator[cpb.LoadImageChunk], context: grpc.ServicerContext
+    ) -> Iterator[cpb.ImageTransferProgress]:
+        yield from self._node.manager_control().images.load(request_iterator, context)
+
 
 def _routed(rpc_name: str) -> Callable[[LocalControl, Any, grpc.ServicerContext], Any]:
     """A Control RPC answered by the manager's control API."""

@@ -9,6 +9,7 @@ import grpc
 
 from swarmlet.manager.control.base import StoreAccess
 from swarmlet.manager.control.cluster import ClusterControl
+from swarmlet.manager.control.images import ImageControl, ImageEngine
 from swarmlet.manager.control.logs import LogControl
 from swarmlet.manager.control.networks import NetworkControl
 from swarmlet.manager.control.nodes import NodeControl
@@ -21,9 +22,17 @@ from swarmlet.manager.store import Store
 class ControlAPI:
     """Every resource of the control API over one store."""
 
-    def __init__(self, store: Store, agent_channel: Callable[[str], grpc.Channel]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        agent_channel: Callable[[str], grpc.Channel],
+        engine: ImageEngine | None = None,
+        node_id: Callable[[], str] = lambda: "",
+    ) -> None:
         access = StoreAccess(store)
-        self.services = ServiceControl(access)
+        # Issue 9: `engine` is this node's Docker Engine (registry lookups).
+        self.images = ImageControl(access, agent_channel, engine, node_id)
+        self.services = ServiceControl(access, self.images)
         self.tasks = TaskControl(access)
         self.nodes = NodeControl(access)
         self.networks = NetworkControl(access)

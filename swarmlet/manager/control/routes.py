@@ -26,4 +26,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "GetNetwork": ("networks", "get"),
     "ListNetworks": ("networks", "list"),
     "RemoveNetwork": ("networks", "remove"),
+    # Issue 9 (PushImage and LoadImage stream: node/localapi.py).
+    "ListImages": ("images", "list_images"),
+    "RemoveImage": ("images", "remove_image"),
 }

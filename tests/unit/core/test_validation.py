@@ -112,18 +112,30 @@ def test_schedulable_reservations_against_an_empty_node() -> None:
     v.check_schedulable(s, sim.snap)
 
 
-def test_schedulable_image_present_somewhere() -> None:
+def test_image_no_node_holds_is_schedulable() -> None:
+    # Issue 9: nodes pull, so an image no node holds is no refusal.
     sim = Sim()
     n = pb.Node()
     n.CopyFrom(sim.add_node("n1"))
     n.description.images.append("busybox:latest")
     sim.apply([st.put(n)])
-    v.check_schedulable(spec(image="busybox"), sim.snap)  # ":latest" implied
-    with pytest.raises(v.Unschedulable, match="image 'nginx:1' is not present"):
-        v.check_schedulable(spec(image="nginx:1"), sim.snap)
-    # A node that does not list its images might have it.
-    sim.add_node("n2")
     v.check_schedulable(spec(image="nginx:1"), sim.snap)
+
+
+@pytest.mark.parametrize(
+    "image, why",
+    [
+        ("Busybox", "lowercase"),
+        ("busybox:", "invalid tag"),
+        ("busybox@sha256:1234", "64 lowercase hex"),
+        ("bad_host:5000:x/y", "invalid"),
+        ("a" * 10_000, "longer than"),
+        ("x/" + "a" * 300, "longer than 255"),
+    ],
+)
+def test_malformed_image_reference(image: str, why: str) -> None:
+    with pytest.raises(v.InvalidSpec, match=why):
+        v.validate_service_spec(spec(image=image))
 
 
 # ---- networks and ports ----
