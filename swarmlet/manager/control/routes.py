@@ -26,4 +26,13 @@ ROUTES: dict[str, tuple[str, str]] = {
     "GetNetwork": ("networks", "get"),
     "ListNetworks": ("networks", "list"),
     "RemoveNetwork": ("networks", "remove"),
+    # Issue 10: secrets and configs.
+    "CreateSecret": ("secrets", "create"),
+    "GetSecret": ("secrets", "get"),
+    "ListSecrets": ("secrets", "list"),
+    "RemoveSecret": ("secrets", "remove"),
+    "CreateConfig": ("configs", "create"),
+    "GetConfig": ("configs", "get"),
+    "ListConfigs": ("configs", "list"),
+    "RemoveConfig": ("configs", "remove"),
 }
