@@ -103,11 +103,11 @@ class TaskFiles:
 
     # ---- a task's files ----
 
-    def _refs(self, task: pb.Task) -> list[tuple[sc.Kind[pb.Secret] | sc.Kind[pb.Config], sc.Ref]]:
+    def _refs(self, task: pb.Task) -> list[tuple[sc.Kind, sc.Ref]]:
         c = task.spec.container
         return [(sc.SECRET, r) for r in c.secrets] + [(sc.CONFIG, r) for r in c.configs]
 
-    def _data(self, kind: sc.Kind[pb.Secret] | sc.Kind[pb.Config], ref: sc.Ref) -> bytes | None:
+    def _data(self, kind: sc.Kind, ref: sc.Ref) -> bytes | None:
         with self._lock:
             held: dict[str, pb.Secret] | dict[str, pb.Config] = self._secrets if kind.secret else self._configs
             obj = held.get(kind.ref_id(ref))

@@ -23,6 +23,7 @@ from swarmlet.cli.options import (
     RestartFlags,
     RollbackPolicy,
     StopGraceOpt,
+    StorageFlags,
     TaskListFlags,
     UpdatePolicy,
     WaitFlags,
@@ -35,6 +36,7 @@ from swarmlet.cli.output import SERVICE_HEADERS, format_service_pretty, format_t
 from swarmlet.cli.parse import parse_scale, parse_tail
 from swarmlet.cli.progress import watch
 from swarmlet.cli.service_spec import build_spec
+from swarmlet.cli.storage import apply_storage
 
 app = typer.Typer(help="Manage swarm services.", no_args_is_help=True)
 
@@ -48,6 +50,7 @@ app = typer.Typer(help="Manage swarm services.", no_args_is_help=True)
     update=UpdatePolicy,
     rollback=RollbackPolicy,
     network=NetworkFlags,
+    storage=StorageFlags,
     wait=WaitFlags,
 )
 def create(
@@ -59,6 +62,7 @@ def create(
     update: UpdatePolicy,
     rollback: RollbackPolicy,
     network: NetworkFlags,
+    storage: StorageFlags,
     wait: WaitFlags,
     args: Annotated[
         list[str] | None,
@@ -104,6 +108,7 @@ def create(
         network=network,
         environ=os.environ,
     )
+    apply_storage(spec, storage)
     limit = wait.limit()  # a bad value fails before anything is created
     with connect(ctx) as d:
         svc = d.call(d.stub.CreateService, cpb.CreateServiceRequest(spec=spec)).service

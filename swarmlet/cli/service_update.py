@@ -21,12 +21,14 @@ from swarmlet.cli.options import (
     RestartFlags,
     RollbackPolicy,
     StopGraceOpt,
+    StorageUpdateFlags,
     UpdatePolicy,
     WaitFlags,
     flags,
 )
 from swarmlet.cli.progress import watch, watch_update
 from swarmlet.cli.service_spec import apply_flags, apply_network_changes
+from swarmlet.cli.storage import apply_storage_changes
 
 ServiceArg = Annotated[str, typer.Argument(metavar="SERVICE")]
 
@@ -38,6 +40,7 @@ ServiceArg = Annotated[str, typer.Argument(metavar="SERVICE")]
     health=HealthFlags,
     update=UpdatePolicy,
     rollback=RollbackPolicy,
+    storage=StorageUpdateFlags,
     wait=WaitFlags,
 )
 def update(
@@ -48,6 +51,7 @@ def update(
     health: HealthFlags,
     update: UpdatePolicy,
     rollback: RollbackPolicy,
+    storage: StorageUpdateFlags,
     wait: WaitFlags,
     image: Annotated[str | None, typer.Option("--image", metavar="IMAGE", help="Service image tag.")] = None,
     args: Annotated[str | None, typer.Option("--args", metavar="ARGS", help="Service command args (split like a shell).")] = None,
@@ -95,6 +99,7 @@ def update(
             rollback=rollback,
             environ=os.environ,
         )
+        spec = apply_storage_changes(spec, storage)
         if network_add or network_rm:
             spec = apply_network_changes(
                 spec,

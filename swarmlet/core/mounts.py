@@ -110,7 +110,7 @@ def validate(mounts: Iterable[pb.Mount]) -> list[str]:
     for m in mounts:
         target = posixpath.normpath(_check_one(m))
         if target in seen:
-            raise InvalidMount(f"mount target {m.target} is used twice")
+            raise InvalidMount(f"mount target {target} is used twice")
         seen[target] = m.target
     return list(seen)
 

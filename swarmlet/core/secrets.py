@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
@@ -30,7 +29,7 @@ DEFAULT_MODE = 0o444
 _NAME_RE = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9_.-]*[a-zA-Z0-9])?$")
 _ID_RE = re.compile(r"^[0-9]+$")
 
-Obj = TypeVar("Obj", pb.Secret, pb.Config)
+Obj = pb.Secret | pb.Config
 Ref = pb.SecretReference | pb.ConfigReference
 
 
@@ -39,15 +38,15 @@ class InvalidReference(errors.Invalid):
 
 
 @dataclass(frozen=True)
-class Kind(Generic[Obj]):
+class Kind:
     """What differs between secrets and configs."""
 
     word: str  # "secret" | "config"
     table: str  # the Snapshot table
     secret: bool  # the data is never shown
 
-    def objects(self, snap: st.Snapshot) -> dict[str, Obj]:
-        objs: dict[str, Obj] = getattr(snap, self.table)
+    def objects(self, snap: st.Snapshot) -> Mapping[str, Obj]:
+        objs: Mapping[str, Obj] = getattr(snap, self.table)
         return objs
 
     def refs(self, c: pb.ContainerSpec) -> Sequence[Ref]:
@@ -77,15 +76,15 @@ class Kind(Generic[Obj]):
         return name if self.secret else "/" + name
 
 
-SECRET: Kind[pb.Secret] = Kind("secret", "secrets", True)
-CONFIG: Kind[pb.Config] = Kind("config", "configs", False)
-KINDS: tuple[Kind[pb.Secret], Kind[pb.Config]] = (SECRET, CONFIG)
+SECRET = Kind("secret", "secrets", True)
+CONFIG = Kind("config", "configs", False)
+KINDS = (SECRET, CONFIG)
 
 
 # ---- the objects ----
 
 
-def validate_spec(kind: Kind[Obj], spec: pb.SecretSpec | pb.ConfigSpec) -> None:
+def validate_spec(kind: Kind, spec: pb.SecretSpec | pb.ConfigSpec) -> None:
     """Name, labels and data of a new secret or config. Raises errors.Invalid."""
     word = kind.word
     if not spec.name:
@@ -107,14 +106,26 @@ def validate_spec(kind: Kind[Obj], spec: pb.SecretSpec | pb.ConfigSpec) -> None:
         raise errors.Invalid(f"the secret {spec.name!r} holds only white space")
 
 
-def check_name_free(kind: Kind[Obj], snap: st.Snapshot, name: str) -> None:
+def check_name_free(kind: Kind, snap: st.Snapshot, name: str) -> None:
     if any(o.spec.name == name for o in kind.objects(snap).values()):
         raise errors.AlreadyExists(f"a {kind.word} named {name!r} already exists")
 
 
-def find(kind: Kind[Obj], snap: st.Snapshot, ref: str) -> Obj:
+def find(kind: Kind, snap: st.Snapshot, ref: str) -> Obj:
     """By id, name or unique id prefix (errors.NotFound names it)."""
     return lookup.resolve(kind.objects(snap), ref, kind.word, lambda o: o.spec.name)
+
+
+def find_secret(snap: st.Snapshot, ref: str) -> pb.Secret:
+    found = find(SECRET, snap, ref)
+    assert isinstance(found, pb.Secret)
+    return found
+
+
+def find_config(snap: st.Snapshot, ref: str) -> pb.Config:
+    found = find(CONFIG, snap, ref)
+    assert isinstance(found, pb.Config)
+    return found
 
 
 def redacted(secret: pb.Secret) -> pb.Secret:
@@ -135,7 +146,7 @@ def without_data(config: pb.Config) -> pb.Config:
 # ---- a service's references ----
 
 
-def _check_file(kind: Kind[Obj], ref: Ref, name: str) -> None:
+def _check_file(kind: Kind, ref: Ref, name: str) -> None:
     f = ref.file
     if not f.name:
         f.name = kind.default_target(name)
@@ -167,18 +178,18 @@ def resolve_references(spec: pb.ServiceSpec, snap: st.Snapshot, mount_targets: I
     taken: dict[str, str] = {posixpath.normpath(t): "a mount" for t in mount_targets}
     for kind in KINDS:
         for ref in kind.refs(c):
-            wanted = kind.ref_id(ref) or kind.ref_name(ref)
+            wanted = kind.ref_name(ref) or kind.ref_id(ref)
             if not wanted:
                 raise InvalidReference(f"a --{kind.word} needs the name of a {kind.word} (source=NAME)")
-            objs = kind.objects(snap)
-            obj = objs.get(kind.ref_id(ref)) if kind.ref_id(ref) else None
-            if obj is None:
-                try:
-                    obj = find(kind, snap, kind.ref_name(ref) or kind.ref_id(ref))
-                except errors.NotFound:
-                    raise errors.NotFound(
-                        f"{kind.word} {wanted!r} not found: create it first (swarmlet {kind.word} create)"
-                    ) from None
+            # A reference that carries an id was resolved before (the spec
+            # of an update or a rollback): it means that very object, not a
+            # newer one that took its name.
+            try:
+                obj = kind.objects(snap)[kind.ref_id(ref)] if kind.ref_id(ref) else find(kind, snap, kind.ref_name(ref))
+            except (KeyError, errors.NotFound):
+                raise errors.NotFound(
+                    f"{kind.word} {wanted!r} not found: create it first (swarmlet {kind.word} create)"
+                ) from None
             kind.set_ref(ref, obj.id, obj.spec.name)
             _check_file(kind, ref, obj.spec.name)
             path = kind.container_path(ref)
@@ -187,19 +198,21 @@ def resolve_references(spec: pb.ServiceSpec, snap: st.Snapshot, mount_targets: I
             taken[path] = f"{kind.word} {obj.spec.name!r}"
 
 
-def services_using(kind: Kind[Obj], snap: st.Snapshot, oid: str) -> list[str]:
+def services_using(kind: Kind, snap: st.Snapshot, oid: str) -> list[str]:
     """Names of the services whose spec uses the object, and of those with a
     task still running one that does (a rolling update away from it)."""
     names = {s.spec.name for s in snap.services.values() if any(kind.ref_id(r) == oid for r in kind.refs(s.spec.task.container))}
     for t in snap.tasks.values():
-        if not tk.is_terminal(t) and t.desired_state <= pb.SHUTDOWN and any(
-            kind.ref_id(r) == oid for r in kind.refs(t.spec.container)
+        if (
+            not tk.is_terminal(t)
+            and t.desired_state <= pb.SHUTDOWN
+            and any(kind.ref_id(r) == oid for r in kind.refs(t.spec.container))
         ):
             names.add(t.service_name)
     return sorted(names)
 
 
-def check_removable(kind: Kind[Obj], snap: st.Snapshot, obj: pb.Secret | pb.Config) -> None:
+def check_removable(kind: Kind, snap: st.Snapshot, obj: pb.Secret | pb.Config) -> None:
     users = services_using(kind, snap, obj.id)
     if users:
         s = "s" if len(users) > 1 else ""
@@ -212,10 +225,8 @@ def check_removable(kind: Kind[Obj], snap: st.Snapshot, obj: pb.Secret | pb.Conf
 # ---- what a node receives ----
 
 
-def _needed(kind: Kind[Obj], snap: st.Snapshot, tasks: Iterable[pb.Task]) -> list[Obj]:
-    objs = kind.objects(snap)
-    ids = {kind.ref_id(r) for t in tasks for r in kind.refs(t.spec.container)}
-    return [objs[i] for i in sorted(ids) if i in objs]
+def _needed_ids(kind: Kind, tasks: Iterable[pb.Task]) -> list[str]:
+    return sorted({kind.ref_id(r) for t in tasks for r in kind.refs(t.spec.container)})
 
 
 def for_node(snap: st.Snapshot, tasks: Iterable[pb.Task]) -> tuple[list[pb.Secret], list[pb.Config]]:
@@ -224,4 +235,6 @@ def for_node(snap: st.Snapshot, tasks: Iterable[pb.Task]) -> tuple[list[pb.Secre
     that ended, or one being stopped, has no further use for them, so a node
     with no live task using a secret does not get it (and drops it)."""
     live = [t for t in tasks if tk.active(t)]
-    return _needed(SECRET, snap, live), _needed(CONFIG, snap, live)
+    secrets = [snap.secrets[i] for i in _needed_ids(SECRET, live) if i in snap.secrets]
+    configs = [snap.configs[i] for i in _needed_ids(CONFIG, live) if i in snap.configs]
+    return secrets, configs

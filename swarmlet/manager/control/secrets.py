@@ -32,7 +32,7 @@ class SecretControl:
         return cpb.SecretResponse(secret=sc.redacted(self._a.snap().secrets.get(secret.id, secret)))
 
     def get(self, req: cpb.GetSecretRequest) -> cpb.SecretResponse:
-        return cpb.SecretResponse(secret=sc.redacted(sc.find(sc.SECRET, self._a.snap(), req.ref)))
+        return cpb.SecretResponse(secret=sc.redacted(sc.find_secret(self._a.snap(), req.ref)))
 
     def list(self, req: cpb.ListSecretsRequest) -> cpb.ListSecretsResponse:
         secrets = sorted(self._a.snap().secrets.values(), key=lambda s: (s.spec.name, s.id))
@@ -40,7 +40,7 @@ class SecretControl:
 
     def remove(self, req: cpb.RemoveSecretRequest) -> cpb.RemoveSecretResponse:
         snap = self._a.snap()
-        secret = sc.find(sc.SECRET, snap, req.ref)
+        secret = sc.find_secret(snap, req.ref)
         sc.check_removable(sc.SECRET, snap, secret)
         # Versioned: a service that starts using it meanwhile makes this fail.
         self._a.propose([st.delete(spb.KIND_SECRET, secret.id, secret.meta.version)])
@@ -59,7 +59,7 @@ class ConfigControl:
         return cpb.ConfigResponse(config=self._a.snap().configs.get(config.id, config))
 
     def get(self, req: cpb.GetConfigRequest) -> cpb.ConfigResponse:
-        return cpb.ConfigResponse(config=sc.find(sc.CONFIG, self._a.snap(), req.ref))
+        return cpb.ConfigResponse(config=sc.find_config(self._a.snap(), req.ref))
 
     def list(self, req: cpb.ListConfigsRequest) -> cpb.ListConfigsResponse:
         configs = sorted(self._a.snap().configs.values(), key=lambda c: (c.spec.name, c.id))
@@ -67,7 +67,7 @@ class ConfigControl:
 
     def remove(self, req: cpb.RemoveConfigRequest) -> cpb.RemoveConfigResponse:
         snap = self._a.snap()
-        config = sc.find(sc.CONFIG, snap, req.ref)
+        config = sc.find_config(snap, req.ref)
         sc.check_removable(sc.CONFIG, snap, config)
         self._a.propose([st.delete(spb.KIND_CONFIG, config.id, config.meta.version)])
         return cpb.RemoveConfigResponse(id=config.id)
