@@ -123,10 +123,14 @@ def daemon_memory_holds(host, needle: bytes) -> bool:
             if not perms.startswith("r") or (path and path not in ("[heap]", "[stack]")):
                 continue
             lo, hi = (int(x, 16) for x in addr.split("-"))
+            tail = b""
             try:
-                mem.seek(lo)
-                if needle in mem.read(hi - lo):
-                    return True
+                for start in range(lo, hi, 16 << 20):  # in bounded pieces: a region may be large
+                    mem.seek(start)
+                    chunk = tail + mem.read(min(16 << 20, hi - start))
+                    if needle in chunk:
+                        return True
+                    tail = chunk[-len(needle) :]
             except (OSError, OverflowError, ValueError):
                 continue
     return False
