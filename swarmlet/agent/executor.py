@@ -24,12 +24,13 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from swarmlet import errors
 from swarmlet.agent import decisions as d
 from swarmlet.agent.images import ImageStore, ImageUnavailable
+from swarmlet.agent import taskfiles as tf
 from swarmlet.agent.logs import task_logs
 from swarmlet.agent.reports import Reporter, ReportFn
 from swarmlet.agent.runtime import containers as cm
@@ -73,12 +74,16 @@ class Executor:
         hostname: str | None = None,
         network: Network | None = None,
         images: ImageStore | None = None,
+        files: tf.TaskFiles | None = None,
     ) -> None:
         self.runtime = runtime
         # Overlay wiring; None: tasks get no networks wired.
         self.network = network
         # Issue 9: the node's images (fetch from peers or registries, serve peers).
         self.images = images if images is not None else ImageStore(runtime, hostname=self.hostname)
+        # Secrets and configs (taskfiles.py); None: tasks using one are rejected.
+        self.files = files
+        self._platform: tuple[str, str] | None = None  # (os, arch), for templates
         self.node_id = node_id
         self._hostname = hostname
         self._labels = {cm.LABEL_NODE_ID: node_id}
@@ -123,11 +128,21 @@ class Executor:
 
     # -------------------------------------------------------------- converge
 
-    def assign(self, tasks: list[pb.Task], networks: list[dpb.NetworkAssignment]) -> None:
-        """An assignment from the dispatcher: this node's networks, then its
-        tasks (networks first: a task's wiring needs its network's)."""
+    def assign(
+        self,
+        tasks: list[pb.Task],
+        networks: list[dpb.NetworkAssignment],
+        secrets: Sequence[pb.Secret] = (),
+        configs: Sequence[pb.Config] = (),
+    ) -> None:
+        """An assignment from the dispatcher: this node's networks, secrets
+        and configs, then its tasks (those first: a task needs them)."""
         if self.network is not None:
             self.network.update(networks, tasks)
+        if self.files is not None:
+            self.files.update(secrets, configs)
+            # Files of tasks gone from the set or ended (the store says so).
+            self.files.sweep({t.id for t in tasks if not d.terminal(t.status.state)})
         self.converge(tasks)
 
     def converge(self, tasks: list[pb.Task]) -> None:
@@ -152,6 +167,8 @@ class Executor:
                 self._release(rec.task_id)
                 if cid:
                     self.runtime.remove(cid)
+                if self.files is not None:
+                    self.files.release(rec.task_id)
                 if status is not None:
                     self._report(rec, status)
             case d.Stop(status=status, release=release):
@@ -166,6 +183,11 @@ class Executor:
                     self._wire(task, observed)
                 self._report(rec, status)
             case d.Start(health=health):
+                try:  # its files again: a reboot empties the tmpfs
+                    self._engine_task(task)
+                except errors.SwarmletError as e:
+                    self._report(rec, d.start_refused(str(e)))
+                    return
                 self._start(rec, task, cid, health)
             case d.Create():
                 self._create_and_start(rec, task)
@@ -176,7 +198,12 @@ class Executor:
             return
         health = cm.healthcheck_enabled(task.spec.container, image.healthcheck)
         try:
-            cid = self.runtime.create(task, self.node_id, image=image.id)
+            engine_task = self._engine_task(task)
+        except errors.SwarmletError as e:
+            self._report(rec, d.create_refused(str(e)))
+            return
+        try:
+            cid = self.runtime.create(engine_task, self.node_id, image=image.id)
         except NameInUse as e:
             # A create whose answer we lost, or one of a previous agent run
             # the listing missed: adopt it if it is ours.
@@ -249,8 +276,23 @@ class Executor:
         if self.network is not None:
             self.network.release(task_id)
 
+    def _engine_task(self, task: pb.Task) -> pb.Task:
+        """The task as the engine creates it: mount templates expanded,
+        secret and config files written and mounted (taskfiles.py)."""
+        if not tf.needs_preparing(task):
+            return task
+        os_, arch = self._platform or self._describe_platform()
+        ctx = tf.template_context(task, self.node_id, self.hostname(), os_, arch)
+        return tf.engine_task(task, ctx, self.files)
+
+    def _describe_platform(self) -> tuple[str, str]:
+        self.describe()
+        return self._platform or ("", "")
+
     def _report(self, rec: Record, status: d.Status) -> None:
         """Queues a status unless it would not move the task forward."""
+        if self.files is not None and d.terminal(status.state):
+            self.files.release(rec.task_id)  # its container has stopped: its files are of no use
         cid = self._tasks.advance(rec, status.state)
         if cid is None:
             return
@@ -315,6 +357,7 @@ class Executor:
     def describe(self) -> pb.NodeDescription:
         desc = self.runtime.describe()
         self.images.annotate(desc)
+        self._platform = (desc.os, desc.arch)
         if self._hostname is None:
             self._hostname = desc.hostname
         desc.hostname = self._hostname

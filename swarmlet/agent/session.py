@@ -12,7 +12,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -24,12 +24,23 @@ from swarmlet.api import objects_pb2 as pb
 
 log = logging.getLogger(__name__)
 
+# An assignment carries the data of the secrets and configs the node's tasks
+# use (up to 500 KiB each): more than gRPC's default 4 MiB may arrive at once.
+SESSION_MAX_MESSAGE = 64 * 1024 * 1024
+SESSION_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.max_receive_message_length", SESSION_MAX_MESSAGE),)
+
 
 class Worker(Protocol):
     """What the session needs of the executor."""
 
     def describe(self) -> pb.NodeDescription: ...
-    def assign(self, tasks: list[pb.Task], networks: list[dpb.NetworkAssignment]) -> None: ...
+    def assign(
+        self,
+        tasks: list[pb.Task],
+        networks: list[dpb.NetworkAssignment],
+        secrets: Sequence[pb.Secret] = (),
+        configs: Sequence[pb.Config] = (),
+    ) -> None: ...
     def image_hints(self, sources: list[dpb.ImageSource], auths: list[dpb.ServiceRegistryAuth]) -> None: ...
 
 
@@ -103,7 +114,7 @@ class AgentSession:
     # ---- loops ----
     def _channel(self, addr: str) -> grpc.Channel:
         creds = tls.channel_credentials(self._creds.ca_pem, self._creds.key_pem, self._creds.cert_pem)
-        return grpc.secure_channel(addr, creds, options=tls.CHANNEL_OPTIONS)
+        return grpc.secure_channel(addr, creds, options=tls.CHANNEL_OPTIONS + SESSION_OPTIONS)
 
     def _session_loop(self) -> None:
         backoff = 0.1
@@ -143,7 +154,7 @@ class AgentSession:
                         if self._on_managers:
                             self._on_managers(self._managers)
                     self._executor.image_hints(list(msg.images), list(msg.registry_auths))  # issue 9: before the tasks
-                    self._executor.assign(list(msg.tasks), list(msg.networks))
+                    self._executor.assign(list(msg.tasks), list(msg.networks), list(msg.secrets), list(msg.configs))
                     if self._on_role is not None and msg.desired_role != self._role:
                         # Promotion or demotion: the daemon renews the
                         # certificate and restarts the session with it.

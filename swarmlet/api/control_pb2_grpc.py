@@ -189,6 +189,46 @@ class ControlStub:
                 request_serializer=swarmlet_dot_api_dot_control__pb2.LoadImageChunk.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.FromString,
                 _registered_method=True)
+        self.CreateSecret = channel.unary_unary(
+                '/swarmlet.api.Control/CreateSecret',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.CreateSecretRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.SecretResponse.FromString,
+                _registered_method=True)
+        self.GetSecret = channel.unary_unary(
+                '/swarmlet.api.Control/GetSecret',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.GetSecretRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.SecretResponse.FromString,
+                _registered_method=True)
+        self.ListSecrets = channel.unary_unary(
+                '/swarmlet.api.Control/ListSecrets',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.ListSecretsRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ListSecretsResponse.FromString,
+                _registered_method=True)
+        self.RemoveSecret = channel.unary_unary(
+                '/swarmlet.api.Control/RemoveSecret',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RemoveSecretRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveSecretResponse.FromString,
+                _registered_method=True)
+        self.CreateConfig = channel.unary_unary(
+                '/swarmlet.api.Control/CreateConfig',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.CreateConfigRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ConfigResponse.FromString,
+                _registered_method=True)
+        self.GetConfig = channel.unary_unary(
+                '/swarmlet.api.Control/GetConfig',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.GetConfigRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ConfigResponse.FromString,
+                _registered_method=True)
+        self.ListConfigs = channel.unary_unary(
+                '/swarmlet.api.Control/ListConfigs',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.ListConfigsRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ListConfigsResponse.FromString,
+                _registered_method=True)
+        self.RemoveConfig = channel.unary_unary(
+                '/swarmlet.api.Control/RemoveConfig',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RemoveConfigRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveConfigResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -381,6 +421,55 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSecret(self, request, context):
+        """Issue 10: secrets and configs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecrets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConfigs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -538,6 +627,46 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.LoadImage,
                     request_deserializer=swarmlet_dot_api_dot_control__pb2.LoadImageChunk.FromString,
                     response_serializer=swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.SerializeToString,
+            ),
+            'CreateSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSecret,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.CreateSecretRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.SecretResponse.SerializeToString,
+            ),
+            'GetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecret,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.GetSecretRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.SecretResponse.SerializeToString,
+            ),
+            'ListSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecrets,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.ListSecretsRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ListSecretsResponse.SerializeToString,
+            ),
+            'RemoveSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSecret,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveSecretRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RemoveSecretResponse.SerializeToString,
+            ),
+            'CreateConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateConfig,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.CreateConfigRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ConfigResponse.SerializeToString,
+            ),
+            'GetConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConfig,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.GetConfigRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ConfigResponse.SerializeToString,
+            ),
+            'ListConfigs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConfigs,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.ListConfigsRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ListConfigsResponse.SerializeToString,
+            ),
+            'RemoveConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveConfig,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveConfigRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RemoveConfigResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1377,6 +1506,222 @@ class Control:
             '/swarmlet.api.Control/LoadImage',
             swarmlet_dot_api_dot_control__pb2.LoadImageChunk.SerializeToString,
             swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/CreateSecret',
+            swarmlet_dot_api_dot_control__pb2.CreateSecretRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.SecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/GetSecret',
+            swarmlet_dot_api_dot_control__pb2.GetSecretRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.SecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/ListSecrets',
+            swarmlet_dot_api_dot_control__pb2.ListSecretsRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ListSecretsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/RemoveSecret',
+            swarmlet_dot_api_dot_control__pb2.RemoveSecretRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RemoveSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/CreateConfig',
+            swarmlet_dot_api_dot_control__pb2.CreateConfigRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/GetConfig',
+            swarmlet_dot_api_dot_control__pb2.GetConfigRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConfigs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/ListConfigs',
+            swarmlet_dot_api_dot_control__pb2.ListConfigsRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ListConfigsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/RemoveConfig',
+            swarmlet_dot_api_dot_control__pb2.RemoveConfigRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RemoveConfigResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,7 +20,7 @@ class SessionRequest(_message.Message):
     def __init__(self, description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ..., addr: _Optional[str] = ..., api_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ...) -> None: ...
 
 class SessionMessage(_message.Message):
-    __slots__ = ("session_id", "heartbeat_period", "tasks", "managers", "node_id", "availability", "desired_role", "networks", "images", "registry_auths")
+    __slots__ = ("session_id", "heartbeat_period", "tasks", "managers", "node_id", "availability", "desired_role", "networks", "images", "registry_auths", "secrets", "configs")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,8 @@ class SessionMessage(_message.Message):
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTHS_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    CONFIGS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     heartbeat_period: float
     tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
@@ -41,7 +43,9 @@ class SessionMessage(_message.Message):
     networks: _containers.RepeatedCompositeFieldContainer[NetworkAssignment]
     images: _containers.RepeatedCompositeFieldContainer[ImageSource]
     registry_auths: _containers.RepeatedCompositeFieldContainer[ServiceRegistryAuth]
-    def __init__(self, session_id: _Optional[str] = ..., heartbeat_period: _Optional[float] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., managers: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ..., desired_role: _Optional[_Union[_objects_pb2.NodeSpec.Role, str]] = ..., networks: _Optional[_Iterable[_Union[NetworkAssignment, _Mapping]]] = ..., images: _Optional[_Iterable[_Union[ImageSource, _Mapping]]] = ..., registry_auths: _Optional[_Iterable[_Union[ServiceRegistryAuth, _Mapping]]] = ...) -> None: ...
+    secrets: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Secret]
+    configs: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Config]
+    def __init__(self, session_id: _Optional[str] = ..., heartbeat_period: _Optional[float] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., managers: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ..., desired_role: _Optional[_Union[_objects_pb2.NodeSpec.Role, str]] = ..., networks: _Optional[_Iterable[_Union[NetworkAssignment, _Mapping]]] = ..., images: _Optional[_Iterable[_Union[ImageSource, _Mapping]]] = ..., registry_auths: _Optional[_Iterable[_Union[ServiceRegistryAuth, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[_objects_pb2.Config, _Mapping]]] = ...) -> None: ...
 
 class ImageSource(_message.Message):
     __slots__ = ("ref", "image_id", "peers")

@@ -108,7 +108,7 @@ class HealthConfig(_message.Message):
     def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., retries: _Optional[int] = ..., start_period: _Optional[float] = ...) -> None: ...
 
 class ContainerSpec(_message.Message):
-    __slots__ = ("image", "command", "args", "env", "labels", "stop_grace_period", "healthcheck", "has_healthcheck", "pull", "image_id")
+    __slots__ = ("image", "command", "args", "env", "labels", "stop_grace_period", "healthcheck", "has_healthcheck", "pull", "image_id", "mounts", "secrets", "configs")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,9 @@ class ContainerSpec(_message.Message):
     HAS_HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
     PULL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    CONFIGS_FIELD_NUMBER: _ClassVar[int]
     image: str
     command: _containers.RepeatedScalarFieldContainer[str]
     args: _containers.RepeatedScalarFieldContainer[str]
@@ -136,7 +139,10 @@ class ContainerSpec(_message.Message):
     has_healthcheck: bool
     pull: ImagePullPolicy
     image_id: str
-    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., stop_grace_period: _Optional[float] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ..., has_healthcheck: _Optional[bool] = ..., pull: _Optional[_Union[ImagePullPolicy, str]] = ..., image_id: _Optional[str] = ...) -> None: ...
+    mounts: _containers.RepeatedCompositeFieldContainer[Mount]
+    secrets: _containers.RepeatedCompositeFieldContainer[SecretReference]
+    configs: _containers.RepeatedCompositeFieldContainer[ConfigReference]
+    def __init__(self, image: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., stop_grace_period: _Optional[float] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ..., has_healthcheck: _Optional[bool] = ..., pull: _Optional[_Union[ImagePullPolicy, str]] = ..., image_id: _Optional[str] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[ConfigReference, _Mapping]]] = ...) -> None: ...
 
 class RegistryAuth(_message.Message):
     __slots__ = ("server_address", "username", "password", "identity_token", "registry_token")
@@ -175,6 +181,138 @@ class ImagePullProgress(_message.Message):
     total: int
     source: str
     def __init__(self, image: _Optional[str] = ..., current: _Optional[int] = ..., total: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+
+class Mount(_message.Message):
+    __slots__ = ("type", "source", "target", "read_only", "volume_driver", "volume_options", "volume_labels", "volume_nocopy", "tmpfs_size", "tmpfs_mode")
+    class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        VOLUME: _ClassVar[Mount.Type]
+        BIND: _ClassVar[Mount.Type]
+        TMPFS: _ClassVar[Mount.Type]
+    VOLUME: Mount.Type
+    BIND: Mount.Type
+    TMPFS: Mount.Type
+    class VolumeOptionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class VolumeLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_DRIVER_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_LABELS_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_NOCOPY_FIELD_NUMBER: _ClassVar[int]
+    TMPFS_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TMPFS_MODE_FIELD_NUMBER: _ClassVar[int]
+    type: Mount.Type
+    source: str
+    target: str
+    read_only: bool
+    volume_driver: str
+    volume_options: _containers.ScalarMap[str, str]
+    volume_labels: _containers.ScalarMap[str, str]
+    volume_nocopy: bool
+    tmpfs_size: int
+    tmpfs_mode: int
+    def __init__(self, type: _Optional[_Union[Mount.Type, str]] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ..., volume_driver: _Optional[str] = ..., volume_options: _Optional[_Mapping[str, str]] = ..., volume_labels: _Optional[_Mapping[str, str]] = ..., volume_nocopy: _Optional[bool] = ..., tmpfs_size: _Optional[int] = ..., tmpfs_mode: _Optional[int] = ...) -> None: ...
+
+class FileTarget(_message.Message):
+    __slots__ = ("name", "uid", "gid", "mode")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    uid: str
+    gid: str
+    mode: int
+    def __init__(self, name: _Optional[str] = ..., uid: _Optional[str] = ..., gid: _Optional[str] = ..., mode: _Optional[int] = ...) -> None: ...
+
+class SecretReference(_message.Message):
+    __slots__ = ("secret_id", "secret_name", "file")
+    SECRET_ID_FIELD_NUMBER: _ClassVar[int]
+    SECRET_NAME_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    secret_id: str
+    secret_name: str
+    file: FileTarget
+    def __init__(self, secret_id: _Optional[str] = ..., secret_name: _Optional[str] = ..., file: _Optional[_Union[FileTarget, _Mapping]] = ...) -> None: ...
+
+class ConfigReference(_message.Message):
+    __slots__ = ("config_id", "config_name", "file")
+    CONFIG_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_NAME_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    config_id: str
+    config_name: str
+    file: FileTarget
+    def __init__(self, config_id: _Optional[str] = ..., config_name: _Optional[str] = ..., file: _Optional[_Union[FileTarget, _Mapping]] = ...) -> None: ...
+
+class SecretSpec(_message.Message):
+    __slots__ = ("name", "labels", "data")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Secret(_message.Message):
+    __slots__ = ("id", "meta", "spec")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    spec: SecretSpec
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[SecretSpec, _Mapping]] = ...) -> None: ...
+
+class ConfigSpec(_message.Message):
+    __slots__ = ("name", "labels", "data")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: _containers.ScalarMap[str, str]
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Config(_message.Message):
+    __slots__ = ("id", "meta", "spec")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    META_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    meta: Meta
+    spec: ConfigSpec
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ConfigSpec, _Mapping]] = ...) -> None: ...
 
 class Placement(_message.Message):
     __slots__ = ("constraints",)

@@ -15,27 +15,35 @@ class ObjectKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KIND_TASK: _ClassVar[ObjectKind]
     KIND_CLUSTER: _ClassVar[ObjectKind]
     KIND_NETWORK: _ClassVar[ObjectKind]
+    KIND_SECRET: _ClassVar[ObjectKind]
+    KIND_CONFIG: _ClassVar[ObjectKind]
 KIND_NODE: ObjectKind
 KIND_SERVICE: ObjectKind
 KIND_TASK: ObjectKind
 KIND_CLUSTER: ObjectKind
 KIND_NETWORK: ObjectKind
+KIND_SECRET: ObjectKind
+KIND_CONFIG: ObjectKind
 
 class PutAction(_message.Message):
-    __slots__ = ("node", "service", "task", "cluster", "network", "expected_version")
+    __slots__ = ("node", "service", "task", "cluster", "network", "secret", "config", "expected_version")
     NODE_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     node: _objects_pb2.Node
     service: _objects_pb2.Service
     task: _objects_pb2.Task
     cluster: _objects_pb2.Cluster
     network: _objects_pb2.Network
+    secret: _objects_pb2.Secret
+    config: _objects_pb2.Config
     expected_version: int
-    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., task: _Optional[_Union[_objects_pb2.Task, _Mapping]] = ..., cluster: _Optional[_Union[_objects_pb2.Cluster, _Mapping]] = ..., network: _Optional[_Union[_objects_pb2.Network, _Mapping]] = ..., expected_version: _Optional[int] = ...) -> None: ...
+    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., task: _Optional[_Union[_objects_pb2.Task, _Mapping]] = ..., cluster: _Optional[_Union[_objects_pb2.Cluster, _Mapping]] = ..., network: _Optional[_Union[_objects_pb2.Network, _Mapping]] = ..., secret: _Optional[_Union[_objects_pb2.Secret, _Mapping]] = ..., config: _Optional[_Union[_objects_pb2.Config, _Mapping]] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class DeleteAction(_message.Message):
     __slots__ = ("kind", "id", "expected_version")

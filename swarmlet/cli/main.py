@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from swarmlet.cli import cluster, daemon, image, network, node, service, swarm
+from swarmlet.cli import cluster, daemon, image, network, node, secret, service, swarm
 from swarmlet.cli.client import DEFAULT_HOST, HOST_ENV, GlobalOptions, socket_path
 
 app = typer.Typer(
@@ -56,6 +56,8 @@ app.add_typer(node.app, name="node")
 app.add_typer(service.app, name="service")
 app.add_typer(network.app, name="network")
 app.add_typer(image.app, name="image")
+app.add_typer(secret.secret_app, name="secret")
+app.add_typer(secret.config_app, name="config")
 
 
 def main() -> None:

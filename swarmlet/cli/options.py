@@ -314,3 +314,54 @@ class ImageFlags:
         if self.pull not in PULL_POLICIES:
             raise typer.BadParameter(f"expected one of {', '.join(PULL_POLICIES)}, got {self.pull!r}", param_hint="--pull")
         return {"always": pb.PULL_ALWAYS, "missing": pb.PULL_MISSING, "never": pb.PULL_NEVER}[self.pull]
+# ---- volumes, secrets and configs (issue 10; parsed by cli/storage.py) ----------------
+
+_MOUNT_HELP = (
+    "type=volume|bind|tmpfs,source=NAME|PATH,target=PATH[,readonly][,volume-driver=D][,volume-opt=K=V]"
+    "[,volume-label=K=V][,volume-nocopy][,tmpfs-size=SIZE][,tmpfs-mode=MODE]; type defaults to volume; "
+    "sources and targets may use {{.Service.Name}}, {{.Task.Slot}}, {{.Node.Hostname}}...; repeatable."
+)
+_FILE_HELP = "source=NAME[,target=...][,uid=N][,gid=N][,mode=0444], or just NAME; repeatable."
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageFlags:
+    """`service create`'s mounts, secrets and configs."""
+
+    mounts: Annotated[list[str] | None, typer.Option("--mount", metavar="SPEC", help="Attach a filesystem: " + _MOUNT_HELP)] = (
+        None
+    )
+    secrets: Annotated[
+        list[str] | None,
+        typer.Option("--secret", metavar="SPEC", help="Expose a secret at /run/secrets/TARGET: " + _FILE_HELP),
+    ] = None
+    configs: Annotated[
+        list[str] | None,
+        typer.Option("--config", metavar="SPEC", help="Expose a config at TARGET (default /NAME): " + _FILE_HELP),
+    ] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageUpdateFlags:
+    """`service update`'s changes to mounts, secrets and configs (each
+    replaces the task spec: a rolling update)."""
+
+    mount_add: Annotated[
+        list[str] | None,
+        typer.Option("--mount-add", metavar="SPEC", help="Add or replace (same target) a mount: " + _MOUNT_HELP),
+    ] = None
+    mount_rm: Annotated[
+        list[str] | None, typer.Option("--mount-rm", metavar="TARGET", help="Remove the mount at TARGET; repeatable.")
+    ] = None
+    secret_add: Annotated[list[str] | None, typer.Option("--secret-add", metavar="SPEC", help="Add a secret: " + _FILE_HELP)] = (
+        None
+    )
+    secret_rm: Annotated[list[str] | None, typer.Option("--secret-rm", metavar="NAME", help="Remove a secret; repeatable.")] = (
+        None
+    )
+    config_add: Annotated[list[str] | None, typer.Option("--config-add", metavar="SPEC", help="Add a config: " + _FILE_HELP)] = (
+        None
+    )
+    config_rm: Annotated[list[str] | None, typer.Option("--config-rm", metavar="NAME", help="Remove a config; repeatable.")] = (
+        None
+    )

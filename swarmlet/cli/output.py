@@ -499,6 +499,7 @@ def format_service_pretty(service: pb.Service) -> str:
                     items.append((2, key, format_duration(secs)))
             if h.retries:
                 items.append((2, "Retries", str(h.retries)))
+    items += storage_items(c)
     res = _resources_items("Reservations", task.resources.reservations) + _resources_items("Limits", task.resources.limits)
     if res:
         items.append((0, "Resources", None))
@@ -535,4 +536,41 @@ def _update_items(service: pb.Service) -> list[PrettyItem]:
         if name == "update" and c.canary:
             items.append((1, "Canaries", str(c.canary)))
             items.append((1, "Auto promote", "true" if c.auto_promote else "false"))
+    return items
+
+
+# ---- volumes, secrets and configs (issue 10) -------------------------------------------
+
+_MOUNT_TYPES = {pb.Mount.VOLUME: "volume", pb.Mount.BIND: "bind", pb.Mount.TMPFS: "tmpfs"}
+
+
+def storage_items(c: pb.ContainerSpec) -> list[PrettyItem]:
+    """Mounts, secrets and configs of a container spec for `inspect --pretty`
+    (names and files only: a spec never holds secret data)."""
+    items: list[PrettyItem] = []
+    if c.mounts:
+        items.append((1, "Mounts", None))
+        for m in c.mounts:
+            kind = _MOUNT_TYPES.get(m.type, str(m.type))
+            text = f"{kind} {m.source + ' ' if m.source else ''}-> {m.target}{' (read-only)' if m.read_only else ''}"
+            extra = []
+            if m.volume_driver:
+                extra.append(f"driver {m.volume_driver}")
+            extra += [f"{k}={v}" for k, v in sorted(m.volume_options.items())]
+            if m.volume_nocopy:
+                extra.append("nocopy")
+            if m.tmpfs_size:
+                extra.append(f"size {format_bytes(m.tmpfs_size)}")
+            if m.tmpfs_mode:
+                extra.append(f"mode {m.tmpfs_mode:o}")
+            items.append((2, "Mount", text + (f" [{', '.join(extra)}]" if extra else "")))
+    for label, refs in (("Secrets", list(c.secrets)), ("Configs", list(c.configs))):
+        if not refs:
+            continue
+        items.append((1, label, None))
+        for r in refs:
+            name = r.secret_name if isinstance(r, pb.SecretReference) else r.config_name
+            f = r.file
+            target = f.name if f.name.startswith("/") or label == "Configs" else f"/run/secrets/{f.name}"
+            items.append((2, name, f"{target} (uid {f.uid or 0}, gid {f.gid or 0}, mode {f.mode or 0o444:04o})"))
     return items

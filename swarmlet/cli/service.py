@@ -24,6 +24,7 @@ from swarmlet.cli.options import (
     RestartFlags,
     RollbackPolicy,
     StopGraceOpt,
+    StorageFlags,
     TaskListFlags,
     UpdatePolicy,
     WaitFlags,
@@ -37,6 +38,7 @@ from swarmlet.cli.parse import parse_scale, parse_tail
 from swarmlet.cli.progress import watch
 from swarmlet.cli.service_images import apply_pull, credentials, show_warnings
 from swarmlet.cli.service_spec import build_spec
+from swarmlet.cli.storage import apply_storage
 
 app = typer.Typer(help="Manage swarm services.", no_args_is_help=True)
 
@@ -51,6 +53,7 @@ app = typer.Typer(help="Manage swarm services.", no_args_is_help=True)
     rollback=RollbackPolicy,
     network=NetworkFlags,
     images=ImageFlags,
+    storage=StorageFlags,
     wait=WaitFlags,
 )
 def create(
@@ -63,6 +66,7 @@ def create(
     rollback: RollbackPolicy,
     network: NetworkFlags,
     images: ImageFlags,
+    storage: StorageFlags,
     wait: WaitFlags,
     args: Annotated[
         list[str] | None,
@@ -109,6 +113,7 @@ def create(
         environ=os.environ,
     )
     apply_pull(spec, images)
+    apply_storage(spec, storage)
     limit = wait.limit()  # a bad value fails before anything is created
     req = cpb.CreateServiceRequest(spec=spec, no_resolve_image=images.no_resolve_image)
     auth = credentials(spec.task.container.image, images)

@@ -22,6 +22,7 @@ from swarmlet.cli.options import (
     RestartFlags,
     RollbackPolicy,
     StopGraceOpt,
+    StorageUpdateFlags,
     UpdatePolicy,
     WaitFlags,
     flags,
@@ -29,6 +30,7 @@ from swarmlet.cli.options import (
 from swarmlet.cli.progress import watch, watch_update
 from swarmlet.cli.service_images import apply_pull, credentials, show_warnings
 from swarmlet.cli.service_spec import apply_flags, apply_network_changes
+from swarmlet.cli.storage import apply_storage_changes
 
 ServiceArg = Annotated[str, typer.Argument(metavar="SERVICE")]
 
@@ -41,6 +43,7 @@ ServiceArg = Annotated[str, typer.Argument(metavar="SERVICE")]
     update=UpdatePolicy,
     rollback=RollbackPolicy,
     images=ImageFlags,
+    storage=StorageUpdateFlags,
     wait=WaitFlags,
 )
 def update(
@@ -52,6 +55,7 @@ def update(
     update: UpdatePolicy,
     rollback: RollbackPolicy,
     images: ImageFlags,
+    storage: StorageUpdateFlags,
     wait: WaitFlags,
     image: Annotated[str | None, typer.Option("--image", metavar="IMAGE", help="Service image tag.")] = None,
     args: Annotated[str | None, typer.Option("--args", metavar="ARGS", help="Service command args (split like a shell).")] = None,
@@ -99,6 +103,7 @@ def update(
             rollback=rollback,
             environ=os.environ,
         )
+        spec = apply_storage_changes(spec, storage)
         if network_add or network_rm:
             spec = apply_network_changes(
                 spec,

@@ -17,11 +17,12 @@ from swarmlet.api import ca_pb2
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import images as im
+from swarmlet.core import secrets as sc
 from swarmlet.core import state as st
 from swarmlet.core.orchestrator import DEFAULT_TASK_HISTORY_LIMIT
 
 # Every kind of object the store holds.
-StoredObject = pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network
+StoredObject = st.StoreObject
 
 # Cluster settings a new cluster starts with; a cluster whose spec leaves one
 # at zero gets the same value (clusters made before the setting existed).
@@ -85,10 +86,12 @@ def manager_api_addr(snap: st.Snapshot, raft_addr: str | None) -> str:
 def session_message(
     snap: st.Snapshot, node: pb.Node, session_id: str, networks: Iterable[dpb.NetworkAssignment]
 ) -> dpb.SessionMessage:
-    """Everything an agent converges to: its tasks, its networks, where the
-    managers are, and what the cluster wants of the node."""
+    """Everything an agent converges to: its tasks, its networks, the
+    secrets and configs its live tasks use, where the managers are, and what
+    the cluster wants of the node."""
     period, _ = heartbeat_settings(snap)
     tasks = node_assignments(snap, node.id)
+    secrets, configs = sc.for_node(snap, tasks)
     msg = dpb.SessionMessage(
         session_id=session_id,
         heartbeat_period=period,
@@ -98,6 +101,8 @@ def session_message(
         availability=node.spec.availability,
         networks=list(networks),
         desired_role=node.spec.desired_role,
+        secrets=secrets,
+        configs=configs,
     )
     # Issue 9: where the tasks' images are, and the credentials of only the
     # services this node runs.
@@ -232,7 +237,8 @@ def sole_manager_state(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reaso
     availability its old record had; every other manager a worker that must
     stay one, DOWN with `reason` (its agent demotes itself if it ever comes
     back: its old Raft can no longer reach the new one, whose secret changed).
-    In creation order: networks before the services that name them."""
+    In creation order: networks, secrets and configs before the services
+    that name them."""
     if snap.cluster is None:
         raise errors.FailedPrecondition("the state holds no cluster object to recreate the cluster from")
     cluster = with_membership_marker(snap.cluster, "", 0)
@@ -255,6 +261,8 @@ def sole_manager_state(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reaso
         mine.spec.availability = old.spec.availability
     out.append(mine)
     out.extend(copy.deepcopy(snap.networks[k]) for k in sorted(snap.networks))
+    out.extend(copy.deepcopy(snap.secrets[k]) for k in sorted(snap.secrets))
+    out.extend(copy.deepcopy(snap.configs[k]) for k in sorted(snap.configs))
     out.extend(copy.deepcopy(snap.services[k]) for k in sorted(snap.services))
     out.extend(copy.deepcopy(snap.tasks[k]) for k in sorted(snap.tasks))
     return out

@@ -20,7 +20,7 @@ from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core.tasks import TERMINAL_STATES
 
-StoreObject = pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network
+StoreObject = pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network | pb.Secret | pb.Config
 
 _KIND_TABLE: dict[int, str] = {
     spb.KIND_NODE: "nodes",
@@ -28,6 +28,8 @@ _KIND_TABLE: dict[int, str] = {
     spb.KIND_TASK: "tasks",
     spb.KIND_CLUSTER: "clusters",
     spb.KIND_NETWORK: "networks",
+    spb.KIND_SECRET: "secrets",
+    spb.KIND_CONFIG: "configs",
 }
 
 
@@ -41,6 +43,8 @@ class Snapshot:
     tasks: dict[str, pb.Task] = field(default_factory=dict)
     clusters: dict[str, pb.Cluster] = field(default_factory=dict)
     networks: dict[str, pb.Network] = field(default_factory=dict)
+    secrets: dict[str, pb.Secret] = field(default_factory=dict)
+    configs: dict[str, pb.Config] = field(default_factory=dict)
     version: int = 0
 
     def copy(self) -> Snapshot:
@@ -56,6 +60,8 @@ class Snapshot:
             tasks=dict(self.tasks),
             clusters=dict(self.clusters),
             networks=dict(self.networks),
+            secrets=dict(self.secrets),
+            configs=dict(self.configs),
             version=self.version,
         )
 
@@ -76,7 +82,15 @@ class Snapshot:
 
 # Table name -> object type: how tables are (de)serialized by the Raft store,
 # backups and the digest.
-TABLE_TYPES = {"nodes": pb.Node, "services": pb.Service, "tasks": pb.Task, "clusters": pb.Cluster, "networks": pb.Network}
+TABLE_TYPES = {
+    "nodes": pb.Node,
+    "services": pb.Service,
+    "tasks": pb.Task,
+    "clusters": pb.Cluster,
+    "networks": pb.Network,
+    "secrets": pb.Secret,
+    "configs": pb.Config,
+}
 
 
 class Conflict(errors.Conflict):
@@ -201,7 +215,7 @@ def _merge_task_status(snap: Snapshot, a: spb.TaskStatusAction, version: int) ->
 
 
 def iter_objects(snap: Snapshot) -> Iterable[tuple[str, str, object]]:
-    for table in ("clusters", "nodes", "networks", "services", "tasks"):
+    for table in ("clusters", "nodes", "networks", "secrets", "configs", "services", "tasks"):
         for oid, obj in getattr(snap, table).items():
             yield table, oid, obj
 

@@ -10,7 +10,8 @@ from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import allocator as al
 from swarmlet.core import constraints as cons
-from swarmlet.core import images, lookup
+from swarmlet.core import images, lookup, mounts
+from swarmlet.core import secrets as sc
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
 from swarmlet.core.scheduler.filters import resource_shortfall
@@ -46,6 +47,7 @@ def validate_service_spec(spec: pb.ServiceSpec) -> None:
     for e in c.env:
         if "=" not in e or e.startswith("="):
             raise InvalidSpec(f"invalid environment variable {e!r}: expected KEY=VALUE")
+    mounts.validate(c.mounts)
     for expr in spec.task.placement.constraints:
         try:
             cons.parse_constraint(expr)
@@ -235,3 +237,14 @@ def check_network_removable(snap: st.Snapshot, net: pb.Network) -> None:
             f"network {net.spec.name!r} is in use by service{'s' if len(users) > 1 else ''} "
             f"{', '.join(users)}: remove {'them' if len(users) > 1 else 'it'} first"
         )
+
+
+# ---- volumes, secrets and configs (issue 10) ----
+
+
+def prepare_service_storage(spec: pb.ServiceSpec, snap: st.Snapshot) -> None:
+    """Resolve the spec's --secret/--config references in place (names to
+    ids, Swarm's file defaults) and refuse unknown ones and clashing targets
+    (core/secrets.py; the mounts themselves are checked by
+    validate_service_spec, core/mounts.py)."""
+    sc.resolve_references(spec, snap, mounts.validate(spec.task.container.mounts))

@@ -27,6 +27,7 @@ FORMAT_VERSION = 1
 # Objects per replicated batch when re-seeding: keeps Raft entries small
 # (pysyncobj is slow with entries far beyond its batch size).
 SEED_BATCH = 200
+SEED_BATCH_BYTES = 768 * 1024
 
 
 class BackupError(errors.Invalid):
@@ -41,6 +42,8 @@ def encode(snap: st.Snapshot, now: float | None = None) -> bytes:
         services=[snap.services[k] for k in sorted(snap.services)],
         tasks=[snap.tasks[k] for k in sorted(snap.tasks)],
         networks=[snap.networks[k] for k in sorted(snap.networks)],
+        secrets=[snap.secrets[k] for k in sorted(snap.secrets)],
+        configs=[snap.configs[k] for k in sorted(snap.configs)],
     ).SerializeToString(deterministic=True)
     cluster = snap.cluster
     header = {
@@ -55,6 +58,8 @@ def encode(snap: st.Snapshot, now: float | None = None) -> bytes:
             "services": len(snap.services),
             "tasks": len(snap.tasks),
             "networks": len(snap.networks),
+            "secrets": len(snap.secrets),
+            "configs": len(snap.configs),
         },
         "body": "swarmlet.api.BackupTables",
         "body_bytes": len(body),
@@ -87,6 +92,8 @@ def decode(data: bytes) -> st.Snapshot:
         services={s.id: s for s in tables.services},
         tasks={t.id: t for t in tables.tasks},
         networks={n.id: n for n in tables.networks},
+        secrets={x.id: x for x in tables.secrets},
+        configs={x.id: x for x in tables.configs},
         version=tables.store_version,
     )
     if snap.cluster is None or not snap.cluster.root_ca.key_pem:
@@ -97,13 +104,19 @@ def decode(data: bytes) -> st.Snapshot:
 def bootstrap_batches(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reason: str) -> Iterator[list[spb.StoreAction]]:
     """Store batches that recreate `snap` in an empty store with `me` as the
     only manager (what the objects become: core.cluster.sole_manager_state),
-    SEED_BATCH creates per batch so every Raft entry stays small."""
+    at most SEED_BATCH creates and about SEED_BATCH_BYTES per batch so every
+    Raft entry stays small (a secret or config alone may hold 500 KiB)."""
     if snap.cluster is None:
         raise BackupError("the state holds no cluster object to recreate")
-    objects = cl.sole_manager_state(snap, me, raft_secret, reason)
-    for i in range(0, len(objects), SEED_BATCH):
-        actions = []
-        for obj in objects[i : i + SEED_BATCH]:
-            obj.meta.version = 0  # created anew (the objects are copies)
-            actions.append(st.put(obj, create=True))
+    actions: list[spb.StoreAction] = []
+    size = 0
+    for obj in cl.sole_manager_state(snap, me, raft_secret, reason):
+        obj.meta.version = 0  # created anew (the objects are copies)
+        nbytes = obj.ByteSize()
+        if actions and (len(actions) >= SEED_BATCH or size + nbytes > SEED_BATCH_BYTES):
+            yield actions
+            actions, size = [], 0
+        actions.append(st.put(obj, create=True))
+        size += nbytes
+    if actions:
         yield actions

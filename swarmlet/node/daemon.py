@@ -29,6 +29,7 @@ from swarmlet.agent.images import ImageStore
 from swarmlet.agent.net.wiring import NetworkAgent
 from swarmlet.agent.runtime.docker import DockerRuntime
 from swarmlet.agent.session import AgentSession
+from swarmlet.agent.taskfiles import TaskFiles
 from swarmlet.api import agent_pb2_grpc, ca_pb2_grpc, dispatcher_pb2_grpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import dispatcher_pb2 as dpb
@@ -99,6 +100,7 @@ class Daemon:
             hostname=self.cfg.hostname,
             network=NetworkAgent(addrs.ip),
             images=ImageStore(runtime, self.agent_channel, hostname=lambda: self.executor.hostname() if self.executor else ""),
+            files=TaskFiles(self.files.secrets_dir),
         )
         self.executor = executor
         self.server = self._cluster_server(addrs, node, creds, executor)
@@ -113,6 +115,8 @@ class Daemon:
                     self.executor.converge([])
                     if not self.executor.wait_idle(timeout=LEAVE_DRAIN_TIMEOUT):
                         log.warning("leave: containers still being removed after %.0fs", LEAVE_DRAIN_TIMEOUT)
+                    if self.executor.files is not None:
+                        self.executor.files.close()  # the secrets' tmpfs goes with the node
                 except Exception:
                     log.exception("removing containers on leave")
             self.executor.stop()

@@ -27,6 +27,7 @@ from swarmlet.fsutil import fsync_dir, write_atomic
 NODE_FILE = "node.json"
 CERTS_DIR = "certs"
 RAFT_DIR = "raft"
+SECRETS_DIR = "secrets"  # a tmpfs mount point (issue 10)
 RAFT_SECRET_FILE = "raft_secret"
 
 
@@ -90,6 +91,12 @@ class NodeFiles:
     @property
     def raft_secret_path(self) -> str:
         return os.path.join(self.raft_dir, RAFT_SECRET_FILE)
+
+    @property
+    def secrets_dir(self) -> str:
+        """Where the agent mounts the tmpfs for its tasks' secrets and
+        configs (agent/taskfiles.py): memory, not a file of this directory."""
+        return os.path.join(self.state_dir, SECRETS_DIR)
 
     def _unusable(self, path: str, what: str) -> NodeFileError:
         return NodeFileError(

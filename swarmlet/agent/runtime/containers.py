@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from swarmlet.agent.runtime.mounts import engine_mounts
 from swarmlet.api import objects_pb2 as pb
 
 LABEL_TASK_ID = "swarmlet.task.id"
@@ -112,6 +113,8 @@ def host_config_kwargs(task: pb.Task) -> dict[str, Any]:
         kwargs["nano_cpus"] = int(limits.nano_cpus)
     if limits.memory_bytes > 0:
         kwargs["mem_limit"] = int(limits.memory_bytes)
+    if task.spec.container.mounts:  # issue 10: volumes, binds, tmpfs, secret and config files
+        kwargs["mounts"] = engine_mounts(task.spec.container.mounts)
     return kwargs
 
 

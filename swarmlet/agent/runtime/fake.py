@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import queue
 import threading
 import time
@@ -112,6 +113,7 @@ class FakeRuntime:
         self.stops_released = threading.Event()
         self.stops_released.set()
         self.calls: list[tuple[str, str]] = []  # (method, argument), in order
+        self.mounts: dict[str, list[pb.Mount]] = {}  # container id -> the mounts it was created with
 
     # ---- the test's side ----
 
@@ -227,7 +229,11 @@ class FakeRuntime:
             image = self._image_key(image or task.spec.container.image) or image or task.spec.container.image
             if image not in self._images:
                 raise EngineRefused(f"No such image: {image}")
+            for m in task.spec.container.mounts:  # as the engine checks binds, on the host it runs on
+                if m.type == pb.Mount.BIND and not os.path.exists(m.source):
+                    raise EngineRefused(f'invalid mount config for type "bind": bind source path does not exist: {m.source}')
             cid = self._new_id()
+            self.mounts[cid] = list(task.spec.container.mounts)
             self._ctrs[cid] = _Ctr(
                 Container(
                     id=cid,

@@ -14,6 +14,7 @@ from swarmlet.manager.control.logs import LogControl
 from swarmlet.manager.control.networks import NetworkControl
 from swarmlet.manager.control.nodes import NodeControl
 from swarmlet.manager.control.routes import ROUTES
+from swarmlet.manager.control.secrets import ConfigControl, SecretControl
 from swarmlet.manager.control.services import ServiceControl
 from swarmlet.manager.control.tasks import TaskControl
 from swarmlet.manager.store import Store
@@ -38,6 +39,8 @@ class ControlAPI:
         self.networks = NetworkControl(access)
         self.cluster = ClusterControl(access)
         self.logs = LogControl(access, agent_channel)
+        self.secrets = SecretControl(access)
+        self.configs = ConfigControl(access)
 
     def handler(self, rpc_name: str) -> Callable[[Any], Any]:
         """The method answering the unary Control RPC `rpc_name` (request ->

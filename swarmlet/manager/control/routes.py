@@ -29,4 +29,13 @@ ROUTES: dict[str, tuple[str, str]] = {
     # Issue 9 (PushImage and LoadImage stream: node/localapi.py).
     "ListImages": ("images", "list_images"),
     "RemoveImage": ("images", "remove_image"),
+    # Issue 10: secrets and configs.
+    "CreateSecret": ("secrets", "create"),
+    "GetSecret": ("secrets", "get"),
+    "ListSecrets": ("secrets", "list"),
+    "RemoveSecret": ("secrets", "remove"),
+    "CreateConfig": ("configs", "create"),
+    "GetConfig": ("configs", "get"),
+    "ListConfigs": ("configs", "list"),
+    "RemoveConfig": ("configs", "remove"),
 }

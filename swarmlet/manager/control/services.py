@@ -47,6 +47,7 @@ class ServiceControl:
         validation.check_schedulable(spec, snap)
         updater.with_defaults(spec)
         validation.prepare_service_networking(spec, snap)
+        validation.prepare_service_storage(spec, snap)
         auth = req.registry_auth if req.HasField("registry_auth") else None
         warnings = self._pin(spec, auth, snap, req.no_resolve_image)
         svc = pb.Service(id=new_id(), spec=spec, spec_version=1)
@@ -113,6 +114,7 @@ class ServiceControl:
             validation.check_schedulable(spec, snap)
         updater.with_defaults(spec)
         validation.prepare_service_networking(spec, snap, service_id=svc.id)
+        validation.prepare_service_storage(spec, snap)
         new = updater.updated_service(svc, spec, time.time())
         if req.has_registry_auth:
             new.ClearField("registry_auth")
@@ -122,11 +124,14 @@ class ServiceControl:
         return self._reply(new, warnings)
 
     def rollback(self, req: cpb.RollbackServiceRequest) -> cpb.ServiceResponse:
-        svc = lookup.service(self._a.snap(), req.ref)
+        snap = self._a.snap()
+        svc = lookup.service(snap, req.ref)
         if not svc.HasField("previous_spec"):
             raise errors.FailedPrecondition(
                 f"service {svc.spec.name} has no previous spec to roll back to (it was never updated)"
             )
+        # A secret or config the previous spec names may have been removed since.
+        validation.prepare_service_storage(pb.ServiceSpec(task=svc.previous_spec.task), snap)
         new = updater.rollback_service(svc, time.time(), "manually requested rollback")
         self._a.propose([st.put(new)])
         return self._reply(new)

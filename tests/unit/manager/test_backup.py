@@ -31,10 +31,14 @@ def sample(services: int = 2) -> st.Snapshot:
         st.put(h.manager_node("10.0.0.2:4243", "10.0.0.2:4244", node_id="other-manager", hostname="m2"), create=True),
         st.put(h.worker_node("worker", "w1"), create=True),
         st.put(pb.Network(id="net1", spec=pb.NetworkSpec(name="front")), create=True),
+        st.put(pb.Secret(id="sec1", spec=pb.SecretSpec(name="db-pass", data=b"hunter2")), create=True),
+        st.put(pb.Config(id="cfg1", spec=pb.ConfigSpec(name="nginx.conf", data=b"server {}")), create=True),
     ]
     for i in range(services):
         spec = h.service_spec(f"svc{i}", replicas=2)
         spec.networks.add(target="net1")
+        spec.task.container.secrets.add(secret_id="sec1", secret_name="db-pass", file=pb.FileTarget(name="db-pass"))
+        spec.task.container.configs.add(config_id="cfg1", config_name="nginx.conf", file=pb.FileTarget(name="/etc/n.conf"))
         actions.append(st.put(pb.Service(id=f"svc{i}", spec=spec, spec_version=1), create=True))
         for slot in (1, 2):
             task = pb.Task(id=f"svc{i}-{slot}", service_id=f"svc{i}", slot=slot, node_id="worker", desired_state=pb.RUNNING)
@@ -50,9 +54,18 @@ def test_round_trip_keeps_every_object_and_the_version() -> None:
     header = json.loads(data.partition(b"\n")[0])
     assert header["format"] == "swarmlet-backup" and header["version"] == backup.FORMAT_VERSION
     assert header["created_at"] == 1234.5
-    assert header["counts"] == {"clusters": 1, "nodes": 3, "services": 2, "tasks": 4, "networks": 1}
+    assert header["counts"] == {
+        "clusters": 1,
+        "nodes": 3,
+        "services": 2,
+        "tasks": 4,
+        "networks": 1,
+        "secrets": 1,
+        "configs": 1,
+    }
     back = backup.decode(data)
     assert st.state_digest(back) == st.state_digest(snap)
+    assert back.secrets["sec1"].spec.data == b"hunter2" and back.configs["cfg1"].spec.name == "nginx.conf"
     assert back.version == snap.version
     # Deterministic: the same state encodes to the same bytes.
     assert backup.encode(snap, now=1234.5) == data
@@ -113,6 +126,8 @@ def test_bootstrap_batches_recreate_the_state_with_one_manager() -> None:
 
     assert set(fresh.services) == set(snap.services) and set(fresh.tasks) == set(snap.tasks)
     assert fresh.networks["net1"].spec == snap.networks["net1"].spec
+    assert fresh.secrets["sec1"].spec == snap.secrets["sec1"].spec
+    assert fresh.configs["cfg1"].spec == snap.configs["cfg1"].spec
     cluster = fresh.cluster
     assert cluster is not None and snap.cluster is not None
     assert cluster.raft_secret == b"n" * 32 and cluster.root_ca == snap.cluster.root_ca
@@ -133,3 +148,22 @@ def test_bootstrap_batches_recreate_the_state_with_one_manager() -> None:
     assert fresh.nodes["worker"].status.state == pb.NodeStatus.READY
     # The source snapshot is untouched.
     assert snap.nodes["other-manager"].role == pb.NodeSpec.MANAGER
+
+
+def test_bootstrap_batches_keep_raft_entries_small_with_big_secrets() -> None:
+    """Secrets of 500 KiB each: a batch never holds much more than
+    SEED_BATCH_BYTES (a pysyncobj entry far beyond its batch size is slow)."""
+    snap = sample(services=1)
+    big = [
+        st.put(pb.Secret(id=f"big{i}", spec=pb.SecretSpec(name=f"big{i}", data=bytes([65 + i]) * (500 * 1024))), create=True)
+        for i in range(5)
+    ]
+    assert st.apply_batch(snap, spb.StoreBatch(actions=big)).ok
+    me = h.manager_node("10.9.9.9:4243", "10.9.9.9:4244", node_id=ME, hostname="new-me")
+    batches = list(backup.bootstrap_batches(snap, me, b"n" * 32, "restored"))
+    assert all(spb.StoreBatch(actions=b).ByteSize() < backup.SEED_BATCH_BYTES + 600 * 1024 for b in batches)
+    assert sum(1 for b in batches if any(a.put.WhichOneof("object") == "secret" for a in b)) >= 3
+    fresh = st.Snapshot()
+    for actions in batches:
+        assert st.apply_batch(fresh, spb.StoreBatch(actions=actions)).ok
+    assert {k: v.spec for k, v in fresh.secrets.items()} == {k: v.spec for k, v in snap.secrets.items()}
