@@ -29,8 +29,8 @@ from typing import Protocol
 
 from swarmlet import errors
 from swarmlet.agent import decisions as d
-from swarmlet.agent.images import ImageStore, ImageUnavailable
 from swarmlet.agent import taskfiles as tf
+from swarmlet.agent.images import ImageStore, ImageUnavailable
 from swarmlet.agent.logs import task_logs
 from swarmlet.agent.reports import Reporter, ReportFn
 from swarmlet.agent.runtime import containers as cm

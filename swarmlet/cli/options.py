@@ -314,6 +314,8 @@ class ImageFlags:
         if self.pull not in PULL_POLICIES:
             raise typer.BadParameter(f"expected one of {', '.join(PULL_POLICIES)}, got {self.pull!r}", param_hint="--pull")
         return {"always": pb.PULL_ALWAYS, "missing": pb.PULL_MISSING, "never": pb.PULL_NEVER}[self.pull]
+
+
 # ---- volumes, secrets and configs (issue 10; parsed by cli/storage.py) ----------------
 
 _MOUNT_HELP = (
