@@ -24,7 +24,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from swarmlet import errors
@@ -38,6 +38,7 @@ from swarmlet.agent.watch import EventWatcher
 from swarmlet.api import agent_pb2
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import templates
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,16 @@ class Executor:
         report: ReportFn,
         hostname: str | None = None,
         network: Network | None = None,
+        generic_resources: Sequence[pb.GenericResource] = (),
     ) -> None:
         self.runtime = runtime
         # Overlay wiring; None: tasks get no networks wired.
         self.network = network
         self.node_id = node_id
+        # What this node advertises beyond its engine (daemon --node-generic-resource).
+        self.generic_resources = list(generic_resources)
         self._hostname = hostname
+        self._platform: tuple[str, str] | None = None  # (os, arch) of the engine, once known
         self._labels = {cm.LABEL_NODE_ID: node_id}
         self._tasks = TaskTable(self._reconcile)
         self._first_converge = threading.Event()
@@ -166,7 +171,7 @@ class Executor:
             return
         health = cm.healthcheck_enabled(task.spec.container, image.healthcheck)
         try:
-            cid = self.runtime.create(task, self.node_id)
+            cid = self.runtime.create(self._expanded(task), self.node_id)
         except NameInUse as e:
             # A create whose answer we lost, or one of a previous agent run
             # the listing missed: adopt it if it is ours.
@@ -181,6 +186,16 @@ class Executor:
             return
         self._tasks.set_container(rec, cid)
         self._start(rec, task, cid, health)
+
+    def _expanded(self, task: pb.Task) -> pb.Task:
+        """The task with Swarm's placeholders ({{.Node.Hostname}}, ...) in
+        --env and --hostname replaced by their values on this node."""
+        c = task.spec.container
+        if not any("{{" in e for e in c.env) and "{{" not in c.hostname:
+            return task
+        os_name, arch = self.platform()
+        ctx = templates.task_context(task, self.node_id, self.hostname(), os_name, arch)
+        return templates.expand_task(task, ctx)
 
     def _start(self, rec: Record, task: pb.Task, cid: str, health: bool) -> None:
         try:
@@ -265,11 +280,23 @@ class Executor:
                 return socket.gethostname()
         return self._hostname
 
+    def platform(self) -> tuple[str, str]:
+        """(os, arch) of the engine, asked once ("" while it cannot say)."""
+        if self._platform is None:
+            try:
+                self.describe()
+            except errors.SwarmletError:
+                return ("", "")
+        return self._platform or ("", "")
+
     def describe(self) -> pb.NodeDescription:
         desc = self.runtime.describe()
         if self._hostname is None:
             self._hostname = desc.hostname
         desc.hostname = self._hostname
+        self._platform = (desc.os, desc.arch)
+        for g in self.generic_resources:
+            desc.resources.generic.add().CopyFrom(g)
         return desc
 
     def logs(self, container_ids: list[str], follow: bool, tail: int, timestamps: bool) -> Iterator[agent_pb2.LogLine]:

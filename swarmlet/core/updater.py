@@ -329,7 +329,9 @@ def update(snap: st.Snapshot, now: float, new_id: Callable[[], str]) -> StagePla
 
 def with_defaults(spec: pb.ServiceSpec) -> None:
     """Fill unset update/rollback configs with Swarm's defaults, so what
-    inspect shows is what runs."""
+    inspect shows is what runs. Jobs have none: they are never rolled."""
+    if tk.spec_mode(spec) in ("replicated-job", "global-job"):
+        return
     for name in ("update", "rollback"):
         if not spec.HasField(name):
             getattr(spec, name).CopyFrom(DEFAULT_CONFIG)

@@ -96,6 +96,7 @@ class Daemon:
             self._report,
             hostname=self.cfg.hostname,
             network=NetworkAgent(addrs.ip),
+            generic_resources=self.cfg.generic_resources(),
         )
         self.executor = executor
         self.server = self._cluster_server(addrs, node, creds, executor)

@@ -172,7 +172,18 @@ class DockerRuntime:
             os=str(info.get("OSType", "")),
             arch=str(info.get("Architecture", "")),
             images=sorted(images),
+            engine_labels=_engine_labels(info.get("Labels")),
         )
+
+
+def _engine_labels(raw: Any) -> dict[str, str]:
+    """`docker info`'s Labels ("k=v" strings, from dockerd --label) as a map."""
+    out: dict[str, str] = {}
+    for item in raw or []:
+        k, _, v = str(item).partition("=")
+        if k:
+            out[k] = v
+    return out
 
 
 def _label_filter(labels: Mapping[str, str]) -> list[str]:

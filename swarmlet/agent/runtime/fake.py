@@ -95,6 +95,8 @@ class FakeRuntime:
         self._lock = threading.Lock()
         self._images: dict[str, tuple[str, ...]] = {ref: tuple(hc) for ref, hc in (images or {}).items()}
         self._ctrs: dict[str, _Ctr] = {}
+        # container id -> the task it was created for, as given to create()
+        self.created_tasks: dict[str, pb.Task] = {}
         self._ids = itertools.count(1)
         self._pids = itertools.count(1000)
         self._events: list[_EventStream] = []
@@ -202,6 +204,7 @@ class FakeRuntime:
                     has_healthcheck=cm.healthcheck_enabled(task.spec.container, self._images[image]),
                 )
             )
+            self.created_tasks[cid] = task
             return cid
 
     def start(self, container_id: str) -> None:
