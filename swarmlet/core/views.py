@@ -42,7 +42,8 @@ def _slot_view(snap: st.Snapshot, svc: pb.Service, g: tk.Slot, now: float) -> _S
         cur = max(fresh or live, key=tk.age_key)
         running = tk.runs_current_spec(cur, svc) and cur.desired_state == pb.RUNNING and cur.status.state == pb.RUNNING
         stuck = cur.status.err if cur.status.state <= pb.PENDING else ""
-        return _SlotView(g, cur, True, running, running, stuck)
+        # A job's slot is settled only once its task completed.
+        return _SlotView(g, cur, True, running, running and not tk.is_job(svc), stuck)
     # Nothing live: the orchestrator's own judgement of an empty slot says
     # whether it is done (completed, not restarted), waits, or gave up.
     cands = orch.restart_candidates(g.tasks)
