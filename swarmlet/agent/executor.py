@@ -25,14 +25,24 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from swarmlet import errors
 from swarmlet.agent import decisions as d
+from swarmlet.agent import startprobe
 from swarmlet.agent.logs import task_logs
 from swarmlet.agent.reports import Reporter, ReportFn
 from swarmlet.agent.runtime import containers as cm
-from swarmlet.agent.runtime.interface import Container, ContainerNotFound, ContainerRuntime, EngineRefused, Event, NameInUse
+from swarmlet.agent.runtime.interface import (
+    Container,
+    ContainerNotFound,
+    ContainerRuntime,
+    EngineRefused,
+    Event,
+    Health,
+    NameInUse,
+)
 from swarmlet.agent.tasks import Record, TaskTable
 from swarmlet.agent.watch import EventWatcher
 from swarmlet.api import agent_pb2
@@ -80,6 +90,8 @@ class Executor:
         self._resync_lock = threading.Lock()
         self._stopped = threading.Event()
         self._reporter = Reporter(report)
+        # --health-start-interval, run by the agent (startprobe.py)
+        self._probes = startprobe.StartProbes(runtime, self._probe_passed)
         self._watcher = EventWatcher(runtime, self._labels, self._resync, self._on_event, self._first_converge, self._stopped)
         self._threads: list[threading.Thread] = []
 
@@ -103,6 +115,7 @@ class Executor:
         self._stopped.set()
         self._first_converge.set()  # wakes the watcher if it still waits
         self._watcher.close()
+        self._probes.stop()
         self._reporter.stop()
         if self.network is not None:
             self.network.stop()
@@ -138,6 +151,9 @@ class Executor:
         v = self._tasks.view(rec)
         task, cid = v.task, v.container_id
         observed = self.runtime.inspect(cid) if cid else None
+        if observed is not None and observed.health is Health.STARTING and self._probes.passed(rec.task_id):
+            # Our start-interval probe passed before the engine's first check.
+            observed = replace(observed, health=Health.HEALTHY)
         match d.decide(task, v.assigned, v.known, cid, observed):
             case d.Idle():
                 return
@@ -157,6 +173,8 @@ class Executor:
                     self._release(rec.task_id)
                 if wire and observed is not None:
                     self._wire(task, observed)
+                if status.state == pb.STARTING and observed is not None:
+                    self._ensure_probe(task, observed.id)
                 self._report(rec, status)
             case d.Start(health=health):
                 self._start(rec, task, cid, health)
@@ -209,7 +227,23 @@ class Executor:
             observed = self.runtime.inspect(cid)
             if observed is not None:
                 self._wire(task, observed)
+        if health:
+            self._ensure_probe(task, cid)
         self._report(rec, d.after_start(health))
+
+    def _ensure_probe(self, task: pb.Task, cid: str) -> None:
+        """Start-interval probes for a starting container whose spec asks for them."""
+        c = task.spec.container
+        if not (c.has_healthcheck and startprobe.wanted(c.healthcheck)):
+            return
+        test: list[str] = list(c.healthcheck.test)
+        if not test:
+            image = self.runtime.image(c.image)
+            test = list(image.healthcheck) if image is not None else []
+        self._probes.ensure(task.id, cid, test, c.healthcheck)
+
+    def _probe_passed(self, task_id: str) -> None:
+        self._tasks.touched(task_id, "", destroyed=False)
 
     def _wire(self, task: pb.Task, observed: Container) -> None:
         """Into its overlay networks before it is reported STARTING/RUNNING,
@@ -219,6 +253,7 @@ class Executor:
             self.network.attach(task, observed.pid)
 
     def _release(self, task_id: str) -> None:
+        self._probes.forget(task_id)
         if self.network is not None:
             self.network.release(task_id)
 

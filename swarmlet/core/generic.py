@@ -82,6 +82,8 @@ def named_units(node: pb.Node, kind: str) -> list[str]:
 
 def requests(t: pb.Task) -> tuple[tuple[str, int], ...]:
     """A task's reservation as (kind, count), in kind order (hashable)."""
+    if not t.spec.resources.reservations.generic:
+        return ()
     return tuple(sorted((g.kind, int(g.discrete_value)) for g in t.spec.resources.reservations.generic))
 
 

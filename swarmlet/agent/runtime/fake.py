@@ -97,6 +97,10 @@ class FakeRuntime:
         self._ctrs: dict[str, _Ctr] = {}
         # container id -> the task it was created for, as given to create()
         self.created_tasks: dict[str, pb.Task] = {}
+        # exit code of exec() per container (default 0), and the commands run
+        self.exec_codes: dict[str, int] = {}
+        self.exec_default = 0
+        self.execs: list[tuple[str, list[str]]] = []
         self._ids = itertools.count(1)
         self._pids = itertools.count(1000)
         self._events: list[_EventStream] = []
@@ -215,6 +219,15 @@ class FakeRuntime:
                 return
             health = Health.STARTING if ctr.c.has_healthcheck else Health.NONE
             ctr.c = replace(ctr.c, state=State.RUNNING, pid=next(self._pids), health=health, exit_code=0)
+
+    def exec(self, container_id: str, cmd: Sequence[str], timeout: float) -> int:
+        with self._lock:
+            self._enter("exec", container_id)
+            ctr = self._find(container_id)
+            if ctr.c.state is not State.RUNNING:
+                raise EngineRefused(f"container {container_id} is not running")
+            self.execs.append((container_id, list(cmd)))
+            return self.exec_codes.get(container_id, self.exec_default)
 
     def stop(self, container_id: str, timeout: int) -> None:
         with self._lock:

@@ -57,6 +57,12 @@ class NodeFilter(ABC, Generic[NeedT]):
         constraints do not parse); None when nodes are to be checked."""
         return None
 
+    def passes_all(self, need: NeedT) -> bool:
+        """No node can fail a task with this need (nothing reserved, no
+        limit): the pipeline then skips the filter, a dynamic one for every
+        candidate of the group."""
+        return False
+
     @abstractmethod
     def check(self, node: pb.Node, need: NeedT) -> bool:
         """Can `node` take a task with `need`? The hot path: no words."""
@@ -211,6 +217,9 @@ class Resources(NodeFilter[tuple[int, int]]):
         r = t.spec.resources.reservations
         return (r.nano_cpus, r.memory_bytes)
 
+    def passes_all(self, need: tuple[int, int]) -> bool:
+        return not need[0] and not need[1]
+
     def _shortfall(self, node: pb.Node, need: tuple[int, int]) -> str | None:
         u = self.ctx.load.nodes[node.id]
         return resource_shortfall(node.description.resources, u.nano_cpus, u.memory_bytes, need[0], need[1])
@@ -231,13 +240,22 @@ class GenericResources(NodeFilter[tuple[tuple[str, int], ...]]):
 
     dynamic = True
 
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self._capacity: dict[str, dict[str, int]] = {}  # per node, for the round
+
     def need(self, t: pb.Task) -> tuple[tuple[str, int], ...]:
         return gen.requests(t)
+
+    def passes_all(self, need: tuple[tuple[str, int], ...]) -> bool:
+        return not need
 
     def _short(self, node: pb.Node, need: tuple[tuple[str, int], ...]) -> tuple[str, int] | None:
         if not need:
             return None
-        cap = gen.capacity(node)
+        cap = self._capacity.get(node.id)
+        if cap is None:
+            cap = self._capacity[node.id] = gen.capacity(node)
         used = self.ctx.load.nodes[node.id].generic
         for kind, n in need:
             if cap.get(kind, 0) - used.get(kind, 0) < n:
@@ -264,6 +282,9 @@ class HostPorts(NodeFilter[frozenset[HostPort]]):
     def need(self, t: pb.Task) -> frozenset[HostPort]:
         return self.ctx.load.ports_of(t.service_id)
 
+    def passes_all(self, need: frozenset[HostPort]) -> bool:
+        return not need
+
     def _taken(self, node: pb.Node, need: frozenset[HostPort]) -> HostPort | None:
         if not need:
             return None
@@ -288,6 +309,9 @@ class MaxReplicas(NodeFilter[tuple[str, int]]):
 
     def need(self, t: pb.Task) -> tuple[str, int]:
         return (t.service_id, int(t.spec.placement.max_replicas))
+
+    def passes_all(self, need: tuple[str, int]) -> bool:
+        return not need[1]
 
     def check(self, node: pb.Node, need: tuple[str, int]) -> bool:
         sid, limit = need

@@ -59,11 +59,12 @@ class Load:
         u.tasks += 1
         u.nano_cpus += r.nano_cpus
         u.memory_bytes += r.memory_bytes
-        for g in r.generic:
-            u.generic[g.kind] = u.generic.get(g.kind, 0) + int(g.discrete_value)
-        for g in t.assigned_generic:
-            if g.named_value:
-                u.named_used.add((g.kind, g.named_value))
+        if r.generic:
+            for g in r.generic:
+                u.generic[g.kind] = u.generic.get(g.kind, 0) + int(g.discrete_value)
+            for g in t.assigned_generic:
+                if g.named_value:
+                    u.named_used.add((g.kind, g.named_value))
         ports = self.ports_of(t.service_id)
         if ports:
             u.ports.update(ports)

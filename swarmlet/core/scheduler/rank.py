@@ -89,18 +89,21 @@ class Preferences:
             leaves[path].append(nid)
         self._leaves = {path: Spread(load, service_id, ids) for path, ids in leaves.items()}
         self._full: set[tuple[str, ...]] = set()
-        self._seen: dict[str, int] = {}  # node -> its count when last returned
+        self._last: tuple[str, int] | None = None  # the node returned last, and its count then
 
     def _catch_up(self) -> None:
-        """Count the tasks placed on the nodes returned earlier (by the caller
-        or by another group of the service) into their groups."""
-        for nid, was in list(self._seen.items()):
-            now = self._of_service.get(nid, 0)
-            if now != was:
-                path = self._paths[nid]
-                for i in range(1, self._depth + 1):
-                    self._count[path[:i]] += now - was
-                self._seen[nid] = now
+        """Count the task the caller placed on the node returned last into
+        its groups. (The round places a group's tasks one after the other,
+        with no other group in between: nothing else changes the counts.)"""
+        if self._last is None:
+            return
+        nid, was = self._last
+        now = self._of_service.get(nid, 0)
+        if now != was:
+            path = self._paths[nid]
+            for i in range(1, self._depth + 1):
+                self._count[path[:i]] += now - was
+        self._last = None
 
     def _pick(self, group: tuple[str, ...], usable: Callable[[str], bool]) -> str | None:
         if len(group) == self._depth:
@@ -121,6 +124,6 @@ class Preferences:
     def best(self, usable: Callable[[str], bool]) -> str | None:
         self._catch_up()
         nid = self._pick((), usable)
-        if nid is not None and nid not in self._seen:
-            self._seen[nid] = self._of_service.get(nid, 0)
+        if nid is not None:
+            self._last = (nid, self._of_service.get(nid, 0))
         return nid

@@ -40,6 +40,8 @@ class _Round:
         self.load = Load(self.nodes, snap.services)
         self.pipeline = Pipeline(Context(snap, self.load))
         self.actions: list[spb.StoreAction] = []
+        # (node, kind) -> the node's named units of a generic resource
+        self._named: dict[tuple[str, str], list[str]] = {}
         # placement preferences -> every node's group at each level
         self._paths: dict[tuple[str, ...], dict[str, tuple[str, ...]]] = {}
 
@@ -74,11 +76,15 @@ class _Round:
     def _give_generic(self, t: pb.Task, nid: str) -> None:
         """The generic resource units the task reserves, from its node: named
         units not held by another task there, else a count."""
+        if not t.spec.resources.reservations.generic and not t.assigned_generic:
+            return
         del t.assigned_generic[:]
-        node = self.nodes[nid]
         used = self.load.nodes[nid].named_used
         for kind, n in gen.requests(t):
-            free = [v for v in gen.named_units(node, kind) if (kind, v) not in used]
+            units = self._named.get((nid, kind))
+            if units is None:
+                units = self._named[(nid, kind)] = gen.named_units(self.nodes[nid], kind)
+            free = [v for v in units if (kind, v) not in used][:n] if units else []
             if free:
                 for v in free[:n]:
                     t.assigned_generic.add(kind=kind, named_value=v)
@@ -120,9 +126,18 @@ class _Round:
             self._place_preset(t)
         free.sort(key=lambda t: (t.service_id, t.slot, t.meta.created_at, t.id))
         groups: dict[tuple[str, Needs, tuple[str, ...]], list[pb.Task]] = {}
+        # Tasks of one service and spec version carry the same spec (copied
+        # from the service at that version): their needs differ only by the
+        # avoid list, so they are worked out once per such key.
+        known: dict[tuple[str, int, tuple[str, ...]], tuple[Needs, tuple[str, ...]]] = {}
         for t in free:
-            prefs = tuple(p.spread for p in t.spec.placement.preferences)
-            groups.setdefault((t.service_id, pipeline.needs(t), prefs), []).append(t)  # dicts keep first-seen order: stable
+            key = (t.service_id, t.spec_version, tuple(t.avoid_nodes))
+            got = known.get(key) if t.spec_version else None
+            if got is None:
+                got = (pipeline.needs(t), tuple(p.spread for p in t.spec.placement.preferences))
+                if t.spec_version:
+                    known[key] = got
+            groups.setdefault((t.service_id, *got), []).append(t)  # dicts keep first-seen order: stable
         for (service_id, needs, prefs), tasks in groups.items():
             self._place_group(service_id, needs, tasks, prefs)
         return StagePlan(self.actions)

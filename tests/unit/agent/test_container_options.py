@@ -9,6 +9,7 @@ from swarmlet.agent.runtime import containers as cm
 from swarmlet.agent.runtime.fake import FakeRuntime
 from swarmlet.api import objects_pb2 as pb
 from tests.unit.agent.test_executor import IMAGE, NODE, Reports, task
+from tests.waiting import wait_for
 
 
 def _full() -> pb.Task:
@@ -99,3 +100,47 @@ def test_the_executor_advertises_its_generic_resources() -> None:
     desc = ex.describe()
     assert list(desc.resources.generic) == [gpu]
     assert ex.platform() == ("linux", "x86_64")
+
+
+def test_start_interval_probes_make_a_task_running_before_the_engines_first_check() -> None:
+    engine = FakeRuntime(hostname="engine-host", images={IMAGE: ()})
+    reports = Reports()
+    ex = Executor(engine, NODE, reports)
+    ex.start()
+    try:
+        t = task()
+        hc = t.spec.container.healthcheck
+        t.spec.container.has_healthcheck = True
+        hc.test.extend(["CMD-SHELL", "test -f /ready"])
+        hc.start_period, hc.start_interval = 10.0, 0.05
+        engine.exec_default = 1  # not ready yet
+        ex.converge([t])
+        st = reports.wait_state("t1", pb.STARTING)
+        # The engine says "starting"; the probe's first failures do not count.
+        wait_for(lambda: len(engine.execs) >= 3, 5, "probes every start interval")
+        assert reports.states("t1") == [pb.STARTING]
+        engine.exec_codes[st.container_id] = 0
+        assert reports.wait_state("t1", pb.RUNNING).message == "healthy"
+        assert engine.execs[0] == (st.container_id, ["/bin/sh", "-c", "test -f /ready"])
+        n = len(engine.execs)
+        assert ex.wait_idle(2)
+        assert len(engine.execs) <= n + 1  # probing stops once it passed
+    finally:
+        ex.stop()
+
+
+def test_no_start_interval_no_probe() -> None:
+    engine = FakeRuntime(hostname="engine-host", images={IMAGE: ()})
+    reports = Reports()
+    ex = Executor(engine, NODE, reports)
+    ex.start()
+    try:
+        t = task()
+        t.spec.container.has_healthcheck = True
+        t.spec.container.healthcheck.test.extend(["CMD", "true"])
+        ex.converge([t])
+        reports.wait_state("t1", pb.STARTING)
+        assert ex.wait_idle(2)
+        assert engine.execs == [] and reports.states("t1") == [pb.STARTING]
+    finally:
+        ex.stop()

@@ -165,6 +165,10 @@ class FakeControl(control_pb2_grpc.ControlServicer):
         self.requests.append(request)
         return cpb.NodeResponse(node=self.nodes[1])
 
+    def ChangeRole(self, request: cpb.ChangeRoleRequest, context: grpc.ServicerContext) -> cpb.NodeResponse:
+        self.requests.append(request)
+        return cpb.NodeResponse(node=self.nodes[1])
+
 
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[tuple[FakeControl, str]]:
