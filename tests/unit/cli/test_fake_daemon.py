@@ -455,6 +455,17 @@ def test_node_commands(fake: tuple[FakeControl, str]) -> None:
     assert run(host, "node", "ps", "-q", "node2").stdout.split() == ["theirs"]
 
 
+def test_node_update_role_goes_through_change_role(fake: tuple[FakeControl, str]) -> None:
+    servicer, host = fake
+    r = run(host, "node", "update", "--role", "manager", "host-2")
+    assert r.exit_code == 0, r.output
+    (req,) = servicer.requests
+    assert isinstance(req, cpb.ChangeRoleRequest) and (req.ref, req.role) == ("host-2", pb.NodeSpec.MANAGER)
+    r = run(host, "node", "update", "--role", "worker", "--label-add", "a=1", "host-2")
+    assert [type(x).__name__ for x in servicer.requests[1:]] == ["UpdateNodeRequest", "ChangeRoleRequest"]
+    assert run(host, "node", "update", "--role", "boss", "host-2").exit_code == 2
+
+
 def test_cluster_commands(fake: tuple[FakeControl, str]) -> None:
     servicer, host = fake
     init = run(host, "init", "--advertise-addr", "10.0.0.1", "--listen-port", "4242")

@@ -9,13 +9,11 @@ from pathlib import Path
 import pytest
 import typer
 
-from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli.listing import filter_nodes, filter_services
 from swarmlet.cli.options import ContainerCreateFlags, ContainerFlags, ContainerUpdateFlags, RestartFlags, UpdatePolicy
 from swarmlet.cli.service_options import read_env_files
 from swarmlet.cli.service_spec import apply_flags, build_spec
-from tests.unit.cli.test_fake_daemon import FakeControl, fake, run  # noqa: F401 (fake: a fixture)
 
 
 def create(**kw: object) -> pb.ServiceSpec:
@@ -294,14 +292,3 @@ def test_node_filters() -> None:
     for bad in ("role=boss", "membership=maybe", "zone=a"):
         with pytest.raises(typer.BadParameter):
             filter_nodes([bad])
-
-
-def test_node_update_role_goes_through_change_role(fake: tuple[FakeControl, str]) -> None:
-    servicer, host = fake
-    r = run(host, "node", "update", "--role", "manager", "host-2")
-    assert r.exit_code == 0, r.output
-    (req,) = servicer.requests
-    assert isinstance(req, cpb.ChangeRoleRequest) and (req.ref, req.role) == ("host-2", pb.NodeSpec.MANAGER)
-    r = run(host, "node", "update", "--role", "worker", "--label-add", "a=1", "host-2")
-    assert [type(x).__name__ for x in servicer.requests[1:]] == ["UpdateNodeRequest", "ChangeRoleRequest"]
-    assert run(host, "node", "update", "--role", "boss", "host-2").exit_code == 2
