@@ -327,6 +327,7 @@ class Testbed:
         self.hosts: list[Host] = []
         self.timings: dict[str, float] = {}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self.engine_labels: dict[int, list[str]] = {}
         self._clients: dict[str, docker.DockerClient] = {}
 
     # ---- naming
@@ -373,12 +374,21 @@ class Testbed:
 
     # ---- bring-up
 
-    def up(self, n: int, swarmlet: bool = True, default_route: bool = False, timeout: float = 120.0) -> list[Host]:
+    def up(
+        self,
+        n: int,
+        swarmlet: bool = True,
+        default_route: bool = False,
+        timeout: float = 120.0,
+        engine_labels: dict[int, list[str]] | None = None,
+    ) -> list[Host]:
         """Bring up n hosts (after clearing leftovers of this prefix) and return them.
 
         default_route adds a route via the bridge address; off by default so
-        nothing in a host can reach past the underlay.
+        nothing in a host can reach past the underlay. engine_labels: host
+        index -> the engine's own labels ("k=v", dockerd --label).
         """
+        self.engine_labels = dict(engine_labels or {})
         problem = missing_prerequisites()
         if problem:
             raise TestbedError(problem)
@@ -501,7 +511,8 @@ class Testbed:
         host_dir.mkdir(parents=True, exist_ok=True)
         # An empty config file isolates the engine from /etc/docker/daemon.json.
         config = host_dir / "daemon.json"
-        config.write_text("{}\n")
+        labels = self.engine_labels.get(host.index)
+        config.write_text(json.dumps({"labels": labels} if labels else {}) + "\n")
         cmd = self._in_host(
             host,
             [

@@ -25,10 +25,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from swarmlet import errors
 from swarmlet.agent import decisions as d
+from swarmlet.agent import startprobe
 from swarmlet.agent import taskfiles as tf
 from swarmlet.agent.images import ImageStore, ImageUnavailable
 from swarmlet.agent.logs import task_logs
@@ -40,6 +42,7 @@ from swarmlet.agent.runtime.interface import (
     ContainerRuntime,
     EngineRefused,
     Event,
+    Health,
     Image,
     NameInUse,
 )
@@ -48,6 +51,7 @@ from swarmlet.agent.watch import EventWatcher
 from swarmlet.api import agent_pb2
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import templates
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ class Executor:
         network: Network | None = None,
         images: ImageStore | None = None,
         files: tf.TaskFiles | None = None,
+        generic_resources: Sequence[pb.GenericResource] = (),
     ) -> None:
         self.runtime = runtime
         # Overlay wiring; None: tasks get no networks wired.
@@ -83,15 +88,19 @@ class Executor:
         self.images = images if images is not None else ImageStore(runtime, hostname=self.hostname)
         # Secrets and configs (taskfiles.py); None: tasks using one are rejected.
         self.files = files
-        self._platform: tuple[str, str] | None = None  # (os, arch), for templates
         self.node_id = node_id
+        # What this node advertises beyond its engine (daemon --node-generic-resource).
+        self.generic_resources = list(generic_resources)
         self._hostname = hostname
+        self._platform: tuple[str, str] | None = None  # (os, arch) of the engine, once known
         self._labels = {cm.LABEL_NODE_ID: node_id}
         self._tasks = TaskTable(self._reconcile)
         self._first_converge = threading.Event()
         self._resync_lock = threading.Lock()
         self._stopped = threading.Event()
         self._reporter = Reporter(report)
+        # --health-start-interval, run by the agent (startprobe.py)
+        self._probes = startprobe.StartProbes(runtime, self._probe_passed)
         self._watcher = EventWatcher(runtime, self._labels, self._resync, self._on_event, self._first_converge, self._stopped)
         self._threads: list[threading.Thread] = []
 
@@ -115,6 +124,7 @@ class Executor:
         self._stopped.set()
         self._first_converge.set()  # wakes the watcher if it still waits
         self._watcher.close()
+        self._probes.stop()
         self._reporter.stop()
         if self.network is not None:
             self.network.stop()
@@ -160,6 +170,9 @@ class Executor:
         v = self._tasks.view(rec)
         task, cid = v.task, v.container_id
         observed = self.runtime.inspect(cid) if cid else None
+        if observed is not None and observed.health is Health.STARTING and self._probes.passed(rec.task_id):
+            # Our start-interval probe passed before the engine's first check.
+            observed = replace(observed, health=Health.HEALTHY)
         match d.decide(task, v.assigned, v.known, cid, observed):
             case d.Idle():
                 return
@@ -181,6 +194,8 @@ class Executor:
                     self._release(rec.task_id)
                 if wire and observed is not None:
                     self._wire(task, observed)
+                if status.state == pb.STARTING and observed is not None:
+                    self._ensure_probe(task, observed.id)
                 self._report(rec, status)
             case d.Start(health=health):
                 try:  # its files again: a reboot empties the tmpfs
@@ -251,6 +266,16 @@ class Executor:
         )
         self._reporter.put(dpb.TaskStatusReport(task_id=rec.task_id, status=msg))
 
+    def _expanded(self, task: pb.Task) -> pb.Task:
+        """The task with Swarm's placeholders ({{.Node.Hostname}}, ...) in
+        --env and --hostname replaced by their values on this node."""
+        c = task.spec.container
+        if not any("{{" in e for e in c.env) and "{{" not in c.hostname:
+            return task
+        os_name, arch = self.platform()
+        ctx = templates.task_context(task, self.node_id, self.hostname(), os_name, arch)
+        return templates.expand_task(task, ctx)
+
     def _start(self, rec: Record, task: pb.Task, cid: str, health: bool) -> None:
         try:
             self.runtime.start(cid)
@@ -263,7 +288,23 @@ class Executor:
             observed = self.runtime.inspect(cid)
             if observed is not None:
                 self._wire(task, observed)
+        if health:
+            self._ensure_probe(task, cid)
         self._report(rec, d.after_start(health))
+
+    def _ensure_probe(self, task: pb.Task, cid: str) -> None:
+        """Start-interval probes for a starting container whose spec asks for them."""
+        c = task.spec.container
+        if not (c.has_healthcheck and startprobe.wanted(c.healthcheck)):
+            return
+        test: list[str] = list(c.healthcheck.test)
+        if not test:
+            image = self.runtime.image(c.image)
+            test = list(image.healthcheck) if image is not None else []
+        self._probes.ensure(task.id, cid, test, c.healthcheck)
+
+    def _probe_passed(self, task_id: str) -> None:
+        self._tasks.touched(task_id, "", destroyed=False)
 
     def _wire(self, task: pb.Task, observed: Container) -> None:
         """Into its overlay networks before it is reported STARTING/RUNNING,
@@ -273,21 +314,21 @@ class Executor:
             self.network.attach(task, observed.pid)
 
     def _release(self, task_id: str) -> None:
+        self._probes.forget(task_id)
         if self.network is not None:
             self.network.release(task_id)
 
     def _engine_task(self, task: pb.Task) -> pb.Task:
-        """The task as the engine creates it: mount templates expanded,
-        secret and config files written and mounted (taskfiles.py)."""
+        """The task as the engine creates it: Swarm's placeholders in --env
+        and --hostname replaced by this node's values (issue 11), mount
+        templates expanded and secret and config files written and mounted
+        (issue 10, taskfiles.py)."""
+        task = self._expanded(task)
         if not tf.needs_preparing(task):
             return task
-        os_, arch = self._platform or self._describe_platform()
-        ctx = tf.template_context(task, self.node_id, self.hostname(), os_, arch)
+        os_name, arch = self.platform()
+        ctx = templates.task_context(task, self.node_id, self.hostname(), os_name, arch)
         return tf.engine_task(task, ctx, self.files)
-
-    def _describe_platform(self) -> tuple[str, str]:
-        self.describe()
-        return self._platform or ("", "")
 
     def _report(self, rec: Record, status: d.Status) -> None:
         """Queues a status unless it would not move the task forward."""
@@ -354,13 +395,24 @@ class Executor:
         services this node runs."""
         self.images.hints(sources, auths)
 
+    def platform(self) -> tuple[str, str]:
+        """(os, arch) of the engine, asked once ("" while it cannot say)."""
+        if self._platform is None:
+            try:
+                self.describe()
+            except errors.SwarmletError:
+                return ("", "")
+        return self._platform or ("", "")
+
     def describe(self) -> pb.NodeDescription:
         desc = self.runtime.describe()
         self.images.annotate(desc)
-        self._platform = (desc.os, desc.arch)
         if self._hostname is None:
             self._hostname = desc.hostname
         desc.hostname = self._hostname
+        self._platform = (desc.os, desc.arch)
+        for g in self.generic_resources:
+            desc.resources.generic.add().CopyFrom(g)
         return desc
 
     def logs(self, container_ids: list[str], follow: bool, tail: int, timestamps: bool) -> Iterator[agent_pb2.LogLine]:

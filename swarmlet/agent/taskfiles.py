@@ -192,22 +192,6 @@ def _write(path: str, data: bytes, uid: int, gid: int, mode: int) -> None:
 # ---- what the engine is asked to create ----
 
 
-def template_context(task: pb.Task, node_id: str, hostname: str, node_os: str, node_arch: str) -> templates.Context:
-    """The values of Swarm's placeholders for `task` on this node. The
-    service's labels do not travel with the task (yet): `index
-    .Service.Labels` expands to "" on the node."""
-    return templates.Context(
-        service_id=task.service_id,
-        service_name=task.service_name,
-        task_id=task.id,
-        task_slot=task.slot,
-        node_id=node_id,
-        node_hostname=hostname,
-        node_os=node_os,
-        node_arch=node_arch,
-    )
-
-
 def needs_preparing(task: pb.Task) -> bool:
     c = task.spec.container
     return bool(c.mounts or c.secrets or c.configs)

@@ -149,14 +149,18 @@ class ListServicesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServiceSummary(_message.Message):
-    __slots__ = ("service", "running", "desired")
+    __slots__ = ("service", "running", "desired", "completed", "total")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     DESIRED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
     service: _objects_pb2.Service
     running: int
     desired: int
-    def __init__(self, service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., running: _Optional[int] = ..., desired: _Optional[int] = ...) -> None: ...
+    completed: int
+    total: int
+    def __init__(self, service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., running: _Optional[int] = ..., desired: _Optional[int] = ..., completed: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
 
 class ListServicesResponse(_message.Message):
     __slots__ = ("services",)
@@ -278,7 +282,7 @@ class SlotProgress(_message.Message):
     def __init__(self, slot: _Optional[int] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., task_id: _Optional[str] = ..., state: _Optional[_Union[_objects_pb2.TaskState, str]] = ..., desired_state: _Optional[_Union[_objects_pb2.TaskState, str]] = ..., message: _Optional[str] = ..., err: _Optional[str] = ..., spec_version: _Optional[int] = ..., attempt: _Optional[int] = ..., current: _Optional[bool] = ..., settled: _Optional[bool] = ..., has_task: _Optional[bool] = ..., live: _Optional[bool] = ..., stuck: _Optional[str] = ..., pull: _Optional[_Union[_objects_pb2.ImagePullProgress, _Mapping]] = ...) -> None: ...
 
 class ServiceProgressResponse(_message.Message):
-    __slots__ = ("service", "desired", "running", "slots", "stuck", "converged", "update_phase")
+    __slots__ = ("service", "desired", "running", "slots", "stuck", "converged", "update_phase", "completed")
     class UpdatePhase(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         NO_UPDATE: _ClassVar[ServiceProgressResponse.UpdatePhase]
@@ -300,6 +304,7 @@ class ServiceProgressResponse(_message.Message):
     STUCK_FIELD_NUMBER: _ClassVar[int]
     CONVERGED_FIELD_NUMBER: _ClassVar[int]
     UPDATE_PHASE_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
     service: _objects_pb2.Service
     desired: int
     running: int
@@ -307,7 +312,8 @@ class ServiceProgressResponse(_message.Message):
     stuck: str
     converged: bool
     update_phase: ServiceProgressResponse.UpdatePhase
-    def __init__(self, service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., desired: _Optional[int] = ..., running: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SlotProgress, _Mapping]]] = ..., stuck: _Optional[str] = ..., converged: _Optional[bool] = ..., update_phase: _Optional[_Union[ServiceProgressResponse.UpdatePhase, str]] = ...) -> None: ...
+    completed: int
+    def __init__(self, service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., desired: _Optional[int] = ..., running: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SlotProgress, _Mapping]]] = ..., stuck: _Optional[str] = ..., converged: _Optional[bool] = ..., update_phase: _Optional[_Union[ServiceProgressResponse.UpdatePhase, str]] = ..., completed: _Optional[int] = ...) -> None: ...
 
 class ServiceLogsRequest(_message.Message):
     __slots__ = ("ref", "follow", "tail", "timestamps")

@@ -57,6 +57,15 @@ def daemon(
             help="A leader that cannot reach a majority for this long steps down.",
         ),
     ] = 1.5,
+    node_generic_resource: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--node-generic-resource",
+            metavar="KIND=VALUE",
+            help="A user-defined resource this node offers to services' --generic-resource: "
+            "a count (gpu=2) or one named unit (gpu=GPU-1); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Run the swarmlet daemon (agent, and manager once the node is one)."""
     # Imported here, not at the top: every other command would otherwise pay
@@ -80,6 +89,7 @@ def daemon(
             election_timeout_min=e_min,
             election_timeout_max=e_max,
             leader_fallback_timeout=leader_fallback,
+            node_generic_resources=tuple(node_generic_resource or ()),
         ).validated()
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint=e.option) from None

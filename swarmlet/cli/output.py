@@ -208,7 +208,22 @@ def manager_status(node: pb.Node, leader_id: str) -> str:
 
 
 def service_mode(service: pb.Service) -> str:
-    return "global" if service.spec.WhichOneof("mode") == "global" else "replicated"
+    """As docker's --mode names it: replicated, global, replicated-job, global-job."""
+    return {"global": "global", "replicated_job": "replicated-job", "global_job": "global-job"}.get(
+        service.spec.WhichOneof("mode") or "", "replicated"
+    )
+
+
+def replicas_text(s: Any) -> str:
+    """`service ls`'s REPLICAS of a ServiceSummary, as docker shows it: jobs
+    with their completions, a per-node limit when there is one."""
+    svc = s.service
+    if svc.spec.WhichOneof("mode") in ("replicated_job", "global_job"):
+        return f"{s.running}/{s.desired} ({s.completed}/{s.total} completed)"
+    text = f"{s.running}/{s.desired}"
+    if svc.spec.task.placement.max_replicas:
+        text += f" (max {svc.spec.task.placement.max_replicas} per node)"
+    return text
 
 
 def trunc_id(ident: str, no_trunc: bool = False) -> str:
@@ -254,7 +269,7 @@ def service_rows(summaries: Sequence[Any]) -> list[list[str]]:
             trunc_id(s.service.id),
             s.service.spec.name,
             service_mode(s.service),
-            f"{s.running}/{s.desired}",
+            replicas_text(s),
             s.service.spec.task.container.image,
         ]
         for s in ordered
@@ -457,14 +472,17 @@ def format_service_pretty(service: pb.Service) -> str:
     items.append((0, "Service Mode", title(service_mode(service))))
     if service_mode(service) == "replicated":
         items.append((1, "Replicas", str(spec.replicated.replicas)))
+    items += _job_items(service)
     items += [
         (0, "Created at", format_timestamp(service.meta.created_at)),
         (0, "Updated at", format_timestamp(service.meta.updated_at)),
         (0, "Spec version", str(service.spec_version)),
     ]
-    if task.placement.constraints:
+    if task.placement.constraints or task.placement.preferences or task.placement.max_replicas:
         items.append((0, "Placement", None))
+    if task.placement.constraints:
         items.append((1, "Constraints", "[" + ", ".join(task.placement.constraints) + "]"))
+    items += _placement_items(task.placement)
     r = task.restart
     items += [
         (0, "RestartPolicy", None),
@@ -485,6 +503,7 @@ def format_service_pretty(service: pb.Service) -> str:
         items.append((1, "Labels", None))
         items += [(2, k, v) for k, v in sorted(c.labels.items())]
     items.append((1, "Stop grace period", format_duration(c.stop_grace_period or 10.0)))
+    items += _container_option_items(task)
     if c.has_healthcheck:
         h = c.healthcheck
         items.append((1, "Healthcheck", None))
@@ -494,18 +513,116 @@ def format_service_pretty(service: pb.Service) -> str:
         else:
             if test:
                 items.append((2, "Test", " ".join(test[1:]) if test[0] in ("CMD-SHELL", "CMD") else " ".join(test)))
-            for key, secs in (("Interval", h.interval), ("Timeout", h.timeout), ("Start period", h.start_period)):
+            for key, secs in (
+                ("Interval", h.interval),
+                ("Timeout", h.timeout),
+                ("Start period", h.start_period),
+                ("Start interval", h.start_interval),
+            ):
                 if secs:
                     items.append((2, key, format_duration(secs)))
             if h.retries:
                 items.append((2, "Retries", str(h.retries)))
     items += storage_items(c)
     res = _resources_items("Reservations", task.resources.reservations) + _resources_items("Limits", task.resources.limits)
+    res += _resource_option_items(task.resources)
     if res:
         items.append((0, "Resources", None))
         items += res
     items += _update_items(service)
+    items += _endpoint_items(spec.endpoint)
     return pretty_lines(items)
+
+
+# ---- service options (issue 11) ----
+
+
+def _job_items(service: pb.Service) -> list[PrettyItem]:
+    spec = service.spec
+    if spec.WhichOneof("mode") not in ("replicated_job", "global_job"):
+        return []
+    items: list[PrettyItem] = []
+    if spec.WhichOneof("mode") == "replicated_job":
+        items += [
+            (1, "Max Concurrent", str(spec.replicated_job.max_concurrent)),
+            (1, "Total Completions", str(spec.replicated_job.total_completions)),
+        ]
+    items.append((1, "Job Iteration", str(service.job_status.iteration)))
+    if service.job_status.last_execution:
+        items.append((1, "Last Execution", format_timestamp(service.job_status.last_execution)))
+    return items
+
+
+def _placement_items(p: pb.Placement) -> list[PrettyItem]:
+    items: list[PrettyItem] = []
+    if p.preferences:
+        items.append((1, "Preferences", "[" + ", ".join(f"spread={x.spread}" for x in p.preferences) + "]"))
+    if p.max_replicas:
+        items.append((1, "Max Replicas Per Node", str(p.max_replicas)))
+    return items
+
+
+def _container_option_items(task: pb.TaskSpec) -> list[PrettyItem]:
+    c = task.container
+    items: list[PrettyItem] = []
+    for key, value in (
+        ("User", c.user),
+        ("Dir", c.dir),
+        ("Hostname", c.hostname),
+        ("Stop signal", c.stop_signal),
+    ):
+        if value:
+            items.append((1, key, value))
+    for key, on in (("Init", c.init), ("Read only", c.read_only), ("TTY", c.tty)):
+        if on:
+            items.append((1, key, "true"))
+    for key, values in (
+        ("Capability add", c.cap_add),
+        ("Capability drop", c.cap_drop),
+        ("Groups", c.groups),
+        ("Hosts", c.hosts),
+    ):
+        if values:
+            items.append((1, key, ", ".join(values)))
+    if c.sysctls:
+        items.append((1, "Sysctls", None))
+        items += [(2, k, v) for k, v in sorted(c.sysctls.items())]
+    if c.ulimits:
+        items.append((1, "Ulimits", None))
+        items += [(2, u.name, f"{u.soft}:{u.hard}") for u in c.ulimits]
+    d = c.dns_config
+    if d.nameservers or d.search or d.options:
+        items.append((1, "DNS", None))
+        for key, values in (("Nameservers", d.nameservers), ("Search", d.search), ("Options", d.options)):
+            if values:
+                items.append((2, key, ", ".join(values)))
+    if task.log_driver.name:
+        items.append((1, "Log driver", task.log_driver.name))
+        items += [(2, k, v) for k, v in sorted(task.log_driver.options.items())]
+    return items
+
+
+def _resource_option_items(r: pb.ResourceRequirements) -> list[PrettyItem]:
+    items: list[PrettyItem] = []
+    if r.reservations.generic:
+        items.append((1, "Generic resources", ", ".join(f"{g.kind}={g.discrete_value}" for g in r.reservations.generic)))
+    if r.limits.pids:
+        items.append((1, "Pids limit", str(r.limits.pids)))
+    return items
+
+
+def _endpoint_items(ep: pb.EndpointSpec) -> list[PrettyItem]:
+    items: list[PrettyItem] = [(0, "Endpoint Mode", pb.EndpointSpec.Mode.Name(ep.mode).lower())]
+    if ep.ports:
+        items.append((0, "Ports", None))
+        for p in ep.ports:
+            items += [
+                (1, "PublishedPort", str(p.published_port)),
+                (2, "Protocol", pb.PortConfig.Protocol.Name(p.protocol).lower()),
+                (2, "TargetPort", str(p.target_port)),
+                (2, "PublishMode", pb.PortConfig.PublishMode.Name(p.publish_mode).lower()),
+            ]
+    return items
 
 
 def _update_items(service: pb.Service) -> list[PrettyItem]:

@@ -59,6 +59,8 @@ class Verdict:
     desired: int
     lines: tuple[SlotLine, ...]
     since: dict[str, float] = field(default_factory=dict)  # feed back into the next call
+    job: bool = False  # a job: progress counts completions
+    completed: int = 0
 
     @property
     def done(self) -> bool:
@@ -135,6 +137,8 @@ def evaluate(p: cpb.ServiceProgressResponse, now: float, since: Mapping[str, flo
         desired=p.desired,
         lines=tuple(_slot_line(p, sp) for sp in ordered),
         since=new_since,
+        job=p.service.spec.WhichOneof("mode") in ("replicated_job", "global_job"),
+        completed=p.completed,
     )
 
 
@@ -148,7 +152,10 @@ def bar(fraction: float) -> str:
 
 def render(v: Verdict) -> list[str]:
     """Lines of one frame: the overall count, then one line per slot / node."""
-    out = [f"overall progress: {v.running} out of {v.desired} tasks"]
+    if v.job:
+        out = [f"job progress: {v.completed} out of {v.desired} tasks completed ({v.running} running)"]
+    else:
+        out = [f"overall progress: {v.running} out of {v.desired} tasks"]
     width = max((len(ln.label) for ln in v.lines), default=0)
     for ln in v.lines:
         head = f"{ln.label}:".ljust(width + 1)
@@ -245,7 +252,7 @@ def watch(
                 return 1
             if v.converged:
                 if not quiet:
-                    renderer.text("verify: Service converged")
+                    renderer.text("job complete" if v.job else "verify: Service converged")
                 return 0
             if timeout is not None and now - start >= timeout:
                 err.write(

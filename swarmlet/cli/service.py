@@ -13,7 +13,10 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli import service_update, tasks
 from swarmlet.cli.client import CLIError, connect, handle_errors, report_errors
+from swarmlet.cli.listing import ServiceFilterOpt, filter_services
 from swarmlet.cli.options import (
+    ContainerCreateFlags,
+    ContainerFlags,
     FormatOpt,
     HealthFlags,
     IdsOpt,
@@ -37,6 +40,7 @@ from swarmlet.cli.output import SERVICE_HEADERS, format_service_pretty, format_t
 from swarmlet.cli.parse import parse_scale, parse_tail
 from swarmlet.cli.progress import watch
 from swarmlet.cli.service_images import apply_pull, credentials, show_warnings
+from swarmlet.cli.service_options import read_env_files
 from swarmlet.cli.service_spec import build_spec
 from swarmlet.cli.storage import apply_storage
 
@@ -54,6 +58,8 @@ app = typer.Typer(help="Manage swarm services.", no_args_is_help=True)
     network=NetworkFlags,
     images=ImageFlags,
     storage=StorageFlags,
+    container=ContainerFlags,
+    create_opts=ContainerCreateFlags,
     wait=WaitFlags,
 )
 def create(
@@ -67,6 +73,8 @@ def create(
     network: NetworkFlags,
     images: ImageFlags,
     storage: StorageFlags,
+    container: ContainerFlags,
+    create_opts: ContainerCreateFlags,
     wait: WaitFlags,
     args: Annotated[
         list[str] | None,
@@ -74,7 +82,10 @@ def create(
     ] = None,
     name: Annotated[str, typer.Option("--name", metavar="NAME", help="Service name.")] = "",
     replicas: Annotated[int | None, typer.Option("--replicas", min=0, metavar="N", help="Number of tasks (default 1).")] = None,
-    mode: Annotated[str | None, typer.Option("--mode", metavar="MODE", help="replicated or global (default replicated).")] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", metavar="MODE", help="replicated, global, replicated-job or global-job (default replicated)."),
+    ] = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", metavar="K=V", help="Set an environment variable (K=V).")
     ] = None,
@@ -111,6 +122,9 @@ def create(
         rollback=rollback,
         network=network,
         environ=os.environ,
+        container=container,
+        create_opts=create_opts,
+        env_file_lines=read_env_files(create_opts.env_file or []),
     )
     apply_pull(spec, images)
     apply_storage(spec, storage)
@@ -133,12 +147,13 @@ def create(
 
 @app.command("ls")
 @handle_errors
-def ls(ctx: typer.Context, quiet: IdsOpt = False, fmt: FormatOpt = None) -> None:
+def ls(ctx: typer.Context, quiet: IdsOpt = False, fmt: FormatOpt = None, filters: ServiceFilterOpt = None) -> None:
     """List services."""
     check_format(fmt)
+    wanted = filter_services(filters or [])
     with connect(ctx) as d:
         resp = d.call(d.stub.ListServices, cpb.ListServicesRequest())
-    ordered = sorted(resp.services, key=lambda s: (s.service.spec.name, s.service.id))
+    ordered = sorted((s for s in resp.services if wanted(s.service)), key=lambda s: (s.service.spec.name, s.service.id))
     if fmt == "json":
         typer.echo(to_json(cpb.ListServicesResponse(services=ordered)))
     elif quiet:

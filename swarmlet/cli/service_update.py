@@ -14,8 +14,11 @@ from typing import Annotated
 import typer
 
 from swarmlet.api import control_pb2 as cpb
-from swarmlet.cli.client import connect, handle_errors
+from swarmlet.api import objects_pb2 as pb
+from swarmlet.cli.client import DaemonClient, connect, handle_errors
 from swarmlet.cli.options import (
+    ContainerFlags,
+    ContainerUpdateFlags,
     HealthFlags,
     ImageFlags,
     ResourceFlags,
@@ -29,6 +32,7 @@ from swarmlet.cli.options import (
 )
 from swarmlet.cli.progress import watch, watch_update
 from swarmlet.cli.service_images import apply_pull, credentials, show_warnings
+from swarmlet.cli.service_options import is_job
 from swarmlet.cli.service_spec import apply_flags, apply_network_changes
 from swarmlet.cli.storage import apply_storage_changes
 
@@ -44,6 +48,8 @@ ServiceArg = Annotated[str, typer.Argument(metavar="SERVICE")]
     rollback=RollbackPolicy,
     images=ImageFlags,
     storage=StorageUpdateFlags,
+    container=ContainerFlags,
+    changes=ContainerUpdateFlags,
     wait=WaitFlags,
 )
 def update(
@@ -56,6 +62,8 @@ def update(
     rollback: RollbackPolicy,
     images: ImageFlags,
     storage: StorageUpdateFlags,
+    container: ContainerFlags,
+    changes: ContainerUpdateFlags,
     wait: WaitFlags,
     image: Annotated[str | None, typer.Option("--image", metavar="IMAGE", help="Service image tag.")] = None,
     args: Annotated[str | None, typer.Option("--args", metavar="ARGS", help="Service command args (split like a shell).")] = None,
@@ -80,6 +88,9 @@ def update(
         list[str] | None,
         typer.Option("--network-rm", metavar="NETWORK", help="Detach the service from a network (tasks are replaced)."),
     ] = None,
+    to_previous: Annotated[
+        bool, typer.Option("--rollback", help="Roll back to the previous spec (as `service rollback`).")
+    ] = False,
 ) -> None:
     """Update a service: a changed task spec is rolled out by the update policy."""
     limit = wait.limit()
@@ -102,8 +113,23 @@ def update(
             update=update,
             rollback=rollback,
             environ=os.environ,
+            container=container,
+            changes=changes,
         )
         spec = apply_storage_changes(spec, storage)
+        if to_previous:
+            # docker's `service update --rollback`: the previous spec, under
+            # the rollback policy; nothing else may change at the same time.
+            if spec != before.spec or network_add or network_rm:
+                raise typer.BadParameter("cannot be combined with flags that change the service", param_hint="--rollback")
+            svc = d.call(d.stub.RollbackService, cpb.RollbackServiceRequest(ref=before.id)).service
+            typer.echo(svc.spec.name)
+            if wait.detach:
+                return
+            code = _watch_rollback(d, svc, wait.quiet, limit)
+            if code:
+                raise typer.Exit(code)
+            return
         if network_add or network_rm:
             spec = apply_network_changes(
                 spec,
@@ -143,7 +169,7 @@ def rollback(ctx: typer.Context, service_ref: ServiceArg, wait: WaitFlags) -> No
         typer.echo(svc.spec.name)
         if wait.detach:
             return
-        code = watch_update(d, svc.id, svc.update_status.started_at, quiet=wait.quiet, rollback_cmd=True, timeout=limit)
+        code = _watch_rollback(d, svc, wait.quiet, limit)
     if code:
         raise typer.Exit(code)
 
@@ -161,6 +187,14 @@ def promote(ctx: typer.Context, service_ref: ServiceArg, wait: WaitFlags) -> Non
         code = watch_update(d, svc.id, svc.update_status.started_at, quiet=wait.quiet, timeout=limit)
     if code:
         raise typer.Exit(code)
+
+
+def _watch_rollback(d: DaemonClient, svc: pb.Service, quiet: bool, limit: float | None) -> int:
+    """Follow a rollback: a job is not rolled, it runs again (follow it to
+    completion); a service's rollback is followed as an update."""
+    if is_job(svc.spec):
+        return watch(d, svc.id, quiet=quiet, timeout=limit)
+    return watch_update(d, svc.id, svc.update_status.started_at, quiet=quiet, rollback_cmd=True, timeout=limit)
 
 
 def register(app: typer.Typer) -> None:

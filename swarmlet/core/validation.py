@@ -10,8 +10,10 @@ from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import allocator as al
 from swarmlet.core import constraints as cons
-from swarmlet.core import images, lookup, mounts
+from swarmlet.core import generic as gen
+from swarmlet.core import images, lookup, mounts, ports
 from swarmlet.core import secrets as sc
+from swarmlet.core import service_options as opts
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
 from swarmlet.core.scheduler.filters import resource_shortfall
@@ -44,6 +46,8 @@ def validate_service_spec(spec: pb.ServiceSpec) -> None:
     validate_image(c)
     if spec.WhichOneof("mode") == "replicated" and spec.replicated.replicas > MAX_REPLICAS:
         raise InvalidSpec(f"--replicas {spec.replicated.replicas} is more than the limit of {MAX_REPLICAS}")
+    if spec.replicated_job.total_completions > MAX_REPLICAS or spec.replicated_job.max_concurrent > MAX_REPLICAS:
+        raise InvalidSpec(f"a replicated job's --replicas and --max-concurrent are limited to {MAX_REPLICAS}")
     for e in c.env:
         if "=" not in e or e.startswith("="):
             raise InvalidSpec(f"invalid environment variable {e!r}: expected KEY=VALUE")
@@ -80,12 +84,22 @@ def validate_service_spec(spec: pb.ServiceSpec) -> None:
             raise InvalidSpec(str(e)) from None
     if spec.update.canary and spec.WhichOneof("mode") == "global":
         raise InvalidSpec("--update-canary is for replicated services only")
+    validate_service_options(spec)
+
+
+def validate_service_options(spec: pb.ServiceSpec) -> None:
+    """Container options, jobs, placement options (issue 11)."""
+    try:
+        opts.check_task(spec.task, tk.spec_mode(spec))
+        opts.check_job(spec)
+    except opts.OptionError as e:
+        raise InvalidSpec(str(e)) from None
 
 
 def check_schedulable(spec: pb.ServiceSpec, snap: st.Snapshot) -> None:
     """Refuse a spec that no node of the cluster could ever run: no node
     matches the constraints, the reservations exceed every matching node's
-    total capacity, or no node has the image (images cannot be pulled here).
+    total capacity, or no node has enough of a generic resource.
     Availability and status are ignored: a drained or down node may return."""
     nodes = list(snap.nodes.values())
     if not nodes:
@@ -106,6 +120,7 @@ def check_schedulable(spec: pb.ServiceSpec, snap: st.Snapshot) -> None:
             f"no node can ever satisfy the reservations (cpu {res.nano_cpus / 1e9:g}, memory {fmt_bytes(res.memory_bytes)}); "
             f"the largest node has {biggest_cpu:g} CPUs and {fmt_bytes(biggest_mem)}"
         )
+    check_generic_resources(spec, matching)
     # Images are pulled (issue 9): whether one exists is the manager's
     # resolution's business (manager/control/images.py), not a refusal here.
 
@@ -125,6 +140,18 @@ def validate_image(c: pb.ContainerSpec) -> None:
         raise InvalidSpec(f"unknown pull policy {c.pull}")
 
 
+def check_generic_resources(spec: pb.ServiceSpec, matching: list[pb.Node]) -> None:
+    """Refuse generic resources no node the service may run on advertises
+    enough of (nodes advertise them when their daemon starts)."""
+    for g in spec.task.resources.reservations.generic:
+        best = max((gen.capacity(n).get(g.kind, 0) for n in matching), default=0)
+        if best < g.discrete_value:
+            have = (
+                f"the most any node has is {best}" if best else "no node advertises it (swarmlet daemon --node-generic-resource)"
+            )
+            raise Unschedulable(f"no node can ever satisfy --generic-resource {g.kind}={g.discrete_value}: {have}")
+
+
 # ---- networks and published ports ----
 
 NAME_RE = _NAME_RE
@@ -134,8 +161,7 @@ def _port_key(p: pb.PortConfig) -> tuple[int, int]:
     return (p.published_port, p.protocol)
 
 
-def _proto_name(p: pb.PortConfig) -> str:
-    return pb.PortConfig.Protocol.Name(p.protocol).lower()
+_proto_name = ports.proto_name
 
 
 def services_using(snap: st.Snapshot, network_id: str) -> list[str]:
@@ -147,9 +173,10 @@ def prepare_service_networking(spec: pb.ServiceSpec, snap: st.Snapshot, service_
     """Validate the spec's networks and endpoint and resolve network names to
     ids (in place). Checks: networks exist and are not the ingress network,
     ports in range and not published twice, a published port not taken by
-    another service (ports are cluster-wide in both modes: an ingress port is
-    open on every node, so a host-mode port of the same number would be
-    shadowed on some node), and every network has room for the replicas."""
+    another service (core/ports.py: an ingress port is the cluster's; a
+    host-mode port only the node's, so services may share one), and every
+    network has room for the replicas. A port with no published port gets
+    one from 30000-32767 (in place)."""
     seen: set[str] = set()
     for att in spec.networks:
         net = lookup.network(snap, att.target)
@@ -167,30 +194,33 @@ def prepare_service_networking(spec: pb.ServiceSpec, snap: st.Snapshot, service_
         raise InvalidSpec("--endpoint-mode dnsrr cannot publish ports in ingress mode: use mode=host")
     mine: set[tuple[int, int]] = set()
     for p in ep.ports:
+        if p.protocol not in pb.PortConfig.Protocol.values():
+            raise InvalidSpec(f"port {p.target_port}: unknown protocol {p.protocol} (tcp, udp or sctp)")
+        if p.publish_mode not in pb.PortConfig.PublishMode.values():
+            raise InvalidSpec(f"port {p.target_port}: unknown publish mode {p.publish_mode} (ingress or host)")
         if not 1 <= p.target_port <= 65535:
             raise InvalidSpec(f"target port {p.target_port} out of range (1-65535)")
         if not p.published_port:
-            raise InvalidSpec(f"port {p.target_port}: a published port is required")
+            continue  # assigned below
         if not 1 <= p.published_port <= 65535:
             raise InvalidSpec(f"published port {p.published_port} out of range (1-65535)")
         if _port_key(p) in mine:
             raise InvalidSpec(f"port {p.published_port}/{_proto_name(p)} is published twice")
         mine.add(_port_key(p))
-    for other in snap.services.values():
-        if other.id == service_id:
-            continue
-        for q in other.spec.endpoint.ports:
-            if _port_key(q) in mine:
-                raise errors.FailedPrecondition(
-                    f"port {q.published_port}/{_proto_name(q)} is already published by service {other.spec.name!r}"
-                )
+    others = [s for s in snap.services.values() if s.id != service_id]
+    ports.check_conflicts(ep.ports, others)
+    ports.assign(ep.ports, others)
     check_capacity(spec, snap, service_id)
 
 
 def check_capacity(spec: pb.ServiceSpec, snap: st.Snapshot, service_id: str = "") -> None:
     """Refuse replicas that cannot all get an address on some network."""
-    if spec.WhichOneof("mode") == "global":
+    mode = tk.spec_mode(spec)
+    if mode in ("global", "global-job"):
         want = len(snap.nodes)
+    elif mode == "replicated-job":
+        # Only running tasks hold addresses: at most max_concurrent at once.
+        want = int(min(spec.replicated_job.max_concurrent or 1, spec.replicated_job.total_completions))
     else:
         want = int(spec.replicated.replicas)
     for att in spec.networks:

@@ -42,24 +42,35 @@ def _slot_view(snap: st.Snapshot, svc: pb.Service, g: tk.Slot, now: float) -> _S
         cur = max(fresh or live, key=tk.age_key)
         running = tk.runs_current_spec(cur, svc) and cur.desired_state == pb.RUNNING and cur.status.state == pb.RUNNING
         stuck = cur.status.err if cur.status.state <= pb.PENDING else ""
-        return _SlotView(g, cur, True, running, running, stuck)
+        # A job's slot is settled only once its task completed.
+        return _SlotView(g, cur, True, running, running and not tk.is_job(svc), stuck)
     # Nothing live: the orchestrator's own judgement of an empty slot says
     # whether it is done (completed, not restarted), waits, or gave up.
     cands = orch.restart_candidates(g.tasks)
     last = max(cands, key=tk.age_key) if cands else None
-    v = orch.slot_verdict(last, g.tasks, snap.nodes, now, tk.service_mode(svc) == "global")
+    v = orch.slot_verdict(last, g.tasks, snap.nodes, now, tk.per_node(svc))
     shown = v.last or (max(g.tasks, key=tk.age_key) if g.tasks else None)
     stuck = f"{v.reason}; last error: {tk.task_error(v.last)}" if v.kind == "gave_up" and v.last is not None else ""
     return _SlotView(g, shown, False, False, v.kind == "done", stuck)
 
 
+def _current_tasks(snap: st.Snapshot, svc: pb.Service) -> list[pb.Task]:
+    """The service's tasks that count (a job's: its current run only)."""
+    return [t for t in snap.tasks_of_service(svc.id) if tk.of_current_run(t, svc)]
+
+
 def _slot_views(snap: st.Snapshot, svc: pb.Service, now: float) -> list[_SlotView]:
-    tasks = snap.tasks_of_service(svc.id)
+    tasks = _current_tasks(snap, svc)
     return [_slot_view(snap, svc, g, now) for g in tk.expected_slots(svc, tasks, snap.nodes)]
 
 
 def _no_eligible_node(svc: pb.Service, views: Sequence[_SlotView]) -> bool:
-    return tk.service_mode(svc) == "global" and not views
+    return tk.per_node(svc) and not views
+
+
+def _completed(v: _SlotView) -> bool:
+    """A job's slot whose task ran to completion (and is done)."""
+    return v.settled and not v.live and v.task is not None and v.task.status.state == pb.COMPLETE
 
 
 def _node_name(snap: st.Snapshot, node_id: str) -> str:
@@ -69,14 +80,28 @@ def _node_name(snap: st.Snapshot, node_id: str) -> str:
 
 def replica_counts(snap: st.Snapshot, svc: pb.Service) -> tuple[int, int]:
     """(running, desired) as `service ls` shows them: live tasks observed
-    RUNNING, and the replica count (global: the live tasks)."""
-    tasks = snap.tasks_of_service(svc.id)
+    RUNNING, and the replica count (global: the live tasks; a replicated
+    job: max_concurrent, as Swarm shows it)."""
+    tasks = _current_tasks(snap, svc)
     running = sum(1 for t in tasks if tk.wanted(t) and t.status.state == pb.RUNNING)
-    if tk.service_mode(svc) == "global":
+    mode = tk.service_mode(svc)
+    if mode == "replicated-job":
+        desired = int(svc.spec.replicated_job.max_concurrent)
+    elif tk.per_node(svc):
         desired = sum(1 for t in tasks if tk.wanted(t))
     else:
         desired = int(svc.spec.replicated.replicas)
     return running, desired
+
+
+def job_counts(snap: st.Snapshot, svc: pb.Service, now: float = 0.0) -> tuple[int, int]:
+    """(completed, total) of a job's current run: slots (global: nodes)
+    whose task completed, and how many there are to complete."""
+    views = _slot_views(snap, svc, now)
+    completed = sum(1 for v in views if _completed(v))
+    if tk.service_mode(svc) == "replicated-job":
+        return completed, int(svc.spec.replicated_job.total_completions)
+    return completed, len(views)
 
 
 def update_phase(svc: pb.Service) -> cpb.ServiceProgressResponse.UpdatePhase:
@@ -112,6 +137,7 @@ def service_progress(snap: st.Snapshot, service_id: str, now: float = 0.0) -> cp
         stuck=_stuck_reason(snap, svc, views),
         converged=all(v.settled for v in views) and not _no_eligible_node(svc, views),
         update_phase=update_phase(svc),
+        completed=sum(1 for v in views if _completed(v)) if tk.is_job(svc) else 0,
     )
     for v in views:
         sp = out.slots.add(slot=v.group.slot, node_id=v.group.node_id, live=v.live, settled=v.settled, stuck=v.stuck)
@@ -147,7 +173,7 @@ def _stuck_reason(snap: st.Snapshot, svc: pb.Service, views: Sequence[_SlotView]
     if _no_eligible_node(svc, views):
         return NO_ELIGIBLE_NODE
     reasons: list[str] = []
-    tasks = snap.tasks_of_service(svc.id)
+    tasks = _current_tasks(snap, svc)
     pending = Counter(t.status.err for t in tasks if tk.active(t) and t.status.state == pb.PENDING and t.status.err)
     if pending:
         n = sum(pending.values())

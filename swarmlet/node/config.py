@@ -12,6 +12,8 @@ import socket
 from dataclasses import dataclass
 
 from swarmlet import errors
+from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import generic as gen
 from swarmlet.manager.store import RaftTimings
 from swarmlet.node import addresses
 
@@ -44,6 +46,12 @@ class DaemonConfig:
     election_timeout_min: float = 0.4
     election_timeout_max: float = 0.8
     leader_fallback_timeout: float = 1.5
+    # --node-generic-resource KIND=COUNT or KIND=NAME (issue 11), as typed.
+    node_generic_resources: tuple[str, ...] = ()
+
+    def generic_resources(self) -> list[pb.GenericResource]:
+        """What this node advertises (checked by `validated`)."""
+        return [gen.parse_node_resource(r) for r in self.node_generic_resources]
 
     def raft_timings(self) -> RaftTimings:
         return RaftTimings(
@@ -68,6 +76,10 @@ class DaemonConfig:
             self.raft_timings().validate()
         except ValueError as e:
             raise ConfigError(str(e), "--election-timeout") from None
+        try:
+            self.generic_resources()
+        except gen.GenericResourceError as e:
+            raise ConfigError(str(e), "--node-generic-resource") from None
         try:
             addr = addresses.choose_advertise_addr(self.advertise_addr)
         except errors.Invalid as e:

@@ -101,6 +101,7 @@ class Daemon:
             network=NetworkAgent(addrs.ip),
             images=ImageStore(runtime, self.agent_channel, hostname=lambda: self.executor.hostname() if self.executor else ""),
             files=TaskFiles(self.files.secrets_dir),
+            generic_resources=self.cfg.generic_resources(),
         )
         self.executor = executor
         self.server = self._cluster_server(addrs, node, creds, executor)

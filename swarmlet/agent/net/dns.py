@@ -8,8 +8,9 @@ socket also keeps that namespace alive, so it must be closed when the task
 ends (the network agent does that on release).
 
 Names are answered from the network agent's view of the replicated state
-(`resolve` says how); anything else is forwarded to the resolvers of the
-agent's own /etc/resolv.conf from a socket in the agent's namespace.
+(`resolve` says how); anything else is forwarded, from a socket in the
+agent's namespace, to the task's own --dns servers if it has some, else to
+the resolvers of the agent's own /etc/resolv.conf.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ FORWARD_TIMEOUT = 2.0
 
 # (task_id, name, qtype) -> addresses, or None when the name is not the cluster's
 Lookup = Callable[[str, str, int], list[str] | None]
+# task_id -> the task's --dns servers (empty: the host's resolvers)
+Upstreams = Callable[[str], list[str]]
 Peer = tuple[str, int]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -159,8 +162,9 @@ def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
 
 
 class DnsServer:
-    def __init__(self, lookup: Lookup) -> None:
+    def __init__(self, lookup: Lookup, upstreams: Upstreams | None = None) -> None:
         self._lookup = lookup
+        self._upstreams = upstreams
         self._sel = selectors.DefaultSelector()
         self._lock = threading.Lock()
         self._socks: dict[str, socket.socket] = {}
@@ -240,7 +244,13 @@ class DnsServer:
             reply = build_answer(qid, flags, question, addrs if qtype == TYPE_A else [])
             self._send(sock, reply, peer)
             return
-        self._forwarders.submit(self._forward, sock, data, peer, qid, flags, question)
+        servers: list[str] = []
+        if self._upstreams is not None:
+            try:
+                servers = self._upstreams(task_id)
+            except Exception:
+                log.exception("dns servers of task %s", task_id)
+        self._forwarders.submit(self._forward, sock, data, peer, qid, flags, question, servers)
 
     @staticmethod
     def _send(sock: socket.socket, reply: bytes, peer: Peer) -> None:
@@ -249,8 +259,10 @@ class DnsServer:
         except OSError:
             pass  # the container went away
 
-    def _forward(self, sock: socket.socket, data: bytes, peer: Peer, qid: int, flags: int, question: bytes) -> None:
-        for server in host_resolvers():
+    def _forward(
+        self, sock: socket.socket, data: bytes, peer: Peer, qid: int, flags: int, question: bytes, servers: list[str]
+    ) -> None:
+        for server in servers or host_resolvers():
             try:
                 with socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM) as up:
                     up.settimeout(FORWARD_TIMEOUT)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -128,6 +129,19 @@ class DockerRuntime:
                     return  # a concurrent removal (e.g. by an operator)
                 raise
 
+    def exec(self, container_id: str, cmd: Sequence[str], timeout: float) -> int:
+        with _calling(f"exec in {container_id[:12]}"):
+            ex = self._client.exec_create(container_id, list(cmd), stdout=False, stderr=False)
+            self._client.exec_start(ex["Id"], detach=True)
+            deadline = time.monotonic() + timeout
+            while True:
+                info = self._client.exec_inspect(ex["Id"])
+                if not info.get("Running"):
+                    return int(info.get("ExitCode") or 0)
+                if time.monotonic() >= deadline:
+                    return -1  # as docker counts a check that timed out: a failure
+                time.sleep(0.05)
+
     def list_containers(self, labels: Mapping[str, str]) -> list[Listed]:
         with _calling("list containers"):
             listed = self._client.containers(all=True, filters={"label": _label_filter(labels)})
@@ -179,6 +193,7 @@ class DockerRuntime:
             os=str(info.get("OSType", "")),
             arch=str(info.get("Architecture", "")),
             images=sorted(images),
+            engine_labels=_engine_labels(info.get("Labels")),
         )
         desc.image_records.extend(_image_record(img) for img in sorted(listed, key=lambda i: str(i.get("Id"))))
         return desc
@@ -314,6 +329,16 @@ def _iter_body(resp: requests.Response, what: str) -> Iterator[bytes]:
         raise EngineUnavailable(f"{what}: {e}") from e
     finally:
         resp.close()
+
+
+def _engine_labels(raw: Any) -> dict[str, str]:
+    """`docker info`'s Labels ("k=v" strings, from dockerd --label) as a map."""
+    out: dict[str, str] = {}
+    for item in raw or []:
+        k, _, v = str(item).partition("=")
+        if k:
+            out[k] = v
+    return out
 
 
 def _label_filter(labels: Mapping[str, str]) -> list[str]:

@@ -103,6 +103,12 @@ class FakeRuntime:
         self._pulled_digests: dict[str, set[str]] = {}
         self.pull_delay = 0.0  # seconds a pull takes between its progress reports
         self._ctrs: dict[str, _Ctr] = {}
+        # container id -> the task it was created for, as given to create()
+        self.created_tasks: dict[str, pb.Task] = {}
+        # exit code of exec() per container (default 0), and the commands run
+        self.exec_codes: dict[str, int] = {}
+        self.exec_default = 0
+        self.execs: list[tuple[str, list[str]]] = []
         self._ids = itertools.count(1)
         self._pids = itertools.count(1000)
         self._events: list[_EventStream] = []
@@ -243,6 +249,7 @@ class FakeRuntime:
                     has_healthcheck=cm.healthcheck_enabled(task.spec.container, self._images[image]),
                 )
             )
+            self.created_tasks[cid] = task
             return cid
 
     def start(self, container_id: str) -> None:
@@ -253,6 +260,15 @@ class FakeRuntime:
                 return
             health = Health.STARTING if ctr.c.has_healthcheck else Health.NONE
             ctr.c = replace(ctr.c, state=State.RUNNING, pid=next(self._pids), health=health, exit_code=0)
+
+    def exec(self, container_id: str, cmd: Sequence[str], timeout: float) -> int:
+        with self._lock:
+            self._enter("exec", container_id)
+            ctr = self._find(container_id)
+            if ctr.c.state is not State.RUNNING:
+                raise EngineRefused(f"container {container_id} is not running")
+            self.execs.append((container_id, list(cmd)))
+            return self.exec_codes.get(container_id, self.exec_default)
 
     def stop(self, container_id: str, timeout: int) -> None:
         with self._lock:

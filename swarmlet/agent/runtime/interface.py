@@ -169,6 +169,11 @@ class ContainerRuntime(Protocol):
         """Forcibly; a container already gone or being removed is not an error."""
         ...
 
+    def exec(self, container_id: str, cmd: Sequence[str], timeout: float) -> int:
+        """Run `cmd` in the running container; its exit code (-1 when it
+        did not end within `timeout` seconds). Raises ContainerNotFound."""
+        ...
+
     def list_containers(self, labels: Mapping[str, str]) -> list[Listed]:
         """All containers (running or not) carrying every one of `labels`."""
         ...

@@ -11,7 +11,9 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import images, lookup, updater, validation, views
+from swarmlet.core import service_options as opts
 from swarmlet.core import state as st
+from swarmlet.core import tasks as tk
 from swarmlet.ids import new_id
 from swarmlet.manager.control.base import StoreAccess
 from swarmlet.manager.control.images import ImageControl
@@ -40,6 +42,7 @@ class ServiceControl:
         spec.CopyFrom(req.spec)
         if spec.WhichOneof("mode") is None:
             spec.replicated.replicas = 1
+        opts.normalise_job(spec)
         validation.validate_service_spec(spec)
         snap = self._a.snap()
         if any(s.spec.name == spec.name for s in snap.services.values()):
@@ -53,6 +56,8 @@ class ServiceControl:
         svc = pb.Service(id=new_id(), spec=spec, spec_version=1)
         if auth is not None:
             svc.registry_auth.CopyFrom(auth)
+        if tk.is_job(svc):
+            svc.job_status.last_execution = time.time()
         self._a.propose([st.put(svc, create=True)])
         return self._reply(svc, warnings)
 
@@ -64,19 +69,31 @@ class ServiceControl:
         out = cpb.ListServicesResponse()
         for svc in sorted(snap.services.values(), key=lambda s: s.spec.name):
             running, desired = views.replica_counts(snap, svc)
-            out.services.add(service=images.redacted(svc), running=running, desired=desired)
+            s = out.services.add(service=images.redacted(svc), running=running, desired=desired)
+            if tk.is_job(svc):
+                s.completed, s.total = views.job_counts(snap, svc, time.time())
         return out
 
     def scale(self, req: cpb.ScaleServiceRequest) -> cpb.ServiceResponse:
         snap = self._a.snap()
         svc = lookup.service(snap, req.ref)
-        if svc.spec.WhichOneof("mode") != "replicated":
-            raise errors.FailedPrecondition(f"service {svc.spec.name} is global: it cannot be scaled")
+        mode = tk.service_mode(svc)
+        if mode not in ("replicated", "replicated-job"):
+            raise errors.FailedPrecondition(
+                f"service {svc.spec.name} is {mode}: scale can only be used with replicated or replicated-job mode"
+            )
         if req.replicas > validation.MAX_REPLICAS:
             raise errors.Invalid(f"{req.replicas} replicas is more than the limit of {validation.MAX_REPLICAS}")
         new = pb.Service()
         new.CopyFrom(svc)
-        new.spec.replicated.replicas = req.replicas
+        if mode == "replicated-job":
+            # As Swarm: the completions wanted; an update, so the job runs again.
+            spec = pb.ServiceSpec()
+            spec.CopyFrom(svc.spec)
+            spec.replicated_job.total_completions = req.replicas
+            new = updater.updated_service(svc, spec, time.time())
+        else:
+            new.spec.replicated.replicas = req.replicas
         validation.check_capacity(new.spec, snap, svc.id)
         self._a.propose([st.put(new)])
         return self._reply(new)
@@ -96,7 +113,8 @@ class ServiceControl:
         if spec.name != svc.spec.name:
             raise errors.Invalid("renaming a service is not supported")
         if spec.WhichOneof("mode") != svc.spec.WhichOneof("mode"):
-            raise errors.Invalid(f"service {svc.spec.name} is {svc.spec.WhichOneof('mode')}: the mode cannot be changed")
+            raise errors.Invalid(f"service {svc.spec.name} is {tk.service_mode(svc)}: the mode cannot be changed")
+        opts.normalise_job(spec)
         validation.validate_service_spec(spec)
         warnings: list[str] = []
         if spec.task.container.image != svc.spec.task.container.image:

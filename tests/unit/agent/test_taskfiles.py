@@ -15,6 +15,7 @@ from swarmlet.agent import taskfiles as tf
 from swarmlet.agent.runtime.fake import FakeRuntime
 from swarmlet.agent.runtime.mounts import engine_mounts
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import templates
 from tests.unit.agent.test_executor import IMAGE, NODE, Reports, run_executor, task, with_desired
 from tests.waiting import wait_for
 
@@ -85,7 +86,7 @@ def test_the_engine_gets_expanded_mounts_and_the_files(files: tf.TaskFiles) -> N
     t = with_files(task("t7", slot=3))
     t.spec.container.mounts.add(type=pb.Mount.VOLUME, source="{{.Service.Name}}-{{.Task.Slot}}", target="/data")
     t.spec.container.mounts.add(type=pb.Mount.TMPFS, target="/tmp/{{.Node.Hostname}}", tmpfs_size=1 << 20)
-    ctx = tf.template_context(t, NODE, "host-9", "linux", "x86_64")
+    ctx = templates.task_context(t, NODE, "host-9", "linux", "x86_64")
     out = tf.engine_task(t, ctx, files)
     assert [(m.source, m.target) for m in out.spec.container.mounts[:2]] == [("web-3", "/data"), ("", "/tmp/host-9")]
     assert [m.target for m in out.spec.container.mounts[2:]] == ["/run/secrets/db", "/etc/db.pw", "/etc/app.conf"]

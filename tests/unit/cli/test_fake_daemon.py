@@ -165,6 +165,10 @@ class FakeControl(control_pb2_grpc.ControlServicer):
         self.requests.append(request)
         return cpb.NodeResponse(node=self.nodes[1])
 
+    def ChangeRole(self, request: cpb.ChangeRoleRequest, context: grpc.ServicerContext) -> cpb.NodeResponse:
+        self.requests.append(request)
+        return cpb.NodeResponse(node=self.nodes[1])
+
 
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[tuple[FakeControl, str]]:
@@ -449,6 +453,17 @@ def test_node_commands(fake: tuple[FakeControl, str]) -> None:
     servicer.tasks = [_task("s", 1, pb.RUNNING, node="node1", tid="mine"), _task("s", 2, pb.RUNNING, node="node2", tid="theirs")]
     assert run(host, "node", "ps", "-q").stdout.split() == ["mine"]  # self by default
     assert run(host, "node", "ps", "-q", "node2").stdout.split() == ["theirs"]
+
+
+def test_node_update_role_goes_through_change_role(fake: tuple[FakeControl, str]) -> None:
+    servicer, host = fake
+    r = run(host, "node", "update", "--role", "manager", "host-2")
+    assert r.exit_code == 0, r.output
+    (req,) = servicer.requests
+    assert isinstance(req, cpb.ChangeRoleRequest) and (req.ref, req.role) == ("host-2", pb.NodeSpec.MANAGER)
+    r = run(host, "node", "update", "--role", "worker", "--label-add", "a=1", "host-2")
+    assert [type(x).__name__ for x in servicer.requests[1:]] == ["UpdateNodeRequest", "ChangeRoleRequest"]
+    assert run(host, "node", "update", "--role", "boss", "host-2").exit_code == 2
 
 
 def test_cluster_commands(fake: tuple[FakeControl, str]) -> None:
