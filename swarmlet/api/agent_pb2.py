@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18swarmlet/api/agent.proto\x12\x0cswarmlet.api\"Z\n\x0fTaskLogsRequest\x12\x15\n\rcontainer_ids\x18\x01 \x03(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x0c\n\x04tail\x18\x03 \x01(\x03\x12\x12\n\ntimestamps\x18\x04 \x01(\x08\"_\n\x07LogLine\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x0e\n\x06stream\x18\x04 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x32K\n\x05\x41gent\x12\x42\n\x08TaskLogs\x12\x1d.swarmlet.api.TaskLogsRequest\x1a\x15.swarmlet.api.LogLine0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18swarmlet/api/agent.proto\x12\x0cswarmlet.api\"x\n\x0fTaskLogsRequest\x12\x15\n\rcontainer_ids\x18\x01 \x03(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x0c\n\x04tail\x18\x03 \x01(\x03\x12\x12\n\ntimestamps\x18\x04 \x01(\x08\x12\r\n\x05since\x18x \x01(\x01\x12\r\n\x05until\x18y \x01(\x01\"_\n\x07LogLine\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x0e\n\x06stream\x18\x04 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x32K\n\x05\x41gent\x12\x42\n\x08TaskLogs\x12\x1d.swarmlet.api.TaskLogsRequest\x1a\x15.swarmlet.api.LogLine0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,9 +32,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'swarmlet.api.agent_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TASKLOGSREQUEST']._serialized_start=42
-  _globals['_TASKLOGSREQUEST']._serialized_end=132
-  _globals['_LOGLINE']._serialized_start=134
-  _globals['_LOGLINE']._serialized_end=229
-  _globals['_AGENT']._serialized_start=231
-  _globals['_AGENT']._serialized_end=306
+  _globals['_TASKLOGSREQUEST']._serialized_end=162
+  _globals['_LOGLINE']._serialized_start=164
+  _globals['_LOGLINE']._serialized_end=259
+  _globals['_AGENT']._serialized_start=261
+  _globals['_AGENT']._serialized_end=336
 # @@protoc_insertion_point(module_scope)

@@ -12,8 +12,9 @@ import socket
 from dataclasses import dataclass
 
 from swarmlet import errors
+from swarmlet.manager.events import DEFAULT_HISTORY
 from swarmlet.manager.store import RaftTimings
-from swarmlet.node import addresses
+from swarmlet.node import addresses, metrics
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -44,6 +45,10 @@ class DaemonConfig:
     election_timeout_min: float = 0.4
     election_timeout_max: float = 0.8
     leader_fallback_timeout: float = 1.5
+    # Issue 16: the Prometheus endpoint ("" = none) and how many events a
+    # manager keeps for `swarmlet events --since` and resumes (0 = none).
+    metrics_addr: str = ""
+    event_history: int = DEFAULT_HISTORY
 
     def raft_timings(self) -> RaftTimings:
         return RaftTimings(
@@ -68,6 +73,13 @@ class DaemonConfig:
             self.raft_timings().validate()
         except ValueError as e:
             raise ConfigError(str(e), "--election-timeout") from None
+        if self.metrics_addr:
+            try:
+                metrics.parse_addr(self.metrics_addr)
+            except ValueError as e:
+                raise ConfigError(str(e), "--metrics-addr") from None
+        if self.event_history < 0:
+            raise ConfigError(f"{self.event_history} is negative (0 keeps no event history)", "--event-history")
         try:
             addr = addresses.choose_advertise_addr(self.advertise_addr)
         except errors.Invalid as e:
