@@ -12,7 +12,9 @@ from swarmlet.api import agent_pb2, agent_pb2_grpc
 
 
 class LogSource(Protocol):
-    def logs(self, container_ids: list[str], follow: bool, tail: int, timestamps: bool) -> Iterator[agent_pb2.LogLine]: ...
+    def logs(
+        self, container_ids: list[str], follow: bool, tail: int, timestamps: bool, since: float = 0.0, until: float = 0.0
+    ) -> Iterator[agent_pb2.LogLine]: ...
 
 
 class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # generated: untyped
@@ -24,7 +26,10 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # gene
         ident = tls.peer_identity(context)
         if ident is None or ident.role != "manager":
             raise errors.PermissionDenied("only managers may read task logs from a node")
-        for line in self._executor.logs(list(request.container_ids), request.follow, request.tail, request.timestamps):
+        lines = self._executor.logs(
+            list(request.container_ids), request.follow, request.tail, request.timestamps, request.since, request.until
+        )
+        for line in lines:
             if not context.is_active():
                 return
             yield line

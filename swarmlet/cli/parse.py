@@ -345,8 +345,7 @@ def parse_time(text: str, now: float) -> float:
         when = dt.datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError(
-            f"invalid time {text!r}: expected a unix timestamp, an RFC 3339 time (2024-01-02T15:04:05Z) "
-            "or a duration such as 10m"
+            f"invalid time {text!r}: expected a unix timestamp, an RFC 3339 time (2024-01-02T15:04:05Z) or a duration such as 10m"
         ) from None
     if when.tzinfo is None:
         when = when.astimezone()  # local time, as docker reads a time without a zone

@@ -8,13 +8,14 @@ is about, so the CLI can print it as a usage error for that option.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import socket
 from dataclasses import dataclass
 
 from swarmlet import errors
 from swarmlet.manager.events import DEFAULT_HISTORY
 from swarmlet.manager.store import RaftTimings
-from swarmlet.node import addresses, metrics
+from swarmlet.node import addresses
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -75,7 +76,7 @@ class DaemonConfig:
             raise ConfigError(str(e), "--election-timeout") from None
         if self.metrics_addr:
             try:
-                metrics.parse_addr(self.metrics_addr)
+                parse_metrics_addr(self.metrics_addr)
             except ValueError as e:
                 raise ConfigError(str(e), "--metrics-addr") from None
         if self.event_history < 0:
@@ -94,3 +95,23 @@ def parse_election_timeout(text: str) -> tuple[float, float]:
         return float(lo), float(hi or lo)
     except ValueError:
         raise ConfigError(f"{text!r} is not MIN:MAX in seconds", "--election-timeout") from None
+
+
+def parse_metrics_addr(text: str) -> tuple[str, int]:
+    """ "HOST:PORT" (HOST an IPv4 address, empty or 0.0.0.0 for every
+    address) -> (host, port). Raises ValueError naming what is wrong."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 0.0.0.0:9323)")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{port_text!r} in {text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is not in 1-65535")
+    host = host or "0.0.0.0"
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} in {text!r} is not an IPv4 address") from None
+    return host, port

@@ -10,7 +10,6 @@ lists them all.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
@@ -23,30 +22,11 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from swarmlet import metrics
 from swarmlet.agent.session import AgentSession
 from swarmlet.manager.metrics import ClusterCollector
+from swarmlet.node.config import parse_metrics_addr
 from swarmlet.node.membership import Membership
 
 if TYPE_CHECKING:  # a worker's daemon never loads the store (pysyncobj)
     from swarmlet.manager.store import Store
-
-
-def parse_addr(text: str) -> tuple[str, int]:
-    """ "HOST:PORT" (HOST an IPv4 address, empty or 0.0.0.0 for every
-    address) -> (host, port). Raises ValueError naming what is wrong."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 0.0.0.0:9323)")
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"{port_text!r} in {text!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise ValueError(f"port {port} is not in 1-65535")
-    host = host or "0.0.0.0"
-    try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
-        raise ValueError(f"{host!r} in {text!r} is not an IPv4 address") from None
-    return host, port
 
 
 class MetricsNode(Protocol):
@@ -93,7 +73,7 @@ class MetricsServer:
     """The HTTP endpoint; stop() closes it."""
 
     def __init__(self, addr: str, node: MetricsNode) -> None:
-        host, port = parse_addr(addr)
+        host, port = parse_metrics_addr(addr)
         self.registry = CollectorRegistry()
         self.registry.register(metrics.REGISTRY)
         self.registry.register(NodeCollector(node))
