@@ -22,7 +22,6 @@ import typer
 from swarmlet.api import events_pb2 as epb
 from swarmlet.cli.client import DaemonClient, connect, handle_errors, translate_rpc_error
 from swarmlet.cli.options import FormatOpt, check_format, parsed
-from swarmlet.cli.output import message_to_dict
 from swarmlet.cli.parse import parse_time
 from swarmlet.core import events as ev
 
@@ -32,10 +31,19 @@ _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.Statu
 
 
 def event_json(e: epb.Event) -> str:
-    """One line of `--format json`."""
-    d = message_to_dict(e)
-    d.pop("progress", None)
-    return json.dumps(d, sort_keys=False, ensure_ascii=False)
+    """One line of `--format json`: the event's fields in a fixed order."""
+    d = {
+        "revision": e.revision,
+        "index": e.index,
+        "time": e.time,
+        "type": e.type,
+        "action": e.action,
+        "id": e.id,
+        "name": e.name,
+        "attributes": dict(sorted(e.attributes.items())),
+        "labels": dict(sorted(e.labels.items())),
+    }
+    return json.dumps(d, ensure_ascii=False)
 
 
 def event_text(e: epb.Event) -> str:
