@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -76,10 +76,13 @@ def test_a_bad_request_ends_the_stream_at_once() -> None:
 
 def test_it_gives_up_when_no_manager_answers_for_long_enough() -> None:
     asked: list[tuple[str, epb.EventsRequest]] = []
-    sources: Callable[[], list[ne.Source]] = lambda: [
-        scripted("a", [Unreachable()], asked),
-        scripted("b", [Unreachable()], asked),
-    ]
+
+    def sources() -> list[ne.Source]:
+        return [
+            scripted("a", [Unreachable()], asked),
+            scripted("b", [Unreachable()], asked),
+        ]
+
     with pytest.raises(errors.Unavailable, match="no manager could continue the event stream .*Socket closed"):
         list(ne.relay(epb.EventsRequest(), sources, lambda: True, give_up_after=0.0, sleep=lambda s: None))
     with pytest.raises(errors.Unavailable, match="no manager is known"):
