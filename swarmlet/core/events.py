@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf.message import Message
 
@@ -302,24 +302,54 @@ def _changes(table: str, old: Any, new: Any, snap_new: st.Snapshot, snap_old: st
     return _generic_changes(old, new)
 
 
-def derive(old: st.Snapshot, new: st.Snapshot, batch: spb.StoreBatch) -> list[epb.Event]:
+class Record:
+    """One derived event, kept light: the history holds thousands and most
+    are never streamed, so the protobuf message is built only when a stream
+    sends it (once, then shared by every stream)."""
+
+    __slots__ = ("revision", "index", "time", "type", "action", "id", "name", "attributes", "labels", "_proto")
+
+    progress = False  # a Record is a change; progress markers are only ever protobufs
+
+    def __init__(self, type_: str, action: str, id_: str, name: str, attributes: Attrs, labels: Mapping[str, str]) -> None:
+        self.revision = 0
+        self.index = 0
+        self.time = 0.0
+        self.type = type_
+        self.action = action
+        self.id = id_
+        self.name = name
+        self.attributes = attributes
+        self.labels = labels  # the object's own map (snapshots are never mutated): copied in to_proto
+        self._proto: epb.Event | None = None
+
+    def to_proto(self) -> epb.Event:
+        if self._proto is None:
+            self._proto = epb.Event(
+                revision=self.revision,
+                index=self.index,
+                time=self.time,
+                type=self.type,
+                action=self.action,
+                id=self.id,
+                name=self.name,
+                attributes=self.attributes,
+                labels=dict(self.labels),
+            )
+        return self._proto
+
+
+def derive(old: st.Snapshot, new: st.Snapshot, batch: spb.StoreBatch) -> list[Record]:
     """The events of one applied batch that took the store from `old` to
     `new` (new.version is their revision). Deterministic: the same on every
     manager."""
-    out: list[epb.Event] = []
+    out: list[Record] = []
     for item in _touched(batch):
         if isinstance(item, spb.LeaderAction):
             node = new.nodes.get(item.node_id)
-            out.append(
-                epb.Event(
-                    type="node",
-                    action="update",
-                    id=item.node_id,
-                    name=node.description.hostname if node is not None else "",
-                    attributes={"leader": "true", "term": str(item.term)},
-                    labels=node.spec.labels if node is not None else {},
-                )
-            )
+            host = node.description.hostname if node is not None else ""
+            node_labels: Mapping[str, str] = node.spec.labels if node is not None else {}
+            out.append(Record("node", "update", item.node_id, host, {"leader": "true", "term": str(item.term)}, node_labels))
             continue
         table, oid = item
         before: Message | None = getattr(old, table, {}).get(oid)
@@ -328,16 +358,21 @@ def derive(old: st.Snapshot, new: st.Snapshot, batch: spb.StoreBatch) -> list[ep
         if shown is None:
             continue  # created and deleted within the batch, or a merge into nothing
         name, labels = _name_and_labels(shown, new if after is not None else old)
+        type_ = table[:-1]
         for action, attrs in _changes(table, before, after, new, old):
-            out.append(epb.Event(type=table[:-1], action=action, id=oid, name=name, attributes=attrs, labels=labels))
+            out.append(Record(type_, action, oid, name, attrs, labels))
+    revision, ts = new.version, batch.timestamp
     for i, e in enumerate(out):
-        e.revision = new.version
-        e.index = i
-        e.time = batch.timestamp
+        e.revision, e.index, e.time = revision, i, ts
     return out
 
 
-def position(e: epb.Event) -> Position:
+class _Positioned(Protocol):
+    revision: int
+    index: int
+
+
+def position(e: _Positioned) -> Position:
     return (e.revision, e.index)
 
 
@@ -351,13 +386,13 @@ class Matcher:
 
     filters: tuple[tuple[str, frozenset[str]], ...] = ()
 
-    def __call__(self, e: epb.Event) -> bool:
+    def __call__(self, e: Record | epb.Event) -> bool:
         if e.progress:
             return True
         return all(_match(key, values, e) for key, values in self.filters)
 
 
-def _match(key: str, values: frozenset[str], e: epb.Event) -> bool:
+def _match(key: str, values: frozenset[str], e: Record | epb.Event) -> bool:
     a = e.attributes
     if key == "type":
         return e.type in values

@@ -24,7 +24,7 @@ import bisect
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -55,7 +55,7 @@ class EventLog:
     def __init__(self, capacity: int = DEFAULT_HISTORY) -> None:
         self.capacity = capacity
         self._cond = threading.Condition()
-        self._events: list[epb.Event] = []
+        self._events: list[ev.Record] = []
         self._keys: list[ev.Position] = []
         # Every event after `_floor` is held (up to `_revision`); before it,
         # history was trimmed or skipped (a Raft snapshot was installed).
@@ -113,13 +113,18 @@ class EventLog:
                 self._reset(new.version)
                 continue
             metrics.EVENTS_DERIVE.observe(time.perf_counter() - start)
-            for e in found:
-                metrics.EVENTS.labels(e.type).inc()
-                if e.type == "node" and e.attributes.get("leader") == "true":
-                    metrics.LEADER_CHANGES.inc()
             self._append(new.version, found)
+            self._count(found)
 
-    def _append(self, revision: int, found: list[epb.Event]) -> None:
+    @staticmethod
+    def _count(found: list[ev.Record]) -> None:
+        by_type = Counter(e.type for e in found)
+        for type_, n in by_type.items():
+            metrics.EVENTS.labels(type_).inc(n)
+        if by_type.get("node") and any(e.type == "node" and e.attributes.get("leader") == "true" for e in found):
+            metrics.LEADER_CHANGES.inc()
+
+    def _append(self, revision: int, found: list[ev.Record]) -> None:
         with self._cond:
             if self._revision and revision != self._revision + 1 and revision > self._revision:
                 # Versions skipped without batches (cannot happen with one log; be honest if it does).
@@ -226,7 +231,7 @@ class EventLog:
                 if match(e):
                     sent = pos
                     quiet_since = time.monotonic()
-                    yield e
+                    yield e.to_proto()
 
 
 def watch(log_: EventLog, req: epb.EventsRequest, context: grpc.ServicerContext) -> Iterator[epb.Event]:

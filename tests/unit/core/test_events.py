@@ -16,7 +16,7 @@ def apply(snap: st.Snapshot, *actions: spb.StoreAction, ts: float = 100.0) -> tu
     batch = spb.StoreBatch(actions=list(actions), timestamp=ts, request_id="r")
     new = snap.shallow_copy()
     assert st.apply_batch(new, batch).ok
-    return new, ev.derive(snap, new, batch)
+    return new, [r.to_proto() for r in ev.derive(snap, new, batch)]
 
 
 def service(name: str = "web", replicas: int = 2, image: str = "img:1", labels: dict[str, str] | None = None) -> pb.Service:
@@ -206,8 +206,8 @@ def test_derive_is_deterministic(base: st.Snapshot) -> None:
     batch = spb.StoreBatch(actions=[st.put(task("a"), create=True), st.put(task("b", slot=2), create=True)], timestamp=5.0)
     new = base.shallow_copy()
     st.apply_batch(new, batch)
-    one = [e.SerializeToString(deterministic=True) for e in ev.derive(base, new, batch)]
-    two = [e.SerializeToString(deterministic=True) for e in ev.derive(base, new, batch)]
+    one = [e.to_proto().SerializeToString(deterministic=True) for e in ev.derive(base, new, batch)]
+    two = [e.to_proto().SerializeToString(deterministic=True) for e in ev.derive(base, new, batch)]
     assert one == two
 
 
@@ -239,6 +239,9 @@ def test_filters_follow_docker_semantics() -> None:
     assert not ev.matcher(ev.parse_filters(["label=tier=back"]))(labelled)
 
     assert ev.matcher(ev.parse_filters(["network=backend"]))(e("network", "create", "n", "backend"))
+    # Records (the history's form) match like the messages they become.
+    rec = ev.Record("service", "create", "svc1", "web", {}, {})
+    assert m(rec) and by_service(rec) and not by_node(rec)
     # Progress markers always pass: they carry no change.
     assert m(epb.Event(revision=9, progress=True))
 
