@@ -44,31 +44,33 @@ Attrs = dict[str, str]
 # ---------------------------------------------------------------- names
 
 
-def _lower(enum_name: str) -> str:
-    return enum_name.lower()
+# Enum value -> lower-case name, computed once (the enum wrapper's Name() is
+# slow enough to matter for a batch of thousands of tasks).
+_TASK_STATES = {v: k.lower() for k, v in pb.TaskState.items()}
+_NODE_STATES = {v: k.lower() for k, v in pb.NodeStatus.State.items()}
+_AVAILABILITY = {v: k.lower() for k, v in pb.NodeSpec.Availability.items()}
+_ROLES = {v: k.lower() for k, v in pb.NodeSpec.Role.items()}
+_UPDATE_STATES = {v: k.lower() for k, v in pb.UpdateStatus.State.items()}
 
 
 def task_state_name(state: int) -> str:
-    try:
-        return _lower(pb.TaskState.Name(state))
-    except ValueError:
-        return str(state)
+    return _TASK_STATES.get(state) or str(state)
 
 
 def node_state_name(state: int) -> str:
-    return _lower(pb.NodeStatus.State.Name(state))
+    return _NODE_STATES.get(state) or str(state)
 
 
 def availability_name(a: int) -> str:
-    return _lower(pb.NodeSpec.Availability.Name(a))
+    return _AVAILABILITY.get(a) or str(a)
 
 
 def role_name(r: int) -> str:
-    return _lower(pb.NodeSpec.Role.Name(r))
+    return _ROLES.get(r) or str(r)
 
 
 def update_state_name(s: int) -> str:
-    return _lower(pb.UpdateStatus.State.Name(s))
+    return _UPDATE_STATES.get(s) or str(s)
 
 
 def task_name(t: pb.Task) -> str:
@@ -138,7 +140,9 @@ def _task_changes(old: pb.Task | None, new: pb.Task | None, snap: st.Snapshot) -
         return [("remove", {})] if old is None else [("remove", _task_base(old, snap))]
     base = _task_base(new, snap)
     if old is None:
-        return [("create", base | {"state": task_state_name(new.status.state), "desired": task_state_name(new.desired_state)})]
+        base["state"] = task_state_name(new.status.state)
+        base["desired"] = task_state_name(new.desired_state)
+        return [("create", base)]
     out: list[Change] = []
     if old.status.state != new.status.state:
         attrs = base | _pair("state", task_state_name(old.status.state), task_state_name(new.status.state))
