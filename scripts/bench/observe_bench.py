@@ -213,9 +213,12 @@ class Cluster:
             self.tb.kill_swarmlet(h)
             shutil.rmtree(h.state_dir, ignore_errors=True)
         for h in self.hosts:
-            client = self.tb.docker(h)
-            for c in client.containers.list(all=True, filters={"label": "swarmlet.task.id"}):
-                c.remove(force=True)
+            api = self.tb.docker(h).api
+            for c in api.containers(all=True, filters={"label": "swarmlet.task.id"}):
+                try:
+                    api.remove_container(c["Id"], force=True)
+                except Exception:  # already gone (the daemon was removing it)
+                    pass
 
 
 def in_process() -> dict[str, Any]:
