@@ -206,13 +206,14 @@ class EventLog:
                 i = bisect.bisect_right(self._keys, pos)
                 chunk = self._events[i : i + _CHUNK]
                 head = self._revision
+                underived = bool(self._queue)
                 if not chunk:
                     wait = progress_period
                     if req.until:
                         wait = min(wait, max(0.0, req.until - clock()))
                     self._cond.wait(max(0.01, wait))
             if not chunk:
-                if req.until and clock() >= req.until and head <= pos[0]:
+                if req.until and clock() >= req.until and head <= pos[0] and not underived:
                     return  # nothing more can come before `until`
                 if head > pos[0]:
                     # Filtered out or nothing new: the client may resume from here.
@@ -309,7 +310,7 @@ class LeaderAnnouncer:
             node_id = self_node_id(self._store.snapshot(), self._store.self_addr)
             if term == announced or not node_id:
                 # Announced already, or this manager's node is not recorded yet (init).
-                self._stop.wait(0.2)
+                self._stop.wait(0.5 if term == announced else 0.1)
                 continue
             try:
                 # The request id makes a retried announcement apply once.
