@@ -61,6 +61,7 @@ IMAGE = "swarmlet-test:busybox"
 PREFIX, SUBNET = "ob", 39
 REPLICAS = 30
 METRICS_PORT = 9323
+IDLE_WINDOW = 5.0
 TARGET_CPU_RATIO = 1.05
 TARGET_PER_BATCH_S = 0.001
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -181,6 +182,11 @@ class Cluster:
 
     def create30(self) -> dict[str, float]:
         pid = self.tb._swarmlet_pid(self.leader)
+        # The leader's CPU while idle (Raft ticks, heartbeats; in `on` also the
+        # scrapes and the open stream), over the same load as the create.
+        i0, it0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(IDLE_WINDOW)
+        idle_rate = (cpu_seconds(pid) - i0) / (time.monotonic() - it0)
         before = scrape(self.leader) if self.variant == "on" else {}
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         self.cli(
@@ -188,7 +194,13 @@ class Cluster:
         )
         wait_for(lambda: self.running("b30") == REPLICAS, 120, "30 tasks running")
         wall, cpu = time.monotonic() - t0, cpu_seconds(pid) - cpu0
-        out = {"wall_s": round(wall, 3), "leader_cpu_s": round(cpu, 3)}
+        out = {
+            "wall_s": round(wall, 3),
+            "leader_cpu_s": round(cpu, 3),
+            "leader_busy": round(cpu / wall, 4),  # share of one core while creating
+            "idle_busy": round(idle_rate, 4),  # share of one core while idle
+            "create_work_cpu_s": round(cpu - idle_rate * wall, 3),  # CPU the create itself cost
+        }
         if self.variant == "on":
             after = scrape(self.leader)
 
@@ -386,10 +398,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         tb.down()
     result["runs"] = runs
-    med = {v: {k: statistics.median(x[k] for x in rs) for k in ("wall_s", "leader_cpu_s")} for v, rs in runs.items() if rs}
+    keys = ("wall_s", "leader_cpu_s", "leader_busy", "idle_busy", "create_work_cpu_s")
+    med = {
+        v: {k: statistics.median(x[k] for x in rs if k in x) for k in keys if any(k in x for x in rs)}
+        for v, rs in runs.items()
+        if rs
+    }
     result["median"] = med
     if "on" in med and "off" in med:
-        result["cpu_ratio_on_off"] = round(med["on"]["leader_cpu_s"] / med["off"]["leader_cpu_s"], 3)
+        for k in ("leader_cpu_s", "leader_busy", "create_work_cpu_s"):
+            if k in med["on"] and k in med["off"] and med["off"][k]:
+                result[f"ratio_on_off_{k}"] = round(med["on"][k] / med["off"][k], 3)
     on = runs.get("on", [])
     if on:
         result["derive_mean_ms_live"] = statistics.median(x["derive_mean_ms"] for x in on if x.get("derive_mean_ms") is not None)
