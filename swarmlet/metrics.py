@@ -63,7 +63,7 @@ PLACEMENTS = Counter("swarmlet_leader_placements", "Tasks assigned to a node by 
 
 # ---- the event stream ----
 EVENTS_DERIVE = Histogram(
-    "swarmlet_events_derive_seconds", "Time to derive the events of one applied store batch", buckets=_FAST, registry=REGISTRY
+    "swarmlet_events_derive_seconds", "CPU time spent deriving the events of one applied store batch", buckets=_FAST, registry=REGISTRY
 )
 EVENTS = Counter("swarmlet_events", "Cluster events derived from applied batches", ["type"], registry=REGISTRY)
 EVENT_WATCHERS = Gauge("swarmlet_events_watchers", "Event streams open on this daemon", registry=REGISTRY)
