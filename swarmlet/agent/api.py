@@ -17,7 +17,9 @@ from swarmlet.api import agent_pb2, agent_pb2_grpc
 
 
 class LogSource(Protocol):
-    def logs(self, container_ids: list[str], follow: bool, tail: int, timestamps: bool) -> Iterator[agent_pb2.LogLine]: ...
+    def logs(
+        self, container_ids: list[str], follow: bool, tail: int, timestamps: bool, since: float = 0.0, until: float = 0.0
+    ) -> Iterator[agent_pb2.LogLine]: ...
 
 
 def _manager_only(context: grpc.ServicerContext, what: str) -> None:
@@ -34,7 +36,10 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # gene
     @rpc.edge
     def TaskLogs(self, request: agent_pb2.TaskLogsRequest, context: grpc.ServicerContext) -> Iterator[agent_pb2.LogLine]:
         _manager_only(context, "read task logs")
-        for line in self._executor.logs(list(request.container_ids), request.follow, request.tail, request.timestamps):
+        lines = self._executor.logs(
+            list(request.container_ids), request.follow, request.tail, request.timestamps, request.since, request.until
+        )
+        for line in lines:
             if not context.is_active():
                 return
             yield line

@@ -415,6 +415,8 @@ class Executor:
             desc.resources.generic.add().CopyFrom(g)
         return desc
 
-    def logs(self, container_ids: list[str], follow: bool, tail: int, timestamps: bool) -> Iterator[agent_pb2.LogLine]:
+    def logs(
+        self, container_ids: list[str], follow: bool, tail: int, timestamps: bool, since: float = 0.0, until: float = 0.0
+    ) -> Iterator[agent_pb2.LogLine]:
         """See logs.task_logs."""
-        return task_logs(self.runtime, self.node_id, container_ids, follow, tail, timestamps)
+        return task_logs(self.runtime, self.node_id, container_ids, follow, tail, timestamps, since, until)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from swarmlet import rpc, tls
+from swarmlet import metrics, rpc, tls
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
@@ -101,6 +101,11 @@ class AgentSession:
     @property
     def managers(self) -> list[str]:
         return list(self._managers)
+
+    @property
+    def connected_to(self) -> str | None:
+        """The manager (API address) the session is open with, if it is."""
+        return self._connected_to if self.connected.is_set() else None
 
     # ---- reports (called by the executor) ----
     def report(self, reports: list[dpb.TaskStatusReport]) -> None:
@@ -204,7 +209,8 @@ class AgentSession:
                 except Exception as e:
                     log.debug("describe failed: %s", e)
             try:
-                resp = stub.Heartbeat(req, timeout=max(1.0, 2 * period))
+                with metrics.AGENT_HEARTBEAT.time():
+                    resp = stub.Heartbeat(req, timeout=max(1.0, 2 * period))
                 failures = 0
                 period = resp.period or period
             except grpc.RpcError as e:

@@ -8,16 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TaskLogsRequest(_message.Message):
-    __slots__ = ("container_ids", "follow", "tail", "timestamps")
+    __slots__ = ("container_ids", "follow", "tail", "timestamps", "since", "until")
     CONTAINER_IDS_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
     container_ids: _containers.RepeatedScalarFieldContainer[str]
     follow: bool
     tail: int
     timestamps: bool
-    def __init__(self, container_ids: _Optional[_Iterable[str]] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., timestamps: _Optional[bool] = ...) -> None: ...
+    since: float
+    until: float
+    def __init__(self, container_ids: _Optional[_Iterable[str]] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., timestamps: _Optional[bool] = ..., since: _Optional[float] = ..., until: _Optional[float] = ...) -> None: ...
 
 class LogLine(_message.Message):
     __slots__ = ("container_id", "task_id", "node_id", "stream", "data")

@@ -1,3 +1,4 @@
+from swarmlet.api import events_pb2 as _events_pb2
 from swarmlet.api import objects_pb2 as _objects_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -225,8 +226,15 @@ class ListTasksRequest(_message.Message):
     def __init__(self, service_ref: _Optional[str] = ..., node_ref: _Optional[str] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
-    __slots__ = ("tasks", "node_names")
+    __slots__ = ("tasks", "node_names", "waiting")
     class NodeNamesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class WaitingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -235,9 +243,11 @@ class ListTasksResponse(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TASKS_FIELD_NUMBER: _ClassVar[int]
     NODE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
     node_names: _containers.ScalarMap[str, str]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., node_names: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    waiting: _containers.ScalarMap[str, str]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., node_names: _Optional[_Mapping[str, str]] = ..., waiting: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ServiceProgressRequest(_message.Message):
     __slots__ = ("ref",)
@@ -316,32 +326,42 @@ class ServiceProgressResponse(_message.Message):
     def __init__(self, service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., desired: _Optional[int] = ..., running: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SlotProgress, _Mapping]]] = ..., stuck: _Optional[str] = ..., converged: _Optional[bool] = ..., update_phase: _Optional[_Union[ServiceProgressResponse.UpdatePhase, str]] = ..., completed: _Optional[int] = ...) -> None: ...
 
 class ServiceLogsRequest(_message.Message):
-    __slots__ = ("ref", "follow", "tail", "timestamps")
+    __slots__ = ("ref", "follow", "tail", "timestamps", "since", "until", "details")
     REF_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
     ref: str
     follow: bool
     tail: int
     timestamps: bool
-    def __init__(self, ref: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., timestamps: _Optional[bool] = ...) -> None: ...
+    since: float
+    until: float
+    details: bool
+    def __init__(self, ref: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., timestamps: _Optional[bool] = ..., since: _Optional[float] = ..., until: _Optional[float] = ..., details: _Optional[bool] = ...) -> None: ...
 
 class ServiceLogLine(_message.Message):
-    __slots__ = ("task_id", "node_id", "node_name", "slot", "stream", "data")
+    __slots__ = ("task_id", "node_id", "node_name", "slot", "stream", "data", "service_name", "details")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     SLOT_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     node_id: str
     node_name: str
     slot: int
     stream: str
     data: bytes
-    def __init__(self, task_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., slot: _Optional[int] = ..., stream: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+    service_name: str
+    details: str
+    def __init__(self, task_id: _Optional[str] = ..., node_id: _Optional[str] = ..., node_name: _Optional[str] = ..., slot: _Optional[int] = ..., stream: _Optional[str] = ..., data: _Optional[bytes] = ..., service_name: _Optional[str] = ..., details: _Optional[str] = ...) -> None: ...
 
 class ListNodesRequest(_message.Message):
     __slots__ = ()

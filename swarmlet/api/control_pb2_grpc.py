@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from swarmlet.api import control_pb2 as swarmlet_dot_api_dot_control__pb2
+from swarmlet.api import events_pb2 as swarmlet_dot_api_dot_events__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -228,6 +229,11 @@ class ControlStub:
                 '/swarmlet.api.Control/RemoveConfig',
                 request_serializer=swarmlet_dot_api_dot_control__pb2.RemoveConfigRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveConfigResponse.FromString,
+                _registered_method=True)
+        self.Events = channel.unary_stream(
+                '/swarmlet.api.Control/Events',
+                request_serializer=swarmlet_dot_api_dot_events__pb2.EventsRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_events__pb2.Event.FromString,
                 _registered_method=True)
 
 
@@ -470,6 +476,13 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Events(self, request, context):
+        """Issue 16: the cluster's event stream (events.proto).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -667,6 +680,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RemoveConfig,
                     request_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveConfigRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_control__pb2.RemoveConfigResponse.SerializeToString,
+            ),
+            'Events': grpc.unary_stream_rpc_method_handler(
+                    servicer.Events,
+                    request_deserializer=swarmlet_dot_api_dot_events__pb2.EventsRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_events__pb2.Event.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1722,6 +1740,33 @@ class Control:
             '/swarmlet.api.Control/RemoveConfig',
             swarmlet_dot_api_dot_control__pb2.RemoveConfigRequest.SerializeToString,
             swarmlet_dot_api_dot_control__pb2.RemoveConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/swarmlet.api.Control/Events',
+            swarmlet_dot_api_dot_events__pb2.EventsRequest.SerializeToString,
+            swarmlet_dot_api_dot_events__pb2.Event.FromString,
             options,
             channel_credentials,
             insecure,

@@ -83,19 +83,29 @@ class NodeStatusAction(_message.Message):
     description: _objects_pb2.NodeDescription
     def __init__(self, node_id: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.NodeStatus, _Mapping]] = ..., description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ...) -> None: ...
 
+class LeaderAction(_message.Message):
+    __slots__ = ("node_id", "term")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    term: int
+    def __init__(self, node_id: _Optional[str] = ..., term: _Optional[int] = ...) -> None: ...
+
 class StoreAction(_message.Message):
-    __slots__ = ("put", "delete", "task_status", "task_desired", "node_status")
+    __slots__ = ("put", "delete", "task_status", "task_desired", "node_status", "leader")
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     TASK_STATUS_FIELD_NUMBER: _ClassVar[int]
     TASK_DESIRED_FIELD_NUMBER: _ClassVar[int]
     NODE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
     put: PutAction
     delete: DeleteAction
     task_status: TaskStatusAction
     task_desired: TaskDesiredAction
     node_status: NodeStatusAction
-    def __init__(self, put: _Optional[_Union[PutAction, _Mapping]] = ..., delete: _Optional[_Union[DeleteAction, _Mapping]] = ..., task_status: _Optional[_Union[TaskStatusAction, _Mapping]] = ..., task_desired: _Optional[_Union[TaskDesiredAction, _Mapping]] = ..., node_status: _Optional[_Union[NodeStatusAction, _Mapping]] = ...) -> None: ...
+    leader: LeaderAction
+    def __init__(self, put: _Optional[_Union[PutAction, _Mapping]] = ..., delete: _Optional[_Union[DeleteAction, _Mapping]] = ..., task_status: _Optional[_Union[TaskStatusAction, _Mapping]] = ..., task_desired: _Optional[_Union[TaskDesiredAction, _Mapping]] = ..., node_status: _Optional[_Union[NodeStatusAction, _Mapping]] = ..., leader: _Optional[_Union[LeaderAction, _Mapping]] = ...) -> None: ...
 
 class StoreBatch(_message.Message):
     __slots__ = ("actions", "timestamp", "request_id")

@@ -66,6 +66,23 @@ def daemon(
             "a count (gpu=2) or one named unit (gpu=GPU-1); repeatable.",
         ),
     ] = None,
+    metrics_addr: Annotated[
+        str,
+        typer.Option(
+            "--metrics-addr",
+            metavar="HOST:PORT",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (default: off).",
+        ),
+    ] = "",
+    event_history: Annotated[
+        int,
+        typer.Option(
+            "--event-history",
+            metavar="N",
+            min=0,
+            help="Events a manager keeps for `events --since` and for resuming streams (0: none).",
+        ),
+    ] = 10_000,
 ) -> None:
     """Run the swarmlet daemon (agent, and manager once the node is one)."""
     # Imported here, not at the top: every other command would otherwise pay
@@ -90,6 +107,8 @@ def daemon(
             election_timeout_max=e_max,
             leader_fallback_timeout=leader_fallback,
             node_generic_resources=tuple(node_generic_resource or ()),
+            metrics_addr=metrics_addr,
+            event_history=event_history,
         ).validated()
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint=e.option) from None

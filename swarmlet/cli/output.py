@@ -320,7 +320,16 @@ def current_state_text(task: pb.Task, now: float) -> str:
     return f"{state} {ago}" if ago else state
 
 
-def task_rows(tasks: Iterable[pb.Task], node_names: Mapping[str, str], now: float, no_trunc: bool = False) -> list[list[str]]:
+def task_rows(
+    tasks: Iterable[pb.Task],
+    node_names: Mapping[str, str],
+    now: float,
+    no_trunc: bool = False,
+    waiting: Mapping[str, str] | None = None,
+) -> list[list[str]]:
+    """`waiting`: why tasks wait (ListTasksResponse.waiting), shown in the
+    ERROR column in place of the task's own error, as Swarm shows "no
+    suitable node (...)" there."""
     rows = []
     for is_history, t in order_tasks(tasks):
         name = task_name(t)
@@ -329,7 +338,7 @@ def task_rows(tasks: Iterable[pb.Task], node_names: Mapping[str, str], now: floa
             name = f"{t.service_name}.{trunc_id(t.node_id)}"
         if is_history:
             name = " \\_ " + name
-        err = t.status.err
+        err = (waiting or {}).get(t.id) or t.status.err
         if err:
             err = f'"{err if no_trunc else ellipsize(err, 30)}"'
         rows.append(
@@ -394,16 +403,19 @@ def format_task_list(
     fmt: str | None = None,
     quiet: bool = False,
     no_trunc: bool = False,
+    waiting: Mapping[str, str] | None = None,
 ) -> str:
     """`service ps` / `node ps` output: JSON (a ListTasksResponse), ids, or the table."""
     ordered = [t for _, t in order_tasks(tasks)]
     if fmt == "json":
         used = {t.node_id for t in ordered if t.node_id}
         names = {k: v for k, v in node_names.items() if k in used}
-        return to_json(cpb.ListTasksResponse(tasks=ordered, node_names=names))
+        ids = {t.id for t in ordered}
+        why = {k: v for k, v in (waiting or {}).items() if k in ids}
+        return to_json(cpb.ListTasksResponse(tasks=ordered, node_names=names, waiting=why))
     if quiet:
         return "\n".join(t.id for t in ordered)
-    return format_table(TASK_HEADERS, task_rows(ordered, node_names, now, no_trunc))
+    return format_table(TASK_HEADERS, task_rows(ordered, node_names, now, no_trunc, waiting))
 
 
 # ---- inspect --pretty --------------------------------------------------------------------
@@ -458,7 +470,9 @@ def _resources_items(label: str, r: pb.Resources) -> list[PrettyItem]:
     return items
 
 
-def format_service_pretty(service: pb.Service) -> str:
+def format_service_pretty(service: pb.Service, stuck: str = "") -> str:
+    """`stuck`: why the service cannot converge (ServiceProgress), shown
+    when there is a reason."""
     spec = service.spec
     task = spec.task
     c = task.container
@@ -478,6 +492,8 @@ def format_service_pretty(service: pb.Service) -> str:
         (0, "Updated at", format_timestamp(service.meta.updated_at)),
         (0, "Spec version", str(service.spec_version)),
     ]
+    if stuck:
+        items.append((0, "Stuck", stuck))
     if task.placement.constraints or task.placement.preferences or task.placement.max_replicas:
         items.append((0, "Placement", None))
     if task.placement.constraints:

@@ -9,6 +9,7 @@ commands can turn it into a usage error and the tests need no CLI at all.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -344,3 +345,33 @@ def parse_task_filters(items: Iterable[str]) -> dict[str, list[str]]:
                 raise ValueError(f"invalid desired-state {value!r}: expected one of {', '.join(_TASK_STATES)}")
         out.setdefault(key, []).append(value)
     return out
+
+
+# ---- points in time (issue 16: events and logs --since / --until) ----------------
+
+_UNIX_TIME = re.compile(r"^\d+(\.\d+)?$")
+
+
+def parse_time(text: str, now: float) -> float:
+    """What `docker events --since` / `logs --since` accept, as unix seconds:
+    a unix timestamp ("1700000000", "1700000000.5"), an RFC 3339 date or time
+    ("2024-01-02", "2024-01-02T15:04:05Z", with an offset; no zone = local
+    time), or a duration before `now` ("10m", "1h30m")."""
+    s = text.strip()
+    if not s:
+        raise ValueError("empty time: expected a timestamp, an RFC 3339 time or a duration such as 10m")
+    if _UNIX_TIME.match(s):
+        return float(s)
+    try:
+        return now - parse_duration(s)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"invalid time {text!r}: expected a unix timestamp, an RFC 3339 time (2024-01-02T15:04:05Z) or a duration such as 10m"
+        ) from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # local time, as docker reads a time without a zone
+    return when.timestamp()

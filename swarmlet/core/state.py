@@ -33,6 +33,11 @@ _KIND_TABLE: dict[int, str] = {
 }
 
 
+def table_of_kind(kind: int) -> str | None:
+    """The table a DeleteAction's kind names ("tasks"), None if unknown."""
+    return _KIND_TABLE.get(kind)
+
+
 @dataclass
 class Snapshot:
     """Every object of the cluster, keyed by id. The planners read it; only
@@ -140,6 +145,8 @@ def check_batch(snap: Snapshot, batch: spb.StoreBatch) -> None:
             deleted.add((name, d.id))
         elif which in ("task_status", "task_desired", "node_status"):
             pass  # merges: a missing target is skipped at apply time
+        elif which == "leader":
+            pass  # changes no object: it is there for the event stream (core/events.py)
         else:
             raise Conflict("empty action")
 

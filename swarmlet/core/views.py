@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.core import images, updater
+from swarmlet.core import images, units, updater
 from swarmlet.core import orchestrator as orch
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
@@ -31,6 +31,7 @@ class _SlotView:
     running: bool  # runs the current spec, as wanted
     settled: bool  # needs nothing more
     stuck: str  # why it cannot converge on its own, "" if nothing says so
+    waiting: str = ""  # why its task waits, for `service ps` (stuck, or a wait that ends by itself)
 
 
 def _slot_view(snap: st.Snapshot, svc: pb.Service, g: tk.Slot, now: float) -> _SlotView:
@@ -42,8 +43,11 @@ def _slot_view(snap: st.Snapshot, svc: pb.Service, g: tk.Slot, now: float) -> _S
         cur = max(fresh or live, key=tk.age_key)
         running = tk.runs_current_spec(cur, svc) and cur.desired_state == pb.RUNNING and cur.status.state == pb.RUNNING
         stuck = cur.status.err if cur.status.state <= pb.PENDING else ""
+        waiting = stuck
+        if not waiting and cur.desired_state == pb.READY:
+            waiting = "waiting for the slot's previous task to stop (stop-first update)"
         # A job's slot is settled only once its task completed.
-        return _SlotView(g, cur, True, running, running and not tk.is_job(svc), stuck)
+        return _SlotView(g, cur, True, running, running and not tk.is_job(svc), stuck, waiting)
     # Nothing live: the orchestrator's own judgement of an empty slot says
     # whether it is done (completed, not restarted), waits, or gave up.
     cands = orch.restart_candidates(g.tasks)
@@ -51,7 +55,10 @@ def _slot_view(snap: st.Snapshot, svc: pb.Service, g: tk.Slot, now: float) -> _S
     v = orch.slot_verdict(last, g.tasks, snap.nodes, now, tk.per_node(svc))
     shown = v.last or (max(g.tasks, key=tk.age_key) if g.tasks else None)
     stuck = f"{v.reason}; last error: {tk.task_error(v.last)}" if v.kind == "gave_up" and v.last is not None else ""
-    return _SlotView(g, shown, False, False, v.kind == "done", stuck)
+    waiting = stuck
+    if v.kind == "wait":
+        waiting = f"{v.reason}: replaced in {units.fmt_seconds(round(max(0.0, v.at - now), 1))}" if v.at else v.reason
+    return _SlotView(g, shown, False, False, v.kind == "done", stuck, waiting)
 
 
 def _current_tasks(snap: st.Snapshot, svc: pb.Service) -> list[pb.Task]:
@@ -157,6 +164,15 @@ def service_progress(snap: st.Snapshot, service_id: str, now: float = 0.0) -> cp
                 sp.pull.CopyFrom(t.status.pull)
         sp.node_name = _node_name(snap, sp.node_id)
     return out
+
+
+def waiting_reasons(snap: st.Snapshot, service_id: str, now: float = 0.0) -> dict[str, str]:
+    """Why tasks of the service wait, by task id (issue 16: `service ps`):
+    a pending task's scheduling error, a stop-first update's task waiting for
+    its slot's old task, a restart delay running, a restart policy that gave
+    up (on the slot's last task). Raises KeyError for an unknown service."""
+    svc = snap.services[service_id]
+    return {v.task.id: v.waiting for v in _slot_views(snap, svc, now) if v.task is not None and v.waiting}
 
 
 def stuck_reason(snap: st.Snapshot, service_id: str, now: float = 0.0) -> str:

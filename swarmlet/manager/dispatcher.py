@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from swarmlet import errors, rpc, tls
+from swarmlet import errors, metrics, rpc, tls
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
@@ -136,9 +136,11 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         except StoreError as e:
             raise errors.Unavailable(f"cannot register the session: {e}") from None
         log.info("session %s opened for node %s", sess.session_id[:8], ident.node_id)
+        metrics.session_opened(ident.node_id)
         try:
             yield from self._assignments(sess, context)
         finally:
+            metrics.session_closed()
             with self._lock:
                 self._sessions.pop(sess.session_id, None)
             log.info("session %s closed for node %s", sess.session_id[:8], ident.node_id)
@@ -166,6 +168,7 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         ident = self._identity(context)
         self._session(request.session_id, ident)
         self._seen(ident.node_id)
+        metrics.heartbeat(ident.node_id)
         snap = self._store.snapshot()
         node = snap.nodes.get(ident.node_id)
         if node is not None and (node.status.state != pb.NodeStatus.READY or request.HasField("description")):

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 
+from swarmlet import metrics
 from swarmlet.core import planner
 from swarmlet.core.planner import split_plan
 from swarmlet.ids import new_id
@@ -47,6 +48,7 @@ class LeaderLoop:
                 self._stop.wait(0.1)
                 continue
             snap = self._store.snapshot()
+            started = time.perf_counter()
             try:
                 # plan never mutates the snapshot (copy-on-write), so no copy.
                 plan = planner.plan(snap, time.time(), new_id)
@@ -54,6 +56,7 @@ class LeaderLoop:
                 log.exception("planning failed")
                 self._stop.wait(1.0)
                 continue
+            metrics.observe_round(time.perf_counter() - started, plan.actions)
             if plan.error:
                 log.error("%s", plan.error)
             actions = plan.actions

@@ -30,11 +30,12 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObjConf
 
-from swarmlet import errors
+from swarmlet import errors, metrics
 from swarmlet.api import store_pb2 as spb
 from swarmlet.compat import restore_inet_ntop
 from swarmlet.core import state as st
 from swarmlet.core.cluster import majority
+from swarmlet.manager.events import DEFAULT_HISTORY, EventLog
 from swarmlet.manager.statemachine import StateMachine
 
 restore_inet_ntop()  # pysyncobj breaks socket.inet_ntop on import (see compat.py)
@@ -134,6 +135,7 @@ class Store:
         raft_secret: bytes,
         timings: RaftTimings | None = None,
         bind_addr: str | None = None,
+        event_history: int = DEFAULT_HISTORY,
     ) -> None:
         self.self_addr = self_addr
         t = timings or RaftTimings()
@@ -148,7 +150,9 @@ class Store:
         self._cond = threading.Condition()
         self._version = 0
         self._leader_since: float | None = None
-        self._sm = StateMachine(self._changed)
+        # The event stream's history (issue 16), fed by the state machine.
+        self.events = EventLog(event_history)
+        self._sm = StateMachine(self._changed, self.events)
         conf = SyncObjConf(
             password=raft_password(raft_secret),
             autoTickPeriod=t.tick_period,
@@ -271,7 +275,8 @@ class Store:
         committed, ConflictError if it was committed but a precondition failed
         (then nothing of it was applied)."""
         batch = spb.StoreBatch(actions=actions, timestamp=time.time(), request_id=request_id or uuid.uuid4().hex)
-        return self._submit(batch, timeout)
+        with metrics.RAFT_COMMIT.time():
+            return self._submit(batch, timeout)
 
     def barrier(self, timeout: float = 5.0) -> int:
         """Commit a no-op through the leader and wait until it is applied here.
@@ -396,3 +401,4 @@ class Store:
             self._obj.destroy_synchronous()
         except Exception:
             log.exception("closing the raft node")
+        self.events.close()

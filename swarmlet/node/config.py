@@ -8,12 +8,14 @@ is about, so the CLI can print it as a usage error for that option.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import socket
 from dataclasses import dataclass
 
 from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import generic as gen
+from swarmlet.manager.events import DEFAULT_HISTORY
 from swarmlet.manager.store import RaftTimings
 from swarmlet.node import addresses
 
@@ -49,6 +51,11 @@ class DaemonConfig:
     # --node-generic-resource KIND=COUNT or KIND=NAME (issue 11), as typed.
     node_generic_resources: tuple[str, ...] = ()
 
+    # Issue 16: the Prometheus endpoint ("" = none) and how many events a
+    # manager keeps for `swarmlet events --since` and resumes (0 = none).
+    metrics_addr: str = ""
+    event_history: int = DEFAULT_HISTORY
+
     def generic_resources(self) -> list[pb.GenericResource]:
         """What this node advertises (checked by `validated`)."""
         return [gen.parse_node_resource(r) for r in self.node_generic_resources]
@@ -76,6 +83,13 @@ class DaemonConfig:
             self.raft_timings().validate()
         except ValueError as e:
             raise ConfigError(str(e), "--election-timeout") from None
+        if self.metrics_addr:
+            try:
+                parse_metrics_addr(self.metrics_addr)
+            except ValueError as e:
+                raise ConfigError(str(e), "--metrics-addr") from None
+        if self.event_history < 0:
+            raise ConfigError(f"{self.event_history} is negative (0 keeps no event history)", "--event-history")
         try:
             self.generic_resources()
         except gen.GenericResourceError as e:
@@ -94,3 +108,23 @@ def parse_election_timeout(text: str) -> tuple[float, float]:
         return float(lo), float(hi or lo)
     except ValueError:
         raise ConfigError(f"{text!r} is not MIN:MAX in seconds", "--election-timeout") from None
+
+
+def parse_metrics_addr(text: str) -> tuple[str, int]:
+    """ "HOST:PORT" (HOST an IPv4 address, empty or 0.0.0.0 for every
+    address) -> (host, port). Raises ValueError naming what is wrong."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 0.0.0.0:9323)")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{port_text!r} in {text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} is not in 1-65535")
+    host = host or "0.0.0.0"
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} in {text!r} is not an IPv4 address") from None
+    return host, port

@@ -17,6 +17,7 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from concurrent import futures
 from types import FrameType
 
@@ -26,20 +27,25 @@ from swarmlet import errors, tls
 from swarmlet.agent.api import AgentServicer
 from swarmlet.agent.executor import Executor
 from swarmlet.agent.images import ImageStore
+from swarmlet.agent.metrics import timed_runtime
 from swarmlet.agent.net.wiring import NetworkAgent
 from swarmlet.agent.runtime.docker import DockerRuntime
 from swarmlet.agent.session import AgentSession
 from swarmlet.agent.taskfiles import TaskFiles
-from swarmlet.api import agent_pb2_grpc, ca_pb2_grpc, dispatcher_pb2_grpc
+from swarmlet.api import agent_pb2_grpc, ca_pb2_grpc, dispatcher_pb2_grpc, events_pb2_grpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import dispatcher_pb2 as dpb
+from swarmlet.api import events_pb2 as epb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.manager import ca_servicer
 from swarmlet.manager.control.api import ControlAPI
 from swarmlet.manager.dispatcher import Dispatcher
+from swarmlet.manager.events import EventsServicer, LeaderAnnouncer
 from swarmlet.manager.leader import LeaderLoop
 from swarmlet.manager.store import Store
+from swarmlet.node import events as node_events
 from swarmlet.node import localapi
+from swarmlet.node import metrics as node_metrics
 from swarmlet.node.addresses import Advertised
 from swarmlet.node.config import ConfigError, DaemonConfig, parse_election_timeout
 from swarmlet.node.files import NodeFiles, NodeState
@@ -75,24 +81,34 @@ class Daemon:
         self.server: grpc.Server | None = None
         self.executor: Executor | None = None
         self.session: AgentSession | None = None
+        self.announcer: LeaderAnnouncer | None = None
         self.membership = Membership(self.cfg, self.files, self)
         self.roles = RoleChanger(self.membership, self, self.stopped)
 
     # ---- the parts membership starts and stops (membership.ClusterParts) ----
     def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str]) -> Store:
         partners = [p for p in peers if p != addrs.raft]
-        store = Store(addrs.raft, partners, self.cfg.state_dir, raft_secret, timings=self.cfg.raft_timings())
+        store = Store(
+            addrs.raft,
+            partners,
+            self.cfg.state_dir,
+            raft_secret,
+            timings=self.cfg.raft_timings(),
+            event_history=self.cfg.event_history,
+        )
         control = ControlAPI(store, self.agent_channel, DockerRuntime(self.cfg.docker_host), self._node_id)
         dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role)
         leader_loop = LeaderLoop(store)
         self.store, self.control, self.dispatcher, self.leader_loop = store, control, dispatcher, leader_loop
         dispatcher.start()
         leader_loop.start()
+        self.announcer = LeaderAnnouncer(store)  # leader changes as events (issue 16)
+        self.announcer.start()
         threading.Thread(target=self._record_members, args=(store,), name="raft-members", daemon=True).start()
         return store
 
     def start_services(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials) -> None:
-        runtime = DockerRuntime(self.cfg.docker_host)
+        runtime = timed_runtime(DockerRuntime(self.cfg.docker_host))
         executor = Executor(
             runtime,
             node.node_id,
@@ -129,7 +145,9 @@ class Daemon:
             self.leader_loop.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
-        self.leader_loop = self.dispatcher = self.control = None
+        if self.announcer is not None:
+            self.announcer.stop()
+        self.leader_loop = self.dispatcher = self.control = self.announcer = None
         self.close_store()
 
     def _node_id(self) -> str:
@@ -188,6 +206,9 @@ class Daemon:
             r.store_version = snap.version
         return r
 
+    def events(self, request: epb.EventsRequest, context: grpc.ServicerContext) -> Iterator[epb.Event]:
+        return node_events.serve(self, request, context)
+
     def manager_control(self) -> ControlAPI:
         if self.membership.node is None:
             raise errors.FailedPrecondition(NOT_IN_CLUSTER)
@@ -216,6 +237,7 @@ class Daemon:
             store, control, dispatcher = self.store, self.control, self.dispatcher
             assert store is not None and control is not None and dispatcher is not None, "start_manager comes first"
             dispatcher_pb2_grpc.add_DispatcherServicer_to_server(dispatcher, server)
+            events_pb2_grpc.add_ClusterEventsServicer_to_server(EventsServicer(store.events, store.snapshot), server)
             ca_pb2_grpc.add_CAServicer_to_server(
                 ca_servicer.CAServicer(lambda: store.snapshot().cluster, control.cluster.register_node, store.members), server
             )
@@ -277,7 +299,8 @@ def run_daemon(cfg: DaemonConfig) -> int:
         localapi.claim_socket(cfg.socket)
         daemon.membership.resume()
         local = localapi.serve(cfg.socket, localapi.LocalControl(daemon))
-    except errors.SwarmletError as e:
+        metrics_server = node_metrics.serve(cfg.metrics_addr, daemon) if cfg.metrics_addr else None
+    except (errors.SwarmletError, OSError) as e:
         log.error("%s", e)
         daemon.stop()
         return 1
@@ -290,5 +313,7 @@ def run_daemon(cfg: DaemonConfig) -> int:
     signal.signal(signal.SIGINT, on_signal)
     daemon.stopped.wait()
     local.stop(grace=0.5)
+    if metrics_server is not None:
+        metrics_server.stop()
     daemon.stop()
     return 0

@@ -18,6 +18,7 @@ import grpc
 from swarmlet import errors, rpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import control_pb2_grpc
+from swarmlet.api import events_pb2 as epb
 from swarmlet.manager.control.api import ControlAPI
 from swarmlet.manager.control.routes import ROUTES
 from swarmlet.node.membership import Membership
@@ -33,6 +34,8 @@ class LocalNode(Protocol):
     def info(self) -> cpb.InfoResponse: ...
 
     def manager_control(self) -> ControlAPI: ...
+
+    def events(self, request: epb.EventsRequest, context: grpc.ServicerContext) -> Iterator[epb.Event]: ...
 
 
 class LocalControl(control_pb2_grpc.ControlServicer):  # type: ignore[misc]  # generated code is not type-checked
@@ -78,6 +81,11 @@ class LocalControl(control_pb2_grpc.ControlServicer):  # type: ignore[misc]  # g
         self, request_iterator: Iterator[cpb.LoadImageChunk], context: grpc.ServicerContext
     ) -> Iterator[cpb.ImageTransferProgress]:
         yield from self._node.manager_control().images.load(request_iterator, context)
+
+    @rpc.edge
+    def Events(self, request: epb.EventsRequest, context: grpc.ServicerContext) -> Iterator[epb.Event]:
+        # Issue 16: any node in a cluster streams them (node/events.py).
+        yield from self._node.events(request, context)
 
 
 def _routed(rpc_name: str) -> Callable[[LocalControl, Any, grpc.ServicerContext], Any]:

@@ -154,7 +154,7 @@ class DockerRuntime:
             )
         return _Events(raw)
 
-    def logs(self, container_id: str, follow: bool, tail: int, timestamps: bool) -> _Logs:
+    def logs(self, container_id: str, follow: bool, tail: int, timestamps: bool, since: float = 0.0, until: float = 0.0) -> _Logs:
         params = {
             "stdout": 1,
             "stderr": 1,
@@ -162,6 +162,11 @@ class DockerRuntime:
             "timestamps": 1 if timestamps else 0,
             "tail": "all" if tail < 0 else str(tail),
         }
+        # Issue 16: the engine reads "seconds.nanoseconds", as the docker CLI sends them.
+        if since > 0:
+            params["since"] = f"{since:.9f}"
+        if until > 0:
+            params["until"] = f"{until:.9f}"
         api = self._stream_client
         # The SDK's own logs() cannot be closed while it waits on a quiet
         # container: the raw response can.

@@ -306,7 +306,10 @@ class FakeRuntime:
             self._events.append(s)
             return s
 
-    def logs(self, container_id: str, follow: bool, tail: int, timestamps: bool) -> _LogStream:
+    def logs(
+        self, container_id: str, follow: bool, tail: int, timestamps: bool, since: float = 0.0, until: float = 0.0
+    ) -> _LogStream:
+        # The fake keeps no times for its lines: since/until are not applied.
         with self._lock:
             self._enter("logs", container_id)
             ctr = self._find(container_id)

@@ -183,9 +183,12 @@ class ContainerRuntime(Protocol):
         from now on, until closed."""
         ...
 
-    def logs(self, container_id: str, follow: bool, tail: int, timestamps: bool) -> LogStream:
-        """The container's output; `tail` < 0 means all of it. Raises
-        ContainerNotFound."""
+    def logs(
+        self, container_id: str, follow: bool, tail: int, timestamps: bool, since: float = 0.0, until: float = 0.0
+    ) -> LogStream:
+        """The container's output; `tail` < 0 means all of it; `since` /
+        `until` (unix seconds, 0 = unbounded) keep the lines written in that
+        window. Raises ContainerNotFound."""
         ...
 
     def describe(self) -> pb.NodeDescription:
