@@ -16,6 +16,7 @@ from swarmlet import errors
 from swarmlet.api import ca_pb2
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import pki
 from swarmlet.core import state as st
 from swarmlet.core.orchestrator import DEFAULT_TASK_HISTORY_LIMIT
 
@@ -87,7 +88,7 @@ def session_message(
     """Everything an agent converges to: its tasks, its networks, where the
     managers are, and what the cluster wants of the node."""
     period, _ = heartbeat_settings(snap)
-    return dpb.SessionMessage(
+    msg = dpb.SessionMessage(
         session_id=session_id,
         heartbeat_period=period,
         tasks=node_assignments(snap, node.id),
@@ -97,6 +98,7 @@ def session_message(
         networks=list(networks),
         desired_role=node.spec.desired_role,
     )
+    return pki.fill_session(msg, snap)
 
 
 # ---------------------------------------------------------------- liveness

@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass
 
 from swarmlet import errors
+from swarmlet.core import pki
 from swarmlet.manager.store import RaftTimings
 from swarmlet.node import addresses
 
@@ -44,6 +45,9 @@ class DaemonConfig:
     election_timeout_min: float = 0.4
     election_timeout_max: float = 0.8
     leader_fallback_timeout: float = 1.5
+    # The shortest node certificate lifetime `cluster update --cert-expiry`
+    # accepts on this manager (seconds): an hour, as in Swarm; tests lower it.
+    min_cert_expiry: float = pki.MIN_CERT_EXPIRY
 
     def raft_timings(self) -> RaftTimings:
         return RaftTimings(
@@ -64,6 +68,8 @@ class DaemonConfig:
                 raise ConfigError(f"port {port} is not in 1-65535", option)
         if len({self.join_port, self.api_port, self.raft_port}) != 3:
             raise ConfigError("--listen-port, --api-port and --raft-port must differ", "--listen-port")
+        if not 1.0 <= self.min_cert_expiry <= pki.MIN_CERT_EXPIRY:
+            raise ConfigError(f"must be between 1s and {pki.MIN_CERT_EXPIRY:g}s", "--min-cert-expiry")
         try:
             self.raft_timings().validate()
         except ValueError as e:

@@ -32,6 +32,7 @@ from swarmlet.api import agent_pb2_grpc, ca_pb2_grpc, dispatcher_pb2_grpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import pki
 from swarmlet.manager import ca_servicer
 from swarmlet.manager.control.api import ControlAPI
 from swarmlet.manager.dispatcher import Dispatcher
@@ -39,6 +40,7 @@ from swarmlet.manager.leader import LeaderLoop
 from swarmlet.manager.store import Store
 from swarmlet.node import localapi
 from swarmlet.node.addresses import Advertised
+from swarmlet.node.certs import CertKeeper
 from swarmlet.node.config import ConfigError, DaemonConfig, parse_election_timeout
 from swarmlet.node.files import NodeFiles, NodeState
 from swarmlet.node.membership import NOT_IN_CLUSTER, Membership
@@ -73,6 +75,7 @@ class Daemon:
         self.server: grpc.Server | None = None
         self.executor: Executor | None = None
         self.session: AgentSession | None = None
+        self.certs: CertKeeper | None = None
         self.membership = Membership(self.cfg, self.files, self)
         self.roles = RoleChanger(self.membership, self, self.stopped)
 
@@ -80,8 +83,8 @@ class Daemon:
     def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str]) -> Store:
         partners = [p for p in peers if p != addrs.raft]
         store = Store(addrs.raft, partners, self.cfg.state_dir, raft_secret, timings=self.cfg.raft_timings())
-        control = ControlAPI(store, self.agent_channel)
-        dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role)
+        control = ControlAPI(store, self.agent_channel, min_cert_expiry=self.cfg.min_cert_expiry)
+        dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role, certificates=control.pki)
         leader_loop = LeaderLoop(store)
         self.store, self.control, self.dispatcher, self.leader_loop = store, control, dispatcher, leader_loop
         dispatcher.start()
@@ -98,11 +101,16 @@ class Daemon:
             network=NetworkAgent(addrs.ip),
         )
         self.executor = executor
+        self.certs = CertKeeper(self.membership, self, self.stopped)
         self.server = self._cluster_server(addrs, node, creds, executor)
         executor.start()
         self._start_session(addrs, node, creds, executor)
+        self.certs.start()
 
     def shutdown(self, remove_containers: bool) -> None:
+        if self.certs is not None:
+            self.certs.stop()
+            self.certs = None
         self.stop_session()
         if self.executor is not None:
             if remove_containers:
@@ -131,6 +139,14 @@ class Daemon:
         if creds is None:
             raise errors.FailedPrecondition(NOT_IN_CLUSTER)
         return grpc.secure_channel(addr, creds.channel_credentials(), options=tls.CHANNEL_OPTIONS)
+
+    def manager_channel(self, addr: str) -> grpc.Channel:
+        """An mTLS channel to a manager's API port, as this node: the
+        handshake fails unless the server holds a manager's certificate."""
+        creds = self.membership.creds
+        if creds is None:
+            raise errors.FailedPrecondition(NOT_IN_CLUSTER)
+        return grpc.secure_channel(addr, creds.channel_credentials(), options=tls.MANAGER_CHANNEL_OPTIONS)
 
     def stop_session(self) -> None:
         if self.session is not None:
@@ -174,6 +190,8 @@ class Daemon:
             r.raft_status = json.dumps(store.status(), default=str)
             r.state_digest = store.state_digest()
             r.store_version = snap.version
+        if self.certs is not None:
+            r.cert_not_after, r.cert_warning = self.certs.status()
         return r
 
     def manager_control(self) -> ControlAPI:
@@ -197,7 +215,10 @@ class Daemon:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=SERVER_WORKERS, thread_name_prefix="grpc"),
             options=tls.SERVER_OPTIONS,
-            interceptors=[tls.ClientCertRequired()],
+            # Every call with a certificate is checked against the cluster's
+            # state (issue 13): cluster id, revocation, membership, role. The
+            # session stream answers a stale role itself (dispatcher.py).
+            interceptors=[tls.ClientCertRequired(authorize=self._authorize, stream_once=(pki.SESSION_METHOD,))],
         )
         agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(executor), server)
         if node.role == "manager":
@@ -208,10 +229,29 @@ class Daemon:
                 ca_servicer.CAServicer(lambda: store.snapshot().cluster, control.cluster.register_node, store.members), server
             )
             # The join port authenticates the manager only: joiners have no certificate yet.
-            server.add_secure_port(addrs.join, creds.server_credentials(require_client_auth=False))
-        server.add_secure_port(addrs.api, creds.server_credentials(require_client_auth=True))
+            server.add_secure_port(addrs.join, tls.dynamic_server_credentials(self._current_creds, require_client_auth=False))
+        # Renewed certificates and new trust bundles are used from the next handshake on.
+        server.add_secure_port(addrs.api, tls.dynamic_server_credentials(self._current_creds, require_client_auth=True))
         server.start()
         return server
+
+    def _current_creds(self) -> tls.NodeCredentials | None:
+        return self.membership.creds
+
+    def _authorize(self, method: str, peer: tls.Peer) -> None:
+        """Whether a caller's certificate may call `method` now: a manager
+        judges it by the replicated state, a worker by what its session told
+        it (core/pki.py)."""
+        ident = peer.identity
+        who = pki.PeerCert(ident.node_id, ident.role, ident.cluster_id, peer.cert.serial)
+        store = self.store
+        if store is not None:
+            pki.authorize_on_manager(store.snapshot(), who, method)
+            return
+        certs = self.certs
+        if certs is None:
+            raise errors.Unavailable("this node is not ready")
+        pki.authorize_on_worker(certs.view, who, method)
 
     def _start_session(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials, executor: Executor) -> None:
         self.session = AgentSession(
@@ -223,6 +263,7 @@ class Daemon:
             on_managers=self.membership.record_managers,
             raft_addr=addrs.raft,
             on_role=self.roles.wanted,
+            on_message=self.certs.on_session if self.certs is not None else None,
         )
         self.session.start()
 

@@ -96,7 +96,9 @@ def manager() -> Iterator[Manager]:
     def get_cluster() -> pb.Cluster | None:
         return m.cluster if m.cluster_visible else None
 
-    def register_node(node_id: str, role: str, req: ca_pb2.IssueNodeCertificateRequest, peer_ip: str) -> list[str]:
+    def register_node(
+        node_id: str, role: str, req: ca_pb2.IssueNodeCertificateRequest, peer_ip: str, issued: pb.NodeCertificate
+    ) -> list[str]:
         if m.register_error is not None:
             raise m.register_error
         m.registered.append((node_id, role, req, peer_ip))

@@ -7,11 +7,13 @@ from typing import Any
 
 import grpc
 
+from swarmlet.core import pki
 from swarmlet.manager.control.base import StoreAccess
 from swarmlet.manager.control.cluster import ClusterControl
 from swarmlet.manager.control.logs import LogControl
 from swarmlet.manager.control.networks import NetworkControl
 from swarmlet.manager.control.nodes import NodeControl
+from swarmlet.manager.control.pki import PKIControl
 from swarmlet.manager.control.routes import ROUTES
 from swarmlet.manager.control.services import ServiceControl
 from swarmlet.manager.control.tasks import TaskControl
@@ -21,7 +23,9 @@ from swarmlet.manager.store import Store
 class ControlAPI:
     """Every resource of the control API over one store."""
 
-    def __init__(self, store: Store, agent_channel: Callable[[str], grpc.Channel]) -> None:
+    def __init__(
+        self, store: Store, agent_channel: Callable[[str], grpc.Channel], min_cert_expiry: float = pki.MIN_CERT_EXPIRY
+    ) -> None:
         access = StoreAccess(store)
         self.services = ServiceControl(access)
         self.tasks = TaskControl(access)
@@ -29,6 +33,7 @@ class ControlAPI:
         self.networks = NetworkControl(access)
         self.cluster = ClusterControl(access)
         self.logs = LogControl(access, agent_channel)
+        self.pki = PKIControl(access, min_cert_expiry)
 
     def handler(self, rpc_name: str) -> Callable[[Any], Any]:
         """The method answering the unary Control RPC `rpc_name` (request ->
