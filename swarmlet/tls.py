@@ -35,6 +35,7 @@ import functools
 import hmac
 import os
 import re
+import shutil
 import socket
 import ssl
 import tempfile
@@ -651,16 +652,29 @@ class NodeCredentials:
         return channel_credentials(self.ca_pem, self.key_pem, self.cert_pem)
 
     def save(self, directory: str | os.PathLike[str]) -> None:
-        """Write node.key (0600), ca.crt and node.crt, each atomically, in a
-        directory readable only by its owner. node.crt goes last: `load` takes
-        its presence to mean the set is complete."""
+        """Write node.key (0600), ca.crt and node.crt in a directory readable
+        only by its owner, as one set: a crash leaves the old set or the new
+        one, never a key of one with the certificate of the other (renewals
+        replace them while the node runs).
+
+        The set is first written complete into `next.tmp/`, which is then
+        renamed to `next/` (the commit); the files are moved from there into
+        place. `load` finishes a committed move a crash interrupted and drops
+        an uncommitted one. node.crt's presence means the node has a set."""
         d = Path(directory)
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(d, 0o700)  # mkdir's mode is masked by umask, and d may pre-exist
-        _write_atomic(d / KEY_FILE, self.key_pem, 0o600)
-        _write_atomic(d / CA_FILE, self.ca_pem, 0o644)
-        _write_atomic(d / CERT_FILE, self.cert_pem, 0o644)
+        staging, committed = d / _STAGING_DIR, d / _COMMITTED_DIR
+        _finish_save(d)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        _write_atomic(staging / KEY_FILE, self.key_pem, 0o600)
+        _write_atomic(staging / CA_FILE, self.ca_pem, 0o644)
+        _write_atomic(staging / CERT_FILE, self.cert_pem, 0o644)
+        _fsync_dir(staging)
+        os.replace(staging, committed)
         _fsync_dir(d)
+        _finish_save(d)
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> NodeCredentials | None:
@@ -668,6 +682,8 @@ class NodeCredentials:
         (never joined). Raises CredentialsError if they exist but are broken,
         rather than silently making the node join again as a new node."""
         d = Path(directory)
+        if d.is_dir():
+            _finish_save(d)
         if not (d / CERT_FILE).exists():
             return None
         try:
@@ -677,6 +693,24 @@ class NodeCredentials:
         except OSError as e:
             raise CredentialsError(f"incomplete node credentials in {d}: {e}") from None
         return cls.from_pems(key_pem, cert_pem, ca_pem)
+
+
+_STAGING_DIR = "next.tmp"
+_COMMITTED_DIR = "next"
+
+
+def _finish_save(d: Path) -> None:
+    """Complete a save that reached its commit (`next/` exists): move its
+    files into place, key first. Drop one that did not (`next.tmp/`)."""
+    committed = d / _COMMITTED_DIR
+    if committed.is_dir():
+        for name in (KEY_FILE, CA_FILE, CERT_FILE):
+            if (committed / name).exists():
+                os.replace(committed / name, d / name)
+        _fsync_dir(d)
+        committed.rmdir()
+        _fsync_dir(d)
+    shutil.rmtree(d / _STAGING_DIR, ignore_errors=True)
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:

@@ -70,6 +70,7 @@ class AgentSession:
         self._stream: Any = None  # the Session call: an iterator that can be cancelled
         self._period = 0.5
         self._connected_to: str | None = None
+        self._reconnecting = False  # set_credentials cancelled the stream on purpose
         self.connected = threading.Event()
         self._threads = [
             threading.Thread(target=self._session_loop, name="agent-session", daemon=True),
@@ -101,6 +102,7 @@ class AgentSession:
         self._creds = creds
         stream = self._stream
         if reconnect and stream is not None:
+            self._reconnecting = True
             stream.cancel()
 
     def renew_certificate(self, csr_pem: bytes, timeout: float = 30.0) -> dpb.RenewCertificateResponse:
@@ -182,7 +184,11 @@ class AgentSession:
                         self._on_role(msg.desired_role)
                         return
             except grpc.RpcError as e:
-                if not self._stop.is_set():
+                if self._reconnecting and e.code() == grpc.StatusCode.CANCELLED:
+                    log.info("reconnecting to %s with the renewed certificate", addr)
+                    self._leader_hint = addr  # the same manager: it leads
+                    backoff = 0.02
+                elif not self._stop.is_set():
                     log.warning("session with %s ended: %s %s%s", addr, e.code(), e.details(), _hint(e))
                     if e.code() == grpc.StatusCode.UNAVAILABLE:
                         hint = dict(e.trailing_metadata() or ()).get(rpc.LEADER_HINT_KEY)
@@ -192,6 +198,7 @@ class AgentSession:
             except Exception:
                 log.exception("session with %s failed", addr)
             finally:
+                self._reconnecting = False
                 self.connected.clear()
                 with self._lock:
                     self._session_id = None

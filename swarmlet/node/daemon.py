@@ -27,6 +27,7 @@ from swarmlet.agent.api import AgentServicer
 from swarmlet.agent.executor import Executor
 from swarmlet.agent.net.wiring import NetworkAgent
 from swarmlet.agent.runtime.docker import DockerRuntime
+from swarmlet.agent.runtime.interface import ContainerRuntime
 from swarmlet.agent.session import AgentSession
 from swarmlet.api import agent_pb2_grpc, ca_pb2_grpc, dispatcher_pb2_grpc
 from swarmlet.api import control_pb2 as cpb
@@ -64,7 +65,10 @@ MEMBERS_RECORD_PERIOD = 1.0
 
 
 class Daemon:
-    def __init__(self, cfg: DaemonConfig) -> None:
+    def __init__(self, cfg: DaemonConfig, runtime: ContainerRuntime | None = None) -> None:
+        # `runtime`: an engine other than the host's Docker (tests run whole
+        # daemons on loopback with agent/runtime/fake.py; no overlay wiring then).
+        self._runtime = runtime
         self.cfg = cfg.validated()
         self.files = NodeFiles(self.cfg.state_dir)
         self.stopped = threading.Event()
@@ -94,11 +98,11 @@ class Daemon:
 
     def start_services(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials) -> None:
         executor = Executor(
-            DockerRuntime(self.cfg.docker_host),
+            self._runtime or DockerRuntime(self.cfg.docker_host),
             node.node_id,
             self._report,
             hostname=self.cfg.hostname,
-            network=NetworkAgent(addrs.ip),
+            network=NetworkAgent(addrs.ip) if self._runtime is None else None,
         )
         self.executor = executor
         self.certs = CertKeeper(self.membership, self, self.stopped)
