@@ -47,8 +47,6 @@ class Certificates(Protocol):
 
     def renew_certificate(self, node_id: str, role: str, csr_pem: bytes) -> tuple[bytes, bytes]: ...
 
-    def record_presented(self, node_id: str, peer: tls.Peer) -> None: ...
-
 
 class AssignmentCache:
     """all_assignments computed once per store version, shared by sessions."""
@@ -164,13 +162,16 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         context.add_callback(sess.closed.set)
         status = pb.NodeStatus(state=pb.NodeStatus.READY, addr=request.addr, timestamp=time.time(), message="session started")
         try:
-            action = spb.NodeStatusAction(node_id=ident.node_id, status=status, description=request.description)
+            # With the certificate the node presents (issue 13): node inspect
+            # shows its expiry, root rotation counts the nodes on the new root.
+            action = spb.NodeStatusAction(
+                node_id=ident.node_id, status=status, description=request.description, certificate=presented(peer)
+            )
             self._writer.submit([spb.StoreAction(node_status=action)], wait=5.0)
             self._record_addrs(ident.node_id, request.addr, request.api_addr, request.raft_addr)
         except StoreError as e:
             raise errors.Unavailable(f"cannot register the session: {e}") from None
-        if self._certs is not None:
-            self._certs.record_presented(ident.node_id, peer)
+        self._seen(ident.node_id)  # the writes above may have taken a while: the silence starts now
         log.info("session %s opened for node %s", sess.session_id[:8], ident.node_id)
         try:
             yield from self._assignments(sess, context)
@@ -305,3 +306,11 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
                 self._writer.submit(actions, wait=2.0)
             except StoreError as e:
                 log.warning("could not mark nodes down: %s", e)
+
+
+def presented(peer: tls.Peer) -> pb.NodeCertificate:
+    """The record of the certificate a node presents."""
+    c = peer.cert
+    return pb.NodeCertificate(
+        serial=c.serial, role=peer.identity.role, not_before=c.not_before, not_after=c.not_after, issuer_key_id=c.issuer_key_id
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from swarmlet import errors, tls
+from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
@@ -91,29 +91,6 @@ class PKIControl:
     def record_issued(self, node_id: str, record: pb.NodeCertificate) -> None:
         """Remember a certificate issued to a node: revoking the node revokes it."""
         self._update_node(node_id, lambda n: pki.with_issued(n, record, time.time()))
-
-    def record_presented(self, node_id: str, peer: tls.Peer) -> None:
-        """Remember the certificate a node presented at the start of its
-        session: `node inspect` shows its expiry, and root rotation counts
-        the nodes that hold one from the new root."""
-        c = peer.cert
-        record = pb.NodeCertificate(
-            serial=c.serial,
-            role=peer.identity.role,
-            not_before=c.not_before,
-            not_after=c.not_after,
-            issuer_key_id=c.issuer_key_id,
-        )
-
-        def change(n: pb.Node) -> pb.Node | None:
-            if n.certificate == record:
-                return None
-            out = pb.Node()
-            out.CopyFrom(n)
-            out.certificate.CopyFrom(record)
-            return out
-
-        self._update_node(node_id, change)
 
     def _update_node(self, node_id: str, change: Callable[[pb.Node], pb.Node | None]) -> None:
         for _ in range(_RECORD_ATTEMPTS):
