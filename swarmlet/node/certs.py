@@ -245,8 +245,11 @@ class CertKeeper:
         """Save `creds` and use them: the servers from their next handshake,
         the session at once (reconnecting if the certificate changed)."""
         with self._m.lock:
-            if self._m.creds is None or self._m.creds.node_id != creds.node_id:
+            cur, node = self._m.creds, self._m.node
+            if cur is None or node is None or cur.node_id != creds.node_id:
                 return  # the node left the cluster meanwhile
+            if creds.role != cur.role or creds.role != node.role:
+                return  # a role change saved its own certificate meanwhile (roles.py)
             self._m.files.save_credentials(creds)
             self._m.creds = creds
         self.problem = ""

@@ -129,6 +129,7 @@ class RoleChanger:
         node.role = resp.role
         m.files.save_credentials(creds)
         m.files.save_node(node)
+        m.creds = creds  # a certificate renewal racing with this one must not overwrite it (node/certs.py)
         return True
 
 

@@ -18,6 +18,7 @@ from swarmlet.core import state as st
 from swarmlet.manager import backup as bk
 from swarmlet.manager import ca
 from swarmlet.manager.control.base import StoreAccess, user_error
+from swarmlet.manager.control.pki import record_issued
 from swarmlet.manager.store import Store, StoreError
 
 
@@ -211,8 +212,10 @@ class ClusterControl:
         )
         if want == pb.NodeSpec.MANAGER:
             if node.role != pb.NodeSpec.MANAGER:
+                # Recorded before the Raft membership grows: with the new
+                # member not running yet, a one-manager cluster cannot commit.
+                self._record_issued(node_id, ca.issued_record(cert, role))
                 self.add_manager(cl.as_manager(node), create=False)
-            self._record_issued(node_id, ca.issued_record(cert, role))
             return cert, role, cluster.raft_secret, self._store.members()
         if node.role == pb.NodeSpec.MANAGER:
             raise errors.FailedPrecondition("the node is still a Raft member; demote it first")
@@ -220,12 +223,4 @@ class ClusterControl:
         return cert, role, b"", []
 
     def _record_issued(self, node_id: str, record: pb.NodeCertificate) -> None:
-        for _ in range(5):
-            node = self._a.local().nodes.get(node_id)
-            if node is None:
-                return
-            try:
-                self._store.propose([st.put(pki.with_issued(node, record, time.time()))])
-                return
-            except StoreError:
-                continue
+        record_issued(self._a, node_id, record)

@@ -10,7 +10,6 @@ core/pki.py; signing is manager/ca.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
@@ -22,8 +21,8 @@ from swarmlet.manager import ca
 from swarmlet.manager.control.base import StoreAccess
 from swarmlet.manager.store import ConflictError, StoreError
 
-# Writes that race with other writers of the same object are retried this often.
-_RECORD_ATTEMPTS = 5
+# A record that races with another write of the node is tried this often.
+_RECORD_ATTEMPTS = 3
 
 
 class PKIControl:
@@ -89,24 +88,7 @@ class PKIControl:
         return cert, pki.trust_pem(cluster.root_ca)
 
     def record_issued(self, node_id: str, record: pb.NodeCertificate) -> None:
-        """Remember a certificate issued to a node: revoking the node revokes it."""
-        self._update_node(node_id, lambda n: pki.with_issued(n, record, time.time()))
-
-    def _update_node(self, node_id: str, change: Callable[[pb.Node], pb.Node | None]) -> None:
-        for _ in range(_RECORD_ATTEMPTS):
-            node = self._a.local().nodes.get(node_id)
-            if node is None:
-                return
-            new = change(node)
-            if new is None:
-                return
-            try:
-                self._a.store.propose([st.put(new)])
-                return
-            except ConflictError:
-                continue  # another write to the node record: read it again
-            except StoreError as e:
-                raise errors.Unavailable(f"cannot record the node's certificate: {e}") from None
+        record_issued(self._a, node_id, record)
 
     def revoke(self, nodes: list[pb.Node], role: str = "") -> list[spb.StoreAction]:
         """The action that refuses these nodes' certificates (of `role` only,
@@ -117,6 +99,24 @@ class PKIControl:
         certs = [c for n in nodes for c in pki.node_certificates(n, role)]
         new = pki.with_revoked(cluster, certs)
         return [st.put(new)] if new is not None else []
+
+
+def record_issued(access: StoreAccess, node_id: str, record: pb.NodeCertificate) -> None:
+    """Remember a certificate issued to a node, so that removing or demoting
+    it revokes that one too. Best effort, and never waiting on a commit that
+    cannot come (right after a promotion grows the Raft membership): the node
+    presents the certificate at its next session, which records it as well."""
+    for _ in range(_RECORD_ATTEMPTS):
+        node = access.local().nodes.get(node_id)
+        if node is None:
+            return
+        try:
+            access.store.propose([st.put(pki.with_issued(node, record, time.time()))], timeout=2.0)
+            return
+        except ConflictError:
+            continue  # another write of the node record: read it again
+        except StoreError:
+            return
 
 
 def root_ca_status(snap: st.Snapshot) -> cpb.RootCAStatus:
