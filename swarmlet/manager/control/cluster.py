@@ -212,10 +212,11 @@ class ClusterControl:
         )
         if want == pb.NodeSpec.MANAGER:
             if node.role != pb.NodeSpec.MANAGER:
-                # Recorded before the Raft membership grows: with the new
-                # member not running yet, a one-manager cluster cannot commit.
-                self._record_issued(node_id, ca.issued_record(cert, role))
-                self.add_manager(cl.as_manager(node), create=False)
+                # The issued certificate is recorded with the promotion itself:
+                # once the Raft membership grew, nothing commits until the new
+                # manager runs.
+                issued = pki.with_issued(node, ca.issued_record(cert, role), time.time())
+                self.add_manager(cl.as_manager(issued), create=False)
             return cert, role, cluster.raft_secret, self._store.members()
         if node.role == pb.NodeSpec.MANAGER:
             raise errors.FailedPrecondition("the node is still a Raft member; demote it first")
