@@ -331,3 +331,37 @@ def test_a_worker_certificate_posing_as_a_manager_is_refused(testbed, cluster):
         node_file.write_bytes(saved)
         testbed.start_swarmlet(h2)
     wait_for(lambda: all_ready(h1, ("h1", "h2", "h4")), 60, "h2 back with its real managers")
+
+
+# ---------------------------------------------------------------- expiry while off
+
+
+def test_a_worker_whose_certificate_expired_while_off_is_told_how_to_come_back(testbed, cluster):
+    h1, h2, _, _ = cluster
+    old_id = nodes_by_name(h1)["h2"].id
+    ok(testbed, h1, "cluster", "update", "--cert-expiry", "10s")
+    wait_for(lambda: disk_creds(h2).cert_info.lifetime < 400, 60, "h2 holds a 10-second certificate")
+    testbed.kill_swarmlet(h2)
+    ok(testbed, h1, "cluster", "update", "--cert-expiry", "1h")  # the others stop churning
+    expiry = disk_creds(h2).cert_info.not_after
+    wait_for(lambda: time.time() > expiry + 1, 30, "h2's certificate expired while its daemon was off")
+    testbed.start_swarmlet(h2)
+    info = ok(testbed, h2, "info").stdout
+    assert "Certificate Warning: this node's certificate expired" in info
+    assert "swarmlet leave --force" in info and f"swarmlet node rm {old_id}" in info
+    # The way back it names.
+    ok(testbed, h2, "leave", "--force")
+    token = ok(testbed, h1, "join-token", "worker", "-q").stdout.strip()
+    ok(testbed, h2, "join", "--token", token, f"{h1.ip}:4242")
+    wait_for(
+        lambda: len([n for n in api(h1).ListNodes(cpb.ListNodesRequest()).nodes if n.description.hostname == "h2"]) == 2,
+        30,
+        "h2 back as a new node",
+    )
+    wait_for(
+        lambda: {n.id: n.status.state for n in api(h1).ListNodes(cpb.ListNodesRequest()).nodes}.get(old_id) == pb.NodeStatus.DOWN,
+        30,
+        "the old h2 down",
+    )
+    ok(testbed, h1, "node", "rm", old_id)
+    wait_for(lambda: all_ready(h1, ("h1", "h2", "h4")), 60, "h2 back")
