@@ -14,7 +14,6 @@ import time
 from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.api import store_pb2 as spb
 from swarmlet.core import pki, validation
 from swarmlet.core import state as st
 from swarmlet.manager import ca
@@ -84,21 +83,8 @@ class PKIControl:
         cert = ca.sign_node_csr(
             cluster.root_ca, csr_pem, node_id, state_role, cluster.id, ca.san_ip(node.status.addr), pki.cert_expiry(cluster)
         )
-        self.record_issued(node_id, ca.issued_record(cert, state_role))
+        record_issued(self._a, node_id, ca.issued_record(cert, state_role))
         return cert, pki.trust_pem(cluster.root_ca)
-
-    def record_issued(self, node_id: str, record: pb.NodeCertificate) -> None:
-        record_issued(self._a, node_id, record)
-
-    def revoke(self, nodes: list[pb.Node], role: str = "") -> list[spb.StoreAction]:
-        """The action that refuses these nodes' certificates (of `role` only,
-        when given) on every API of every node; [] when there is none."""
-        cluster = self._a.local().cluster
-        if cluster is None:
-            return []
-        certs = [c for n in nodes for c in pki.node_certificates(n, role)]
-        new = pki.with_revoked(cluster, certs)
-        return [st.put(new)] if new is not None else []
 
 
 def record_issued(access: StoreAccess, node_id: str, record: pb.NodeCertificate) -> None:
