@@ -56,11 +56,15 @@ class AgentSession:
         describe_every: float = 5.0,
         raft_addr: str = "",
         on_role: Callable[[int], None] | None = None,
+        on_message: Callable[[dpb.SessionMessage], None] | None = None,
     ) -> None:
         # on_role(desired_role) is called (from the session thread) when the
         # cluster wants this node in another role than its certificate says.
+        # on_message(msg) sees every session message first (certificates:
+        # trust, signing root, revocations; node/certs.py).
         self._raft_addr = raft_addr
         self._on_role = on_role
+        self._on_message = on_message
         self._role = pb.NodeSpec.MANAGER if creds.role == "manager" else pb.NodeSpec.WORKER
         self._leader_hint: str | None = None
         self._creds = creds
@@ -78,6 +82,7 @@ class AgentSession:
         self._stream: Any = None  # the Session call: an iterator that can be cancelled
         self._period = 0.5
         self._connected_to: str | None = None
+        self._reconnecting = False  # set_credentials cancelled the stream on purpose
         self.connected = threading.Event()
         self._threads = [
             threading.Thread(target=self._session_loop, name="agent-session", daemon=True),
@@ -107,6 +112,26 @@ class AgentSession:
         """The manager (API address) the session is open with, if it is."""
         return self._connected_to if self.connected.is_set() else None
 
+    def set_credentials(self, creds: tls.NodeCredentials, reconnect: bool = True) -> None:
+        """Use a renewed certificate (or a new trust bundle) from the next
+        connection on; with `reconnect`, reconnect now, keeping the reports not
+        acknowledged yet (the managers then see the new certificate)."""
+        self._creds = creds
+        stream = self._stream
+        if reconnect and stream is not None:
+            self._reconnecting = True
+            stream.cancel()
+
+    def renew_certificate(self, csr_pem: bytes, timeout: float = 30.0) -> dpb.RenewCertificateResponse:
+        """Dispatcher.RenewCertificate through the current session's manager
+        (the leader). Raises grpc.RpcError, or ConnectionError without a session."""
+        with self._lock:
+            stub = self._stub
+        if stub is None:
+            raise ConnectionError("no session with a manager")
+        resp: dpb.RenewCertificateResponse = stub.RenewCertificate(dpb.RenewCertificateRequest(csr_pem=csr_pem), timeout=timeout)
+        return resp
+
     # ---- reports (called by the executor) ----
     def report(self, reports: list[dpb.TaskStatusReport]) -> None:
         with self._lock:
@@ -119,7 +144,9 @@ class AgentSession:
     # ---- loops ----
     def _channel(self, addr: str) -> grpc.Channel:
         creds = tls.channel_credentials(self._creds.ca_pem, self._creds.key_pem, self._creds.cert_pem)
-        return grpc.secure_channel(addr, creds, options=tls.CHANNEL_OPTIONS + SESSION_OPTIONS)
+        # The server must hold a manager's certificate (issue 13): a worker's
+        # cannot serve an agent its tasks.
+        return grpc.secure_channel(addr, creds, options=tls.MANAGER_CHANNEL_OPTIONS + SESSION_OPTIONS)
 
     def _session_loop(self) -> None:
         backoff = 0.1
@@ -143,6 +170,14 @@ class AgentSession:
                 self._stream = stub.Session(req)
                 for msg in self._stream:
                     backoff = 0.1
+                    if not msg.session_id:
+                        # Only the role the cluster wants: this certificate is
+                        # of the node's former role, and serves nothing else.
+                        self._notify(msg)
+                        if self._on_role is not None and msg.desired_role != self._role:
+                            self._on_role(msg.desired_role)
+                            return
+                        continue
                     with self._lock:
                         fresh = self._session_id != msg.session_id
                         self._session_id = msg.session_id
@@ -158,6 +193,7 @@ class AgentSession:
                         self._managers = list(msg.managers)
                         if self._on_managers:
                             self._on_managers(self._managers)
+                    self._notify(msg)
                     self._executor.image_hints(list(msg.images), list(msg.registry_auths))  # issue 9: before the tasks
                     self._executor.assign(list(msg.tasks), list(msg.networks), list(msg.secrets), list(msg.configs))
                     if self._on_role is not None and msg.desired_role != self._role:
@@ -166,8 +202,12 @@ class AgentSession:
                         self._on_role(msg.desired_role)
                         return
             except grpc.RpcError as e:
-                if not self._stop.is_set():
-                    log.warning("session with %s ended: %s %s", addr, e.code(), e.details())
+                if self._reconnecting and e.code() == grpc.StatusCode.CANCELLED:
+                    log.info("reconnecting to %s with the renewed certificate", addr)
+                    self._leader_hint = addr  # the same manager: it leads
+                    backoff = 0.02
+                elif not self._stop.is_set():
+                    log.warning("session with %s ended: %s %s%s", addr, e.code(), e.details(), _hint(e))
                     if e.code() == grpc.StatusCode.UNAVAILABLE:
                         hint = dict(e.trailing_metadata() or ()).get(rpc.LEADER_HINT_KEY)
                         if hint and hint != addr:
@@ -176,6 +216,7 @@ class AgentSession:
             except Exception:
                 log.exception("session with %s failed", addr)
             finally:
+                self._reconnecting = False
                 self.connected.clear()
                 with self._lock:
                     self._session_id = None
@@ -184,6 +225,13 @@ class AgentSession:
                 channel.close()
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 2.0)
+
+    def _notify(self, msg: dpb.SessionMessage) -> None:
+        if self._on_message is not None:
+            try:
+                self._on_message(msg)
+            except Exception:
+                log.exception("handling the session message failed")
 
     def _heartbeat_loop(self) -> None:
         failures = 0
@@ -249,3 +297,14 @@ class AgentSession:
             except Exception:
                 log.exception("status report failed")
                 self._stop.wait(0.3)
+
+
+def _hint(e: grpc.RpcError) -> str:
+    """What a failed handshake means, in words (gRPC only says the name did
+    not match)."""
+    details = e.details() or ""
+    if "Hostname Verification" in details or "No match found for server name" in details:
+        return " (the server did not present a manager certificate of this cluster: refusing to talk to it)"
+    if "CERTIFICATE_VERIFY_FAILED" in details or "certificate verify failed" in details:
+        return " (certificate verification failed: expired or not issued by this cluster's CA?)"
+    return ""

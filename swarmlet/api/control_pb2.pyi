@@ -70,7 +70,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("state", "node_id", "role", "cluster_id", "addr", "managers", "is_leader", "nodes", "managers_count", "services", "tasks", "error", "docker_host", "raft_status", "state_digest", "store_version")
+    __slots__ = ("state", "node_id", "role", "cluster_id", "addr", "managers", "is_leader", "nodes", "managers_count", "services", "tasks", "error", "docker_host", "raft_status", "state_digest", "store_version", "cert_not_after", "cert_warning")
     STATE_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,8 @@ class InfoResponse(_message.Message):
     RAFT_STATUS_FIELD_NUMBER: _ClassVar[int]
     STATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     STORE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CERT_NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CERT_WARNING_FIELD_NUMBER: _ClassVar[int]
     state: str
     node_id: str
     role: str
@@ -103,7 +105,9 @@ class InfoResponse(_message.Message):
     raft_status: str
     state_digest: str
     store_version: int
-    def __init__(self, state: _Optional[str] = ..., node_id: _Optional[str] = ..., role: _Optional[str] = ..., cluster_id: _Optional[str] = ..., addr: _Optional[str] = ..., managers: _Optional[_Iterable[str]] = ..., is_leader: _Optional[bool] = ..., nodes: _Optional[int] = ..., managers_count: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., error: _Optional[str] = ..., docker_host: _Optional[str] = ..., raft_status: _Optional[str] = ..., state_digest: _Optional[str] = ..., store_version: _Optional[int] = ...) -> None: ...
+    cert_not_after: float
+    cert_warning: str
+    def __init__(self, state: _Optional[str] = ..., node_id: _Optional[str] = ..., role: _Optional[str] = ..., cluster_id: _Optional[str] = ..., addr: _Optional[str] = ..., managers: _Optional[_Iterable[str]] = ..., is_leader: _Optional[bool] = ..., nodes: _Optional[int] = ..., managers_count: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ..., error: _Optional[str] = ..., docker_host: _Optional[str] = ..., raft_status: _Optional[str] = ..., state_digest: _Optional[str] = ..., store_version: _Optional[int] = ..., cert_not_after: _Optional[float] = ..., cert_warning: _Optional[str] = ...) -> None: ...
 
 class JoinTokenRequest(_message.Message):
     __slots__ = ("role", "rotate")
@@ -532,6 +536,66 @@ class RestoreRequest(_message.Message):
     data: bytes
     advertise_addr: str
     def __init__(self, data: _Optional[bytes] = ..., advertise_addr: _Optional[str] = ...) -> None: ...
+
+class GetClusterRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClusterResponse(_message.Message):
+    __slots__ = ("cluster",)
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    cluster: _objects_pb2.Cluster
+    def __init__(self, cluster: _Optional[_Union[_objects_pb2.Cluster, _Mapping]] = ...) -> None: ...
+
+class UpdateClusterRequest(_message.Message):
+    __slots__ = ("spec", "version")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    spec: _objects_pb2.ClusterSpec
+    version: int
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class GetRootCARequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateRootCARequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RootCANodeProgress(_message.Message):
+    __slots__ = ("node_id", "hostname", "state", "issuer_key_id")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    hostname: str
+    state: str
+    issuer_key_id: str
+    def __init__(self, node_id: _Optional[str] = ..., hostname: _Optional[str] = ..., state: _Optional[str] = ..., issuer_key_id: _Optional[str] = ...) -> None: ...
+
+class RootCAStatus(_message.Message):
+    __slots__ = ("cert_pem", "digest", "rotating", "new_cert_pem", "new_digest", "started_at", "nodes", "nodes_renewed", "pending")
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ROTATING_FIELD_NUMBER: _ClassVar[int]
+    NEW_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    NEW_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NODES_RENEWED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    cert_pem: bytes
+    digest: str
+    rotating: bool
+    new_cert_pem: bytes
+    new_digest: str
+    started_at: float
+    nodes: int
+    nodes_renewed: int
+    pending: _containers.RepeatedCompositeFieldContainer[RootCANodeProgress]
+    def __init__(self, cert_pem: _Optional[bytes] = ..., digest: _Optional[str] = ..., rotating: _Optional[bool] = ..., new_cert_pem: _Optional[bytes] = ..., new_digest: _Optional[str] = ..., started_at: _Optional[float] = ..., nodes: _Optional[int] = ..., nodes_renewed: _Optional[int] = ..., pending: _Optional[_Iterable[_Union[RootCANodeProgress, _Mapping]]] = ...) -> None: ...
 
 class BackupTables(_message.Message):
     __slots__ = ("store_version", "clusters", "nodes", "services", "tasks", "networks", "secrets", "configs")

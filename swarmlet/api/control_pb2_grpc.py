@@ -235,6 +235,26 @@ class ControlStub:
                 request_serializer=swarmlet_dot_api_dot_events__pb2.EventsRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_events__pb2.Event.FromString,
                 _registered_method=True)
+        self.GetCluster = channel.unary_unary(
+                '/swarmlet.api.Control/GetCluster',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.GetClusterRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ClusterResponse.FromString,
+                _registered_method=True)
+        self.UpdateCluster = channel.unary_unary(
+                '/swarmlet.api.Control/UpdateCluster',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.UpdateClusterRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ClusterResponse.FromString,
+                _registered_method=True)
+        self.GetRootCA = channel.unary_unary(
+                '/swarmlet.api.Control/GetRootCA',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.GetRootCARequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RootCAStatus.FromString,
+                _registered_method=True)
+        self.RotateRootCA = channel.unary_unary(
+                '/swarmlet.api.Control/RotateRootCA',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RotateRootCARequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RootCAStatus.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -483,6 +503,31 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCluster(self, request, context):
+        """Issue 13, part A: cluster settings and the root CA.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCluster(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRootCA(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateRootCA(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -685,6 +730,26 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Events,
                     request_deserializer=swarmlet_dot_api_dot_events__pb2.EventsRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_events__pb2.Event.SerializeToString,
+            ),
+            'GetCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCluster,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.GetClusterRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ClusterResponse.SerializeToString,
+            ),
+            'UpdateCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCluster,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.UpdateClusterRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ClusterResponse.SerializeToString,
+            ),
+            'GetRootCA': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRootCA,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.GetRootCARequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RootCAStatus.SerializeToString,
+            ),
+            'RotateRootCA': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateRootCA,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RotateRootCARequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RootCAStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1767,6 +1832,114 @@ class Control:
             '/swarmlet.api.Control/Events',
             swarmlet_dot_api_dot_events__pb2.EventsRequest.SerializeToString,
             swarmlet_dot_api_dot_events__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/GetCluster',
+            swarmlet_dot_api_dot_control__pb2.GetClusterRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/UpdateCluster',
+            swarmlet_dot_api_dot_control__pb2.UpdateClusterRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRootCA(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/GetRootCA',
+            swarmlet_dot_api_dot_control__pb2.GetRootCARequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RootCAStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateRootCA(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/RotateRootCA',
+            swarmlet_dot_api_dot_control__pb2.RotateRootCARequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RootCAStatus.FromString,
             options,
             channel_credentials,
             insecure,

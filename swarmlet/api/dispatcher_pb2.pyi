@@ -20,7 +20,7 @@ class SessionRequest(_message.Message):
     def __init__(self, description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ..., addr: _Optional[str] = ..., api_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ...) -> None: ...
 
 class SessionMessage(_message.Message):
-    __slots__ = ("session_id", "heartbeat_period", "tasks", "managers", "node_id", "availability", "desired_role", "networks", "images", "registry_auths", "secrets", "configs")
+    __slots__ = ("session_id", "heartbeat_period", "tasks", "managers", "node_id", "availability", "desired_role", "networks", "images", "registry_auths", "secrets", "configs", "trust_pem", "signing_key_id", "cert_expiry", "revoked_certs", "manager_ids", "cluster_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,12 @@ class SessionMessage(_message.Message):
     REGISTRY_AUTHS_FIELD_NUMBER: _ClassVar[int]
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    TRUST_PEM_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    CERT_EXPIRY_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_CERTS_FIELD_NUMBER: _ClassVar[int]
+    MANAGER_IDS_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     heartbeat_period: float
     tasks: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Task]
@@ -45,7 +51,13 @@ class SessionMessage(_message.Message):
     registry_auths: _containers.RepeatedCompositeFieldContainer[ServiceRegistryAuth]
     secrets: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Secret]
     configs: _containers.RepeatedCompositeFieldContainer[_objects_pb2.Config]
-    def __init__(self, session_id: _Optional[str] = ..., heartbeat_period: _Optional[float] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., managers: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ..., desired_role: _Optional[_Union[_objects_pb2.NodeSpec.Role, str]] = ..., networks: _Optional[_Iterable[_Union[NetworkAssignment, _Mapping]]] = ..., images: _Optional[_Iterable[_Union[ImageSource, _Mapping]]] = ..., registry_auths: _Optional[_Iterable[_Union[ServiceRegistryAuth, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[_objects_pb2.Config, _Mapping]]] = ...) -> None: ...
+    trust_pem: bytes
+    signing_key_id: str
+    cert_expiry: float
+    revoked_certs: _containers.RepeatedScalarFieldContainer[str]
+    manager_ids: _containers.RepeatedScalarFieldContainer[str]
+    cluster_id: str
+    def __init__(self, session_id: _Optional[str] = ..., heartbeat_period: _Optional[float] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., managers: _Optional[_Iterable[str]] = ..., node_id: _Optional[str] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ..., desired_role: _Optional[_Union[_objects_pb2.NodeSpec.Role, str]] = ..., networks: _Optional[_Iterable[_Union[NetworkAssignment, _Mapping]]] = ..., images: _Optional[_Iterable[_Union[ImageSource, _Mapping]]] = ..., registry_auths: _Optional[_Iterable[_Union[ServiceRegistryAuth, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[_objects_pb2.Config, _Mapping]]] = ..., trust_pem: _Optional[bytes] = ..., signing_key_id: _Optional[str] = ..., cert_expiry: _Optional[float] = ..., revoked_certs: _Optional[_Iterable[str]] = ..., manager_ids: _Optional[_Iterable[str]] = ..., cluster_id: _Optional[str] = ...) -> None: ...
 
 class ImageSource(_message.Message):
     __slots__ = ("ref", "image_id", "peers")
@@ -156,3 +168,17 @@ class UpdateTaskStatusRequest(_message.Message):
 class UpdateTaskStatusResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class RenewCertificateRequest(_message.Message):
+    __slots__ = ("csr_pem",)
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    csr_pem: bytes
+    def __init__(self, csr_pem: _Optional[bytes] = ...) -> None: ...
+
+class RenewCertificateResponse(_message.Message):
+    __slots__ = ("cert_pem", "trust_pem")
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    TRUST_PEM_FIELD_NUMBER: _ClassVar[int]
+    cert_pem: bytes
+    trust_pem: bytes
+    def __init__(self, cert_pem: _Optional[bytes] = ..., trust_pem: _Optional[bytes] = ...) -> None: ...

@@ -860,7 +860,7 @@ class ManagerStatus(_message.Message):
     def __init__(self, raft_addr: _Optional[str] = ..., api_addr: _Optional[str] = ..., reachability: _Optional[_Union[ManagerStatus.Reachability, str]] = ..., leader: _Optional[bool] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "meta", "spec", "description", "status", "role", "manager_status", "api_addr", "raft_addr")
+    __slots__ = ("id", "meta", "spec", "description", "status", "role", "manager_status", "api_addr", "raft_addr", "certificate", "issued")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -870,6 +870,8 @@ class Node(_message.Message):
     MANAGER_STATUS_FIELD_NUMBER: _ClassVar[int]
     API_ADDR_FIELD_NUMBER: _ClassVar[int]
     RAFT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: NodeSpec
@@ -879,34 +881,79 @@ class Node(_message.Message):
     manager_status: ManagerStatus
     api_addr: str
     raft_addr: str
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeSpec.Role, str]] = ..., manager_status: _Optional[_Union[ManagerStatus, _Mapping]] = ..., api_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ...) -> None: ...
+    certificate: NodeCertificate
+    issued: _containers.RepeatedCompositeFieldContainer[NodeCertificate]
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeSpec.Role, str]] = ..., manager_status: _Optional[_Union[ManagerStatus, _Mapping]] = ..., api_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ..., certificate: _Optional[_Union[NodeCertificate, _Mapping]] = ..., issued: _Optional[_Iterable[_Union[NodeCertificate, _Mapping]]] = ...) -> None: ...
+
+class NodeCertificate(_message.Message):
+    __slots__ = ("serial", "role", "not_before", "not_after", "issuer_key_id")
+    SERIAL_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    serial: str
+    role: str
+    not_before: float
+    not_after: float
+    issuer_key_id: str
+    def __init__(self, serial: _Optional[str] = ..., role: _Optional[str] = ..., not_before: _Optional[float] = ..., not_after: _Optional[float] = ..., issuer_key_id: _Optional[str] = ...) -> None: ...
 
 class ClusterSpec(_message.Message):
-    __slots__ = ("heartbeat_period", "node_down_after", "task_history_limit", "default_address_pool", "default_subnet_size")
+    __slots__ = ("heartbeat_period", "node_down_after", "task_history_limit", "default_address_pool", "default_subnet_size", "node_cert_expiry")
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     NODE_DOWN_AFTER_FIELD_NUMBER: _ClassVar[int]
     TASK_HISTORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_ADDRESS_POOL_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_SUBNET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NODE_CERT_EXPIRY_FIELD_NUMBER: _ClassVar[int]
     heartbeat_period: float
     node_down_after: float
     task_history_limit: int
     default_address_pool: _containers.RepeatedScalarFieldContainer[str]
     default_subnet_size: int
-    def __init__(self, heartbeat_period: _Optional[float] = ..., node_down_after: _Optional[float] = ..., task_history_limit: _Optional[int] = ..., default_address_pool: _Optional[_Iterable[str]] = ..., default_subnet_size: _Optional[int] = ...) -> None: ...
+    node_cert_expiry: float
+    def __init__(self, heartbeat_period: _Optional[float] = ..., node_down_after: _Optional[float] = ..., task_history_limit: _Optional[int] = ..., default_address_pool: _Optional[_Iterable[str]] = ..., default_subnet_size: _Optional[int] = ..., node_cert_expiry: _Optional[float] = ...) -> None: ...
 
 class RootCA(_message.Message):
-    __slots__ = ("cert_pem", "key_pem", "digest")
+    __slots__ = ("cert_pem", "key_pem", "digest", "key_id", "rotation")
     CERT_PEM_FIELD_NUMBER: _ClassVar[int]
     KEY_PEM_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_FIELD_NUMBER: _ClassVar[int]
     cert_pem: bytes
     key_pem: bytes
     digest: str
-    def __init__(self, cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ..., digest: _Optional[str] = ...) -> None: ...
+    key_id: str
+    rotation: RootRotation
+    def __init__(self, cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ..., digest: _Optional[str] = ..., key_id: _Optional[str] = ..., rotation: _Optional[_Union[RootRotation, _Mapping]] = ...) -> None: ...
+
+class RootRotation(_message.Message):
+    __slots__ = ("cert_pem", "key_pem", "digest", "key_id", "cross_signed_pem", "started_at")
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    CROSS_SIGNED_PEM_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    cert_pem: bytes
+    key_pem: bytes
+    digest: str
+    key_id: str
+    cross_signed_pem: bytes
+    started_at: float
+    def __init__(self, cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ..., digest: _Optional[str] = ..., key_id: _Optional[str] = ..., cross_signed_pem: _Optional[bytes] = ..., started_at: _Optional[float] = ...) -> None: ...
 
 class Cluster(_message.Message):
-    __slots__ = ("id", "meta", "spec", "root_ca", "worker_token", "manager_token", "raft_secret", "membership_change", "membership_change_at")
+    __slots__ = ("id", "meta", "spec", "root_ca", "worker_token", "manager_token", "raft_secret", "membership_change", "membership_change_at", "revoked_certs")
+    class RevokedCertsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -916,6 +963,7 @@ class Cluster(_message.Message):
     RAFT_SECRET_FIELD_NUMBER: _ClassVar[int]
     MEMBERSHIP_CHANGE_FIELD_NUMBER: _ClassVar[int]
     MEMBERSHIP_CHANGE_AT_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_CERTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: ClusterSpec
@@ -925,4 +973,5 @@ class Cluster(_message.Message):
     raft_secret: bytes
     membership_change: str
     membership_change_at: float
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ..., raft_secret: _Optional[bytes] = ..., membership_change: _Optional[str] = ..., membership_change_at: _Optional[float] = ...) -> None: ...
+    revoked_certs: _containers.ScalarMap[str, float]
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ..., raft_secret: _Optional[bytes] = ..., membership_change: _Optional[str] = ..., membership_change_at: _Optional[float] = ..., revoked_certs: _Optional[_Mapping[str, float]] = ...) -> None: ...

@@ -74,14 +74,16 @@ class TaskDesiredAction(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., desired_state: _Optional[_Union[_objects_pb2.TaskState, str]] = ...) -> None: ...
 
 class NodeStatusAction(_message.Message):
-    __slots__ = ("node_id", "status", "description")
+    __slots__ = ("node_id", "status", "description", "certificate")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     status: _objects_pb2.NodeStatus
     description: _objects_pb2.NodeDescription
-    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.NodeStatus, _Mapping]] = ..., description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ...) -> None: ...
+    certificate: _objects_pb2.NodeCertificate
+    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.NodeStatus, _Mapping]] = ..., description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ..., certificate: _Optional[_Union[_objects_pb2.NodeCertificate, _Mapping]] = ...) -> None: ...
 
 class LeaderAction(_message.Message):
     __slots__ = ("node_id", "term")

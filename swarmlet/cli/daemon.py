@@ -15,7 +15,8 @@ from typing import Annotated
 import typer
 
 from swarmlet.cli.client import CLIError, handle_errors
-from swarmlet.cli.options import AdvertiseAddrOpt
+from swarmlet.cli.options import AdvertiseAddrOpt, parsed
+from swarmlet.cli.parse import parse_duration
 
 
 @handle_errors
@@ -83,6 +84,15 @@ def daemon(
             help="Events a manager keeps for `events --since` and for resuming streams (0: none).",
         ),
     ] = 10_000,
+    min_cert_expiry: Annotated[
+        str,
+        typer.Option(
+            "--min-cert-expiry",
+            metavar="DURATION",
+            hidden=True,
+            help="Shortest node certificate lifetime 'cluster update --cert-expiry' accepts here (default 1h; for tests).",
+        ),
+    ] = "1h",
 ) -> None:
     """Run the swarmlet daemon (agent, and manager once the node is one)."""
     # Imported here, not at the top: every other command would otherwise pay
@@ -92,6 +102,7 @@ def daemon(
         from swarmlet.node.daemon import run_daemon
     except ImportError as e:
         raise CLIError(f"the daemon cannot start: {e}") from None
+    min_expiry = parsed(parse_duration, min_cert_expiry, "--min-cert-expiry")
     try:
         e_min, e_max = parse_election_timeout(election_timeout)
         cfg = DaemonConfig(
@@ -109,6 +120,7 @@ def daemon(
             node_generic_resources=tuple(node_generic_resource or ()),
             metrics_addr=metrics_addr,
             event_history=event_history,
+            min_cert_expiry=min_expiry,
         ).validated()
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint=e.option) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -91,7 +92,8 @@ def inspect(
             leader_id = d.call(d.stub.ListNodes, cpb.ListNodesRequest()).leader_id
     if pretty:
         if found:
-            typer.echo("\n\n".join(format_node_pretty(n, leader_id) for n in found))
+            now = time.time()
+            typer.echo("\n\n".join(format_node_pretty(n, leader_id, now) for n in found))
     else:
         typer.echo(to_json(found))
     report_errors(errors)

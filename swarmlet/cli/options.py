@@ -498,3 +498,38 @@ class ContainerUpdateFlags:
     generic_resource_rm: Annotated[
         _Strs, typer.Option("--generic-resource-rm", metavar="KIND", help="Remove a generic resource reservation.")
     ] = None
+
+
+# ---- cluster settings (issue 13, part A) -----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSettingsFlags:
+    """`cluster update`: the settings fixed at init until issue 13. Names and
+    meanings as `docker swarm update` where Docker has the setting. The
+    autolock flag (issue 13, part B) belongs in this group."""
+
+    dispatcher_heartbeat: Annotated[
+        str | None,
+        typer.Option(
+            "--dispatcher-heartbeat", metavar="DURATION", help="How often agents send heartbeats to the managers (default 500ms)."
+        ),
+    ] = None
+    node_down_after: Annotated[
+        str | None,
+        typer.Option(
+            "--node-down-after",
+            metavar="DURATION",
+            help="Silence after which a node is marked down and its tasks replaced (default 3s).",
+        ),
+    ] = None
+    task_history_limit: Annotated[
+        int | None,
+        typer.Option("--task-history-limit", metavar="N", help="Finished tasks kept per slot (default 5)."),
+    ] = None
+    cert_expiry: Annotated[
+        str | None,
+        typer.Option(
+            "--cert-expiry", metavar="DURATION", help="Validity period of node certificates (default 2160h); nodes renew early."
+        ),
+    ] = None

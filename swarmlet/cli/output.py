@@ -421,7 +421,7 @@ def format_task_list(
 # ---- inspect --pretty --------------------------------------------------------------------
 
 
-def format_node_pretty(node: pb.Node, leader_id: str = "") -> str:
+def format_node_pretty(node: pb.Node, leader_id: str = "", now: float = 0.0) -> str:
     items: list[PrettyItem] = [
         (0, "ID", node.id),
         (0, "Hostname", node.description.hostname),
@@ -456,6 +456,7 @@ def format_node_pretty(node: pb.Node, leader_id: str = "") -> str:
         (1, "Memory", format_bytes(node.description.resources.memory_bytes)),
         (0, "Engine Version", node.description.engine_version),
     ]
+    items += certificate_items(node, now)
     return pretty_lines(items)
 
 
@@ -707,3 +708,101 @@ def storage_items(c: pb.ContainerSpec) -> list[PrettyItem]:
             target = f.name if f.name.startswith("/") or label == "Configs" else f"/run/secrets/{f.name}"
             items.append((2, name, f"{target} (uid {f.uid or 0}, gid {f.gid or 0}, mode {f.mode or 0o444:04o})"))
     return items
+
+
+# ---- certificates, the root CA, cluster settings (issue 13, part A) --------------------
+
+
+def _pem_text(value: Any) -> Any:
+    """A PEM field as JSON shows it: its text, not base64 of its bytes."""
+    import base64
+
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError:
+            return value
+        if raw.startswith(b"-----BEGIN"):
+            return raw.decode()
+    return value
+
+
+def pem_fields_as_text(data: Any) -> Any:
+    """JSON data of a message with every *_pem field shown as PEM text."""
+    if isinstance(data, dict):
+        return {k: (_pem_text(v) if k.endswith("_pem") else pem_fields_as_text(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [pem_fields_as_text(v) for v in data]
+    return data
+
+
+def pem_json(msg: Message) -> str:
+    return json.dumps(pem_fields_as_text(message_to_dict(msg)), indent=4, ensure_ascii=False)
+
+
+def cert_expiry_text(not_after: float, now: float) -> str:
+    """ "2026-08-01T10:00:00Z (in 89 days)", or "... (expired 3 hours ago)";
+    without `now`, only the time."""
+    if not_after <= 0:
+        return ""
+    if now <= 0:
+        return format_timestamp(not_after)
+    left = not_after - now
+    rel = f"in {human_duration(left).lower()}" if left > 0 else f"expired {human_duration(-left).lower()} ago"
+    return f"{format_timestamp(not_after)} ({rel})"
+
+
+def certificate_items(node: pb.Node, now: float) -> list[PrettyItem]:
+    c = node.certificate
+    if not c.serial:
+        return []
+    return [
+        (0, "TLS Info", None),
+        (1, "Certificate Expiry", cert_expiry_text(c.not_after, now)),
+        (1, "Certificate Serial", c.serial),
+        (1, "Issuer Key ID", c.issuer_key_id),
+    ]
+
+
+def format_cluster_pretty(cluster: pb.Cluster, now: float) -> str:
+    """`cluster inspect --pretty`: the settings as `docker info` groups them."""
+    s = cluster.spec
+    root = cluster.root_ca
+    items: list[PrettyItem] = [
+        (0, "ID", cluster.id),
+        (0, "Created at", format_timestamp(cluster.meta.created_at)),
+        (0, "Updated at", format_timestamp(cluster.meta.updated_at)),
+        (0, "Dispatcher", None),
+        (1, "Heartbeat Period", format_duration(s.heartbeat_period)),
+        (1, "Node Down After", format_duration(s.node_down_after)),
+        (0, "Orchestration", None),
+        (1, "Task History Retention Limit", str(s.task_history_limit)),
+        (0, "CA Configuration", None),
+        (1, "Expiry Duration", format_duration(s.node_cert_expiry or 90 * 86400.0)),
+        (1, "Root CA Digest", f"sha256:{root.digest}"),
+        (1, "Root Rotation In Progress", "yes" if root.HasField("rotation") else "no"),
+    ]
+    if root.HasField("rotation"):
+        items += [
+            (2, "New Root CA Digest", f"sha256:{root.rotation.digest}"),
+            (2, "Started", f"{format_timestamp(root.rotation.started_at)} ({time_ago(root.rotation.started_at, now)})"),
+        ]
+    if cluster.revoked_certs:
+        items.append((1, "Revoked Certificates", str(len(cluster.revoked_certs))))
+    items += [
+        (0, "Default Address Pool", ", ".join(s.default_address_pool) or "10.0.0.0/8"),
+        (0, "Subnet Size", str(s.default_subnet_size or 24)),
+    ]
+    return pretty_lines(items)
+
+
+def rotation_progress_text(status: cpb.RootCAStatus) -> str:
+    """One line of `ca --rotate` progress: how many nodes hold a certificate
+    from the new root, and which do not yet (with their state, so a down node
+    holding the rotation back is visible)."""
+    line = f"rotating the root CA: {status.nodes_renewed}/{status.nodes} nodes hold a certificate from the new root"
+    if status.pending:
+        names = [f"{p.hostname or p.node_id[:12]} ({p.state})" for p in status.pending[:8]]
+        more = len(status.pending) - len(names)
+        line += "; waiting for " + ", ".join(names) + (f" and {more} more" if more > 0 else "")
+    return line

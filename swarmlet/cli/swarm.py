@@ -11,7 +11,7 @@ import typer
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.cli.client import connect, handle_errors
 from swarmlet.cli.options import AdvertiseAddrOpt, check_format, parsed
-from swarmlet.cli.output import to_json
+from swarmlet.cli.output import format_timestamp, to_json
 from swarmlet.cli.parse import parse_host_port
 
 DEFAULT_JOIN_PORT = 4242
@@ -137,6 +137,10 @@ def format_info(info: cpb.InfoResponse) -> str:
             lines.append(f" Tasks: {info.tasks}")
         if info.addr:
             lines.append(f" Node Address: {info.addr}")
+        if info.cert_not_after:
+            lines.append(f" Certificate Expiry: {format_timestamp(info.cert_not_after)}")
+        if info.cert_warning:
+            lines.append(f" Certificate Warning: {info.cert_warning}")
         if info.state_digest:
             lines.append(f" State Digest: {info.state_digest} (store version {info.store_version})")
         if info.managers:

@@ -17,6 +17,7 @@ from swarmlet.api import ca_pb2
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import images as im
+from swarmlet.core import pki
 from swarmlet.core import secrets as sc
 from swarmlet.core import state as st
 from swarmlet.core.orchestrator import DEFAULT_TASK_HISTORY_LIMIT
@@ -110,7 +111,7 @@ def session_message(
         msg.images.add(ref=ref, image_id=image_id, peers=peers)
     for service_id, auth in sorted(im.service_auths(snap, tasks).items()):
         msg.registry_auths.add(service_id=service_id, auth=auth)
-    return msg
+    return pki.fill_session(msg, snap)
 
 
 # ---------------------------------------------------------------- liveness

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from swarmlet.api import store_pb2 as spb
-from swarmlet.core import allocator, updater
+from swarmlet.core import allocator, pki, updater
 from swarmlet.core import orchestrator as orch
 from swarmlet.core import state as st
 from swarmlet.core.scheduler import schedule
@@ -46,6 +46,9 @@ def _stages() -> list[tuple[str, Stage]]:
     two never both create a task for one slot); the allocator gives addresses
     before the scheduler assigns (it leaves a task without them pending)."""
     return [
+        # Issue 13: completes a root rotation, forgets expired revocations
+        # (only the cluster object: no other stage depends on it).
+        ("pki", lambda snap, now, new_id: pki.reconcile(snap, now)),
         ("orchestrator", orch.orchestrate),
         ("updater", updater.update),
         ("allocator", lambda snap, now, new_id: allocator.allocate(snap, new_id)),

@@ -192,6 +192,8 @@ def apply_batch(snap: Snapshot, batch: spb.StoreBatch) -> spb.StoreResult:
                 n.status.CopyFrom(ns.status)
                 if ns.HasField("description"):
                     n.description.CopyFrom(ns.description)
+                if ns.HasField("certificate"):  # issue 13: what node inspect shows, what root rotation counts
+                    n.certificate.CopyFrom(ns.certificate)
                 n.meta.version = version
                 n.meta.updated_at = now
     snap.version = version

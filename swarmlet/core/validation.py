@@ -16,6 +16,7 @@ from swarmlet.core import secrets as sc
 from swarmlet.core import service_options as opts
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
+from swarmlet.core.pki import MAX_CERT_EXPIRY
 from swarmlet.core.scheduler.filters import resource_shortfall
 from swarmlet.core.units import fmt_bytes
 from swarmlet.core.updater import validate_config as validate_update_config
@@ -278,3 +279,47 @@ def prepare_service_storage(spec: pb.ServiceSpec, snap: st.Snapshot) -> None:
     (core/secrets.py; the mounts themselves are checked by
     validate_service_spec, core/mounts.py)."""
     sc.resolve_references(spec, snap, mounts.validate(spec.task.container.mounts))
+
+
+# ---- cluster settings (issue 13, part A: `cluster update`) ----
+
+MIN_HEARTBEAT_PERIOD = 0.1
+MAX_HEARTBEAT_PERIOD = 3600.0
+MAX_NODE_DOWN_AFTER = 86400.0
+MAX_TASK_HISTORY_LIMIT = 1000
+
+
+def _check_seconds(value: float, flag: str, low: float, high: float) -> None:
+    # `not low <= value` is also true for NaN.
+    if not low <= value <= high:
+        raise InvalidSpec(f"{flag} must be between {_fmt_duration(low)} and {_fmt_duration(high)}, not {_fmt_duration(value)}")
+
+
+def _fmt_duration(v: float) -> str:
+    if v != v or v in (float("inf"), float("-inf")):
+        return str(v)
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+        if v >= size and v % size == 0:
+            return f"{v / size:g}{unit}"
+    return f"{v:g}s"
+
+
+def check_cluster_spec(spec: pb.ClusterSpec, current: pb.ClusterSpec, min_cert_expiry: float) -> None:
+    """A new cluster spec for `cluster update`: every setting in range, the
+    ones fixed at init unchanged. `min_cert_expiry` is the manager's floor
+    (an hour, as in Swarm, unless the daemon lowered it)."""
+    _check_seconds(spec.heartbeat_period, "--dispatcher-heartbeat", MIN_HEARTBEAT_PERIOD, MAX_HEARTBEAT_PERIOD)
+    if spec.node_down_after < 2 * spec.heartbeat_period:
+        raise InvalidSpec(
+            f"--node-down-after ({_fmt_duration(spec.node_down_after)}) must be at least twice the dispatcher heartbeat "
+            f"({_fmt_duration(spec.heartbeat_period)}): one late heartbeat would mark nodes down"
+        )
+    _check_seconds(spec.node_down_after, "--node-down-after", 2 * spec.heartbeat_period, MAX_NODE_DOWN_AFTER)
+    if not 1 <= spec.task_history_limit <= MAX_TASK_HISTORY_LIMIT:
+        raise InvalidSpec(f"--task-history-limit must be between 1 and {MAX_TASK_HISTORY_LIMIT}, not {spec.task_history_limit}")
+    if spec.node_cert_expiry != 0:  # 0: the default lifetime
+        _check_seconds(spec.node_cert_expiry, "--cert-expiry", min_cert_expiry, MAX_CERT_EXPIRY)
+    if list(spec.default_address_pool) != list(current.default_address_pool) or (
+        spec.default_subnet_size != current.default_subnet_size
+    ):
+        raise InvalidSpec("the default address pool is set at init and cannot be changed")

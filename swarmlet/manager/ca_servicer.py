@@ -13,15 +13,18 @@ import grpc
 from swarmlet import errors, rpc, tls
 from swarmlet.api import ca_pb2, ca_pb2_grpc
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import pki
 from swarmlet.ids import new_id
 from swarmlet.manager import ca
 
 log = logging.getLogger(__name__)
 
-# register_node(node_id, role, request, peer_ip) -> managers' mTLS api addresses.
-# It refuses a join by raising a swarmlet.errors error (Unavailable when this
-# manager cannot commit right now, FailedPrecondition for a policy refusal).
-RegisterNode = Callable[[str, str, ca_pb2.IssueNodeCertificateRequest, str], list[str]]
+# register_node(node_id, role, request, peer_ip, issued) -> managers' mTLS api
+# addresses; `issued` records the certificate just signed (revoked with the
+# node). It refuses a join by raising a swarmlet.errors error (Unavailable
+# when this manager cannot commit right now, FailedPrecondition for a policy
+# refusal).
+RegisterNode = Callable[[str, str, ca_pb2.IssueNodeCertificateRequest, str, pb.NodeCertificate], list[str]]
 
 
 class CAServicer(ca_pb2_grpc.CAServicer):  # type: ignore[misc]  # generated, untyped
@@ -58,11 +61,13 @@ class CAServicer(ca_pb2_grpc.CAServicer):  # type: ignore[misc]  # generated, un
         cert_ip = ca.san_ip(request.addr) or peer_ip
         node_id = new_id()
         # A bad CSR is a CSRError (Invalid): the edge answers INVALID_ARGUMENT.
-        cert_pem = ca.sign_node_csr(cluster.root_ca, request.csr_pem, node_id, role, cluster.id, cert_ip)
+        cert_pem = ca.sign_node_csr(
+            cluster.root_ca, request.csr_pem, node_id, role, cluster.id, cert_ip, pki.cert_expiry(cluster)
+        )
 
         # Sign first, register second: a bad CSR must not leave a node record.
         try:
-            managers = self._register_node(node_id, role, request, peer_ip)
+            managers = self._register_node(node_id, role, request, peer_ip, ca.issued_record(cert_pem, role))
         except errors.SwarmletError as e:
             rpc.abort(context, e, prefix="cannot register the node: ")
         except Exception as e:  # noqa: BLE001  (the joiner needs a message, not "Unknown")
@@ -72,7 +77,9 @@ class CAServicer(ca_pb2_grpc.CAServicer):  # type: ignore[misc]  # generated, un
         resp = ca_pb2.IssueNodeCertificateResponse(
             node_id=node_id,
             cert_pem=cert_pem,
-            ca_cert_pem=cluster.root_ca.cert_pem,
+            # The roots to trust (two during a root rotation). The joiner checks
+            # that they include the root its token pins.
+            ca_cert_pem=pki.trust_pem(cluster.root_ca),
             role=role,
             managers=list(managers),
         )

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 
@@ -24,6 +25,7 @@ from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import cluster as cl
+from swarmlet.core import pki
 from swarmlet.core import state as st
 from swarmlet.core.endpoints import all_assignments
 from swarmlet.manager.statuswriter import StatusWriter
@@ -37,6 +39,13 @@ LIVENESS_CHECK_PERIOD = 0.2
 # renew_role(node_id, csr_pem) -> (cert, role, raft_secret, raft_peers), from
 # the control API (promotion/demotion touches Raft membership).
 RenewRole = Callable[[str, bytes], tuple[bytes, str, bytes, list[str]]]
+
+
+class Certificates(Protocol):
+    """What the dispatcher needs of the control API for certificates
+    (control/pki.PKIControl)."""
+
+    def renew_certificate(self, node_id: str, role: str, csr_pem: bytes) -> tuple[bytes, bytes]: ...
 
 
 class AssignmentCache:
@@ -63,9 +72,10 @@ class _Session:
 
 
 class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, untyped
-    def __init__(self, store: Store, renew_role: RenewRole) -> None:
+    def __init__(self, store: Store, renew_role: RenewRole, certificates: Certificates | None = None) -> None:
         self._store = store
         self._renew_role = renew_role
+        self._certs = certificates
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}  # session id -> session
         self._last_seen: dict[str, float] = {}  # node id -> monotonic time of last sign of life
@@ -86,9 +96,13 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
                 s.closed.set()
 
     # ---- identity ----
-    def _identity(self, context: grpc.ServicerContext) -> tls.Identity:
-        ident = tls.peer_identity(context)
-        if ident is None:
+    def _peer(self, context: grpc.ServicerContext, method: str) -> tls.Peer:
+        """The caller's certificate, once the leader's state says it may call
+        `method` (core/pki.authorize_on_manager: cluster, membership,
+        revocation, role). The daemon's interceptor checks the same before
+        every call; checking here keeps the dispatcher safe on any server."""
+        peer = tls.peer_certificate(context)
+        if peer is None:
             raise errors.Unauthenticated("a node certificate is required")
         if not self._store.is_leader():
             # Sessions live on the leader (heartbeats are in its memory): send
@@ -97,9 +111,16 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
             if leader:
                 context.set_trailing_metadata(((rpc.LEADER_HINT_KEY, leader),))
             raise errors.Unavailable(f"this manager is not the leader (leader: {leader or 'none yet'})")
-        if ident.node_id not in self._store.snapshot().nodes:
-            raise errors.PermissionDenied(f"node {ident.node_id} is not a member of this cluster (removed?)")
-        return ident
+        ident = peer.identity
+        pki.authorize_on_manager(
+            self._store.snapshot(),
+            pki.PeerCert(ident.node_id, ident.role, ident.cluster_id, peer.cert.serial),
+            pki.DISPATCHER_PREFIX + method,
+        )
+        return peer
+
+    def _identity(self, context: grpc.ServicerContext, method: str) -> tls.Identity:
+        return self._peer(context, method).identity
 
     def leader_api_addr(self) -> str:
         return cl.manager_api_addr(self._store.snapshot(), self._store.leader_addr())
@@ -118,7 +139,18 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
     # ---- RPCs ----
     @rpc.edge
     def Session(self, request: dpb.SessionRequest, context: grpc.ServicerContext) -> Iterator[dpb.SessionMessage]:
-        ident = self._identity(context)
+        peer = self._peer(context, "Session")
+        ident = peer.identity
+        snap = self._store.snapshot()
+        node = snap.nodes[ident.node_id]  # authorize_on_manager checked membership
+        if ident.role != ("manager" if node.role == pb.NodeSpec.MANAGER else "worker"):
+            # A certificate of the node's former role (demoted, or promoted
+            # and not renewed yet): the session only tells the node its role,
+            # so that it fetches the certificate for it (RenewRole).
+            yield pki.fill_session(
+                dpb.SessionMessage(node_id=node.id, desired_role=node.spec.desired_role, managers=cl.manager_addrs(snap)), snap
+            )
+            return
         sess = _Session(session_id=uuid.uuid4().hex, node_id=ident.node_id)
         with self._lock:
             # One live session per node: a reconnecting agent replaces its old one.
@@ -130,11 +162,16 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         context.add_callback(sess.closed.set)
         status = pb.NodeStatus(state=pb.NodeStatus.READY, addr=request.addr, timestamp=time.time(), message="session started")
         try:
-            action = spb.NodeStatusAction(node_id=ident.node_id, status=status, description=request.description)
+            # With the certificate the node presents (issue 13): node inspect
+            # shows its expiry, root rotation counts the nodes on the new root.
+            action = spb.NodeStatusAction(
+                node_id=ident.node_id, status=status, description=request.description, certificate=presented(peer)
+            )
             self._writer.submit([spb.StoreAction(node_status=action)], wait=5.0)
             self._record_addrs(ident.node_id, request.addr, request.api_addr, request.raft_addr)
         except StoreError as e:
             raise errors.Unavailable(f"cannot register the session: {e}") from None
+        self._seen(ident.node_id)  # the writes above may have taken a while: the silence starts now
         log.info("session %s opened for node %s", sess.session_id[:8], ident.node_id)
         metrics.session_opened(ident.node_id)
         try:
@@ -165,7 +202,7 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
 
     @rpc.edge
     def Heartbeat(self, request: dpb.HeartbeatRequest, context: grpc.ServicerContext) -> dpb.HeartbeatResponse:
-        ident = self._identity(context)
+        ident = self._identity(context, "Heartbeat")
         self._session(request.session_id, ident)
         self._seen(ident.node_id)
         metrics.heartbeat(ident.node_id)
@@ -191,7 +228,7 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
     def UpdateTaskStatus(
         self, request: dpb.UpdateTaskStatusRequest, context: grpc.ServicerContext
     ) -> dpb.UpdateTaskStatusResponse:
-        ident = self._identity(context)
+        ident = self._identity(context, "UpdateTaskStatus")
         self._session(request.session_id, ident)
         self._seen(ident.node_id)
         actions = [
@@ -206,9 +243,20 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
 
     @rpc.edge
     def RenewRole(self, request: dpb.RenewRoleRequest, context: grpc.ServicerContext) -> dpb.RenewRoleResponse:
-        ident = self._identity(context)
+        ident = self._identity(context, "RenewRole")
         cert, role, secret, peers = self._renew_role(ident.node_id, request.csr_pem)
         return dpb.RenewRoleResponse(cert_pem=cert, role=role, raft_secret=secret, raft_peers=peers)
+
+    @rpc.edge
+    def RenewCertificate(
+        self, request: dpb.RenewCertificateRequest, context: grpc.ServicerContext
+    ) -> dpb.RenewCertificateResponse:
+        ident = self._identity(context, "RenewCertificate")
+        if self._certs is None:
+            raise errors.FailedPrecondition("this manager does not renew certificates")
+        cert, trust = self._certs.renew_certificate(ident.node_id, ident.role, request.csr_pem)
+        log.info("renewed the %s certificate of node %s", ident.role, ident.node_id)
+        return dpb.RenewCertificateResponse(cert_pem=cert, trust_pem=trust)
 
     # ---- helpers ----
     def _record_addrs(self, node_id: str, addr: str, api_addr: str, raft_addr: str = "") -> None:
@@ -261,3 +309,11 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
                 self._writer.submit(actions, wait=2.0)
             except StoreError as e:
                 log.warning("could not mark nodes down: %s", e)
+
+
+def presented(peer: tls.Peer) -> pb.NodeCertificate:
+    """The record of the certificate a node presents."""
+    c = peer.cert
+    return pb.NodeCertificate(
+        serial=c.serial, role=peer.identity.role, not_before=c.not_before, not_after=c.not_after, issuer_key_id=c.issuer_key_id
+    )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import generic as gen
+from swarmlet.core import pki
 from swarmlet.manager.events import DEFAULT_HISTORY
 from swarmlet.manager.store import RaftTimings
 from swarmlet.node import addresses
@@ -56,6 +57,10 @@ class DaemonConfig:
     metrics_addr: str = ""
     event_history: int = DEFAULT_HISTORY
 
+    # The shortest node certificate lifetime `cluster update --cert-expiry`
+    # accepts on this manager (seconds): an hour, as in Swarm; tests lower it.
+    min_cert_expiry: float = pki.MIN_CERT_EXPIRY
+
     def generic_resources(self) -> list[pb.GenericResource]:
         """What this node advertises (checked by `validated`)."""
         return [gen.parse_node_resource(r) for r in self.node_generic_resources]
@@ -79,6 +84,8 @@ class DaemonConfig:
                 raise ConfigError(f"port {port} is not in 1-65535", option)
         if len({self.join_port, self.api_port, self.raft_port}) != 3:
             raise ConfigError("--listen-port, --api-port and --raft-port must differ", "--listen-port")
+        if not 1.0 <= self.min_cert_expiry <= pki.MIN_CERT_EXPIRY:
+            raise ConfigError(f"must be between 1s and {pki.MIN_CERT_EXPIRY:g}s", "--min-cert-expiry")
         try:
             self.raft_timings().validate()
         except ValueError as e:

@@ -30,6 +30,7 @@ from swarmlet.agent.images import ImageStore
 from swarmlet.agent.metrics import timed_runtime
 from swarmlet.agent.net.wiring import NetworkAgent
 from swarmlet.agent.runtime.docker import DockerRuntime
+from swarmlet.agent.runtime.interface import ContainerRuntime
 from swarmlet.agent.session import AgentSession
 from swarmlet.agent.taskfiles import TaskFiles
 from swarmlet.api import agent_pb2_grpc, ca_pb2_grpc, dispatcher_pb2_grpc, events_pb2_grpc
@@ -37,6 +38,7 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import events_pb2 as epb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import pki
 from swarmlet.manager import ca_servicer
 from swarmlet.manager.control.api import ControlAPI
 from swarmlet.manager.dispatcher import Dispatcher
@@ -47,6 +49,7 @@ from swarmlet.node import events as node_events
 from swarmlet.node import localapi
 from swarmlet.node import metrics as node_metrics
 from swarmlet.node.addresses import Advertised
+from swarmlet.node.certs import CertKeeper
 from swarmlet.node.config import ConfigError, DaemonConfig, parse_election_timeout
 from swarmlet.node.files import NodeFiles, NodeState
 from swarmlet.node.membership import NOT_IN_CLUSTER, Membership
@@ -70,7 +73,10 @@ MEMBERS_RECORD_PERIOD = 1.0
 
 
 class Daemon:
-    def __init__(self, cfg: DaemonConfig) -> None:
+    def __init__(self, cfg: DaemonConfig, runtime: ContainerRuntime | None = None) -> None:
+        # `runtime`: an engine other than the host's Docker (tests run whole
+        # daemons on loopback with agent/runtime/fake.py; no overlay wiring then).
+        self._runtime = runtime
         self.cfg = cfg.validated()
         self.files = NodeFiles(self.cfg.state_dir)
         self.stopped = threading.Event()
@@ -82,6 +88,7 @@ class Daemon:
         self.executor: Executor | None = None
         self.session: AgentSession | None = None
         self.announcer: LeaderAnnouncer | None = None
+        self.certs: CertKeeper | None = None
         self.membership = Membership(self.cfg, self.files, self)
         self.roles = RoleChanger(self.membership, self, self.stopped)
 
@@ -96,8 +103,11 @@ class Daemon:
             timings=self.cfg.raft_timings(),
             event_history=self.cfg.event_history,
         )
-        control = ControlAPI(store, self.agent_channel, DockerRuntime(self.cfg.docker_host), self._node_id)
-        dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role)
+        # The manager's own engine resolves image digests (issue 9); with a
+        # test engine (self._runtime) there is none: images are not pinned.
+        engine = DockerRuntime(self.cfg.docker_host) if self._runtime is None else None
+        control = ControlAPI(store, self.agent_channel, engine, self._node_id, min_cert_expiry=self.cfg.min_cert_expiry)
+        dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role, certificates=control.pki)
         leader_loop = LeaderLoop(store)
         self.store, self.control, self.dispatcher, self.leader_loop = store, control, dispatcher, leader_loop
         dispatcher.start()
@@ -108,23 +118,28 @@ class Daemon:
         return store
 
     def start_services(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials) -> None:
-        runtime = timed_runtime(DockerRuntime(self.cfg.docker_host))
+        runtime = timed_runtime(self._runtime or DockerRuntime(self.cfg.docker_host))
         executor = Executor(
             runtime,
             node.node_id,
             self._report,
             hostname=self.cfg.hostname,
-            network=NetworkAgent(addrs.ip),
+            network=NetworkAgent(addrs.ip) if self._runtime is None else None,
             images=ImageStore(runtime, self.agent_channel, hostname=lambda: self.executor.hostname() if self.executor else ""),
             files=TaskFiles(self.files.secrets_dir),
             generic_resources=self.cfg.generic_resources(),
         )
         self.executor = executor
+        self.certs = CertKeeper(self.membership, self, self.stopped)
         self.server = self._cluster_server(addrs, node, creds, executor)
         executor.start()
         self._start_session(addrs, node, creds, executor)
+        self.certs.start()
 
     def shutdown(self, remove_containers: bool) -> None:
+        if self.certs is not None:
+            self.certs.stop()
+            self.certs = None
         self.stop_session()
         if self.executor is not None:
             if remove_containers:
@@ -161,6 +176,14 @@ class Daemon:
         if creds is None:
             raise errors.FailedPrecondition(NOT_IN_CLUSTER)
         return grpc.secure_channel(addr, creds.channel_credentials(), options=tls.CHANNEL_OPTIONS)
+
+    def manager_channel(self, addr: str) -> grpc.Channel:
+        """An mTLS channel to a manager's API port, as this node: the
+        handshake fails unless the server holds a manager's certificate."""
+        creds = self.membership.creds
+        if creds is None:
+            raise errors.FailedPrecondition(NOT_IN_CLUSTER)
+        return grpc.secure_channel(addr, creds.channel_credentials(), options=tls.MANAGER_CHANNEL_OPTIONS)
 
     def stop_session(self) -> None:
         if self.session is not None:
@@ -204,6 +227,8 @@ class Daemon:
             r.raft_status = json.dumps(store.status(), default=str)
             r.state_digest = store.state_digest()
             r.store_version = snap.version
+        if self.certs is not None:
+            r.cert_not_after, r.cert_warning = self.certs.status()
         return r
 
     def events(self, request: epb.EventsRequest, context: grpc.ServicerContext) -> Iterator[epb.Event]:
@@ -230,7 +255,10 @@ class Daemon:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=SERVER_WORKERS, thread_name_prefix="grpc"),
             options=tls.SERVER_OPTIONS,
-            interceptors=[tls.ClientCertRequired()],
+            # Every call with a certificate is checked against the cluster's
+            # state (issue 13): cluster id, revocation, membership, role. The
+            # session stream answers a stale role itself (dispatcher.py).
+            interceptors=[tls.ClientCertRequired(authorize=self._authorize, stream_once=(pki.SESSION_METHOD,))],
         )
         agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(executor, executor.images), server)
         if node.role == "manager":
@@ -242,10 +270,29 @@ class Daemon:
                 ca_servicer.CAServicer(lambda: store.snapshot().cluster, control.cluster.register_node, store.members), server
             )
             # The join port authenticates the manager only: joiners have no certificate yet.
-            server.add_secure_port(addrs.join, creds.server_credentials(require_client_auth=False))
-        server.add_secure_port(addrs.api, creds.server_credentials(require_client_auth=True))
+            server.add_secure_port(addrs.join, tls.dynamic_server_credentials(self._current_creds, require_client_auth=False))
+        # Renewed certificates and new trust bundles are used from the next handshake on.
+        server.add_secure_port(addrs.api, tls.dynamic_server_credentials(self._current_creds, require_client_auth=True))
         server.start()
         return server
+
+    def _current_creds(self) -> tls.NodeCredentials | None:
+        return self.membership.creds
+
+    def _authorize(self, method: str, peer: tls.Peer) -> None:
+        """Whether a caller's certificate may call `method` now: a manager
+        judges it by the replicated state, a worker by what its session told
+        it (core/pki.py)."""
+        ident = peer.identity
+        who = pki.PeerCert(ident.node_id, ident.role, ident.cluster_id, peer.cert.serial)
+        store = self.store
+        if store is not None:
+            pki.authorize_on_manager(store.snapshot(), who, method)
+            return
+        certs = self.certs
+        if certs is None:
+            raise errors.Unavailable("this node is not ready")
+        pki.authorize_on_worker(certs.view, who, method)
 
     def _start_session(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials, executor: Executor) -> None:
         self.session = AgentSession(
@@ -257,6 +304,7 @@ class Daemon:
             on_managers=self.membership.record_managers,
             raft_addr=addrs.raft,
             on_role=self.roles.wanted,
+            on_message=self.certs.on_session if self.certs is not None else None,
         )
         self.session.start()
 

@@ -37,6 +37,7 @@ from swarmlet.manager import ca
 from swarmlet.manager.store import Store
 from swarmlet.node import addresses
 from swarmlet.node.addresses import Advertised
+from swarmlet.node.certs import check_at_start
 from swarmlet.node.config import DaemonConfig
 from swarmlet.node.files import NodeFiles, NodeState
 
@@ -107,6 +108,9 @@ class Membership:
                 log.warning("advertising %s, the address this node joined with, not %s", node.addr, addrs.ip)
                 addrs = addrs.with_ip(node.addr)
             log.info("resuming as %s node %s of cluster %s", node.role, node.node_id, node.cluster_id)
+            level, message = _certificate_at_start(creds)
+            if level:
+                log.log(level, "%s", message)
             if node.role == "manager":
                 self.parts.start_manager(addrs, self.files.read_raft_secret(), node.raft_peers)
             self.node, self.creds, self.addrs = node, creds, addrs
@@ -167,19 +171,11 @@ class Membership:
                     raft_addr=addrs.raft,
                 ),
             )
-            ident = tls.certificate_identity(resp.cert_pem)
-            creds = tls.NodeCredentials(
-                key_pem=key_pem,
-                cert_pem=resp.cert_pem,
-                ca_pem=resp.ca_cert_pem,
-                node_id=resp.node_id,
-                role=resp.role,
-                cluster_id=ident.cluster_id,
-            )
+            creds = _joined_credentials(key_pem, resp, ca_pem)
             node = NodeState(
                 node_id=resp.node_id,
                 role=resp.role,
-                cluster_id=ident.cluster_id,
+                cluster_id=creds.cluster_id,
                 addr=addrs.ip,
                 managers=list(resp.managers) or [remote],
                 raft_peers=list(resp.raft_peers),
@@ -227,14 +223,7 @@ class Membership:
             assert cluster is not None  # decode() refuses a backup without one
             node_id = new_id()
             key_pem, cert_pem = ca.issue_local_certificate(cluster.root_ca, node_id, "manager", cluster.id, addrs.ip)
-            creds = tls.NodeCredentials(
-                key_pem=key_pem,
-                cert_pem=cert_pem,
-                ca_pem=cluster.root_ca.cert_pem,
-                node_id=node_id,
-                role="manager",
-                cluster_id=cluster.id,
-            )
+            creds = tls.NodeCredentials.from_pems(key_pem, cert_pem, ca.trust_bundle(cluster.root_ca))
             node = NodeState(node_id=node_id, role="manager", cluster_id=cluster.id, addr=addrs.ip, managers=[addrs.api])
             me = self._self_node(node_id, addrs)
             self._found(addrs, node, creds, lambda secret: bk.bootstrap_batches(snap, me, secret, "restored from a backup"))
@@ -343,17 +332,45 @@ class Membership:
 def _issue_certificate(
     remote: str, ca_pem: bytes, request: ca_pb2.IssueNodeCertificateRequest
 ) -> ca_pb2.IssueNodeCertificateResponse:
-    channel = grpc.secure_channel(remote, tls.channel_credentials(ca_pem), options=tls.CHANNEL_OPTIONS)
+    # Trusting only the root the token pins, and only a server holding a
+    # manager's certificate (MANAGER_SAN): the token goes to a manager or
+    # nowhere (issue 13).
+    channel = grpc.secure_channel(remote, tls.channel_credentials(ca_pem), options=tls.MANAGER_CHANNEL_OPTIONS)
     try:
         resp: ca_pb2.IssueNodeCertificateResponse = ca_pb2_grpc.CAStub(channel).IssueNodeCertificate(
             request, timeout=ISSUE_TIMEOUT
         )
         return resp
     except grpc.RpcError as e:
+        details = e.details() or ""
+        if "Hostname Verification" in details or "No match found for server name" in details:
+            raise tls.NotAManagerError(
+                f"the server at {remote} is not a manager of this cluster (its certificate is not a manager's): "
+                "the join token was not sent"
+            ) from None
         prefix = f"cannot reach manager at {remote}: " if rpc.unreachable(e) else ""
         raise rpc.from_rpc_error(e, prefix) from None
     finally:
         channel.close()
+
+
+def _joined_credentials(key_pem: bytes, resp: ca_pb2.IssueNodeCertificateResponse, pinned_pem: bytes) -> tls.NodeCredentials:
+    """The credentials a join yields. The roots to trust are the manager's
+    answer (two during a root rotation), which must include the root the
+    token pins; the certificate must chain to them."""
+    pinned = tls.ca_digest(pinned_pem)
+    bundle = resp.ca_cert_pem or pinned_pem
+    roots = [b"-----BEGIN CERTIFICATE-----" + part for part in bundle.split(b"-----BEGIN CERTIFICATE-----")[1:]]
+    if pinned not in {tls.ca_digest(r) for r in roots}:
+        raise tls.CAMismatchError("the manager answered with roots that do not include the one the join token pins")
+    try:
+        return tls.NodeCredentials.from_pems(key_pem, resp.cert_pem, bundle)
+    except tls.CredentialsError as e:
+        raise tls.JoinError(f"the manager issued an unusable certificate: {e}") from None
+
+
+def _certificate_at_start(creds: tls.NodeCredentials) -> tuple[int, str]:
+    return check_at_start(creds, time.time())
 
 
 def _init_response(node_id: str, cluster: pb.Cluster, addrs: Advertised) -> cpb.InitResponse:

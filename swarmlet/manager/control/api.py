@@ -7,12 +7,14 @@ from typing import Any
 
 import grpc
 
+from swarmlet.core import pki
 from swarmlet.manager.control.base import StoreAccess
 from swarmlet.manager.control.cluster import ClusterControl
 from swarmlet.manager.control.images import ImageControl, ImageEngine
 from swarmlet.manager.control.logs import LogControl
 from swarmlet.manager.control.networks import NetworkControl
 from swarmlet.manager.control.nodes import NodeControl
+from swarmlet.manager.control.pki import PKIControl
 from swarmlet.manager.control.routes import ROUTES
 from swarmlet.manager.control.secrets import ConfigControl, SecretControl
 from swarmlet.manager.control.services import ServiceControl
@@ -29,6 +31,7 @@ class ControlAPI:
         agent_channel: Callable[[str], grpc.Channel],
         engine: ImageEngine | None = None,
         node_id: Callable[[], str] = lambda: "",
+        min_cert_expiry: float = pki.MIN_CERT_EXPIRY,
     ) -> None:
         access = StoreAccess(store)
         # Issue 9: `engine` is this node's Docker Engine (registry lookups).
@@ -41,6 +44,7 @@ class ControlAPI:
         self.logs = LogControl(access, agent_channel)
         self.secrets = SecretControl(access)
         self.configs = ConfigControl(access)
+        self.pki = PKIControl(access, min_cert_expiry)
 
     def handler(self, rpc_name: str) -> Callable[[Any], Any]:
         """The method answering the unary Control RPC `rpc_name` (request ->

@@ -38,4 +38,9 @@ ROUTES: dict[str, tuple[str, str]] = {
     "GetConfig": ("configs", "get"),
     "ListConfigs": ("configs", "list"),
     "RemoveConfig": ("configs", "remove"),
+    # Issue 13, part A: cluster settings and the root CA.
+    "GetCluster": ("pki", "get_cluster"),
+    "UpdateCluster": ("pki", "update_cluster"),
+    "GetRootCA": ("pki", "get_root_ca"),
+    "RotateRootCA": ("pki", "rotate_root_ca"),
 }
