@@ -238,6 +238,23 @@ def peer_identity(context: grpc.ServicerContext) -> Identity | None:
     return _cached_identity(certs[0])
 
 
+def peer_cert_ips(context: grpc.ServicerContext) -> list[str]:
+    """The IP SANs of the caller's verified certificate (the address it
+    joined with), [] without one."""
+    certs = context.auth_context().get("x509_pem_cert")
+    return list(_cert_ips(certs[0])) if certs else []
+
+
+@functools.lru_cache(maxsize=1024)
+def _cert_ips(cert_pem: bytes) -> tuple[str, ...]:
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return ()
+    return tuple(str(ip) for ip in sans.get_values_for_type(x509.IPAddress))
+
+
 def peer_host(context: grpc.ServicerContext) -> str:
     """The caller's IP from context.peer() ("ipv4:1.2.3.4:5", "ipv6:[::1]:5"),
     or "" when the transport has none (unix sockets)."""
@@ -449,28 +466,32 @@ class NodeCredentials:
         """Client credentials for the mutual-TLS API port of any node."""
         return channel_credentials(self.ca_pem, self.key_pem, self.cert_pem)
 
-    def save(self, directory: str | os.PathLike[str]) -> None:
+    def save(self, directory: str | os.PathLike[str], seal_key: Callable[[bytes], bytes] | None = None) -> None:
         """Write node.key (0600), ca.crt and node.crt, each atomically, in a
         directory readable only by its owner. node.crt goes last: `load` takes
-        its presence to mean the set is complete."""
+        its presence to mean the set is complete. `seal_key` encrypts the key
+        file (managers: with their data key, issue 13)."""
         d = Path(directory)
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(d, 0o700)  # mkdir's mode is masked by umask, and d may pre-exist
-        _write_atomic(d / KEY_FILE, self.key_pem, 0o600)
+        _write_atomic(d / KEY_FILE, seal_key(self.key_pem) if seal_key else self.key_pem, 0o600)
         _write_atomic(d / CA_FILE, self.ca_pem, 0o644)
         _write_atomic(d / CERT_FILE, self.cert_pem, 0o644)
         _fsync_dir(d)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> NodeCredentials | None:
+    def load(cls, directory: str | os.PathLike[str], open_key: Callable[[bytes], bytes] | None = None) -> NodeCredentials | None:
         """The credentials saved in `directory`, or None if the node has none
         (never joined). Raises CredentialsError if they exist but are broken,
-        rather than silently making the node join again as a new node."""
+        rather than silently making the node join again as a new node.
+        `open_key` turns the key file's bytes into the PEM (a sealed key)."""
         d = Path(directory)
         if not (d / CERT_FILE).exists():
             return None
         try:
             key_pem = (d / KEY_FILE).read_bytes()
+            if open_key is not None:
+                key_pem = open_key(key_pem)
             ca_pem = (d / CA_FILE).read_bytes()
             cert_pem = (d / CERT_FILE).read_bytes()
         except OSError as e:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from swarmlet.api import objects_pb2 as swarmlet_dot_api_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswarmlet/api/dispatcher.proto\x12\x0cswarmlet.api\x1a\x1aswarmlet/api/objects.proto\"w\n\x0eSessionRequest\x12\x32\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x10\n\x08\x61pi_addr\x18\x03 \x01(\t\x12\x11\n\traft_addr\x18\x04 \x01(\t\"\xa5\x02\n\x0eSessionMessage\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10heartbeat_period\x18\x02 \x01(\x01\x12!\n\x05tasks\x18\x03 \x03(\x0b\x32\x12.swarmlet.api.Task\x12\x10\n\x08managers\x18\x04 \x03(\t\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x39\n\x0c\x61vailability\x18\x06 \x01(\x0e\x32#.swarmlet.api.NodeSpec.Availability\x12\x31\n\x0c\x64\x65sired_role\x18\x07 \x01(\x0e\x32\x1b.swarmlet.api.NodeSpec.Role\x12\x31\n\x08networks\x18\x14 \x03(\x0b\x32\x1f.swarmlet.api.NetworkAssignment\"<\n\x08\x45ndpoint\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x11\n\tnode_addr\x18\x03 \x01(\t\"\xc3\x01\n\x10ServiceEndpoints\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12-\n\x04mode\x18\x03 \x01(\x0e\x32\x1f.swarmlet.api.EndpointSpec.Mode\x12\x0b\n\x03vip\x18\x04 \x01(\t\x12(\n\x08\x62\x61\x63kends\x18\x05 \x03(\x0b\x32\x16.swarmlet.api.Endpoint\x12\'\n\x05ports\x18\x06 \x03(\x0b\x32\x18.swarmlet.api.PortConfig\"\xb7\x01\n\x11NetworkAssignment\x12&\n\x07network\x18\x01 \x01(\x0b\x32\x15.swarmlet.api.Network\x12\r\n\x05peers\x18\x02 \x03(\t\x12&\n\x06remote\x18\x03 \x03(\x0b\x32\x16.swarmlet.api.Endpoint\x12\x30\n\x08services\x18\x04 \x03(\x0b\x32\x1e.swarmlet.api.ServiceEndpoints\x12\x11\n\tnode_addr\x18\x05 \x01(\t\"#\n\x10RenewRoleRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"\\\n\x11RenewRoleResponse\x12\x10\n\x08\x63\x65rt_pem\x18\x01 \x01(\x0c\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x13\n\x0braft_secret\x18\x03 \x01(\x0c\x12\x12\n\nraft_peers\x18\x04 \x03(\t\"Z\n\x10HeartbeatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x32\n\x0b\x64\x65scription\x18\x02 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\"#\n\x11HeartbeatResponse\x12\x0e\n\x06period\x18\x01 \x01(\x01\"M\n\x10TaskStatusReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0b\x32\x18.swarmlet.api.TaskStatus\"^\n\x17UpdateTaskStatusRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x07updates\x18\x02 \x03(\x0b\x32\x1e.swarmlet.api.TaskStatusReport\"\x1a\n\x18UpdateTaskStatusResponse2\xd4\x02\n\nDispatcher\x12G\n\x07Session\x12\x1c.swarmlet.api.SessionRequest\x1a\x1c.swarmlet.api.SessionMessage0\x01\x12L\n\tHeartbeat\x12\x1e.swarmlet.api.HeartbeatRequest\x1a\x1f.swarmlet.api.HeartbeatResponse\x12\x61\n\x10UpdateTaskStatus\x12%.swarmlet.api.UpdateTaskStatusRequest\x1a&.swarmlet.api.UpdateTaskStatusResponse\x12L\n\tRenewRole\x12\x1e.swarmlet.api.RenewRoleRequest\x1a\x1f.swarmlet.api.RenewRoleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswarmlet/api/dispatcher.proto\x12\x0cswarmlet.api\x1a\x1aswarmlet/api/objects.proto\"w\n\x0eSessionRequest\x12\x32\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x10\n\x08\x61pi_addr\x18\x03 \x01(\t\x12\x11\n\traft_addr\x18\x04 \x01(\t\"\xa5\x02\n\x0eSessionMessage\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10heartbeat_period\x18\x02 \x01(\x01\x12!\n\x05tasks\x18\x03 \x03(\x0b\x32\x12.swarmlet.api.Task\x12\x10\n\x08managers\x18\x04 \x03(\t\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x39\n\x0c\x61vailability\x18\x06 \x01(\x0e\x32#.swarmlet.api.NodeSpec.Availability\x12\x31\n\x0c\x64\x65sired_role\x18\x07 \x01(\x0e\x32\x1b.swarmlet.api.NodeSpec.Role\x12\x31\n\x08networks\x18\x14 \x03(\x0b\x32\x1f.swarmlet.api.NetworkAssignment\"<\n\x08\x45ndpoint\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x11\n\tnode_addr\x18\x03 \x01(\t\"\xc3\x01\n\x10ServiceEndpoints\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12-\n\x04mode\x18\x03 \x01(\x0e\x32\x1f.swarmlet.api.EndpointSpec.Mode\x12\x0b\n\x03vip\x18\x04 \x01(\t\x12(\n\x08\x62\x61\x63kends\x18\x05 \x03(\x0b\x32\x16.swarmlet.api.Endpoint\x12\'\n\x05ports\x18\x06 \x03(\x0b\x32\x18.swarmlet.api.PortConfig\"\xb7\x01\n\x11NetworkAssignment\x12&\n\x07network\x18\x01 \x01(\x0b\x32\x15.swarmlet.api.Network\x12\r\n\x05peers\x18\x02 \x03(\t\x12&\n\x06remote\x18\x03 \x03(\x0b\x32\x16.swarmlet.api.Endpoint\x12\x30\n\x08services\x18\x04 \x03(\x0b\x32\x1e.swarmlet.api.ServiceEndpoints\x12\x11\n\tnode_addr\x18\x05 \x01(\t\"#\n\x10RenewRoleRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"\\\n\x11RenewRoleResponse\x12\x10\n\x08\x63\x65rt_pem\x18\x01 \x01(\x0c\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x13\n\x0braft_secret\x18\x03 \x01(\x0c\x12\x12\n\nraft_peers\x18\x04 \x03(\t\"\x13\n\x11RaftSecretRequest\"F\n\x12RaftSecretResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x0c\x12\x10\n\x08previous\x18\x03 \x01(\x0c\"Z\n\x10HeartbeatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x32\n\x0b\x64\x65scription\x18\x02 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\"#\n\x11HeartbeatResponse\x12\x0e\n\x06period\x18\x01 \x01(\x01\"M\n\x10TaskStatusReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0b\x32\x18.swarmlet.api.TaskStatus\"^\n\x17UpdateTaskStatusRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x07updates\x18\x02 \x03(\x0b\x32\x1e.swarmlet.api.TaskStatusReport\"\x1a\n\x18UpdateTaskStatusResponse2\xa5\x03\n\nDispatcher\x12G\n\x07Session\x12\x1c.swarmlet.api.SessionRequest\x1a\x1c.swarmlet.api.SessionMessage0\x01\x12L\n\tHeartbeat\x12\x1e.swarmlet.api.HeartbeatRequest\x1a\x1f.swarmlet.api.HeartbeatResponse\x12\x61\n\x10UpdateTaskStatus\x12%.swarmlet.api.UpdateTaskStatusRequest\x1a&.swarmlet.api.UpdateTaskStatusResponse\x12L\n\tRenewRole\x12\x1e.swarmlet.api.RenewRoleRequest\x1a\x1f.swarmlet.api.RenewRoleResponse\x12O\n\nRaftSecret\x12\x1f.swarmlet.api.RaftSecretRequest\x1a .swarmlet.api.RaftSecretResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,16 +46,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RENEWROLEREQUEST']._serialized_end=973
   _globals['_RENEWROLERESPONSE']._serialized_start=975
   _globals['_RENEWROLERESPONSE']._serialized_end=1067
-  _globals['_HEARTBEATREQUEST']._serialized_start=1069
-  _globals['_HEARTBEATREQUEST']._serialized_end=1159
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1161
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1196
-  _globals['_TASKSTATUSREPORT']._serialized_start=1198
-  _globals['_TASKSTATUSREPORT']._serialized_end=1275
-  _globals['_UPDATETASKSTATUSREQUEST']._serialized_start=1277
-  _globals['_UPDATETASKSTATUSREQUEST']._serialized_end=1371
-  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_start=1373
-  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_end=1399
-  _globals['_DISPATCHER']._serialized_start=1402
-  _globals['_DISPATCHER']._serialized_end=1742
+  _globals['_RAFTSECRETREQUEST']._serialized_start=1069
+  _globals['_RAFTSECRETREQUEST']._serialized_end=1088
+  _globals['_RAFTSECRETRESPONSE']._serialized_start=1090
+  _globals['_RAFTSECRETRESPONSE']._serialized_end=1160
+  _globals['_HEARTBEATREQUEST']._serialized_start=1162
+  _globals['_HEARTBEATREQUEST']._serialized_end=1252
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1254
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1289
+  _globals['_TASKSTATUSREPORT']._serialized_start=1291
+  _globals['_TASKSTATUSREPORT']._serialized_end=1368
+  _globals['_UPDATETASKSTATUSREQUEST']._serialized_start=1370
+  _globals['_UPDATETASKSTATUSREQUEST']._serialized_end=1464
+  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_start=1466
+  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_end=1492
+  _globals['_DISPATCHER']._serialized_start=1495
+  _globals['_DISPATCHER']._serialized_end=1916
 # @@protoc_insertion_point(module_scope)

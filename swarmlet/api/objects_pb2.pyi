@@ -459,20 +459,22 @@ class NodeSpec(_message.Message):
     def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., desired_role: _Optional[_Union[NodeSpec.Role, str]] = ..., availability: _Optional[_Union[NodeSpec.Availability, str]] = ...) -> None: ...
 
 class NodeDescription(_message.Message):
-    __slots__ = ("hostname", "resources", "engine_version", "os", "arch", "images")
+    __slots__ = ("hostname", "resources", "engine_version", "os", "arch", "images", "engine_subnets")
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     ENGINE_VERSION_FIELD_NUMBER: _ClassVar[int]
     OS_FIELD_NUMBER: _ClassVar[int]
     ARCH_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_SUBNETS_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     resources: Resources
     engine_version: str
     os: str
     arch: str
     images: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, hostname: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., engine_version: _Optional[str] = ..., os: _Optional[str] = ..., arch: _Optional[str] = ..., images: _Optional[_Iterable[str]] = ...) -> None: ...
+    engine_subnets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hostname: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., engine_version: _Optional[str] = ..., os: _Optional[str] = ..., arch: _Optional[str] = ..., images: _Optional[_Iterable[str]] = ..., engine_subnets: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
     __slots__ = ("state", "message", "addr", "timestamp")
@@ -539,18 +541,20 @@ class Node(_message.Message):
     def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[NodeSpec, _Mapping]] = ..., description: _Optional[_Union[NodeDescription, _Mapping]] = ..., status: _Optional[_Union[NodeStatus, _Mapping]] = ..., role: _Optional[_Union[NodeSpec.Role, str]] = ..., manager_status: _Optional[_Union[ManagerStatus, _Mapping]] = ..., api_addr: _Optional[str] = ..., raft_addr: _Optional[str] = ...) -> None: ...
 
 class ClusterSpec(_message.Message):
-    __slots__ = ("heartbeat_period", "node_down_after", "task_history_limit", "default_address_pool", "default_subnet_size")
+    __slots__ = ("heartbeat_period", "node_down_after", "task_history_limit", "default_address_pool", "default_subnet_size", "autolock")
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     NODE_DOWN_AFTER_FIELD_NUMBER: _ClassVar[int]
     TASK_HISTORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_ADDRESS_POOL_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_SUBNET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    AUTOLOCK_FIELD_NUMBER: _ClassVar[int]
     heartbeat_period: float
     node_down_after: float
     task_history_limit: int
     default_address_pool: _containers.RepeatedScalarFieldContainer[str]
     default_subnet_size: int
-    def __init__(self, heartbeat_period: _Optional[float] = ..., node_down_after: _Optional[float] = ..., task_history_limit: _Optional[int] = ..., default_address_pool: _Optional[_Iterable[str]] = ..., default_subnet_size: _Optional[int] = ...) -> None: ...
+    autolock: bool
+    def __init__(self, heartbeat_period: _Optional[float] = ..., node_down_after: _Optional[float] = ..., task_history_limit: _Optional[int] = ..., default_address_pool: _Optional[_Iterable[str]] = ..., default_subnet_size: _Optional[int] = ..., autolock: _Optional[bool] = ...) -> None: ...
 
 class RootCA(_message.Message):
     __slots__ = ("cert_pem", "key_pem", "digest")
@@ -563,7 +567,7 @@ class RootCA(_message.Message):
     def __init__(self, cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ..., digest: _Optional[str] = ...) -> None: ...
 
 class Cluster(_message.Message):
-    __slots__ = ("id", "meta", "spec", "root_ca", "worker_token", "manager_token", "raft_secret", "membership_change", "membership_change_at")
+    __slots__ = ("id", "meta", "spec", "root_ca", "worker_token", "manager_token", "raft_secret", "membership_change", "membership_change_at", "unlock_key", "raft_secret_epoch", "raft_secret_previous", "raft_secret_rotated_at", "raft_secret_rotation")
     ID_FIELD_NUMBER: _ClassVar[int]
     META_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
@@ -573,6 +577,11 @@ class Cluster(_message.Message):
     RAFT_SECRET_FIELD_NUMBER: _ClassVar[int]
     MEMBERSHIP_CHANGE_FIELD_NUMBER: _ClassVar[int]
     MEMBERSHIP_CHANGE_AT_FIELD_NUMBER: _ClassVar[int]
+    UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
+    RAFT_SECRET_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    RAFT_SECRET_PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    RAFT_SECRET_ROTATED_AT_FIELD_NUMBER: _ClassVar[int]
+    RAFT_SECRET_ROTATION_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
     spec: ClusterSpec
@@ -582,4 +591,9 @@ class Cluster(_message.Message):
     raft_secret: bytes
     membership_change: str
     membership_change_at: float
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ..., raft_secret: _Optional[bytes] = ..., membership_change: _Optional[str] = ..., membership_change_at: _Optional[float] = ...) -> None: ...
+    unlock_key: str
+    raft_secret_epoch: int
+    raft_secret_previous: bytes
+    raft_secret_rotated_at: float
+    raft_secret_rotation: str
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ..., raft_secret: _Optional[bytes] = ..., membership_change: _Optional[str] = ..., membership_change_at: _Optional[float] = ..., unlock_key: _Optional[str] = ..., raft_secret_epoch: _Optional[int] = ..., raft_secret_previous: _Optional[bytes] = ..., raft_secret_rotated_at: _Optional[float] = ..., raft_secret_rotation: _Optional[str] = ...) -> None: ...

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from swarmlet.cli import cluster, daemon, network, node, service, swarm
+from swarmlet.cli import cluster, daemon, network, node, security, service, swarm
 from swarmlet.cli.client import DEFAULT_HOST, HOST_ENV, GlobalOptions, socket_path
 
 app = typer.Typer(
@@ -51,6 +51,7 @@ def root(
 
 daemon.register(app)
 swarm.register(app)
+security.register(app)
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(node.app, name="node")
 app.add_typer(service.app, name="service")

@@ -536,3 +536,16 @@ def _update_items(service: pb.Service) -> list[PrettyItem]:
             items.append((1, "Canaries", str(c.canary)))
             items.append((1, "Auto promote", "true" if c.auto_promote else "false"))
     return items
+
+
+# ---- security (issue 13) ----
+
+
+def unlock_message(key: str) -> str:
+    """How `init --autolock`, `unlock-key` and `cluster update --autolock`
+    show the unlock key (as docker does)."""
+    return (
+        "To unlock a swarm manager after it restarts, run the `swarmlet unlock` command and provide the following key:\n\n"
+        f"    {key}\n\n"
+        "Remember to store this key in a password manager, since without it you will not be able to restart the manager.\n"
+    )

@@ -5,6 +5,12 @@ and back are replicated. Status reports from all agents go through one
 StatusWriter, which coalesces them into a single store batch every few
 milliseconds (DESIGN.md, "batch, don't chatter"). What a session carries and
 when a node is down are decided in swarmlet.core.cluster.
+
+What nodes report about themselves is checked (issue 13, core/trust.py): the
+address must be the one in the node's certificate or the one it connects
+from, its endpoints on that address; the description is bounded and keeps
+the hostname the node joined with. Session opens and description updates are
+rate-limited per node, and status texts are cut to a bounded length.
 """
 
 from __future__ import annotations
@@ -18,13 +24,14 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from swarmlet import errors, rpc, tls
+from swarmlet import errors, ratelimit, rpc, tls
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import cluster as cl
 from swarmlet.core import state as st
+from swarmlet.core import trust
 from swarmlet.core.endpoints import all_assignments
 from swarmlet.manager.statuswriter import StatusWriter
 from swarmlet.manager.store import Store, StoreError
@@ -33,6 +40,13 @@ log = logging.getLogger(__name__)
 
 # How often the leader looks for nodes whose heartbeats stopped.
 LIVENESS_CHECK_PERIOD = 0.2
+# Per node: session opens (an agent backs off from 0.1 s to 2 s) and
+# description changes (an agent sends one at most every 5 s).
+SESSION_RATE, SESSION_BURST = 1.0, 10.0
+DESCRIPTION_RATE, DESCRIPTION_BURST = 0.5, 5.0
+# Per status report: updates and text.
+MAX_STATUS_UPDATES = 10_000
+MAX_STATUS_TEXT = 4096
 
 # renew_role(node_id, csr_pem) -> (cert, role, raft_secret, raft_peers), from
 # the control API (promotion/demotion touches Raft membership).
@@ -72,6 +86,8 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         self._writer = StatusWriter(store)
         self._stop = threading.Event()
         self._net_assignments = AssignmentCache()
+        self._session_limit = ratelimit.RateLimiter(SESSION_RATE, SESSION_BURST)
+        self._description_limit = ratelimit.RateLimiter(DESCRIPTION_RATE, DESCRIPTION_BURST)
         self._liveness = threading.Thread(target=self._liveness_loop, name="dispatcher-liveness", daemon=True)
 
     def start(self) -> None:
@@ -116,9 +132,27 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
             self._last_seen[node_id] = time.monotonic()
 
     # ---- RPCs ----
+    def _accept_report(
+        self, request: dpb.SessionRequest, ident: tls.Identity, context: grpc.ServicerContext
+    ) -> dpb.SessionRequest:
+        """The session request with what the node may claim about itself."""
+        wait = self._session_limit.retry_after(ident.node_id)
+        if wait:
+            raise errors.ResourceExhausted(f"too many sessions opened by node {ident.node_id}: retry in {wait:.1f}s")
+        try:
+            addr, api_addr, raft_addr = trust.accept_addresses(
+                request.addr, request.api_addr, request.raft_addr, tls.peer_host(context), tls.peer_cert_ips(context)
+            )
+            desc = trust.accept_description(request.description, self._store.snapshot().nodes.get(ident.node_id))
+        except errors.SwarmletError as e:
+            log.warning("node %s: session refused: %s", ident.node_id, e)
+            raise
+        return dpb.SessionRequest(description=desc, addr=addr, api_addr=api_addr, raft_addr=raft_addr)
+
     @rpc.edge
     def Session(self, request: dpb.SessionRequest, context: grpc.ServicerContext) -> Iterator[dpb.SessionMessage]:
         ident = self._identity(context)
+        request = self._accept_report(request, ident, context)
         sess = _Session(session_id=uuid.uuid4().hex, node_id=ident.node_id)
         with self._lock:
             # One live session per node: a reconnecting agent replaces its old one.
@@ -168,7 +202,8 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         self._seen(ident.node_id)
         snap = self._store.snapshot()
         node = snap.nodes.get(ident.node_id)
-        if node is not None and (node.status.state != pb.NodeStatus.READY or request.HasField("description")):
+        desc = self._reported_description(request, node, ident.node_id)
+        if node is not None and (node.status.state != pb.NodeStatus.READY or desc is not None):
             # Back from a partition with its session intact (alive again), or
             # its description changed (an image was loaded, say).
             status = pb.NodeStatus(
@@ -178,8 +213,8 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
                 message="heartbeat resumed" if node.status.state != pb.NodeStatus.READY else node.status.message,
             )
             a = spb.NodeStatusAction(node_id=ident.node_id, status=status)
-            if request.HasField("description"):
-                a.description.CopyFrom(request.description)
+            if desc is not None:
+                a.description.CopyFrom(desc)
             self._writer.submit([spb.StoreAction(node_status=a)], wait=0)
         period, _ = cl.heartbeat_settings(snap)
         return dpb.HeartbeatResponse(period=period)
@@ -191,8 +226,10 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         ident = self._identity(context)
         self._session(request.session_id, ident)
         self._seen(ident.node_id)
+        if len(request.updates) > MAX_STATUS_UPDATES:
+            raise errors.Invalid(f"{len(request.updates)} status updates in one report, more than {MAX_STATUS_UPDATES}")
         actions = [
-            spb.StoreAction(task_status=spb.TaskStatusAction(task_id=u.task_id, node_id=ident.node_id, status=u.status))
+            spb.StoreAction(task_status=spb.TaskStatusAction(task_id=u.task_id, node_id=ident.node_id, status=_bounded(u.status)))
             for u in request.updates
         ]
         try:
@@ -207,7 +244,45 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         cert, role, secret, peers = self._renew_role(ident.node_id, request.csr_pem)
         return dpb.RenewRoleResponse(cert_pem=cert, role=role, raft_secret=secret, raft_peers=peers)
 
+    @rpc.edge
+    def RaftSecret(self, request: dpb.RaftSecretRequest, context: grpc.ServicerContext) -> dpb.RaftSecretResponse:
+        """The current Raft secret, for a manager that missed a rotation.
+        Any manager answers (no leader needed: a cluster whose majority
+        missed it may have none); only to a caller whose certificate says
+        manager and whose node record here is a manager."""
+        ident = tls.peer_identity(context)
+        if ident is None:
+            raise errors.Unauthenticated("a node certificate is required")
+        snap = self._store.snapshot()
+        node = snap.nodes.get(ident.node_id)
+        if not ident.is_manager or node is None or node.role != pb.NodeSpec.MANAGER:
+            log.warning("node %s asked for the Raft secret and is not a manager: refused", ident.node_id)
+            raise errors.PermissionDenied("only managers may fetch the Raft secret")
+        cluster = snap.cluster
+        if cluster is None:
+            raise errors.Unavailable("this manager has no cluster state yet")
+        log.info("manager %s fetched the Raft secret (epoch %d)", ident.node_id, cluster.raft_secret_epoch)
+        return dpb.RaftSecretResponse(
+            epoch=cluster.raft_secret_epoch, current=cluster.raft_secret, previous=cluster.raft_secret_previous
+        )
+
     # ---- helpers ----
+    def _reported_description(
+        self, request: dpb.HeartbeatRequest, node: pb.Node | None, node_id: str
+    ) -> pb.NodeDescription | None:
+        """A changed description from a heartbeat, as it may be recorded, or
+        None (none sent, refused, or over the node's rate: all logged)."""
+        if not request.HasField("description"):
+            return None
+        if not self._description_limit.allow(node_id):
+            log.warning("node %s: description update dropped (more than %g a second)", node_id, DESCRIPTION_RATE)
+            return None
+        try:
+            return trust.accept_description(request.description, node)
+        except errors.SwarmletError as e:
+            log.warning("node %s: description update refused: %s", node_id, e)
+            return None
+
     def _record_addrs(self, node_id: str, addr: str, api_addr: str, raft_addr: str = "") -> None:
         """Record where the node's API and Raft ports are (they may change
         across restarts)."""
@@ -258,3 +333,14 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
                 self._writer.submit(actions, wait=2.0)
             except StoreError as e:
                 log.warning("could not mark nodes down: %s", e)
+
+
+def _bounded(status: pb.TaskStatus) -> pb.TaskStatus:
+    """A reported status with its texts cut to MAX_STATUS_TEXT bytes."""
+    if len(status.message) <= MAX_STATUS_TEXT and len(status.err) <= MAX_STATUS_TEXT:
+        return status
+    out = pb.TaskStatus()
+    out.CopyFrom(status)
+    out.message = status.message[:MAX_STATUS_TEXT]
+    out.err = status.err[:MAX_STATUS_TEXT]
+    return out

@@ -50,8 +50,10 @@ from typing import Any
 from pysyncobj import _RAFT_STATE, SyncObj, SyncObjConf, SyncObjConsumer
 from pysyncobj.node import TCPNode
 
+from swarmlet.atrest import DataKey
 from swarmlet.manager import raftlog, raftmigrate
 from swarmlet.manager.raftlog import DurableJournal, Entry, RaftDiskError, RaftStateError
+from swarmlet.manager.rafttransport import GuardedTransport, RaftKeyring
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +92,10 @@ def _reconcile(journal: DurableJournal, snapshot: dict[str, Any] | None, snapsho
 
 
 class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hints
-    """SyncObj with `raftlog`'s files in `raft_dir` (conf.journalFile,
-    fullDumpFile, serializer and deserializer are set here)."""
+    """SyncObj with `raftlog`'s files in `raft_dir`, encrypted with `key`
+    (conf.journalFile, fullDumpFile, serializer and deserializer are set here),
+    speaking over rafttransport's guarded transport with the keys of
+    `keyring` (conf.password is not used: the key ring is the encryptor)."""
 
     def __init__(
         self,
@@ -100,20 +104,30 @@ class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hi
         conf: SyncObjConf,
         consumers: list[SyncObjConsumer],
         raft_dir: str,
+        key: DataKey,
+        keyring: RaftKeyring,
         **kwargs: Any,
     ) -> None:
         # Attributes set before SyncObj.__init__ are invisible to its own
         # serialization (not that we use it: the serializer is ours).
+        self._key = key
+        self._keyring = keyring
         self._failure: RaftDiskError | None = None
         self._held_acks: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
         self._durable_consumers = list(consumers)
         self._snapshot_path = os.path.join(raft_dir, raftlog.SNAPSHOT_NAME)
-        raftmigrate.migrate(raft_dir)  # files of a swarmlet from before raftlog, if any
-        self._journal = DurableJournal(raft_dir)
+        raftmigrate.migrate(raft_dir, key)  # files of a swarmlet from before raftlog, if any
+        self._journal = DurableJournal(raft_dir, key)
         self._preloaded: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         snapshot = None
         if os.path.exists(self._snapshot_path):
-            snapshot = raftlog.read_snapshot_file(self._snapshot_path)
+            snapshot = raftlog.read_snapshot_file(self._snapshot_path, key)
+            if raftlog.snapshot_is_plaintext(self._snapshot_path):
+                # Written before encryption at rest: replace it encrypted.
+                tmp = self._snapshot_path + ".tmp"
+                raftlog.write_snapshot_file(tmp, snapshot, key)
+                os.rename(tmp, self._snapshot_path)
+                raftlog.fsync_dir(raft_dir)
             self._preloaded = (self._file_key(self._snapshot_path), snapshot)
         _reconcile(self._journal, snapshot, self._snapshot_path)
         conf.journalFile = None  # pysyncobj builds a MemoryJournal; the property below hides it
@@ -121,8 +135,15 @@ class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hi
         conf.serializer = self._write_snapshot
         conf.deserializer = self._read_snapshot
         conf.useFork = False
-        super().__init__(self_node, other_nodes, conf=conf, consumers=consumers, **kwargs)
+        conf.password = None  # the key ring below encrypts (pysyncobj's own Fernet is never built)
+        super().__init__(self_node, other_nodes, conf=conf, consumers=consumers, transportClass=GuardedTransport, **kwargs)
         self._journal.sync_on_commit = self._isLeader
+
+    @property
+    def encryptor(self) -> RaftKeyring:
+        # pysyncobj's transport encrypts whenever this is set; ours gives each
+        # connection a cipher over the key ring.
+        return self._keyring
 
     # pysyncobj assigns its journal to self.__raftLog in __init__ and reads it
     # from there: a property with that mangled name gives it ours instead.
@@ -181,7 +202,7 @@ class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hi
             "consumers": [c._serialize() for c in self._durable_consumers],
         }
         try:
-            raftlog.write_snapshot_file(tmp_path, payload)
+            raftlog.write_snapshot_file(tmp_path, payload, self._key)
         except OSError as e:
             # pysyncobj only logs a failed snapshot and retries on every tick.
             self._fail(RaftDiskError(tmp_path, e))
@@ -205,7 +226,7 @@ class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hi
             if self._preloaded is not None and self._preloaded[0] == self._file_key(path):
                 payload = self._preloaded[1]
             else:
-                payload = raftlog.read_snapshot_file(path)
+                payload = raftlog.read_snapshot_file(path, self._key)
             self._preloaded = None
             for consumer, state in zip(self._durable_consumers, payload["consumers"], strict=True):
                 consumer._deserialize(state)

@@ -35,13 +35,14 @@ from swarmlet.api import objects_pb2 as pb
 from swarmlet.manager import ca_servicer
 from swarmlet.manager.control.api import ControlAPI
 from swarmlet.manager.dispatcher import Dispatcher
+from swarmlet.manager.keykeeper import FetchedSecret, KeyKeeper
 from swarmlet.manager.leader import LeaderLoop
 from swarmlet.manager.store import Store
 from swarmlet.node import localapi
 from swarmlet.node.addresses import Advertised
 from swarmlet.node.config import ConfigError, DaemonConfig, parse_election_timeout
 from swarmlet.node.files import NodeFiles, NodeState
-from swarmlet.node.membership import NOT_IN_CLUSTER, Membership
+from swarmlet.node.membership import LOCKED, NOT_IN_CLUSTER, Membership
 from swarmlet.node.roles import RoleChanger
 
 # What the `swarmlet daemon` command uses (the CLI may import this module only).
@@ -70,6 +71,7 @@ class Daemon:
         self.control: ControlAPI | None = None
         self.dispatcher: Dispatcher | None = None
         self.leader_loop: LeaderLoop | None = None
+        self.key_keeper: KeyKeeper | None = None
         self.server: grpc.Server | None = None
         self.executor: Executor | None = None
         self.session: AgentSession | None = None
@@ -77,15 +79,26 @@ class Daemon:
         self.roles = RoleChanger(self.membership, self, self.stopped)
 
     # ---- the parts membership starts and stops (membership.ClusterParts) ----
-    def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str]) -> Store:
+    def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str], epoch: int = 0) -> Store:
         partners = [p for p in peers if p != addrs.raft]
-        store = Store(addrs.raft, partners, self.cfg.state_dir, raft_secret, timings=self.cfg.raft_timings())
+        store = Store(
+            addrs.raft,
+            partners,
+            self.cfg.state_dir,
+            raft_secret,
+            timings=self.cfg.raft_timings(),
+            data_key=self.files.ensure_data_key(),
+            raft_secret_epoch=epoch,
+        )
         control = ControlAPI(store, self.agent_channel)
         dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role)
         leader_loop = LeaderLoop(store)
+        keeper = KeyKeeper(store, self.files.write_raft_secret, self.files.wrap_data_key, self._fetch_raft_secret)
         self.store, self.control, self.dispatcher, self.leader_loop = store, control, dispatcher, leader_loop
+        self.key_keeper = keeper
         dispatcher.start()
         leader_loop.start()
+        keeper.start()
         threading.Thread(target=self._record_members, args=(store,), name="raft-members", daemon=True).start()
         return store
 
@@ -119,6 +132,9 @@ class Daemon:
             self.server = None
         if self.leader_loop is not None:
             self.leader_loop.stop()
+        if self.key_keeper is not None:
+            self.key_keeper.stop()
+            self.key_keeper = None
         if self.dispatcher is not None:
             self.dispatcher.stop()
         self.leader_loop = self.dispatcher = self.control = None
@@ -152,6 +168,17 @@ class Daemon:
     # ---- the local API's view (localapi.LocalNode) ----
     def info(self) -> cpb.InfoResponse:
         node, addr = self.membership.node, self.membership.addrs.ip
+        locked = self.membership.locked
+        if locked is not None:
+            return cpb.InfoResponse(
+                state="locked",
+                node_id=locked.node_id,
+                role=locked.role,
+                cluster_id=locked.cluster_id,
+                addr=addr,
+                error=LOCKED,
+                docker_host=self.cfg.docker_host,
+            )
         if node is None:
             return cpb.InfoResponse(state="inactive", docker_host=self.cfg.docker_host, addr=addr)
         r = cpb.InfoResponse(
@@ -177,6 +204,8 @@ class Daemon:
         return r
 
     def manager_control(self) -> ControlAPI:
+        if self.membership.locked is not None:
+            raise errors.FailedPrecondition(LOCKED)
         if self.membership.node is None:
             raise errors.FailedPrecondition(NOT_IN_CLUSTER)
         if self.control is None:
@@ -225,6 +254,24 @@ class Daemon:
             on_role=self.roles.wanted,
         )
         self.session.start()
+
+    def _fetch_raft_secret(self) -> FetchedSecret | None:
+        """The current Raft secret from another manager (the key keeper asks
+        when this manager cannot reach any: it missed a rotation)."""
+        node, own = self.membership.node, self.membership.addrs.api
+        for addr in [a for a in (node.managers if node else []) if a != own]:
+            try:
+                channel = self.agent_channel(addr)
+            except errors.SwarmletError:
+                return None
+            try:
+                resp = dispatcher_pb2_grpc.DispatcherStub(channel).RaftSecret(dpb.RaftSecretRequest(), timeout=5)
+                return FetchedSecret(resp.epoch, resp.current, resp.previous)
+            except grpc.RpcError as e:
+                log.info("raft secret from %s: %s", addr, e.details())
+            finally:
+                channel.close()
+        return None
 
     def _report(self, reports: list[dpb.TaskStatusReport]) -> None:
         session = self.session

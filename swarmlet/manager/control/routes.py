@@ -21,9 +21,14 @@ ROUTES: dict[str, tuple[str, str]] = {
     "UpdateNode": ("nodes", "update"),
     "RemoveNode": ("nodes", "remove"),
     "ChangeRole": ("cluster", "change_role"),
-    "Backup": ("cluster", "backup"),
+    "Backup": ("security", "backup"),
     "CreateNetwork": ("networks", "create"),
     "GetNetwork": ("networks", "get"),
     "ListNetworks": ("networks", "list"),
     "RemoveNetwork": ("networks", "remove"),
+    # Issue 13 (security): autolock, the Raft secret.
+    "UnlockKey": ("security", "unlock_key"),
+    "SetAutolock": ("security", "set_autolock"),
+    "RotateRaftSecret": ("security", "rotate_raft_secret"),
+    "GetRaftSecretStatus": ("security", "raft_secret_status"),
 }

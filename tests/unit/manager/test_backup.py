@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from swarmlet import atrest
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import state as st
@@ -13,6 +14,11 @@ from swarmlet.manager import backup
 from tests.unit.manager import helpers as h
 
 ME = "restorer00000000000000000"
+KEY = atrest.new_backup_key()
+
+
+def encode(snap: st.Snapshot, now: float | None = None) -> bytes:
+    return backup.encode(snap, atrest.KIND_BACKUP, KEY, now=now)
 
 
 def sample(services: int = 2) -> st.Snapshot:
@@ -46,16 +52,19 @@ def sample(services: int = 2) -> st.Snapshot:
 
 def test_round_trip_keeps_every_object_and_the_version() -> None:
     snap = sample()
-    data = backup.encode(snap, now=1234.5)
+    data = encode(snap, now=1234.5)
     header = json.loads(data.partition(b"\n")[0])
     assert header["format"] == "swarmlet-backup" and header["version"] == backup.FORMAT_VERSION
     assert header["created_at"] == 1234.5
     assert header["counts"] == {"clusters": 1, "nodes": 3, "services": 2, "tasks": 4, "networks": 1}
-    back = backup.decode(data)
+    back = backup.decode(data, KEY)
     assert st.state_digest(back) == st.state_digest(snap)
     assert back.version == snap.version
-    # Deterministic: the same state encodes to the same bytes.
-    assert backup.encode(snap, now=1234.5) == data
+    # Encrypted: the CA key and the tokens are nowhere in the file.
+    cluster = snap.cluster
+    assert cluster is not None
+    for secret in (cluster.root_ca.key_pem, cluster.worker_token.encode(), cluster.raft_secret):
+        assert secret not in data
 
 
 def corrupt(data: bytes, how: str) -> bytes:
@@ -88,16 +97,16 @@ def corrupt(data: bytes, how: str) -> bytes:
     ],
 )
 def test_a_damaged_or_foreign_file_is_refused(how: str, message: str) -> None:
-    data = backup.encode(sample())
+    data = encode(sample())
     with pytest.raises(backup.BackupError, match=message):
-        backup.decode(corrupt(data, how))
+        backup.decode(corrupt(data, how), KEY)
 
 
 def test_a_backup_without_a_cluster_is_refused() -> None:
     snap = st.Snapshot()
     st.apply_batch(snap, spb.StoreBatch(actions=[st.put(h.worker_node("w", "w1"), create=True)]))
     with pytest.raises(backup.BackupError, match="no cluster object with its CA"):
-        backup.decode(backup.encode(snap))
+        backup.decode(encode(snap), KEY)
 
 
 def test_bootstrap_batches_recreate_the_state_with_one_manager() -> None:

@@ -191,9 +191,13 @@ def test_demotion_that_would_lose_quorum_is_refused(three: ThreeManagers) -> Non
 def test_backup_holds_the_replicated_state(one_manager: OneManager) -> None:
     m = one_manager
     m.control.services.create(cpb.CreateServiceRequest(spec=h.service_spec("web")))
-    data = m.control.cluster.backup(cpb.BackupRequest()).data
-    restored = backup.decode(data)
+    resp = m.control.security.backup(cpb.BackupRequest())
+    # Not autolocked, no key given: a new backup key, returned once.
+    assert resp.key_kind == "backup-key" and resp.generated_key.startswith("SWLBKP-1-")
+    restored = backup.decode(resp.data, resp.generated_key)
     assert st.state_digest(restored) == m.store.state_digest()
+    with pytest.raises(backup.BackupError, match="this backup is encrypted"):
+        backup.decode(resp.data)
 
 
 def test_logs_of_a_service_without_containers_ask_no_agent(one_manager: OneManager) -> None:

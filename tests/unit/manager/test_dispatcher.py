@@ -87,7 +87,9 @@ class Agent:
 
     def __init__(self, served: Served, node_id: str) -> None:
         c = served.cluster
-        key, cert = ca.issue_local_certificate(c.root_ca, node_id, "worker", c.id, "127.0.0.1")
+        # The certificate names the address the node joined with (the CA
+        # puts it there): the one it reports in its sessions.
+        key, cert = ca.issue_local_certificate(c.root_ca, node_id, "worker", c.id, "10.1.0.7")
         creds = tls.NodeCredentials.from_pems(key, cert, c.root_ca.cert_pem)
         self.node_id = node_id
         self.channel = grpc.secure_channel(served.addr, creds.channel_credentials(), options=tls.CHANNEL_OPTIONS)
@@ -198,7 +200,9 @@ def test_a_session_registers_the_node_and_streams_its_assignments(served: Served
     assert first.desired_role == pb.NodeSpec.WORKER
     node = served.node(W1)
     assert (node.status.state, node.status.message, node.status.addr) == (pb.NodeStatus.READY, "session started", "10.1.0.7")
-    assert node.description.hostname == f"host-{W1[:7]}"
+    # The hostname stays the one the node joined with (issue 13: a worker
+    # claiming another's hostname must not receive its tasks).
+    assert node.description.hostname == "worker-1" != f"host-{W1[:7]}"
     assert node.api_addr == "10.1.0.7:4244"
 
     # A task placed on the node reaches it; one placed elsewhere does not.
