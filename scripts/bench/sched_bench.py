@@ -221,7 +221,10 @@ def main(argv=None) -> int:
     counter = ProposalCounter()
     tmp = tempfile.mkdtemp(prefix="sched-bench-")
     addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
-    stores = [Store(a, [p for p in addrs if p != a], os.path.join(tmp, a.replace(":", "_")), SECRET, data_key=DataKey.generate()) for a in addrs]
+    stores = [
+        Store(a, [p for p in addrs if p != a], os.path.join(tmp, a.replace(":", "_")), SECRET, data_key=DataKey.generate())
+        for a in addrs
+    ]
     result: dict = {
         "machine": {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -67,7 +67,14 @@ def test_applied_state_agrees_after_leader_churn_with_pipelined_writes(tmp_path)
     stores: dict[str, Store] = {}
 
     def start(addr: str) -> None:
-        s = Store(addr, [a for a in addrs if a != addr], str(tmp_path / addr.replace(":", "_")), SECRET, timings=AGGRESSIVE, data_key=DATA_KEY)
+        s = Store(
+            addr,
+            [a for a in addrs if a != addr],
+            str(tmp_path / addr.replace(":", "_")),
+            SECRET,
+            timings=AGGRESSIVE,
+            data_key=DATA_KEY,
+        )
         with lock:
             stores[addr] = s
 
