@@ -39,8 +39,8 @@ def validate_service_spec(spec: pb.ServiceSpec) -> None:
         )
     try:
         bounds.check_service_spec(spec)  # sizes, counts, finite durations (issue 13)
-    except errors.Invalid as e:
-        raise InvalidSpec(str(e)) from None
+    except errors.Invalid as err:
+        raise InvalidSpec(str(err)) from None
     c = spec.task.container
     if not c.image:
         raise InvalidSpec("a service needs an image")
