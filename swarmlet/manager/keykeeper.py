@@ -89,6 +89,8 @@ class KeyKeeper:
 
     # ---- one pass (tests call it directly) ----
     def sync(self, snap: st.Snapshot, now: float) -> None:
+        # First: a manager cut off by a rotation may hold no state at all yet.
+        self._maybe_catch_up()
         cluster = snap.cluster
         if cluster is None:
             return
@@ -98,7 +100,6 @@ class KeyKeeper:
             self._maybe_retire(cluster, now)
         else:
             self._retire_target = None
-        self._maybe_catch_up()
 
     def _sync_raft_keys(self, cluster: pb.Cluster) -> None:
         ring = self._store.keyring

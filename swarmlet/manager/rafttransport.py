@@ -80,7 +80,10 @@ def check_raft_secret(secret: bytes) -> None:
         raise errors.Invalid(f"the Raft secret is {len(secret)} bytes long: at least {MIN_RAFT_SECRET} are required")
 
 
+@functools.lru_cache(maxsize=16)
 def _fernet(secret: bytes) -> Fernet:
+    # Cached: the same secret is the same key object, so a connection keeps
+    # its established key across key ring updates that still accept it.
     check_raft_secret(secret)
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret)
     return Fernet(base64.urlsafe_b64encode(key))

@@ -142,3 +142,91 @@ def test_bootstrap_batches_recreate_the_state_with_one_manager() -> None:
     assert fresh.nodes["worker"].status.state == pb.NodeStatus.READY
     # The source snapshot is untouched.
     assert snap.nodes["other-manager"].role == pb.NodeSpec.MANAGER
+
+
+# ---------------------------------------------------------------- encryption and checks (issue 13)
+
+
+def test_a_backup_needs_its_own_key_and_names_which() -> None:
+    data = encode(sample())
+    with pytest.raises(backup.BackupError, match="give the backup key printed when it was taken"):
+        backup.decode(data)
+    with pytest.raises(backup.BackupError, match="does not open this backup"):
+        backup.decode(data, atrest.new_backup_key())
+    with pytest.raises(backup.BackupError, match="not with the key given"):
+        backup.decode(data, atrest.new_unlock_key())
+
+
+def test_unlock_key_and_passphrase_backups_round_trip() -> None:
+    snap = sample()
+    unlock = atrest.new_unlock_key()
+    data = backup.encode(snap, atrest.KIND_UNLOCK, unlock)
+    assert st.state_digest(backup.decode(data, unlock)) == st.state_digest(snap)
+    with pytest.raises(backup.BackupError, match="the swarm's unlock key"):
+        backup.decode(data, atrest.new_unlock_key())
+    phrase = "correct horse battery staple"
+    data = backup.encode(snap, atrest.KIND_PASSPHRASE, phrase)
+    assert st.state_digest(backup.decode(data, phrase)) == st.state_digest(snap)
+    with pytest.raises(backup.BackupError, match="the passphrase given when it was taken"):
+        backup.decode(data, "wrong horse battery staple")
+
+
+def test_the_header_cannot_be_altered() -> None:
+    data = encode(sample())
+    header, _, body = data.partition(b"\n")
+    meta = json.loads(header)
+    meta["counts"]["services"] = 99
+    with pytest.raises(backup.BackupError, match="does not open"):
+        backup.decode(json.dumps(meta).encode() + b"\n" + body, KEY)
+
+
+def _v1(tables: bytes) -> bytes:
+    import hashlib
+
+    head = {
+        "format": "swarmlet-backup",
+        "version": 1,
+        "body_bytes": len(tables),
+        "body_sha256": hashlib.sha256(tables).hexdigest(),
+    }
+    return json.dumps(head).encode() + b"\n" + tables
+
+
+def _tables(snap: st.Snapshot) -> bytes:
+    from swarmlet.api import control_pb2 as cpb
+
+    return cpb.BackupTables(
+        store_version=snap.version,
+        clusters=list(snap.clusters.values()),
+        nodes=list(snap.nodes.values()),
+        services=list(snap.services.values()),
+        tasks=list(snap.tasks.values()),
+        networks=list(snap.networks.values()),
+    ).SerializeToString()
+
+
+def test_a_backup_from_before_encryption_still_restores() -> None:
+    snap = sample()
+    assert st.state_digest(backup.decode(_v1(_tables(snap)))) == st.state_digest(snap)
+
+
+def test_a_crafted_backup_with_a_valid_checksum_is_refused() -> None:
+    snap = sample()
+    snap.services["svc0"].spec.name = "evil/\nname"
+    with pytest.raises(backup.BackupError, match="invalid object: service svc0: invalid service name"):
+        backup.decode(_v1(_tables(snap)))
+    snap = sample()
+    snap.services["svc0"].spec.task.container.env.extend(["K=v"] * 10_000)
+    with pytest.raises(backup.BackupError, match="environment variables"):
+        backup.decode(_v1(_tables(snap)))
+    # A body that is not protobuf at all, with a correct checksum.
+    with pytest.raises(backup.BackupError, match="does not decode"):
+        backup.decode(_v1(b"\xff" * 64))
+    # A CA key that does not belong to the certificate.
+    from swarmlet.manager import ca
+
+    snap = sample()
+    assert snap.cluster is not None
+    snap.cluster.root_ca.key_pem = ca.create_root_ca().key_pem
+    with pytest.raises(backup.BackupError, match="root CA key does not belong"):
+        backup.decode(_v1(_tables(snap)))

@@ -174,6 +174,10 @@ def test_demoting_a_manager_removes_it_from_raft(three: ThreeManagers) -> None:
     assert len(three.leader.members()) == 2
     cluster = three.leader.snapshot().cluster
     assert cluster is not None and cluster.membership_change == ""  # the marker was cleared
+    # The demoted node held the Raft secret: it was rotated (issue 13), the
+    # old one accepted only until the key keepers retire it.
+    assert cluster.raft_secret_epoch == 1 and cluster.raft_secret != h.RAFT_SECRET
+    assert cluster.raft_secret_previous == h.RAFT_SECRET and "manager-" in cluster.raft_secret_rotation
 
 
 def test_demotion_that_would_lose_quorum_is_refused(three: ThreeManagers) -> None:
