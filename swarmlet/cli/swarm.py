@@ -136,7 +136,7 @@ def format_info(info: cpb.InfoResponse) -> str:
             lines.append(f" Is Leader: {str(info.is_leader).lower()}")
         if info.cluster_id:
             lines.append(f" ClusterID: {info.cluster_id}")
-        if is_manager:
+        if is_manager and info.state == "active":  # a locked manager knows nothing yet
             lines.append(f" Managers: {info.managers_count}")
             lines.append(f" Nodes: {info.nodes}")
             lines.append(f" Services: {info.services}")

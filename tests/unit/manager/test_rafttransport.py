@@ -156,9 +156,9 @@ def test_unauthenticated_connections_are_capped_and_time_out(store: Store, monke
 class Peer:
     """A client that speaks pysyncobj's encrypted handshake with `key`."""
 
-    def __init__(self, port: int, key: Fernet) -> None:
+    def __init__(self, port: int, key: Fernet, host: str = "127.0.0.1") -> None:
         self.key = key
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.sock = socket.create_connection((host, port), timeout=5)
         self.mine = os.urandom(32)
         self.send(self.mine)
         theirs = self.recv()
