@@ -413,6 +413,22 @@ def read_snapshot_file(path: str, key: DataKey) -> dict[str, Any]:
     not decrypt with `key`."""
     with open(path, "rb") as f:
         data = f.read()
+    return decode_snapshot(path, data, key)
+
+
+def encode_transfer(payload: dict[str, Any]) -> bytes:
+    """A snapshot as it travels to a follower (pysyncobj's snapshot
+    transmission): the version 1 layout, payload in the clear. It travels
+    inside the Raft transport's encryption, and each manager's file is
+    encrypted with its own data key, which the others do not have."""
+    body = pickle.dumps(payload, protocol=4)
+    head = struct.pack("<8sQI", _SNAP_MAGIC_V1, len(body), _crc(body))
+    return head + struct.pack("<I", _crc(head)) + body
+
+
+def decode_snapshot(path: str, data: bytes, key: DataKey | None) -> dict[str, Any]:
+    """A snapshot's payload from its bytes: the encrypted file form (with
+    `key`) or the transfer/version 1 form. RaftStateError names `path`."""
     if len(data) < _SNAP_HEADER.size:
         raise RaftStateError(path, f"the file is {len(data)} bytes long, shorter than a snapshot header")
     magic, length, body_crc, head_crc = _SNAP_HEADER.unpack_from(data, 0)
@@ -424,6 +440,8 @@ def read_snapshot_file(path: str, key: DataKey) -> dict[str, Any]:
     if _crc(body) != body_crc:
         raise RaftStateError(path, "damaged (payload checksum mismatch)")
     if magic == _SNAP_MAGIC:
+        if key is None:
+            raise RaftStateError(path, "an encrypted snapshot where a transfer was expected")
         try:
             body = key.decrypt(body, _AAD_SNAPSHOT)
         except SealError:

@@ -42,7 +42,7 @@ class Managers:
     def start(self, addr: str, secret: bytes, epoch: int = 0) -> None:
         partners = [p for p in self.addrs if p != addr]
         store = Store(
-            addr, partners, str(self.tmp / addr.replace(":", "_")), secret, data_key=h.DATA_KEY, raft_secret_epoch=epoch
+            addr, partners, str(self.tmp / addr.replace(":", "_")), secret, data_key=h.data_key_for(addr), raft_secret_epoch=epoch
         )
         keeper = KeyKeeper(
             store,

@@ -26,7 +26,7 @@ from swarmlet.manager.raftlog import DurableJournal, RaftStateError
 from swarmlet.manager.raftnode import DurableSyncObj
 from swarmlet.manager.rafttransport import RaftKeyring
 from swarmlet.manager.store import RaftTimings, Store, StoreError
-from tests.unit.manager.helpers import DATA_KEY
+from tests.unit.manager.helpers import DATA_KEY, data_key_for
 from tests.waiting import wait_for
 
 SECRET = b"r" * 32
@@ -85,7 +85,7 @@ class Nodes:
             d = tmp / a.replace(":", "_")
             d.mkdir()
             c = Counter()
-            node = DurableSyncObj(a, [p for p in self.addrs if p != a], conf(), [c], str(d), DATA_KEY, RaftKeyring(SECRET))
+            node = DurableSyncObj(a, [p for p in self.addrs if p != a], conf(), [c], str(d), data_key_for(a), RaftKeyring(SECRET))
             c.node = node
             self.nodes.append(node)
             self.counters.append(c)
@@ -137,7 +137,7 @@ def test_pysyncobj_internals_this_relies_on_are_there(tmp_path):
         assert node._SyncObj__raftLog is node.journal
         ns.leader()
         bump_many(ns.counters[0], 3)
-        assert DurableJournal(str(tmp_path / ns.addrs[0].replace(":", "_")), DATA_KEY)[-1][1] >= 4
+        assert DurableJournal(str(tmp_path / ns.addrs[0].replace(":", "_")), data_key_for(ns.addrs[0]))[-1][1] >= 4
     finally:
         ns.close()
 

@@ -228,7 +228,8 @@ def test_a_secret_shorter_than_32_bytes_is_refused(tmp_path) -> None:
 def test_the_secret_changes_under_running_managers_without_a_failed_write(tmp_path) -> None:
     addrs = [f"127.0.0.1:{h.free_port()}" for _ in range(3)]
     stores = [
-        Store(a, [p for p in addrs if p != a], str(tmp_path / a.replace(":", "_")), SECRET, data_key=h.DATA_KEY) for a in addrs
+        Store(a, [p for p in addrs if p != a], str(tmp_path / a.replace(":", "_")), SECRET, data_key=h.data_key_for(a))
+        for a in addrs
     ]
     new = b"n" * 32
     failures: list[BaseException] = []
