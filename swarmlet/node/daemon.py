@@ -161,6 +161,10 @@ class Daemon:
                 self._start_session(m.addrs, m.node, m.creds, self.executor)
 
     def close_store(self) -> None:
+        if self.key_keeper is not None:
+            # Before the store: a demoted node must not write keys any more.
+            self.key_keeper.stop()
+            self.key_keeper = None
         if self.store is not None:
             store, self.store = self.store, None
             store.close()
