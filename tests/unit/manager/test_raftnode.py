@@ -135,6 +135,9 @@ def test_pysyncobj_internals_this_relies_on_are_there(tmp_path):
     try:
         node = ns.nodes[0]
         assert node._SyncObj__raftLog is node.journal
+        # ...or would send followers a snapshot they cannot decrypt.
+        assert isinstance(node._SyncObj__serializer, raftnode.SealedSerializer)
+        assert node._SyncObj__serializer._Serializer__pid == 0
         ns.leader()
         bump_many(ns.counters[0], 3)
         assert DurableJournal(str(tmp_path / ns.addrs[0].replace(":", "_")), data_key_for(ns.addrs[0]))[-1][1] >= 4
