@@ -247,6 +247,18 @@ def test_snapshot_file_round_trip_and_damage(tmp_path):
         raftlog.read_snapshot_file(path, KEY)
 
 
+def test_snapshot_transfer_form_round_trips_and_refuses_a_file_form(tmp_path):
+    # What the leader sends a follower: the payload, not its own encrypted
+    # file (the follower has another data key).
+    payload = {"last": (b"x", 5, 1), "prev": (b"y", 4, 1), "cluster": ["a:1"], "consumers": [{"k": b"v"}]}
+    sent = raftlog.encode_transfer(payload)
+    assert raftlog.decode_snapshot("transfer", sent, None) == payload
+    with pytest.raises(RaftStateError, match="payload checksum"):
+        raftlog.decode_snapshot("transfer", sent[:-1] + bytes([sent[-1] ^ 1]), None)
+    with pytest.raises(RaftStateError, match="encrypted snapshot where a transfer"):
+        raftlog.decode_snapshot("transfer", raftlog.encode_snapshot(payload, KEY), None)
+
+
 @pytest.fixture
 def file_size_limit():
     """Set a limit on the size of files this process writes (RLIMIT_FSIZE: the
