@@ -345,6 +345,23 @@ def dynamic_server_credentials(
     return grpc.dynamic_ssl_server_credentials(config(served[0]), fetch, require_client_authentication=require_client_auth)
 
 
+def peer_cert_ips(context: grpc.ServicerContext) -> list[str]:
+    """The IP SANs of the caller's verified certificate (the address it
+    joined with), [] without one."""
+    certs = context.auth_context().get("x509_pem_cert")
+    return list(_cert_ips(certs[0])) if certs else []
+
+
+@functools.lru_cache(maxsize=1024)
+def _cert_ips(cert_pem: bytes) -> tuple[str, ...]:
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return ()
+    return tuple(str(ip) for ip in sans.get_values_for_type(x509.IPAddress))
+
+
 def peer_host(context: grpc.ServicerContext) -> str:
     """The caller's IP from context.peer() ("ipv4:1.2.3.4:5", "ipv6:[::1]:5"),
     or "" when the transport has none (unix sockets)."""
@@ -651,7 +668,7 @@ class NodeCredentials:
         """Client credentials for the mutual-TLS API port of any node."""
         return channel_credentials(self.ca_pem, self.key_pem, self.cert_pem)
 
-    def save(self, directory: str | os.PathLike[str]) -> None:
+    def save(self, directory: str | os.PathLike[str], seal_key: Callable[[bytes], bytes] | None = None) -> None:
         """Write node.key (0600), ca.crt and node.crt in a directory readable
         only by its owner, as one set: a crash leaves the old set or the new
         one, never a key of one with the certificate of the other (renewals
@@ -660,7 +677,9 @@ class NodeCredentials:
         The set is first written complete into `next.tmp/`, which is then
         renamed to `next/` (the commit); the files are moved from there into
         place. `load` finishes a committed move a crash interrupted and drops
-        an uncommitted one. node.crt's presence means the node has a set."""
+        an uncommitted one. node.crt's presence means the node has a set.
+        `seal_key` encrypts the key file (managers: with their data key,
+        issue 13)."""
         d = Path(directory)
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(d, 0o700)  # mkdir's mode is masked by umask, and d may pre-exist
@@ -668,7 +687,7 @@ class NodeCredentials:
         _finish_save(d)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o700)
-        write_atomic(staging / KEY_FILE, self.key_pem, 0o600, sync_dir=False)
+        write_atomic(staging / KEY_FILE, seal_key(self.key_pem) if seal_key else self.key_pem, 0o600, sync_dir=False)
         write_atomic(staging / CA_FILE, self.ca_pem, 0o644, sync_dir=False)
         write_atomic(staging / CERT_FILE, self.cert_pem, 0o644, sync_dir=False)
         fsync_dir(str(staging))
@@ -677,10 +696,11 @@ class NodeCredentials:
         _finish_save(d)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> NodeCredentials | None:
+    def load(cls, directory: str | os.PathLike[str], open_key: Callable[[bytes], bytes] | None = None) -> NodeCredentials | None:
         """The credentials saved in `directory`, or None if the node has none
         (never joined). Raises CredentialsError if they exist but are broken,
-        rather than silently making the node join again as a new node."""
+        rather than silently making the node join again as a new node.
+        `open_key` turns the key file's bytes into the PEM (a sealed key)."""
         d = Path(directory)
         if d.is_dir():
             _finish_save(d)
@@ -688,6 +708,8 @@ class NodeCredentials:
             return None
         try:
             key_pem = (d / KEY_FILE).read_bytes()
+            if open_key is not None:
+                key_pem = open_key(key_pem)
             ca_pem = (d / CA_FILE).read_bytes()
             cert_pem = (d / CERT_FILE).read_bytes()
         except OSError as e:

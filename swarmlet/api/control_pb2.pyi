@@ -10,32 +10,36 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InitRequest(_message.Message):
-    __slots__ = ("advertise_addr", "listen_port", "force_new_cluster", "default_address_pool", "default_subnet_size")
+    __slots__ = ("advertise_addr", "listen_port", "force_new_cluster", "default_address_pool", "default_subnet_size", "autolock")
     ADVERTISE_ADDR_FIELD_NUMBER: _ClassVar[int]
     LISTEN_PORT_FIELD_NUMBER: _ClassVar[int]
     FORCE_NEW_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_ADDRESS_POOL_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_SUBNET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    AUTOLOCK_FIELD_NUMBER: _ClassVar[int]
     advertise_addr: str
     listen_port: str
     force_new_cluster: bool
     default_address_pool: _containers.RepeatedScalarFieldContainer[str]
     default_subnet_size: int
-    def __init__(self, advertise_addr: _Optional[str] = ..., listen_port: _Optional[str] = ..., force_new_cluster: _Optional[bool] = ..., default_address_pool: _Optional[_Iterable[str]] = ..., default_subnet_size: _Optional[int] = ...) -> None: ...
+    autolock: bool
+    def __init__(self, advertise_addr: _Optional[str] = ..., listen_port: _Optional[str] = ..., force_new_cluster: _Optional[bool] = ..., default_address_pool: _Optional[_Iterable[str]] = ..., default_subnet_size: _Optional[int] = ..., autolock: _Optional[bool] = ...) -> None: ...
 
 class InitResponse(_message.Message):
-    __slots__ = ("node_id", "cluster_id", "worker_token", "manager_token", "api_addr")
+    __slots__ = ("node_id", "cluster_id", "worker_token", "manager_token", "api_addr", "unlock_key")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     MANAGER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     API_ADDR_FIELD_NUMBER: _ClassVar[int]
+    UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     cluster_id: str
     worker_token: str
     manager_token: str
     api_addr: str
-    def __init__(self, node_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ..., api_addr: _Optional[str] = ...) -> None: ...
+    unlock_key: str
+    def __init__(self, node_id: _Optional[str] = ..., cluster_id: _Optional[str] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ..., api_addr: _Optional[str] = ..., unlock_key: _Optional[str] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
     __slots__ = ("token", "remote_addr", "advertise_addr")
@@ -520,22 +524,30 @@ class ChangeRoleRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., role: _Optional[_Union[_objects_pb2.NodeSpec.Role, str]] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class BackupRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
 
 class BackupResponse(_message.Message):
-    __slots__ = ("data",)
+    __slots__ = ("data", "generated_key", "key_kind")
     DATA_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_KIND_FIELD_NUMBER: _ClassVar[int]
     data: bytes
-    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+    generated_key: str
+    key_kind: str
+    def __init__(self, data: _Optional[bytes] = ..., generated_key: _Optional[str] = ..., key_kind: _Optional[str] = ...) -> None: ...
 
 class RestoreRequest(_message.Message):
-    __slots__ = ("data", "advertise_addr")
+    __slots__ = ("data", "advertise_addr", "key")
     DATA_FIELD_NUMBER: _ClassVar[int]
     ADVERTISE_ADDR_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     advertise_addr: str
-    def __init__(self, data: _Optional[bytes] = ..., advertise_addr: _Optional[str] = ...) -> None: ...
+    key: str
+    def __init__(self, data: _Optional[bytes] = ..., advertise_addr: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
 class GetClusterRequest(_message.Message):
     __slots__ = ()
@@ -596,6 +608,56 @@ class RootCAStatus(_message.Message):
     nodes_renewed: int
     pending: _containers.RepeatedCompositeFieldContainer[RootCANodeProgress]
     def __init__(self, cert_pem: _Optional[bytes] = ..., digest: _Optional[str] = ..., rotating: _Optional[bool] = ..., new_cert_pem: _Optional[bytes] = ..., new_digest: _Optional[str] = ..., started_at: _Optional[float] = ..., nodes: _Optional[int] = ..., nodes_renewed: _Optional[int] = ..., pending: _Optional[_Iterable[_Union[RootCANodeProgress, _Mapping]]] = ...) -> None: ...
+
+class UnlockRequest(_message.Message):
+    __slots__ = ("unlock_key",)
+    UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
+    unlock_key: str
+    def __init__(self, unlock_key: _Optional[str] = ...) -> None: ...
+
+class UnlockResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UnlockKeyRequest(_message.Message):
+    __slots__ = ("rotate",)
+    ROTATE_FIELD_NUMBER: _ClassVar[int]
+    rotate: bool
+    def __init__(self, rotate: _Optional[bool] = ...) -> None: ...
+
+class UnlockKeyResponse(_message.Message):
+    __slots__ = ("unlock_key",)
+    UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
+    unlock_key: str
+    def __init__(self, unlock_key: _Optional[str] = ...) -> None: ...
+
+class SetAutolockRequest(_message.Message):
+    __slots__ = ("autolock",)
+    AUTOLOCK_FIELD_NUMBER: _ClassVar[int]
+    autolock: bool
+    def __init__(self, autolock: _Optional[bool] = ...) -> None: ...
+
+class RotateRaftSecretRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RaftSecretStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RaftSecretStatus(_message.Message):
+    __slots__ = ("epoch", "rotating", "rotated_at", "reason", "waiting_for")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    ROTATING_FIELD_NUMBER: _ClassVar[int]
+    ROTATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    rotating: bool
+    rotated_at: float
+    reason: str
+    waiting_for: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, epoch: _Optional[int] = ..., rotating: _Optional[bool] = ..., rotated_at: _Optional[float] = ..., reason: _Optional[str] = ..., waiting_for: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BackupTables(_message.Message):
     __slots__ = ("store_version", "clusters", "nodes", "services", "tasks", "networks", "secrets", "configs")

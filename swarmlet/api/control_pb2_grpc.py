@@ -255,6 +255,31 @@ class ControlStub:
                 request_serializer=swarmlet_dot_api_dot_control__pb2.RotateRootCARequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_control__pb2.RootCAStatus.FromString,
                 _registered_method=True)
+        self.Unlock = channel.unary_unary(
+                '/swarmlet.api.Control/Unlock',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.UnlockRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.UnlockResponse.FromString,
+                _registered_method=True)
+        self.UnlockKey = channel.unary_unary(
+                '/swarmlet.api.Control/UnlockKey',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.UnlockKeyRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.UnlockKeyResponse.FromString,
+                _registered_method=True)
+        self.SetAutolock = channel.unary_unary(
+                '/swarmlet.api.Control/SetAutolock',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.SetAutolockRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.UnlockKeyResponse.FromString,
+                _registered_method=True)
+        self.RotateRaftSecret = channel.unary_unary(
+                '/swarmlet.api.Control/RotateRaftSecret',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RotateRaftSecretRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RaftSecretStatus.FromString,
+                _registered_method=True)
+        self.GetRaftSecretStatus = channel.unary_unary(
+                '/swarmlet.api.Control/GetRaftSecretStatus',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RaftSecretStatusRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RaftSecretStatus.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -528,6 +553,37 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Unlock(self, request, context):
+        """Issue 13 (security): autolock and the Raft secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAutolock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateRaftSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRaftSecretStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -750,6 +806,31 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RotateRootCA,
                     request_deserializer=swarmlet_dot_api_dot_control__pb2.RotateRootCARequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_control__pb2.RootCAStatus.SerializeToString,
+            ),
+            'Unlock': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unlock,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.UnlockRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.UnlockResponse.SerializeToString,
+            ),
+            'UnlockKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockKey,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.UnlockKeyRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.UnlockKeyResponse.SerializeToString,
+            ),
+            'SetAutolock': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAutolock,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.SetAutolockRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.UnlockKeyResponse.SerializeToString,
+            ),
+            'RotateRaftSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateRaftSecret,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RotateRaftSecretRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RaftSecretStatus.SerializeToString,
+            ),
+            'GetRaftSecretStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRaftSecretStatus,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RaftSecretStatusRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RaftSecretStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1940,6 +2021,141 @@ class Control:
             '/swarmlet.api.Control/RotateRootCA',
             swarmlet_dot_api_dot_control__pb2.RotateRootCARequest.SerializeToString,
             swarmlet_dot_api_dot_control__pb2.RootCAStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unlock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/Unlock',
+            swarmlet_dot_api_dot_control__pb2.UnlockRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.UnlockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/UnlockKey',
+            swarmlet_dot_api_dot_control__pb2.UnlockKeyRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.UnlockKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAutolock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/SetAutolock',
+            swarmlet_dot_api_dot_control__pb2.SetAutolockRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.UnlockKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateRaftSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/RotateRaftSecret',
+            swarmlet_dot_api_dot_control__pb2.RotateRaftSecretRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RaftSecretStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRaftSecretStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/GetRaftSecretStatus',
+            swarmlet_dot_api_dot_control__pb2.RaftSecretStatusRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RaftSecretStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -135,6 +135,20 @@ class RenewRoleResponse(_message.Message):
     raft_peers: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, cert_pem: _Optional[bytes] = ..., role: _Optional[str] = ..., raft_secret: _Optional[bytes] = ..., raft_peers: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class RaftSecretRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RaftSecretResponse(_message.Message):
+    __slots__ = ("epoch", "current", "previous")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    current: bytes
+    previous: bytes
+    def __init__(self, epoch: _Optional[int] = ..., current: _Optional[bytes] = ..., previous: _Optional[bytes] = ...) -> None: ...
+
 class HeartbeatRequest(_message.Message):
     __slots__ = ("session_id", "description")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

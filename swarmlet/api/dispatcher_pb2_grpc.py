@@ -59,6 +59,11 @@ class DispatcherStub:
                 request_serializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewCertificateRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewCertificateResponse.FromString,
                 _registered_method=True)
+        self.RaftSecret = channel.unary_unary(
+                '/swarmlet.api.Dispatcher/RaftSecret',
+                request_serializer=swarmlet_dot_api_dot_dispatcher__pb2.RaftSecretRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.RaftSecretResponse.FromString,
+                _registered_method=True)
 
 
 class DispatcherServicer:
@@ -95,6 +100,13 @@ class DispatcherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RaftSecret(self, request, context):
+        """Issue 13 (security).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +134,11 @@ def add_DispatcherServicer_to_server(servicer, server):
                     servicer.RenewCertificate,
                     request_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewCertificateRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewCertificateResponse.SerializeToString,
+            ),
+            'RaftSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RaftSecret,
+                    request_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.RaftSecretRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_dispatcher__pb2.RaftSecretResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +276,33 @@ class Dispatcher:
             '/swarmlet.api.Dispatcher/RenewCertificate',
             swarmlet_dot_api_dot_dispatcher__pb2.RenewCertificateRequest.SerializeToString,
             swarmlet_dot_api_dot_dispatcher__pb2.RenewCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RaftSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Dispatcher/RaftSecret',
+            swarmlet_dot_api_dot_dispatcher__pb2.RaftSecretRequest.SerializeToString,
+            swarmlet_dot_api_dot_dispatcher__pb2.RaftSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

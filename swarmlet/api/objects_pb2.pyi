@@ -791,7 +791,7 @@ class NodeSpec(_message.Message):
     def __init__(self, labels: _Optional[_Mapping[str, str]] = ..., desired_role: _Optional[_Union[NodeSpec.Role, str]] = ..., availability: _Optional[_Union[NodeSpec.Availability, str]] = ...) -> None: ...
 
 class NodeDescription(_message.Message):
-    __slots__ = ("hostname", "resources", "engine_version", "os", "arch", "images", "image_records", "engine_labels")
+    __slots__ = ("hostname", "resources", "engine_version", "os", "arch", "images", "image_records", "engine_labels", "engine_subnets")
     class EngineLabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -807,6 +807,7 @@ class NodeDescription(_message.Message):
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_RECORDS_FIELD_NUMBER: _ClassVar[int]
     ENGINE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_SUBNETS_FIELD_NUMBER: _ClassVar[int]
     hostname: str
     resources: Resources
     engine_version: str
@@ -815,7 +816,8 @@ class NodeDescription(_message.Message):
     images: _containers.RepeatedScalarFieldContainer[str]
     image_records: _containers.RepeatedCompositeFieldContainer[ImageRecord]
     engine_labels: _containers.ScalarMap[str, str]
-    def __init__(self, hostname: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., engine_version: _Optional[str] = ..., os: _Optional[str] = ..., arch: _Optional[str] = ..., images: _Optional[_Iterable[str]] = ..., image_records: _Optional[_Iterable[_Union[ImageRecord, _Mapping]]] = ..., engine_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    engine_subnets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hostname: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., engine_version: _Optional[str] = ..., os: _Optional[str] = ..., arch: _Optional[str] = ..., images: _Optional[_Iterable[str]] = ..., image_records: _Optional[_Iterable[_Union[ImageRecord, _Mapping]]] = ..., engine_labels: _Optional[_Mapping[str, str]] = ..., engine_subnets: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
     __slots__ = ("state", "message", "addr", "timestamp")
@@ -900,20 +902,22 @@ class NodeCertificate(_message.Message):
     def __init__(self, serial: _Optional[str] = ..., role: _Optional[str] = ..., not_before: _Optional[float] = ..., not_after: _Optional[float] = ..., issuer_key_id: _Optional[str] = ...) -> None: ...
 
 class ClusterSpec(_message.Message):
-    __slots__ = ("heartbeat_period", "node_down_after", "task_history_limit", "default_address_pool", "default_subnet_size", "node_cert_expiry")
+    __slots__ = ("heartbeat_period", "node_down_after", "task_history_limit", "default_address_pool", "default_subnet_size", "autolock", "node_cert_expiry")
     HEARTBEAT_PERIOD_FIELD_NUMBER: _ClassVar[int]
     NODE_DOWN_AFTER_FIELD_NUMBER: _ClassVar[int]
     TASK_HISTORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_ADDRESS_POOL_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_SUBNET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    AUTOLOCK_FIELD_NUMBER: _ClassVar[int]
     NODE_CERT_EXPIRY_FIELD_NUMBER: _ClassVar[int]
     heartbeat_period: float
     node_down_after: float
     task_history_limit: int
     default_address_pool: _containers.RepeatedScalarFieldContainer[str]
     default_subnet_size: int
+    autolock: bool
     node_cert_expiry: float
-    def __init__(self, heartbeat_period: _Optional[float] = ..., node_down_after: _Optional[float] = ..., task_history_limit: _Optional[int] = ..., default_address_pool: _Optional[_Iterable[str]] = ..., default_subnet_size: _Optional[int] = ..., node_cert_expiry: _Optional[float] = ...) -> None: ...
+    def __init__(self, heartbeat_period: _Optional[float] = ..., node_down_after: _Optional[float] = ..., task_history_limit: _Optional[int] = ..., default_address_pool: _Optional[_Iterable[str]] = ..., default_subnet_size: _Optional[int] = ..., autolock: _Optional[bool] = ..., node_cert_expiry: _Optional[float] = ...) -> None: ...
 
 class RootCA(_message.Message):
     __slots__ = ("cert_pem", "key_pem", "digest", "key_id", "rotation")
@@ -946,7 +950,7 @@ class RootRotation(_message.Message):
     def __init__(self, cert_pem: _Optional[bytes] = ..., key_pem: _Optional[bytes] = ..., digest: _Optional[str] = ..., key_id: _Optional[str] = ..., cross_signed_pem: _Optional[bytes] = ..., started_at: _Optional[float] = ...) -> None: ...
 
 class Cluster(_message.Message):
-    __slots__ = ("id", "meta", "spec", "root_ca", "worker_token", "manager_token", "raft_secret", "membership_change", "membership_change_at", "revoked_certs")
+    __slots__ = ("id", "meta", "spec", "root_ca", "worker_token", "manager_token", "raft_secret", "membership_change", "membership_change_at", "unlock_key", "raft_secret_epoch", "raft_secret_previous", "raft_secret_rotated_at", "raft_secret_rotation", "revoked_certs")
     class RevokedCertsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -963,6 +967,11 @@ class Cluster(_message.Message):
     RAFT_SECRET_FIELD_NUMBER: _ClassVar[int]
     MEMBERSHIP_CHANGE_FIELD_NUMBER: _ClassVar[int]
     MEMBERSHIP_CHANGE_AT_FIELD_NUMBER: _ClassVar[int]
+    UNLOCK_KEY_FIELD_NUMBER: _ClassVar[int]
+    RAFT_SECRET_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    RAFT_SECRET_PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    RAFT_SECRET_ROTATED_AT_FIELD_NUMBER: _ClassVar[int]
+    RAFT_SECRET_ROTATION_FIELD_NUMBER: _ClassVar[int]
     REVOKED_CERTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     meta: Meta
@@ -973,5 +982,10 @@ class Cluster(_message.Message):
     raft_secret: bytes
     membership_change: str
     membership_change_at: float
+    unlock_key: str
+    raft_secret_epoch: int
+    raft_secret_previous: bytes
+    raft_secret_rotated_at: float
+    raft_secret_rotation: str
     revoked_certs: _containers.ScalarMap[str, float]
-    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ..., raft_secret: _Optional[bytes] = ..., membership_change: _Optional[str] = ..., membership_change_at: _Optional[float] = ..., revoked_certs: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., meta: _Optional[_Union[Meta, _Mapping]] = ..., spec: _Optional[_Union[ClusterSpec, _Mapping]] = ..., root_ca: _Optional[_Union[RootCA, _Mapping]] = ..., worker_token: _Optional[str] = ..., manager_token: _Optional[str] = ..., raft_secret: _Optional[bytes] = ..., membership_change: _Optional[str] = ..., membership_change_at: _Optional[float] = ..., unlock_key: _Optional[str] = ..., raft_secret_epoch: _Optional[int] = ..., raft_secret_previous: _Optional[bytes] = ..., raft_secret_rotated_at: _Optional[float] = ..., raft_secret_rotation: _Optional[str] = ..., revoked_certs: _Optional[_Mapping[str, float]] = ...) -> None: ...

@@ -13,6 +13,7 @@ import grpc
 import typer
 
 from swarmlet.api import control_pb2_grpc
+from swarmlet.core.bounds import MAX_LOCAL_MESSAGE
 
 DEFAULT_HOST = "unix:///run/swarmlet/swarmlet.sock"
 HOST_ENV = "SWARMLET_HOST"
@@ -21,8 +22,9 @@ HOST_ENV = "SWARMLET_HOST"
 # Raft commit), not that a packet was lost. Long operations pass their own.
 DEFAULT_TIMEOUT = 30.0
 
-# Listings of a large cluster can exceed gRPC's 4 MiB default (a known Swarm pain).
-_MAX_MESSAGE = 512 * 1024 * 1024
+# Listings of a large cluster can exceed gRPC's 4 MiB default (a known Swarm
+# pain); the daemon's local API uses the same bound (core/bounds.py).
+_MAX_MESSAGE = MAX_LOCAL_MESSAGE
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")

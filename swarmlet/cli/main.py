@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from swarmlet.cli import ca, cluster, daemon, events, image, network, node, secret, service, swarm
+from swarmlet.cli import ca, cluster, daemon, events, image, network, node, secret, security, service, swarm
 from swarmlet.cli.client import DEFAULT_HOST, HOST_ENV, GlobalOptions, socket_path
 
 app = typer.Typer(
@@ -53,6 +53,7 @@ daemon.register(app)
 swarm.register(app)
 events.register(app)
 ca.register(app)  # issue 13, part A
+security.register(app)  # issue 13, part B
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(node.app, name="node")
 app.add_typer(service.app, name="service")

@@ -533,3 +533,45 @@ class ClusterSettingsFlags:
             "--cert-expiry", metavar="DURATION", help="Validity period of node certificates (default 2160h); nodes renew early."
         ),
     ] = None
+
+
+# ---- security (issue 13) --------------------------------------------------------------
+
+
+def parse_bool_flag(text: str, flag: str) -> bool:
+    """docker's `--autolock=true|false` spelling."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise typer.BadParameter(f"expected true or false, got {text!r}", param_hint=flag)
+
+
+@dataclasses.dataclass(frozen=True)
+class AutolockFlags:
+    """`cluster update`'s autolock flag (issue 13). The PKI work (issue 13
+    part A) owns `cluster update`'s other settings: add this group to that
+    command and call cli.security.apply_autolock with it."""
+
+    autolock: Annotated[
+        str | None,
+        typer.Option(
+            "--autolock",
+            metavar="true|false",
+            help="Require the unlock key to start a manager after a restart (its data key is wrapped by it).",
+        ),
+    ] = None
+
+    def wanted(self) -> bool | None:
+        return None if self.autolock is None else parse_bool_flag(self.autolock, "--autolock")
+
+
+KeyFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key-file",
+        metavar="FILE",
+        help="Read the key or passphrase from FILE ('-' for standard input) instead of prompting.",
+    ),
+]

@@ -806,3 +806,16 @@ def rotation_progress_text(status: cpb.RootCAStatus) -> str:
         more = len(status.pending) - len(names)
         line += "; waiting for " + ", ".join(names) + (f" and {more} more" if more > 0 else "")
     return line
+
+
+# ---- security (issue 13) ----
+
+
+def unlock_message(key: str) -> str:
+    """How `init --autolock`, `unlock-key` and `cluster update --autolock`
+    show the unlock key (as docker does)."""
+    return (
+        "To unlock a swarm manager after it restarts, run the `swarmlet unlock` command and provide the following key:\n\n"
+        f"    {key}\n\n"
+        "Remember to store this key in a password manager, since without it you will not be able to restart the manager.\n"
+    )

@@ -11,7 +11,7 @@ import typer
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.cli.client import connect, handle_errors
 from swarmlet.cli.options import AdvertiseAddrOpt, check_format, parsed
-from swarmlet.cli.output import format_timestamp, to_json
+from swarmlet.cli.output import format_timestamp, to_json, unlock_message
 from swarmlet.cli.parse import parse_host_port
 
 DEFAULT_JOIN_PORT = 4242
@@ -46,6 +46,9 @@ def init(
             "--default-addr-pool-mask-length", min=8, max=30, metavar="N", help="Prefix length of allocated subnets (default 24)."
         ),
     ] = None,
+    autolock: Annotated[
+        bool, typer.Option("--autolock", help="Require the unlock key to start a manager after a restart.")
+    ] = False,
 ) -> None:
     """Initialize a swarm with this node as its first manager."""
     req = cpb.InitRequest(
@@ -54,6 +57,7 @@ def init(
         force_new_cluster=force_new_cluster,
         default_address_pool=default_addr_pool or [],
         default_subnet_size=default_addr_pool_mask_length or 0,
+        autolock=autolock,
     )
     with connect(ctx) as d:
         resp = d.call(d.stub.Init, req, timeout=MEMBERSHIP_TIMEOUT)
@@ -63,6 +67,8 @@ def init(
         f"    {join_command(resp.worker_token, resp.api_addr)}\n\n"
         "To add a manager to this swarm, run 'swarmlet join-token manager' and follow the instructions.\n"
     )
+    if resp.unlock_key:
+        typer.echo(unlock_message(resp.unlock_key))
 
 
 @handle_errors
@@ -130,7 +136,7 @@ def format_info(info: cpb.InfoResponse) -> str:
             lines.append(f" Is Leader: {str(info.is_leader).lower()}")
         if info.cluster_id:
             lines.append(f" ClusterID: {info.cluster_id}")
-        if is_manager:
+        if is_manager and info.state == "active":  # a locked manager knows nothing yet
             lines.append(f" Managers: {info.managers_count}")
             lines.append(f" Nodes: {info.nodes}")
             lines.append(f" Services: {info.services}")

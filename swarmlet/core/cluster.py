@@ -244,6 +244,9 @@ def sole_manager_state(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reaso
         raise errors.FailedPrecondition("the state holds no cluster object to recreate the cluster from")
     cluster = with_membership_marker(snap.cluster, "", 0)
     cluster.raft_secret = raft_secret
+    # A new secret (issue 13): a new epoch, and nothing older accepted.
+    cluster.raft_secret_epoch += 1
+    cluster.raft_secret_previous = b""
     out: list[StoredObject] = [cluster]
     for n in sorted(snap.nodes.values(), key=lambda n: n.id):
         if n.id == me.id:

@@ -9,9 +9,9 @@ import re
 from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import allocator as al
+from swarmlet.core import bounds, images, lookup, mounts, ports, reserved
 from swarmlet.core import constraints as cons
 from swarmlet.core import generic as gen
-from swarmlet.core import images, lookup, mounts, ports
 from swarmlet.core import secrets as sc
 from swarmlet.core import service_options as opts
 from swarmlet.core import state as st
@@ -41,6 +41,10 @@ def validate_service_spec(spec: pb.ServiceSpec) -> None:
         raise InvalidSpec(
             f"invalid service name {spec.name!r}: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit"
         )
+    try:
+        bounds.check_service_spec(spec)  # sizes, counts, finite durations (issue 13)
+    except errors.Invalid as err:
+        raise InvalidSpec(str(err)) from None
     c = spec.task.container
     if not c.image:
         raise InvalidSpec("a service needs an image")
@@ -208,6 +212,9 @@ def prepare_service_networking(spec: pb.ServiceSpec, snap: st.Snapshot, service_
         if _port_key(p) in mine:
             raise InvalidSpec(f"port {p.published_port}/{_proto_name(p)} is published twice")
         mine.add(_port_key(p))
+        why = reserved.port_refusal(p.published_port, p.protocol, snap)
+        if why is not None:
+            raise InvalidSpec(why)
     others = [s for s in snap.services.values() if s.id != service_id]
     ports.check_conflicts(ep.ports, others)
     ports.assign(ep.ports, others)
@@ -258,7 +265,23 @@ def validate_network_spec(spec: pb.NetworkSpec, snap: st.Snapshot) -> None:
         raise InvalidSpec(f"invalid network name {spec.name!r}: use 1-63 letters, digits, '_', '.' or '-'")
     if spec.ingress:
         raise InvalidSpec("the ingress network is created by the cluster when a service publishes a port")
+    try:
+        bounds.check_network_spec(spec)
+    except errors.Invalid as e:
+        raise InvalidSpec(str(e)) from None
     al.check_network_spec(spec, snap)
+    if spec.subnet:
+        why = reserved.subnet_refusal(ipaddress.IPv4Network(spec.subnet), snap)
+        if why is not None:
+            raise InvalidSpec(why)
+
+
+def validate_node_labels(labels: dict[str, str]) -> None:
+    """A node's labels after `node update --label-add`."""
+    try:
+        bounds.check_labels(labels, "node labels")
+    except errors.Invalid as e:
+        raise InvalidSpec(str(e)) from None
 
 
 def check_network_removable(snap: st.Snapshot, net: pb.Network) -> None:
@@ -323,3 +346,93 @@ def check_cluster_spec(spec: pb.ClusterSpec, current: pb.ClusterSpec, min_cert_e
         spec.default_subnet_size != current.default_subnet_size
     ):
         raise InvalidSpec("the default address pool is set at init and cannot be changed")
+
+
+# ---- restore: every object of a backup, as on create (issue 13) ----
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_MAX_STATUS_TEXT = 64 * 1024
+
+
+def _check_id(kind: str, oid: str) -> None:
+    if not _ID_RE.match(oid):
+        raise InvalidSpec(f"{kind} id {oid[:40]!r} is not a valid id")
+
+
+def _check_addr(what: str, value: str, with_port: bool) -> None:
+    if not value:
+        return
+    host = value
+    if with_port:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise InvalidSpec(f"{what} {value[:64]!r} is not HOST:PORT")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        raise InvalidSpec(f"{what} {value[:64]!r} is not an IP address") from None
+
+
+def validate_restored(snap: st.Snapshot) -> None:
+    """Every object of a state to restore, checked as the control API checks
+    what users create: a crafted backup (names with '/' or newlines, NaN
+    durations, 10,000 env variables) is refused, naming the object."""
+    if len(snap.clusters) != 1:
+        raise InvalidSpec(f"a backup holds exactly one cluster object, this one {len(snap.clusters)}")
+    for kind, table in (("cluster", snap.clusters), ("node", snap.nodes), ("service", snap.services)):
+        for oid in table:
+            _check_id(kind, oid)
+    for kind, table2 in (("task", snap.tasks), ("network", snap.networks)):
+        for oid in table2:
+            _check_id(kind, oid)
+    for c in snap.clusters.values():
+        try:
+            bounds.check_cluster_spec(c.spec)
+            al.parse_pool(c.spec.default_address_pool, c.spec.default_subnet_size)
+        except errors.Invalid as e:
+            raise InvalidSpec(f"cluster {c.id}: {e}") from None
+    for n in snap.nodes.values():
+        try:
+            bounds.check_hostname(n.description.hostname, "hostname")
+            bounds.check_labels(n.spec.labels, "node labels")
+            _check_addr("address", n.status.addr, with_port=False)
+            for what, addr in (("API address", n.api_addr), ("Raft address", n.raft_addr)):
+                _check_addr(what, addr, with_port=True)
+            if n.role not in pb.NodeSpec.Role.values() or n.spec.availability not in pb.NodeSpec.Availability.values():
+                raise InvalidSpec("unknown role or availability")
+        except errors.Invalid as e:
+            raise InvalidSpec(f"node {n.id}: {e}") from None
+    names: set[str] = set()
+    for s in snap.services.values():
+        try:
+            validate_service_spec(s.spec)
+            if s.HasField("previous_spec") and s.previous_spec.name:
+                validate_service_spec(s.previous_spec)
+        except errors.Invalid as e:
+            raise InvalidSpec(f"service {s.id}: {e}") from None
+        if s.spec.name in names:
+            raise InvalidSpec(f"service name {s.spec.name!r} is used twice")
+        names.add(s.spec.name)
+    for t in snap.tasks.values():
+        try:
+            bounds.check_task_spec(t.spec)
+            if t.service_name and not _NAME_RE.match(t.service_name):
+                raise InvalidSpec(f"invalid service name {t.service_name[:40]!r}")
+            if len(t.status.message) + len(t.status.err) > _MAX_STATUS_TEXT:
+                raise InvalidSpec("the status message is too long")
+        except errors.Invalid as e:
+            raise InvalidSpec(f"task {t.id}: {e}") from None
+    net_names: set[str] = set()
+    for net in snap.networks.values():
+        try:
+            if not _NAME_RE.match(net.spec.name):
+                raise InvalidSpec(f"invalid network name {net.spec.name[:40]!r}")
+            bounds.check_network_spec(net.spec)
+            for cidr in (net.spec.subnet, net.subnet):
+                if cidr:
+                    ipaddress.IPv4Network(cidr)
+        except (errors.Invalid, ValueError) as e:
+            raise InvalidSpec(f"network {net.id}: {e}") from None
+        if net.spec.name in net_names:
+            raise InvalidSpec(f"network name {net.spec.name!r} is used twice")
+        net_names.add(net.spec.name)

@@ -1,16 +1,25 @@
 """The CA gRPC service (CA.IssueNodeCertificate), served on the join port:
 a joining node sends its join token and a CSR and gets its node certificate,
 the cluster's root and where the managers are. The join token is the only
-credential; the certificate authority itself is ca.py."""
+credential; the certificate authority itself is ca.py.
+
+Guessing tokens (issue 13): every refusal is logged with the caller's
+address (never the token), and each source address may fail `JOIN_BURST`
+times at once, then `JOIN_RATE` times a second; beyond that it is answered
+RESOURCE_EXHAUSTED without looking at the token. Joins that succeed cost
+nothing (many nodes may join from one address). Log lines about refusals
+are themselves limited to one a second per source, with a count."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 
 import grpc
 
-from swarmlet import errors, rpc, tls
+from swarmlet import errors, ratelimit, rpc, tls
 from swarmlet.api import ca_pb2, ca_pb2_grpc
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import pki
@@ -26,6 +35,31 @@ log = logging.getLogger(__name__)
 # refusal).
 RegisterNode = Callable[[str, str, ca_pb2.IssueNodeCertificateRequest, str, pb.NodeCertificate], list[str]]
 
+# Join attempts per source address: a burst for a batch of nodes behind one
+# NAT joining at once, then a few a second.
+JOIN_RATE, JOIN_BURST = 2.0, 20.0
+
+
+class _RefusalLog:
+    """At most one log line a second per source, with how many were folded."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def note(self, source: str, why: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last, folded = self._last.get(source, (0.0, 0))
+            if now - last < 1.0:
+                self._last[source] = (last, folded + 1)
+                return
+            if len(self._last) > 4096:
+                self._last.clear()
+            self._last[source] = (now, 0)
+        more = f" ({folded} more refused since the last line)" if folded else ""
+        log.warning("join refused from %s: %s%s", source or "?", why, more)
+
 
 class CAServicer(ca_pb2_grpc.CAServicer):  # type: ignore[misc]  # generated, untyped
     """Kept free of the store: it reads the cluster and records nodes through
@@ -39,6 +73,8 @@ class CAServicer(ca_pb2_grpc.CAServicer):  # type: ignore[misc]  # generated, un
     ) -> None:
         self._get_cluster = get_cluster
         self._register_node = register_node
+        self._limit = ratelimit.RateLimiter(JOIN_RATE, JOIN_BURST)
+        self._refusals = _RefusalLog()
         # The Raft members a joining manager starts with (it is one already).
         self._raft_peers = raft_peers or (lambda: [])
 
@@ -46,6 +82,11 @@ class CAServicer(ca_pb2_grpc.CAServicer):  # type: ignore[misc]  # generated, un
     def IssueNodeCertificate(
         self, request: ca_pb2.IssueNodeCertificateRequest, context: grpc.ServicerContext
     ) -> ca_pb2.IssueNodeCertificateResponse:
+        peer_ip = tls.peer_host(context)
+        wait = self._limit.retry_after(peer_ip, take=False)
+        if wait:
+            self._refusals.note(peer_ip, "too many join attempts")
+            raise errors.ResourceExhausted(f"too many join attempts from {peer_ip}: retry in {wait:.1f}s")
         cluster = self._get_cluster()
         if cluster is None or not cluster.root_ca.cert_pem:
             raise errors.Unavailable("this manager has no cluster state yet; try again")
@@ -53,9 +94,10 @@ class CAServicer(ca_pb2_grpc.CAServicer):  # type: ignore[misc]  # generated, un
             role = ca.token_role(cluster, request.token)
         except tls.TokenError as e:
             # Whatever is wrong with the token, the joiner is not let in.
+            self._limit.retry_after(peer_ip)  # a failure costs a token
+            self._refusals.note(peer_ip, str(e))
             raise errors.PermissionDenied(str(e)) from None
 
-        peer_ip = tls.peer_host(context)
         # The advertise address is where other nodes will reach this one, so
         # it is the right IP SAN; behind NAT the peer address would be wrong.
         cert_ip = ca.san_ip(request.addr) or peer_ip

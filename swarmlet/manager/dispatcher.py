@@ -5,6 +5,12 @@ and back are replicated. Status reports from all agents go through one
 StatusWriter, which coalesces them into a single store batch every few
 milliseconds (DESIGN.md, "batch, don't chatter"). What a session carries and
 when a node is down are decided in swarmlet.core.cluster.
+
+What nodes report about themselves is checked (issue 13, core/trust.py): the
+address must be the one in the node's certificate or the one it connects
+from, its endpoints on that address; the description is bounded and keeps
+the hostname the node joined with. Session opens and description updates are
+rate-limited per node, and status texts are cut to a bounded length.
 """
 
 from __future__ import annotations
@@ -19,13 +25,13 @@ from typing import Protocol
 
 import grpc
 
-from swarmlet import errors, metrics, rpc, tls
+from swarmlet import errors, metrics, ratelimit, rpc, tls
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import cluster as cl
-from swarmlet.core import pki
+from swarmlet.core import pki, trust
 from swarmlet.core import state as st
 from swarmlet.core.endpoints import all_assignments
 from swarmlet.manager.statuswriter import StatusWriter
@@ -35,6 +41,13 @@ log = logging.getLogger(__name__)
 
 # How often the leader looks for nodes whose heartbeats stopped.
 LIVENESS_CHECK_PERIOD = 0.2
+# Per node: session opens (an agent backs off from 0.1 s to 2 s) and
+# description changes (an agent sends one at most every 5 s).
+SESSION_RATE, SESSION_BURST = 1.0, 10.0
+DESCRIPTION_RATE, DESCRIPTION_BURST = 0.5, 5.0
+# Per status report: updates and text.
+MAX_STATUS_UPDATES = 10_000
+MAX_STATUS_TEXT = 4096
 
 # renew_role(node_id, csr_pem) -> (cert, role, raft_secret, raft_peers), from
 # the control API (promotion/demotion touches Raft membership).
@@ -82,6 +95,8 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         self._writer = StatusWriter(store)
         self._stop = threading.Event()
         self._net_assignments = AssignmentCache()
+        self._session_limit = ratelimit.RateLimiter(SESSION_RATE, SESSION_BURST)
+        self._description_limit = ratelimit.RateLimiter(DESCRIPTION_RATE, DESCRIPTION_BURST)
         self._liveness = threading.Thread(target=self._liveness_loop, name="dispatcher-liveness", daemon=True)
 
     def start(self) -> None:
@@ -137,10 +152,28 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
             self._last_seen[node_id] = time.monotonic()
 
     # ---- RPCs ----
+    def _accept_report(
+        self, request: dpb.SessionRequest, ident: tls.Identity, context: grpc.ServicerContext
+    ) -> dpb.SessionRequest:
+        """The session request with what the node may claim about itself."""
+        wait = self._session_limit.retry_after(ident.node_id)
+        if wait:
+            raise errors.ResourceExhausted(f"too many sessions opened by node {ident.node_id}: retry in {wait:.1f}s")
+        try:
+            addr, api_addr, raft_addr = trust.accept_addresses(
+                request.addr, request.api_addr, request.raft_addr, tls.peer_host(context), tls.peer_cert_ips(context)
+            )
+            desc = trust.accept_description(request.description, self._store.snapshot().nodes.get(ident.node_id))
+        except errors.SwarmletError as e:
+            log.warning("node %s: session refused: %s", ident.node_id, e)
+            raise
+        return dpb.SessionRequest(description=desc, addr=addr, api_addr=api_addr, raft_addr=raft_addr)
+
     @rpc.edge
     def Session(self, request: dpb.SessionRequest, context: grpc.ServicerContext) -> Iterator[dpb.SessionMessage]:
         peer = self._peer(context, "Session")
         ident = peer.identity
+        request = self._accept_report(request, ident, context)
         snap = self._store.snapshot()
         node = snap.nodes[ident.node_id]  # authorize_on_manager checked membership
         if ident.role != ("manager" if node.role == pb.NodeSpec.MANAGER else "worker"):
@@ -208,7 +241,8 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         metrics.heartbeat(ident.node_id)
         snap = self._store.snapshot()
         node = snap.nodes.get(ident.node_id)
-        if node is not None and (node.status.state != pb.NodeStatus.READY or request.HasField("description")):
+        desc = self._reported_description(request, node, ident.node_id)
+        if node is not None and (node.status.state != pb.NodeStatus.READY or desc is not None):
             # Back from a partition with its session intact (alive again), or
             # its description changed (an image was loaded, say).
             status = pb.NodeStatus(
@@ -218,8 +252,8 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
                 message="heartbeat resumed" if node.status.state != pb.NodeStatus.READY else node.status.message,
             )
             a = spb.NodeStatusAction(node_id=ident.node_id, status=status)
-            if request.HasField("description"):
-                a.description.CopyFrom(request.description)
+            if desc is not None:
+                a.description.CopyFrom(desc)
             self._writer.submit([spb.StoreAction(node_status=a)], wait=0)
         period, _ = cl.heartbeat_settings(snap)
         return dpb.HeartbeatResponse(period=period)
@@ -231,8 +265,10 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         ident = self._identity(context, "UpdateTaskStatus")
         self._session(request.session_id, ident)
         self._seen(ident.node_id)
+        if len(request.updates) > MAX_STATUS_UPDATES:
+            raise errors.Invalid(f"{len(request.updates)} status updates in one report, more than {MAX_STATUS_UPDATES}")
         actions = [
-            spb.StoreAction(task_status=spb.TaskStatusAction(task_id=u.task_id, node_id=ident.node_id, status=u.status))
+            spb.StoreAction(task_status=spb.TaskStatusAction(task_id=u.task_id, node_id=ident.node_id, status=_bounded(u.status)))
             for u in request.updates
         ]
         try:
@@ -258,7 +294,45 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         log.info("renewed the %s certificate of node %s", ident.role, ident.node_id)
         return dpb.RenewCertificateResponse(cert_pem=cert, trust_pem=trust)
 
+    @rpc.edge
+    def RaftSecret(self, request: dpb.RaftSecretRequest, context: grpc.ServicerContext) -> dpb.RaftSecretResponse:
+        """The current Raft secret, for a manager that missed a rotation.
+        Any manager answers (no leader needed: a cluster whose majority
+        missed it may have none); only to a caller whose certificate says
+        manager and whose node record here is a manager."""
+        ident = tls.peer_identity(context)
+        if ident is None:
+            raise errors.Unauthenticated("a node certificate is required")
+        snap = self._store.snapshot()
+        node = snap.nodes.get(ident.node_id)
+        if not ident.is_manager or node is None or node.role != pb.NodeSpec.MANAGER:
+            log.warning("node %s asked for the Raft secret and is not a manager: refused", ident.node_id)
+            raise errors.PermissionDenied("only managers may fetch the Raft secret")
+        cluster = snap.cluster
+        if cluster is None:
+            raise errors.Unavailable("this manager has no cluster state yet")
+        log.info("manager %s fetched the Raft secret (epoch %d)", ident.node_id, cluster.raft_secret_epoch)
+        return dpb.RaftSecretResponse(
+            epoch=cluster.raft_secret_epoch, current=cluster.raft_secret, previous=cluster.raft_secret_previous
+        )
+
     # ---- helpers ----
+    def _reported_description(
+        self, request: dpb.HeartbeatRequest, node: pb.Node | None, node_id: str
+    ) -> pb.NodeDescription | None:
+        """A changed description from a heartbeat, as it may be recorded, or
+        None (none sent, refused, or over the node's rate: all logged)."""
+        if not request.HasField("description"):
+            return None
+        if not self._description_limit.allow(node_id):
+            log.warning("node %s: description update dropped (more than %g a second)", node_id, DESCRIPTION_RATE)
+            return None
+        try:
+            return trust.accept_description(request.description, node)
+        except errors.SwarmletError as e:
+            log.warning("node %s: description update refused: %s", node_id, e)
+            return None
+
     def _record_addrs(self, node_id: str, addr: str, api_addr: str, raft_addr: str = "") -> None:
         """Record where the node's API and Raft ports are (they may change
         across restarts)."""
@@ -317,3 +391,14 @@ def presented(peer: tls.Peer) -> pb.NodeCertificate:
     return pb.NodeCertificate(
         serial=c.serial, role=peer.identity.role, not_before=c.not_before, not_after=c.not_after, issuer_key_id=c.issuer_key_id
     )
+
+
+def _bounded(status: pb.TaskStatus) -> pb.TaskStatus:
+    """A reported status with its texts cut to MAX_STATUS_TEXT bytes."""
+    if len(status.message) <= MAX_STATUS_TEXT and len(status.err) <= MAX_STATUS_TEXT:
+        return status
+    out = pb.TaskStatus()
+    out.CopyFrom(status)
+    out.message = status.message[:MAX_STATUS_TEXT]
+    out.err = status.err[:MAX_STATUS_TEXT]
+    return out

@@ -43,6 +43,7 @@ from swarmlet.manager import ca_servicer
 from swarmlet.manager.control.api import ControlAPI
 from swarmlet.manager.dispatcher import Dispatcher
 from swarmlet.manager.events import EventsServicer, LeaderAnnouncer
+from swarmlet.manager.keykeeper import FetchedSecret, KeyKeeper
 from swarmlet.manager.leader import LeaderLoop
 from swarmlet.manager.store import Store
 from swarmlet.node import events as node_events
@@ -52,7 +53,7 @@ from swarmlet.node.addresses import Advertised
 from swarmlet.node.certs import CertKeeper
 from swarmlet.node.config import ConfigError, DaemonConfig, parse_election_timeout
 from swarmlet.node.files import NodeFiles, NodeState
-from swarmlet.node.membership import NOT_IN_CLUSTER, Membership
+from swarmlet.node.membership import LOCKED, NOT_IN_CLUSTER, Membership
 from swarmlet.node.roles import RoleChanger
 
 # What the `swarmlet daemon` command uses (the CLI may import this module only).
@@ -84,6 +85,7 @@ class Daemon:
         self.control: ControlAPI | None = None
         self.dispatcher: Dispatcher | None = None
         self.leader_loop: LeaderLoop | None = None
+        self.key_keeper: KeyKeeper | None = None
         self.server: grpc.Server | None = None
         self.executor: Executor | None = None
         self.session: AgentSession | None = None
@@ -93,7 +95,7 @@ class Daemon:
         self.roles = RoleChanger(self.membership, self, self.stopped)
 
     # ---- the parts membership starts and stops (membership.ClusterParts) ----
-    def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str]) -> Store:
+    def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str], epoch: int = 0) -> Store:
         partners = [p for p in peers if p != addrs.raft]
         store = Store(
             addrs.raft,
@@ -102,6 +104,8 @@ class Daemon:
             raft_secret,
             timings=self.cfg.raft_timings(),
             event_history=self.cfg.event_history,
+            data_key=self.files.ensure_data_key(),
+            raft_secret_epoch=epoch,
         )
         # The manager's own engine resolves image digests (issue 9); with a
         # test engine (self._runtime) there is none: images are not pinned.
@@ -109,11 +113,14 @@ class Daemon:
         control = ControlAPI(store, self.agent_channel, engine, self._node_id, min_cert_expiry=self.cfg.min_cert_expiry)
         dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role, certificates=control.pki)
         leader_loop = LeaderLoop(store)
+        keeper = KeyKeeper(store, self.files.write_raft_secret, self.files.wrap_data_key, self._fetch_raft_secret)
         self.store, self.control, self.dispatcher, self.leader_loop = store, control, dispatcher, leader_loop
+        self.key_keeper = keeper
         dispatcher.start()
         leader_loop.start()
         self.announcer = LeaderAnnouncer(store)  # leader changes as events (issue 16)
         self.announcer.start()
+        keeper.start()
         threading.Thread(target=self._record_members, args=(store,), name="raft-members", daemon=True).start()
         return store
 
@@ -158,6 +165,9 @@ class Daemon:
             self.server = None
         if self.leader_loop is not None:
             self.leader_loop.stop()
+        if self.key_keeper is not None:
+            self.key_keeper.stop()
+            self.key_keeper = None
         if self.dispatcher is not None:
             self.dispatcher.stop()
         if self.announcer is not None:
@@ -198,6 +208,10 @@ class Daemon:
                 self._start_session(m.addrs, m.node, m.creds, self.executor)
 
     def close_store(self) -> None:
+        if self.key_keeper is not None:
+            # Before the store: a demoted node must not write keys any more.
+            self.key_keeper.stop()
+            self.key_keeper = None
         if self.store is not None:
             store, self.store = self.store, None
             store.close()
@@ -205,6 +219,17 @@ class Daemon:
     # ---- the local API's view (localapi.LocalNode) ----
     def info(self) -> cpb.InfoResponse:
         node, addr = self.membership.node, self.membership.addrs.ip
+        locked = self.membership.locked
+        if locked is not None:
+            return cpb.InfoResponse(
+                state="locked",
+                node_id=locked.node_id,
+                role=locked.role,
+                cluster_id=locked.cluster_id,
+                addr=addr,
+                error=LOCKED,
+                docker_host=self.cfg.docker_host,
+            )
         if node is None:
             return cpb.InfoResponse(state="inactive", docker_host=self.cfg.docker_host, addr=addr)
         r = cpb.InfoResponse(
@@ -235,6 +260,8 @@ class Daemon:
         return node_events.serve(self, request, context)
 
     def manager_control(self) -> ControlAPI:
+        if self.membership.locked is not None:
+            raise errors.FailedPrecondition(LOCKED)
         if self.membership.node is None:
             raise errors.FailedPrecondition(NOT_IN_CLUSTER)
         if self.control is None:
@@ -307,6 +334,24 @@ class Daemon:
             on_message=self.certs.on_session if self.certs is not None else None,
         )
         self.session.start()
+
+    def _fetch_raft_secret(self) -> FetchedSecret | None:
+        """The current Raft secret from another manager (the key keeper asks
+        when this manager cannot reach any: it missed a rotation)."""
+        node, own = self.membership.node, self.membership.addrs.api
+        for addr in [a for a in (node.managers if node else []) if a != own]:
+            try:
+                channel = self.agent_channel(addr)
+            except errors.SwarmletError:
+                return None
+            try:
+                resp = dispatcher_pb2_grpc.DispatcherStub(channel).RaftSecret(dpb.RaftSecretRequest(), timeout=5)
+                return FetchedSecret(resp.epoch, resp.current, resp.previous)
+            except grpc.RpcError as e:
+                log.info("raft secret from %s: %s", addr, e.details())
+            finally:
+                channel.close()
+        return None
 
     def _report(self, reports: list[dpb.TaskStatusReport]) -> None:
         session = self.session

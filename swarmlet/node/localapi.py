@@ -19,6 +19,7 @@ from swarmlet import errors, rpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import control_pb2_grpc
 from swarmlet.api import events_pb2 as epb
+from swarmlet.core.bounds import MAX_LOCAL_MESSAGE
 from swarmlet.manager.control.api import ControlAPI
 from swarmlet.manager.control.routes import ROUTES
 from swarmlet.node.membership import Membership
@@ -57,6 +58,10 @@ class LocalControl(control_pb2_grpc.ControlServicer):  # type: ignore[misc]  # g
     @rpc.edge
     def Restore(self, request: cpb.RestoreRequest, context: grpc.ServicerContext) -> cpb.InitResponse:
         return self._node.membership.restore(request)
+
+    @rpc.edge
+    def Unlock(self, request: cpb.UnlockRequest, context: grpc.ServicerContext) -> cpb.UnlockResponse:
+        return self._node.membership.unlock(request)
 
     @rpc.edge
     def Info(self, request: cpb.InfoRequest, context: grpc.ServicerContext) -> cpb.InfoResponse:
@@ -126,14 +131,24 @@ def claim_socket(path: str) -> None:
 
 def serve(path: str, servicer: LocalControl) -> grpc.Server:
     """Start the local API on the unix socket `path` (claimed first)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=LOCAL_WORKERS, thread_name_prefix="local"))
+    # Messages as large as the CLI's (a backup of a large cluster, issue 13:
+    # gRPC's default 4 MiB refused restoring a backup that could be taken).
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=LOCAL_WORKERS, thread_name_prefix="local"),
+        options=[
+            ("grpc.max_receive_message_length", MAX_LOCAL_MESSAGE),
+            ("grpc.max_send_message_length", MAX_LOCAL_MESSAGE),
+        ],
+    )
     control_pb2_grpc.add_ControlServicer_to_server(servicer, server)
     # The socket is the CLI's only credential: root only. gRPC creates it in
-    # add_insecure_port, so the umask must cover that call.
+    # add_insecure_port, so the umask must cover that call; the chmod makes
+    # the mode exactly 0600 whatever gRPC does (docs/security.md).
     old_umask = os.umask(0o077)
     try:
         server.add_insecure_port(f"unix://{path}")
     finally:
         os.umask(old_umask)
     server.start()
+    os.chmod(path, 0o600)
     return server

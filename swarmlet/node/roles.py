@@ -121,6 +121,9 @@ class RoleChanger:
             self._parts.close_store()
             # Removed from Raft: its old log must never be replayed.
             m.files.reset_raft()
+            # A worker keeps no data key (it would stay locked under autolock):
+            # its TLS key is saved in the clear below, as every worker's.
+            m.files.drop_data_key()
             node.raft_peers = []
         elif resp.role == "manager":
             m.files.reset_raft()

@@ -395,10 +395,6 @@ def test_secret_rm_is_refused_while_in_use(testbed, cluster):
     wait_for(lambda: not any(secrets_dir.iterdir()), 30, "h2's secrets tmpfs empty")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="encryption at rest of the Raft files and backups is issue 13B's; remove this mark once it is merged",
-)
 def test_the_plaintext_is_in_no_raft_file_and_no_backup(testbed, cluster, tmp_path):
     h1, h3 = cluster[0], cluster[2]
     r = cli_with_input(testbed, h1, PLAINTEXT, "secret", "create", "at-rest", "-")

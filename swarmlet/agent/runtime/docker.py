@@ -187,6 +187,7 @@ class DockerRuntime:
         with _calling("info"):
             info: dict[str, Any] = self._client.info()
             listed = self._client.images()
+            networks = self._client.networks()
         images = {tag for img in listed for tag in (img.get("RepoTags") or []) if tag and tag != "<none>:<none>"}
         desc = pb.NodeDescription(
             hostname=str(info.get("Name") or socket.gethostname()),
@@ -199,6 +200,7 @@ class DockerRuntime:
             arch=str(info.get("Architecture", "")),
             images=sorted(images),
             engine_labels=_engine_labels(info.get("Labels")),
+            engine_subnets=_engine_subnets(networks),
         )
         desc.image_records.extend(_image_record(img) for img in sorted(listed, key=lambda i: str(i.get("Id"))))
         return desc
@@ -344,6 +346,18 @@ def _engine_labels(raw: Any) -> dict[str, str]:
         if k:
             out[k] = v
     return out
+
+
+def _engine_subnets(networks: list[dict[str, Any]]) -> list[str]:
+    """Subnets of the engine's own networks (docker0 and the like): overlay
+    subnets must not take them (issue 13, core/reserved.py)."""
+    out = set()
+    for net in networks:
+        for cfg in (net.get("IPAM") or {}).get("Config") or []:
+            subnet = cfg.get("Subnet")
+            if subnet:
+                out.add(str(subnet))
+    return sorted(out)
 
 
 def _label_filter(labels: Mapping[str, str]) -> list[str]:

@@ -17,6 +17,7 @@ from swarmlet.manager.control.nodes import NodeControl
 from swarmlet.manager.control.pki import PKIControl
 from swarmlet.manager.control.routes import ROUTES
 from swarmlet.manager.control.secrets import ConfigControl, SecretControl
+from swarmlet.manager.control.security import SecurityControl
 from swarmlet.manager.control.services import ServiceControl
 from swarmlet.manager.control.tasks import TaskControl
 from swarmlet.manager.store import Store
@@ -40,7 +41,8 @@ class ControlAPI:
         self.tasks = TaskControl(access)
         self.nodes = NodeControl(access)
         self.networks = NetworkControl(access)
-        self.cluster = ClusterControl(access)
+        self.security = SecurityControl(access)
+        self.cluster = ClusterControl(access, on_manager_removed=self.security.manager_removed)
         self.logs = LogControl(access, agent_channel)
         self.secrets = SecretControl(access)
         self.configs = ConfigControl(access)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from swarmlet import errors
 from swarmlet.api import ca_pb2
@@ -13,9 +14,8 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import cluster as cl
-from swarmlet.core import lookup, pki
+from swarmlet.core import lookup, pki, trust
 from swarmlet.core import state as st
-from swarmlet.manager import backup as bk
 from swarmlet.manager import ca
 from swarmlet.manager.control.base import StoreAccess, user_error
 from swarmlet.manager.control.pki import record_issued
@@ -23,8 +23,11 @@ from swarmlet.manager.store import Store, StoreError
 
 
 class ClusterControl:
-    def __init__(self, access: StoreAccess) -> None:
+    def __init__(self, access: StoreAccess, on_manager_removed: Callable[[pb.Node], None] | None = None) -> None:
         self._a = access
+        # Called once a manager left the Raft membership (the Raft secret is
+        # rotated then: security.py).
+        self._on_manager_removed = on_manager_removed
 
     @property
     def _store(self) -> Store:  # the Raft handle itself: membership is not a state write
@@ -51,12 +54,6 @@ class ClusterControl:
         token = cluster.worker_token if req.role == "worker" else cluster.manager_token
         return cpb.JoinTokenResponse(token=token, api_addr=api_addr)
 
-    # ---- backups ----
-    def backup(self, req: cpb.BackupRequest) -> cpb.BackupResponse:
-        """A consistent copy of the replicated state (a read barrier first, so
-        it holds every acknowledged write)."""
-        return cpb.BackupResponse(data=bk.encode(self._a.snap()))
-
     # ---- node registration (called by the CA on join) ----
     def register_node(
         self,
@@ -69,7 +66,16 @@ class ClusterControl:
         is_manager = role == "manager"
         if is_manager and not request.raft_addr:
             raise errors.Invalid("a joining manager must give its Raft address")
-        node = cl.joined_node(node_id, is_manager, request, peer_ip, time.time())
+        # Issue 13: a hostname is fixed from now on; addresses are IPs, and
+        # the node's endpoints are on its own address.
+        trust.check_joining_hostname(request.hostname)
+        addr, api_addr, raft_addr = trust.accept_addresses(
+            request.addr or peer_ip, request.api_addr, request.raft_addr, peer_ip, [request.addr] if request.addr else []
+        )
+        checked = ca_pb2.IssueNodeCertificateRequest()
+        checked.CopyFrom(request)
+        checked.addr, checked.api_addr, checked.raft_addr = addr, api_addr, raft_addr
+        node = cl.joined_node(node_id, is_manager, checked, peer_ip, time.time())
         if issued is not None:
             node.issued.append(issued)
         if is_manager:
@@ -195,6 +201,8 @@ class ClusterControl:
         # Its manager certificates are refused from now on, everywhere (issue
         # 13): it renews as a worker through RenewRole, which accepts them.
         self._clear_membership(extra, revoke=pki.node_certificates(cur, pki.ROLE_MANAGER) if cur is not None else [])
+        if self._on_manager_removed is not None:
+            self._on_manager_removed(node)  # the Raft secret is rotated (issue 13)
 
     def renew_role(self, node_id: str, csr_pem: bytes) -> tuple[bytes, str, bytes, list[str]]:
         """Dispatcher.RenewRole: a certificate for the role the cluster wants

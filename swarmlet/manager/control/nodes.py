@@ -7,7 +7,7 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import cluster as cl
-from swarmlet.core import lookup, pki
+from swarmlet.core import lookup, pki, validation
 from swarmlet.core import state as st
 from swarmlet.manager.control.base import StoreAccess
 
@@ -50,6 +50,7 @@ class NodeControl:
             if k not in new.spec.labels:
                 raise errors.NotFound(f"node {lookup.node_name(node)} has no label {k!r}")
             del new.spec.labels[k]
+        validation.validate_node_labels(dict(new.spec.labels))
         self._a.propose([st.put(new)])
         return cpb.NodeResponse(node=self._a.snap().nodes.get(node.id, new))
 

@@ -21,7 +21,7 @@ ROUTES: dict[str, tuple[str, str]] = {
     "UpdateNode": ("nodes", "update"),
     "RemoveNode": ("nodes", "remove"),
     "ChangeRole": ("cluster", "change_role"),
-    "Backup": ("cluster", "backup"),
+    "Backup": ("security", "backup"),
     "CreateNetwork": ("networks", "create"),
     "GetNetwork": ("networks", "get"),
     "ListNetworks": ("networks", "list"),
@@ -43,4 +43,9 @@ ROUTES: dict[str, tuple[str, str]] = {
     "UpdateCluster": ("pki", "update_cluster"),
     "GetRootCA": ("pki", "get_root_ca"),
     "RotateRootCA": ("pki", "rotate_root_ca"),
+    # Issue 13 (security): autolock, the Raft secret.
+    "UnlockKey": ("security", "unlock_key"),
+    "SetAutolock": ("security", "set_autolock"),
+    "RotateRaftSecret": ("security", "rotate_raft_secret"),
+    "GetRaftSecretStatus": ("security", "raft_secret_status"),
 }

@@ -129,7 +129,7 @@ def test_image_no_node_holds_is_schedulable() -> None:
         ("busybox:", "invalid tag"),
         ("busybox@sha256:1234", "64 lowercase hex"),
         ("bad_host:5000:x/y", "invalid"),
-        ("a" * 10_000, "longer than"),
+        ("a" * 10_000, "more than the limit of 512B"),
         ("x/" + "a" * 300, "longer than 255"),
     ],
 )

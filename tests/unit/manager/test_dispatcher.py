@@ -87,7 +87,9 @@ class Agent:
 
     def __init__(self, served: Served, node_id: str, role: str = "worker", cluster_id: str = "") -> None:
         c = served.cluster
-        key, cert = ca.issue_local_certificate(c.root_ca, node_id, role, cluster_id or c.id, "127.0.0.1")
+        # The certificate names the address the node joined with (the CA
+        # puts it there): the one it reports in its sessions.
+        key, cert = ca.issue_local_certificate(c.root_ca, node_id, role, cluster_id or c.id, "10.1.0.7")
         creds = tls.NodeCredentials.from_pems(key, cert, c.root_ca.cert_pem)
         self.creds = creds
         self.node_id = node_id
@@ -199,7 +201,9 @@ def test_a_session_registers_the_node_and_streams_its_assignments(served: Served
     assert first.desired_role == pb.NodeSpec.WORKER
     node = served.node(W1)
     assert (node.status.state, node.status.message, node.status.addr) == (pb.NodeStatus.READY, "session started", "10.1.0.7")
-    assert node.description.hostname == f"host-{W1[:7]}"
+    # The hostname stays the one the node joined with (issue 13: a worker
+    # claiming another's hostname must not receive its tasks).
+    assert node.description.hostname == "worker-1" != f"host-{W1[:7]}"
     assert node.api_addr == "10.1.0.7:4244"
 
     # A task placed on the node reaches it; one placed elsewhere does not.
@@ -448,3 +452,62 @@ def test_a_certificate_of_a_former_role_only_learns_the_new_role(served: Served)
     key = tls.new_node_key()
     resp = demoted.stub.RenewRole(dpb.RenewRoleRequest(csr_pem=tls.make_csr(key)), timeout=RPC_TIMEOUT)
     assert resp.role == "worker"
+
+
+# ---------------------------------------------------------------- what nodes may claim (issue 13)
+
+
+def test_a_node_claiming_an_address_it_is_not_known_by_is_refused(served: Served) -> None:
+    a = served.agent(W1)
+    a.stream = a.stub.Session(dpb.SessionRequest(addr="10.9.9.9", api_addr="10.9.9.9:4244"), timeout=RPC_TIMEOUT)
+    err = rpc_error(lambda: next(iter(a.stream)))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "10.9.9.9" in err.details()
+    assert served.node(W1).status.addr != "10.9.9.9" and served.node(W1).api_addr != "10.9.9.9:4244"
+    b = served.agent(W2)
+    b.stream = b.stub.Session(dpb.SessionRequest(addr="10.1.0.7", api_addr="evil:4244"), timeout=RPC_TIMEOUT)
+    err = rpc_error(lambda: next(iter(b.stream)))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "API address" in err.details()
+
+
+def test_an_oversized_description_update_is_dropped(served: Served) -> None:
+    a = served.agent(W1)
+    a.open()
+    bad = pb.NodeDescription(hostname="worker-1", images=["x:1"] * 20_000)
+    a.stub.Heartbeat(dpb.HeartbeatRequest(session_id=a.session_id, description=bad), timeout=RPC_TIMEOUT)
+    assert len(served.node(W1).description.images) == 0
+    good = pb.NodeDescription(hostname="someone-else", images=["busybox:latest"])
+    a.stub.Heartbeat(dpb.HeartbeatRequest(session_id=a.session_id, description=good), timeout=RPC_TIMEOUT)
+    wait_for(lambda: list(served.node(W1).description.images) == ["busybox:latest"], 10, "the good description recorded")
+    assert served.node(W1).description.hostname == "worker-1"
+
+
+def test_session_opens_are_rate_limited_per_node(served: Served, monkeypatch) -> None:
+    from swarmlet import ratelimit
+
+    served.dispatcher._session_limit = ratelimit.RateLimiter(0.01, 2)
+    served.agent(W1).open()
+    served.agent(W1).open()
+    third = served.agent(W1)
+    third.stream = third.stub.Session(dpb.SessionRequest(addr="10.1.0.7"), timeout=RPC_TIMEOUT)
+    err = rpc_error(lambda: next(iter(third.stream)))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "too many sessions" in err.details()
+    served.agent(W2).open()  # another node is not affected
+
+
+def test_only_a_manager_may_fetch_the_raft_secret(served: Served) -> None:
+    worker = served.agent(W1)
+    err = rpc_error(lambda: worker.stub.RaftSecret(dpb.RaftSecretRequest(), timeout=RPC_TIMEOUT))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    c = served.cluster
+    key, cert = ca.issue_local_certificate(c.root_ca, h.MANAGER_ID, "manager", c.id, "127.0.0.1")
+    creds = tls.NodeCredentials.from_pems(key, cert, c.root_ca.cert_pem)
+    with grpc.secure_channel(served.addr, creds.channel_credentials(), options=tls.CHANNEL_OPTIONS) as ch:
+        resp = dgrpc.DispatcherStub(ch).RaftSecret(dpb.RaftSecretRequest(), timeout=RPC_TIMEOUT)
+    assert resp.current == h.RAFT_SECRET and resp.epoch == 0
+    # A worker holding a certificate that says manager (stale, or forged by
+    # nobody: the CA signs) is still refused: the node record decides too.
+    key, cert = ca.issue_local_certificate(c.root_ca, W2, "manager", c.id, "127.0.0.1")
+    creds = tls.NodeCredentials.from_pems(key, cert, c.root_ca.cert_pem)
+    with grpc.secure_channel(served.addr, creds.channel_credentials(), options=tls.CHANNEL_OPTIONS) as ch:
+        err = rpc_error(lambda: dgrpc.DispatcherStub(ch).RaftSecret(dpb.RaftSecretRequest(), timeout=RPC_TIMEOUT))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
