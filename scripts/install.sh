@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 
 # docker.io: the engines (dockerd, containerd, runc); busybox-static: the one
 # binary of the test image; the rest: namespaces, bridges, the FORWARD rule, ping.
-packages=(docker.io busybox-static iproute2 iptables iputils-ping)
+# docker-registry + apache2-utils (htpasswd): the test registry (issue 9).
+# prometheus: the real Prometheus server the metrics test scrapes the testbed with.
+packages=(docker.io busybox-static iproute2 iptables iputils-ping docker-registry apache2-utils prometheus)
 missing=()
 for pkg in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then

@@ -284,6 +284,12 @@ def _docker_ping(sock_path: str) -> bool:
     return reply.startswith(b"HTTP/1.") and b" 200 " in reply.split(b"\r\n", 1)[0]
 
 
+def _tcp_answers_in(netns: str, host: str, port: int) -> bool:
+    """Whether host:port accepts a TCP connection, seen from inside netns."""
+    probe = f"import socket; socket.create_connection(({host!r}, {port}), timeout=1).close()"
+    return _run(["nsenter", f"--net=/run/netns/{netns}", sys.executable, "-c", probe], check=False, timeout=10).returncode == 0
+
+
 def _tail(path: str, lines: int = 25) -> str:
     try:
         text = Path(path).read_text(errors="replace")
@@ -321,6 +327,7 @@ class Testbed:
         self.hosts: list[Host] = []
         self.timings: dict[str, float] = {}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self.engine_labels: dict[int, list[str]] = {}
         self._clients: dict[str, docker.DockerClient] = {}
 
     # ---- naming
@@ -367,12 +374,21 @@ class Testbed:
 
     # ---- bring-up
 
-    def up(self, n: int, swarmlet: bool = True, default_route: bool = False, timeout: float = 120.0) -> list[Host]:
+    def up(
+        self,
+        n: int,
+        swarmlet: bool = True,
+        default_route: bool = False,
+        timeout: float = 120.0,
+        engine_labels: dict[int, list[str]] | None = None,
+    ) -> list[Host]:
         """Bring up n hosts (after clearing leftovers of this prefix) and return them.
 
         default_route adds a route via the bridge address; off by default so
-        nothing in a host can reach past the underlay.
+        nothing in a host can reach past the underlay. engine_labels: host
+        index -> the engine's own labels ("k=v", dockerd --label).
         """
+        self.engine_labels = dict(engine_labels or {})
         problem = missing_prerequisites()
         if problem:
             raise TestbedError(problem)
@@ -495,7 +511,8 @@ class Testbed:
         host_dir.mkdir(parents=True, exist_ok=True)
         # An empty config file isolates the engine from /etc/docker/daemon.json.
         config = host_dir / "daemon.json"
-        config.write_text("{}\n")
+        labels = self.engine_labels.get(host.index)
+        config.write_text(json.dumps({"labels": labels} if labels else {}) + "\n")
         cmd = self._in_host(
             host,
             [
@@ -517,6 +534,10 @@ class Testbed:
                 # On shutdown dockerd waits this long for containers: keep `down` fast.
                 "--shutdown-timeout",
                 "2",
+                # Issue 9: the test registry (start_registry) speaks plain HTTP
+                # on the underlay; engines trust it as an insecure registry.
+                "--insecure-registry",
+                f"198.18.{self.subnet_index}.0/24",
             ],
         )
         self._spawn(cmd, host.dockerd_log_path, host_dir / "dockerd.spawn.pid")
@@ -774,6 +795,10 @@ class Testbed:
         indexes = self._leftover_indexes()
         hosts = [self.host(i) for i in sorted(indexes)]
 
+        # 0. the test registry (issue 9), if one was started (before any
+        # child is waited for below).
+        self._registry_down()
+
         # 1. swarmlet daemons first, so none restarts containers behind us.
         swarmlets, _, _ = self._owned_pids()
         for host in hosts:
@@ -845,6 +870,112 @@ class Testbed:
                     (parent / cid).rmdir()  # only succeeds when empty, which is the point
                 except OSError:
                     pass
+
+    # ---- a real registry (issue 9) ----
+    # Distribution 2.8 (Debian's docker-registry) with htpasswd auth, in its
+    # own namespace on the underlay (198.18.N.250:5000), so its link can be
+    # shaped with tc like a far registry's. Plain HTTP: the engines are
+    # started with --insecure-registry for the underlay's /24.
+
+    @property
+    def registry_netns(self) -> str:
+        return f"{self.prefix}reg"
+
+    @property
+    def registry_veth(self) -> str:
+        return f"{self.prefix}vreg"
+
+    @property
+    def registry_addr(self) -> str:
+        return f"198.18.{self.subnet_index}.250:5000"
+
+    def start_registry(self, user: str, password: str, timeout: float = 30.0) -> str:
+        """Start (or restart, keeping its storage) the registry; returns host:port."""
+        for tool in ("docker-registry", "htpasswd"):
+            if shutil.which(tool) is None:
+                raise TestbedError(f"{tool} is not installed (run scripts/install.sh)")
+        reg_dir = self.base / "registry"
+        reg_dir.mkdir(parents=True, exist_ok=True)
+        if not os.path.exists(f"/run/netns/{self.registry_netns}"):
+            ip = self.registry_addr.split(":")[0]
+            _run(
+                ["ip", "-batch", "-"],
+                input=(
+                    f"netns add {self.registry_netns}\n"
+                    f"link add {self.registry_veth} type veth peer name eth0 netns {self.registry_netns}\n"
+                    f"link set {self.registry_veth} master {self.bridge} up\n"
+                ),
+            )
+            _run(
+                ["ip", "-n", self.registry_netns, "-batch", "-"],
+                input=f"link set lo up\naddr add {ip}/24 dev eth0\nlink set eth0 up\n",
+            )
+        hashed = _run(["htpasswd", "-Bbn", user, password]).stdout
+        (reg_dir / "htpasswd").write_text(hashed)
+        (reg_dir / "config.yml").write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {reg_dir / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: {self.registry_addr}\n"
+            f"auth:\n  htpasswd:\n    realm: swarmlet-test\n    path: {reg_dir / 'htpasswd'}\n"
+        )
+        self.stop_registry()
+        cmd = ["nsenter", f"--net=/run/netns/{self.registry_netns}", "docker-registry", "serve", str(reg_dir / "config.yml")]
+        self._spawn(cmd, str(reg_dir / "registry.log"), reg_dir / "registry.pid")
+        host, port = self.registry_addr.split(":")
+
+        _poll(
+            lambda: _tcp_answers_in(self.registry_netns, host, int(port)),
+            timeout,
+            f"registry at {self.registry_addr}",
+            fail_fast=self._exited(reg_dir / "registry.pid", str(reg_dir / "registry.log")),
+        )
+        return self.registry_addr
+
+    def stop_registry(self) -> None:
+        """Stop the registry process (its namespace and storage stay)."""
+        pid = self._read_pid(self.base / "registry" / "registry.pid")
+        if pid is not None and any(a == "docker-registry" or a.endswith("/docker-registry") for a in _proc_argv(pid)):
+            _kill_and_wait([pid], signal.SIGKILL, 10, self._reap_child)
+            self._forget(pid)
+
+    def registry_running(self) -> bool:
+        pid = self._read_pid(self.base / "registry" / "registry.pid")
+        return pid is not None and _alive(pid) and any("docker-registry" in a for a in _proc_argv(pid))
+
+    def _registry_down(self) -> None:
+        self.stop_registry()
+        inode = _netns_inode(f"/run/netns/{self.registry_netns}")
+        if inode is not None:
+            _kill_and_wait(_pids_in_netns(inode), signal.SIGKILL, 10, self._reap_child)
+            _run(["ip", "netns", "del", self.registry_netns], check=False)
+        _run(["ip", "link", "del", self.registry_veth], check=False)
+
+    def shape(self, netns: str, rate: str = "1gbit") -> None:
+        """Limit what `netns` sends on its underlay link (its uploads) to
+        `rate`, as a far registry's link would be (tc tbf)."""
+        _run(
+            [
+                "nsenter",
+                f"--net=/run/netns/{netns}",
+                "tc",
+                "qdisc",
+                "replace",
+                "dev",
+                "eth0",
+                "root",
+                "tbf",
+                "rate",
+                rate,
+                "burst",
+                "256kb",
+                "latency",
+                "50ms",
+            ]
+        )
+
+    def unshape(self, netns: str) -> None:
+        _run(["nsenter", f"--net=/run/netns/{netns}", "tc", "qdisc", "del", "dev", "eth0", "root"], check=False)
 
     # ---- status
 

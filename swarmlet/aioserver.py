@@ -15,8 +15,9 @@ loop's executor (`asyncio.to_thread`), a bounded pool, never on the loop.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -28,6 +29,9 @@ T = TypeVar("T")
 # writes waiting for their commit, certificate issuance. Many joins or
 # status reports at once queue here; the loop itself never waits.
 BLOCKING_THREADS = 32
+# Items of a blocking stream read ahead of a slow reader (pumped).
+_READ_AHEAD = 256
+_END = object()
 
 
 class AioServer:
@@ -69,3 +73,56 @@ class AioServer:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
+
+
+async def pumped(items: Iterator[T], stop: threading.Event | None = None) -> AsyncIterator[T]:
+    """The items of a blocking iterator, read on a thread of their own and
+    handed over through a bounded queue (a slow reader holds back the
+    iterator, not the loop). `stop` is set when the caller goes away (a
+    blocking iterator that waits may poll it to end early)."""
+    loop = asyncio.get_running_loop()
+    q: queue.Queue[Any] = queue.Queue(_READ_AHEAD)
+    ready = asyncio.Event()
+    halt: threading.Event = stop if stop is not None else threading.Event()
+
+    def put(item: Any) -> bool:
+        while not halt.is_set():
+            try:
+                q.put(item, timeout=0.5)
+            except queue.Full:
+                continue
+            loop.call_soon_threadsafe(ready.set)
+            return True
+        return False
+
+    def pump() -> None:
+        end: Any = _END
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as e:  # noqa: BLE001  (handed to the call)
+            end = e
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        put(end)
+
+    threading.Thread(target=pump, name="agent-pump", daemon=True).start()
+    try:
+        while True:
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                ready.clear()
+                if q.empty():
+                    await ready.wait()
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        halt.set()

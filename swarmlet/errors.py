@@ -42,6 +42,11 @@ class Conflict(SwarmletError):
     concurrency): read again and retry."""
 
 
+class ResourceExhausted(Unavailable):
+    """Too many requests from one source (a rate limit): the same call may
+    succeed after a pause."""
+
+
 class PermissionDenied(SwarmletError):
     """The caller is authenticated but not allowed to do this (a worker
     calling a manager-only API, a removed node)."""

@@ -26,6 +26,7 @@ _TO_CODE: tuple[tuple[type[errors.SwarmletError], grpc.StatusCode], ...] = (
     (errors.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (errors.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.Conflict, grpc.StatusCode.ABORTED),
+    (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
     (errors.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
@@ -34,7 +35,7 @@ _TO_CODE: tuple[tuple[type[errors.SwarmletError], grpc.StatusCode], ...] = (
 
 _FROM_CODE: dict[grpc.StatusCode, type[errors.SwarmletError]] = {code: cls for cls, code in _TO_CODE}
 _FROM_CODE[grpc.StatusCode.DEADLINE_EXCEEDED] = errors.Unavailable
-_FROM_CODE[grpc.StatusCode.RESOURCE_EXHAUSTED] = errors.Unavailable
+_FROM_CODE[grpc.StatusCode.RESOURCE_EXHAUSTED] = errors.ResourceExhausted
 _FROM_CODE[grpc.StatusCode.CANCELLED] = errors.Unavailable
 _FROM_CODE[grpc.StatusCode.UNIMPLEMENTED] = errors.FailedPrecondition
 

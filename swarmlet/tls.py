@@ -11,12 +11,20 @@ Trust model (see docs/architecture.md):
   reach the same services, every service but CA.IssueNodeCertificate must
   refuse callers without a verified certificate: `ClientCertRequired` does
   that for all of them at once.
-- Servers are dialled by IP, so clients check the server's certificate for the
-  DNS name `NODE_SAN` (every node certificate carries it) via
-  `grpc.ssl_target_name_override` instead of the IP.
+- Servers are dialled by IP, so clients check the server's certificate for a
+  DNS name via `grpc.ssl_target_name_override` instead of the IP: `NODE_SAN`
+  (every node certificate carries it) for any node, `MANAGER_SAN` (only
+  manager certificates carry it) when the server must be a manager: agents
+  and joining nodes use MANAGER_CHANNEL_OPTIONS, so a worker's certificate
+  cannot pose as a manager (issue 13).
 - A joining node knows only the join token, which pins the root CA by its
   sha256 digest. `fetch_remote_ca` reads the CA from the join port's TLS
-  handshake without verification and accepts it only if the digest matches.
+  handshake without verification, accepts it only if the digest matches, and
+  checks that the server's certificate is a manager's issued by that CA.
+- During a root rotation a node certificate is followed by an intermediate:
+  the new root's key certified by the old root (same subject name, so the old
+  root's path length 0 is not spent on it). `cert_pem` then holds both, and
+  `ca_pem` may hold two roots (the trust bundle).
 
 This module is used by workers too, so it must not import swarmlet.manager.
 """
@@ -27,9 +35,9 @@ import functools
 import hmac
 import os
 import re
+import shutil
 import socket
 import ssl
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,7 +51,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from swarmlet import errors
+from swarmlet import errors, rpc
+from swarmlet.fsutil import fsync_dir, write_atomic
 
 ROLE_WORKER = "worker"
 ROLE_MANAGER = "manager"
@@ -80,12 +89,16 @@ _KEEPALIVE_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_timeout_ms", _KEEPALIVE_MS),
     ("grpc.http2.ping_timeout_ms", _KEEPALIVE_MS),
 )
-CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
-    ("grpc.ssl_target_name_override", NODE_SAN),
+_CLIENT_OPTIONS: tuple[tuple[str, Any], ...] = (
     *_KEEPALIVE_OPTIONS,
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
 )
+# Any node's API port (agent API).
+CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.ssl_target_name_override", NODE_SAN), *_CLIENT_OPTIONS)
+# A manager's ports (dispatcher, CA): the handshake fails unless the server's
+# certificate is a manager's.
+MANAGER_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (("grpc.ssl_target_name_override", MANAGER_SAN), *_CLIENT_OPTIONS)
 # The server must accept pings as frequent as the clients send them (else it
 # answers with GOAWAY "too_many_pings" and the channel flaps), and pings
 # agents itself so a dead agent's stream ends on the server side too.
@@ -188,14 +201,72 @@ def certificate_identity(cert_pem: bytes) -> Identity:
     return identity
 
 
+@dataclass(frozen=True)
+class CertInfo:
+    """What revocation, renewal and root rotation need of a certificate."""
+
+    serial: str  # hex
+    not_before: float  # unix seconds
+    not_after: float
+    issuer_key_id: str  # hex authority key identifier: the key of the root that signed it
+    key_id: str  # hex subject key identifier ("" when absent)
+
+    @property
+    def lifetime(self) -> float:
+        return self.not_after - self.not_before
+
+
+def _key_id(cert: x509.Certificate, ext_cls: Any) -> str:
+    try:
+        value = cert.extensions.get_extension_for_class(ext_cls).value
+    except x509.ExtensionNotFound:
+        return ""
+    raw = value.key_identifier if isinstance(value, x509.AuthorityKeyIdentifier) else value.digest
+    return raw.hex() if raw else ""
+
+
+def certificate_info(cert_pem: bytes) -> CertInfo:
+    """Serial, validity and key identifiers of the first certificate in
+    `cert_pem`. Raises ValueError for unreadable PEM."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return CertInfo(
+        serial=format(cert.serial_number, "x"),
+        not_before=cert.not_valid_before_utc.timestamp(),
+        not_after=cert.not_valid_after_utc.timestamp(),
+        issuer_key_id=_key_id(cert, x509.AuthorityKeyIdentifier),
+        key_id=_key_id(cert, x509.SubjectKeyIdentifier),
+    )
+
+
+def key_id(cert_pem: bytes) -> str:
+    """The subject key identifier (hex) of a root certificate: what the
+    certificates it signs name as their issuer."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return _key_id(cert, x509.SubjectKeyIdentifier) or x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest.hex()
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A verified peer certificate: who it says the peer is, and which
+    certificate it is (for revocation)."""
+
+    identity: Identity
+    cert: CertInfo
+
+
 # Peer certs are parsed on every authenticated call (heartbeats included), and
 # a node presents the same certificate for months: cache the parse.
 @functools.lru_cache(maxsize=1024)
-def _cached_identity(cert_pem: bytes) -> Identity | None:
+def _cached_peer(cert_pem: bytes) -> Peer | None:
     try:
-        return certificate_identity(cert_pem)
+        return Peer(certificate_identity(cert_pem), certificate_info(cert_pem))
     except ValueError:
         return None
+
+
+def _cached_identity(cert_pem: bytes) -> Identity | None:
+    p = _cached_peer(cert_pem)
+    return p.identity if p is not None else None
 
 
 def ca_digest(cert_pem: bytes) -> str:
@@ -232,10 +303,63 @@ def channel_credentials(ca_pem: bytes, key_pem: bytes | None = None, cert_pem: b
 def peer_identity(context: grpc.ServicerContext) -> Identity | None:
     """The identity of the caller from its verified client certificate, or None
     when there is none (the join port never asks for one)."""
+    p = peer_certificate(context)
+    return p.identity if p is not None else None
+
+
+def peer_certificate(context: grpc.ServicerContext) -> Peer | None:
+    """The caller's verified client certificate (identity and serial), or None."""
     certs = context.auth_context().get("x509_pem_cert")
     if not certs:
         return None
-    return _cached_identity(certs[0])
+    return _cached_peer(certs[0])
+
+
+def dynamic_server_credentials(
+    current: Callable[[], NodeCredentials | None], require_client_auth: bool
+) -> grpc.ServerCredentials:
+    """Server credentials that follow `current()`: a renewed certificate or a
+    new trust bundle is used from the next handshake on, without restarting
+    the server (gRPC asks the fetcher before every handshake: it must be cheap,
+    so a new configuration is built only when `current()` returns another
+    object)."""
+
+    def config(c: NodeCredentials) -> Any:
+        chain = c.cert_pem.rstrip(b"\n") + b"\n" + c.ca_pem
+        return grpc.ssl_server_certificate_configuration(
+            [(c.key_pem, chain)], root_certificates=c.ca_pem if require_client_auth else None
+        )
+
+    first = current()
+    if first is None:
+        raise ValueError("no credentials to serve with")
+    served = [first]
+
+    def fetch() -> Any:
+        c = current()
+        if c is None or c is served[0]:
+            return None
+        served[0] = c
+        return config(c)
+
+    return grpc.dynamic_ssl_server_credentials(config(served[0]), fetch, require_client_authentication=require_client_auth)
+
+
+def peer_cert_ips(context: grpc.ServicerContext) -> list[str]:
+    """The IP SANs of the caller's verified certificate (the address it
+    joined with), [] without one."""
+    certs = context.auth_context().get("x509_pem_cert")
+    return list(_cert_ips(certs[0])) if certs else []
+
+
+@functools.lru_cache(maxsize=1024)
+def _cert_ips(cert_pem: bytes) -> tuple[str, ...]:
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return ()
+    return tuple(str(ip) for ip in sans.get_values_for_type(x509.IPAddress))
 
 
 def peer_host(context: grpc.ServicerContext) -> str:
@@ -249,18 +373,36 @@ def peer_host(context: grpc.ServicerContext) -> str:
     return host.strip("[]")
 
 
+# authorize(method, peer) raises a swarmlet.errors error to refuse the call.
+Authorize = Callable[[str, Peer], None]
+
+
 class ClientCertRequired(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc has no type hints
     """Refuses (UNAUTHENTICATED) every call without a verified client
     certificate, except the methods in `anonymous` (by default only
-    CA.IssueNodeCertificate), on the node-facing grpc.aio server.
+    CA.IssueNodeCertificate), on the node-facing grpc.aio server; then asks
+    `authorize` (if given) whether this certificate may call this method now
+    (cluster id, revocation, membership and role against the replicated
+    state: see core/pki.py). `authorize` runs on the event loop: it must only
+    read in-memory state (it does: the latest snapshot).
 
     The join and API ports belong to the same server, so without this a
     control or dispatcher call on the join port would reach its servicer with
     no identity. Interceptors do not see the auth context, so the check wraps
-    the method handler and runs with the call's context."""
+    the method handler and runs with the call's context. A streamed response
+    is authorized again before each message (a certificate revoked while its
+    stream is open is cut off at the next message), except for the methods in
+    `stream_once`."""
 
-    def __init__(self, anonymous: Iterable[str] = (CA_ISSUE_METHOD,)) -> None:
+    def __init__(
+        self,
+        anonymous: Iterable[str] = (CA_ISSUE_METHOD,),
+        authorize: Authorize | None = None,
+        stream_once: Iterable[str] = (),
+    ) -> None:
         self._anonymous = frozenset(anonymous)
+        self._authorize = authorize
+        self._stream_once = frozenset(stream_once)
 
     async def intercept_service(
         self,
@@ -268,22 +410,35 @@ class ClientCertRequired(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method in self._anonymous:
+        method = handler_call_details.method
+        if handler is None or method in self._anonymous:
             return handler
-        return _aguarded(handler)
+        return _aguarded(handler, method, self._authorize, method not in self._stream_once)
 
 
 _NO_CERT = "this call needs a node certificate: use the mutual-TLS API port"
 
 
-def _aguarded(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+async def _acheck(context: Any, method: str, authorize: Authorize | None) -> None:
+    peer = peer_certificate(context)
+    if peer is None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, _NO_CERT)
+        raise AssertionError("context.abort returned")  # it always raises
+    if authorize is not None:
+        try:
+            authorize(method, peer)
+        except errors.SwarmletError as e:
+            await context.abort(rpc.status_code(e), str(e))
+
+
+def _aguarded(handler: grpc.RpcMethodHandler, method: str, authorize: Authorize | None, recheck: bool) -> grpc.RpcMethodHandler:
     ser, de = handler.response_serializer, handler.request_deserializer
+
     if handler.unary_unary:
         unary = handler.unary_unary
 
         async def guarded_unary(request: Any, context: Any) -> Any:
-            if peer_identity(context) is None:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, _NO_CERT)
+            await _acheck(context, method, authorize)
             return await unary(request, context)
 
         return grpc.unary_unary_rpc_method_handler(guarded_unary, de, ser)
@@ -291,9 +446,12 @@ def _aguarded(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         stream = handler.unary_stream
 
         async def guarded_stream(request: Any, context: Any) -> Any:
-            if peer_identity(context) is None:
-                await context.abort(grpc.StatusCode.UNAUTHENTICATED, _NO_CERT)
+            await _acheck(context, method, authorize)
             async for item in stream(request, context):
+                if recheck:
+                    # A certificate revoked while its stream is open is cut
+                    # off at the next message.
+                    await _acheck(context, method, authorize)
                 yield item
 
         return grpc.unary_stream_rpc_method_handler(guarded_stream, de, ser)
@@ -317,6 +475,10 @@ class CAMismatchError(JoinError):
 
 class NoCAInChainError(JoinError):
     pass
+
+
+class NotAManagerError(JoinError):
+    """The server holds a certificate of the cluster, but not a manager's."""
 
 
 def split_host_port(addr: str, default_port: int) -> tuple[str, int]:
@@ -390,16 +552,62 @@ def fetch_remote_ca(addr: str, expected_digest: str, timeout: float = 5.0) -> by
     except OSError as e:
         raise ManagerUnreachableError(f"cannot reach manager at {addr}: {e.strerror or e}") from None
 
-    roots = [c for c in (x509.load_der_x509_certificate(d) for d in chain) if _is_self_signed(c)]
+    certs = [x509.load_der_x509_certificate(d) for d in chain]
+    roots = [c for c in certs if _is_self_signed(c)]
     if not roots:
         raise NoCAInChainError(f"the manager at {addr} did not send its CA certificate in the TLS handshake")
     got = ""
     for root in roots:
         digest = root.fingerprint(hashes.SHA256()).hex()
         if hmac.compare_digest(digest.encode(), expected_digest.encode()):
+            _check_manager_leaf(addr, certs[0], certs[1:], root)
             return root.public_bytes(serialization.Encoding.PEM)
         got = got or digest
     raise CAMismatchError(f"the manager's CA does not match the join token (expected digest {expected_digest}, got {got})")
+
+
+def _check_manager_leaf(addr: str, leaf: x509.Certificate, rest: list[x509.Certificate], root: x509.Certificate) -> None:
+    """The server's certificate must be a manager's, issued by the pinned root
+    (directly, or through the cross-signed root of a rotation): any node of
+    the cluster holds a certificate from that root, and a worker posing as a
+    manager must not get the join token (a manager token yields the Raft
+    secret). The gRPC call that sends the token checks the same through the
+    MANAGER_SAN name; this check gives the operator a clear reason first."""
+    if not _chains_to(leaf, rest, [root]):
+        raise NotAManagerError(f"the server at {addr} presented a certificate that its CA did not issue")
+    try:
+        ident = certificate_identity(leaf.public_bytes(serialization.Encoding.PEM))
+    except ValueError:
+        raise NotAManagerError(f"the server at {addr} presented a certificate that is not a swarmlet node's") from None
+    if not ident.is_manager or MANAGER_SAN not in _dns_names(leaf):
+        raise NotAManagerError(
+            f"the server at {addr} is not a manager of this cluster (it presented the certificate of a {ident.role} node, "
+            f"{ident.node_id}): refusing to send it the join token"
+        )
+
+
+def _dns_names(cert: x509.Certificate) -> list[str]:
+    try:
+        return list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        return []
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _chains_to(leaf: x509.Certificate, intermediates: list[x509.Certificate], roots: list[x509.Certificate]) -> bool:
+    """Whether `leaf` was signed by one of `roots`, directly or through one of
+    `intermediates` (at most one: the cross-signed root of a rotation). A
+    sanity check of certificates that belong together; TLS verifies them."""
+    if any(_issued_by(leaf, r) for r in roots):
+        return True
+    return any(_issued_by(leaf, i) and any(_issued_by(i, r) for r in roots) for i in intermediates)
 
 
 # ---------------------------------------------------------------- credentials on disk
@@ -432,18 +640,26 @@ class NodeCredentials:
         would otherwise only show as an opaque TLS handshake failure."""
         try:
             key = serialization.load_pem_private_key(key_pem, password=None)
-            cert = x509.load_pem_x509_certificate(cert_pem)
-            ca = x509.load_pem_x509_certificate(ca_pem)
+            chain = x509.load_pem_x509_certificates(cert_pem)
+            roots = x509.load_pem_x509_certificates(ca_pem)
             identity = certificate_identity(cert_pem)
         except ValueError as e:
             raise CredentialsError(f"unreadable node credentials: {e}") from None
-        if key.public_key() != cert.public_key():
+        if key.public_key() != chain[0].public_key():
             raise CredentialsError("the node key does not match the node certificate")
-        try:
-            cert.verify_directly_issued_by(ca)
-        except (ValueError, TypeError, InvalidSignature):
-            raise CredentialsError("the node certificate was not issued by the cluster CA") from None
+        if not _chains_to(chain[0], chain[1:], roots):
+            raise CredentialsError("the node certificate was not issued by the cluster CA")
         return cls(key_pem, cert_pem, ca_pem, identity.node_id, identity.role, identity.cluster_id)
+
+    def with_trust(self, ca_pem: bytes) -> NodeCredentials:
+        """The same key and certificate trusting the roots in `ca_pem` (a
+        rotation's bundle, or the new root once it completed). Raises
+        CredentialsError when the certificate does not chain to them."""
+        return NodeCredentials.from_pems(self.key_pem, self.cert_pem, ca_pem)
+
+    @functools.cached_property
+    def cert_info(self) -> CertInfo:
+        return certificate_info(self.cert_pem)
 
     @property
     def identity(self) -> Identity:
@@ -456,28 +672,48 @@ class NodeCredentials:
         """Client credentials for the mutual-TLS API port of any node."""
         return channel_credentials(self.ca_pem, self.key_pem, self.cert_pem)
 
-    def save(self, directory: str | os.PathLike[str]) -> None:
-        """Write node.key (0600), ca.crt and node.crt, each atomically, in a
-        directory readable only by its owner. node.crt goes last: `load` takes
-        its presence to mean the set is complete."""
+    def save(self, directory: str | os.PathLike[str], seal_key: Callable[[bytes], bytes] | None = None) -> None:
+        """Write node.key (0600), ca.crt and node.crt in a directory readable
+        only by its owner, as one set: a crash leaves the old set or the new
+        one, never a key of one with the certificate of the other (renewals
+        replace them while the node runs).
+
+        The set is first written complete into `next.tmp/`, which is then
+        renamed to `next/` (the commit); the files are moved from there into
+        place. `load` finishes a committed move a crash interrupted and drops
+        an uncommitted one. node.crt's presence means the node has a set.
+        `seal_key` encrypts the key file (managers: with their data key,
+        issue 13)."""
         d = Path(directory)
         d.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(d, 0o700)  # mkdir's mode is masked by umask, and d may pre-exist
-        _write_atomic(d / KEY_FILE, self.key_pem, 0o600)
-        _write_atomic(d / CA_FILE, self.ca_pem, 0o644)
-        _write_atomic(d / CERT_FILE, self.cert_pem, 0o644)
-        _fsync_dir(d)
+        staging, committed = d / _STAGING_DIR, d / _COMMITTED_DIR
+        _finish_save(d)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        write_atomic(staging / KEY_FILE, seal_key(self.key_pem) if seal_key else self.key_pem, 0o600, sync_dir=False)
+        write_atomic(staging / CA_FILE, self.ca_pem, 0o644, sync_dir=False)
+        write_atomic(staging / CERT_FILE, self.cert_pem, 0o644, sync_dir=False)
+        fsync_dir(str(staging))
+        os.replace(staging, committed)
+        fsync_dir(str(d))
+        _finish_save(d)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike[str]) -> NodeCredentials | None:
+    def load(cls, directory: str | os.PathLike[str], open_key: Callable[[bytes], bytes] | None = None) -> NodeCredentials | None:
         """The credentials saved in `directory`, or None if the node has none
         (never joined). Raises CredentialsError if they exist but are broken,
-        rather than silently making the node join again as a new node."""
+        rather than silently making the node join again as a new node.
+        `open_key` turns the key file's bytes into the PEM (a sealed key)."""
         d = Path(directory)
+        if d.is_dir():
+            _finish_save(d)
         if not (d / CERT_FILE).exists():
             return None
         try:
             key_pem = (d / KEY_FILE).read_bytes()
+            if open_key is not None:
+                key_pem = open_key(key_pem)
             ca_pem = (d / CA_FILE).read_bytes()
             cert_pem = (d / CERT_FILE).read_bytes()
         except OSError as e:
@@ -485,30 +721,19 @@ class NodeCredentials:
         return cls.from_pems(key_pem, cert_pem, ca_pem)
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    # Temp file in the same directory + rename: readers see the old or the new
-    # file, never half of one. The mode is set before any byte is written so
-    # the key is never readable by others, even briefly.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+_STAGING_DIR = "next.tmp"
+_COMMITTED_DIR = "next"
 
 
-def _fsync_dir(d: Path) -> None:
-    # Makes the renames durable across a power loss.
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _finish_save(d: Path) -> None:
+    """Complete a save that reached its commit (`next/` exists): move its
+    files into place, key first. Drop one that did not (`next.tmp/`)."""
+    committed = d / _COMMITTED_DIR
+    if committed.is_dir():
+        for name in (KEY_FILE, CA_FILE, CERT_FILE):
+            if (committed / name).exists():
+                os.replace(committed / name, d / name)
+        fsync_dir(str(d))
+        committed.rmdir()
+        fsync_dir(str(d))
+    shutil.rmtree(d / _STAGING_DIR, ignore_errors=True)

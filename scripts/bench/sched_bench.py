@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from swarmlet.api import objects_pb2 as pb  # noqa: E402
 from swarmlet.api import store_pb2 as spb  # noqa: E402
+from swarmlet.atrest import DataKey  # noqa: E402
 from swarmlet.core import state as st  # noqa: E402
 from swarmlet.manager import store as store_mod  # noqa: E402
 from swarmlet.manager.dispatcher import Dispatcher  # noqa: E402
@@ -220,7 +221,10 @@ def main(argv=None) -> int:
     counter = ProposalCounter()
     tmp = tempfile.mkdtemp(prefix="sched-bench-")
     addrs = [f"127.0.0.1:{free_port()}" for _ in range(3)]
-    stores = [Store(a, [p for p in addrs if p != a], os.path.join(tmp, a.replace(":", "_")), SECRET) for a in addrs]
+    stores = [
+        Store(a, [p for p in addrs if p != a], os.path.join(tmp, a.replace(":", "_")), SECRET, data_key=DataKey.generate())
+        for a in addrs
+    ]
     result: dict = {
         "machine": {
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

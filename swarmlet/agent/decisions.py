@@ -152,9 +152,53 @@ def after_start(health: bool) -> Status:
     return Status(pb.RUNNING, "started")
 
 
-def image_missing(image: str, hostname: str) -> Status:
-    # Never pulled: nodes have no registry; the image must be loaded.
-    return Status(pb.REJECTED, "rejected", err=f'image "{image}" not found on node {hostname}')
+# ---- images (issue 9) ----
+
+
+@dataclass(frozen=True)
+class UseImage:
+    """Run the local image `image` (an id)."""
+
+    image: str
+
+
+@dataclass(frozen=True)
+class FetchImage:
+    """Report PREPARING, bring the image in (a peer, then the registry), then create."""
+
+
+@dataclass(frozen=True)
+class RejectImage:
+    status: Status
+
+
+ImageStep = UseImage | FetchImage | RejectImage
+
+PREPARING = Status(pb.PREPARING, "preparing: fetching the image")
+
+
+def image_step(policy: int, local_id: str, image: str, hostname: str) -> ImageStep:
+    """What to do about a task's image before its container is created, given
+    the pull policy and the id of the matching local image ("" if none)."""
+    if policy == pb.PULL_ALWAYS:
+        return FetchImage()
+    if local_id:
+        return UseImage(local_id)
+    if policy == pb.PULL_NEVER:
+        return RejectImage(image_missing(image, hostname, "the pull policy is never"))
+    return FetchImage()
+
+
+def image_missing(image: str, hostname: str, why: str = "") -> Status:
+    err = f'image "{image}" not found on node {hostname}' + (f": {why}" if why else "")
+    return Status(pb.REJECTED, "rejected", err=err)
+
+
+def fetch_failed(explanation: str) -> Status:
+    """The image could not be fetched: the task is rejected on this node with
+    the registry's (or the peers') own words; the orchestrator retries it
+    elsewhere after the restart delay."""
+    return Status(pb.REJECTED, "image fetch failed", err=explanation)
 
 
 def create_refused(explanation: str) -> Status:

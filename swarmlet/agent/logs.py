@@ -33,7 +33,14 @@ class _Source:
 
 
 def task_logs(
-    runtime: ContainerRuntime, node_id: str, container_ids: list[str], follow: bool, tail: int, timestamps: bool
+    runtime: ContainerRuntime,
+    node_id: str,
+    container_ids: list[str],
+    follow: bool,
+    tail: int,
+    timestamps: bool,
+    since: float = 0.0,
+    until: float = 0.0,
 ) -> Iterator[agent_pb2.LogLine]:
     """Log lines of this node's containers, stdout and stderr told apart.
     Unknown containers, containers of other nodes and TTY containers (their
@@ -65,7 +72,7 @@ def task_logs(
 
     def pump(s: _Source) -> None:
         try:
-            s.stream = runtime.logs(s.container_id, follow, tail, timestamps)
+            s.stream = runtime.logs(s.container_id, follow, tail, timestamps, since=since, until=until)
             if cancel.is_set():
                 return
             for chunk in s.stream:

@@ -15,12 +15,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
 
-from swarmlet import rpc, tls
+from swarmlet import metrics, rpc, tls
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
@@ -28,12 +28,24 @@ from swarmlet.core.sessions import Assembler
 
 log = logging.getLogger(__name__)
 
+# An assignment carries the data of the secrets and configs the node's tasks
+# use (up to 500 KiB each): more than gRPC's default 4 MiB may arrive at once.
+SESSION_MAX_MESSAGE = 64 * 1024 * 1024
+SESSION_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.max_receive_message_length", SESSION_MAX_MESSAGE),)
+
 
 class Worker(Protocol):
     """What the session needs of the executor."""
 
     def describe(self) -> pb.NodeDescription: ...
-    def assign(self, tasks: list[pb.Task], networks: list[dpb.NetworkAssignment]) -> None: ...
+    def assign(
+        self,
+        tasks: list[pb.Task],
+        networks: list[dpb.NetworkAssignment],
+        secrets: Sequence[pb.Secret] = (),
+        configs: Sequence[pb.Config] = (),
+    ) -> None: ...
+    def image_hints(self, sources: list[dpb.ImageSource], auths: list[dpb.ServiceRegistryAuth]) -> None: ...
 
 
 class AgentSession:
@@ -48,11 +60,15 @@ class AgentSession:
         describe_every: float = 5.0,
         raft_addr: str = "",
         on_role: Callable[[int], None] | None = None,
+        on_message: Callable[[dpb.SessionMessage], None] | None = None,
     ) -> None:
         # on_role(desired_role) is called (from the session thread) when the
         # cluster wants this node in another role than its certificate says.
+        # on_message(msg) sees every session message first (certificates:
+        # trust, signing root, revocations; node/certs.py).
         self._raft_addr = raft_addr
         self._on_role = on_role
+        self._on_message = on_message
         self._role = pb.NodeSpec.MANAGER if creds.role == "manager" else pb.NodeSpec.WORKER
         self._leader_hint: str | None = None
         self._creds = creds
@@ -70,6 +86,7 @@ class AgentSession:
         self._stream: Any = None  # the Session call: an iterator that can be cancelled
         self._period = 0.5
         self._connected_to: str | None = None
+        self._reconnecting = False  # set_credentials cancelled the stream on purpose
         self.connected = threading.Event()
         # Heartbeat round trips (seconds, the latest ones) and failures: what
         # the scale benchmark reports as the agent sees it.
@@ -98,6 +115,31 @@ class AgentSession:
     def managers(self) -> list[str]:
         return list(self._managers)
 
+    @property
+    def connected_to(self) -> str | None:
+        """The manager (API address) the session is open with, if it is."""
+        return self._connected_to if self.connected.is_set() else None
+
+    def set_credentials(self, creds: tls.NodeCredentials, reconnect: bool = True) -> None:
+        """Use a renewed certificate (or a new trust bundle) from the next
+        connection on; with `reconnect`, reconnect now, keeping the reports not
+        acknowledged yet (the managers then see the new certificate)."""
+        self._creds = creds
+        stream = self._stream
+        if reconnect and stream is not None:
+            self._reconnecting = True
+            stream.cancel()
+
+    def renew_certificate(self, csr_pem: bytes, timeout: float = 30.0) -> dpb.RenewCertificateResponse:
+        """Dispatcher.RenewCertificate through the current session's manager
+        (the leader). Raises grpc.RpcError, or ConnectionError without a session."""
+        with self._lock:
+            stub = self._stub
+        if stub is None:
+            raise ConnectionError("no session with a manager")
+        resp: dpb.RenewCertificateResponse = stub.RenewCertificate(dpb.RenewCertificateRequest(csr_pem=csr_pem), timeout=timeout)
+        return resp
+
     # ---- reports (called by the executor) ----
     def report(self, reports: list[dpb.TaskStatusReport]) -> None:
         with self._lock:
@@ -110,7 +152,9 @@ class AgentSession:
     # ---- loops ----
     def _channel(self, addr: str) -> grpc.Channel:
         creds = tls.channel_credentials(self._creds.ca_pem, self._creds.key_pem, self._creds.cert_pem)
-        return grpc.secure_channel(addr, creds, options=tls.CHANNEL_OPTIONS)
+        # The server must hold a manager's certificate (issue 13): a worker's
+        # cannot serve an agent its tasks.
+        return grpc.secure_channel(addr, creds, options=tls.MANAGER_CHANNEL_OPTIONS + SESSION_OPTIONS)
 
     def _session_loop(self) -> None:
         backoff = 0.1
@@ -135,6 +179,14 @@ class AgentSession:
                 assembled = Assembler()
                 for msg in self._stream:
                     backoff = 0.1
+                    if not msg.session_id:
+                        # Only the role the cluster wants: this certificate is
+                        # of the node's former role, and serves nothing else.
+                        self._notify(msg)
+                        if self._on_role is not None and msg.desired_role != self._role:
+                            self._on_role(msg.desired_role)
+                            return
+                        continue
                     with self._lock:
                         fresh = self._session_id != msg.session_id
                         self._session_id = msg.session_id
@@ -152,15 +204,26 @@ class AgentSession:
                             self._on_managers(self._managers)
                     if not assembled.add(msg):
                         continue  # more of the same update follows
-                    self._executor.assign(assembled.task_list(), list(assembled.networks))
+                    # The whole state, as main's full messages carried it:
+                    # tasks, networks, and the images, secrets, configs and
+                    # certificate fields last sent (issue 15 sends them only
+                    # when they change).
+                    full = assembled.message(msg)
+                    self._notify(full)
+                    self._executor.image_hints(list(full.images), list(full.registry_auths))  # issue 9: before the tasks
+                    self._executor.assign(list(full.tasks), list(full.networks), list(full.secrets), list(full.configs))
                     if self._on_role is not None and msg.desired_role != self._role:
                         # Promotion or demotion: the daemon renews the
                         # certificate and restarts the session with it.
                         self._on_role(msg.desired_role)
                         return
             except grpc.RpcError as e:
-                if not self._stop.is_set():
-                    log.warning("session with %s ended: %s %s", addr, e.code(), e.details())
+                if self._reconnecting and e.code() == grpc.StatusCode.CANCELLED:
+                    log.info("reconnecting to %s with the renewed certificate", addr)
+                    self._leader_hint = addr  # the same manager: it leads
+                    backoff = 0.02
+                elif not self._stop.is_set():
+                    log.warning("session with %s ended: %s %s%s", addr, e.code(), e.details(), _hint(e))
                     if e.code() == grpc.StatusCode.UNAVAILABLE:
                         hint = dict(e.trailing_metadata() or ()).get(rpc.LEADER_HINT_KEY)
                         if hint and hint != addr:
@@ -169,6 +232,7 @@ class AgentSession:
             except Exception:
                 log.exception("session with %s failed", addr)
             finally:
+                self._reconnecting = False
                 self.connected.clear()
                 with self._lock:
                     self._session_id = None
@@ -177,6 +241,13 @@ class AgentSession:
                 channel.close()
             self._stop.wait(backoff)
             backoff = min(backoff * 2, 2.0)
+
+    def _notify(self, msg: dpb.SessionMessage) -> None:
+        if self._on_message is not None:
+            try:
+                self._on_message(msg)
+            except Exception:
+                log.exception("handling the session message failed")
 
     def _heartbeat_loop(self) -> None:
         failures = 0
@@ -203,7 +274,8 @@ class AgentSession:
                     log.debug("describe failed: %s", e)
             try:
                 sent = time.monotonic()
-                resp = stub.Heartbeat(req, timeout=max(1.0, 2 * period))
+                with metrics.AGENT_HEARTBEAT.time():
+                    resp = stub.Heartbeat(req, timeout=max(1.0, 2 * period))
                 self.heartbeat_rtts.append(time.monotonic() - sent)
                 failures = 0
                 period = resp.period or period
@@ -251,3 +323,14 @@ class AgentSession:
             except Exception:
                 log.exception("status report failed")
                 self._stop.wait(0.3)
+
+
+def _hint(e: grpc.RpcError) -> str:
+    """What a failed handshake means, in words (gRPC only says the name did
+    not match)."""
+    details = e.details() or ""
+    if "Hostname Verification" in details or "No match found for server name" in details:
+        return " (the server did not present a manager certificate of this cluster: refusing to talk to it)"
+    if "CERTIFICATE_VERIFY_FAILED" in details or "certificate verify failed" in details:
+        return " (certificate verification failed: expired or not issued by this cluster's CA?)"
+    return ""

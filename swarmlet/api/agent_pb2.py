@@ -22,19 +22,32 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from swarmlet.api import objects_pb2 as swarmlet_dot_api_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18swarmlet/api/agent.proto\x12\x0cswarmlet.api\"Z\n\x0fTaskLogsRequest\x12\x15\n\rcontainer_ids\x18\x01 \x03(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x0c\n\x04tail\x18\x03 \x01(\x03\x12\x12\n\ntimestamps\x18\x04 \x01(\x08\"_\n\x07LogLine\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x0e\n\x06stream\x18\x04 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x32K\n\x05\x41gent\x12\x42\n\x08TaskLogs\x12\x1d.swarmlet.api.TaskLogsRequest\x1a\x15.swarmlet.api.LogLine0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18swarmlet/api/agent.proto\x12\x0cswarmlet.api\x1a\x1aswarmlet/api/objects.proto\"x\n\x0fTaskLogsRequest\x12\x15\n\rcontainer_ids\x18\x01 \x03(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x0c\n\x04tail\x18\x03 \x01(\x03\x12\x12\n\ntimestamps\x18\x04 \x01(\x08\x12\r\n\x05since\x18x \x01(\x01\x12\r\n\x05until\x18y \x01(\x01\"_\n\x07LogLine\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x0e\n\x06stream\x18\x04 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"&\n\x12\x45xportImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"S\n\nImageChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12(\n\x05image\x18\x02 \x01(\x0b\x32\x19.swarmlet.api.ImageRecord\x12\r\n\x05total\x18\x03 \x01(\x04\"6\n\x11\x46\x65tchImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x0f\n\x07sources\x18\x02 \x03(\t\"b\n\x12\x46\x65tchImageProgress\x12\r\n\x05state\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x04\x12\r\n\x05total\x18\x03 \x01(\x04\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"*\n\x16NodeRemoveImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"*\n\x17NodeRemoveImageResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x32\xc7\x02\n\x05\x41gent\x12\x42\n\x08TaskLogs\x12\x1d.swarmlet.api.TaskLogsRequest\x1a\x15.swarmlet.api.LogLine0\x01\x12K\n\x0b\x45xportImage\x12 .swarmlet.api.ExportImageRequest\x1a\x18.swarmlet.api.ImageChunk0\x01\x12Q\n\nFetchImage\x12\x1f.swarmlet.api.FetchImageRequest\x1a .swarmlet.api.FetchImageProgress0\x01\x12Z\n\x0bRemoveImage\x12$.swarmlet.api.NodeRemoveImageRequest\x1a%.swarmlet.api.NodeRemoveImageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'swarmlet.api.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKLOGSREQUEST']._serialized_start=42
-  _globals['_TASKLOGSREQUEST']._serialized_end=132
-  _globals['_LOGLINE']._serialized_start=134
-  _globals['_LOGLINE']._serialized_end=229
-  _globals['_AGENT']._serialized_start=231
-  _globals['_AGENT']._serialized_end=306
+  _globals['_TASKLOGSREQUEST']._serialized_start=70
+  _globals['_TASKLOGSREQUEST']._serialized_end=190
+  _globals['_LOGLINE']._serialized_start=192
+  _globals['_LOGLINE']._serialized_end=287
+  _globals['_EXPORTIMAGEREQUEST']._serialized_start=289
+  _globals['_EXPORTIMAGEREQUEST']._serialized_end=327
+  _globals['_IMAGECHUNK']._serialized_start=329
+  _globals['_IMAGECHUNK']._serialized_end=412
+  _globals['_FETCHIMAGEREQUEST']._serialized_start=414
+  _globals['_FETCHIMAGEREQUEST']._serialized_end=468
+  _globals['_FETCHIMAGEPROGRESS']._serialized_start=470
+  _globals['_FETCHIMAGEPROGRESS']._serialized_end=568
+  _globals['_NODEREMOVEIMAGEREQUEST']._serialized_start=570
+  _globals['_NODEREMOVEIMAGEREQUEST']._serialized_end=612
+  _globals['_NODEREMOVEIMAGERESPONSE']._serialized_start=614
+  _globals['_NODEREMOVEIMAGERESPONSE']._serialized_end=656
+  _globals['_AGENT']._serialized_start=659
+  _globals['_AGENT']._serialized_end=986
 # @@protoc_insertion_point(module_scope)

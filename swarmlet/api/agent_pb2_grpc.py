@@ -39,12 +39,47 @@ class AgentStub:
                 request_serializer=swarmlet_dot_api_dot_agent__pb2.TaskLogsRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_agent__pb2.LogLine.FromString,
                 _registered_method=True)
+        self.ExportImage = channel.unary_stream(
+                '/swarmlet.api.Agent/ExportImage',
+                request_serializer=swarmlet_dot_api_dot_agent__pb2.ExportImageRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_agent__pb2.ImageChunk.FromString,
+                _registered_method=True)
+        self.FetchImage = channel.unary_stream(
+                '/swarmlet.api.Agent/FetchImage',
+                request_serializer=swarmlet_dot_api_dot_agent__pb2.FetchImageRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_agent__pb2.FetchImageProgress.FromString,
+                _registered_method=True)
+        self.RemoveImage = channel.unary_unary(
+                '/swarmlet.api.Agent/RemoveImage',
+                request_serializer=swarmlet_dot_api_dot_agent__pb2.NodeRemoveImageRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_agent__pb2.NodeRemoveImageResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
     """Missing associated documentation comment in .proto file."""
 
     def TaskLogs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportImage(self, request, context):
+        """Issue 9: any node of the cluster may export an image it holds (or is
+        receiving) to a peer; only managers may order a fetch or a removal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchImage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveImage(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +92,21 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.TaskLogs,
                     request_deserializer=swarmlet_dot_api_dot_agent__pb2.TaskLogsRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_agent__pb2.LogLine.SerializeToString,
+            ),
+            'ExportImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportImage,
+                    request_deserializer=swarmlet_dot_api_dot_agent__pb2.ExportImageRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_agent__pb2.ImageChunk.SerializeToString,
+            ),
+            'FetchImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchImage,
+                    request_deserializer=swarmlet_dot_api_dot_agent__pb2.FetchImageRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_agent__pb2.FetchImageProgress.SerializeToString,
+            ),
+            'RemoveImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveImage,
+                    request_deserializer=swarmlet_dot_api_dot_agent__pb2.NodeRemoveImageRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_agent__pb2.NodeRemoveImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +136,87 @@ class Agent:
             '/swarmlet.api.Agent/TaskLogs',
             swarmlet_dot_api_dot_agent__pb2.TaskLogsRequest.SerializeToString,
             swarmlet_dot_api_dot_agent__pb2.LogLine.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/swarmlet.api.Agent/ExportImage',
+            swarmlet_dot_api_dot_agent__pb2.ExportImageRequest.SerializeToString,
+            swarmlet_dot_api_dot_agent__pb2.ImageChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/swarmlet.api.Agent/FetchImage',
+            swarmlet_dot_api_dot_agent__pb2.FetchImageRequest.SerializeToString,
+            swarmlet_dot_api_dot_agent__pb2.FetchImageProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Agent/RemoveImage',
+            swarmlet_dot_api_dot_agent__pb2.NodeRemoveImageRequest.SerializeToString,
+            swarmlet_dot_api_dot_agent__pb2.NodeRemoveImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

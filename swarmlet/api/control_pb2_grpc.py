@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from swarmlet.api import control_pb2 as swarmlet_dot_api_dot_control__pb2
+from swarmlet.api import events_pb2 as swarmlet_dot_api_dot_events__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -168,6 +169,116 @@ class ControlStub:
                 '/swarmlet.api.Control/Restore',
                 request_serializer=swarmlet_dot_api_dot_control__pb2.RestoreRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_control__pb2.InitResponse.FromString,
+                _registered_method=True)
+        self.ListImages = channel.unary_unary(
+                '/swarmlet.api.Control/ListImages',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.ListImagesRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ListImagesResponse.FromString,
+                _registered_method=True)
+        self.RemoveImage = channel.unary_unary(
+                '/swarmlet.api.Control/RemoveImage',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RemoveImageRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveImageResponse.FromString,
+                _registered_method=True)
+        self.PushImage = channel.unary_stream(
+                '/swarmlet.api.Control/PushImage',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.PushImageRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.FromString,
+                _registered_method=True)
+        self.LoadImage = channel.stream_stream(
+                '/swarmlet.api.Control/LoadImage',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.LoadImageChunk.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.FromString,
+                _registered_method=True)
+        self.CreateSecret = channel.unary_unary(
+                '/swarmlet.api.Control/CreateSecret',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.CreateSecretRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.SecretResponse.FromString,
+                _registered_method=True)
+        self.GetSecret = channel.unary_unary(
+                '/swarmlet.api.Control/GetSecret',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.GetSecretRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.SecretResponse.FromString,
+                _registered_method=True)
+        self.ListSecrets = channel.unary_unary(
+                '/swarmlet.api.Control/ListSecrets',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.ListSecretsRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ListSecretsResponse.FromString,
+                _registered_method=True)
+        self.RemoveSecret = channel.unary_unary(
+                '/swarmlet.api.Control/RemoveSecret',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RemoveSecretRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveSecretResponse.FromString,
+                _registered_method=True)
+        self.CreateConfig = channel.unary_unary(
+                '/swarmlet.api.Control/CreateConfig',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.CreateConfigRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ConfigResponse.FromString,
+                _registered_method=True)
+        self.GetConfig = channel.unary_unary(
+                '/swarmlet.api.Control/GetConfig',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.GetConfigRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ConfigResponse.FromString,
+                _registered_method=True)
+        self.ListConfigs = channel.unary_unary(
+                '/swarmlet.api.Control/ListConfigs',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.ListConfigsRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ListConfigsResponse.FromString,
+                _registered_method=True)
+        self.RemoveConfig = channel.unary_unary(
+                '/swarmlet.api.Control/RemoveConfig',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RemoveConfigRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveConfigResponse.FromString,
+                _registered_method=True)
+        self.Events = channel.unary_stream(
+                '/swarmlet.api.Control/Events',
+                request_serializer=swarmlet_dot_api_dot_events__pb2.EventsRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_events__pb2.Event.FromString,
+                _registered_method=True)
+        self.GetCluster = channel.unary_unary(
+                '/swarmlet.api.Control/GetCluster',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.GetClusterRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ClusterResponse.FromString,
+                _registered_method=True)
+        self.UpdateCluster = channel.unary_unary(
+                '/swarmlet.api.Control/UpdateCluster',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.UpdateClusterRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.ClusterResponse.FromString,
+                _registered_method=True)
+        self.GetRootCA = channel.unary_unary(
+                '/swarmlet.api.Control/GetRootCA',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.GetRootCARequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RootCAStatus.FromString,
+                _registered_method=True)
+        self.RotateRootCA = channel.unary_unary(
+                '/swarmlet.api.Control/RotateRootCA',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RotateRootCARequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RootCAStatus.FromString,
+                _registered_method=True)
+        self.Unlock = channel.unary_unary(
+                '/swarmlet.api.Control/Unlock',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.UnlockRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.UnlockResponse.FromString,
+                _registered_method=True)
+        self.UnlockKey = channel.unary_unary(
+                '/swarmlet.api.Control/UnlockKey',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.UnlockKeyRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.UnlockKeyResponse.FromString,
+                _registered_method=True)
+        self.SetAutolock = channel.unary_unary(
+                '/swarmlet.api.Control/SetAutolock',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.SetAutolockRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.UnlockKeyResponse.FromString,
+                _registered_method=True)
+        self.RotateRaftSecret = channel.unary_unary(
+                '/swarmlet.api.Control/RotateRaftSecret',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RotateRaftSecretRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RaftSecretStatus.FromString,
+                _registered_method=True)
+        self.GetRaftSecretStatus = channel.unary_unary(
+                '/swarmlet.api.Control/GetRaftSecretStatus',
+                request_serializer=swarmlet_dot_api_dot_control__pb2.RaftSecretStatusRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_control__pb2.RaftSecretStatus.FromString,
                 _registered_method=True)
 
 
@@ -336,6 +447,143 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListImages(self, request, context):
+        """Issue 9: images across the cluster.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveImage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PushImage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadImage(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSecret(self, request, context):
+        """Issue 10: secrets and configs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecrets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConfigs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Events(self, request, context):
+        """Issue 16: the cluster's event stream (events.proto).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCluster(self, request, context):
+        """Issue 13, part A: cluster settings and the root CA.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCluster(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRootCA(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateRootCA(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unlock(self, request, context):
+        """Issue 13 (security): autolock and the Raft secret.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAutolock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateRaftSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRaftSecretStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -473,6 +721,116 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Restore,
                     request_deserializer=swarmlet_dot_api_dot_control__pb2.RestoreRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_control__pb2.InitResponse.SerializeToString,
+            ),
+            'ListImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListImages,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.ListImagesRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ListImagesResponse.SerializeToString,
+            ),
+            'RemoveImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveImage,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveImageRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RemoveImageResponse.SerializeToString,
+            ),
+            'PushImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.PushImage,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.PushImageRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.SerializeToString,
+            ),
+            'LoadImage': grpc.stream_stream_rpc_method_handler(
+                    servicer.LoadImage,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.LoadImageChunk.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.SerializeToString,
+            ),
+            'CreateSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSecret,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.CreateSecretRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.SecretResponse.SerializeToString,
+            ),
+            'GetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecret,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.GetSecretRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.SecretResponse.SerializeToString,
+            ),
+            'ListSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecrets,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.ListSecretsRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ListSecretsResponse.SerializeToString,
+            ),
+            'RemoveSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSecret,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveSecretRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RemoveSecretResponse.SerializeToString,
+            ),
+            'CreateConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateConfig,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.CreateConfigRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ConfigResponse.SerializeToString,
+            ),
+            'GetConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConfig,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.GetConfigRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ConfigResponse.SerializeToString,
+            ),
+            'ListConfigs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConfigs,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.ListConfigsRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ListConfigsResponse.SerializeToString,
+            ),
+            'RemoveConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveConfig,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RemoveConfigRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RemoveConfigResponse.SerializeToString,
+            ),
+            'Events': grpc.unary_stream_rpc_method_handler(
+                    servicer.Events,
+                    request_deserializer=swarmlet_dot_api_dot_events__pb2.EventsRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_events__pb2.Event.SerializeToString,
+            ),
+            'GetCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCluster,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.GetClusterRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ClusterResponse.SerializeToString,
+            ),
+            'UpdateCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCluster,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.UpdateClusterRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.ClusterResponse.SerializeToString,
+            ),
+            'GetRootCA': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRootCA,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.GetRootCARequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RootCAStatus.SerializeToString,
+            ),
+            'RotateRootCA': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateRootCA,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RotateRootCARequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RootCAStatus.SerializeToString,
+            ),
+            'Unlock': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unlock,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.UnlockRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.UnlockResponse.SerializeToString,
+            ),
+            'UnlockKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockKey,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.UnlockKeyRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.UnlockKeyResponse.SerializeToString,
+            ),
+            'SetAutolock': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAutolock,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.SetAutolockRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.UnlockKeyResponse.SerializeToString,
+            ),
+            'RotateRaftSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateRaftSecret,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RotateRaftSecretRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RaftSecretStatus.SerializeToString,
+            ),
+            'GetRaftSecretStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRaftSecretStatus,
+                    request_deserializer=swarmlet_dot_api_dot_control__pb2.RaftSecretStatusRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_control__pb2.RaftSecretStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1204,6 +1562,600 @@ class Control:
             '/swarmlet.api.Control/Restore',
             swarmlet_dot_api_dot_control__pb2.RestoreRequest.SerializeToString,
             swarmlet_dot_api_dot_control__pb2.InitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/ListImages',
+            swarmlet_dot_api_dot_control__pb2.ListImagesRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ListImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/RemoveImage',
+            swarmlet_dot_api_dot_control__pb2.RemoveImageRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RemoveImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PushImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/swarmlet.api.Control/PushImage',
+            swarmlet_dot_api_dot_control__pb2.PushImageRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadImage(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/swarmlet.api.Control/LoadImage',
+            swarmlet_dot_api_dot_control__pb2.LoadImageChunk.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ImageTransferProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/CreateSecret',
+            swarmlet_dot_api_dot_control__pb2.CreateSecretRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.SecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/GetSecret',
+            swarmlet_dot_api_dot_control__pb2.GetSecretRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.SecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/ListSecrets',
+            swarmlet_dot_api_dot_control__pb2.ListSecretsRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ListSecretsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/RemoveSecret',
+            swarmlet_dot_api_dot_control__pb2.RemoveSecretRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RemoveSecretResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/CreateConfig',
+            swarmlet_dot_api_dot_control__pb2.CreateConfigRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/GetConfig',
+            swarmlet_dot_api_dot_control__pb2.GetConfigRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConfigs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/ListConfigs',
+            swarmlet_dot_api_dot_control__pb2.ListConfigsRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ListConfigsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/RemoveConfig',
+            swarmlet_dot_api_dot_control__pb2.RemoveConfigRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RemoveConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Events(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/swarmlet.api.Control/Events',
+            swarmlet_dot_api_dot_events__pb2.EventsRequest.SerializeToString,
+            swarmlet_dot_api_dot_events__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/GetCluster',
+            swarmlet_dot_api_dot_control__pb2.GetClusterRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/UpdateCluster',
+            swarmlet_dot_api_dot_control__pb2.UpdateClusterRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.ClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRootCA(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/GetRootCA',
+            swarmlet_dot_api_dot_control__pb2.GetRootCARequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RootCAStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateRootCA(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/RotateRootCA',
+            swarmlet_dot_api_dot_control__pb2.RotateRootCARequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RootCAStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unlock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/Unlock',
+            swarmlet_dot_api_dot_control__pb2.UnlockRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.UnlockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/UnlockKey',
+            swarmlet_dot_api_dot_control__pb2.UnlockKeyRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.UnlockKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAutolock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/SetAutolock',
+            swarmlet_dot_api_dot_control__pb2.SetAutolockRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.UnlockKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateRaftSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/RotateRaftSecret',
+            swarmlet_dot_api_dot_control__pb2.RotateRaftSecretRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RaftSecretStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRaftSecretStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Control/GetRaftSecretStatus',
+            swarmlet_dot_api_dot_control__pb2.RaftSecretStatusRequest.SerializeToString,
+            swarmlet_dot_api_dot_control__pb2.RaftSecretStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,16 @@ class DispatcherStub:
                 request_serializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewRoleRequest.SerializeToString,
                 response_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewRoleResponse.FromString,
                 _registered_method=True)
+        self.RenewCertificate = channel.unary_unary(
+                '/swarmlet.api.Dispatcher/RenewCertificate',
+                request_serializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewCertificateRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewCertificateResponse.FromString,
+                _registered_method=True)
+        self.RaftSecret = channel.unary_unary(
+                '/swarmlet.api.Dispatcher/RaftSecret',
+                request_serializer=swarmlet_dot_api_dot_dispatcher__pb2.RaftSecretRequest.SerializeToString,
+                response_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.RaftSecretResponse.FromString,
+                _registered_method=True)
 
 
 class DispatcherServicer:
@@ -83,6 +93,20 @@ class DispatcherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenewCertificate(self, request, context):
+        """Issue 13, part A (certificates).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RaftSecret(self, request, context):
+        """Issue 13 (security).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +129,16 @@ def add_DispatcherServicer_to_server(servicer, server):
                     servicer.RenewRole,
                     request_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewRoleRequest.FromString,
                     response_serializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewRoleResponse.SerializeToString,
+            ),
+            'RenewCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewCertificate,
+                    request_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewCertificateRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_dispatcher__pb2.RenewCertificateResponse.SerializeToString,
+            ),
+            'RaftSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RaftSecret,
+                    request_deserializer=swarmlet_dot_api_dot_dispatcher__pb2.RaftSecretRequest.FromString,
+                    response_serializer=swarmlet_dot_api_dot_dispatcher__pb2.RaftSecretResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +249,60 @@ class Dispatcher:
             '/swarmlet.api.Dispatcher/RenewRole',
             swarmlet_dot_api_dot_dispatcher__pb2.RenewRoleRequest.SerializeToString,
             swarmlet_dot_api_dot_dispatcher__pb2.RenewRoleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Dispatcher/RenewCertificate',
+            swarmlet_dot_api_dot_dispatcher__pb2.RenewCertificateRequest.SerializeToString,
+            swarmlet_dot_api_dot_dispatcher__pb2.RenewCertificateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RaftSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/swarmlet.api.Dispatcher/RaftSecret',
+            swarmlet_dot_api_dot_dispatcher__pb2.RaftSecretRequest.SerializeToString,
+            swarmlet_dot_api_dot_dispatcher__pb2.RaftSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,29 +25,31 @@ _sym_db = _symbol_database.Default()
 from swarmlet.api import objects_pb2 as swarmlet_dot_api_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18swarmlet/api/store.proto\x12\x0cswarmlet.api\x1a\x1aswarmlet/api/objects.proto\"\xf5\x01\n\tPutAction\x12\"\n\x04node\x18\x01 \x01(\x0b\x32\x12.swarmlet.api.NodeH\x00\x12(\n\x07service\x18\x02 \x01(\x0b\x32\x15.swarmlet.api.ServiceH\x00\x12\"\n\x04task\x18\x03 \x01(\x0b\x32\x12.swarmlet.api.TaskH\x00\x12(\n\x07\x63luster\x18\x04 \x01(\x0b\x32\x15.swarmlet.api.ClusterH\x00\x12(\n\x07network\x18\x05 \x01(\x0b\x32\x15.swarmlet.api.NetworkH\x00\x12\x18\n\x10\x65xpected_version\x18\n \x01(\x04\x42\x08\n\x06object\"\\\n\x0c\x44\x65leteAction\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.swarmlet.api.ObjectKind\x12\n\n\x02id\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x04\"^\n\x10TaskStatusAction\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0b\x32\x18.swarmlet.api.TaskStatus\"T\n\x11TaskDesiredAction\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12.\n\rdesired_state\x18\x02 \x01(\x0e\x32\x17.swarmlet.api.TaskState\"\x81\x01\n\x10NodeStatusAction\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0b\x32\x18.swarmlet.api.NodeStatus\x12\x32\n\x0b\x64\x65scription\x18\x03 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\"\x94\x02\n\x0bStoreAction\x12&\n\x03put\x18\x01 \x01(\x0b\x32\x17.swarmlet.api.PutActionH\x00\x12,\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x1a.swarmlet.api.DeleteActionH\x00\x12\x35\n\x0btask_status\x18\x03 \x01(\x0b\x32\x1e.swarmlet.api.TaskStatusActionH\x00\x12\x37\n\x0ctask_desired\x18\x04 \x01(\x0b\x32\x1f.swarmlet.api.TaskDesiredActionH\x00\x12\x35\n\x0bnode_status\x18\x05 \x01(\x0b\x32\x1e.swarmlet.api.NodeStatusActionH\x00\x42\x08\n\x06\x61\x63tion\"_\n\nStoreBatch\x12*\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x19.swarmlet.api.StoreAction\x12\x11\n\ttimestamp\x18\x02 \x01(\x01\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"9\n\x0bStoreResult\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04*`\n\nObjectKind\x12\r\n\tKIND_NODE\x10\x00\x12\x10\n\x0cKIND_SERVICE\x10\x01\x12\r\n\tKIND_TASK\x10\x02\x12\x10\n\x0cKIND_CLUSTER\x10\x03\x12\x10\n\x0cKIND_NETWORK\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18swarmlet/api/store.proto\x12\x0cswarmlet.api\x1a\x1aswarmlet/api/objects.proto\"\xc5\x02\n\tPutAction\x12\"\n\x04node\x18\x01 \x01(\x0b\x32\x12.swarmlet.api.NodeH\x00\x12(\n\x07service\x18\x02 \x01(\x0b\x32\x15.swarmlet.api.ServiceH\x00\x12\"\n\x04task\x18\x03 \x01(\x0b\x32\x12.swarmlet.api.TaskH\x00\x12(\n\x07\x63luster\x18\x04 \x01(\x0b\x32\x15.swarmlet.api.ClusterH\x00\x12(\n\x07network\x18\x05 \x01(\x0b\x32\x15.swarmlet.api.NetworkH\x00\x12&\n\x06secret\x18\x32 \x01(\x0b\x32\x14.swarmlet.api.SecretH\x00\x12&\n\x06\x63onfig\x18\x33 \x01(\x0b\x32\x14.swarmlet.api.ConfigH\x00\x12\x18\n\x10\x65xpected_version\x18\n \x01(\x04\x42\x08\n\x06object\"\\\n\x0c\x44\x65leteAction\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.swarmlet.api.ObjectKind\x12\n\n\x02id\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\x04\"^\n\x10TaskStatusAction\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0b\x32\x18.swarmlet.api.TaskStatus\"T\n\x11TaskDesiredAction\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12.\n\rdesired_state\x18\x02 \x01(\x0e\x32\x17.swarmlet.api.TaskState\"\xb5\x01\n\x10NodeStatusAction\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0b\x32\x18.swarmlet.api.NodeStatus\x12\x32\n\x0b\x64\x65scription\x18\x03 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\x12\x32\n\x0b\x63\x65rtificate\x18Z \x01(\x0b\x32\x1d.swarmlet.api.NodeCertificate\"-\n\x0cLeaderAction\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04term\x18\x02 \x01(\x04\"\xc2\x02\n\x0bStoreAction\x12&\n\x03put\x18\x01 \x01(\x0b\x32\x17.swarmlet.api.PutActionH\x00\x12,\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x1a.swarmlet.api.DeleteActionH\x00\x12\x35\n\x0btask_status\x18\x03 \x01(\x0b\x32\x1e.swarmlet.api.TaskStatusActionH\x00\x12\x37\n\x0ctask_desired\x18\x04 \x01(\x0b\x32\x1f.swarmlet.api.TaskDesiredActionH\x00\x12\x35\n\x0bnode_status\x18\x05 \x01(\x0b\x32\x1e.swarmlet.api.NodeStatusActionH\x00\x12,\n\x06leader\x18x \x01(\x0b\x32\x1a.swarmlet.api.LeaderActionH\x00\x42\x08\n\x06\x61\x63tion\"_\n\nStoreBatch\x12*\n\x07\x61\x63tions\x18\x01 \x03(\x0b\x32\x19.swarmlet.api.StoreAction\x12\x11\n\ttimestamp\x18\x02 \x01(\x01\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"9\n\x0bStoreResult\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65rror\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04*\x82\x01\n\nObjectKind\x12\r\n\tKIND_NODE\x10\x00\x12\x10\n\x0cKIND_SERVICE\x10\x01\x12\r\n\tKIND_TASK\x10\x02\x12\x10\n\x0cKIND_CLUSTER\x10\x03\x12\x10\n\x0cKIND_NETWORK\x10\x04\x12\x0f\n\x0bKIND_SECRET\x10\n\x12\x0f\n\x0bKIND_CONFIG\x10\x0b\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'swarmlet.api.store_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OBJECTKIND']._serialized_start=1161
-  _globals['_OBJECTKIND']._serialized_end=1257
+  _globals['_OBJECTKIND']._serialized_start=1387
+  _globals['_OBJECTKIND']._serialized_end=1517
   _globals['_PUTACTION']._serialized_start=71
-  _globals['_PUTACTION']._serialized_end=316
-  _globals['_DELETEACTION']._serialized_start=318
-  _globals['_DELETEACTION']._serialized_end=410
-  _globals['_TASKSTATUSACTION']._serialized_start=412
-  _globals['_TASKSTATUSACTION']._serialized_end=506
-  _globals['_TASKDESIREDACTION']._serialized_start=508
-  _globals['_TASKDESIREDACTION']._serialized_end=592
-  _globals['_NODESTATUSACTION']._serialized_start=595
-  _globals['_NODESTATUSACTION']._serialized_end=724
-  _globals['_STOREACTION']._serialized_start=727
-  _globals['_STOREACTION']._serialized_end=1003
-  _globals['_STOREBATCH']._serialized_start=1005
-  _globals['_STOREBATCH']._serialized_end=1100
-  _globals['_STORERESULT']._serialized_start=1102
-  _globals['_STORERESULT']._serialized_end=1159
+  _globals['_PUTACTION']._serialized_end=396
+  _globals['_DELETEACTION']._serialized_start=398
+  _globals['_DELETEACTION']._serialized_end=490
+  _globals['_TASKSTATUSACTION']._serialized_start=492
+  _globals['_TASKSTATUSACTION']._serialized_end=586
+  _globals['_TASKDESIREDACTION']._serialized_start=588
+  _globals['_TASKDESIREDACTION']._serialized_end=672
+  _globals['_NODESTATUSACTION']._serialized_start=675
+  _globals['_NODESTATUSACTION']._serialized_end=856
+  _globals['_LEADERACTION']._serialized_start=858
+  _globals['_LEADERACTION']._serialized_end=903
+  _globals['_STOREACTION']._serialized_start=906
+  _globals['_STOREACTION']._serialized_end=1228
+  _globals['_STOREBATCH']._serialized_start=1230
+  _globals['_STOREBATCH']._serialized_end=1325
+  _globals['_STORERESULT']._serialized_start=1327
+  _globals['_STORERESULT']._serialized_end=1384
 # @@protoc_insertion_point(module_scope)

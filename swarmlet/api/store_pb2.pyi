@@ -15,27 +15,35 @@ class ObjectKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KIND_TASK: _ClassVar[ObjectKind]
     KIND_CLUSTER: _ClassVar[ObjectKind]
     KIND_NETWORK: _ClassVar[ObjectKind]
+    KIND_SECRET: _ClassVar[ObjectKind]
+    KIND_CONFIG: _ClassVar[ObjectKind]
 KIND_NODE: ObjectKind
 KIND_SERVICE: ObjectKind
 KIND_TASK: ObjectKind
 KIND_CLUSTER: ObjectKind
 KIND_NETWORK: ObjectKind
+KIND_SECRET: ObjectKind
+KIND_CONFIG: ObjectKind
 
 class PutAction(_message.Message):
-    __slots__ = ("node", "service", "task", "cluster", "network", "expected_version")
+    __slots__ = ("node", "service", "task", "cluster", "network", "secret", "config", "expected_version")
     NODE_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
     node: _objects_pb2.Node
     service: _objects_pb2.Service
     task: _objects_pb2.Task
     cluster: _objects_pb2.Cluster
     network: _objects_pb2.Network
+    secret: _objects_pb2.Secret
+    config: _objects_pb2.Config
     expected_version: int
-    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., task: _Optional[_Union[_objects_pb2.Task, _Mapping]] = ..., cluster: _Optional[_Union[_objects_pb2.Cluster, _Mapping]] = ..., network: _Optional[_Union[_objects_pb2.Network, _Mapping]] = ..., expected_version: _Optional[int] = ...) -> None: ...
+    def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ..., service: _Optional[_Union[_objects_pb2.Service, _Mapping]] = ..., task: _Optional[_Union[_objects_pb2.Task, _Mapping]] = ..., cluster: _Optional[_Union[_objects_pb2.Cluster, _Mapping]] = ..., network: _Optional[_Union[_objects_pb2.Network, _Mapping]] = ..., secret: _Optional[_Union[_objects_pb2.Secret, _Mapping]] = ..., config: _Optional[_Union[_objects_pb2.Config, _Mapping]] = ..., expected_version: _Optional[int] = ...) -> None: ...
 
 class DeleteAction(_message.Message):
     __slots__ = ("kind", "id", "expected_version")
@@ -66,28 +74,40 @@ class TaskDesiredAction(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., desired_state: _Optional[_Union[_objects_pb2.TaskState, str]] = ...) -> None: ...
 
 class NodeStatusAction(_message.Message):
-    __slots__ = ("node_id", "status", "description")
+    __slots__ = ("node_id", "status", "description", "certificate")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     status: _objects_pb2.NodeStatus
     description: _objects_pb2.NodeDescription
-    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.NodeStatus, _Mapping]] = ..., description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ...) -> None: ...
+    certificate: _objects_pb2.NodeCertificate
+    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[_Union[_objects_pb2.NodeStatus, _Mapping]] = ..., description: _Optional[_Union[_objects_pb2.NodeDescription, _Mapping]] = ..., certificate: _Optional[_Union[_objects_pb2.NodeCertificate, _Mapping]] = ...) -> None: ...
+
+class LeaderAction(_message.Message):
+    __slots__ = ("node_id", "term")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    term: int
+    def __init__(self, node_id: _Optional[str] = ..., term: _Optional[int] = ...) -> None: ...
 
 class StoreAction(_message.Message):
-    __slots__ = ("put", "delete", "task_status", "task_desired", "node_status")
+    __slots__ = ("put", "delete", "task_status", "task_desired", "node_status", "leader")
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     TASK_STATUS_FIELD_NUMBER: _ClassVar[int]
     TASK_DESIRED_FIELD_NUMBER: _ClassVar[int]
     NODE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
     put: PutAction
     delete: DeleteAction
     task_status: TaskStatusAction
     task_desired: TaskDesiredAction
     node_status: NodeStatusAction
-    def __init__(self, put: _Optional[_Union[PutAction, _Mapping]] = ..., delete: _Optional[_Union[DeleteAction, _Mapping]] = ..., task_status: _Optional[_Union[TaskStatusAction, _Mapping]] = ..., task_desired: _Optional[_Union[TaskDesiredAction, _Mapping]] = ..., node_status: _Optional[_Union[NodeStatusAction, _Mapping]] = ...) -> None: ...
+    leader: LeaderAction
+    def __init__(self, put: _Optional[_Union[PutAction, _Mapping]] = ..., delete: _Optional[_Union[DeleteAction, _Mapping]] = ..., task_status: _Optional[_Union[TaskStatusAction, _Mapping]] = ..., task_desired: _Optional[_Union[TaskDesiredAction, _Mapping]] = ..., node_status: _Optional[_Union[NodeStatusAction, _Mapping]] = ..., leader: _Optional[_Union[LeaderAction, _Mapping]] = ...) -> None: ...
 
 class StoreBatch(_message.Message):
     __slots__ = ("actions", "timestamp", "request_id")

@@ -14,14 +14,15 @@ from swarmlet.api import control_pb2_grpc
 from swarmlet.cli.host import DEFAULT_HOST, HOST_ENV, GlobalOptions, global_options, socket_path
 
 __all__ = ["DEFAULT_HOST", "HOST_ENV", "CLIError", "DaemonClient", "GlobalOptions", "connect", "handle_errors", "socket_path"]
-
+from swarmlet.core.bounds import MAX_LOCAL_MESSAGE
 
 # Generous: a daemon is local, so a slow answer means it is busy (e.g. waiting for a
 # Raft commit), not that a packet was lost. Long operations pass their own.
 DEFAULT_TIMEOUT = 30.0
 
-# Listings of a large cluster can exceed gRPC's 4 MiB default (a known Swarm pain).
-_MAX_MESSAGE = 512 * 1024 * 1024
+# Listings of a large cluster can exceed gRPC's 4 MiB default (a known Swarm
+# pain); the daemon's local API uses the same bound (core/bounds.py).
+_MAX_MESSAGE = MAX_LOCAL_MESSAGE
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")

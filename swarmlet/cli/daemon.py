@@ -19,7 +19,8 @@ from typing import Annotated
 import typer
 
 from swarmlet.cli.client import CLIError, handle_errors
-from swarmlet.cli.options import AdvertiseAddrOpt
+from swarmlet.cli.options import AdvertiseAddrOpt, parsed
+from swarmlet.cli.parse import parse_duration
 
 
 @handle_errors
@@ -61,6 +62,41 @@ def daemon(
             help="A leader that cannot reach a majority for this long steps down.",
         ),
     ] = 1.5,
+    node_generic_resource: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--node-generic-resource",
+            metavar="KIND=VALUE",
+            help="A user-defined resource this node offers to services' --generic-resource: "
+            "a count (gpu=2) or one named unit (gpu=GPU-1); repeatable.",
+        ),
+    ] = None,
+    metrics_addr: Annotated[
+        str,
+        typer.Option(
+            "--metrics-addr",
+            metavar="HOST:PORT",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (default: off).",
+        ),
+    ] = "",
+    event_history: Annotated[
+        int,
+        typer.Option(
+            "--event-history",
+            metavar="N",
+            min=0,
+            help="Events a manager keeps for `events --since` and for resuming streams (0: none).",
+        ),
+    ] = 10_000,
+    min_cert_expiry: Annotated[
+        str,
+        typer.Option(
+            "--min-cert-expiry",
+            metavar="DURATION",
+            hidden=True,
+            help="Shortest node certificate lifetime 'cluster update --cert-expiry' accepts here (default 1h; for tests).",
+        ),
+    ] = "1h",
 ) -> None:
     """Run the swarmlet daemon (agent, and manager once the node is one)."""
     # Imported here, not at the top: every other command would otherwise pay
@@ -70,6 +106,7 @@ def daemon(
         from swarmlet.node.daemon import run_daemon
     except ImportError as e:
         raise CLIError(f"the daemon cannot start: {e}") from None
+    min_expiry = parsed(parse_duration, min_cert_expiry, "--min-cert-expiry")
     try:
         e_min, e_max = parse_election_timeout(election_timeout)
         cfg = DaemonConfig(
@@ -84,6 +121,10 @@ def daemon(
             election_timeout_min=e_min,
             election_timeout_max=e_max,
             leader_fallback_timeout=leader_fallback,
+            node_generic_resources=tuple(node_generic_resource or ()),
+            metrics_addr=metrics_addr,
+            event_history=event_history,
+            min_cert_expiry=min_expiry,
         ).validated()
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint=e.option) from None

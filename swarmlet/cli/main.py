@@ -20,7 +20,8 @@ from typer.core import TyperGroup
 from swarmlet.cli.host import DEFAULT_HOST, HOST_ENV, GlobalOptions, socket_path
 
 # name -> (module, short help), in the order `--help` lists them. A module
-# with `register(app)` adds top-level commands; one with `app` is a noun.
+# with `register(app)` adds top-level commands; one with `app` is a noun;
+# "module:attr" names a noun's typer app when it is not `app`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "daemon": ("swarmlet.cli.daemon", "Run the swarmlet daemon (agent, and manager once the node is one)."),
     "init": ("swarmlet.cli.swarm", "Initialize a swarm with this node as its first manager."),
@@ -32,12 +33,25 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "node": ("swarmlet.cli.node", "Manage swarm nodes."),
     "service": ("swarmlet.cli.service", "Manage swarm services."),
     "network": ("swarmlet.cli.network", "Manage overlay networks."),
+    "image": ("swarmlet.cli.image", "Manage images across the swarm's nodes."),
+    "secret": (
+        "swarmlet.cli.secret:secret_app",
+        "Manage secrets: credentials services receive as files, kept in memory on nodes.",
+    ),
+    "config": ("swarmlet.cli.secret:config_app", "Manage configs: files services receive, not secret."),
+    "events": ("swarmlet.cli.events", "Stream the cluster's events (from the replicated state, on any node)."),
+    "ca": ("swarmlet.cli.ca", "Display or rotate the root CA (on a manager)."),  # issue 13, part A
+    "unlock": ("swarmlet.cli.security", "Unlock a locked manager (autolock) with the swarm's unlock key."),  # issue 13, part B
+    "unlock-key": ("swarmlet.cli.security", "Show (or rotate) the swarm's unlock key."),
 }
 
 
 def load_command(name: str) -> Any:
     """The click command `name`, from its module (imported now)."""
-    module = importlib.import_module(COMMANDS[name][0])
+    module_name, _, attr = COMMANDS[name][0].partition(":")
+    module = importlib.import_module(module_name)
+    if attr:  # a noun whose typer app has another name than `app`
+        return typer.main.get_command(getattr(module, attr))
     if hasattr(module, "register"):
         sub = typer.Typer()
         module.register(sub)

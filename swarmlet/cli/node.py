@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -10,11 +11,14 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli import tasks
 from swarmlet.cli.client import CLIError, DaemonClient, connect, handle_errors, report_errors
+from swarmlet.cli.listing import NodeFilterOpt, filter_nodes
 from swarmlet.cli.options import FormatOpt, IdsOpt, PrettyOpt, TaskListFlags, check_format, check_pretty, flags, parsed
 from swarmlet.cli.output import NODE_HEADERS, format_node_pretty, format_table, node_rows, to_json
 from swarmlet.cli.parse import parse_kv
 
 app = typer.Typer(help="Manage swarm nodes.", no_args_is_help=True)
+
+_ROLES = {"worker": pb.NodeSpec.WORKER, "manager": pb.NodeSpec.MANAGER}
 
 _AVAILABILITY = {
     "active": pb.NodeSpec.ACTIVE,
@@ -41,11 +45,15 @@ def resolve_ref(d: DaemonClient, ref: str, cached_self: list[str]) -> str:
 
 @app.command("ls")
 @handle_errors
-def ls(ctx: typer.Context, quiet: IdsOpt = False, fmt: FormatOpt = None) -> None:
+def ls(ctx: typer.Context, quiet: IdsOpt = False, fmt: FormatOpt = None, filters: NodeFilterOpt = None) -> None:
     """List nodes in the swarm."""
     check_format(fmt)
+    wanted = filter_nodes(filters or [])
     with connect(ctx) as d:
         resp = d.call(d.stub.ListNodes, cpb.ListNodesRequest())
+        kept = [n for n in resp.nodes if wanted(n)]
+        del resp.nodes[:]
+        resp.nodes.extend(kept)
         if fmt == "json":
             typer.echo(to_json(resp))
             return
@@ -84,7 +92,8 @@ def inspect(
             leader_id = d.call(d.stub.ListNodes, cpb.ListNodesRequest()).leader_id
     if pretty:
         if found:
-            typer.echo("\n\n".join(format_node_pretty(n, leader_id) for n in found))
+            now = time.time()
+            typer.echo("\n\n".join(format_node_pretty(n, leader_id, now) for n in found))
     else:
         typer.echo(to_json(found))
     report_errors(errors)
@@ -104,9 +113,17 @@ def update(
     label_rm: Annotated[
         list[str] | None, typer.Option("--label-rm", metavar="KEY", help="Remove a node label if it exists; repeatable.")
     ] = None,
+    role: Annotated[
+        str | None, typer.Option("--role", metavar="worker|manager", help="Promote or demote the node (as node promote/demote).")
+    ] = None,
 ) -> None:
-    """Update a node's availability or labels."""
+    """Update a node's availability, labels or role."""
     req = cpb.UpdateNodeRequest()
+    new_role = None
+    if role is not None:
+        new_role = _ROLES.get(role.lower())
+        if new_role is None:
+            raise typer.BadParameter(f"{role!r} is not one of worker, manager", param_hint="--role")
     if availability is not None:
         value = _AVAILABILITY.get(availability.lower())
         if value is None:
@@ -120,11 +137,15 @@ def update(
         if not key or "=" in key:
             raise typer.BadParameter(f"invalid label key {key!r}", param_hint="--label-rm")
         req.label_rm.append(key)
-    if not (req.set_availability or req.label_add or req.label_rm):
-        raise typer.BadParameter("nothing to update: use --availability, --label-add or --label-rm")
+    if not (req.set_availability or req.label_add or req.label_rm or new_role is not None):
+        raise typer.BadParameter("nothing to update: use --availability, --label-add, --label-rm or --role")
     with connect(ctx) as d:
         req.ref = resolve_ref(d, node_ref, [])
-        d.call(d.stub.UpdateNode, req)
+        if req.set_availability or req.label_add or req.label_rm:
+            d.call(d.stub.UpdateNode, req)
+        if new_role is not None:
+            # The role goes through the same membership change as promote/demote.
+            d.call(d.stub.ChangeRole, cpb.ChangeRoleRequest(ref=req.ref, role=new_role), timeout=60)
     typer.echo(node_ref)
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
+from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli.parse import parse_duration
 
 T = TypeVar("T")
@@ -280,3 +281,297 @@ class NetworkFlags:
             "or 8080:80 or 8080:80/udp; repeatable.",
         ),
     ] = None
+
+
+# ---- images (issue 9) ----
+
+PULL_POLICIES = ("always", "missing", "never")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFlags:
+    """How a service's image is pinned and pulled (`service create` and `update`)."""
+
+    with_registry_auth: Annotated[
+        bool,
+        typer.Option(
+            "--with-registry-auth",
+            help="Send registry credentials (from the docker client config) to the nodes that run the tasks.",
+        ),
+    ] = False
+    no_resolve_image: Annotated[
+        bool, typer.Option("--no-resolve-image", help="Do not query the registry to pin the image to a digest.")
+    ] = False
+    pull: Annotated[
+        str | None,
+        typer.Option("--pull", metavar="WHEN", help="always, missing or never: when nodes pull the image (default missing)."),
+    ] = None
+
+    def policy(self) -> int | None:
+        """--pull as the spec's ImagePullPolicy, None when not given."""
+        if self.pull is None:
+            return None
+        if self.pull not in PULL_POLICIES:
+            raise typer.BadParameter(f"expected one of {', '.join(PULL_POLICIES)}, got {self.pull!r}", param_hint="--pull")
+        return {"always": pb.PULL_ALWAYS, "missing": pb.PULL_MISSING, "never": pb.PULL_NEVER}[self.pull]
+
+
+# ---- volumes, secrets and configs (issue 10; parsed by cli/storage.py) ----------------
+
+_MOUNT_HELP = (
+    "type=volume|bind|tmpfs,source=NAME|PATH,target=PATH[,readonly][,volume-driver=D][,volume-opt=K=V]"
+    "[,volume-label=K=V][,volume-nocopy][,tmpfs-size=SIZE][,tmpfs-mode=MODE]; type defaults to volume; "
+    "sources and targets may use {{.Service.Name}}, {{.Task.Slot}}, {{.Node.Hostname}}...; repeatable."
+)
+_FILE_HELP = "source=NAME[,target=...][,uid=N][,gid=N][,mode=0444], or just NAME; repeatable."
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageFlags:
+    """`service create`'s mounts, secrets and configs."""
+
+    mounts: Annotated[list[str] | None, typer.Option("--mount", metavar="SPEC", help="Attach a filesystem: " + _MOUNT_HELP)] = (
+        None
+    )
+    secrets: Annotated[
+        list[str] | None,
+        typer.Option("--secret", metavar="SPEC", help="Expose a secret at /run/secrets/TARGET: " + _FILE_HELP),
+    ] = None
+    configs: Annotated[
+        list[str] | None,
+        typer.Option("--config", metavar="SPEC", help="Expose a config at TARGET (default /NAME): " + _FILE_HELP),
+    ] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageUpdateFlags:
+    """`service update`'s changes to mounts, secrets and configs (each
+    replaces the task spec: a rolling update)."""
+
+    mount_add: Annotated[
+        list[str] | None,
+        typer.Option("--mount-add", metavar="SPEC", help="Add or replace (same target) a mount: " + _MOUNT_HELP),
+    ] = None
+    mount_rm: Annotated[
+        list[str] | None, typer.Option("--mount-rm", metavar="TARGET", help="Remove the mount at TARGET; repeatable.")
+    ] = None
+    secret_add: Annotated[list[str] | None, typer.Option("--secret-add", metavar="SPEC", help="Add a secret: " + _FILE_HELP)] = (
+        None
+    )
+    secret_rm: Annotated[list[str] | None, typer.Option("--secret-rm", metavar="NAME", help="Remove a secret; repeatable.")] = (
+        None
+    )
+    config_add: Annotated[list[str] | None, typer.Option("--config-add", metavar="SPEC", help="Add a config: " + _FILE_HELP)] = (
+        None
+    )
+    config_rm: Annotated[list[str] | None, typer.Option("--config-rm", metavar="NAME", help="Remove a config; repeatable.")] = (
+        None
+    )
+
+
+# ---- service options (issue 11) ----------------------------------------------------
+# `service create` and `service update` share ContainerFlags; the list-valued
+# options are set on create (ContainerCreateFlags) and changed by -add/-rm
+# flags on update (ContainerUpdateFlags), as docker names them.
+
+_Strs = list[str] | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerFlags:
+    user: Annotated[str | None, typer.Option("--user", "-u", metavar="USER", help="Username or UID (USER[:GROUP]).")] = None
+    workdir: Annotated[
+        str | None, typer.Option("--workdir", "-w", metavar="DIR", help="Working directory inside the container.")
+    ] = None
+    hostname: Annotated[
+        str | None,
+        typer.Option("--hostname", metavar="NAME", help="Container hostname; templates such as {{.Node.Hostname}} allowed."),
+    ] = None
+    init: Annotated[
+        bool | None,
+        typer.Option("--init/--no-init", help="Run an init inside the container that forwards signals and reaps processes."),
+    ] = None
+    read_only: Annotated[
+        bool | None, typer.Option("--read-only/--no-read-only", help="Mount the container's root filesystem read-only.")
+    ] = None
+    tty: Annotated[bool | None, typer.Option("--tty/--no-tty", help="Allocate a pseudo-TTY.")] = None
+    stop_signal: Annotated[
+        str | None, typer.Option("--stop-signal", metavar="SIGNAL", help="Signal to stop the container (e.g. SIGQUIT).")
+    ] = None
+    cap_add: Annotated[_Strs, typer.Option("--cap-add", metavar="CAP", help="Add a Linux capability (or ALL); repeatable.")] = (
+        None
+    )
+    cap_drop: Annotated[
+        _Strs, typer.Option("--cap-drop", metavar="CAP", help="Drop a Linux capability (or ALL); repeatable.")
+    ] = None
+    log_driver: Annotated[
+        str | None, typer.Option("--log-driver", metavar="DRIVER", help="Logging driver for the containers.")
+    ] = None
+    log_opt: Annotated[_Strs, typer.Option("--log-opt", metavar="K=V", help="Logging driver option; repeatable.")] = None
+    limit_pids: Annotated[
+        int | None, typer.Option("--limit-pids", min=0, metavar="N", help="Limit the number of processes (0 = unlimited).")
+    ] = None
+    replicas_max_per_node: Annotated[
+        int | None,
+        typer.Option(
+            "--replicas-max-per-node", min=0, metavar="N", help="Maximum tasks of the service per node (0 = unlimited)."
+        ),
+    ] = None
+    max_concurrent: Annotated[
+        int | None,
+        typer.Option("--max-concurrent", min=0, metavar="N", help="Replicated jobs: tasks run at once (default: --replicas)."),
+    ] = None
+    health_start_interval: Annotated[
+        str | None,
+        typer.Option("--health-start-interval", metavar="DURATION", help="Time between health checks during the start period."),
+    ] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerCreateFlags:
+    sysctl: Annotated[_Strs, typer.Option("--sysctl", metavar="K=V", help="Namespaced kernel parameter; repeatable.")] = None
+    ulimit: Annotated[
+        _Strs, typer.Option("--ulimit", metavar="ULIMIT", help="Ulimit NAME=SOFT[:HARD], e.g. nofile=1024:2048; repeatable.")
+    ] = None
+    group: Annotated[_Strs, typer.Option("--group", metavar="GROUP", help="Supplementary group; repeatable.")] = None
+    dns: Annotated[_Strs, typer.Option("--dns", metavar="IP", help="DNS server for names outside the cluster; repeatable.")] = (
+        None
+    )
+    dns_search: Annotated[_Strs, typer.Option("--dns-search", metavar="DOMAIN", help="DNS search domain; repeatable.")] = None
+    dns_option: Annotated[_Strs, typer.Option("--dns-option", metavar="OPT", help="DNS resolver option; repeatable.")] = None
+    host: Annotated[_Strs, typer.Option("--host", metavar="HOST:IP", help="Add a line to /etc/hosts; repeatable.")] = None
+    env_file: Annotated[_Strs, typer.Option("--env-file", metavar="FILE", help="Read environment variables from a file.")] = None
+    placement_pref: Annotated[
+        _Strs, typer.Option("--placement-pref", metavar="PREF", help="Placement preference, e.g. spread=node.labels.zone.")
+    ] = None
+    generic_resource: Annotated[
+        _Strs, typer.Option("--generic-resource", metavar="KIND=N", help="Reserve a user-defined resource, e.g. gpu=1.")
+    ] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerUpdateFlags:
+    entrypoint: Annotated[str | None, typer.Option("--entrypoint", metavar="CMD", help="Overwrite the image's ENTRYPOINT.")] = (
+        None
+    )
+    label_add: Annotated[_Strs, typer.Option("--label-add", metavar="K=V", help="Add or update a service label.")] = None
+    label_rm: Annotated[_Strs, typer.Option("--label-rm", metavar="KEY", help="Remove a service label.")] = None
+    container_label_add: Annotated[
+        _Strs, typer.Option("--container-label-add", metavar="K=V", help="Add or update a container label.")
+    ] = None
+    container_label_rm: Annotated[
+        _Strs, typer.Option("--container-label-rm", metavar="KEY", help="Remove a container label.")
+    ] = None
+    publish_add: Annotated[_Strs, typer.Option("--publish-add", metavar="SPEC", help="Add or update a published port.")] = None
+    publish_rm: Annotated[
+        _Strs,
+        typer.Option("--publish-rm", metavar="PORT", help="Remove a published port by its target port (TARGET[/PROTOCOL])."),
+    ] = None
+    endpoint_mode: Annotated[str | None, typer.Option("--endpoint-mode", metavar="vip|dnsrr", help="Endpoint mode.")] = None
+    sysctl_add: Annotated[_Strs, typer.Option("--sysctl-add", metavar="K=V", help="Add or update a sysctl.")] = None
+    sysctl_rm: Annotated[_Strs, typer.Option("--sysctl-rm", metavar="KEY", help="Remove a sysctl.")] = None
+    ulimit_add: Annotated[
+        _Strs, typer.Option("--ulimit-add", metavar="ULIMIT", help="Add or update a ulimit (NAME=SOFT[:HARD]).")
+    ] = None
+    ulimit_rm: Annotated[_Strs, typer.Option("--ulimit-rm", metavar="NAME", help="Remove a ulimit.")] = None
+    group_add: Annotated[_Strs, typer.Option("--group-add", metavar="GROUP", help="Add a supplementary group.")] = None
+    group_rm: Annotated[_Strs, typer.Option("--group-rm", metavar="GROUP", help="Remove a supplementary group.")] = None
+    dns_add: Annotated[_Strs, typer.Option("--dns-add", metavar="IP", help="Add a DNS server.")] = None
+    dns_rm: Annotated[_Strs, typer.Option("--dns-rm", metavar="IP", help="Remove a DNS server.")] = None
+    dns_search_add: Annotated[_Strs, typer.Option("--dns-search-add", metavar="DOMAIN", help="Add a DNS search domain.")] = None
+    dns_search_rm: Annotated[_Strs, typer.Option("--dns-search-rm", metavar="DOMAIN", help="Remove a DNS search domain.")] = None
+    dns_option_add: Annotated[_Strs, typer.Option("--dns-option-add", metavar="OPT", help="Add a DNS option.")] = None
+    dns_option_rm: Annotated[_Strs, typer.Option("--dns-option-rm", metavar="OPT", help="Remove a DNS option.")] = None
+    host_add: Annotated[_Strs, typer.Option("--host-add", metavar="HOST:IP", help="Add an /etc/hosts line.")] = None
+    host_rm: Annotated[_Strs, typer.Option("--host-rm", metavar="HOST[:IP]", help="Remove a host from the /etc/hosts lines.")] = (
+        None
+    )
+    placement_pref_add: Annotated[
+        _Strs, typer.Option("--placement-pref-add", metavar="PREF", help="Add a placement preference (spread=LABEL).")
+    ] = None
+    placement_pref_rm: Annotated[
+        _Strs, typer.Option("--placement-pref-rm", metavar="PREF", help="Remove a placement preference (spread=LABEL).")
+    ] = None
+    generic_resource_add: Annotated[
+        _Strs, typer.Option("--generic-resource-add", metavar="KIND=N", help="Add or update a generic resource reservation.")
+    ] = None
+    generic_resource_rm: Annotated[
+        _Strs, typer.Option("--generic-resource-rm", metavar="KIND", help="Remove a generic resource reservation.")
+    ] = None
+
+
+# ---- cluster settings (issue 13, part A) -----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSettingsFlags:
+    """`cluster update`: the settings fixed at init until issue 13. Names and
+    meanings as `docker swarm update` where Docker has the setting. The
+    autolock flag (issue 13, part B) belongs in this group."""
+
+    dispatcher_heartbeat: Annotated[
+        str | None,
+        typer.Option(
+            "--dispatcher-heartbeat", metavar="DURATION", help="How often agents send heartbeats to the managers (default 500ms)."
+        ),
+    ] = None
+    node_down_after: Annotated[
+        str | None,
+        typer.Option(
+            "--node-down-after",
+            metavar="DURATION",
+            help="Silence after which a node is marked down and its tasks replaced (default 3s).",
+        ),
+    ] = None
+    task_history_limit: Annotated[
+        int | None,
+        typer.Option("--task-history-limit", metavar="N", help="Finished tasks kept per slot (default 5)."),
+    ] = None
+    cert_expiry: Annotated[
+        str | None,
+        typer.Option(
+            "--cert-expiry", metavar="DURATION", help="Validity period of node certificates (default 2160h); nodes renew early."
+        ),
+    ] = None
+
+
+# ---- security (issue 13) --------------------------------------------------------------
+
+
+def parse_bool_flag(text: str, flag: str) -> bool:
+    """docker's `--autolock=true|false` spelling."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise typer.BadParameter(f"expected true or false, got {text!r}", param_hint=flag)
+
+
+@dataclasses.dataclass(frozen=True)
+class AutolockFlags:
+    """`cluster update`'s autolock flag (issue 13). The PKI work (issue 13
+    part A) owns `cluster update`'s other settings: add this group to that
+    command and call cli.security.apply_autolock with it."""
+
+    autolock: Annotated[
+        str | None,
+        typer.Option(
+            "--autolock",
+            metavar="true|false",
+            help="Require the unlock key to start a manager after a restart (its data key is wrapped by it).",
+        ),
+    ] = None
+
+    def wanted(self) -> bool | None:
+        return None if self.autolock is None else parse_bool_flag(self.autolock, "--autolock")
+
+
+KeyFileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key-file",
+        metavar="FILE",
+        help="Read the key or passphrase from FILE ('-' for standard input) instead of prompting.",
+    ),
+]

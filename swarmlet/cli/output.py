@@ -208,7 +208,22 @@ def manager_status(node: pb.Node, leader_id: str) -> str:
 
 
 def service_mode(service: pb.Service) -> str:
-    return "global" if service.spec.WhichOneof("mode") == "global" else "replicated"
+    """As docker's --mode names it: replicated, global, replicated-job, global-job."""
+    return {"global": "global", "replicated_job": "replicated-job", "global_job": "global-job"}.get(
+        service.spec.WhichOneof("mode") or "", "replicated"
+    )
+
+
+def replicas_text(s: Any) -> str:
+    """`service ls`'s REPLICAS of a ServiceSummary, as docker shows it: jobs
+    with their completions, a per-node limit when there is one."""
+    svc = s.service
+    if svc.spec.WhichOneof("mode") in ("replicated_job", "global_job"):
+        return f"{s.running}/{s.desired} ({s.completed}/{s.total} completed)"
+    text = f"{s.running}/{s.desired}"
+    if svc.spec.task.placement.max_replicas:
+        text += f" (max {svc.spec.task.placement.max_replicas} per node)"
+    return text
 
 
 def trunc_id(ident: str, no_trunc: bool = False) -> str:
@@ -254,7 +269,7 @@ def service_rows(summaries: Sequence[Any]) -> list[list[str]]:
             trunc_id(s.service.id),
             s.service.spec.name,
             service_mode(s.service),
-            f"{s.running}/{s.desired}",
+            replicas_text(s),
             s.service.spec.task.container.image,
         ]
         for s in ordered
@@ -305,7 +320,16 @@ def current_state_text(task: pb.Task, now: float) -> str:
     return f"{state} {ago}" if ago else state
 
 
-def task_rows(tasks: Iterable[pb.Task], node_names: Mapping[str, str], now: float, no_trunc: bool = False) -> list[list[str]]:
+def task_rows(
+    tasks: Iterable[pb.Task],
+    node_names: Mapping[str, str],
+    now: float,
+    no_trunc: bool = False,
+    waiting: Mapping[str, str] | None = None,
+) -> list[list[str]]:
+    """`waiting`: why tasks wait (ListTasksResponse.waiting), shown in the
+    ERROR column in place of the task's own error, as Swarm shows "no
+    suitable node (...)" there."""
     rows = []
     for is_history, t in order_tasks(tasks):
         name = task_name(t)
@@ -314,7 +338,7 @@ def task_rows(tasks: Iterable[pb.Task], node_names: Mapping[str, str], now: floa
             name = f"{t.service_name}.{trunc_id(t.node_id)}"
         if is_history:
             name = " \\_ " + name
-        err = t.status.err
+        err = (waiting or {}).get(t.id) or t.status.err
         if err:
             err = f'"{err if no_trunc else ellipsize(err, 30)}"'
         rows.append(
@@ -379,22 +403,25 @@ def format_task_list(
     fmt: str | None = None,
     quiet: bool = False,
     no_trunc: bool = False,
+    waiting: Mapping[str, str] | None = None,
 ) -> str:
     """`service ps` / `node ps` output: JSON (a ListTasksResponse), ids, or the table."""
     ordered = [t for _, t in order_tasks(tasks)]
     if fmt == "json":
         used = {t.node_id for t in ordered if t.node_id}
         names = {k: v for k, v in node_names.items() if k in used}
-        return to_json(cpb.ListTasksResponse(tasks=ordered, node_names=names))
+        ids = {t.id for t in ordered}
+        why = {k: v for k, v in (waiting or {}).items() if k in ids}
+        return to_json(cpb.ListTasksResponse(tasks=ordered, node_names=names, waiting=why))
     if quiet:
         return "\n".join(t.id for t in ordered)
-    return format_table(TASK_HEADERS, task_rows(ordered, node_names, now, no_trunc))
+    return format_table(TASK_HEADERS, task_rows(ordered, node_names, now, no_trunc, waiting))
 
 
 # ---- inspect --pretty --------------------------------------------------------------------
 
 
-def format_node_pretty(node: pb.Node, leader_id: str = "") -> str:
+def format_node_pretty(node: pb.Node, leader_id: str = "", now: float = 0.0) -> str:
     items: list[PrettyItem] = [
         (0, "ID", node.id),
         (0, "Hostname", node.description.hostname),
@@ -429,6 +456,7 @@ def format_node_pretty(node: pb.Node, leader_id: str = "") -> str:
         (1, "Memory", format_bytes(node.description.resources.memory_bytes)),
         (0, "Engine Version", node.description.engine_version),
     ]
+    items += certificate_items(node, now)
     return pretty_lines(items)
 
 
@@ -443,7 +471,9 @@ def _resources_items(label: str, r: pb.Resources) -> list[PrettyItem]:
     return items
 
 
-def format_service_pretty(service: pb.Service) -> str:
+def format_service_pretty(service: pb.Service, stuck: str = "") -> str:
+    """`stuck`: why the service cannot converge (ServiceProgress), shown
+    when there is a reason."""
     spec = service.spec
     task = spec.task
     c = task.container
@@ -457,14 +487,19 @@ def format_service_pretty(service: pb.Service) -> str:
     items.append((0, "Service Mode", title(service_mode(service))))
     if service_mode(service) == "replicated":
         items.append((1, "Replicas", str(spec.replicated.replicas)))
+    items += _job_items(service)
     items += [
         (0, "Created at", format_timestamp(service.meta.created_at)),
         (0, "Updated at", format_timestamp(service.meta.updated_at)),
         (0, "Spec version", str(service.spec_version)),
     ]
-    if task.placement.constraints:
+    if stuck:
+        items.append((0, "Stuck", stuck))
+    if task.placement.constraints or task.placement.preferences or task.placement.max_replicas:
         items.append((0, "Placement", None))
+    if task.placement.constraints:
         items.append((1, "Constraints", "[" + ", ".join(task.placement.constraints) + "]"))
+    items += _placement_items(task.placement)
     r = task.restart
     items += [
         (0, "RestartPolicy", None),
@@ -485,6 +520,7 @@ def format_service_pretty(service: pb.Service) -> str:
         items.append((1, "Labels", None))
         items += [(2, k, v) for k, v in sorted(c.labels.items())]
     items.append((1, "Stop grace period", format_duration(c.stop_grace_period or 10.0)))
+    items += _container_option_items(task)
     if c.has_healthcheck:
         h = c.healthcheck
         items.append((1, "Healthcheck", None))
@@ -494,17 +530,116 @@ def format_service_pretty(service: pb.Service) -> str:
         else:
             if test:
                 items.append((2, "Test", " ".join(test[1:]) if test[0] in ("CMD-SHELL", "CMD") else " ".join(test)))
-            for key, secs in (("Interval", h.interval), ("Timeout", h.timeout), ("Start period", h.start_period)):
+            for key, secs in (
+                ("Interval", h.interval),
+                ("Timeout", h.timeout),
+                ("Start period", h.start_period),
+                ("Start interval", h.start_interval),
+            ):
                 if secs:
                     items.append((2, key, format_duration(secs)))
             if h.retries:
                 items.append((2, "Retries", str(h.retries)))
+    items += storage_items(c)
     res = _resources_items("Reservations", task.resources.reservations) + _resources_items("Limits", task.resources.limits)
+    res += _resource_option_items(task.resources)
     if res:
         items.append((0, "Resources", None))
         items += res
     items += _update_items(service)
+    items += _endpoint_items(spec.endpoint)
     return pretty_lines(items)
+
+
+# ---- service options (issue 11) ----
+
+
+def _job_items(service: pb.Service) -> list[PrettyItem]:
+    spec = service.spec
+    if spec.WhichOneof("mode") not in ("replicated_job", "global_job"):
+        return []
+    items: list[PrettyItem] = []
+    if spec.WhichOneof("mode") == "replicated_job":
+        items += [
+            (1, "Max Concurrent", str(spec.replicated_job.max_concurrent)),
+            (1, "Total Completions", str(spec.replicated_job.total_completions)),
+        ]
+    items.append((1, "Job Iteration", str(service.job_status.iteration)))
+    if service.job_status.last_execution:
+        items.append((1, "Last Execution", format_timestamp(service.job_status.last_execution)))
+    return items
+
+
+def _placement_items(p: pb.Placement) -> list[PrettyItem]:
+    items: list[PrettyItem] = []
+    if p.preferences:
+        items.append((1, "Preferences", "[" + ", ".join(f"spread={x.spread}" for x in p.preferences) + "]"))
+    if p.max_replicas:
+        items.append((1, "Max Replicas Per Node", str(p.max_replicas)))
+    return items
+
+
+def _container_option_items(task: pb.TaskSpec) -> list[PrettyItem]:
+    c = task.container
+    items: list[PrettyItem] = []
+    for key, value in (
+        ("User", c.user),
+        ("Dir", c.dir),
+        ("Hostname", c.hostname),
+        ("Stop signal", c.stop_signal),
+    ):
+        if value:
+            items.append((1, key, value))
+    for key, on in (("Init", c.init), ("Read only", c.read_only), ("TTY", c.tty)):
+        if on:
+            items.append((1, key, "true"))
+    for key, values in (
+        ("Capability add", c.cap_add),
+        ("Capability drop", c.cap_drop),
+        ("Groups", c.groups),
+        ("Hosts", c.hosts),
+    ):
+        if values:
+            items.append((1, key, ", ".join(values)))
+    if c.sysctls:
+        items.append((1, "Sysctls", None))
+        items += [(2, k, v) for k, v in sorted(c.sysctls.items())]
+    if c.ulimits:
+        items.append((1, "Ulimits", None))
+        items += [(2, u.name, f"{u.soft}:{u.hard}") for u in c.ulimits]
+    d = c.dns_config
+    if d.nameservers or d.search or d.options:
+        items.append((1, "DNS", None))
+        for key, values in (("Nameservers", d.nameservers), ("Search", d.search), ("Options", d.options)):
+            if values:
+                items.append((2, key, ", ".join(values)))
+    if task.log_driver.name:
+        items.append((1, "Log driver", task.log_driver.name))
+        items += [(2, k, v) for k, v in sorted(task.log_driver.options.items())]
+    return items
+
+
+def _resource_option_items(r: pb.ResourceRequirements) -> list[PrettyItem]:
+    items: list[PrettyItem] = []
+    if r.reservations.generic:
+        items.append((1, "Generic resources", ", ".join(f"{g.kind}={g.discrete_value}" for g in r.reservations.generic)))
+    if r.limits.pids:
+        items.append((1, "Pids limit", str(r.limits.pids)))
+    return items
+
+
+def _endpoint_items(ep: pb.EndpointSpec) -> list[PrettyItem]:
+    items: list[PrettyItem] = [(0, "Endpoint Mode", pb.EndpointSpec.Mode.Name(ep.mode).lower())]
+    if ep.ports:
+        items.append((0, "Ports", None))
+        for p in ep.ports:
+            items += [
+                (1, "PublishedPort", str(p.published_port)),
+                (2, "Protocol", pb.PortConfig.Protocol.Name(p.protocol).lower()),
+                (2, "TargetPort", str(p.target_port)),
+                (2, "PublishMode", pb.PortConfig.PublishMode.Name(p.publish_mode).lower()),
+            ]
+    return items
 
 
 def _update_items(service: pb.Service) -> list[PrettyItem]:
@@ -536,3 +671,151 @@ def _update_items(service: pb.Service) -> list[PrettyItem]:
             items.append((1, "Canaries", str(c.canary)))
             items.append((1, "Auto promote", "true" if c.auto_promote else "false"))
     return items
+
+
+# ---- volumes, secrets and configs (issue 10) -------------------------------------------
+
+_MOUNT_TYPES = {pb.Mount.VOLUME: "volume", pb.Mount.BIND: "bind", pb.Mount.TMPFS: "tmpfs"}
+
+
+def storage_items(c: pb.ContainerSpec) -> list[PrettyItem]:
+    """Mounts, secrets and configs of a container spec for `inspect --pretty`
+    (names and files only: a spec never holds secret data)."""
+    items: list[PrettyItem] = []
+    if c.mounts:
+        items.append((1, "Mounts", None))
+        for m in c.mounts:
+            kind = _MOUNT_TYPES.get(m.type, str(m.type))
+            text = f"{kind} {m.source + ' ' if m.source else ''}-> {m.target}{' (read-only)' if m.read_only else ''}"
+            extra = []
+            if m.volume_driver:
+                extra.append(f"driver {m.volume_driver}")
+            extra += [f"{k}={v}" for k, v in sorted(m.volume_options.items())]
+            if m.volume_nocopy:
+                extra.append("nocopy")
+            if m.tmpfs_size:
+                extra.append(f"size {format_bytes(m.tmpfs_size)}")
+            if m.tmpfs_mode:
+                extra.append(f"mode {m.tmpfs_mode:o}")
+            items.append((2, "Mount", text + (f" [{', '.join(extra)}]" if extra else "")))
+    for label, refs in (("Secrets", list(c.secrets)), ("Configs", list(c.configs))):
+        if not refs:
+            continue
+        items.append((1, label, None))
+        for r in refs:
+            name = r.secret_name if isinstance(r, pb.SecretReference) else r.config_name
+            f = r.file
+            target = f.name if f.name.startswith("/") or label == "Configs" else f"/run/secrets/{f.name}"
+            items.append((2, name, f"{target} (uid {f.uid or 0}, gid {f.gid or 0}, mode {f.mode or 0o444:04o})"))
+    return items
+
+
+# ---- certificates, the root CA, cluster settings (issue 13, part A) --------------------
+
+
+def _pem_text(value: Any) -> Any:
+    """A PEM field as JSON shows it: its text, not base64 of its bytes."""
+    import base64
+
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except ValueError:
+            return value
+        if raw.startswith(b"-----BEGIN"):
+            return raw.decode()
+    return value
+
+
+def pem_fields_as_text(data: Any) -> Any:
+    """JSON data of a message with every *_pem field shown as PEM text."""
+    if isinstance(data, dict):
+        return {k: (_pem_text(v) if k.endswith("_pem") else pem_fields_as_text(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [pem_fields_as_text(v) for v in data]
+    return data
+
+
+def pem_json(msg: Message) -> str:
+    return json.dumps(pem_fields_as_text(message_to_dict(msg)), indent=4, ensure_ascii=False)
+
+
+def cert_expiry_text(not_after: float, now: float) -> str:
+    """ "2026-08-01T10:00:00Z (in 89 days)", or "... (expired 3 hours ago)";
+    without `now`, only the time."""
+    if not_after <= 0:
+        return ""
+    if now <= 0:
+        return format_timestamp(not_after)
+    left = not_after - now
+    rel = f"in {human_duration(left).lower()}" if left > 0 else f"expired {human_duration(-left).lower()} ago"
+    return f"{format_timestamp(not_after)} ({rel})"
+
+
+def certificate_items(node: pb.Node, now: float) -> list[PrettyItem]:
+    c = node.certificate
+    if not c.serial:
+        return []
+    return [
+        (0, "TLS Info", None),
+        (1, "Certificate Expiry", cert_expiry_text(c.not_after, now)),
+        (1, "Certificate Serial", c.serial),
+        (1, "Issuer Key ID", c.issuer_key_id),
+    ]
+
+
+def format_cluster_pretty(cluster: pb.Cluster, now: float) -> str:
+    """`cluster inspect --pretty`: the settings as `docker info` groups them."""
+    s = cluster.spec
+    root = cluster.root_ca
+    items: list[PrettyItem] = [
+        (0, "ID", cluster.id),
+        (0, "Created at", format_timestamp(cluster.meta.created_at)),
+        (0, "Updated at", format_timestamp(cluster.meta.updated_at)),
+        (0, "Dispatcher", None),
+        (1, "Heartbeat Period", format_duration(s.heartbeat_period)),
+        (1, "Node Down After", format_duration(s.node_down_after)),
+        (0, "Orchestration", None),
+        (1, "Task History Retention Limit", str(s.task_history_limit)),
+        (0, "CA Configuration", None),
+        (1, "Expiry Duration", format_duration(s.node_cert_expiry or 90 * 86400.0)),
+        (1, "Root CA Digest", f"sha256:{root.digest}"),
+        (1, "Root Rotation In Progress", "yes" if root.HasField("rotation") else "no"),
+    ]
+    if root.HasField("rotation"):
+        items += [
+            (2, "New Root CA Digest", f"sha256:{root.rotation.digest}"),
+            (2, "Started", f"{format_timestamp(root.rotation.started_at)} ({time_ago(root.rotation.started_at, now)})"),
+        ]
+    if cluster.revoked_certs:
+        items.append((1, "Revoked Certificates", str(len(cluster.revoked_certs))))
+    items += [
+        (0, "Default Address Pool", ", ".join(s.default_address_pool) or "10.0.0.0/8"),
+        (0, "Subnet Size", str(s.default_subnet_size or 24)),
+    ]
+    return pretty_lines(items)
+
+
+def rotation_progress_text(status: cpb.RootCAStatus) -> str:
+    """One line of `ca --rotate` progress: how many nodes hold a certificate
+    from the new root, and which do not yet (with their state, so a down node
+    holding the rotation back is visible)."""
+    line = f"rotating the root CA: {status.nodes_renewed}/{status.nodes} nodes hold a certificate from the new root"
+    if status.pending:
+        names = [f"{p.hostname or p.node_id[:12]} ({p.state})" for p in status.pending[:8]]
+        more = len(status.pending) - len(names)
+        line += "; waiting for " + ", ".join(names) + (f" and {more} more" if more > 0 else "")
+    return line
+
+
+# ---- security (issue 13) ----
+
+
+def unlock_message(key: str) -> str:
+    """How `init --autolock`, `unlock-key` and `cluster update --autolock`
+    show the unlock key (as docker does)."""
+    return (
+        "To unlock a swarm manager after it restarts, run the `swarmlet unlock` command and provide the following key:\n\n"
+        f"    {key}\n\n"
+        "Remember to store this key in a password manager, since without it you will not be able to restart the manager.\n"
+    )

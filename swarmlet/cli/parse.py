@@ -9,6 +9,7 @@ commands can turn it into a usage error and the tests need no CLI at all.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -201,7 +202,7 @@ def parse_ip(text: str) -> str:
 
 # ---- published ports ------------------------------------------------------
 
-_PROTOCOLS = {"tcp": pb.PortConfig.TCP, "udp": pb.PortConfig.UDP}
+_PROTOCOLS = {"tcp": pb.PortConfig.TCP, "udp": pb.PortConfig.UDP, "sctp": pb.PortConfig.SCTP}
 _PUBLISH_MODES = {"ingress": pb.PortConfig.INGRESS, "host": pb.PortConfig.HOST}
 
 
@@ -215,11 +216,32 @@ def _port_number(text: str, what: str) -> int:
     return n
 
 
-def parse_publish(text: str) -> pb.PortConfig:
-    """`published=8080,target=80[,protocol=udp][,mode=host]` or the short
-    `8080:80[/udp]`. Raises ValueError naming the problem."""
-    p = pb.PortConfig()
+def _port_range(text: str, what: str) -> list[int]:
+    """`80` or `80-82` -> the ports."""
+    lo, sep, hi = text.strip().partition("-")
+    first = _port_number(lo, what)
+    if not sep:
+        return [first]
+    last = _port_number(hi, what)
+    if last < first:
+        raise ValueError(f"invalid {what} range {text!r}: the end is below the start")
+    return list(range(first, last + 1))
+
+
+def _protocol(text: str) -> pb.PortConfig.Protocol:
+    proto = _PROTOCOLS.get(text.strip().lower())
+    if proto is None:
+        raise ValueError(f"protocol {text!r}: use tcp, udp or sctp")
+    return proto
+
+
+def parse_publish(text: str) -> list[pb.PortConfig]:
+    """`published=8080,target=80[,protocol=udp|sctp][,mode=host]` or the
+    short `[PUBLISHED:]TARGET[/PROTOCOL]`, where both may be ranges of equal
+    length (`8080-8081:80-81`). Without a published port the manager assigns
+    one from 30000-32767, as Swarm does. Raises ValueError naming the problem."""
     if "=" in text:
+        p = pb.PortConfig()
         seen: set[str] = set()
         for part in text.split(","):
             k, sep, v = part.partition("=")
@@ -234,9 +256,7 @@ def parse_publish(text: str) -> pb.PortConfig:
             elif k == "target":
                 p.target_port = _port_number(v, "target port")
             elif k == "protocol":
-                if v.lower() not in _PROTOCOLS:
-                    raise ValueError(f"protocol {v!r}: use tcp or udp")
-                p.protocol = _PROTOCOLS[v.lower()]
+                p.protocol = _protocol(v)
             elif k == "mode":
                 if v.lower() not in _PUBLISH_MODES:
                     raise ValueError(f"mode {v!r}: use ingress or host")
@@ -245,20 +265,26 @@ def parse_publish(text: str) -> pb.PortConfig:
                 raise ValueError(f"unknown field {k!r}: use published, target, protocol, mode")
         if "target" not in seen:
             raise ValueError("target=PORT is required")
-        if "published" not in seen:
-            raise ValueError("published=PORT is required (swarmlet does not pick published ports)")
-        return p
-    ports, _, proto = text.partition("/")
-    if proto:
-        if proto.lower() not in _PROTOCOLS:
-            raise ValueError(f"protocol {proto!r}: use tcp or udp")
-        p.protocol = _PROTOCOLS[proto.lower()]
-    published, sep, target = ports.partition(":")
-    if not sep:
-        raise ValueError(f"invalid port {text!r}: expected PUBLISHED:TARGET[/PROTOCOL] or published=,target=")
-    p.published_port = _port_number(published, "published port")
-    p.target_port = _port_number(target, "target port")
-    return p
+        return [p]
+    ports, _, proto_text = text.partition("/")
+    proto = _protocol(proto_text) if proto_text else pb.PortConfig.TCP
+    published_text, sep, target_text = ports.rpartition(":")
+    if sep and not published_text:
+        raise ValueError(f"invalid port {text!r}: expected [PUBLISHED:]TARGET[/PROTOCOL]")
+    if published_text.count(":"):
+        raise ValueError(f"invalid port {text!r}: a host IP cannot be given (ports are published on every node's addresses)")
+    targets = _port_range(target_text, "target port")
+    published = _port_range(published_text, "published port") if sep else [0] * len(targets)
+    if len(published) != len(targets):
+        raise ValueError(f"invalid port {text!r}: the published and target ranges differ in length")
+    return [pb.PortConfig(protocol=proto, target_port=t, published_port=p) for p, t in zip(published, targets, strict=True)]
+
+
+def port_text(p: pb.PortConfig) -> str:
+    """PUBLISHED:TARGET/PROTOCOL (mode), for messages."""
+    proto = pb.PortConfig.Protocol.Name(p.protocol).lower()
+    mode = " (host mode)" if p.publish_mode == pb.PortConfig.HOST else ""
+    return f"{p.published_port or '?'}:{p.target_port}/{proto}{mode}"
 
 
 # ---- misc command arguments --------------------------------------------------
@@ -319,3 +345,33 @@ def parse_task_filters(items: Iterable[str]) -> dict[str, list[str]]:
                 raise ValueError(f"invalid desired-state {value!r}: expected one of {', '.join(_TASK_STATES)}")
         out.setdefault(key, []).append(value)
     return out
+
+
+# ---- points in time (issue 16: events and logs --since / --until) ----------------
+
+_UNIX_TIME = re.compile(r"^\d+(\.\d+)?$")
+
+
+def parse_time(text: str, now: float) -> float:
+    """What `docker events --since` / `logs --since` accept, as unix seconds:
+    a unix timestamp ("1700000000", "1700000000.5"), an RFC 3339 date or time
+    ("2024-01-02", "2024-01-02T15:04:05Z", with an offset; no zone = local
+    time), or a duration before `now` ("10m", "1h30m")."""
+    s = text.strip()
+    if not s:
+        raise ValueError("empty time: expected a timestamp, an RFC 3339 time or a duration such as 10m")
+    if _UNIX_TIME.match(s):
+        return float(s)
+    try:
+        return now - parse_duration(s)
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"invalid time {text!r}: expected a unix timestamp, an RFC 3339 time (2024-01-02T15:04:05Z) or a duration such as 10m"
+        ) from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # local time, as docker reads a time without a zone
+    return when.timestamp()

@@ -21,7 +21,7 @@ from typing import TextIO
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli.client import DaemonClient
-from swarmlet.cli.output import service_mode, task_state_name, trunc_id
+from swarmlet.cli.output import format_bytes, service_mode, task_state_name, trunc_id
 
 Phase = cpb.ServiceProgressResponse.UpdatePhase
 
@@ -48,6 +48,7 @@ class SlotLine:
     state: str  # "running", "pending", "failed", "" (no task yet)
     err: str = ""
     fraction: float = 0.0
+    detail: str = ""  # e.g. the image fetch of a preparing task (issue 9)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class Verdict:
     desired: int
     lines: tuple[SlotLine, ...]
     since: dict[str, float] = field(default_factory=dict)  # feed back into the next call
+    job: bool = False  # a job: progress counts completions
+    completed: int = 0
 
     @property
     def done(self) -> bool:
@@ -103,7 +106,7 @@ def _slot_line(p: cpb.ServiceProgressResponse, sp: cpb.SlotProgress) -> SlotLine
         return SlotLine(label, "")
     state = task_state_name(sp.state)
     if sp.live:
-        return SlotLine(label, state, sp.err, _fraction(sp.state))
+        return SlotLine(label, state, sp.err, _fraction(sp.state), pull_text(sp.pull) if sp.HasField("pull") else "")
     if sp.settled:
         return SlotLine(label, state, "", 1.0)
     return SlotLine(label, state, sp.err or sp.message)
@@ -134,6 +137,8 @@ def evaluate(p: cpb.ServiceProgressResponse, now: float, since: Mapping[str, flo
         desired=p.desired,
         lines=tuple(_slot_line(p, sp) for sp in ordered),
         since=new_since,
+        job=p.service.spec.WhichOneof("mode") in ("replicated_job", "global_job"),
+        completed=p.completed,
     )
 
 
@@ -147,7 +152,10 @@ def bar(fraction: float) -> str:
 
 def render(v: Verdict) -> list[str]:
     """Lines of one frame: the overall count, then one line per slot / node."""
-    out = [f"overall progress: {v.running} out of {v.desired} tasks"]
+    if v.job:
+        out = [f"job progress: {v.completed} out of {v.desired} tasks completed ({v.running} running)"]
+    else:
+        out = [f"overall progress: {v.running} out of {v.desired} tasks"]
     width = max((len(ln.label) for ln in v.lines), default=0)
     for ln in v.lines:
         head = f"{ln.label}:".ljust(width + 1)
@@ -158,8 +166,18 @@ def render(v: Verdict) -> list[str]:
         elif ln.state in ("failed", "rejected", "shutdown", "orphaned", "remove"):
             out.append(f"{head} {ln.state}")
         else:
-            out.append(f"{head} {ln.state.ljust(9)} {bar(ln.fraction)}")
+            out.append(f"{head} {ln.state.ljust(9)} {bar(ln.fraction)}" + (f" {ln.detail}" if ln.detail else ""))
     return out
+
+
+def pull_text(p: pb.ImagePullProgress) -> str:
+    """ "pulling from registry 45% (90.0MiB/200.0MiB)": a task's image fetch."""
+    verb = "pulling from registry" if p.source == "registry" else f"fetching from {p.source}"
+    if p.total:
+        total = max(p.total, p.current)  # a saved archive is a little larger than the image
+        pct = min(100, int(100 * p.current / total))
+        return f"{verb} {pct}% ({format_bytes(p.current)}/{format_bytes(total)})"
+    return f"{verb} {format_bytes(p.current)}" if p.current else verb
 
 
 class Renderer:
@@ -234,7 +252,7 @@ def watch(
                 return 1
             if v.converged:
                 if not quiet:
-                    renderer.text("verify: Service converged")
+                    renderer.text("job complete" if v.job else "verify: Service converged")
                 return 0
             if timeout is not None and now - start >= timeout:
                 err.write(
@@ -269,6 +287,8 @@ def _update_slot(p: cpb.ServiceProgressResponse, sp: cpb.SlotProgress) -> str:
     state = task_state_name(sp.state)
     if sp.desired_state == pb.READY:
         state = "ready (waiting for the old task to stop)"
+    if sp.HasField("pull") and not sp.err:
+        state += f" {pull_text(sp.pull)}"
     return f"{label}: {state}" + (f": {sp.err}" if sp.err else "")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Annotated
 
 import typer
@@ -12,17 +13,22 @@ import typer
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli import service_update, tasks
-from swarmlet.cli.client import CLIError, connect, handle_errors, report_errors
+from swarmlet.cli.client import CLIError, DaemonClient, connect, handle_errors, report_errors
+from swarmlet.cli.listing import ServiceFilterOpt, filter_services
 from swarmlet.cli.options import (
+    ContainerCreateFlags,
+    ContainerFlags,
     FormatOpt,
     HealthFlags,
     IdsOpt,
+    ImageFlags,
     NetworkFlags,
     PrettyOpt,
     ResourceFlags,
     RestartFlags,
     RollbackPolicy,
     StopGraceOpt,
+    StorageFlags,
     TaskListFlags,
     UpdatePolicy,
     WaitFlags,
@@ -31,10 +37,21 @@ from swarmlet.cli.options import (
     flags,
     parsed,
 )
-from swarmlet.cli.output import SERVICE_HEADERS, format_service_pretty, format_table, service_rows, to_json, trunc_id
-from swarmlet.cli.parse import parse_scale, parse_tail
+from swarmlet.cli.output import (
+    SERVICE_HEADERS,
+    format_service_pretty,
+    format_table,
+    message_to_dict,
+    service_rows,
+    to_json,
+    trunc_id,
+)
+from swarmlet.cli.parse import parse_scale, parse_tail, parse_time
 from swarmlet.cli.progress import watch
+from swarmlet.cli.service_images import apply_pull, credentials, show_warnings
+from swarmlet.cli.service_options import read_env_files
 from swarmlet.cli.service_spec import build_spec
+from swarmlet.cli.storage import apply_storage
 
 app = typer.Typer(help="Manage swarm services.", no_args_is_help=True)
 
@@ -48,6 +65,10 @@ app = typer.Typer(help="Manage swarm services.", no_args_is_help=True)
     update=UpdatePolicy,
     rollback=RollbackPolicy,
     network=NetworkFlags,
+    images=ImageFlags,
+    storage=StorageFlags,
+    container=ContainerFlags,
+    create_opts=ContainerCreateFlags,
     wait=WaitFlags,
 )
 def create(
@@ -59,6 +80,10 @@ def create(
     update: UpdatePolicy,
     rollback: RollbackPolicy,
     network: NetworkFlags,
+    images: ImageFlags,
+    storage: StorageFlags,
+    container: ContainerFlags,
+    create_opts: ContainerCreateFlags,
     wait: WaitFlags,
     args: Annotated[
         list[str] | None,
@@ -66,7 +91,10 @@ def create(
     ] = None,
     name: Annotated[str, typer.Option("--name", metavar="NAME", help="Service name.")] = "",
     replicas: Annotated[int | None, typer.Option("--replicas", min=0, metavar="N", help="Number of tasks (default 1).")] = None,
-    mode: Annotated[str | None, typer.Option("--mode", metavar="MODE", help="replicated or global (default replicated).")] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option("--mode", metavar="MODE", help="replicated, global, replicated-job or global-job (default replicated)."),
+    ] = None,
     env: Annotated[
         list[str] | None, typer.Option("--env", "-e", metavar="K=V", help="Set an environment variable (K=V).")
     ] = None,
@@ -103,10 +131,21 @@ def create(
         rollback=rollback,
         network=network,
         environ=os.environ,
+        container=container,
+        create_opts=create_opts,
+        env_file_lines=read_env_files(create_opts.env_file or []),
     )
+    apply_pull(spec, images)
+    apply_storage(spec, storage)
     limit = wait.limit()  # a bad value fails before anything is created
+    req = cpb.CreateServiceRequest(spec=spec, no_resolve_image=images.no_resolve_image)
+    auth = credentials(spec.task.container.image, images)
+    if auth is not None:
+        req.registry_auth.CopyFrom(auth)
     with connect(ctx) as d:
-        svc = d.call(d.stub.CreateService, cpb.CreateServiceRequest(spec=spec)).service
+        resp = d.call(d.stub.CreateService, req)
+        svc = resp.service
+        show_warnings(resp.warnings)
         typer.echo(svc.id)
         if wait.detach:
             return
@@ -117,12 +156,13 @@ def create(
 
 @app.command("ls")
 @handle_errors
-def ls(ctx: typer.Context, quiet: IdsOpt = False, fmt: FormatOpt = None) -> None:
+def ls(ctx: typer.Context, quiet: IdsOpt = False, fmt: FormatOpt = None, filters: ServiceFilterOpt = None) -> None:
     """List services."""
     check_format(fmt)
+    wanted = filter_services(filters or [])
     with connect(ctx) as d:
         resp = d.call(d.stub.ListServices, cpb.ListServicesRequest())
-    ordered = sorted(resp.services, key=lambda s: (s.service.spec.name, s.service.id))
+    ordered = sorted((s for s in resp.services if wanted(s.service)), key=lambda s: (s.service.spec.name, s.service.id))
     if fmt == "json":
         typer.echo(to_json(cpb.ListServicesResponse(services=ordered)))
     elif quiet:
@@ -156,20 +196,32 @@ def inspect(
 ) -> None:
     """Display detailed information on one or more services (JSON by default)."""
     check_pretty(pretty, fmt)
-    found: list[pb.Service] = []
+    found: list[tuple[pb.Service, str]] = []
     errors: list[str] = []
     with connect(ctx) as d:
         for ref in services:
             try:
-                found.append(d.call(d.stub.GetService, cpb.GetServiceRequest(ref=ref)).service)
+                svc = d.call(d.stub.GetService, cpb.GetServiceRequest(ref=ref)).service
             except CLIError as e:
                 errors.append(e.message)
+                continue
+            found.append((svc, _stuck(d, svc.id)))
     if pretty:
         if found:
-            typer.echo("\n\n".join(format_service_pretty(s) for s in found))
+            typer.echo("\n\n".join(format_service_pretty(s, stuck) for s, stuck in found))
     else:
-        typer.echo(to_json(found))
+        # The service object, plus why it cannot converge ("" when nothing
+        # says so), from the planner's views (Control.ServiceProgress).
+        typer.echo(to_json([message_to_dict(s) | {"stuck": stuck} for s, stuck in found]))
     report_errors(errors)
+
+
+def _stuck(d: DaemonClient, service_id: str) -> str:
+    try:
+        resp: cpb.ServiceProgressResponse = d.call(d.stub.ServiceProgress, cpb.ServiceProgressRequest(ref=service_id))
+        return resp.stuck
+    except CLIError:
+        return ""  # removed in between: the service itself is still shown
 
 
 @app.command("scale")
@@ -228,39 +280,60 @@ def log_prefix(line: cpb.ServiceLogLine, service_name: str, no_trunc: bool, task
 @handle_errors
 def logs(
     ctx: typer.Context,
-    service_ref: Annotated[str, typer.Argument(metavar="SERVICE")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Follow log output.")] = False,
+    ref: Annotated[str, typer.Argument(metavar="SERVICE|TASK")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Follow log output (tasks started later too).")] = False,
     tail: Annotated[
         str, typer.Option("--tail", "-n", metavar="N", help="Number of lines from the end of the logs, or 'all'.")
     ] = "all",
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show timestamps.")] = False,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="TIME", help="Show logs since TIME (timestamp, RFC 3339, or a duration ago like 10m)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="TIME", help="Show logs before TIME (same forms as --since).")
+    ] = None,
+    details: Annotated[
+        bool, typer.Option("--details", help="Show extra details (the task's node, service and task ids).")
+    ] = False,
     no_trunc: Annotated[bool, typer.Option("--no-trunc", help="Do not truncate ids.")] = False,
     no_task_ids: Annotated[bool, typer.Option("--no-task-ids", help="Do not include task ids.")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="Do not prefix lines with their task.")] = False,
 ) -> None:
-    """Fetch the logs of a service's tasks."""
+    """Fetch the logs of a service's tasks, or of one task."""
     n = parsed(parse_tail, tail, "--tail")
+    now = time.time()
+    req = cpb.ServiceLogsRequest(
+        ref=ref,
+        follow=follow,
+        tail=n,
+        timestamps=timestamps,
+        since=parsed(lambda t: parse_time(t, now), since, "--since") if since else 0.0,
+        until=parsed(lambda t: parse_time(t, now), until, "--until") if until else 0.0,
+        details=details,
+    )
     with connect(ctx) as d:
-        # Resolve first: a clear "not found" before streaming, and the name for prefixes.
-        svc = d.call(d.stub.GetService, cpb.GetServiceRequest(ref=service_ref)).service
-        req = cpb.ServiceLogsRequest(ref=svc.id, follow=follow, tail=n, timestamps=timestamps)
         try:
             for line in d.stream(d.stub.ServiceLogs, req):
                 text = line.data.decode("utf-8", errors="replace")
                 if not text:
                     continue
-                if raw:
-                    out = text if text.endswith("\n") else text + "\n"
-                else:
-                    prefix = log_prefix(line, svc.spec.name, no_trunc, not no_task_ids) + "    | "
-                    out = "".join(
-                        prefix + part + ("" if part.endswith("\n") else "\n") for part in text.splitlines(keepends=True)
-                    )
+                out = format_log_lines(line, text, raw=raw, no_trunc=no_trunc, task_ids=not no_task_ids)
                 stream = sys.stderr if line.stream == "stderr" else sys.stdout
                 stream.write(out)
                 stream.flush()
         except KeyboardInterrupt:
             return
+
+
+def format_log_lines(line: cpb.ServiceLogLine, text: str, *, raw: bool, no_trunc: bool, task_ids: bool) -> str:
+    """A chunk of a task's output as printed: each line with its task's prefix
+    (and its details, as docker prints them, before the message)."""
+    extra = f"{line.details} " if line.details else ""
+    if raw:
+        return "".join(extra + part + ("" if part.endswith("\n") else "\n") for part in text.splitlines(keepends=True))
+    prefix = log_prefix(line, line.service_name, no_trunc, task_ids) + "    | " + extra
+    return "".join(prefix + part + ("" if part.endswith("\n") else "\n") for part in text.splitlines(keepends=True))
 
 
 service_update.register(app)

@@ -14,7 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 import typer
 
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.cli import service_options
 from swarmlet.cli.options import (
+    ContainerCreateFlags,
+    ContainerFlags,
+    ContainerUpdateFlags,
     HealthFlags,
     NetworkFlags,
     ResourceFlags,
@@ -54,7 +58,7 @@ def canonical_constraint(expr: str, hint: str) -> str:
     except constraints.ConstraintError as e:
         raise typer.BadParameter(str(e), param_hint=hint) from None
     op = "==" if c.equal else "!="
-    key = f"{c.field}.{c.label}" if c.field == "node.labels" else c.field
+    key = f"{c.field}.{c.label}" if c.field in ("node.labels", "engine.labels") else c.field
     typed = c.expr.partition(op)[2].strip()
     return f"{key}{op}{typed}"
 
@@ -197,7 +201,7 @@ def apply_networking(spec: pb.ServiceSpec, f: NetworkFlags) -> None:
             raise typer.BadParameter(f"{f.endpoint_mode!r} is not one of vip, dnsrr", param_hint="--endpoint-mode")
         spec.endpoint.mode = mode
     for item in f.publish or []:
-        spec.endpoint.ports.append(parsed(parse_publish, item, "--publish"))
+        spec.endpoint.ports.extend(parsed(parse_publish, item, "--publish"))
 
 
 def build_spec(
@@ -220,28 +224,18 @@ def build_spec(
     rollback: RollbackPolicy | None = None,
     network: NetworkFlags | None = None,
     environ: Mapping[str, str] | None = None,
+    container: ContainerFlags | None = None,
+    create_opts: ContainerCreateFlags | None = None,
+    env_file_lines: Sequence[str] = (),
 ) -> pb.ServiceSpec:
     """`service create` flags -> ServiceSpec. IMAGE [ARG...] follow Docker: the
     args replace the image's CMD, --entrypoint (split like a shell would)
     replaces its ENTRYPOINT."""
     if not image.strip():
         raise typer.BadParameter("an image is required", param_hint="IMAGE")
-    mode_name = (mode or "replicated").lower()
-    if mode_name not in ("replicated", "global"):
-        raise typer.BadParameter(f"{mode!r} is not one of replicated, global", param_hint="--mode")
-    if mode_name == "global" and replicas is not None:
-        raise typer.BadParameter(
-            "cannot be combined with --mode global (a global service runs one task per node)", param_hint="--replicas"
-        )
-    if replicas is not None and replicas < 0:
-        raise typer.BadParameter("must not be negative", param_hint="--replicas")
-
+    container = container or ContainerFlags()
     spec = pb.ServiceSpec(name=name)
-    if mode_name == "global":
-        # "global" is a Python keyword, so the generated field is only reachable by name.
-        getattr(spec, "global").SetInParent()
-    else:
-        spec.replicated.replicas = 1 if replicas is None else replicas
+    service_options.apply_mode(spec, mode, replicas, container.max_concurrent)
     for item in labels:
         spec.labels.update(parsed(lambda v: parse_kv_list([v], what="label"), item, "--label"))
 
@@ -270,6 +264,9 @@ def build_spec(
     apply_policy(spec, update or UpdatePolicy())
     apply_policy(spec, rollback or RollbackPolicy())
     apply_networking(spec, network or NetworkFlags())
+    service_options.apply_container(spec, container, create=True)
+    service_options.apply_create(spec, create_opts or ContainerCreateFlags(), env_file_lines, environ or {})
+    service_options.job_defaults(spec, restart is not None and restart.condition is not None)
     return spec
 
 
@@ -294,6 +291,8 @@ def apply_flags(
     update: UpdatePolicy | None = None,
     rollback: RollbackPolicy | None = None,
     environ: Mapping[str, str] | None = None,
+    container: ContainerFlags | None = None,
+    changes: ContainerUpdateFlags | None = None,
 ) -> pb.ServiceSpec:
     """A copy of `spec` with the `service update` flags applied: each flag
     changes only what it names."""
@@ -321,11 +320,14 @@ def apply_flags(
         for items in added:
             c.env.extend(items)
     if replicas is not None:
-        if out.WhichOneof("mode") != "replicated":
-            raise typer.BadParameter("only replicated services have replicas", param_hint="--replicas")
+        if out.WhichOneof("mode") not in ("replicated", "replicated_job"):
+            raise typer.BadParameter("only replicated services and replicated jobs have replicas", param_hint="--replicas")
         if replicas < 0:
             raise typer.BadParameter("must not be negative", param_hint="--replicas")
-        out.replicated.replicas = replicas
+        if out.WhichOneof("mode") == "replicated_job":
+            out.replicated_job.total_completions = replicas
+        else:
+            out.replicated.replicas = replicas
     if constraint_rm or constraint_add:
         gone = {canonical_constraint(x, "--constraint-rm") for x in constraint_rm}
         kept = [x for x in task.placement.constraints if x not in gone]
@@ -344,6 +346,10 @@ def apply_flags(
         task.force_update += 1
     apply_policy(out, update or UpdatePolicy())
     apply_policy(out, rollback or RollbackPolicy())
+    service_options.apply_container(out, container or ContainerFlags(), create=False)
+    service_options.apply_update(out, changes or ContainerUpdateFlags())
+    if service_options.is_job(out) and (given(update or UpdatePolicy()) or given(rollback or RollbackPolicy())):
+        raise typer.BadParameter("update and rollback configuration is not supported for jobs", param_hint="--update-*")
     return out
 
 

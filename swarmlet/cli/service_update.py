@@ -14,19 +14,27 @@ from typing import Annotated
 import typer
 
 from swarmlet.api import control_pb2 as cpb
-from swarmlet.cli.client import connect, handle_errors
+from swarmlet.api import objects_pb2 as pb
+from swarmlet.cli.client import DaemonClient, connect, handle_errors
 from swarmlet.cli.options import (
+    ContainerFlags,
+    ContainerUpdateFlags,
     HealthFlags,
+    ImageFlags,
     ResourceFlags,
     RestartFlags,
     RollbackPolicy,
     StopGraceOpt,
+    StorageUpdateFlags,
     UpdatePolicy,
     WaitFlags,
     flags,
 )
 from swarmlet.cli.progress import watch, watch_update
+from swarmlet.cli.service_images import apply_pull, credentials, show_warnings
+from swarmlet.cli.service_options import is_job
 from swarmlet.cli.service_spec import apply_flags, apply_network_changes
+from swarmlet.cli.storage import apply_storage_changes
 
 ServiceArg = Annotated[str, typer.Argument(metavar="SERVICE")]
 
@@ -38,6 +46,10 @@ ServiceArg = Annotated[str, typer.Argument(metavar="SERVICE")]
     health=HealthFlags,
     update=UpdatePolicy,
     rollback=RollbackPolicy,
+    images=ImageFlags,
+    storage=StorageUpdateFlags,
+    container=ContainerFlags,
+    changes=ContainerUpdateFlags,
     wait=WaitFlags,
 )
 def update(
@@ -48,6 +60,10 @@ def update(
     health: HealthFlags,
     update: UpdatePolicy,
     rollback: RollbackPolicy,
+    images: ImageFlags,
+    storage: StorageUpdateFlags,
+    container: ContainerFlags,
+    changes: ContainerUpdateFlags,
     wait: WaitFlags,
     image: Annotated[str | None, typer.Option("--image", metavar="IMAGE", help="Service image tag.")] = None,
     args: Annotated[str | None, typer.Option("--args", metavar="ARGS", help="Service command args (split like a shell).")] = None,
@@ -72,6 +88,9 @@ def update(
         list[str] | None,
         typer.Option("--network-rm", metavar="NETWORK", help="Detach the service from a network (tasks are replaced)."),
     ] = None,
+    to_previous: Annotated[
+        bool, typer.Option("--rollback", help="Roll back to the previous spec (as `service rollback`).")
+    ] = False,
 ) -> None:
     """Update a service: a changed task spec is rolled out by the update policy."""
     limit = wait.limit()
@@ -94,7 +113,23 @@ def update(
             update=update,
             rollback=rollback,
             environ=os.environ,
+            container=container,
+            changes=changes,
         )
+        spec = apply_storage_changes(spec, storage)
+        if to_previous:
+            # docker's `service update --rollback`: the previous spec, under
+            # the rollback policy; nothing else may change at the same time.
+            if spec != before.spec or network_add or network_rm:
+                raise typer.BadParameter("cannot be combined with flags that change the service", param_hint="--rollback")
+            svc = d.call(d.stub.RollbackService, cpb.RollbackServiceRequest(ref=before.id)).service
+            typer.echo(svc.spec.name)
+            if wait.detach:
+                return
+            code = _watch_rollback(d, svc, wait.quiet, limit)
+            if code:
+                raise typer.Exit(code)
+            return
         if network_add or network_rm:
             spec = apply_network_changes(
                 spec,
@@ -102,9 +137,17 @@ def update(
                 network_rm or [],
                 lambda ref: d.call(d.stub.GetNetwork, cpb.GetNetworkRequest(ref=ref)).network,
             )
-        svc = d.call(
-            d.stub.UpdateService, cpb.UpdateServiceRequest(ref=before.id, version=before.meta.version, spec=spec)
-        ).service
+        apply_pull(spec, images)
+        req = cpb.UpdateServiceRequest(
+            ref=before.id, version=before.meta.version, spec=spec, no_resolve_image=images.no_resolve_image
+        )
+        auth = credentials(spec.task.container.image, images)
+        if auth is not None:
+            req.has_registry_auth = True
+            req.registry_auth.CopyFrom(auth)
+        resp = d.call(d.stub.UpdateService, req)
+        svc = resp.service
+        show_warnings(resp.warnings)
         typer.echo(svc.spec.name)
         if wait.detach:
             return
@@ -126,7 +169,7 @@ def rollback(ctx: typer.Context, service_ref: ServiceArg, wait: WaitFlags) -> No
         typer.echo(svc.spec.name)
         if wait.detach:
             return
-        code = watch_update(d, svc.id, svc.update_status.started_at, quiet=wait.quiet, rollback_cmd=True, timeout=limit)
+        code = _watch_rollback(d, svc, wait.quiet, limit)
     if code:
         raise typer.Exit(code)
 
@@ -144,6 +187,14 @@ def promote(ctx: typer.Context, service_ref: ServiceArg, wait: WaitFlags) -> Non
         code = watch_update(d, svc.id, svc.update_status.started_at, quiet=wait.quiet, timeout=limit)
     if code:
         raise typer.Exit(code)
+
+
+def _watch_rollback(d: DaemonClient, svc: pb.Service, quiet: bool, limit: float | None) -> int:
+    """Follow a rollback: a job is not rolled, it runs again (follow it to
+    completion); a service's rollback is followed as an update."""
+    if is_job(svc.spec):
+        return watch(d, svc.id, quiet=quiet, timeout=limit)
+    return watch_update(d, svc.id, svc.update_status.started_at, quiet=quiet, rollback_cmd=True, timeout=limit)
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,7 @@ import typer
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.cli.client import connect, handle_errors
 from swarmlet.cli.options import AdvertiseAddrOpt, check_format, parsed
-from swarmlet.cli.output import to_json
+from swarmlet.cli.output import format_timestamp, to_json, unlock_message
 from swarmlet.cli.parse import parse_duration, parse_host_port
 
 DEFAULT_JOIN_PORT = 4242
@@ -54,6 +54,9 @@ def init(
             help="How often agents heartbeat (default 500ms); a node is down after 3 missed ones (at least 3s).",
         ),
     ] = None,
+    autolock: Annotated[
+        bool, typer.Option("--autolock", help="Require the unlock key to start a manager after a restart.")
+    ] = False,
 ) -> None:
     """Initialize a swarm with this node as its first manager."""
     req = cpb.InitRequest(
@@ -65,6 +68,7 @@ def init(
         dispatcher_heartbeat=parsed(parse_duration, dispatcher_heartbeat, "--dispatcher-heartbeat")
         if dispatcher_heartbeat
         else 0.0,
+        autolock=autolock,
     )
     with connect(ctx) as d:
         resp = d.call(d.stub.Init, req, timeout=MEMBERSHIP_TIMEOUT)
@@ -74,6 +78,8 @@ def init(
         f"    {join_command(resp.worker_token, resp.api_addr)}\n\n"
         "To add a manager to this swarm, run 'swarmlet join-token manager' and follow the instructions.\n"
     )
+    if resp.unlock_key:
+        typer.echo(unlock_message(resp.unlock_key))
 
 
 @handle_errors
@@ -141,13 +147,17 @@ def format_info(info: cpb.InfoResponse) -> str:
             lines.append(f" Is Leader: {str(info.is_leader).lower()}")
         if info.cluster_id:
             lines.append(f" ClusterID: {info.cluster_id}")
-        if is_manager:
+        if is_manager and info.state == "active":  # a locked manager knows nothing yet
             lines.append(f" Managers: {info.managers_count}")
             lines.append(f" Nodes: {info.nodes}")
             lines.append(f" Services: {info.services}")
             lines.append(f" Tasks: {info.tasks}")
         if info.addr:
             lines.append(f" Node Address: {info.addr}")
+        if info.cert_not_after:
+            lines.append(f" Certificate Expiry: {format_timestamp(info.cert_not_after)}")
+        if info.cert_warning:
+            lines.append(f" Certificate Warning: {info.cert_warning}")
         if info.state_digest:
             lines.append(f" State Digest: {info.state_digest} (store version {info.store_version})")
         if info.managers:

@@ -26,12 +26,14 @@ def show(d: DaemonClient, requests: Iterable[cpb.ListTasksRequest], f: TaskListF
     """Ask for each request's tasks, merge, filter and print them."""
     tasks: dict[str, pb.Task] = {}
     names: dict[str, str] = {}
+    waiting: dict[str, str] = {}
     for req in requests:
         resp = d.call(d.stub.ListTasks, req)
         names.update(resp.node_names)
+        waiting.update(resp.waiting)
         for t in resp.tasks:
             tasks[t.id] = t
     selected = filter_tasks(tasks.values(), filters, names)
-    text = format_task_list(selected, names, time.time(), fmt=f.fmt, quiet=f.quiet, no_trunc=f.no_trunc)
+    text = format_task_list(selected, names, time.time(), fmt=f.fmt, quiet=f.quiet, no_trunc=f.no_trunc, waiting=waiting)
     if text:
         typer.echo(text)

@@ -27,6 +27,7 @@ from typing import TypeVar
 from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
+from swarmlet.core import reserved
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
 from swarmlet.core.stage import StagePlan
@@ -68,6 +69,9 @@ def parse_pool(pool: Iterable[str], subnet_size: int) -> list[Net]:
     for n in nets:
         if n.prefixlen > size:
             raise AllocationError(f"address pool {n} is smaller than the subnet size /{size}")
+        why = reserved.static_subnet_refusal(n)
+        if why is not None:
+            raise AllocationError(f"address pool {n}: {why.replace(f'subnet {n} ', '', 1)}")
     for i, a in enumerate(nets):
         for b in nets[i + 1 :]:
             if a.overlaps(b):
@@ -277,7 +281,8 @@ class _Allocation:
             networks[ing.id] = ing
             created_ingress = ing.id
         pool, size = cluster_pool(snap)
-        taken = [_v4(n.subnet) for n in networks.values() if n.vni]
+        # The nodes' own addresses and engine networks are never handed out.
+        taken = [_v4(n.subnet) for n in networks.values() if n.vni] + reserved.occupied(snap)
         vnis = {n.vni for n in networks.values() if n.vni}
         # Subnets the user chose first: the pool must not hand them out.
         for nid in sorted(networks, key=lambda i: (not networks[i].spec.subnet, i)):

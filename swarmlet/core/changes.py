@@ -18,7 +18,10 @@ _KIND_FIELD = {
     spb.KIND_TASK: "tasks",
     spb.KIND_CLUSTER: "clusters",
     spb.KIND_NETWORK: "networks",
+    spb.KIND_SECRET: "secrets",  # issue 10
+    spb.KIND_CONFIG: "configs",
 }
+_TABLES = ("nodes", "services", "tasks", "clusters", "networks", "secrets", "configs")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class Changes:
     clusters: frozenset[str] = frozenset()
     networks: frozenset[str] = frozenset()
     everything: bool = False
+    # Issue 10 (kept after `everything`, so that positional construction stays valid).
+    secrets: frozenset[str] = frozenset()
+    configs: frozenset[str] = frozenset()
 
     def __or__(self, other: Changes) -> Changes:
         if self.everything or other.everything:
@@ -43,11 +49,22 @@ class Changes:
             self.tasks | other.tasks,
             self.clusters | other.clusters,
             self.networks | other.networks,
+            secrets=self.secrets | other.secrets,
+            configs=self.configs | other.configs,
         )
 
     @property
     def empty(self) -> bool:
-        return not (self.everything or self.nodes or self.services or self.tasks or self.clusters or self.networks)
+        return not (
+            self.everything
+            or self.nodes
+            or self.services
+            or self.tasks
+            or self.clusters
+            or self.networks
+            or self.secrets
+            or self.configs
+        )
 
 
 NOTHING = Changes()
@@ -61,24 +78,21 @@ def union(parts: list[Changes]) -> Changes:
         return EVERYTHING
     if len(parts) == 1:
         return parts[0]
-    acc: dict[str, set[str]] = {"nodes": set(), "services": set(), "tasks": set(), "clusters": set(), "networks": set()}
+    acc: dict[str, set[str]] = {t: set() for t in _TABLES}
     for p in parts:
-        acc["nodes"] |= p.nodes
-        acc["services"] |= p.services
-        acc["tasks"] |= p.tasks
-        acc["clusters"] |= p.clusters
-        acc["networks"] |= p.networks
+        for t in _TABLES:
+            acc[t] |= getattr(p, t)
     return _of(acc)
 
 
 def of_batch(batch: spb.StoreBatch) -> Changes:
     """The objects an applied batch wrote."""
-    acc: dict[str, set[str]] = {"nodes": set(), "services": set(), "tasks": set(), "clusters": set(), "networks": set()}
+    acc: dict[str, set[str]] = {t: set() for t in _TABLES}
     for a in batch.actions:
         which = a.WhichOneof("action")
         if which == "put":
             obj = a.put.WhichOneof("object")
-            if obj is not None:
+            if obj is not None and obj + "s" in acc:
                 acc[obj + "s"].add(getattr(a.put, obj).id)
         elif which == "delete":
             table = _KIND_FIELD.get(a.delete.kind)
@@ -95,4 +109,12 @@ def of_batch(batch: spb.StoreBatch) -> Changes:
 
 def _of(acc: dict[str, set[str]]) -> Changes:
     f = frozenset
-    return Changes(f(acc["nodes"]), f(acc["services"]), f(acc["tasks"]), f(acc["clusters"]), f(acc["networks"]))
+    return Changes(
+        f(acc["nodes"]),
+        f(acc["services"]),
+        f(acc["tasks"]),
+        f(acc["clusters"]),
+        f(acc["networks"]),
+        secrets=f(acc["secrets"]),
+        configs=f(acc["configs"]),
+    )

@@ -16,11 +16,14 @@ from swarmlet import errors
 from swarmlet.api import ca_pb2
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import images as im
+from swarmlet.core import pki
+from swarmlet.core import secrets as sc
 from swarmlet.core import state as st
 from swarmlet.core.orchestrator import DEFAULT_TASK_HISTORY_LIMIT
 
 # Every kind of object the store holds.
-StoredObject = pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network
+StoredObject = st.StoreObject
 
 # Cluster settings a new cluster starts with; a cluster whose spec leaves one
 # at zero gets the same value (clusters made before the setting existed).
@@ -110,19 +113,44 @@ def manager_api_addr(snap: st.Snapshot, raft_addr: str | None) -> str:
 def session_message(
     snap: st.Snapshot, node: pb.Node, session_id: str, networks: Iterable[dpb.NetworkAssignment]
 ) -> dpb.SessionMessage:
-    """Everything an agent converges to: its tasks, its networks, where the
-    managers are, and what the cluster wants of the node."""
+    """Everything an agent converges to: its tasks, its networks, the
+    secrets and configs its live tasks use, where the managers are, and what
+    the cluster wants of the node."""
     period, _ = heartbeat_settings(snap)
-    return dpb.SessionMessage(
+    tasks = node_assignments(snap, node.id)
+    msg = dpb.SessionMessage(
         session_id=session_id,
         heartbeat_period=period,
-        tasks=node_assignments(snap, node.id),
+        tasks=tasks,
         managers=manager_addrs(snap),
         node_id=node.id,
         availability=node.spec.availability,
         networks=list(networks),
         desired_role=node.spec.desired_role,
     )
+    msg.MergeFrom(session_extras(snap, node.id, tasks))
+    return msg
+
+
+def session_extras(
+    snap: st.Snapshot, node_id: str, tasks: Iterable[pb.Task], certificates: dpb.SessionMessage | None = None
+) -> dpb.SessionMessage:
+    """The session fields besides tasks and networks (core/sessions.py
+    EXTRA_FIELDS): the secrets and configs `tasks` (the node's) may still
+    use, where their images are and the credentials of only the services
+    this node runs (issue 9), and the certificate fields (issue 13; the same
+    for every node: `certificates` when the caller computed them already)."""
+    tasks = list(tasks)
+    secrets, configs = sc.for_node(snap, tasks)
+    msg = dpb.SessionMessage(secrets=secrets, configs=configs)
+    for ref, image_id, peers in im.image_sources(snap, node_id, tasks):
+        msg.images.add(ref=ref, image_id=image_id, peers=peers)
+    for service_id, auth in sorted(im.service_auths(snap, tasks).items()):
+        msg.registry_auths.add(service_id=service_id, auth=auth)
+    if certificates is not None:
+        msg.MergeFrom(certificates)
+        return msg
+    return pki.fill_session(msg, snap)
 
 
 # ---------------------------------------------------------------- liveness
@@ -249,11 +277,15 @@ def sole_manager_state(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reaso
     availability its old record had; every other manager a worker that must
     stay one, DOWN with `reason` (its agent demotes itself if it ever comes
     back: its old Raft can no longer reach the new one, whose secret changed).
-    In creation order: networks before the services that name them."""
+    In creation order: networks, secrets and configs before the services
+    that name them."""
     if snap.cluster is None:
         raise errors.FailedPrecondition("the state holds no cluster object to recreate the cluster from")
     cluster = with_membership_marker(snap.cluster, "", 0)
     cluster.raft_secret = raft_secret
+    # A new secret (issue 13): a new epoch, and nothing older accepted.
+    cluster.raft_secret_epoch += 1
+    cluster.raft_secret_previous = b""
     out: list[StoredObject] = [cluster]
     for n in sorted(snap.nodes.values(), key=lambda n: n.id):
         if n.id == me.id:
@@ -272,6 +304,8 @@ def sole_manager_state(snap: st.Snapshot, me: pb.Node, raft_secret: bytes, reaso
         mine.spec.availability = old.spec.availability
     out.append(mine)
     out.extend(copy.deepcopy(snap.networks[k]) for k in sorted(snap.networks))
+    out.extend(copy.deepcopy(snap.secrets[k]) for k in sorted(snap.secrets))
+    out.extend(copy.deepcopy(snap.configs[k]) for k in sorted(snap.configs))
     out.extend(copy.deepcopy(snap.services[k]) for k in sorted(snap.services))
     out.extend(copy.deepcopy(snap.tasks[k]) for k in sorted(snap.tasks))
     return out

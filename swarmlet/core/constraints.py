@@ -16,7 +16,7 @@ from swarmlet.api import objects_pb2 as pb
 
 ACCEPTED = (
     "node.id, node.hostname, node.role (worker|manager), node.platform.os, "
-    "node.platform.arch or node.labels.<label>, compared with == or !="
+    "node.platform.arch, node.labels.<label> or engine.labels.<label>, compared with == or !="
 )
 
 _ROLES = {"worker": pb.NodeSpec.WORKER, "manager": pb.NodeSpec.MANAGER}
@@ -49,7 +49,7 @@ class Constraint:
     label name split off into `label` (for node.labels.*)."""
 
     expr: str
-    field: str  # node.id | node.hostname | node.role | node.platform.os | node.platform.arch | node.labels
+    field: str  # node.id | node.hostname | node.role | node.platform.os | node.platform.arch | node.labels | engine.labels
     label: str
     equal: bool  # True for ==, False for !=
     value: str
@@ -60,6 +60,9 @@ class Constraint:
         f = self.field
         if f == "node.labels":
             return node.spec.labels[self.label] if self.label in node.spec.labels else None
+        if f == "engine.labels":
+            labels = node.description.engine_labels
+            return labels[self.label] if self.label in labels else None
         if f == "node.id":
             return node.id
         if f == "node.hostname":
@@ -108,9 +111,11 @@ def parse_constraint(s: str) -> Constraint:
         # Labels are user data: compared exactly, like Swarm does for values.
         return Constraint(expr, "node.labels", label, equal, value)
     if kl.startswith("engine.labels."):
-        raise ConstraintError(
-            f"unsupported constraint {s!r}: engine labels are not supported; use node labels (node.labels.<label>) instead"
-        )
+        # The engine's own labels (dockerd --label), as its node reports them.
+        label = key[len("engine.labels.") :]
+        if not label:
+            raise ConstraintError(f"invalid constraint {s!r}: empty label name after engine.labels.")
+        return Constraint(expr, "engine.labels", label, equal, value)
     if kl == "node.id":
         return Constraint(expr, kl, "", equal, value)
     if kl == "node.hostname":
@@ -155,3 +160,46 @@ def first_unmet(constraints: Sequence[Constraint], node: pb.Node) -> Constraint 
         if not c.match(node):
             return c
     return None
+
+
+# ---- placement preferences (issue 11) ----
+
+SPREAD_ACCEPTED = "node.labels.<label> or engine.labels.<label>"
+
+
+@dataclass(frozen=True)
+class SpreadKey:
+    """One `--placement-pref spread=...`: the label whose values split the
+    nodes into groups."""
+
+    descriptor: str
+    field: str  # node.labels | engine.labels
+    label: str
+
+    def value(self, node: pb.Node) -> str:
+        """The node's group: its label value; nodes without the label form
+        their own group ("")."""
+        labels = node.spec.labels if self.field == "node.labels" else node.description.engine_labels
+        return labels.get(self.label, "")
+
+
+def parse_spread(descriptor: str) -> SpreadKey:
+    d = descriptor.strip()
+    for prefix in ("node.labels.", "engine.labels."):
+        if d.lower().startswith(prefix):
+            label = d[len(prefix) :]
+            if not label:
+                raise ConstraintError(f"invalid placement preference spread={descriptor!r}: empty label name after {prefix}")
+            return SpreadKey(d, prefix[:-1], label)
+    raise ConstraintError(f"invalid placement preference spread={descriptor!r}: expected {SPREAD_ACCEPTED}")
+
+
+def parse_preferences(spec: pb.TaskSpec) -> list[SpreadKey]:
+    """A task spec's preferences; raises ConstraintError (validation refused
+    such a spec already)."""
+    out = []
+    for p in spec.placement.preferences:
+        if not p.spread:
+            raise ConstraintError("invalid placement preference: only spread=<label> is supported")
+        out.append(parse_spread(p.spread))
+    return out

@@ -45,6 +45,32 @@ def network(snap: Snapshot, ref: str) -> pb.Network:
     return resolve(snap.networks, ref, "network", lambda n: n.spec.name)
 
 
+def task(snap: Snapshot, ref: str) -> pb.Task:
+    """A task by id, unique id prefix, or name as `service ps` shows it
+    ("web.2"; the newest task of that slot)."""
+    named = [t for t in snap.tasks.values() if f"{t.service_name}.{t.slot if t.slot else t.node_id}" == ref]
+    if named and ref not in snap.tasks:
+        return max(named, key=lambda t: (t.meta.created_at, t.meta.version, t.id))
+    return resolve(snap.tasks, ref, "task", lambda t: t.id)
+
+
+def service_or_task(snap: Snapshot, ref: str) -> tuple[pb.Service, pb.Task | None]:
+    """What `service logs SERVICE|TASK` names: a service, else one task (with
+    its service). Raises NotFound naming both when it is neither."""
+    try:
+        return service(snap, ref), None
+    except errors.NotFound:
+        pass
+    try:
+        t = task(snap, ref)
+    except errors.NotFound:
+        raise errors.NotFound(f"no such service or task: {ref}") from None
+    svc = snap.services.get(t.service_id)
+    if svc is None:
+        raise errors.NotFound(f"the service of task {ref} no longer exists")
+    return svc, t
+
+
 def node_name(node: pb.Node) -> str:
     """How messages name a node: its host name, else its id."""
     return node.description.hostname or node.id

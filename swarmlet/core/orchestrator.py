@@ -11,7 +11,11 @@ orchestrators, the restart supervisor and the task reaper:
 * tasks on DOWN nodes are marked ORPHANED and replaced; tasks on drained nodes
   are shut down and replaced;
 * tasks of deleted services and surplus slots are removed, finished tasks are
-  reaped down to the cluster's task history limit.
+  reaped down to the cluster's task history limit;
+* jobs (replicated-job, global-job) use the same slots: a task that completes
+  is done (desired COMPLETE, not restarted); a replicated job runs at most
+  max_concurrent tasks at once; an update of a job starts a new iteration,
+  whose tasks alone count, and stops what still runs of the previous one.
 
 The state is self-describing, so nothing is remembered between rounds: a slot
 without a live task is judged from its newest task (`slot_verdict`). That is
@@ -169,16 +173,32 @@ def restart_candidates(
     return out
 
 
+@dataclass
+class _Budget:
+    """How many more tasks a replicated job may start this round
+    (max_concurrent minus those it runs)."""
+
+    left: int
+
+
 class _SlotPlan:
     """The decisions for one slot of a replicated service, or one node of a
     global service: the desired states to raise, which tasks to mark
-    ORPHANED, which to delete, and at most one replacement."""
+    ORPHANED, which to delete, and at most one replacement.
+
+    Two steps: `prepare` judges the tasks there are (and says how many stay
+    live), `finish` replaces what is missing, within `budget` for a
+    replicated job, and emits the actions."""
 
     def __init__(self, r: _Round, svc: pb.Service, global_mode: bool, g: tk.Slot) -> None:
         self.r = r
         self.svc = svc
         self.g = g
         self.global_mode = global_mode
+        self.job = tk.is_job(svc)
+        self.budget: _Budget | None = None
+        self.kept: list[pb.Task] = []
+        self.lost: list[pb.Task] = []
         # Tasks of a slot that should not exist go (REMOVE); a global
         # service's task on a node it no longer belongs on is stopped
         # (SHUTDOWN), so that the node's history stays visible.
@@ -206,12 +226,17 @@ class _SlotPlan:
 
     # ---- the steps, in order ----
 
-    def plan(self) -> None:
-        healthy, lost = self._classify()
-        kept = self._dedupe(healthy)
+    def prepare(self) -> int:
+        """Judge the slot's tasks; the number that stay live."""
+        healthy, self.lost = self._classify()
+        self.kept = self._dedupe(healthy)
         self._reap_unreported()
-        if self.g.want and not kept:
-            self._replace(lost)
+        return len(self.kept)
+
+    def finish(self, budget: _Budget | None) -> None:
+        self.budget = budget
+        if self.g.want and not self.kept:
+            self._replace(self.lost)
         self._reap_history()
         self._emit()
 
@@ -226,11 +251,19 @@ class _SlotPlan:
                 if not g.want and self.unwanted_desired == pb.REMOVE:
                     self.want_desired(t, pb.REMOVE)  # history of a slot that no longer exists
                 continue
+            if not tk.of_current_run(t, self.svc):
+                # A task of an earlier run of the job: that run is over.
+                self.want_desired(t, pb.REMOVE)
+                continue
             node = self.node_of(t)
             if tk.is_terminal(t):
                 # Ended on its own: stop it for good; the slot's verdict
-                # decides on a replacement from the restart policy.
-                self.want_desired(t, pb.SHUTDOWN if g.want else self.unwanted_desired)
+                # decides on a replacement from the restart policy. A job's
+                # task that completed is done: its desired state says so.
+                if self.job and g.want and t.status.state == pb.COMPLETE:
+                    self.want_desired(t, pb.COMPLETE)
+                else:
+                    self.want_desired(t, pb.SHUTDOWN if g.want else self.unwanted_desired)
                 continue
             if t.node_id and node is None:
                 self.want_desired(t, pb.REMOVE)  # node removed: reaped below
@@ -296,7 +329,8 @@ class _SlotPlan:
             return
         if not g.may_create:
             return
-        remaining = [t for t in g.tasks if t.id not in self.deleted]
+        # A job's earlier runs do not count: its slots start afresh.
+        remaining = [t for t in g.tasks if t.id not in self.deleted and tk.of_current_run(t, self.svc)]
         cands = restart_candidates(remaining, self.eff, self.state)
         last = max(cands, key=tk.age_key) if cands else None
         v = slot_verdict(last, remaining, self.r.nodes, self.r.now, self.global_mode)
@@ -307,6 +341,10 @@ class _SlotPlan:
 
     def _create(self, attempt: int, avoid: tuple[str, ...]) -> None:
         r, g = self.r, self.g
+        if self.budget is not None:
+            if self.budget.left <= 0:
+                return  # max_concurrent reached: a task ending wakes the next round
+            self.budget.left -= 1
         self.created.append(
             tk.new_task(self.svc, r.new_id(), r.now, slot=g.slot, node_id=g.node_id, attempt=attempt, avoid=avoid)
         )
@@ -374,7 +412,7 @@ class _Round:
         snap = self.snap
         for sid in sorted(scope.services | scope.slots.keys()):
             svc = snap.services.get(sid)
-            if sid in scope.services or svc is None or tk.service_mode(svc) == "global":
+            if sid in scope.services or svc is None or tk.service_mode(svc) != "replicated":
                 self._service(sid, index.tasks_of(snap, sid))
                 continue
             n = int(svc.spec.replicated.replicas)
@@ -382,7 +420,9 @@ class _Round:
                 tasks = index.slot_tasks(snap, sid, key)
                 want = 1 <= key[0] <= n
                 if tasks or want:
-                    _SlotPlan(self, svc, False, tk.Slot(key[0], "", tasks, want, want)).plan()
+                    p = _SlotPlan(self, svc, False, tk.Slot(key[0], "", tasks, want, want))
+                    p.prepare()
+                    p.finish(None)
         return StagePlan(self.actions, self.wake_at)
 
     def _service(self, sid: str, tasks: list[pb.Task]) -> None:
@@ -390,9 +430,14 @@ class _Round:
         if svc is None:
             self._service_gone(tasks)
             return
-        global_mode = tk.service_mode(svc) == "global"
-        for g in tk.group_slots(svc, tasks, self.nodes):
-            _SlotPlan(self, svc, global_mode, g).plan()
+        global_mode = tk.per_node(svc)
+        plans = [_SlotPlan(self, svc, global_mode, g) for g in tk.group_slots(svc, tasks, self.nodes)]
+        live = sum(p.prepare() for p in plans)
+        budget = None
+        if tk.service_mode(svc) == "replicated-job":
+            budget = _Budget(max(0, int(svc.spec.replicated_job.max_concurrent or 1) - live))
+        for p in plans:
+            p.finish(budget)
 
     def _service_gone(self, tasks: list[pb.Task]) -> None:
         for t in sorted(tasks, key=tk.age_key):

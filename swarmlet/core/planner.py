@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
-from swarmlet.core import allocator, updater
+from swarmlet.core import allocator, pki, updater
 from swarmlet.core import orchestrator as orch
 from swarmlet.core import state as st
 from swarmlet.core.changes import Changes
@@ -44,6 +44,14 @@ class RoundPlan:
     error: str = ""
 
 
+# Issue 13: completes a root rotation, forgets expired revocations (only the
+# cluster object: no other stage depends on it). Cheap (the cluster object,
+# and the nodes' certificates during a rotation), so it runs in every round,
+# incremental ones too: a node's new certificate is a node change, an expiry
+# is a wake_at (which makes the next round a full one).
+_PKI: tuple[str, Stage, bool] = ("pki", lambda snap, now, new_id: pki.reconcile(snap, now), True)
+
+
 def _stages(scope: Scope | None = None, index: TaskIndex | None = None) -> list[tuple[str, Stage, bool]]:
     """The stages in the order they run: each sees what the earlier ones
     planned. The updater sees the slots the orchestrator just filled (so the
@@ -55,6 +63,7 @@ def _stages(scope: Scope | None = None, index: TaskIndex | None = None) -> list[
     runs even if no earlier stage hands it actions."""
     if scope is None or index is None:
         return [
+            _PKI,
             ("orchestrator", orch.orchestrate, True),
             ("updater", updater.update, True),
             ("allocator", lambda snap, now, new_id: allocator.allocate(snap, new_id), True),
@@ -84,6 +93,7 @@ def _stages(scope: Scope | None = None, index: TaskIndex | None = None) -> list[
     # The updater reads every slot of a service: a changed slot means the
     # whole service to it.
     return [
+        _PKI,
         ("orchestrator", orchestrate, True),
         ("updater", update, True),
         ("allocator", lambda snap, now, new_id: allocator.allocate(snap, new_id), scope.allocate),

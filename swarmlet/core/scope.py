@@ -8,8 +8,8 @@ its actions were applied, and then the objects they wrote are themselves in
 `changes`. So the incremental round plans only:
 
 - the orchestrator and the updater: whole services whose object changed (or
-  that are global, when a node changed: a global service's slots are the
-  nodes), and single slots of replicated services whose tasks changed, or
+  that are global or global jobs, when a node changed: their slots are the
+  nodes; jobs are always planned whole), and single slots of replicated services whose tasks changed, or
   whose tasks sit on a node that changed;
 - the allocator: when networks, services or nodes changed, or a task that
   awaits placement or holds addresses changed what the allocator reads;
@@ -81,7 +81,9 @@ def compute(prev: st.Snapshot, snap: st.Snapshot, changes: Changes, index: TaskI
 
     def touch(t: pb.Task) -> None:
         svc = snap.services.get(t.service_id)
-        if svc is None or t.slot == 0 or tk.service_mode(svc) == "global":
+        # Per-node services (slots are nodes) and jobs (a replicated job's
+        # max_concurrent spans its slots) are planned whole.
+        if svc is None or t.slot == 0 or tk.service_mode(svc) != "replicated":
             services.add(t.service_id)
         else:
             slots.setdefault(t.service_id, set()).add(slot_key(t))
@@ -103,7 +105,7 @@ def compute(prev: st.Snapshot, snap: st.Snapshot, changes: Changes, index: TaskI
     if changes.nodes:
         # Global services keep a slot per node; any service may have a task
         # on a node whose state or availability changed.
-        services.update(sid for sid, s in snap.services.items() if tk.service_mode(s) == "global")
+        services.update(sid for sid, s in snap.services.items() if tk.per_node(s))
         for nid in changes.nodes:
             for tid in index.on_node(nid):
                 touch(snap.tasks[tid])

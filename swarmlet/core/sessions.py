@@ -3,7 +3,9 @@
 A session's first message (or first run of messages) carries everything the
 node converges to; later ones only what changed for that node: tasks new or
 changed in what the agent reads of them, ids of tasks no longer assigned,
-the node's networks when they changed. A task whose only change is its status
+the node's networks when they changed, and the node's extras (images and
+registry credentials of its tasks, the secrets and configs they use, the
+certificate fields) when they changed. A task whose only change is its status
 (the agent's own report coming back) is not sent again. No message grows past
 `MESSAGE_BUDGET` bytes: a big update goes as a run of messages, all but the
 last marked `more` (the agent converges once it has the whole run), and a
@@ -43,6 +45,22 @@ class Header:
     desired_role: int
 
 
+# The SessionMessage fields that are a node's "extras": set together, sent
+# together (extras_changed) when any of them changed.
+EXTRA_FIELDS = (
+    "images",
+    "registry_auths",
+    "secrets",
+    "configs",
+    "trust_pem",
+    "signing_key_id",
+    "cert_expiry",
+    "revoked_certs",
+    "manager_ids",
+    "cluster_id",
+)
+
+
 @dataclass
 class Sent:
     """What a session has sent its agent so far."""
@@ -50,6 +68,7 @@ class Sent:
     tasks: dict[str, pb.Task] = field(default_factory=dict)
     networks: bytes = b""
     header: Header | None = None
+    extras: bytes = b""
 
 
 def agent_view_changed(old: pb.Task, new: pb.Task) -> bool:
@@ -78,18 +97,22 @@ def update(
     session_id: str,
     budget: int = MESSAGE_BUDGET,
     max_task: int = MAX_TASK_BYTES,
+    extras: dpb.SessionMessage | None = None,
 ) -> tuple[list[dpb.SessionMessage], Sent, list[pb.Task]]:
     """The messages that bring the agent from `sent` (None: a new session)
-    to `tasks` and `networks`; what it will then have been sent; and the tasks
-    too big to send at all (not in the messages, for the caller to refuse)."""
+    to `tasks`, `networks` and `extras` (a message with only EXTRA_FIELDS
+    set); what it will then have been sent; and the tasks too big to send at
+    all (not in the messages, for the caller to refuse)."""
     net_bytes = b"".join(n.SerializeToString(deterministic=True) for n in networks)
+    extras = extras if extras is not None else dpb.SessionMessage()
+    extra_bytes = extras.SerializeToString(deterministic=True)
     too_big = [tasks[k] for k in sorted(tasks) if tasks[k].ByteSize() > max_task]
     skip = {t.id for t in too_big}
-    new_sent = Sent({k: t for k, t in tasks.items() if k not in skip}, net_bytes, header)
+    new_sent = Sent({k: t for k, t in tasks.items() if k not in skip}, net_bytes, header, extra_bytes)
     if sent is None:
         upserts = [tasks[k] for k in sorted(new_sent.tasks)]
         removed: list[str] = []
-        net_changed = True
+        net_changed = extras_changed = True
     else:
         upserts = []
         for k in sorted(new_sent.tasks):
@@ -98,13 +121,17 @@ def update(
                 upserts.append(t)
         removed = sorted(k for k in sent.tasks if k not in new_sent.tasks)
         net_changed = net_bytes != sent.networks
-        if not upserts and not removed and not net_changed and header == sent.header:
+        extras_changed = extra_bytes != sent.extras
+        if not upserts and not removed and not net_changed and not extras_changed and header == sent.header:
             return [], new_sent, too_big
     first = _message(header, session_id, incremental=sent is not None)
     first.removed_tasks.extend(removed)
     if net_changed:
         first.networks.extend(networks)
         first.networks_changed = True
+    if extras_changed:
+        first.MergeFrom(extras)
+        first.extras_changed = True
     out = [first]
     size = first.ByteSize()
     for t in upserts:
@@ -137,6 +164,7 @@ class Assembler:
     def __init__(self) -> None:
         self.tasks: dict[str, pb.Task] = {}
         self.networks: list[dpb.NetworkAssignment] = []
+        self.extras = dpb.SessionMessage()
 
     def add(self, msg: dpb.SessionMessage) -> bool:
         """Take one message; True when the agent should converge now (the
@@ -150,7 +178,37 @@ class Assembler:
             self.tasks[t.id] = t
         if msg.networks_changed or not msg.incremental:
             self.networks = list(msg.networks)
+        if msg.extras_changed or not msg.incremental:
+            self.extras = extras_of(msg)
         return not msg.more
 
     def task_list(self) -> list[pb.Task]:
         return [self.tasks[k] for k in sorted(self.tasks)]
+
+    def message(self, last: dpb.SessionMessage) -> dpb.SessionMessage:
+        """The whole state as one message: `last`'s header, every task and
+        network, and the extras last sent."""
+        out = dpb.SessionMessage(
+            session_id=last.session_id,
+            heartbeat_period=last.heartbeat_period,
+            managers=list(last.managers),
+            node_id=last.node_id,
+            availability=last.availability,
+            desired_role=last.desired_role,
+            tasks=self.task_list(),
+            networks=self.networks,
+        )
+        out.MergeFrom(self.extras)
+        return out
+
+
+def extras_of(msg: dpb.SessionMessage) -> dpb.SessionMessage:
+    """Only the EXTRA_FIELDS of `msg`."""
+    out = dpb.SessionMessage()
+    for name in EXTRA_FIELDS:
+        value = getattr(msg, name)
+        if isinstance(value, (str, bytes, float)):
+            setattr(out, name, value)
+        else:
+            getattr(out, name).extend(value)
+    return out

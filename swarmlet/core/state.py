@@ -20,7 +20,7 @@ from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core.tasks import TERMINAL_STATES
 
-StoreObject = pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network
+StoreObject = pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network | pb.Secret | pb.Config
 
 _KIND_TABLE: dict[int, str] = {
     spb.KIND_NODE: "nodes",
@@ -28,7 +28,14 @@ _KIND_TABLE: dict[int, str] = {
     spb.KIND_TASK: "tasks",
     spb.KIND_CLUSTER: "clusters",
     spb.KIND_NETWORK: "networks",
+    spb.KIND_SECRET: "secrets",
+    spb.KIND_CONFIG: "configs",
 }
+
+
+def table_of_kind(kind: int) -> str | None:
+    """The table a DeleteAction's kind names ("tasks"), None if unknown."""
+    return _KIND_TABLE.get(kind)
 
 
 @dataclass
@@ -41,6 +48,8 @@ class Snapshot:
     tasks: dict[str, pb.Task] = field(default_factory=dict)
     clusters: dict[str, pb.Cluster] = field(default_factory=dict)
     networks: dict[str, pb.Network] = field(default_factory=dict)
+    secrets: dict[str, pb.Secret] = field(default_factory=dict)
+    configs: dict[str, pb.Config] = field(default_factory=dict)
     version: int = 0
 
     def copy(self) -> Snapshot:
@@ -56,6 +65,8 @@ class Snapshot:
             tasks=dict(self.tasks),
             clusters=dict(self.clusters),
             networks=dict(self.networks),
+            secrets=dict(self.secrets),
+            configs=dict(self.configs),
             version=self.version,
         )
 
@@ -76,7 +87,15 @@ class Snapshot:
 
 # Table name -> object type: how tables are (de)serialized by the Raft store,
 # backups and the digest.
-TABLE_TYPES = {"nodes": pb.Node, "services": pb.Service, "tasks": pb.Task, "clusters": pb.Cluster, "networks": pb.Network}
+TABLE_TYPES = {
+    "nodes": pb.Node,
+    "services": pb.Service,
+    "tasks": pb.Task,
+    "clusters": pb.Cluster,
+    "networks": pb.Network,
+    "secrets": pb.Secret,
+    "configs": pb.Config,
+}
 
 
 class Conflict(errors.Conflict):
@@ -126,6 +145,8 @@ def check_batch(snap: Snapshot, batch: spb.StoreBatch) -> None:
             deleted.add((name, d.id))
         elif which in ("task_status", "task_desired", "node_status"):
             pass  # merges: a missing target is skipped at apply time
+        elif which == "leader":
+            pass  # changes no object: it is there for the event stream (core/events.py)
         else:
             raise Conflict("empty action")
 
@@ -171,6 +192,8 @@ def apply_batch(snap: Snapshot, batch: spb.StoreBatch) -> spb.StoreResult:
                 n.status.CopyFrom(ns.status)
                 if ns.HasField("description"):
                     n.description.CopyFrom(ns.description)
+                if ns.HasField("certificate"):  # issue 13: what node inspect shows, what root rotation counts
+                    n.certificate.CopyFrom(ns.certificate)
                 n.meta.version = version
                 n.meta.updated_at = now
     snap.version = version
@@ -201,7 +224,7 @@ def _merge_task_status(snap: Snapshot, a: spb.TaskStatusAction, version: int) ->
 
 
 def iter_objects(snap: Snapshot) -> Iterable[tuple[str, str, object]]:
-    for table in ("clusters", "nodes", "networks", "services", "tasks"):
+    for table in ("clusters", "nodes", "networks", "secrets", "configs", "services", "tasks"):
         for oid, obj in getattr(snap, table).items():
             yield table, oid, obj
 

@@ -36,7 +36,13 @@ TERMINAL_STATES = frozenset({pb.COMPLETE, pb.SHUTDOWN, pb.FAILED, pb.REJECTED, p
 # Observed states of a task no node has yet.
 _UNPLACED = frozenset({pb.NEW, pb.PENDING})
 
-ServiceMode = Literal["replicated", "global"]
+ServiceMode = Literal["replicated", "global", "replicated-job", "global-job"]
+_MODE_NAMES: dict[str | None, ServiceMode] = {
+    "replicated": "replicated",
+    "global": "global",
+    "replicated_job": "replicated-job",
+    "global_job": "global-job",
+}
 
 
 # ---- states ----
@@ -117,8 +123,31 @@ def task_error(t: pb.Task) -> str:
     return text
 
 
+def spec_mode(spec: pb.ServiceSpec) -> ServiceMode:
+    """The mode as docker's --mode names it (no mode set: replicated)."""
+    return _MODE_NAMES.get(spec.WhichOneof("mode"), "replicated")
+
+
 def service_mode(svc: pb.Service) -> ServiceMode:
-    return "global" if svc.spec.WhichOneof("mode") == "global" else "replicated"
+    return spec_mode(svc.spec)
+
+
+def per_node(svc: pb.Service) -> bool:
+    """One task per eligible node (global services and global jobs) rather
+    than numbered slots."""
+    return service_mode(svc) in ("global", "global-job")
+
+
+def is_job(svc: pb.Service) -> bool:
+    """Its tasks run to completion (replicated-job, global-job)."""
+    return service_mode(svc) in ("replicated-job", "global-job")
+
+
+def of_current_run(t: pb.Task, svc: pb.Service) -> bool:
+    """A task of the service's current run: always, but for a job only the
+    tasks of its current iteration (every update of a job runs it again;
+    earlier runs' tasks are history)."""
+    return not is_job(svc) or t.job_iteration == svc.job_status.iteration
 
 
 # ---- building ----
@@ -150,6 +179,10 @@ def new_task(
         attempt=attempt,
     )
     t.spec.CopyFrom(svc.spec.task)
+    # Templates ({{.Service.Labels}}) expand on the node, which sees tasks only.
+    t.service_labels.update(svc.spec.labels)
+    if is_job(svc):
+        t.job_iteration = svc.job_status.iteration
     t.status.timestamp = now
     t.status.state = pb.NEW
     t.status.message = message
@@ -193,10 +226,11 @@ def group_slots(svc: pb.Service, tasks: Iterable[pb.Task], nodes: Mapping[str, p
     order, with the service's tasks in it.
 
     Replicated: slots 1..replicas, then surplus slots that still have tasks
-    (want=False). Global: every node of the cluster and every node a task is
-    on (a removed node: want=False), then, if any, one group of stray tasks
-    that are bound to no node (slot 0, node "", want=False)."""
-    if service_mode(svc) == "global":
+    (want=False); a replicated job has slots 1..total_completions. Global
+    (and global jobs): every node of the cluster and every node a task is on
+    (a removed node: want=False), then, if any, one group of stray tasks that
+    are bound to no node (slot 0, node "", want=False)."""
+    if per_node(svc):
         constraints = cons.parse_placement(svc.spec.task)
         by_node: dict[str, list[pb.Task]] = defaultdict(list)
         stray: list[pb.Task] = []
@@ -213,7 +247,7 @@ def group_slots(svc: pb.Service, tasks: Iterable[pb.Task], nodes: Mapping[str, p
         if stray:
             out.append(Slot(0, "", stray, False, False))
         return out
-    n = int(svc.spec.replicated.replicas)
+    n = slot_count(svc)
     by_slot: dict[int, list[pb.Task]] = defaultdict(list)
     for t in tasks:
         by_slot[t.slot].append(t)
@@ -222,6 +256,17 @@ def group_slots(svc: pb.Service, tasks: Iterable[pb.Task], nodes: Mapping[str, p
         want = 1 <= s <= n
         result.append(Slot(s, "", by_slot.get(s, []), want, want))
     return result
+
+
+def slot_count(svc: pb.Service) -> int:
+    """Numbered slots of a replicated service (its replicas) or job (its
+    completions); 0 for per-node modes."""
+    mode = service_mode(svc)
+    if mode == "replicated":
+        return int(svc.spec.replicated.replicas)
+    if mode == "replicated-job":
+        return int(svc.spec.replicated_job.total_completions)
+    return 0
 
 
 def expected_slots(svc: pb.Service, tasks: Iterable[pb.Task], nodes: Mapping[str, pb.Node]) -> list[Slot]:

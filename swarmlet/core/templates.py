@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from swarmlet import errors
+from swarmlet.api import objects_pb2 as pb
 
 FIELDS = (
     ".Service.ID",
@@ -113,3 +114,37 @@ def check(text: str) -> None:
 def expand(text: str, ctx: Context) -> str:
     """`text` with every placeholder replaced by its value in `ctx`."""
     return _render(text, ctx)
+
+
+# ---- a task's fields (issue 11) ----
+
+
+def task_context(task: pb.Task, node_id: str, hostname: str, os: str = "", arch: str = "") -> Context:
+    """The values for one task on the node that runs it."""
+    return Context(
+        service_id=task.service_id,
+        service_name=task.service_name,
+        service_labels=dict(task.service_labels),
+        task_id=task.id,
+        task_slot=int(task.slot),
+        node_id=node_id,
+        node_hostname=hostname,
+        node_os=os,
+        node_arch=arch,
+    )
+
+
+def expand_task(task: pb.Task, ctx: Context) -> pb.Task:
+    """A copy of `task` with its placeholders expanded where Swarm expands
+    them: --env values and --hostname. (Validation checked them, so this
+    does not raise for a spec that was accepted.)"""
+    out = pb.Task()
+    out.CopyFrom(task)
+    c = out.spec.container
+    if any("{{" in e for e in c.env):
+        expanded = [expand(e, ctx) for e in c.env]
+        del c.env[:]
+        c.env.extend(expanded)
+    if "{{" in c.hostname:
+        c.hostname = expand(c.hostname, ctx)
+    return out

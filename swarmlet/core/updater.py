@@ -302,6 +302,11 @@ def rollback_service(svc: pb.Service, now: float, message: str) -> pb.Service:
     new.spec.CopyFrom(svc.previous_spec)
     new.previous_spec.CopyFrom(svc.spec)
     new.spec_version = svc.spec_version + 1
+    if tk.is_job(new):
+        # A job is not rolled: the previous spec runs again, as a new run.
+        new.job_status.iteration = svc.job_status.iteration + 1
+        new.job_status.last_execution = now
+        return new
     new.update_status.CopyFrom(US(state=US.ROLLBACK_STARTED, started_at=now, message=message))
     return new
 
@@ -333,7 +338,7 @@ def update(
     best: float | None = None
     for sid in sids:
         svc = snap.services[sid]
-        if svc.update_status.state == US.NONE:
+        if svc.update_status.state == US.NONE or tk.is_job(svc):
             continue
         tasks = tasks_of(sid)
         actions.extend(_ServiceUpdate(snap, svc, tasks, now, new_id).run())
@@ -343,7 +348,9 @@ def update(
 
 def with_defaults(spec: pb.ServiceSpec) -> None:
     """Fill unset update/rollback configs with Swarm's defaults, so what
-    inspect shows is what runs."""
+    inspect shows is what runs. Jobs have none: they are never rolled."""
+    if tk.spec_mode(spec) in ("replicated-job", "global-job"):
+        return
     for name in ("update", "rollback"):
         if not spec.HasField(name):
             getattr(spec, name).CopyFrom(DEFAULT_CONFIG)
@@ -358,6 +365,14 @@ def updated_service(svc: pb.Service, spec: pb.ServiceSpec, now: float) -> pb.Ser
     new.spec.CopyFrom(spec)
     if spec != svc.spec:
         new.previous_spec.CopyFrom(svc.spec)
+    if tk.is_job(new):
+        # A job is never rolled: every update runs it again (as Swarm does),
+        # with the new spec, replacing what still runs of the previous run.
+        if spec.task != svc.spec.task:
+            new.spec_version = svc.spec_version + 1
+        new.job_status.iteration = svc.job_status.iteration + 1
+        new.job_status.last_execution = now
+        return new
     if spec.task != svc.spec.task:
         new.spec_version = svc.spec_version + 1
         new.update_status.CopyFrom(US(state=US.UPDATING, started_at=now, message="update in progress"))

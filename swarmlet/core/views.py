@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import images, units, updater
 from swarmlet.core import orchestrator as orch
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
-from swarmlet.core import updater
 
 US = pb.UpdateStatus
 Phase = cpb.ServiceProgressResponse.UpdatePhase
@@ -31,6 +31,7 @@ class _SlotView:
     running: bool  # runs the current spec, as wanted
     settled: bool  # needs nothing more
     stuck: str  # why it cannot converge on its own, "" if nothing says so
+    waiting: str = ""  # why its task waits, for `service ps` (stuck, or a wait that ends by itself)
 
 
 def _slot_view(snap: st.Snapshot, svc: pb.Service, g: tk.Slot, now: float) -> _SlotView:
@@ -42,24 +43,41 @@ def _slot_view(snap: st.Snapshot, svc: pb.Service, g: tk.Slot, now: float) -> _S
         cur = max(fresh or live, key=tk.age_key)
         running = tk.runs_current_spec(cur, svc) and cur.desired_state == pb.RUNNING and cur.status.state == pb.RUNNING
         stuck = cur.status.err if cur.status.state <= pb.PENDING else ""
-        return _SlotView(g, cur, True, running, running, stuck)
+        waiting = stuck
+        if not waiting and cur.desired_state == pb.READY:
+            waiting = "waiting for the slot's previous task to stop (stop-first update)"
+        # A job's slot is settled only once its task completed.
+        return _SlotView(g, cur, True, running, running and not tk.is_job(svc), stuck, waiting)
     # Nothing live: the orchestrator's own judgement of an empty slot says
     # whether it is done (completed, not restarted), waits, or gave up.
     cands = orch.restart_candidates(g.tasks)
     last = max(cands, key=tk.age_key) if cands else None
-    v = orch.slot_verdict(last, g.tasks, snap.nodes, now, tk.service_mode(svc) == "global")
+    v = orch.slot_verdict(last, g.tasks, snap.nodes, now, tk.per_node(svc))
     shown = v.last or (max(g.tasks, key=tk.age_key) if g.tasks else None)
     stuck = f"{v.reason}; last error: {tk.task_error(v.last)}" if v.kind == "gave_up" and v.last is not None else ""
-    return _SlotView(g, shown, False, False, v.kind == "done", stuck)
+    waiting = stuck
+    if v.kind == "wait":
+        waiting = f"{v.reason}: replaced in {units.fmt_seconds(round(max(0.0, v.at - now), 1))}" if v.at else v.reason
+    return _SlotView(g, shown, False, False, v.kind == "done", stuck, waiting)
+
+
+def _current_tasks(snap: st.Snapshot, svc: pb.Service) -> list[pb.Task]:
+    """The service's tasks that count (a job's: its current run only)."""
+    return [t for t in snap.tasks_of_service(svc.id) if tk.of_current_run(t, svc)]
 
 
 def _slot_views(snap: st.Snapshot, svc: pb.Service, now: float) -> list[_SlotView]:
-    tasks = snap.tasks_of_service(svc.id)
+    tasks = _current_tasks(snap, svc)
     return [_slot_view(snap, svc, g, now) for g in tk.expected_slots(svc, tasks, snap.nodes)]
 
 
 def _no_eligible_node(svc: pb.Service, views: Sequence[_SlotView]) -> bool:
-    return tk.service_mode(svc) == "global" and not views
+    return tk.per_node(svc) and not views
+
+
+def _completed(v: _SlotView) -> bool:
+    """A job's slot whose task ran to completion (and is done)."""
+    return v.settled and not v.live and v.task is not None and v.task.status.state == pb.COMPLETE
 
 
 def _node_name(snap: st.Snapshot, node_id: str) -> str:
@@ -69,14 +87,28 @@ def _node_name(snap: st.Snapshot, node_id: str) -> str:
 
 def replica_counts(snap: st.Snapshot, svc: pb.Service) -> tuple[int, int]:
     """(running, desired) as `service ls` shows them: live tasks observed
-    RUNNING, and the replica count (global: the live tasks)."""
-    tasks = snap.tasks_of_service(svc.id)
+    RUNNING, and the replica count (global: the live tasks; a replicated
+    job: max_concurrent, as Swarm shows it)."""
+    tasks = _current_tasks(snap, svc)
     running = sum(1 for t in tasks if tk.wanted(t) and t.status.state == pb.RUNNING)
-    if tk.service_mode(svc) == "global":
+    mode = tk.service_mode(svc)
+    if mode == "replicated-job":
+        desired = int(svc.spec.replicated_job.max_concurrent)
+    elif tk.per_node(svc):
         desired = sum(1 for t in tasks if tk.wanted(t))
     else:
         desired = int(svc.spec.replicated.replicas)
     return running, desired
+
+
+def job_counts(snap: st.Snapshot, svc: pb.Service, now: float = 0.0) -> tuple[int, int]:
+    """(completed, total) of a job's current run: slots (global: nodes)
+    whose task completed, and how many there are to complete."""
+    views = _slot_views(snap, svc, now)
+    completed = sum(1 for v in views if _completed(v))
+    if tk.service_mode(svc) == "replicated-job":
+        return completed, int(svc.spec.replicated_job.total_completions)
+    return completed, len(views)
 
 
 def update_phase(svc: pb.Service) -> cpb.ServiceProgressResponse.UpdatePhase:
@@ -106,12 +138,13 @@ def service_progress(snap: st.Snapshot, service_id: str, now: float = 0.0) -> cp
     svc = snap.services[service_id]
     views = _slot_views(snap, svc, now)
     out = cpb.ServiceProgressResponse(
-        service=svc,
+        service=images.redacted(svc),
         desired=len(views),
         running=sum(1 for v in views if v.running),
         stuck=_stuck_reason(snap, svc, views),
         converged=all(v.settled for v in views) and not _no_eligible_node(svc, views),
         update_phase=update_phase(svc),
+        completed=sum(1 for v in views if _completed(v)) if tk.is_job(svc) else 0,
     )
     for v in views:
         sp = out.slots.add(slot=v.group.slot, node_id=v.group.node_id, live=v.live, settled=v.settled, stuck=v.stuck)
@@ -127,8 +160,19 @@ def service_progress(snap: st.Snapshot, service_id: str, now: float = 0.0) -> cp
             sp.attempt = t.attempt
             sp.current = tk.runs_current_spec(t, svc)
             sp.has_task = True
+            if t.status.state == pb.PREPARING and t.status.HasField("pull"):
+                sp.pull.CopyFrom(t.status.pull)
         sp.node_name = _node_name(snap, sp.node_id)
     return out
+
+
+def waiting_reasons(snap: st.Snapshot, service_id: str, now: float = 0.0) -> dict[str, str]:
+    """Why tasks of the service wait, by task id (issue 16: `service ps`):
+    a pending task's scheduling error, a stop-first update's task waiting for
+    its slot's old task, a restart delay running, a restart policy that gave
+    up (on the slot's last task). Raises KeyError for an unknown service."""
+    svc = snap.services[service_id]
+    return {v.task.id: v.waiting for v in _slot_views(snap, svc, now) if v.task is not None and v.waiting}
 
 
 def stuck_reason(snap: st.Snapshot, service_id: str, now: float = 0.0) -> str:
@@ -145,7 +189,7 @@ def _stuck_reason(snap: st.Snapshot, svc: pb.Service, views: Sequence[_SlotView]
     if _no_eligible_node(svc, views):
         return NO_ELIGIBLE_NODE
     reasons: list[str] = []
-    tasks = snap.tasks_of_service(svc.id)
+    tasks = _current_tasks(snap, svc)
     pending = Counter(t.status.err for t in tasks if tk.active(t) and t.status.state == pb.PENDING and t.status.err)
     if pending:
         n = sum(pending.values())

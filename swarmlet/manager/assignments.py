@@ -7,6 +7,13 @@ every task for every session: a status batch touching 2,000 tasks re-files
 those 2,000 and wakes the sessions of their nodes only. Each version is
 published as an immutable `View` that the event loop's sessions read without
 locks.
+
+Besides its tasks and networks, a node is sent its extras (core/cluster.
+session_extras: images, registry credentials, secrets, configs, certificate
+fields); the sessions of the nodes whose extras may have changed are woken
+too: all of them when secrets, configs, the cluster or the managers changed,
+the nodes running a changed service's tasks, and every node with tasks when
+a node's readiness, address or images changed (peers to fetch from).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import changes as ch
 from swarmlet.core import cluster as cl
+from swarmlet.core import pki
 from swarmlet.core import state as st
 from swarmlet.core.endpoints import all_assignments
 from swarmlet.manager.store import Store
@@ -35,6 +43,7 @@ class View:
     networks: dict[str, list[dpb.NetworkAssignment]] = field(default_factory=dict)
     managers: tuple[str, ...] = ()
     heartbeat_period: float = cl.DEFAULT_HEARTBEAT_PERIOD
+    manager_ids: tuple[str, ...] = ()  # issue 13: in every node's extras
 
 
 class AssignmentFeed:
@@ -86,10 +95,25 @@ class AssignmentFeed:
             for nid in set(networks) | set(old.networks):
                 if _net_bytes(networks.get(nid, [])) != _net_bytes(old.networks.get(nid, [])):
                     dirty.add(nid)
+        if changes.services:
+            # Registry credentials ride with the service (issue 9).
+            for nid, mine in tasks.items():
+                if any(t.service_id in changes.services for t in mine.values()):
+                    dirty.add(nid)
+        if changes.nodes and _peers_changed(old.snap, snap, changes.nodes):
+            dirty.update(tasks)
         managers = tuple(cl.manager_addrs(snap))
+        manager_ids = tuple(pki.manager_ids(snap)) if changes.nodes else old.manager_ids
         period, _ = cl.heartbeat_settings(snap)
-        self.view = View(snap.version, snap, tasks, networks, managers, period)
-        if managers != old.managers or period != old.heartbeat_period or changes.clusters:
+        self.view = View(snap.version, snap, tasks, networks, managers, period, manager_ids)
+        if (
+            managers != old.managers
+            or manager_ids != old.manager_ids
+            or period != old.heartbeat_period
+            or changes.clusters
+            or changes.secrets
+            or changes.configs
+        ):
             return None
         return dirty
 
@@ -100,7 +124,27 @@ class AssignmentFeed:
             if t.node_id:
                 tasks.setdefault(t.node_id, {})[t.id] = t
         period, _ = cl.heartbeat_settings(snap)
-        return View(snap.version, snap, tasks, all_assignments(snap), tuple(cl.manager_addrs(snap)), period)
+        return View(
+            snap.version,
+            snap,
+            tasks,
+            all_assignments(snap),
+            tuple(cl.manager_addrs(snap)),
+            period,
+            tuple(pki.manager_ids(snap)),
+        )
+
+
+def _peers_changed(old: st.Snapshot, new: st.Snapshot, nodes: frozenset[str]) -> bool:
+    """Whether any of `nodes` changed in what makes it an image source for
+    other nodes: ready or not, its API address, the images it holds."""
+
+    def key(n: pb.Node | None) -> object:
+        if n is None:
+            return None
+        return (n.status.state == pb.NodeStatus.READY, n.api_addr, list(n.description.image_records))
+
+    return any(key(old.nodes.get(nid)) != key(new.nodes.get(nid)) for nid in nodes)
 
 
 def _net_bytes(networks: list[dpb.NetworkAssignment]) -> bytes:

@@ -5,6 +5,17 @@ the join port is in ca_servicer.py.
 The root CA's key lives in the replicated Cluster object (pb.RootCA), so any
 manager can sign. Node-side pieces (keys, CSRs, token parsing, credentials)
 are in swarmlet.tls.
+
+Root rotation (issue 13): `start_rotation` makes a new root with the SAME
+subject name and a certificate of its key signed by the old root (the
+cross-signed root). While the rotation runs, node certificates are signed by
+the new key and handed out followed by the cross-signed root, so a node that
+trusts only the old root still accepts them; the trust bundle holds both
+roots. Same name matters: the old root has path length 0, and a self-issued
+intermediate (issuer name = subject name) does not count against it (RFC 5280
+6.1.4), so the chain leaf -> cross-signed -> old root is valid. When every
+node holds a certificate of the new root, the leader's round makes it the
+only root (core/pki.py).
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from swarmlet import errors, tls
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import pki
 from swarmlet.tls import (
     MANAGER_SAN,
     NODE_SAN,
@@ -43,7 +55,7 @@ ROOT_CA_VALIDITY = datetime.timedelta(days=20 * 365)
 NODE_CERT_VALIDITY = datetime.timedelta(days=90)
 # Backdating covers nodes whose clocks are a little behind the manager's: a
 # certificate "not yet valid" for them would fail every handshake.
-_CLOCK_SKEW = datetime.timedelta(minutes=5)
+_CLOCK_SKEW = datetime.timedelta(seconds=pki.CERT_BACKDATE)
 
 _TOKEN_SECRET_BYTES = 20  # 160 bits -> 32 base32 characters
 
@@ -55,43 +67,114 @@ class CSRError(errors.Invalid):
 # ---------------------------------------------------------------- root CA, tokens
 
 
-def create_root_ca() -> pb.RootCA:
-    """A new self-signed root: EC P-256, CN swarmlet-root-ca, valid 20 years.
+_CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _ca_certificate(
+    public_key: ec.EllipticCurvePublicKey,
+    issuer_name: x509.Name,
+    signing_key: ec.EllipticCurvePrivateKey,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
+) -> x509.Certificate:
+    """A CA certificate for `public_key` named ROOT_CA_CN, signed by
+    `signing_key` (its own for a root; the old root's for a cross-signed one).
     pathlen 0: it signs node certificates only, never intermediates."""
-    key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ROOT_CA_CN)])
-    now = datetime.datetime.now(datetime.UTC)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
+        .issuer_name(issuer_name)
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(now + ROOT_CA_VALIDITY)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
-        .sign(key, hashes.SHA256())
+        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signing_key.public_key()), critical=False)
+        .sign(signing_key, hashes.SHA256())
     )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return pb.RootCA(cert_pem=cert_pem, key_pem=key_pem, digest=ca_digest(cert_pem))
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def create_root_ca() -> pb.RootCA:
+    """A new self-signed root: EC P-256, CN swarmlet-root-ca, valid 20 years."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ROOT_CA_CN)])
+    cert_pem = _pem(_ca_certificate(key.public_key(), name, key, now - _CLOCK_SKEW, now + ROOT_CA_VALIDITY))
+    return pb.RootCA(cert_pem=cert_pem, key_pem=_key_pem(key), digest=ca_digest(cert_pem), key_id=tls.key_id(cert_pem))
+
+
+def start_rotation(root_ca: pb.RootCA, now: float) -> pb.RootCA:
+    """A copy of `root_ca` rotating to a new root (replacing the target of a
+    rotation already under way: the cross-signature always comes from the
+    current root, which every node trusts)."""
+    old_cert = x509.load_pem_x509_certificate(root_ca.cert_pem)
+    old_key = serialization.load_pem_private_key(root_ca.key_pem, password=None)
+    if not isinstance(old_key, ec.EllipticCurvePrivateKey):
+        raise errors.FailedPrecondition("the cluster's root CA key is not an EC key: cannot cross-sign a new root")
+    new = create_root_ca()
+    new_cert = x509.load_pem_x509_certificate(new.cert_pem)
+    new_key = serialization.load_pem_private_key(new.key_pem, password=None)
+    assert isinstance(new_key, ec.EllipticCurvePrivateKey)
+    # Valid while both roots are: never beyond the old root's own expiry.
+    cross = _ca_certificate(
+        new_key.public_key(),
+        old_cert.subject,
+        old_key,
+        new_cert.not_valid_before_utc,
+        min(new_cert.not_valid_after_utc, old_cert.not_valid_after_utc),
+    )
+    out = pb.RootCA()
+    out.CopyFrom(root_ca)
+    if not out.key_id:
+        out.key_id = tls.key_id(out.cert_pem)
+    out.rotation.CopyFrom(
+        pb.RootRotation(
+            cert_pem=new.cert_pem,
+            key_pem=new.key_pem,
+            digest=new.digest,
+            key_id=new.key_id,
+            cross_signed_pem=_pem(cross),
+            started_at=now,
+        )
+    )
+    return out
+
+
+def trust_bundle(root_ca: pb.RootCA) -> bytes:
+    """The roots a node must trust: the current root, and the new one while a
+    rotation runs."""
+    return pki.trust_pem(root_ca)
+
+
+def with_key_id(root_ca: pb.RootCA) -> pb.RootCA:
+    """`root_ca` with its key_id filled in (roots made before it was stored)."""
+    if root_ca.key_id:
+        return root_ca
+    out = pb.RootCA()
+    out.CopyFrom(root_ca)
+    out.key_id = tls.key_id(root_ca.cert_pem)
+    return out
 
 
 def new_join_token(digest: str) -> str:
@@ -140,9 +223,19 @@ def _check_public_key(key: object) -> None:
         raise CSRError(f"unsupported key type {type(key).__name__} (use EC P-256)")
 
 
-def sign_node_csr(root_ca: pb.RootCA, csr_pem: bytes, node_id: str, role: str, cluster_id: str, ip: str) -> bytes:
-    """A node certificate (PEM) for the CSR's key, valid 90 days (never past
-    the CA's own expiry).
+def sign_node_csr(
+    root_ca: pb.RootCA,
+    csr_pem: bytes,
+    node_id: str,
+    role: str,
+    cluster_id: str,
+    ip: str,
+    validity: float = NODE_CERT_VALIDITY.total_seconds(),
+) -> bytes:
+    """A node certificate (PEM) for the CSR's key, valid `validity` seconds
+    (never past the signing root's own expiry), signed by the root that signs
+    now: during a rotation the new root, and the PEM is then followed by the
+    cross-signed root (see the module doc).
 
     The CSR only contributes its public key (after its self-signature proves
     the requester holds the private key): the subject and extensions are the
@@ -167,10 +260,12 @@ def sign_node_csr(root_ca: pb.RootCA, csr_pem: bytes, node_id: str, role: str, c
     if not csr.is_signature_valid:
         raise CSRError("the certificate signing request's signature is invalid")
 
-    ca_cert = x509.load_pem_x509_certificate(root_ca.cert_pem)
-    ca_key = serialization.load_pem_private_key(root_ca.key_pem, password=None)
+    rotating = root_ca.HasField("rotation")
+    signer = root_ca.rotation if rotating else root_ca
+    ca_cert = x509.load_pem_x509_certificate(signer.cert_pem)
+    ca_key = serialization.load_pem_private_key(signer.key_pem, password=None)
     now = datetime.datetime.now(datetime.UTC)
-    not_after = min(now + NODE_CERT_VALIDITY, ca_cert.not_valid_after_utc)
+    not_after = min(now + datetime.timedelta(seconds=validity), ca_cert.not_valid_after_utc)
     dns = [NODE_SAN] + ([MANAGER_SAN] if role == ROLE_MANAGER else [])
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
     if ip_addr is not None:
@@ -216,14 +311,35 @@ def sign_node_csr(root_ca: pb.RootCA, csr_pem: bytes, node_id: str, role: str, c
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)  # type: ignore[arg-type]
         .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
     )
-    return cert.public_bytes(serialization.Encoding.PEM)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    return pem + root_ca.rotation.cross_signed_pem if rotating else pem
 
 
-def issue_local_certificate(root_ca: pb.RootCA, node_id: str, role: str, cluster_id: str, ip: str) -> tuple[bytes, bytes]:
+def issue_local_certificate(
+    root_ca: pb.RootCA,
+    node_id: str,
+    role: str,
+    cluster_id: str,
+    ip: str,
+    validity: float = NODE_CERT_VALIDITY.total_seconds(),
+) -> tuple[bytes, bytes]:
     """(key_pem, cert_pem) for a node that holds the CA itself: the first
-    manager at `init`, which has nobody to send a CSR to."""
+    manager at `init`, a restored one, or a manager whose certificate expired
+    while it was off (it signs its own from the replicated root)."""
     key_pem = new_node_key()
-    return key_pem, sign_node_csr(root_ca, make_csr(key_pem), node_id, role, cluster_id, ip)
+    return key_pem, sign_node_csr(root_ca, make_csr(key_pem), node_id, role, cluster_id, ip, validity)
+
+
+def issued_record(cert_pem: bytes, role: str) -> pb.NodeCertificate:
+    """What the managers remember of a certificate they issued or saw."""
+    info = tls.certificate_info(cert_pem)
+    return pb.NodeCertificate(
+        serial=info.serial,
+        role=role,
+        not_before=info.not_before,
+        not_after=info.not_after,
+        issuer_key_id=info.issuer_key_id,
+    )
 
 
 def san_ip(addr: str) -> str:

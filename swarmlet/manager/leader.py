@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 
+from swarmlet import metrics
 from swarmlet.core import planner
 from swarmlet.ids import new_id
 from swarmlet.manager.store import ConflictError, Store
@@ -64,6 +65,7 @@ class LeaderLoop:
                 continue
             snap = self._store.snapshot()
             changes = self._store.changes_since(self._planner.version, snap.version)
+            started = time.perf_counter()
             try:
                 # plan never mutates the snapshot (copy-on-write), so no copy.
                 plan = self._planner.round(snap, changes, time.time(), new_id)
@@ -72,6 +74,7 @@ class LeaderLoop:
                 self._planner.failed()
                 self._stop.wait(1.0)
                 continue
+            metrics.observe_round(time.perf_counter() - started, plan.actions)
             if plan.error:
                 log.error("%s", plan.error)
             if not plan.actions:

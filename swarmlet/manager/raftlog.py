@@ -21,20 +21,29 @@ its own; `raftnode.DurableSyncObj` plugs them in. What makes them safe:
 - Writes use plain write(2), never mmap: a full disk is an OSError
   (`RaftDiskError`), not a SIGBUS.
 
-File formats (little endian):
+- Nothing in them is plaintext (issue 13): every entry's command, the term
+  file and the snapshot are encrypted with the manager's data encryption key
+  (swarmlet/atrest.py, AES-256-GCM). The cluster object in these files holds
+  the CA key, the join tokens and the Raft secret; a copy of the directory
+  without the key (which autolock keeps wrapped) reveals none of them.
+
+File formats (little endian; version 2, which encrypts; version 1 files, in
+the clear, are read once and rewritten encrypted):
 
   journal   header: b"SWRLWAL1", u32 format version, u32 crc32 of the 12 bytes
             before it; then records: b"\\xf3\\x9a\\x5c\\x17", u32 body length,
             u64 write number, u32 crc32 of the body, u32 crc32 of the 20 header
             bytes before it; body: u64 index, u64 term, the entry's command
-            bytes (pysyncobj's, unchanged). Records of one sync share their
-            write number, which only grows.
-  term      "<crc32 of the JSON, 8 hex digits> <JSON>\\n", JSON = {"format":
-            "swarmlet-raft-term", "version": 1, "term", "vote", "commit"}.
-  snapshot  b"SWRLSNP1", u64 payload length, u32 crc32 of the payload, u32
-            crc32 of the 20 bytes before it; payload: a pickle (protocol 4) of
-            {"last", "prev", "cluster", "consumers"}. Pickle, like pysyncobj's
-            own files and transport: keep the directory root-only.
+            bytes (pysyncobj's) encrypted with the index and term as associated
+            data. Records of one sync share their write number, which only grows.
+            Checksums cover the ciphertext: a torn tail is found without the key.
+  term      b"SWRLTRM2" + the encrypted JSON {"format": "swarmlet-raft-term",
+            "version": 1, "term", "vote", "commit"} (v1: "<crc32, 8 hex digits>
+            <JSON>\\n").
+  snapshot  b"SWRLSNP2", u64 payload length, u32 crc32 of the payload, u32
+            crc32 of the 20 bytes before it; payload: an encrypted pickle
+            (protocol 4) of {"last", "prev", "cluster", "consumers"}. Pickle,
+            like pysyncobj's own transport: keep the directory root-only.
 """
 
 from __future__ import annotations
@@ -53,6 +62,9 @@ from typing import Any
 from pysyncobj.journal import Journal
 
 from swarmlet import errors
+from swarmlet.atrest import DataKey, SealError
+from swarmlet.fsutil import fsync_dir as fsync_dir  # re-exported: raftnode and tests use raftlog.fsync_dir
+from swarmlet.fsutil import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +75,17 @@ TERM_NAME = "term"
 SNAPSHOT_NAME = "snapshot"
 
 _FILE_MAGIC = b"SWRLWAL1"
-_FILE_VERSION = 1
+_FILE_VERSION = 2  # 2: encrypted commands; 1 (plaintext) is read and converted
 _FILE_HEADER = struct.Struct("<8sII")
 _REC_MAGIC = b"\xf3\x9a\x5c\x17"
 _REC_HEADER = struct.Struct("<4sIQII")
 _REC_HEADER_CHECKED = _REC_HEADER.size - 4  # the header crc covers the bytes before it
 _BODY_PREFIX = struct.Struct("<QQ")
-_SNAP_MAGIC = b"SWRLSNP1"
+_SNAP_MAGIC = b"SWRLSNP2"
+_SNAP_MAGIC_V1 = b"SWRLSNP1"  # plaintext payload: read once, then rewritten
+_TERM_MAGIC = b"SWRLTRM2"
+_AAD_SNAPSHOT = b"swarmlet-raft-snapshot"
+_AAD_TERM = b"swarmlet-raft-term"
 _SNAP_HEADER = struct.Struct("<8sQII")
 _SNAP_HEADER_CHECKED = _SNAP_HEADER.size - 4
 _TERM_FORMAT = "swarmlet-raft-term"
@@ -118,15 +134,6 @@ class RaftDiskError(errors.Unavailable):
 # small file-system helpers
 
 
-def fsync_dir(path: str) -> None:
-    """Make the directory entries in `path` (creations, renames) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
@@ -134,18 +141,8 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[n:]
 
 
-def write_durably(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Replace `path` with `data` so that after a crash it holds either the
-    old or the new content, never a mix or nothing."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
-    fsync_dir(os.path.dirname(path) or ".")
+# One way to write a whole file durably, shared by every file swarmlet keeps.
+write_durably = write_atomic
 
 
 def _crc(data: bytes | memoryview) -> int:
@@ -156,12 +153,18 @@ def _crc(data: bytes | memoryview) -> int:
 # journal records
 
 
-def _encode_records(entries: list[Entry], write_no: int) -> tuple[bytes, list[int]]:
-    """The bytes of `entries` as records, and each record's length."""
+def _record_aad(idx: int, term: int) -> bytes:
+    # Binds a record's ciphertext to its place in the log.
+    return b"swarmlet-raft-entry" + _BODY_PREFIX.pack(idx, term)
+
+
+def _encode_records(entries: list[Entry], write_no: int, key: DataKey) -> tuple[bytes, list[int]]:
+    """The bytes of `entries` as records (commands encrypted), and each record's length."""
     parts: list[bytes] = []
     sizes: list[int] = []
     for command, idx, term in entries:
-        body = _BODY_PREFIX.pack(idx, term) + (command if isinstance(command, bytes) else bytes(command))
+        plain = command if isinstance(command, bytes) else bytes(command)
+        body = _BODY_PREFIX.pack(idx, term) + key.encrypt(plain, _record_aad(idx, term))
         head = struct.pack("<4sIQI", _REC_MAGIC, len(body), write_no, _crc(body))
         head += struct.pack("<I", _crc(head))
         parts.append(head)
@@ -251,11 +254,14 @@ class JournalScan:
     last_write_no: int
     good_size: int  # bytes up to the end of the last good record
     torn: str | None  # what was cut off (None: the file was clean)
+    version: int = _FILE_VERSION  # 1: plaintext, to be rewritten encrypted
 
 
-def scan_journal(path: str, data: bytes) -> JournalScan:
+def scan_journal(path: str, data: bytes, key: DataKey | None = None) -> JournalScan:
     """Parse a journal file's bytes. A torn tail is reported (the caller
-    truncates it); any other damage raises RaftStateError.
+    truncates it); any other damage raises RaftStateError. Commands of a
+    version 2 file are decrypted with `key` (None: left as stored, for tools
+    that only check the structure).
 
     A bad record is a torn tail when it looks unwritten (cut off by the end
     of the file, or holding a zero sector) and every intact record after it
@@ -266,7 +272,7 @@ def scan_journal(path: str, data: bytes) -> JournalScan:
     magic, version, crc = _FILE_HEADER.unpack_from(data, 0)
     if magic != _FILE_MAGIC or _crc(data[: _FILE_HEADER.size - 4]) != crc:
         raise RaftStateError(path, "not a swarmlet Raft journal (bad header)")
-    if version != _FILE_VERSION:
+    if version not in (1, _FILE_VERSION):
         raise RaftStateError(path, f"journal format version {version} is not supported (this swarmlet writes {_FILE_VERSION})")
     entries: list[Entry] = []
     ends: list[int] = []
@@ -277,6 +283,13 @@ def scan_journal(path: str, data: bytes) -> JournalScan:
         if isinstance(rec, _Bad):
             break
         command, idx, term = rec.entry
+        if version == _FILE_VERSION and key is not None:
+            try:
+                rec.entry = (key.decrypt(command, _record_aad(idx, term)), idx, term)
+            except SealError:
+                raise RaftStateError(
+                    path, f"the record of entry {idx} at byte {pos} does not decrypt with this manager's data key"
+                ) from None
         if entries:
             prev_idx, prev_term = entries[-1][1], entries[-1][2]
             if idx != prev_idx + 1:
@@ -290,7 +303,7 @@ def scan_journal(path: str, data: bytes) -> JournalScan:
         last_write = rec.write_no
         pos = rec.end
     else:
-        return JournalScan(entries, ends, last_write, pos, None)
+        return JournalScan(entries, ends, last_write, pos, None, version)
     assert isinstance(rec, _Bad)
     if rec.kind != "torn":
         raise RaftStateError(path, f"damaged at byte {pos}: {rec.what}")
@@ -299,7 +312,7 @@ def scan_journal(path: str, data: bytes) -> JournalScan:
         raise RaftStateError(
             path, f"damaged at byte {pos} ({rec.what}), with intact records of earlier or several writes after it"
         )
-    return JournalScan(entries, ends, last_write, pos, f"{len(data) - pos} bytes at byte {pos}: {rec.what}")
+    return JournalScan(entries, ends, last_write, pos, f"{len(data) - pos} bytes at byte {pos}: {rec.what}", version)
 
 
 # ---------------------------------------------------------------------------
@@ -313,17 +326,27 @@ class TermState:
     commit: int = 1
 
 
-def read_term(path: str) -> TermState | None:
-    """The term file's content; None if there is none; RaftStateError if it is damaged."""
+def read_term(path: str, key: DataKey) -> TermState | None:
+    """The term file's content; None if there is none; RaftStateError if it is
+    damaged or does not decrypt with `key`."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         return None
-    head, sep, body = raw.partition(b" ")
+    if raw.startswith(_TERM_MAGIC):
+        try:
+            body = key.decrypt(memoryview(raw)[len(_TERM_MAGIC) :], _AAD_TERM)
+        except SealError:
+            raise RaftStateError(path, "damaged, or encrypted with another data key") from None
+    else:  # version 1: plaintext with a checksum
+        head, sep, body = raw.partition(b" ")
+        try:
+            if not sep or not body.endswith(b"\n") or int(head, 16) != _crc(body[:-1]):
+                raise ValueError("checksum")
+        except ValueError:
+            raise RaftStateError(path, "damaged (checksum or format mismatch)") from None
     try:
-        if not sep or not body.endswith(b"\n") or int(head, 16) != _crc(body[:-1]):
-            raise ValueError("checksum")
         doc = json.loads(body)
         if doc.get("format") != _TERM_FORMAT or doc.get("version") != 1:
             raise ValueError("format")
@@ -336,46 +359,76 @@ def read_term(path: str) -> TermState | None:
     return state
 
 
-def write_term(path: str, state: TermState) -> None:
+def write_term(path: str, state: TermState, key: DataKey) -> None:
     doc = {"format": _TERM_FORMAT, "version": 1, "term": state.term, "vote": state.vote, "commit": state.commit}
     body = json.dumps(doc, sort_keys=True).encode()
-    write_durably(path, b"%08x " % _crc(body) + body + b"\n")
+    write_durably(path, _TERM_MAGIC + key.encrypt(body, _AAD_TERM))
 
 
 # ---------------------------------------------------------------------------
 # snapshot file
 
 
-def encode_snapshot(payload: dict[str, Any]) -> bytes:
-    body = pickle.dumps(payload, protocol=4)
+def encode_snapshot(payload: dict[str, Any], key: DataKey) -> bytes:
+    body = key.encrypt(pickle.dumps(payload, protocol=4), _AAD_SNAPSHOT)
     head = struct.pack("<8sQI", _SNAP_MAGIC, len(body), _crc(body))
     return head + struct.pack("<I", _crc(head)) + body
 
 
-def write_snapshot_file(path: str, payload: dict[str, Any]) -> None:
+def write_snapshot_file(path: str, payload: dict[str, Any], key: DataKey) -> None:
     """Write `path` (a temporary name: pysyncobj renames it) and fsync it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        _write_all(fd, encode_snapshot(payload))
+        _write_all(fd, encode_snapshot(payload, key))
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def read_snapshot_file(path: str) -> dict[str, Any]:
-    """The snapshot's payload; RaftStateError if the file is damaged."""
+def snapshot_is_plaintext(path: str) -> bool:
+    """True for a version 1 snapshot (written before encryption at rest)."""
+    with open(path, "rb") as f:
+        return f.read(len(_SNAP_MAGIC_V1)) == _SNAP_MAGIC_V1
+
+
+def read_snapshot_file(path: str, key: DataKey) -> dict[str, Any]:
+    """The snapshot's payload; RaftStateError if the file is damaged or does
+    not decrypt with `key`."""
     with open(path, "rb") as f:
         data = f.read()
+    return decode_snapshot(path, data, key)
+
+
+def encode_transfer(payload: dict[str, Any]) -> bytes:
+    """A snapshot as it travels to a follower (pysyncobj's snapshot
+    transmission): the version 1 layout, payload in the clear. It travels
+    inside the Raft transport's encryption, and each manager's file is
+    encrypted with its own data key, which the others do not have."""
+    body = pickle.dumps(payload, protocol=4)
+    head = struct.pack("<8sQI", _SNAP_MAGIC_V1, len(body), _crc(body))
+    return head + struct.pack("<I", _crc(head)) + body
+
+
+def decode_snapshot(path: str, data: bytes, key: DataKey | None) -> dict[str, Any]:
+    """A snapshot's payload from its bytes: the encrypted file form (with
+    `key`) or the transfer/version 1 form. RaftStateError names `path`."""
     if len(data) < _SNAP_HEADER.size:
         raise RaftStateError(path, f"the file is {len(data)} bytes long, shorter than a snapshot header")
     magic, length, body_crc, head_crc = _SNAP_HEADER.unpack_from(data, 0)
-    if magic != _SNAP_MAGIC or _crc(data[:_SNAP_HEADER_CHECKED]) != head_crc:
+    if magic not in (_SNAP_MAGIC, _SNAP_MAGIC_V1) or _crc(data[:_SNAP_HEADER_CHECKED]) != head_crc:
         raise RaftStateError(path, "not a swarmlet Raft snapshot (bad header)")
-    body = memoryview(data)[_SNAP_HEADER.size :]
+    body: bytes | memoryview = memoryview(data)[_SNAP_HEADER.size :]
     if len(body) != length:
         raise RaftStateError(path, f"truncated or extended: {len(body)} payload bytes, the header says {length}")
     if _crc(body) != body_crc:
         raise RaftStateError(path, "damaged (payload checksum mismatch)")
+    if magic == _SNAP_MAGIC:
+        if key is None:
+            raise RaftStateError(path, "an encrypted snapshot where a transfer was expected")
+        try:
+            body = key.decrypt(body, _AAD_SNAPSHOT)
+        except SealError:
+            raise RaftStateError(path, "the payload does not decrypt with this manager's data key") from None
     try:
         payload = pickle.loads(body)
         last, prev = payload["last"], payload["prev"]
@@ -392,6 +445,11 @@ def read_snapshot_file(path: str) -> dict[str, Any]:
     return dict(payload)
 
 
+def _term_encrypted(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(_TERM_MAGIC)) == _TERM_MAGIC
+
+
 # ---------------------------------------------------------------------------
 # the journal pysyncobj uses
 
@@ -406,10 +464,11 @@ class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj has no type hi
     installed); a truncation when a new leader replaced entries.
     """
 
-    def __init__(self, raft_dir: str) -> None:
+    def __init__(self, raft_dir: str, key: DataKey) -> None:
         self.path = os.path.join(raft_dir, JOURNAL_NAME)
         self.term_path = os.path.join(raft_dir, TERM_NAME)
         self._dir = raft_dir
+        self._key = key
         self._failure: RaftDiskError | None = None
         # Called when the commit index moves past what is on disk; the Raft node
         # answers True on the leader, whose own copy must be durable before it
@@ -424,13 +483,13 @@ class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj has no type hi
                     os.unlink(os.path.join(raft_dir, leftover))
                 except FileNotFoundError:
                     pass
-        term = read_term(self.term_path)
+        term = read_term(self.term_path, key)
         self._term = term or TermState()
         self._term_dirty = False
         if os.path.exists(self.path):
             with open(self.path, "rb") as f:
                 data = f.read()
-            scan = scan_journal(self.path, data)
+            scan = scan_journal(self.path, data, key)
             if scan.torn is not None:
                 log.warning("raft journal %s: cutting off a torn tail (%s), left by a crash mid-write", self.path, scan.torn)
                 self.torn = scan.torn
@@ -457,6 +516,13 @@ class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj has no type hi
         self._head_changed = False
         self._dirty = False
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        if scan.version != _FILE_VERSION or (term is not None and not _term_encrypted(self.term_path)):
+            # Written before encryption at rest: rewrite both encrypted now,
+            # so no plaintext stays behind.
+            log.info("raft journal %s: encrypting files written in the clear by an older swarmlet", self.path)
+            self._head_changed = self._dirty = True
+            self.sync()
+            self._store_term()
 
     @staticmethod
     def _file_header() -> bytes:
@@ -464,9 +530,9 @@ class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj has no type hi
         return head + struct.pack("<I", _crc(head))
 
     @classmethod
-    def file_bytes(cls, entries: list[Entry], write_no: int) -> bytes:
+    def file_bytes(cls, entries: list[Entry], write_no: int, key: DataKey) -> bytes:
         """A whole journal file holding `entries` (for conversions)."""
-        return cls._file_header() + _encode_records(entries, write_no)[0]
+        return cls._file_header() + _encode_records(entries, write_no, key)[0]
 
     # ---- state for the Raft node
 
@@ -570,7 +636,7 @@ class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj has no type hi
 
     def _store_term(self) -> None:
         try:
-            write_term(self.term_path, self._term)
+            write_term(self.term_path, self._term, self._key)
         except OSError as e:
             raise self._fail(self.term_path, e) from e
         self._term_dirty = False
@@ -612,7 +678,7 @@ class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj has no type hi
             del self._ends[i:]
         if len(entries) > len(disk):
             new = entries[len(disk) :]
-            data, sizes = _encode_records(new, self._write_no)
+            data, sizes = _encode_records(new, self._write_no, self._key)
             self._write_no += 1
             _write_all(self._fd, data)
             os.fdatasync(self._fd)
@@ -627,7 +693,7 @@ class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj has no type hi
         # Whatever was renamed into this directory before (the snapshot that
         # covers the entries being dropped) must be durable first.
         fsync_dir(self._dir)
-        data, sizes = _encode_records(self._entries, self._write_no)
+        data, sizes = _encode_records(self._entries, self._write_no, self._key)
         self._write_no += 1
         head = self._file_header()
         write_durably(self.path, head + data)

@@ -4,9 +4,12 @@ raftlog's. Without it an upgraded manager would find no journal and start as
 a voter with an empty state.
 
 The old files carry no checksums: they are taken as they are (a record that
-does not even parse refuses the start), then moved into raft/pysyncobj-0.3.17/
-so that the conversion runs once. The new files are written durably before
-the old ones are moved; the journal last, as its presence means "converted".
+does not even parse refuses the start). The new files are written durably,
+encrypted with the manager's data key, the journal last, as its presence
+means "converted"; then the old files are deleted: they hold the cluster's
+secrets (CA key, tokens, Raft secret) in the clear (issue 13). A directory of
+old files an earlier swarmlet moved aside (raft/pysyncobj-0.3.17/) is deleted
+for the same reason.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import gzip
 import logging
 import os
 import pickle
+import shutil
 import struct
 from typing import Any
 
+from swarmlet.atrest import DataKey
 from swarmlet.manager import raftlog
 from swarmlet.manager.raftlog import Entry, RaftStateError, TermState
 
@@ -66,9 +71,13 @@ def _read_old_dump(path: str) -> dict[str, Any]:
         raise RaftStateError(path, f"pysyncobj dump does not load ({type(e).__name__}: {e})") from None
 
 
-def migrate(raft_dir: str) -> bool:
+def migrate(raft_dir: str, key: DataKey) -> bool:
     """Convert pysyncobj's files in raft_dir, if there are any and no journal
     of ours yet. Returns True if it converted something."""
+    moved = os.path.join(raft_dir, MOVED_TO)
+    if os.path.isdir(moved):
+        shutil.rmtree(moved)
+        raftlog.fsync_dir(raft_dir)
     old = {name: os.path.join(raft_dir, name) for name in (OLD_JOURNAL, OLD_META, OLD_DUMP)}
     present = [name for name, path in old.items() if os.path.exists(path)]
     if not present:
@@ -85,7 +94,7 @@ def migrate(raft_dir: str) -> bool:
         if OLD_DUMP in present:
             payload = _read_old_dump(old[OLD_DUMP])
             tmp = os.path.join(raft_dir, raftlog.SNAPSHOT_NAME + ".tmp")
-            raftlog.write_snapshot_file(tmp, payload)
+            raftlog.write_snapshot_file(tmp, payload, key)
             os.rename(tmp, os.path.join(raft_dir, raftlog.SNAPSHOT_NAME))
         # pysyncobj took the larger of the stored term and the log's last term.
         last_term = entries[-1][2] if entries else 0
@@ -94,20 +103,15 @@ def migrate(raft_dir: str) -> bool:
             vote=meta.get("votedForNodeId"),
             commit=int(meta.get("raftCommitIndex", 1)),
         )
-        raftlog.write_term(os.path.join(raft_dir, raftlog.TERM_NAME), term)
-        raftlog.write_durably(
-            os.path.join(raft_dir, raftlog.JOURNAL_NAME), raftlog.DurableJournal.file_bytes(entries, write_no=1)
-        )
+        raftlog.write_term(os.path.join(raft_dir, raftlog.TERM_NAME), term, key)
+        raftlog.write_durably(os.path.join(raft_dir, raftlog.JOURNAL_NAME), raftlog.DurableJournal.file_bytes(entries, 1, key))
         log.warning(
-            "raft state in %s converted from pysyncobj's files (%d journal entries%s); the old files are in %s",
+            "raft state in %s converted from pysyncobj's files (%d journal entries%s), encrypted; the old files are deleted",
             raft_dir,
             len(entries),
             ", a snapshot" if OLD_DUMP in present else "",
-            os.path.join(raft_dir, MOVED_TO),
         )
-    moved = os.path.join(raft_dir, MOVED_TO)
-    os.makedirs(moved, mode=0o700, exist_ok=True)
     for name in present:
-        os.replace(old[name], os.path.join(moved, name))
+        os.unlink(old[name])
     raftlog.fsync_dir(raft_dir)
     return True

@@ -22,13 +22,19 @@ orders the few places where Raft needs disk before network:
    renames it); the journal drops the entries it covers only after fsyncing
    the directory. A snapshot received from the leader is fsync'd before it is
    loaded, which is before pysyncobj clears the journal.
-6. Start-up: the files are read and checked before pysyncobj starts; a
+6. Snapshots sent to a follower (pysyncobj streams its dump file) travel in
+   the clear inside the encrypted Raft transport, never as the file: each
+   manager's file is encrypted with its own data key. `SealedSerializer`
+   reads and decrypts the file for sending, and writes what it receives
+   encrypted with this manager's key, in memory until then: no snapshot ever
+   rests on disk in the clear.
+7. Start-up: the files are read and checked before pysyncobj starts; a
    snapshot the journal does not continue, a damaged file, a missing term
    file: `RaftStateError`, and the manager does not start. A compaction cut
    short by a crash (snapshot renamed, journal not yet rewritten) is finished;
    pysyncobj's own files, left by an older swarmlet, are converted once
    (raftmigrate.py).
-7. A failing disk at run time (full, I/O error): the node logs one CRITICAL
+8. A failing disk at run time (full, I/O error): the node logs one CRITICAL
    line naming the file and stops taking part: its tick stops (no votes, no
    acknowledgements, no heartbeats) and `_isLeader()` is False from then on.
    To the others it looks like a hung manager: they drop its connections
@@ -48,10 +54,15 @@ import time
 from typing import Any
 
 from pysyncobj import _RAFT_STATE, SyncObj, SyncObjConf, SyncObjConsumer
+from pysyncobj.atomic_replace import atomicReplace
+from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.node import TCPNode
+from pysyncobj.serializer import Serializer
 
+from swarmlet.atrest import DataKey
 from swarmlet.manager import raftlog, raftmigrate
 from swarmlet.manager.raftlog import DurableJournal, Entry, RaftDiskError, RaftStateError
+from swarmlet.manager.rafttransport import GuardedTransport, RaftKeyring
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +100,79 @@ def _reconcile(journal: DurableJournal, snapshot: dict[str, Any] | None, snapsho
     # leader just before a crash): pysyncobj replaces the journal by it.
 
 
+class SealedSerializer(Serializer):  # type: ignore[misc]  # pysyncobj has no type hints
+    """pysyncobj's Serializer for a file encrypted with this manager's data
+    key: what it sends is the snapshot decrypted (`raftlog.encode_transfer`,
+    carried by the encrypted transport), what it receives is kept in memory
+    and written encrypted with this manager's key (`raftlog` file form)."""
+
+    def __init__(self, file_name: str, batch: int, serializer: Any, deserializer: Any, key: DataKey) -> None:
+        super().__init__(file_name, batch, False, serializer, deserializer, None)
+        self._file = file_name
+        self._batch = batch
+        self._key = key
+        self._outgoing: dict[Any, dict[str, Any]] = {}
+        self._incoming: bytearray | None = None
+
+    def checkSerializing(self) -> Any:
+        status = super().checkSerializing()
+        if status[0] == SERIALIZER_STATE.SUCCESS:
+            self._outgoing = {}  # a new snapshot: transmissions start over
+        return status
+
+    def getTransmissionData(self, transmissionID: Any) -> Any:
+        if self._Serializer__pid != 0:
+            # As pysyncobj's own: a snapshot just written, whose compaction
+            # checkSerializing has not done yet; send nothing this round.
+            return None
+        t = self._outgoing.get(transmissionID)
+        if t is None:
+            try:
+                payload = raftlog.read_snapshot_file(self._file, self._key)
+            except (OSError, RaftStateError):
+                log.exception("snapshot for a follower: cannot read %s", self._file)
+                return None
+            t = self._outgoing[transmissionID] = {"data": raftlog.encode_transfer(payload), "sent": 0}
+        first = t["sent"] == 0
+        chunk = t["data"][t["sent"] : t["sent"] + self._batch]
+        t["sent"] += len(chunk)
+        last = len(chunk) == 0
+        if last:
+            self._outgoing.pop(transmissionID, None)
+        return chunk, first, last
+
+    def cancelTransmisstion(self, id: Any) -> None:
+        self._outgoing.pop(id, None)
+        super().cancelTransmisstion(id)
+
+    def setTransmissionData(self, data: Any) -> bool:
+        if data is None:
+            return False
+        chunk, first, last = data
+        if first:
+            self._incoming = bytearray()
+        elif self._incoming is None:
+            return False
+        self._incoming += chunk
+        if not last:
+            return False
+        received, self._incoming = bytes(self._incoming), None
+        tmp = self._file + ".1.tmp"
+        try:
+            payload = raftlog.decode_snapshot(tmp, received, None)
+            raftlog.write_snapshot_file(tmp, payload, self._key)
+            atomicReplace(tmp, self._file)
+        except (OSError, RaftStateError):
+            log.exception("snapshot from the leader: cannot store it")
+            return False
+        return True
+
+
 class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hints
-    """SyncObj with `raftlog`'s files in `raft_dir` (conf.journalFile,
-    fullDumpFile, serializer and deserializer are set here)."""
+    """SyncObj with `raftlog`'s files in `raft_dir`, encrypted with `key`
+    (conf.journalFile, fullDumpFile, serializer and deserializer are set here),
+    speaking over rafttransport's guarded transport with the keys of
+    `keyring` (conf.password is not used: the key ring is the encryptor)."""
 
     def __init__(
         self,
@@ -100,20 +181,30 @@ class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hi
         conf: SyncObjConf,
         consumers: list[SyncObjConsumer],
         raft_dir: str,
+        key: DataKey,
+        keyring: RaftKeyring,
         **kwargs: Any,
     ) -> None:
         # Attributes set before SyncObj.__init__ are invisible to its own
         # serialization (not that we use it: the serializer is ours).
+        self._key = key
+        self._keyring = keyring
         self._failure: RaftDiskError | None = None
         self._held_acks: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
         self._durable_consumers = list(consumers)
         self._snapshot_path = os.path.join(raft_dir, raftlog.SNAPSHOT_NAME)
-        raftmigrate.migrate(raft_dir)  # files of a swarmlet from before raftlog, if any
-        self._journal = DurableJournal(raft_dir)
+        raftmigrate.migrate(raft_dir, key)  # files of a swarmlet from before raftlog, if any
+        self._journal = DurableJournal(raft_dir, key)
         self._preloaded: tuple[tuple[int, int, int], dict[str, Any]] | None = None
         snapshot = None
         if os.path.exists(self._snapshot_path):
-            snapshot = raftlog.read_snapshot_file(self._snapshot_path)
+            snapshot = raftlog.read_snapshot_file(self._snapshot_path, key)
+            if raftlog.snapshot_is_plaintext(self._snapshot_path):
+                # Written before encryption at rest: replace it encrypted.
+                tmp = self._snapshot_path + ".tmp"
+                raftlog.write_snapshot_file(tmp, snapshot, key)
+                os.rename(tmp, self._snapshot_path)
+                raftlog.fsync_dir(raft_dir)
             self._preloaded = (self._file_key(self._snapshot_path), snapshot)
         _reconcile(self._journal, snapshot, self._snapshot_path)
         conf.journalFile = None  # pysyncobj builds a MemoryJournal; the property below hides it
@@ -121,8 +212,28 @@ class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hi
         conf.serializer = self._write_snapshot
         conf.deserializer = self._read_snapshot
         conf.useFork = False
-        super().__init__(self_node, other_nodes, conf=conf, consumers=consumers, **kwargs)
+        conf.password = None  # the key ring below encrypts (pysyncobj's own Fernet is never built)
+        self._serializer = SealedSerializer(
+            self._snapshot_path, conf.logCompactionBatchSize, self._write_snapshot, self._read_snapshot, key
+        )
+        super().__init__(self_node, other_nodes, conf=conf, consumers=consumers, transportClass=GuardedTransport, **kwargs)
         self._journal.sync_on_commit = self._isLeader
+
+    # pysyncobj builds its Serializer in __init__ and keeps it in
+    # self.__serializer: this property hands it ours instead.
+    @property
+    def _SyncObj__serializer(self) -> SealedSerializer:
+        return self._serializer
+
+    @_SyncObj__serializer.setter
+    def _SyncObj__serializer(self, value: Any) -> None:
+        pass
+
+    @property
+    def encryptor(self) -> RaftKeyring:
+        # pysyncobj's transport encrypts whenever this is set; ours gives each
+        # connection a cipher over the key ring.
+        return self._keyring
 
     # pysyncobj assigns its journal to self.__raftLog in __init__ and reads it
     # from there: a property with that mangled name gives it ours instead.
@@ -181,7 +292,7 @@ class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hi
             "consumers": [c._serialize() for c in self._durable_consumers],
         }
         try:
-            raftlog.write_snapshot_file(tmp_path, payload)
+            raftlog.write_snapshot_file(tmp_path, payload, self._key)
         except OSError as e:
             # pysyncobj only logs a failed snapshot and retries on every tick.
             self._fail(RaftDiskError(tmp_path, e))
@@ -205,7 +316,7 @@ class DurableSyncObj(SyncObj):  # type: ignore[misc]  # pysyncobj has no type hi
             if self._preloaded is not None and self._preloaded[0] == self._file_key(path):
                 payload = self._preloaded[1]
             else:
-                payload = raftlog.read_snapshot_file(path)
+                payload = raftlog.read_snapshot_file(path, self._key)
             self._preloaded = None
             for consumer, state in zip(self._durable_consumers, payload["consumers"], strict=True):
                 consumer._deserialize(state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
@@ -17,10 +18,12 @@ from typing import Any
 from google.protobuf.message import Message
 from pysyncobj import SyncObjConsumer, replicated
 
+from swarmlet import metrics
 from swarmlet.api import store_pb2 as spb
 from swarmlet.compat import restore_inet_ntop
 from swarmlet.core import changes as ch
 from swarmlet.core import state as st
+from swarmlet.manager.events import EventLog
 
 restore_inet_ntop()  # pysyncobj breaks socket.inet_ntop on import (see compat.py)
 
@@ -42,8 +45,9 @@ class StateMachine(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj has no t
     not serialized by pysyncobj; we serialize ourselves anyway (protobuf bytes,
     not pickled objects)."""
 
-    def __init__(self, on_change: Callable[[st.Snapshot], None]) -> None:
+    def __init__(self, on_change: Callable[[st.Snapshot], None], events: EventLog | None = None) -> None:
         self._on_change = on_change
+        self._events = events  # fed every applied batch (issue 16: the event stream)
         self._snap = st.Snapshot()
         self._applied_ids: OrderedDict[str, spb.StoreResult] = OrderedDict()
         # (version, what that version's batch wrote), oldest first; applied
@@ -79,14 +83,18 @@ class StateMachine(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj has no t
         if batch.request_id and batch.request_id in self._applied_ids:
             return self._applied_ids[batch.request_id].SerializeToString()
         new = self._snap.shallow_copy()
+        started = time.perf_counter()
         try:
             result = st.apply_batch(new, batch)
         except Exception as e:  # defensive: apply_batch is written not to raise
             log.exception("apply_batch raised")
             result = spb.StoreResult(ok=False, error=f"internal error: {e}", version=self._snap.version)
+        metrics.RAFT_APPLY.observe(time.perf_counter() - started)
         if result.ok:
             with self._changes_lock:
                 self._changes.append((new.version, ch.of_batch(batch)))
+            if self._events is not None:
+                self._events.feed(self._snap, new, batch)
             self._snap = new
         if batch.request_id:
             self._applied_ids[batch.request_id] = result
@@ -137,6 +145,8 @@ class StateMachine(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj has no t
             self._changes.clear()  # what changed before the snapshot is unknown
             self._snap = snap
         self._applied_ids = OrderedDict((k, spb.StoreResult.FromString(v)) for k, v in data["applied_ids"])
+        if self._events is not None:
+            self._events.reset(snap.version)
         self._on_change(snap)
 
 

@@ -6,7 +6,11 @@ log and applied by `state.apply_batch` on every manager. Readers get an
 immutable snapshot (copy-on-write), so they never lock against the tick thread.
 
 Traps of pysyncobj handled here and in statemachine.py (LIBRARIES.md):
-- its port unpickles what arrives: a password is mandatory (Fernet);
+- its port unpickles what arrives: always encrypted (Fernet keys derived
+  from the cluster's Raft secret, rafttransport.RaftKeyring), with frames and
+  unauthenticated connections capped (rafttransport.py);
+- its files are pickles in the clear: ours are encrypted with the manager's
+  data key (raftlog.py, swarmlet/atrest.py);
 - it never fsyncs: raftnode.DurableSyncObj keeps journal, term and snapshot
   in fsync'd, checksummed files (and refuses to start on damaged ones);
 - a replicated method that raises wedges the node: `apply_batch` never raises;
@@ -18,8 +22,6 @@ Traps of pysyncobj handled here and in statemachine.py (LIBRARIES.md):
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import os
 import threading
@@ -29,18 +31,21 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObjConf
 
-from swarmlet import errors
+from swarmlet import errors, metrics
 from swarmlet.api import store_pb2 as spb
+from swarmlet.atrest import DataKey
 from swarmlet.compat import restore_inet_ntop
 from swarmlet.core import changes as ch
 from swarmlet.core import state as st
 from swarmlet.core.cluster import majority
+from swarmlet.manager.events import DEFAULT_HISTORY, EventLog
 from swarmlet.manager.statemachine import StateMachine
 from swarmlet.manager.timings import RaftTimings
 
 restore_inet_ntop()  # pysyncobj breaks socket.inet_ntop on import (see compat.py)
 
 from swarmlet.manager.raftnode import DurableSyncObj  # noqa: E402  (after restore_inet_ntop, like pysyncobj)
+from swarmlet.manager.rafttransport import RaftKeyring  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +86,6 @@ class QuorumLost(StoreError):
         )
 
 
-def raft_password(raft_secret: bytes) -> str:
-    """The Raft transport password, derived from the cluster's secret so that
-    it never travels or rests in the clear under its own name."""
-    return hmac.new(raft_secret, b"swarmlet-raft-transport-v1", hashlib.sha256).hexdigest()
-
-
 class Store:
     """A manager's handle on the replicated state."""
 
@@ -98,6 +97,10 @@ class Store:
         raft_secret: bytes,
         timings: RaftTimings | None = None,
         bind_addr: str | None = None,
+        event_history: int = DEFAULT_HISTORY,
+        *,
+        data_key: DataKey,
+        raft_secret_epoch: int = 0,
     ) -> None:
         self.self_addr = self_addr
         t = timings or RaftTimings()
@@ -112,9 +115,12 @@ class Store:
         self._cond = threading.Condition()
         self._version = 0
         self._leader_since: float | None = None
-        self._sm = StateMachine(self._changed)
+        # The event stream's history (issue 16), fed by the state machine.
+        self.events = EventLog(event_history)
+        self._sm = StateMachine(self._changed, self.events)
+        # Raises errors.Invalid for a secret shorter than 32 bytes.
+        self.keyring = RaftKeyring(raft_secret, raft_secret_epoch)
         conf = SyncObjConf(
-            password=raft_password(raft_secret),
             autoTickPeriod=t.tick_period,
             appendEntriesPeriod=t.append_entries_period,
             raftMinTimeout=t.raft_min_timeout,
@@ -135,9 +141,10 @@ class Store:
             # of queueing (we wait for an election ourselves, with a deadline).
             commandsWaitLeader=False,
         )
-        # Journal, term file and snapshot: fsync'd, checksummed files in raft_dir
-        # (raftnode.py); raises raftlog.RaftStateError if they are damaged.
-        self._obj = DurableSyncObj(self_addr, partners, conf, [self._sm], raft_dir)
+        # Journal, term file and snapshot: fsync'd, checksummed, encrypted
+        # files in raft_dir (raftnode.py); raises raftlog.RaftStateError if
+        # they are damaged or do not decrypt with data_key.
+        self._obj = DurableSyncObj(self_addr, partners, conf, [self._sm], raft_dir, data_key, self.keyring)
 
     # ---- reads ----
     def snapshot(self) -> st.Snapshot:
@@ -242,7 +249,8 @@ class Store:
         committed, ConflictError if it was committed but a precondition failed
         (then nothing of it was applied)."""
         batch = spb.StoreBatch(actions=actions, timestamp=time.time(), request_id=request_id or uuid.uuid4().hex)
-        return self._submit(batch, timeout)
+        with metrics.RAFT_COMMIT.time():
+            return self._submit(batch, timeout)
 
     def propose_many(self, batches: list[list[spb.StoreAction]], timeout: float = 10.0) -> list[StoreError | None]:
         """Commit several batches, each its own Raft entry, appended together
@@ -396,6 +404,21 @@ class Store:
         """Snapshot and truncate the journal now (tests, backups)."""
         self._obj.forceLogCompaction()
 
+    # ---- for the key keeper (Raft secret rotation) ----
+    def commit_index(self) -> int:
+        return int(self._obj.raftCommitIndex)
+
+    def members_behind(self, index: int) -> list[str]:
+        """On the leader: the other members whose log does not reach `index`
+        yet (match index below it, or not connected)."""
+        status = self._obj.getStatus()
+        behind = []
+        for n in self._obj.otherNodes:
+            match = int(status.get(f"match_idx_server_{n.id}", 0))
+            if match < index or not self._obj.isNodeConnected(n):
+                behind.append(str(n.address))
+        return sorted(behind)
+
     def log_length(self) -> int:
         return int(self._obj.getStatus()["log_len"])
 
@@ -409,3 +432,4 @@ class Store:
             self._obj.destroy_synchronous()
         except Exception:
             log.exception("closing the raft node")
+        self.events.close()

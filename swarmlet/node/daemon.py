@@ -17,6 +17,7 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -25,19 +26,28 @@ import grpc
 from swarmlet import errors, tls
 from swarmlet.agent.api import AgentServicer
 from swarmlet.agent.executor import Executor
+from swarmlet.agent.images import ImageStore
+from swarmlet.agent.metrics import timed_runtime
 from swarmlet.agent.net.wiring import NetworkAgent
 from swarmlet.agent.runtime.docker import DockerRuntime
+from swarmlet.agent.runtime.interface import ContainerRuntime
 from swarmlet.agent.session import AgentSession
+from swarmlet.agent.taskfiles import TaskFiles
 from swarmlet.aioserver import AioServer
-from swarmlet.api import agent_pb2_grpc
+from swarmlet.api import agent_pb2_grpc, dispatcher_pb2_grpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import dispatcher_pb2 as dpb
+from swarmlet.api import events_pb2 as epb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import pki
+from swarmlet.node import events as node_events
 from swarmlet.node import localapi
+from swarmlet.node import metrics as node_metrics
 from swarmlet.node.addresses import Advertised
+from swarmlet.node.certs import CertKeeper
 from swarmlet.node.config import ConfigError, DaemonConfig, parse_election_timeout
 from swarmlet.node.files import NodeFiles, NodeState
-from swarmlet.node.membership import NOT_IN_CLUSTER, Membership
+from swarmlet.node.membership import LOCKED, NOT_IN_CLUSTER, Membership
 from swarmlet.node.roles import RoleChanger
 
 # The manager's parts (pysyncobj and the Raft store, the control API, the
@@ -47,6 +57,8 @@ from swarmlet.node.roles import RoleChanger
 if TYPE_CHECKING:
     from swarmlet.manager.control.api import ControlAPI
     from swarmlet.manager.dispatcher import Dispatcher
+    from swarmlet.manager.events import LeaderAnnouncer
+    from swarmlet.manager.keykeeper import FetchedSecret, KeyKeeper
     from swarmlet.manager.leader import LeaderLoop
     from swarmlet.manager.store import Store
 
@@ -66,7 +78,10 @@ MEMBERS_RECORD_PERIOD = 1.0
 
 
 class Daemon:
-    def __init__(self, cfg: DaemonConfig) -> None:
+    def __init__(self, cfg: DaemonConfig, runtime: ContainerRuntime | None = None) -> None:
+        # `runtime`: an engine other than the host's Docker (tests run whole
+        # daemons on loopback with agent/runtime/fake.py; no overlay wiring then).
+        self._runtime = runtime
         self.cfg = cfg.validated()
         self.files = NodeFiles(self.cfg.state_dir)
         self.stopped = threading.Event()
@@ -74,44 +89,75 @@ class Daemon:
         self.control: ControlAPI | None = None
         self.dispatcher: Dispatcher | None = None
         self.leader_loop: LeaderLoop | None = None
+        self.key_keeper: KeyKeeper | None = None
         self.server: AioServer | None = None
         self.executor: Executor | None = None
         self.session: AgentSession | None = None
+        self.announcer: LeaderAnnouncer | None = None
+        self.certs: CertKeeper | None = None
         self.membership = Membership(self.cfg, self.files, self)
         self.roles = RoleChanger(self.membership, self, self.stopped)
 
     # ---- the parts membership starts and stops (membership.ClusterParts) ----
-    def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str]) -> Store:
+    def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str], epoch: int = 0) -> Store:
         from swarmlet.manager.control.api import ControlAPI
         from swarmlet.manager.dispatcher import Dispatcher
+        from swarmlet.manager.events import LeaderAnnouncer
+        from swarmlet.manager.keykeeper import KeyKeeper
         from swarmlet.manager.leader import LeaderLoop
         from swarmlet.manager.store import Store
 
         partners = [p for p in peers if p != addrs.raft]
-        store = Store(addrs.raft, partners, self.cfg.state_dir, raft_secret, timings=self.cfg.raft_timings())
-        control = ControlAPI(store, self.agent_channel)
-        dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role)
+        store = Store(
+            addrs.raft,
+            partners,
+            self.cfg.state_dir,
+            raft_secret,
+            timings=self.cfg.raft_timings(),
+            event_history=self.cfg.event_history,
+            data_key=self.files.ensure_data_key(),
+            raft_secret_epoch=epoch,
+        )
+        # The manager's own engine resolves image digests (issue 9); with a
+        # test engine (self._runtime) there is none: images are not pinned.
+        engine = DockerRuntime(self.cfg.docker_host) if self._runtime is None else None
+        control = ControlAPI(store, self.agent_channel, engine, self._node_id, min_cert_expiry=self.cfg.min_cert_expiry)
+        dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role, certificates=control.pki)
         leader_loop = LeaderLoop(store)
+        keeper = KeyKeeper(store, self.files.write_raft_secret, self.files.wrap_data_key, self._fetch_raft_secret)
         self.store, self.control, self.dispatcher, self.leader_loop = store, control, dispatcher, leader_loop
+        self.key_keeper = keeper
         dispatcher.start()
         leader_loop.start()
+        self.announcer = LeaderAnnouncer(store)  # leader changes as events (issue 16)
+        self.announcer.start()
+        keeper.start()
         threading.Thread(target=self._record_members, args=(store,), name="raft-members", daemon=True).start()
         return store
 
     def start_services(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials) -> None:
+        runtime = timed_runtime(self._runtime or DockerRuntime(self.cfg.docker_host))
         executor = Executor(
-            DockerRuntime(self.cfg.docker_host),
+            runtime,
             node.node_id,
             self._report,
             hostname=self.cfg.hostname,
-            network=NetworkAgent(addrs.ip),
+            network=NetworkAgent(addrs.ip) if self._runtime is None else None,
+            images=ImageStore(runtime, self.agent_channel, hostname=lambda: self.executor.hostname() if self.executor else ""),
+            files=TaskFiles(self.files.secrets_dir),
+            generic_resources=self.cfg.generic_resources(),
         )
         self.executor = executor
+        self.certs = CertKeeper(self.membership, self, self.stopped)
         self.server = self._cluster_server(addrs, node, creds, executor)
         executor.start()
         self._start_session(addrs, node, creds, executor)
+        self.certs.start()
 
     def shutdown(self, remove_containers: bool) -> None:
+        if self.certs is not None:
+            self.certs.stop()
+            self.certs = None
         self.stop_session()
         if self.executor is not None:
             if remove_containers:
@@ -119,6 +165,8 @@ class Daemon:
                     self.executor.converge([])
                     if not self.executor.wait_idle(timeout=LEAVE_DRAIN_TIMEOUT):
                         log.warning("leave: containers still being removed after %.0fs", LEAVE_DRAIN_TIMEOUT)
+                    if self.executor.files is not None:
+                        self.executor.files.close()  # the secrets' tmpfs goes with the node
                 except Exception:
                     log.exception("removing containers on leave")
             self.executor.stop()
@@ -128,10 +176,19 @@ class Daemon:
             self.server = None
         if self.leader_loop is not None:
             self.leader_loop.stop()
+        if self.key_keeper is not None:
+            self.key_keeper.stop()
+            self.key_keeper = None
         if self.dispatcher is not None:
             self.dispatcher.stop()
-        self.leader_loop = self.dispatcher = self.control = None
+        if self.announcer is not None:
+            self.announcer.stop()
+        self.leader_loop = self.dispatcher = self.control = self.announcer = None
         self.close_store()
+
+    def _node_id(self) -> str:
+        node = self.membership.node
+        return node.node_id if node is not None else ""
 
     # ---- what role changes need (roles.RoleParts) ----
     def agent_channel(self, addr: str) -> grpc.Channel:
@@ -140,6 +197,14 @@ class Daemon:
         if creds is None:
             raise errors.FailedPrecondition(NOT_IN_CLUSTER)
         return grpc.secure_channel(addr, creds.channel_credentials(), options=tls.CHANNEL_OPTIONS)
+
+    def manager_channel(self, addr: str) -> grpc.Channel:
+        """An mTLS channel to a manager's API port, as this node: the
+        handshake fails unless the server holds a manager's certificate."""
+        creds = self.membership.creds
+        if creds is None:
+            raise errors.FailedPrecondition(NOT_IN_CLUSTER)
+        return grpc.secure_channel(addr, creds.channel_credentials(), options=tls.MANAGER_CHANNEL_OPTIONS)
 
     def stop_session(self) -> None:
         if self.session is not None:
@@ -154,6 +219,10 @@ class Daemon:
                 self._start_session(m.addrs, m.node, m.creds, self.executor)
 
     def close_store(self) -> None:
+        if self.key_keeper is not None:
+            # Before the store: a demoted node must not write keys any more.
+            self.key_keeper.stop()
+            self.key_keeper = None
         if self.store is not None:
             store, self.store = self.store, None
             store.close()
@@ -161,6 +230,17 @@ class Daemon:
     # ---- the local API's view (localapi.LocalNode) ----
     def info(self) -> cpb.InfoResponse:
         node, addr = self.membership.node, self.membership.addrs.ip
+        locked = self.membership.locked
+        if locked is not None:
+            return cpb.InfoResponse(
+                state="locked",
+                node_id=locked.node_id,
+                role=locked.role,
+                cluster_id=locked.cluster_id,
+                addr=addr,
+                error=LOCKED,
+                docker_host=self.cfg.docker_host,
+            )
         if node is None:
             return cpb.InfoResponse(state="inactive", docker_host=self.cfg.docker_host, addr=addr)
         r = cpb.InfoResponse(
@@ -183,9 +263,16 @@ class Daemon:
             r.raft_status = json.dumps(store.status(), default=str)
             r.state_digest = store.state_digest()
             r.store_version = snap.version
+        if self.certs is not None:
+            r.cert_not_after, r.cert_warning = self.certs.status()
         return r
 
+    def events(self, request: epb.EventsRequest, context: grpc.ServicerContext) -> Iterator[epb.Event]:
+        return node_events.serve(self, request, context)
+
     def manager_control(self) -> ControlAPI:
+        if self.membership.locked is not None:
+            raise errors.FailedPrecondition(LOCKED)
         if self.membership.node is None:
             raise errors.FailedPrecondition(NOT_IN_CLUSTER)
         if self.control is None:
@@ -202,28 +289,55 @@ class Daemon:
     # ---- wiring ----
     def _cluster_server(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials, executor: Executor) -> AioServer:
         """The node's gRPC server (grpc.aio, swarmlet/aioserver.py): the agent
-        API on the mTLS port; on a manager also the dispatcher there and the
-        CA on the join port."""
-        server = AioServer(tls.SERVER_OPTIONS, [tls.ClientCertRequired()], name="grpc-node")
+        API on the mTLS port; on a manager also the dispatcher and the events
+        stream there and the CA on the join port."""
+        # Every call with a certificate is checked against the cluster's
+        # state (issue 13): cluster id, revocation, membership, role. The
+        # session stream answers a stale role itself (dispatcher.py).
+        interceptor = tls.ClientCertRequired(authorize=self._authorize, stream_once=(pki.SESSION_METHOD,))
+        server = AioServer(tls.SERVER_OPTIONS, [interceptor], name="grpc-node")
         try:
-            server.call(lambda: agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(executor), server.server))
+            agent = AgentServicer(executor, executor.images)
+            server.call(lambda: agent_pb2_grpc.add_AgentServicer_to_server(agent, server.server))
             if node.role == "manager":
-                from swarmlet.api import ca_pb2_grpc, dispatcher_pb2_grpc
+                from swarmlet.api import ca_pb2_grpc, events_pb2_grpc
                 from swarmlet.manager import ca_servicer
+                from swarmlet.manager.events import EventsServicer
 
                 store, control, dispatcher = self.store, self.control, self.dispatcher
                 assert store is not None and control is not None and dispatcher is not None, "start_manager comes first"
                 ca = ca_servicer.CAServicer(lambda: store.snapshot().cluster, control.cluster.register_node, store.members)
+                events = EventsServicer(store.events, store.snapshot)
                 server.call(lambda: dispatcher_pb2_grpc.add_DispatcherServicer_to_server(dispatcher, server.server))
+                server.call(lambda: events_pb2_grpc.add_ClusterEventsServicer_to_server(events, server.server))
                 server.call(lambda: ca_pb2_grpc.add_CAServicer_to_server(ca, server.server))
                 # The join port authenticates the manager only: joiners have no certificate yet.
-                server.add_port(addrs.join, creds.server_credentials(require_client_auth=False))
-            server.add_port(addrs.api, creds.server_credentials(require_client_auth=True))
+                server.add_port(addrs.join, tls.dynamic_server_credentials(self._current_creds, require_client_auth=False))
+            # Renewed certificates and new trust bundles are used from the next handshake on.
+            server.add_port(addrs.api, tls.dynamic_server_credentials(self._current_creds, require_client_auth=True))
             server.start()
         except BaseException:
             server.stop(None)
             raise
         return server
+
+    def _current_creds(self) -> tls.NodeCredentials | None:
+        return self.membership.creds
+
+    def _authorize(self, method: str, peer: tls.Peer) -> None:
+        """Whether a caller's certificate may call `method` now: a manager
+        judges it by the replicated state, a worker by what its session told
+        it (core/pki.py)."""
+        ident = peer.identity
+        who = pki.PeerCert(ident.node_id, ident.role, ident.cluster_id, peer.cert.serial)
+        store = self.store
+        if store is not None:
+            pki.authorize_on_manager(store.snapshot(), who, method)
+            return
+        certs = self.certs
+        if certs is None:
+            raise errors.Unavailable("this node is not ready")
+        pki.authorize_on_worker(certs.view, who, method)
 
     def _start_session(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials, executor: Executor) -> None:
         self.session = AgentSession(
@@ -235,8 +349,29 @@ class Daemon:
             on_managers=self.membership.record_managers,
             raft_addr=addrs.raft,
             on_role=self.roles.wanted,
+            on_message=self.certs.on_session if self.certs is not None else None,
         )
         self.session.start()
+
+    def _fetch_raft_secret(self) -> FetchedSecret | None:
+        """The current Raft secret from another manager (the key keeper asks
+        when this manager cannot reach any: it missed a rotation)."""
+        from swarmlet.manager.keykeeper import FetchedSecret
+
+        node, own = self.membership.node, self.membership.addrs.api
+        for addr in [a for a in (node.managers if node else []) if a != own]:
+            try:
+                channel = self.agent_channel(addr)
+            except errors.SwarmletError:
+                return None
+            try:
+                resp = dispatcher_pb2_grpc.DispatcherStub(channel).RaftSecret(dpb.RaftSecretRequest(), timeout=5)
+                return FetchedSecret(resp.epoch, resp.current, resp.previous)
+            except grpc.RpcError as e:
+                log.info("raft secret from %s: %s", addr, e.details())
+            finally:
+                channel.close()
+        return None
 
     def _report(self, reports: list[dpb.TaskStatusReport]) -> None:
         session = self.session
@@ -277,7 +412,8 @@ def run_daemon(cfg: DaemonConfig) -> int:
         localapi.claim_socket(cfg.socket)
         daemon.membership.resume()
         local = localapi.serve(cfg.socket, localapi.LocalControl(daemon))
-    except errors.SwarmletError as e:
+        metrics_server = node_metrics.serve(cfg.metrics_addr, daemon) if cfg.metrics_addr else None
+    except (errors.SwarmletError, OSError) as e:
         log.error("%s", e)
         daemon.stop()
         return 1
@@ -290,5 +426,7 @@ def run_daemon(cfg: DaemonConfig) -> int:
     signal.signal(signal.SIGINT, on_signal)
     daemon.stopped.wait()
     local.stop(grace=0.5)
+    if metrics_server is not None:
+        metrics_server.stop()
     daemon.stop()
     return 0

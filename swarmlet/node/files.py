@@ -2,8 +2,15 @@
 
   node.json          what the node remembers of its membership (NodeState)
   certs/             node key, node certificate, cluster root (tls.NodeCredentials)
-  raft/raft_secret   the cluster's Raft secret (managers only)
-  raft/              pysyncobj's journal and dump (written by manager/store.py)
+  dek.json           a manager's data encryption key, in the clear or wrapped by
+                     the unlock key (autolock); see swarmlet/atrest.py
+  raft/raft_secret   the cluster's Raft secret and its epoch (managers only)
+  raft/              the Raft journal, term file and snapshot (manager/raftlog.py)
+
+On a manager everything secret is ciphertext under its data key: the Raft
+files, the Raft secret file and the node's TLS key (certs/node.key). With
+autolock the data key itself is wrapped: until `swarmlet unlock` gives the
+unlock key, the node is locked and none of them can be read (issue 13).
 
 Writes are atomic and durable: a temporary file in the same directory,
 fsync'd, renamed over the old one, then the directory fsync'd, so that after a
@@ -15,20 +22,28 @@ would make the host a new node.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from swarmlet import errors, tls
+from swarmlet import atrest, errors, tls
+from swarmlet.atrest import DataKey
+from swarmlet.fsutil import fsync_dir, write_atomic
 
 NODE_FILE = "node.json"
 CERTS_DIR = "certs"
 RAFT_DIR = "raft"
+SECRETS_DIR = "secrets"  # a tmpfs mount point (issue 10)
 RAFT_SECRET_FILE = "raft_secret"
+DEK_FILE = atrest.DEK_FILE
+MIN_RAFT_SECRET = 32  # as manager/rafttransport.py: an empty file would give a public key
+_AAD_RAFT_SECRET = b"swarmlet-raft-secret-file"
+_AAD_NODE_KEY = b"swarmlet-node-key"
 
 
 class NodeFileError(errors.FailedPrecondition):
@@ -68,34 +83,6 @@ class NodeState:
         return node
 
 
-def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Replace `path` by `data` atomically and durably (see the module doc).
-    The mode is set before any byte is written."""
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(directory)
-
-
-def fsync_dir(directory: str) -> None:
-    """Make the renames and unlinks in `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class NodeFiles:
     """The state directory of one node (root only: it holds the node's key,
     the Raft secret and pickled Raft state)."""
@@ -103,6 +90,9 @@ class NodeFiles:
     def __init__(self, state_dir: str) -> None:
         self.state_dir = state_dir
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
+        # The manager's data key once read (or unlocked): every secret file
+        # of this node is sealed with it.
+        self.data_key: DataKey | None = None
 
     @property
     def node_path(self) -> str:
@@ -119,6 +109,16 @@ class NodeFiles:
     @property
     def raft_secret_path(self) -> str:
         return os.path.join(self.raft_dir, RAFT_SECRET_FILE)
+
+    @property
+    def secrets_dir(self) -> str:
+        """Where the agent mounts the tmpfs for its tasks' secrets and
+        configs (agent/taskfiles.py): memory, not a file of this directory."""
+        return os.path.join(self.state_dir, SECRETS_DIR)
+
+    @property
+    def dek_path(self) -> str:
+        return os.path.join(self.state_dir, DEK_FILE)
 
     def _unusable(self, path: str, what: str) -> NodeFileError:
         return NodeFileError(
@@ -145,31 +145,121 @@ class NodeFiles:
     def save_node(self, node: NodeState) -> None:
         write_atomic(self.node_path, json.dumps(asdict(node)).encode())
 
+    # ---- dek.json: the data key (managers) ----
+    def has_data_key(self) -> bool:
+        return os.path.exists(self.dek_path)
+
+    def _read_dek_file(self) -> bytes:
+        with open(self.dek_path, "rb") as f:
+            return f.read()
+
+    def locked(self) -> bool:
+        """True when this node's data key is wrapped and not unlocked yet."""
+        if self.data_key is not None or not self.has_data_key():
+            return False
+        try:
+            return atrest.dek_wrapped(self._read_dek_file())
+        except atrest.SealError as e:
+            raise self._unusable(self.dek_path, str(e)) from None
+
+    def unlock(self, unlock_key: str | None = None) -> DataKey:
+        """Read the data key (unwrapping it with `unlock_key` under
+        autolock). Raises atrest.Locked / atrest.InvalidUnlockKey."""
+        try:
+            self.data_key = atrest.read_dek_file(self._read_dek_file(), unlock_key)
+        except atrest.SealError as e:
+            raise self._unusable(self.dek_path, str(e)) from None
+        return self.data_key
+
+    def ensure_data_key(self) -> DataKey:
+        """The data key, made (in the clear) if this node has none yet: a node
+        becoming a manager. Raises atrest.Locked if it is wrapped."""
+        if self.data_key is not None:
+            return self.data_key
+        if self.has_data_key():
+            return self.unlock(None)
+        key = DataKey.generate()
+        write_atomic(self.dek_path, atrest.dek_file_bytes(key, None))
+        self.data_key = key
+        return key
+
+    def wrap_data_key(self, unlock_key: str | None) -> None:
+        """Store the data key wrapped by `unlock_key` (autolock on), or in
+        the clear (None: autolock off)."""
+        if self.data_key is None:
+            return
+        write_atomic(self.dek_path, atrest.dek_file_bytes(self.data_key, unlock_key))
+
+    def drop_data_key(self) -> None:
+        """Forget the data key (a manager demoted to worker): its secret files
+        are gone or rewritten in the clear first by the caller."""
+        self.data_key = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.dek_path)
+            fsync_dir(self.state_dir)
+
+    def _seal(self, data: bytes, aad: bytes) -> bytes:
+        if self.data_key is None:
+            raise errors.Internal("no data key loaded to seal a secret file with")
+        return self.data_key.seal(data, aad)
+
+    def _unseal(self, path: str, raw: bytes, aad: bytes) -> bytes:
+        if not atrest.is_sealed(raw):
+            return raw  # written before encryption at rest
+        if self.data_key is None:
+            raise atrest.Locked(f"{path} is encrypted: this manager is locked; run 'swarmlet unlock'")
+        try:
+            return self.data_key.unseal(raw, aad)
+        except atrest.SealError as e:
+            raise self._unusable(path, str(e)) from None
+
     # ---- certs/ ----
     def load_credentials(self) -> tls.NodeCredentials | None:
+        key_path = os.path.join(self.certs_dir, tls.KEY_FILE)
         try:
-            return tls.NodeCredentials.load(self.certs_dir)
+            return tls.NodeCredentials.load(self.certs_dir, open_key=lambda raw: self._unseal(key_path, raw, _AAD_NODE_KEY))
         except tls.CredentialsError as e:
             raise self._unusable(self.certs_dir, str(e)) from None
 
     def save_credentials(self, creds: tls.NodeCredentials) -> None:
-        creds.save(self.certs_dir)
+        # A manager's TLS key is sealed with its data key: under autolock a
+        # stolen disk must not let anyone pose as this manager.
+        seal = (lambda pem: self._seal(pem, _AAD_NODE_KEY)) if self.data_key is not None else None
+        creds.save(self.certs_dir, seal_key=seal)
 
     # ---- raft/ ----
-    def read_raft_secret(self) -> bytes:
+    def read_raft_secret(self) -> tuple[bytes, int]:
+        """(the Raft secret, its epoch: how many rotations made it)."""
         path = self.raft_secret_path
         try:
             with open(path, "rb") as f:
-                secret = f.read()
+                raw = f.read()
         except FileNotFoundError:
             raise self._unusable(path, "the manager's Raft secret is missing") from None
-        if not secret:
+        if not raw:
             raise self._unusable(path, "the file is empty (cut short while being written?)")
-        return secret
+        epoch = 0
+        if atrest.is_sealed(raw):
+            try:
+                doc = json.loads(self._unseal(path, raw, _AAD_RAFT_SECRET))
+                secret, epoch = base64.b64decode(doc["secret"], validate=True), int(doc["epoch"])
+            except (ValueError, KeyError, TypeError, binascii.Error):
+                raise self._unusable(path, "the file is damaged") from None
+        else:
+            secret = raw  # written before encryption at rest
+        if len(secret) < MIN_RAFT_SECRET:
+            raise self._unusable(path, f"the Raft secret is {len(secret)} bytes long, at least {MIN_RAFT_SECRET} are required")
+        return secret, epoch
 
-    def write_raft_secret(self, secret: bytes) -> None:
+    def write_raft_secret(self, secret: bytes, epoch: int = 0) -> None:
+        """Atomically and durably, sealed with the data key (made if this
+        node has none yet: it is becoming a manager)."""
+        if len(secret) < MIN_RAFT_SECRET:
+            raise errors.Invalid(f"a Raft secret of {len(secret)} bytes: at least {MIN_RAFT_SECRET} are required")
+        self.ensure_data_key()
         os.makedirs(self.raft_dir, mode=0o700, exist_ok=True)
-        write_atomic(self.raft_secret_path, secret)
+        doc = json.dumps({"epoch": epoch, "secret": base64.b64encode(secret).decode()}).encode()
+        write_atomic(self.raft_secret_path, self._seal(doc, _AAD_RAFT_SECRET))
 
     def reset_raft(self) -> None:
         """Drop the Raft log, dump and secret: a node that left Raft (or
@@ -179,7 +269,8 @@ class NodeFiles:
     # ---- all of it ----
     def forget(self) -> None:
         """Remove every membership file (leave): the host becomes a fresh node."""
-        for path in (self.node_path, self.certs_dir, self.raft_dir):
+        self.data_key = None
+        for path in (self.node_path, self.certs_dir, self.raft_dir, self.dek_path):
             if os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
             elif os.path.exists(path):

@@ -18,6 +18,8 @@ import grpc
 from swarmlet import errors, rpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import control_pb2_grpc
+from swarmlet.api import events_pb2 as epb
+from swarmlet.core.bounds import MAX_LOCAL_MESSAGE
 from swarmlet.manager.control.routes import ROUTES
 from swarmlet.node.membership import Membership
 
@@ -35,6 +37,8 @@ class LocalNode(Protocol):
     def info(self) -> cpb.InfoResponse: ...
 
     def manager_control(self) -> ControlAPI: ...
+
+    def events(self, request: epb.EventsRequest, context: grpc.ServicerContext) -> Iterator[epb.Event]: ...
 
 
 class LocalControl(control_pb2_grpc.ControlServicer):  # type: ignore[misc]  # generated code is not type-checked
@@ -58,6 +62,10 @@ class LocalControl(control_pb2_grpc.ControlServicer):  # type: ignore[misc]  # g
         return self._node.membership.restore(request)
 
     @rpc.edge
+    def Unlock(self, request: cpb.UnlockRequest, context: grpc.ServicerContext) -> cpb.UnlockResponse:
+        return self._node.membership.unlock(request)
+
+    @rpc.edge
     def Info(self, request: cpb.InfoRequest, context: grpc.ServicerContext) -> cpb.InfoResponse:
         return self._node.info()
 
@@ -68,6 +76,23 @@ class LocalControl(control_pb2_grpc.ControlServicer):  # type: ignore[misc]  # g
     @rpc.edge
     def ServiceLogs(self, request: cpb.ServiceLogsRequest, context: grpc.ServicerContext) -> Iterator[cpb.ServiceLogLine]:
         yield from self._node.manager_control().logs.service_logs(request, context)
+
+    # ---- issue 9: streamed image transfers ----
+
+    @rpc.edge
+    def PushImage(self, request: cpb.PushImageRequest, context: grpc.ServicerContext) -> Iterator[cpb.ImageTransferProgress]:
+        yield from self._node.manager_control().images.push(request, context)
+
+    @rpc.edge
+    def LoadImage(
+        self, request_iterator: Iterator[cpb.LoadImageChunk], context: grpc.ServicerContext
+    ) -> Iterator[cpb.ImageTransferProgress]:
+        yield from self._node.manager_control().images.load(request_iterator, context)
+
+    @rpc.edge
+    def Events(self, request: epb.EventsRequest, context: grpc.ServicerContext) -> Iterator[epb.Event]:
+        # Issue 16: any node in a cluster streams them (node/events.py).
+        yield from self._node.events(request, context)
 
 
 def _routed(rpc_name: str) -> Callable[[LocalControl, Any, grpc.ServicerContext], Any]:
@@ -108,14 +133,24 @@ def claim_socket(path: str) -> None:
 
 def serve(path: str, servicer: LocalControl) -> grpc.Server:
     """Start the local API on the unix socket `path` (claimed first)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=LOCAL_WORKERS, thread_name_prefix="local"))
+    # Messages as large as the CLI's (a backup of a large cluster, issue 13:
+    # gRPC's default 4 MiB refused restoring a backup that could be taken).
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=LOCAL_WORKERS, thread_name_prefix="local"),
+        options=[
+            ("grpc.max_receive_message_length", MAX_LOCAL_MESSAGE),
+            ("grpc.max_send_message_length", MAX_LOCAL_MESSAGE),
+        ],
+    )
     control_pb2_grpc.add_ControlServicer_to_server(servicer, server)
     # The socket is the CLI's only credential: root only. gRPC creates it in
-    # add_insecure_port, so the umask must cover that call.
+    # add_insecure_port, so the umask must cover that call; the chmod makes
+    # the mode exactly 0600 whatever gRPC does (docs/security.md).
     old_umask = os.umask(0o077)
     try:
         server.add_insecure_port(f"unix://{path}")
     finally:
         os.umask(old_umask)
     server.start()
+    os.chmod(path, 0o600)
     return server

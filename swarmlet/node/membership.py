@@ -10,6 +10,11 @@ Durability rule: the membership files are written last, once the node is
 really a member (its Raft founded or started), so that an init, join or
 restore that fails before that leaves no membership on disk: the host stays
 a fresh node.
+
+Autolock (issue 13): a manager's secret files are encrypted with its data
+key, which autolock keeps wrapped by the swarm's unlock key. A manager that
+restarts then resumes nothing: it is `locked` until `unlock` is given the key
+(or an older one, if the key was rotated while it was down).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
-from swarmlet import errors, rpc, tls
+from swarmlet import atrest, errors, rpc, tls
 from swarmlet.api import ca_pb2, ca_pb2_grpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
@@ -36,6 +41,7 @@ from swarmlet.manager import backup as bk
 from swarmlet.manager import ca
 from swarmlet.node import addresses
 from swarmlet.node.addresses import Advertised
+from swarmlet.node.certs import check_at_start
 from swarmlet.node.config import DaemonConfig
 from swarmlet.node.files import NodeFiles, NodeState
 
@@ -50,6 +56,11 @@ LEAVE_AS_MANAGER = (
     "You are attempting to leave the swarm on a node that is participating as a manager. "
     "Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message."
 )
+LOCKED = (
+    "This manager is locked: the swarm is autolocked and this daemon restarted. Run 'swarmlet unlock' and enter "
+    "the unlock key (another manager shows it with 'swarmlet unlock-key')."
+)
+NOT_LOCKED = "This node is not locked."
 
 # A one-member Raft elects itself within one election timeout; this bounds it.
 LEADERSHIP_TIMEOUT = 10.0
@@ -67,9 +78,10 @@ class ClusterParts(Protocol):
     @property
     def store(self) -> Store | None: ...
 
-    def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str]) -> Store:
+    def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str], epoch: int = 0) -> Store:
         """Start the Raft store and the manager's loops; `peers` are the Raft
-        members to reach (an empty list founds a one-member Raft)."""
+        members to reach (an empty list founds a one-member Raft); `epoch`
+        is the Raft secret's (how many rotations made it)."""
         ...
 
     def start_services(self, addrs: Advertised, node: NodeState, creds: tls.NodeCredentials) -> None:
@@ -91,32 +103,77 @@ class Membership:
         self.lock = threading.RLock()
         self.node: NodeState | None = None
         self.creds: tls.NodeCredentials | None = None
+        # Set while this manager waits for its unlock key: its saved
+        # membership, which nothing runs yet.
+        self.locked: NodeState | None = None
 
     # ---- after a restart ----
     def resume(self) -> None:
         """Rejoin the cluster this host belonged to before a restart (nothing
         when it belonged to none). Raises files.NodeFileError when the files
-        are there but unusable."""
+        are there but unusable. A manager whose data key is wrapped (autolock)
+        stays locked: see `unlock`."""
         with self.lock:
             node = self.files.load_node()
-            creds = self.files.load_credentials()
-            if node is None or creds is None:
+            if node is None:
                 return
-            addrs = self.addrs
-            if node.addr != addrs.ip:
-                # The cluster knows this node (its Raft member, its certificate)
-                # by the address it joined with.
-                log.warning("advertising %s, the address this node joined with, not %s", node.addr, addrs.ip)
-                addrs = addrs.with_ip(node.addr)
-            log.info("resuming as %s node %s of cluster %s", node.role, node.node_id, node.cluster_id)
-            if node.role == "manager":
-                self.parts.start_manager(addrs, self.files.read_raft_secret(), node.raft_peers)
-            self.node, self.creds, self.addrs = node, creds, addrs
-            self.parts.start_services(addrs, node, creds)
+            if self.files.locked():
+                self.locked = node
+                log.warning("%s", LOCKED)
+                return
+            if self.files.has_data_key():
+                self.files.unlock(None)
+            self._resume(node)
+
+    def unlock(self, req: cpb.UnlockRequest) -> cpb.UnlockResponse:
+        """Unwrap the data key with the unlock key, then resume as after any
+        restart. A wrong key changes nothing."""
+        with self.lock:
+            node = self.locked
+            if node is None:
+                raise errors.FailedPrecondition(NOT_LOCKED)
+            if not req.unlock_key.strip():
+                raise errors.Invalid("an unlock key is required")
+            self.files.unlock(req.unlock_key.strip())  # atrest.InvalidUnlockKey: nothing changed
+            self.locked = None
+            log.info("unlocked: resuming")
+            try:
+                self._resume(node)
+            except BaseException:
+                self.files.data_key = None
+                self.locked = node
+                raise
+            return cpb.UnlockResponse()
+
+    def _resume(self, node: NodeState) -> None:
+        creds = self.files.load_credentials()
+        if creds is None:
+            return
+        addrs = self.addrs
+        if node.addr != addrs.ip:
+            # The cluster knows this node (its Raft member, its certificate)
+            # by the address it joined with.
+            log.warning("advertising %s, the address this node joined with, not %s", node.addr, addrs.ip)
+            addrs = addrs.with_ip(node.addr)
+        log.info("resuming as %s node %s of cluster %s", node.role, node.node_id, node.cluster_id)
+        level, message = _certificate_at_start(creds)
+        if level:
+            log.log(level, "%s", message)
+        if node.role == "manager":
+            if self.files.data_key is None:
+                self.files.ensure_data_key()  # a manager from before encryption at rest
+            secret, epoch = self.files.read_raft_secret()
+            self.files.write_raft_secret(secret, epoch)  # sealed, if it was not yet
+            self.files.save_credentials(creds)  # likewise its TLS key
+            self.parts.start_manager(addrs, secret, node.raft_peers, epoch)
+        self.node, self.creds, self.addrs = node, creds, addrs
+        self.parts.start_services(addrs, node, creds)
 
     # ---- init ----
     def init(self, req: cpb.InitRequest) -> cpb.InitResponse:
         if req.force_new_cluster:
+            if req.autolock:
+                raise errors.Invalid("--autolock cannot be combined with --force-new-cluster: use 'cluster update' after")
             return self.force_new_cluster(req)
         with self.lock:
             self._refuse_if_member(ALREADY_MEMBER)
@@ -137,6 +194,9 @@ class Membership:
                 worker_token=ca.new_join_token(root.digest),
                 manager_token=ca.new_join_token(root.digest),
             )
+            if req.autolock:
+                cluster.spec.autolock = True
+                cluster.unlock_key = atrest.new_unlock_key()
             me = self._self_node(node_id, addrs)
 
             def objects(raft_secret: bytes) -> list[list[spb.StoreAction]]:
@@ -145,6 +205,10 @@ class Membership:
 
             node = NodeState(node_id=node_id, role="manager", cluster_id=cluster_id, addr=addrs.ip, managers=[addrs.api])
             self._found(addrs, node, creds, objects)
+            if cluster.spec.autolock:
+                # Wrapped now, not when the key keeper first runs: a restart
+                # right after init must already be locked.
+                self.files.wrap_data_key(cluster.unlock_key)
             return _init_response(node_id, cluster, addrs)
 
     # ---- join ----
@@ -170,19 +234,11 @@ class Membership:
                     raft_addr=addrs.raft,
                 ),
             )
-            ident = tls.certificate_identity(resp.cert_pem)
-            creds = tls.NodeCredentials(
-                key_pem=key_pem,
-                cert_pem=resp.cert_pem,
-                ca_pem=resp.ca_cert_pem,
-                node_id=resp.node_id,
-                role=resp.role,
-                cluster_id=ident.cluster_id,
-            )
+            creds = _joined_credentials(key_pem, resp, ca_pem)
             node = NodeState(
                 node_id=resp.node_id,
                 role=resp.role,
-                cluster_id=ident.cluster_id,
+                cluster_id=creds.cluster_id,
                 addr=addrs.ip,
                 managers=list(resp.managers) or [remote],
                 raft_peers=list(resp.raft_peers),
@@ -197,6 +253,7 @@ class Membership:
                 except BaseException:
                     self.parts.shutdown(remove_containers=False)
                     self.files.reset_raft()
+                    self.files.drop_data_key()
                     raise
             self._activate(addrs, node, creds)
             return cpb.JoinResponse(node_id=resp.node_id, role=resp.role)
@@ -204,6 +261,14 @@ class Membership:
     # ---- leave ----
     def leave(self, req: cpb.LeaveRequest) -> cpb.LeaveResponse:
         with self.lock:
+            if self.locked is not None:
+                # Nothing runs on a locked manager: with --force it forgets
+                # its membership (its containers stay for the engine).
+                if not req.force:
+                    raise errors.FailedPrecondition(LOCKED + " To leave without unlocking, use --force.")
+                self.files.forget()
+                self.locked = None
+                return cpb.LeaveResponse()
             if self.node is None:
                 raise errors.FailedPrecondition(NOT_IN_CLUSTER)
             if self.node.role == "manager" and not req.force:
@@ -222,7 +287,7 @@ class Membership:
                 "This node is already part of a swarm: restore a backup on a fresh host (or 'swarmlet leave --force' first)."
             )
             try:
-                snap = bk.decode(req.data)
+                snap = bk.decode(req.data, req.key)
             except bk.BackupError as e:
                 raise errors.Invalid(str(e)) from None
             addrs = self._addrs_for(req.advertise_addr)
@@ -230,14 +295,7 @@ class Membership:
             assert cluster is not None  # decode() refuses a backup without one
             node_id = new_id()
             key_pem, cert_pem = ca.issue_local_certificate(cluster.root_ca, node_id, "manager", cluster.id, addrs.ip)
-            creds = tls.NodeCredentials(
-                key_pem=key_pem,
-                cert_pem=cert_pem,
-                ca_pem=cluster.root_ca.cert_pem,
-                node_id=node_id,
-                role="manager",
-                cluster_id=cluster.id,
-            )
+            creds = tls.NodeCredentials.from_pems(key_pem, cert_pem, ca.trust_bundle(cluster.root_ca))
             node = NodeState(node_id=node_id, role="manager", cluster_id=cluster.id, addr=addrs.ip, managers=[addrs.api])
             me = self._self_node(node_id, addrs)
             self._found(addrs, node, creds, lambda secret: bk.bootstrap_batches(snap, me, secret, "restored from a backup"))
@@ -284,6 +342,8 @@ class Membership:
 
     # ---- the steps ----
     def _refuse_if_member(self, message: str) -> None:
+        if self.locked is not None:
+            raise errors.FailedPrecondition(LOCKED)
         if self.node is not None:
             raise errors.FailedPrecondition(message)
 
@@ -331,6 +391,8 @@ class Membership:
         except BaseException:
             self.parts.shutdown(remove_containers=False)
             self.files.reset_raft()
+            if self.node is None:  # init or restore: nothing of this attempt stays
+                self.files.drop_data_key()
             raise
         self._activate(addrs, node, creds)
 
@@ -346,17 +408,45 @@ class Membership:
 def _issue_certificate(
     remote: str, ca_pem: bytes, request: ca_pb2.IssueNodeCertificateRequest
 ) -> ca_pb2.IssueNodeCertificateResponse:
-    channel = grpc.secure_channel(remote, tls.channel_credentials(ca_pem), options=tls.CHANNEL_OPTIONS)
+    # Trusting only the root the token pins, and only a server holding a
+    # manager's certificate (MANAGER_SAN): the token goes to a manager or
+    # nowhere (issue 13).
+    channel = grpc.secure_channel(remote, tls.channel_credentials(ca_pem), options=tls.MANAGER_CHANNEL_OPTIONS)
     try:
         resp: ca_pb2.IssueNodeCertificateResponse = ca_pb2_grpc.CAStub(channel).IssueNodeCertificate(
             request, timeout=ISSUE_TIMEOUT
         )
         return resp
     except grpc.RpcError as e:
+        details = e.details() or ""
+        if "Hostname Verification" in details or "No match found for server name" in details:
+            raise tls.NotAManagerError(
+                f"the server at {remote} is not a manager of this cluster (its certificate is not a manager's): "
+                "the join token was not sent"
+            ) from None
         prefix = f"cannot reach manager at {remote}: " if rpc.unreachable(e) else ""
         raise rpc.from_rpc_error(e, prefix) from None
     finally:
         channel.close()
+
+
+def _joined_credentials(key_pem: bytes, resp: ca_pb2.IssueNodeCertificateResponse, pinned_pem: bytes) -> tls.NodeCredentials:
+    """The credentials a join yields. The roots to trust are the manager's
+    answer (two during a root rotation), which must include the root the
+    token pins; the certificate must chain to them."""
+    pinned = tls.ca_digest(pinned_pem)
+    bundle = resp.ca_cert_pem or pinned_pem
+    roots = [b"-----BEGIN CERTIFICATE-----" + part for part in bundle.split(b"-----BEGIN CERTIFICATE-----")[1:]]
+    if pinned not in {tls.ca_digest(r) for r in roots}:
+        raise tls.CAMismatchError("the manager answered with roots that do not include the one the join token pins")
+    try:
+        return tls.NodeCredentials.from_pems(key_pem, resp.cert_pem, bundle)
+    except tls.CredentialsError as e:
+        raise tls.JoinError(f"the manager issued an unusable certificate: {e}") from None
+
+
+def _certificate_at_start(creds: tls.NodeCredentials) -> tuple[int, str]:
+    return check_at_start(creds, time.time())
 
 
 def _init_response(node_id: str, cluster: pb.Cluster, addrs: Advertised) -> cpb.InitResponse:
@@ -366,4 +456,5 @@ def _init_response(node_id: str, cluster: pb.Cluster, addrs: Advertised) -> cpb.
         worker_token=cluster.worker_token,
         manager_token=cluster.manager_token,
         api_addr=addrs.join,
+        unlock_key=cluster.unlock_key if cluster.spec.autolock else "",
     )

@@ -38,7 +38,7 @@ RENEW_RETRY = 0.5
 class RoleParts(Protocol):
     """What a role change needs from the running parts (daemon.Daemon)."""
 
-    def agent_channel(self, addr: str) -> grpc.Channel: ...
+    def manager_channel(self, addr: str) -> grpc.Channel: ...
 
     def stop_session(self) -> None: ...
 
@@ -52,13 +52,23 @@ class RoleChanger:
         self._membership = membership
         self._parts = parts
         self._stopped = stopped
+        self._busy = threading.Lock()
 
     def wanted(self, desired_role: int) -> None:
         """The session's on_role callback. The change runs on its own thread:
-        it stops the session that calls this."""
+        it stops the session that calls this. A change already under way is
+        not started twice (a reconnecting session may ask again)."""
+        if not self._busy.acquire(blocking=False):
+            return
         threading.Thread(target=self._change, args=(desired_role,), name="role-change", daemon=True).start()
 
     def _change(self, desired_role: int) -> None:
+        try:
+            self._change_role(desired_role)
+        finally:
+            self._busy.release()
+
+    def _change_role(self, desired_role: int) -> None:
         want = "manager" if desired_role == pb.NodeSpec.MANAGER else "worker"
         key_pem = tls.new_node_key()
         resp = self._renew(tls.make_csr(key_pem))
@@ -77,7 +87,7 @@ class RoleChanger:
         while time.monotonic() < deadline and not self._stopped.is_set():
             node = self._membership.node
             for addr in list(node.managers if node else []):
-                channel = self._parts.agent_channel(addr)
+                channel = self._parts.manager_channel(addr)
                 try:
                     resp: dpb.RenewRoleResponse = dispatcher_pb2_grpc.DispatcherStub(channel).RenewRole(
                         dpb.RenewRoleRequest(csr_pem=csr_pem), timeout=RENEW_TIMEOUT
@@ -111,6 +121,9 @@ class RoleChanger:
             self._parts.close_store()
             # Removed from Raft: its old log must never be replayed.
             m.files.reset_raft()
+            # A worker keeps no data key (it would stay locked under autolock):
+            # its TLS key is saved in the clear below, as every worker's.
+            m.files.drop_data_key()
             node.raft_peers = []
         elif resp.role == "manager":
             m.files.reset_raft()
@@ -119,6 +132,7 @@ class RoleChanger:
         node.role = resp.role
         m.files.save_credentials(creds)
         m.files.save_node(node)
+        m.creds = creds  # a certificate renewal racing with this one must not overwrite it (node/certs.py)
         return True
 
 

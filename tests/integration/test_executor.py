@@ -225,9 +225,10 @@ def test_non_zero_exit(executor: Executor, reports: Reports, service: str) -> No
 
 def test_missing_image_rejected(client: docker.DockerClient, executor: Executor, reports: Reports, service: str) -> None:
     t = make_task(service, 1, image="swarmlet-test:does-not-exist")
+    t.spec.container.pull = pb.PULL_NEVER  # issue 9: otherwise it is pulled (and no registry is reachable here)
     executor.converge([t])
     st = reports.wait_state(t.id, pb.REJECTED)
-    assert st.err == 'image "swarmlet-test:does-not-exist" not found on node test-host'
+    assert st.err == 'image "swarmlet-test:does-not-exist" not found on node test-host: the pull policy is never'
     assert containers_of(client, service) == []
 
 

@@ -363,12 +363,21 @@ def test_rolling_update_survives_leader_failover(testbed, cluster):
                 pass  # still in use by a stopping container: harmless for later tests
 
 
+def take_backup(testbed, host, path: str, key_file: str) -> None:
+    """`cluster backup` (encrypted, issue 13); its backup key, shown once,
+    saved to key_file for the restore."""
+    out = ok(testbed, host, "cluster", "backup", path).stdout
+    key = next(w for w in out.split() if w.startswith("SWLBKP-1-"))
+    with open(key_file, "w") as f:
+        f.write(key + "\n")
+
+
 def test_backup_then_force_new_cluster(testbed, cluster, tmp_path):
     (h1, h2, h3), h4 = cluster
     path = str(tmp_path / "backup.swl")
-    ok(testbed, h1, "cluster", "backup", path)
+    take_backup(testbed, h1, path, str(tmp_path / "key"))
     header = json.loads(open(path, "rb").read().partition(b"\n")[0])
-    assert header["format"] == "swarmlet-backup" and header["version"] == 1
+    assert header["format"] == "swarmlet-backup" and header["version"] == 2
     testbed.kill_swarmlet(h2)
     testbed.kill_swarmlet(h3)
     ok(testbed, h1, "init", "--force-new-cluster")
@@ -382,8 +391,8 @@ def test_restore_on_a_fresh_host(testbed, cluster, tmp_path):
     """Disaster recovery from a file: every manager of the old cluster is gone,
     a host with an empty state directory restores the backup and leads."""
     (h1, h2, h3), h4 = cluster
-    path = str(tmp_path / "backup.swl")
-    ok(testbed, h1, "cluster", "backup", path)
+    path, key = str(tmp_path / "backup.swl"), str(tmp_path / "key")
+    take_backup(testbed, h1, path, key)
     before = set(service_names(h1))
     assert {"durable", "after-force"} <= before
     for h in (h1, h2, h3):
@@ -396,10 +405,10 @@ def test_restore_on_a_fresh_host(testbed, cluster, tmp_path):
     bad = str(tmp_path / "bad.swl")
     raw = open(path, "rb").read()
     open(bad, "wb").write(raw[:-10])
-    r = fails(testbed, h2, "cluster", "restore", bad)
+    r = fails(testbed, h2, "cluster", "restore", "--key-file", key, bad)
     assert "backup" in r.stderr.lower()
     assert info(h2).state == "inactive"
-    ok(testbed, h2, "cluster", "restore", path)
+    ok(testbed, h2, "cluster", "restore", "--key-file", key, path)
     wait_for(lambda: info(h2) is not None and info(h2).is_leader, 60, "the restored manager leads")
     assert set(service_names(h2)) == before
     ok(testbed, h2, "service", "create", "--detach", "--name", "after-restore", "--replicas", "0", IMAGE, "sleep", "1")

@@ -5,6 +5,7 @@ fetch."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from swarmlet import errors, tls
 from swarmlet.aioserver import AioServer
 from swarmlet.api import ca_pb2, ca_pb2_grpc
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import pki
 from swarmlet.ids import new_id
 from swarmlet.manager import ca, ca_servicer
 
@@ -40,6 +42,14 @@ async def _stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIte
 
 
 HANG_ENDED = threading.Event()
+GATE = threading.Event()
+
+
+def _gated(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+    # the second message only once the test opens the gate
+    yield b"one"
+    GATE.wait(RPC_TIMEOUT)
+    yield b"two"
 
 
 async def _hang(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
@@ -66,6 +76,7 @@ _PROBE = grpc.method_handlers_generic_handler(
         "Hang": grpc.unary_stream_rpc_method_handler(_hang),
         "Secret": grpc.unary_unary_rpc_method_handler(_secret),
         "SecretStream": grpc.unary_stream_rpc_method_handler(_stream),
+        "Gated": grpc.unary_stream_rpc_method_handler(_gated),
     },
 )
 
@@ -106,7 +117,9 @@ def manager() -> Iterator[Manager]:
     def get_cluster() -> pb.Cluster | None:
         return m.cluster if m.cluster_visible else None
 
-    def register_node(node_id: str, role: str, req: ca_pb2.IssueNodeCertificateRequest, peer_ip: str) -> list[str]:
+    def register_node(
+        node_id: str, role: str, req: ca_pb2.IssueNodeCertificateRequest, peer_ip: str, issued: pb.NodeCertificate
+    ) -> list[str]:
         if m.register_error is not None:
             raise m.register_error
         m.registered.append((node_id, role, req, peer_ip))
@@ -470,3 +483,144 @@ def test_split_host_port() -> None:
     for bad in ("10.0.0.1:x", ":4242", "[fd00::1", "h:70000"):
         with pytest.raises(ValueError):
             tls.split_host_port(bad, 1)
+
+
+# ---------------------------------------------------------------- issue 13: managers only, authorization, renewal
+
+
+def _join_port_server(creds: tls.NodeCredentials, calls: list[str]) -> tuple[grpc.Server, str]:
+    """A CA service on a join port, as a worker posing as a manager would run it."""
+
+    class Fake(ca_pb2_grpc.CAServicer):  # type: ignore[misc]
+        def IssueNodeCertificate(self, request: ca_pb2.IssueNodeCertificateRequest, context: grpc.ServicerContext) -> object:
+            calls.append(request.token)
+            return ca_pb2.IssueNodeCertificateResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    ca_pb2_grpc.add_CAServicer_to_server(Fake(), server)
+    port = server.add_secure_port("127.0.0.1:0", creds.server_credentials(require_client_auth=False))
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+def test_a_worker_certificate_cannot_pose_as_a_manager_to_a_joining_node(manager: Manager) -> None:
+    worker = _node(manager, "worker")
+    calls: list[str] = []
+    server, addr = _join_port_server(worker, calls)
+    try:
+        with pytest.raises(tls.NotAManagerError) as e:
+            tls.fetch_remote_ca(addr, manager.root.digest)
+        assert str(e.value) == (
+            f"the server at {addr} is not a manager of this cluster (it presented the certificate of a worker node, "
+            f"{worker.node_id}): refusing to send it the join token"
+        )
+        # And the channel a joiner sends its token on refuses it too, by name.
+        req = ca_pb2.IssueNodeCertificateRequest(token=manager.cluster.worker_token)
+        with grpc.secure_channel(addr, tls.channel_credentials(manager.root.cert_pem), options=tls.MANAGER_CHANNEL_OPTIONS) as ch:
+            with pytest.raises(grpc.RpcError) as err:
+                ca_pb2_grpc.CAStub(ch).IssueNodeCertificate(req, timeout=RPC_TIMEOUT)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert calls == [], "the token reached the fake manager"
+    finally:
+        server.stop(None)
+
+
+def test_fetch_remote_ca_accepts_a_manager_of_a_rotating_root(manager: Manager) -> None:
+    rotating = ca.start_rotation(manager.root, now=1.0)
+    key, chain = ca.issue_local_certificate(rotating, new_id(), "manager", manager.cluster.id, "127.0.0.1")
+    creds = tls.NodeCredentials.from_pems(key, chain, pki.trust_pem(rotating))
+    server, addr = _join_port_server(creds, [])
+    try:
+        # A token of before the rotation pins the old root; a new one the new root.
+        assert tls.fetch_remote_ca(addr, manager.root.digest) == manager.root.cert_pem
+        assert tls.fetch_remote_ca(addr, rotating.rotation.digest) == rotating.rotation.cert_pem
+    finally:
+        server.stop(None)
+
+
+def _guarded_server(creds: tls.NodeCredentials, authorize: tls.Authorize) -> tuple[grpc.Server, str]:
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4), interceptors=[tls.ClientCertRequired(anonymous=(WHOAMI,), authorize=authorize)]
+    )
+    server.add_generic_rpc_handlers((_PROBE,))
+    port = server.add_secure_port("127.0.0.1:0", creds.server_credentials(require_client_auth=True))
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+def test_every_call_is_authorized_and_streams_again_before_each_message(manager: Manager) -> None:
+    allowed: set[str] = set()
+    seen: list[tuple[str, str]] = []
+
+    def authorize(method: str, peer: tls.Peer) -> None:
+        seen.append((method, peer.identity.node_id))
+        if peer.cert.serial not in allowed:
+            raise errors.PermissionDenied(f"certificate {peer.cert.serial} refused")
+
+    server, addr = _guarded_server(manager.creds, authorize)
+    node = _node(manager)
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            _call(addr, node.channel_credentials(), SECRET, b"x")
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert e.value.details() == f"certificate {node.cert_info.serial} refused"
+        allowed.add(node.cert_info.serial)
+        assert _call(addr, node.channel_credentials(), SECRET, b"x") == b"secret:x"
+        with _channel(addr, node.channel_credentials()) as ch:
+            GATE.clear()
+            stream = ch.unary_stream("/test.Probe/Gated")(b"", timeout=RPC_TIMEOUT)
+            assert next(stream) == b"one"
+            allowed.clear()  # revoked while the stream is open
+            GATE.set()
+            with pytest.raises(grpc.RpcError) as e:
+                next(stream)
+            assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert (SECRET, node.node_id) in seen
+        assert all(method != WHOAMI for method, _ in seen)  # anonymous methods are not asked about
+    finally:
+        server.stop(None)
+
+
+def test_servers_present_a_renewed_certificate_from_the_next_handshake(manager: Manager) -> None:
+    current = [_node(manager, "manager")]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((_PROBE,))
+    port = server.add_secure_port("127.0.0.1:0", tls.dynamic_server_credentials(lambda: current[0], require_client_auth=True))
+    server.start()
+    addr = f"127.0.0.1:{port}"
+    try:
+        client = _node(manager)
+        assert _call(addr, client.channel_credentials()) == f"{client.node_id}/worker/cluster1".encode()
+        # A new root: the server trusts it from its next handshake on.
+        other = ca.create_root_ca()
+        key, cert = ca.issue_local_certificate(other, new_id(), "manager", "cluster1", "127.0.0.1")
+        current[0] = tls.NodeCredentials.from_pems(key, cert, other.cert_pem)
+        newcomer = _node(manager, root=other)
+        assert _call(addr, newcomer.channel_credentials()) == f"{newcomer.node_id}/worker/cluster1".encode()
+        with pytest.raises(grpc.RpcError):
+            _call(addr, client.channel_credentials())
+    finally:
+        server.stop(None)
+
+
+def test_certificate_info_names_serial_lifetime_and_issuer(manager: Manager) -> None:
+    node = _node(manager)
+    info = node.cert_info
+    cert = x509.load_pem_x509_certificate(node.cert_pem)
+    assert info.serial == format(cert.serial_number, "x")
+    assert info.not_after == cert.not_valid_after_utc.timestamp()
+    assert info.issuer_key_id == manager.root.key_id == tls.key_id(manager.root.cert_pem)
+
+
+def test_a_save_interrupted_after_its_commit_is_finished_by_load(manager: Manager, tmp_path) -> None:
+    """Renewals replace the key and certificate while the node runs: a crash
+    mid-way must not leave the key of one set with the certificate of another."""
+    old, new = _node(manager), _node(manager)
+    d = tmp_path / "certs"
+    old.save(d)
+    new.save(d / "next.tmp")  # staged, not committed: dropped
+    assert tls.NodeCredentials.load(d) == old and not (d / "next.tmp").exists()
+    # Committed, then cut off after the key was moved into place.
+    new.save(d / "next")
+    os.replace(d / "next" / tls.KEY_FILE, d / tls.KEY_FILE)
+    assert tls.NodeCredentials.load(d) == new and not (d / "next").exists()

@@ -8,8 +8,16 @@ socket also keeps that namespace alive, so it must be closed when the task
 ends (the network agent does that on release).
 
 Names are answered from the network agent's view of the replicated state
-(`resolve` says how); anything else is forwarded to the resolvers of the
-agent's own /etc/resolv.conf from a socket in the agent's namespace.
+(`resolve` says how); anything else is forwarded, from a socket in the
+agent's namespace, to the task's own --dns servers if it has some, else to
+the resolvers of the agent's own /etc/resolv.conf.
+
+Forwarding is bounded (issue 13): at most `MAX_PENDING_FORWARDS` queries wait
+for an upstream answer at once (beyond that a query is answered SERVFAIL at
+once, so a flood from one container costs nothing but SERVFAILs), and an
+upstream reply counts only if it comes from the server asked (a connected
+socket: the kernel drops anything else) and carries the query's id and
+question (an off-path spoofer must guess both).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import selectors
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,9 +48,13 @@ RCODE_SERVFAIL = 2
 RCODE_NXDOMAIN = 3
 TTL = 1  # seconds: answers follow scaling within a second
 FORWARD_TIMEOUT = 2.0
+FORWARD_THREADS = 4
+MAX_PENDING_FORWARDS = 64
 
 # (task_id, name, qtype) -> addresses, or None when the name is not the cluster's
 Lookup = Callable[[str, str, int], list[str] | None]
+# task_id -> the task's --dns servers (empty: the host's resolvers)
+Upstreams = Callable[[str], list[str]]
 Peer = tuple[str, int]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -159,12 +172,14 @@ def host_resolvers(path: str = "/etc/resolv.conf") -> list[str]:
 
 
 class DnsServer:
-    def __init__(self, lookup: Lookup) -> None:
+    def __init__(self, lookup: Lookup, upstreams: Upstreams | None = None) -> None:
         self._lookup = lookup
+        self._upstreams = upstreams
         self._sel = selectors.DefaultSelector()
         self._lock = threading.Lock()
         self._socks: dict[str, socket.socket] = {}
-        self._forwarders = ThreadPoolExecutor(4, thread_name_prefix="dns-fwd")
+        self._forwarders = ThreadPoolExecutor(FORWARD_THREADS, thread_name_prefix="dns-fwd")
+        self._pending = 0  # forwards queued or running (under _lock)
         self._stop = threading.Event()
         # A socketpair wakes the select loop when sockets come and go.
         self._wake_r, self._wake_w = socket.socketpair()
@@ -240,7 +255,29 @@ class DnsServer:
             reply = build_answer(qid, flags, question, addrs if qtype == TYPE_A else [])
             self._send(sock, reply, peer)
             return
-        self._forwarders.submit(self._forward, sock, data, peer, qid, flags, question)
+        servers: list[str] = []
+        if self._upstreams is not None:
+            try:
+                servers = self._upstreams(task_id)
+            except Exception:
+                log.exception("dns servers of task %s", task_id)
+        with self._lock:
+            full = self._pending >= MAX_PENDING_FORWARDS
+            if not full:
+                self._pending += 1
+        if full:
+            self._send(sock, build_answer(qid, flags, question, [], rcode=RCODE_SERVFAIL), peer)
+            return
+        self._forwarders.submit(self._forward_counted, sock, data, peer, qid, flags, question, servers)
+
+    def _forward_counted(
+        self, sock: socket.socket, data: bytes, peer: Peer, qid: int, flags: int, question: bytes, servers: list[str]
+    ) -> None:
+        try:
+            self._forward(sock, data, peer, qid, flags, question, servers)
+        finally:
+            with self._lock:
+                self._pending -= 1
 
     @staticmethod
     def _send(sock: socket.socket, reply: bytes, peer: Peer) -> None:
@@ -249,15 +286,46 @@ class DnsServer:
         except OSError:
             pass  # the container went away
 
-    def _forward(self, sock: socket.socket, data: bytes, peer: Peer, qid: int, flags: int, question: bytes) -> None:
-        for server in host_resolvers():
+    def _forward(
+        self, sock: socket.socket, data: bytes, peer: Peer, qid: int, flags: int, question: bytes, servers: list[str]
+    ) -> None:
+        for server in servers or host_resolvers():
             try:
-                with socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM) as up:
-                    up.settimeout(FORWARD_TIMEOUT)
-                    up.sendto(data, (server, 53))
-                    reply, _ = up.recvfrom(4096)
-                    self._send(sock, reply, peer)
-                    return
+                reply = forward_query(server, data, qid, question, FORWARD_TIMEOUT)
             except OSError:
                 continue
+            if reply is not None:
+                self._send(sock, reply, peer)
+                return
         self._send(sock, build_answer(qid, flags, question, [], rcode=RCODE_SERVFAIL), peer)
+
+
+def reply_matches(reply: bytes, qid: int, question: bytes) -> bool:
+    """A reply to our query: a response (QR set) with its id and question."""
+    if len(reply) < 12 + len(question):
+        return False
+    rid, rflags, qd = struct.unpack(">HHH", reply[:6])
+    return rid == qid and bool(rflags & 0x8000) and qd == 1 and reply[12 : 12 + len(question)].lower() == question.lower()
+
+
+def forward_query(server: str, data: bytes, qid: int, question: bytes, timeout: float, port: int = 53) -> bytes | None:
+    """Ask one upstream server; its reply, or None if none that matches
+    came in time. The socket is connected, so the kernel delivers only
+    datagrams from (server, port); a reply with another id or question is
+    ignored (and we keep waiting until the deadline)."""
+    family = socket.AF_INET6 if ":" in server else socket.AF_INET
+    deadline = time.monotonic() + timeout
+    with socket.socket(family, socket.SOCK_DGRAM) as up:
+        up.connect((server, port))
+        up.send(data)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            up.settimeout(left)
+            try:
+                reply = up.recv(4096)
+            except TimeoutError:
+                return None
+            if reply_matches(reply, qid, question):
+                return reply

@@ -103,7 +103,7 @@ def ingress_rules(ingress: dpb.NetworkAssignment | None, local_addrs: set[str]) 
     if ingress is not None and ingress.node_addr:
         for s in sorted(ingress.services, key=lambda s: s.name):
             for p in s.ports:
-                proto = "udp" if p.protocol == pb.PortConfig.UDP else "tcp"
+                proto = protocol_name(p.protocol)
                 addrs = sorted(b.addr for b in s.backends)
                 if p.publish_mode == pb.PortConfig.HOST:
                     addrs = [a for a in addrs if a in local_addrs]
@@ -115,6 +115,15 @@ def ingress_rules(ingress: dpb.NetworkAssignment | None, local_addrs: set[str]) 
         )
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
+
+
+def protocol_name(protocol: int) -> str:
+    """iptables' name for a published port's protocol."""
+    if protocol == pb.PortConfig.UDP:
+        return "udp"
+    if protocol == pb.PortConfig.SCTP:
+        return "sctp"
+    return "tcp"
 
 
 def ingress_jumps() -> list[list[str]]:

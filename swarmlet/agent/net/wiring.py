@@ -109,6 +109,7 @@ class _Wired:
     networks: list[str]  # network ids, in interface order
     addrs: dict[str, str]  # network id -> address
     rules: str = ""  # last iptables text applied in its namespace
+    nameservers: list[str] = field(default_factory=list)  # its --dns servers: other names go there
 
 
 @dataclass
@@ -128,7 +129,7 @@ class NetworkAgent:
         self._changed = threading.Event()
         self._stop = threading.Event()
         self._ingress_text = ""
-        self.dns = DnsServer(self.lookup)
+        self.dns = DnsServer(self.lookup, self.nameservers)
         self._thread = threading.Thread(target=self._loop, name="net-reconcile", daemon=True)
 
     def start(self) -> None:
@@ -172,7 +173,13 @@ class NetworkAgent:
                 with _iproute(netns=f"/proc/{pid}/ns/net", flags=0) as cns:
                     for i, a in enumerate(task.networks):
                         _wire_iface(ipr, cns, task.id, i, view.by_id[a.network_id].network, a.addr, pid)
-            w = _Wired(task.id, pid, [a.network_id for a in task.networks], {a.network_id: a.addr for a in task.networks})
+            w = _Wired(
+                task.id,
+                pid,
+                [a.network_id for a in task.networks],
+                {a.network_id: a.addr for a in task.networks},
+                nameservers=list(task.spec.container.dns_config.nameservers),
+            )
             self._wired[task.id] = w
             self._apply_container_rules(w)
             self.dns.add(task.id, pid)
@@ -202,6 +209,12 @@ class NetworkAgent:
                 return None
             view = self._view
         return resolve(view.by_id, w.networks, name, qtype)
+
+    def nameservers(self, task_id: str) -> list[str]:
+        """The task's --dns servers, where names outside the cluster go."""
+        with self._lock:
+            w = self._wired.get(task_id)
+            return list(w.nameservers) if w is not None else []
 
     # ---- reconcile ----
 

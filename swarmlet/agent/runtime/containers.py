@@ -10,7 +10,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from swarmlet.agent.runtime.mounts import engine_mounts
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import generic as gen
 
 LABEL_TASK_ID = "swarmlet.task.id"
 LABEL_SERVICE_ID = "swarmlet.service.id"
@@ -90,6 +92,7 @@ def create_container_kwargs(task: pb.Task, node_id: str) -> dict[str, Any]:
         kwargs["environment"] = list(c.env)
     if c.has_healthcheck:
         kwargs["healthcheck"] = healthcheck_config(c.healthcheck)
+    kwargs.update(service_options_create(task))
     return kwargs
 
 
@@ -112,6 +115,9 @@ def host_config_kwargs(task: pb.Task) -> dict[str, Any]:
         kwargs["nano_cpus"] = int(limits.nano_cpus)
     if limits.memory_bytes > 0:
         kwargs["mem_limit"] = int(limits.memory_bytes)
+    if task.spec.container.mounts:  # issue 10: volumes, binds, tmpfs, secret and config files
+        kwargs["mounts"] = engine_mounts(task.spec.container.mounts)
+    kwargs.update(service_options_host(task))
     return kwargs
 
 
@@ -137,3 +143,65 @@ def healthcheck_enabled(spec: pb.ContainerSpec, image_healthcheck: Sequence[str]
     if spec.has_healthcheck and spec.healthcheck.test:
         return healthcheck_active(list(spec.healthcheck.test))
     return healthcheck_active(image_healthcheck)
+
+
+# ---- service options (issue 11) ----
+
+
+def service_options_create(task: pb.Task) -> dict[str, Any]:
+    """The container options of `docker service create` that go into the
+    container's config (templates already expanded by the executor)."""
+    c = task.spec.container
+    out: dict[str, Any] = {}
+    if c.user:
+        out["user"] = c.user
+    if c.dir:
+        out["working_dir"] = c.dir
+    if c.hostname:
+        out["hostname"] = c.hostname
+    if c.tty:
+        out["tty"] = True
+    if c.stop_signal:
+        out["stop_signal"] = c.stop_signal
+    resource_env = gen.env(task.assigned_generic)
+    if resource_env:
+        # As Swarm: the units the scheduler gave the task, for the program.
+        out["environment"] = list(c.env) + resource_env
+    return out
+
+
+def service_options_host(task: pb.Task) -> dict[str, Any]:
+    """The options that go into the container's host config."""
+    c = task.spec.container
+    out: dict[str, Any] = {}
+    if c.init:
+        out["init"] = True
+    if c.read_only:
+        out["read_only"] = True
+    if c.cap_add:
+        out["cap_add"] = list(c.cap_add)
+    if c.cap_drop:
+        out["cap_drop"] = list(c.cap_drop)
+    if c.sysctls:
+        out["sysctls"] = dict(c.sysctls)
+    if c.ulimits:
+        out["ulimits"] = [{"Name": u.name, "Soft": int(u.soft), "Hard": int(u.hard)} for u in c.ulimits]
+    if c.groups:
+        out["group_add"] = list(c.groups)
+    dns = c.dns_config
+    if dns.nameservers and not task.networks:
+        # With overlay networks the container asks the embedded DNS server
+        # (127.0.0.11), which forwards other names to these servers.
+        out["dns"] = list(dns.nameservers)
+    if dns.search:
+        out["dns_search"] = list(dns.search)
+    if dns.options:
+        out["dns_opt"] = list(dns.options)
+    if c.hosts:
+        out["extra_hosts"] = [f"{name}:{line.split()[0]}" for line in c.hosts for name in line.split()[1:]]
+    ld = task.spec.log_driver
+    if ld.name:
+        out["log_config"] = {"Type": ld.name, "Config": dict(ld.options)}
+    if task.spec.resources.limits.pids:
+        out["pids_limit"] = int(task.spec.resources.limits.pids)
+    return out

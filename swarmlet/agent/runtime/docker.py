@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import docker
@@ -29,6 +30,7 @@ from swarmlet.agent.runtime.interface import (
     Listed,
     LogChunk,
     NameInUse,
+    Progress,
     State,
 )
 from swarmlet.api import objects_pb2 as pb
@@ -86,11 +88,17 @@ class DockerRuntime:
                 info: dict[str, Any] = self._client.inspect_image(ref)
             except docker.errors.NotFound:
                 return None
+            except docker.errors.APIError as e:
+                if e.status_code == 400:  # a reference the engine cannot parse: not here
+                    return None
+                raise
         test = ((info.get("Config") or {}).get("Healthcheck") or {}).get("Test") or []
-        return Image(ref=ref, healthcheck=tuple(test))
+        return Image(ref=ref, healthcheck=tuple(test), id=str(info.get("Id") or ""), size=int(info.get("Size") or 0))
 
-    def create(self, task: pb.Task, node_id: str) -> str:
+    def create(self, task: pb.Task, node_id: str, image: str = "") -> str:
         kwargs = cm.create_container_kwargs(task, node_id)
+        if image:
+            kwargs["image"] = image
         with _calling(f"create {kwargs['name']}"):
             host_config = self._client.create_host_config(**cm.host_config_kwargs(task))
             try:
@@ -121,6 +129,19 @@ class DockerRuntime:
                     return  # a concurrent removal (e.g. by an operator)
                 raise
 
+    def exec(self, container_id: str, cmd: Sequence[str], timeout: float) -> int:
+        with _calling(f"exec in {container_id[:12]}"):
+            ex = self._client.exec_create(container_id, list(cmd), stdout=False, stderr=False)
+            self._client.exec_start(ex["Id"], detach=True)
+            deadline = time.monotonic() + timeout
+            while True:
+                info = self._client.exec_inspect(ex["Id"])
+                if not info.get("Running"):
+                    return int(info.get("ExitCode") or 0)
+                if time.monotonic() >= deadline:
+                    return -1  # as docker counts a check that timed out: a failure
+                time.sleep(0.05)
+
     def list_containers(self, labels: Mapping[str, str]) -> list[Listed]:
         with _calling("list containers"):
             listed = self._client.containers(all=True, filters={"label": _label_filter(labels)})
@@ -133,7 +154,7 @@ class DockerRuntime:
             )
         return _Events(raw)
 
-    def logs(self, container_id: str, follow: bool, tail: int, timestamps: bool) -> _Logs:
+    def logs(self, container_id: str, follow: bool, tail: int, timestamps: bool, since: float = 0.0, until: float = 0.0) -> _Logs:
         params = {
             "stdout": 1,
             "stderr": 1,
@@ -141,6 +162,11 @@ class DockerRuntime:
             "timestamps": 1 if timestamps else 0,
             "tail": "all" if tail < 0 else str(tail),
         }
+        # Issue 16: the engine reads "seconds.nanoseconds", as the docker CLI sends them.
+        if since > 0:
+            params["since"] = f"{since:.9f}"
+        if until > 0:
+            params["until"] = f"{until:.9f}"
         api = self._stream_client
         # The SDK's own logs() cannot be closed while it waits on a quiet
         # container: the raw response can.
@@ -161,8 +187,9 @@ class DockerRuntime:
         with _calling("info"):
             info: dict[str, Any] = self._client.info()
             listed = self._client.images()
+            networks = self._client.networks()
         images = {tag for img in listed for tag in (img.get("RepoTags") or []) if tag and tag != "<none>:<none>"}
-        return pb.NodeDescription(
+        desc = pb.NodeDescription(
             hostname=str(info.get("Name") or socket.gethostname()),
             resources=pb.Resources(
                 nano_cpus=int(info.get("NCPU", 0)) * 1_000_000_000,
@@ -172,7 +199,165 @@ class DockerRuntime:
             os=str(info.get("OSType", "")),
             arch=str(info.get("Architecture", "")),
             images=sorted(images),
+            engine_labels=_engine_labels(info.get("Labels")),
+            engine_subnets=_engine_subnets(networks),
         )
+        desc.image_records.extend(_image_record(img) for img in sorted(listed, key=lambda i: str(i.get("Id"))))
+        return desc
+
+    # ---- images (issue 9) ----
+
+    def pull(self, ref: str, auth: pb.RegistryAuth | None, progress: Progress) -> Image:
+        repo, tag = _repo_and_tag(ref)
+        tracker = _PullTracker(progress)
+        with _calling(f"pull {ref}"):
+            # auth_config={} is "anonymous": None would make the SDK read this
+            # host's own ~/.docker/config.json.
+            try:
+                stream = self._stream_client.pull(repo, tag=tag, stream=True, decode=True, auth_config=_auth_config(auth))
+                for event in stream:
+                    if event.get("error"):
+                        raise EngineRefused(str((event.get("errorDetail") or {}).get("message") or event["error"]))
+                    tracker.update(event)
+            except docker.errors.APIError as e:  # a 404 is the registry's "no such image", not a container
+                raise EngineRefused(_explanation(e)) from e
+        found = self.image(ref)
+        if found is None:
+            raise EngineRefused(f"pulled {ref}, but the engine does not show it")
+        return found
+
+    def registry_digest(self, ref: str, auth: pb.RegistryAuth | None) -> str:
+        with _calling(f"registry lookup of {ref}"):
+            try:
+                info: dict[str, Any] = self._client.inspect_distribution(ref, auth_config=_auth_config(auth))
+            except docker.errors.APIError as e:
+                raise EngineRefused(_explanation(e)) from e
+        digest = str((info.get("Descriptor") or {}).get("digest") or "")
+        if not digest:
+            raise EngineRefused(f"the registry gave no digest for {ref}")
+        return digest
+
+    def export_image(self, image_id: str) -> Iterator[bytes]:
+        api = self._stream_client
+        with _calling(f"export of image {image_id[:19]}"):
+            resp = api.get(f"{api.base_url}/v{api.api_version}/images/{image_id}/get", stream=True)
+            if resp.status_code == 404:
+                resp.close()
+                raise ContainerNotFound(f"no such image: {image_id}")
+            try:
+                resp.raise_for_status()
+            except requests.HTTPError as e:
+                resp.close()
+                raise EngineRefused(f"export of {image_id}: {e}") from e
+        return _iter_body(resp, f"export of image {image_id[:19]}")
+
+    def load_image(self, chunks: Iterable[bytes]) -> list[str]:
+        loaded: list[str] = []
+        with _calling("image load"):
+            for event in self._stream_client.load_image(chunks):
+                if event.get("error"):
+                    raise EngineRefused(str((event.get("errorDetail") or {}).get("message") or event["error"]))
+                text = str(event.get("stream") or "").strip()
+                for prefix in ("Loaded image ID: ", "Loaded image: "):
+                    if text.startswith(prefix):
+                        loaded.append(text[len(prefix) :].strip())
+        return loaded
+
+    def remove_image(self, image_id: str) -> bool:
+        with _calling(f"remove image {image_id[:19]}"):
+            try:
+                self._client.remove_image(image_id, force=True, noprune=False)
+            except docker.errors.NotFound:
+                return False
+        return True
+
+
+def _image_record(img: Mapping[str, Any]) -> pb.ImageRecord:
+    tags = [t for t in (img.get("RepoTags") or []) if t and t != "<none>:<none>"]
+    digests = [d for d in (img.get("RepoDigests") or []) if d and not d.startswith("<none>")]
+    return pb.ImageRecord(id=str(img.get("Id") or ""), tags=sorted(tags), digests=sorted(digests), size=int(img.get("Size") or 0))
+
+
+def _repo_and_tag(ref: str) -> tuple[str, str]:
+    """The engine's pull takes a repository and a tag, which may be a digest
+    (a pinned reference's tag is then only for people)."""
+    name, _, digest = ref.partition("@")
+    if digest:
+        slash, colon = name.rfind("/"), name.rfind(":")
+        return (name[:colon] if colon > slash else name), digest
+    slash, colon = name.rfind("/"), name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1 :]
+    return name, "latest"
+
+
+def _auth_config(auth: pb.RegistryAuth | None) -> dict[str, str]:
+    if auth is None:
+        return {}
+    fields = {
+        "username": auth.username,
+        "password": auth.password,
+        "serveraddress": auth.server_address,
+        "identitytoken": auth.identity_token,
+        "registrytoken": auth.registry_token,
+    }
+    return {k: v for k, v in fields.items() if v}
+
+
+class _PullTracker:
+    """Bytes of a pull from the engine's per-layer progress events."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._layers: dict[str, tuple[int, int]] = {}  # layer -> (current, total)
+
+    def update(self, event: Mapping[str, Any]) -> None:
+        layer = str(event.get("id") or "")
+        status = str(event.get("status") or "")
+        if not layer or status.startswith(("Pulling from", "Digest:", "Status:")):
+            return
+        detail = event.get("progressDetail") or {}
+        cur, total = self._layers.get(layer, (0, 0))
+        if status == "Downloading" and detail.get("total"):
+            cur, total = int(detail.get("current") or 0), int(detail["total"])
+        elif status in ("Download complete", "Pull complete", "Already exists", "Verifying Checksum"):
+            cur = total
+        self._layers[layer] = (cur, total)
+        self._progress(sum(c for c, _ in self._layers.values()), sum(t for _, t in self._layers.values()))
+
+
+def _iter_body(resp: requests.Response, what: str) -> Iterator[bytes]:
+    """A streamed response body; a broken connection is EngineUnavailable."""
+    try:
+        for chunk in resp.iter_content(chunk_size=1 << 20):
+            if chunk:
+                yield chunk
+    except (requests.RequestException, OSError) as e:
+        raise EngineUnavailable(f"{what}: {e}") from e
+    finally:
+        resp.close()
+
+
+def _engine_labels(raw: Any) -> dict[str, str]:
+    """`docker info`'s Labels ("k=v" strings, from dockerd --label) as a map."""
+    out: dict[str, str] = {}
+    for item in raw or []:
+        k, _, v = str(item).partition("=")
+        if k:
+            out[k] = v
+    return out
+
+
+def _engine_subnets(networks: list[dict[str, Any]]) -> list[str]:
+    """Subnets of the engine's own networks (docker0 and the like): overlay
+    subnets must not take them (issue 13, core/reserved.py)."""
+    out = set()
+    for net in networks:
+        for cfg in (net.get("IPAM") or {}).get("Config") or []:
+            subnet = cfg.get("Subnet")
+            if subnet:
+                out.add(str(subnet))
+    return sorted(out)
 
 
 def _label_filter(labels: Mapping[str, str]) -> list[str]:

@@ -11,10 +11,13 @@ decides nothing: integration tests keep the real engine.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import os
 import queue
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from swarmlet.agent.runtime import containers as cm
@@ -29,6 +32,7 @@ from swarmlet.agent.runtime.interface import (
     Listed,
     LogChunk,
     NameInUse,
+    Progress,
     State,
 )
 from swarmlet.api import objects_pb2 as pb
@@ -94,7 +98,17 @@ class FakeRuntime:
         self.hostname = hostname
         self._lock = threading.Lock()
         self._images: dict[str, tuple[str, ...]] = {ref: tuple(hc) for ref, hc in (images or {}).items()}
+        # ref -> (digest, health check, credentials or None): what pull finds.
+        self.registry: dict[str, tuple[str, tuple[str, ...], tuple[str, str] | None]] = {}
+        self._pulled_digests: dict[str, set[str]] = {}
+        self.pull_delay = 0.0  # seconds a pull takes between its progress reports
         self._ctrs: dict[str, _Ctr] = {}
+        # container id -> the task it was created for, as given to create()
+        self.created_tasks: dict[str, pb.Task] = {}
+        # exit code of exec() per container (default 0), and the commands run
+        self.exec_codes: dict[str, int] = {}
+        self.exec_default = 0
+        self.execs: list[tuple[str, list[str]]] = []
         self._ids = itertools.count(1)
         self._pids = itertools.count(1000)
         self._events: list[_EventStream] = []
@@ -105,12 +119,29 @@ class FakeRuntime:
         self.stops_released = threading.Event()
         self.stops_released.set()
         self.calls: list[tuple[str, str]] = []  # (method, argument), in order
+        self.mounts: dict[str, list[pb.Mount]] = {}  # container id -> the mounts it was created with
 
     # ---- the test's side ----
 
     def add_image(self, ref: str, healthcheck: Sequence[str] = ()) -> None:
         with self._lock:
             self._images[ref] = tuple(healthcheck)
+
+    # ---- images (issue 9): a registry the fake engine pulls from ----
+
+    def add_to_registry(
+        self, ref: str, digest: str = "", healthcheck: Sequence[str] = (), credentials: tuple[str, str] | None = None
+    ) -> str:
+        """`ref` ("name:tag") is in the fake registry; with `credentials`
+        (user, password) only those may pull it. Returns its digest."""
+        digest = digest or "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+        with self._lock:
+            self.registry[ref] = (digest, tuple(healthcheck), credentials)
+        return digest
+
+    def remove_from_registry(self, ref: str) -> None:
+        with self._lock:
+            self.registry.pop(ref, None)
 
     def fail(self, method: str, error: Exception, times: int = 1) -> None:
         """The next `times` calls of `method` raise `error`."""
@@ -180,19 +211,35 @@ class FakeRuntime:
     def image(self, ref: str) -> Image | None:
         with self._lock:
             self._enter("image", ref)
-            hc = self._images.get(ref)
-            return Image(ref=ref, healthcheck=hc) if hc is not None else None
+            key = self._image_key(ref)
+            if key is None:
+                return None
+            return Image(ref=ref, healthcheck=self._images[key], id=image_id_of(key))
 
-    def create(self, task: pb.Task, node_id: str) -> str:
+    def _image_key(self, ref: str) -> str | None:
+        """The stored reference `ref` names: itself, its id, or a digest
+        reference of an image pulled by digest."""
+        if ref in self._images:
+            return ref
+        for key in self._images:
+            if image_id_of(key) == ref or ref in self._pulled_digests.get(key, ()):
+                return key
+        return None
+
+    def create(self, task: pb.Task, node_id: str, image: str = "") -> str:
         name = cm.container_name(task, node_id)
         with self._lock:
             self._enter("create", name)
             if self._lookup(name) is not None:
                 raise NameInUse(f'Conflict. The container name "/{name}" is already in use')
-            image = task.spec.container.image
+            image = self._image_key(image or task.spec.container.image) or image or task.spec.container.image
             if image not in self._images:
                 raise EngineRefused(f"No such image: {image}")
+            for m in task.spec.container.mounts:  # as the engine checks binds, on the host it runs on
+                if m.type == pb.Mount.BIND and not os.path.exists(m.source):
+                    raise EngineRefused(f'invalid mount config for type "bind": bind source path does not exist: {m.source}')
             cid = self._new_id()
+            self.mounts[cid] = list(task.spec.container.mounts)
             self._ctrs[cid] = _Ctr(
                 Container(
                     id=cid,
@@ -202,6 +249,7 @@ class FakeRuntime:
                     has_healthcheck=cm.healthcheck_enabled(task.spec.container, self._images[image]),
                 )
             )
+            self.created_tasks[cid] = task
             return cid
 
     def start(self, container_id: str) -> None:
@@ -212,6 +260,15 @@ class FakeRuntime:
                 return
             health = Health.STARTING if ctr.c.has_healthcheck else Health.NONE
             ctr.c = replace(ctr.c, state=State.RUNNING, pid=next(self._pids), health=health, exit_code=0)
+
+    def exec(self, container_id: str, cmd: Sequence[str], timeout: float) -> int:
+        with self._lock:
+            self._enter("exec", container_id)
+            ctr = self._find(container_id)
+            if ctr.c.state is not State.RUNNING:
+                raise EngineRefused(f"container {container_id} is not running")
+            self.execs.append((container_id, list(cmd)))
+            return self.exec_codes.get(container_id, self.exec_default)
 
     def stop(self, container_id: str, timeout: int) -> None:
         with self._lock:
@@ -249,7 +306,10 @@ class FakeRuntime:
             self._events.append(s)
             return s
 
-    def logs(self, container_id: str, follow: bool, tail: int, timestamps: bool) -> _LogStream:
+    def logs(
+        self, container_id: str, follow: bool, tail: int, timestamps: bool, since: float = 0.0, until: float = 0.0
+    ) -> _LogStream:
+        # The fake keeps no times for its lines: since/until are not applied.
         with self._lock:
             self._enter("logs", container_id)
             ctr = self._find(container_id)
@@ -266,14 +326,78 @@ class FakeRuntime:
     def describe(self) -> pb.NodeDescription:
         with self._lock:
             self._enter("describe", "")
-            return pb.NodeDescription(
+            desc = pb.NodeDescription(
                 hostname=self.hostname,
                 resources=pb.Resources(nano_cpus=2_000_000_000, memory_bytes=1 << 30),
                 engine_version="fake",
                 os="linux",
                 arch="x86_64",
-                images=sorted(self._images),
+                images=sorted(k for k in self._images if not k.startswith("sha256:")),
             )
+            for key in sorted(self._images):
+                desc.image_records.add(
+                    id=image_id_of(key),
+                    tags=[] if key.startswith("sha256:") else [key],
+                    digests=sorted(self._pulled_digests.get(key, ())),
+                )
+            return desc
+
+    def pull(self, ref: str, auth: pb.RegistryAuth | None, progress: Progress) -> Image:
+        with self._lock:
+            self._enter("pull", ref)
+            name, _, digest = ref.partition("@")
+            entry = self.registry.get(name)
+            if entry is None or (digest and entry[0] != digest):
+                repo = name.rsplit(":", 1)[0]
+                raise EngineRefused(f"pull access denied for {repo}, repository does not exist or may require 'docker login'")
+            want, hc, credentials = entry
+            if credentials is not None and (auth is None or (auth.username, auth.password) != credentials):
+                raise EngineRefused(f'Head "https://registry/v2/{name}/manifests": no basic auth credentials')
+            self._images[name] = hc
+            self._pulled_digests.setdefault(name, set()).add(f"{name.rsplit(':', 1)[0]}@{want}")
+        progress(50, 100)
+        time.sleep(self.pull_delay)
+        progress(100, 100)
+        return Image(ref=ref, healthcheck=hc, id=image_id_of(name))
+
+    def registry_digest(self, ref: str, auth: pb.RegistryAuth | None) -> str:
+        with self._lock:
+            self._enter("registry_digest", ref)
+            entry = self.registry.get(ref.partition("@")[0])
+            if entry is None:
+                raise EngineRefused(f"{ref}: manifest unknown")
+            if entry[2] is not None and (auth is None or (auth.username, auth.password) != entry[2]):
+                raise EngineRefused(f"{ref}: no basic auth credentials")
+            return entry[0]
+
+    def export_image(self, image_id: str) -> Iterator[bytes]:
+        with self._lock:
+            self._enter("export_image", image_id)
+            key = self._image_key(image_id)
+            if key is None:
+                raise ContainerNotFound(f"no such image: {image_id}")
+            payload = f"FAKE-IMAGE\n{key}\n".encode() + b"x" * 1000
+        return iter([payload[:500], payload[500:]])
+
+    def load_image(self, chunks: Iterable[bytes]) -> list[str]:
+        data = b"".join(chunks)  # may raise: the stream broke, nothing is loaded
+        with self._lock:
+            self._enter("load_image", "")
+            head = data.split(b"\n", 2)
+            if len(head) < 3 or head[0] != b"FAKE-IMAGE" or len(data) != len(head[0]) + len(head[1]) + 2 + 1000:
+                raise EngineRefused("unexpected EOF")
+            key = head[1].decode()
+            self._images.setdefault(key, ())
+            return [key]
+
+    def remove_image(self, image_id: str) -> bool:
+        with self._lock:
+            self._enter("remove_image", image_id)
+            key = self._image_key(image_id)
+            if key is None:
+                return False
+            del self._images[key]
+            return True
 
     # ---- inside (callers hold self._lock) ----
 
@@ -315,6 +439,13 @@ class FakeRuntime:
         for s in self._events:
             if action in s.actions and _matches(c.labels, s.labels):
                 s.push(ev)
+
+
+def image_id_of(ref: str) -> str:
+    """The fake engine's id of an image: derived from its reference."""
+    if ref.startswith("sha256:"):
+        return ref
+    return "sha256:" + hashlib.sha256(b"image:" + ref.encode()).hexdigest()
 
 
 def _matches(have: Mapping[str, str], want: Mapping[str, str]) -> bool:

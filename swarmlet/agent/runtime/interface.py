@@ -13,7 +13,7 @@ executor can tell "retry later" from "this request can never work".
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -90,6 +90,12 @@ class Image:
 
     ref: str
     healthcheck: Sequence[str] = ()  # the image's health check test ([] when none)
+    id: str = ""  # "sha256:..." (issue 9)
+    size: int = 0
+
+
+# Called with (bytes so far, bytes expected or 0) while an image moves.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -138,13 +144,16 @@ class ContainerRuntime(Protocol):
         ...
 
     def image(self, ref: str) -> Image | None:
-        """The image if present on this engine (nothing is ever pulled)."""
+        """The image if present on this engine: by reference (a digest
+        reference matches the registry digests it was pulled by) or id."""
         ...
 
-    def create(self, task: pb.Task, node_id: str) -> str:
+    def create(self, task: pb.Task, node_id: str, image: str = "") -> str:
         """Creates the task's container (runtime/containers.py says how: name,
         labels, limits, no network, no restart policy); returns its id.
-        Raises NameInUse, EngineRefused."""
+        `image`: the local image (id) to run in place of the spec's reference
+        (an image fetched from a peer is known by id only). Raises NameInUse,
+        EngineRefused."""
         ...
 
     def start(self, container_id: str) -> None:
@@ -160,6 +169,11 @@ class ContainerRuntime(Protocol):
         """Forcibly; a container already gone or being removed is not an error."""
         ...
 
+    def exec(self, container_id: str, cmd: Sequence[str], timeout: float) -> int:
+        """Run `cmd` in the running container; its exit code (-1 when it
+        did not end within `timeout` seconds). Raises ContainerNotFound."""
+        ...
+
     def list_containers(self, labels: Mapping[str, str]) -> list[Listed]:
         """All containers (running or not) carrying every one of `labels`."""
         ...
@@ -169,12 +183,46 @@ class ContainerRuntime(Protocol):
         from now on, until closed."""
         ...
 
-    def logs(self, container_id: str, follow: bool, tail: int, timestamps: bool) -> LogStream:
-        """The container's output; `tail` < 0 means all of it. Raises
-        ContainerNotFound."""
+    def logs(
+        self, container_id: str, follow: bool, tail: int, timestamps: bool, since: float = 0.0, until: float = 0.0
+    ) -> LogStream:
+        """The container's output; `tail` < 0 means all of it; `since` /
+        `until` (unix seconds, 0 = unbounded) keep the lines written in that
+        window. Raises ContainerNotFound."""
         ...
 
     def describe(self) -> pb.NodeDescription:
         """The engine's host: its name, resources, engine version, platform
-        and the tagged images present."""
+        and the images present (tags, and records with ids and digests)."""
+        ...
+
+    # ---- images (issue 9) ----
+
+    def pull(self, ref: str, auth: pb.RegistryAuth | None, progress: Progress) -> Image:
+        """Pull `ref` from its registry with `auth` (None: anonymous, never
+        the host's own docker config). Raises EngineRefused with the
+        registry's words (access denied, manifest unknown, ...)."""
+        ...
+
+    def registry_digest(self, ref: str, auth: pb.RegistryAuth | None) -> str:
+        """The manifest digest the registry holds for `ref` ("sha256:..."),
+        asked through the engine without pulling. Raises EngineRefused with
+        the registry's words."""
+        ...
+
+    def export_image(self, image_id: str) -> Iterator[bytes]:
+        """The image as a `docker save` tar stream. Raises ContainerNotFound
+        (no such image), EngineUnavailable."""
+        ...
+
+    def load_image(self, chunks: Iterable[bytes]) -> list[str]:
+        """Load a `docker save` stream; returns what the engine says it
+        loaded (references or ids). A stream that ends early or breaks loads
+        nothing: the engine unpacks the whole archive before it registers an
+        image. Raises EngineRefused."""
+        ...
+
+    def remove_image(self, image_id: str) -> bool:
+        """Remove the image and its tags; False if it was not there. Raises
+        EngineRefused (in use by a container)."""
         ...

@@ -25,8 +25,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import allocator as al
 from swarmlet.core import constraints as cons
+from swarmlet.core import generic as gen
 from swarmlet.core import state as st
-from swarmlet.core.scheduler.load import Load
+from swarmlet.core.scheduler.load import HostPort, Load
 from swarmlet.core.units import fmt_bytes, fmt_cpus
 
 NeedT = TypeVar("NeedT", bound=Hashable)
@@ -55,6 +56,12 @@ class NodeFilter(ABC, Generic[NeedT]):
         """Why no node at all can take a task with this need (say, its
         constraints do not parse); None when nodes are to be checked."""
         return None
+
+    def passes_all(self, need: NeedT) -> bool:
+        """No node can fail a task with this need (nothing reserved, no
+        limit): the pipeline then skips the filter, a dynamic one for every
+        candidate of the group."""
+        return False
 
     @abstractmethod
     def check(self, node: pb.Node, need: NeedT) -> bool:
@@ -210,6 +217,9 @@ class Resources(NodeFilter[tuple[int, int]]):
         r = t.spec.resources.reservations
         return (r.nano_cpus, r.memory_bytes)
 
+    def passes_all(self, need: tuple[int, int]) -> bool:
+        return not need[0] and not need[1]
+
     def _shortfall(self, node: pb.Node, need: tuple[int, int]) -> str | None:
         u = self.ctx.load.nodes[node.id]
         return resource_shortfall(node.description.resources, u.nano_cpus, u.memory_bytes, need[0], need[1])
@@ -219,6 +229,96 @@ class Resources(NodeFilter[tuple[int, int]]):
 
     def explain(self, node: pb.Node, need: tuple[int, int]) -> str:
         return self._shortfall(node, need) or "resources"
+
+
+# ---- service options (issue 11): generic resources, host ports, max per node ----
+
+
+class GenericResources(NodeFilter[tuple[tuple[str, int], ...]]):
+    """The units of each generic resource the task reserves are left on the
+    node (what it advertises minus what placed tasks reserve)."""
+
+    dynamic = True
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self._capacity: dict[str, dict[str, int]] = {}  # per node, for the round
+
+    def need(self, t: pb.Task) -> tuple[tuple[str, int], ...]:
+        return gen.requests(t)
+
+    def passes_all(self, need: tuple[tuple[str, int], ...]) -> bool:
+        return not need
+
+    def _short(self, node: pb.Node, need: tuple[tuple[str, int], ...]) -> tuple[str, int] | None:
+        if not need:
+            return None
+        cap = self._capacity.get(node.id)
+        if cap is None:
+            cap = self._capacity[node.id] = gen.capacity(node)
+        used = self.ctx.load.nodes[node.id].generic
+        for kind, n in need:
+            if cap.get(kind, 0) - used.get(kind, 0) < n:
+                return kind, n
+        return None
+
+    def check(self, node: pb.Node, need: tuple[tuple[str, int], ...]) -> bool:
+        return self._short(node, need) is None
+
+    def explain(self, node: pb.Node, need: tuple[tuple[str, int], ...]) -> str:
+        short = self._short(node, need)
+        if short is None:
+            return "generic resources"
+        kind, n = short
+        return f"insufficient {kind} (needs {n})" if gen.capacity(node).get(kind) else f"no {kind} resource"
+
+
+class HostPorts(NodeFilter[frozenset[HostPort]]):
+    """A host-mode published port is held on the node its task runs on: one
+    task per node may publish it (any service's)."""
+
+    dynamic = True
+
+    def need(self, t: pb.Task) -> frozenset[HostPort]:
+        return self.ctx.load.ports_of(t.service_id)
+
+    def passes_all(self, need: frozenset[HostPort]) -> bool:
+        return not need
+
+    def _taken(self, node: pb.Node, need: frozenset[HostPort]) -> HostPort | None:
+        if not need:
+            return None
+        clash = need & self.ctx.load.nodes[node.id].ports
+        return min(clash) if clash else None
+
+    def check(self, node: pb.Node, need: frozenset[HostPort]) -> bool:
+        return self._taken(node, need) is None
+
+    def explain(self, node: pb.Node, need: frozenset[HostPort]) -> str:
+        taken = self._taken(node, need)
+        if taken is None:
+            return "host port in use"
+        port, proto = taken
+        return f"host-mode port {port}/{pb.PortConfig.Protocol.Name(proto).lower()} in use"
+
+
+class MaxReplicas(NodeFilter[tuple[str, int]]):
+    """--replicas-max-per-node: at most that many tasks of the service on a node."""
+
+    dynamic = True
+
+    def need(self, t: pb.Task) -> tuple[str, int]:
+        return (t.service_id, int(t.spec.placement.max_replicas))
+
+    def passes_all(self, need: tuple[str, int]) -> bool:
+        return not need[1]
+
+    def check(self, node: pb.Node, need: tuple[str, int]) -> bool:
+        sid, limit = need
+        return not limit or self.ctx.load.per_service[sid].get(node.id, 0) < limit
+
+    def explain(self, node: pb.Node, need: tuple[str, int]) -> str:
+        return f"max replicas per node ({need[1]}) reached"
 
 
 # ---- task filters ----
@@ -266,5 +366,14 @@ class NetworkReady(TaskFilter):
 
 
 # In the order refusals are explained.
-NODE_FILTERS: tuple[type[NodeFilter[Any]], ...] = (NodeReady, Availability, Constraints, AvoidNodes, Resources)
+NODE_FILTERS: tuple[type[NodeFilter[Any]], ...] = (
+    NodeReady,
+    Availability,
+    Constraints,
+    AvoidNodes,
+    Resources,
+    GenericResources,
+    HostPorts,
+    MaxReplicas,
+)
 TASK_FILTERS: tuple[type[TaskFilter], ...] = (NetworkReady,)

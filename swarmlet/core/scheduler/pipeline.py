@@ -52,6 +52,8 @@ class Pipeline:
         # (need of static filter 1, ..., need of static filter k) -> ids of the
         # nodes passing those k filters.
         self._passing: dict[Needs, list[str]] = {}
+        # needs -> the dynamic filters that can refuse a node for them
+        self._active: dict[Needs, list[tuple[int, NodeFilter[Any]]]] = {}
 
     def refuse_task(self, t: pb.Task) -> str | None:
         """Why `t` is not to be placed this round at all (its pending
@@ -97,8 +99,13 @@ class Pipeline:
     def fits(self, node_id: str, needs: Needs) -> bool:
         """The dynamic filters' verdict on a node `eligible` returned, with
         what the round has placed so far."""
+        active = self._active.get(needs)
+        if active is None:
+            active = self._active[needs] = [(i, f) for i, f in self._dynamic if not f.passes_all(needs[i])]
+        if not active:
+            return True
         node = self.nodes[node_id]
-        for i, f in self._dynamic:
+        for i, f in active:
             if not f.check(node, needs[i]):
                 return False
         return True

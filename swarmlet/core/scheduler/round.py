@@ -20,13 +20,15 @@ from collections.abc import Sequence
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
+from swarmlet.core import constraints as cons
+from swarmlet.core import generic as gen
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
 from swarmlet.core.lookup import node_name
 from swarmlet.core.scheduler.filters import Context
 from swarmlet.core.scheduler.load import Load
 from swarmlet.core.scheduler.pipeline import NO_NODE, Explanation, Needs, Pipeline
-from swarmlet.core.scheduler.rank import Spread
+from swarmlet.core.scheduler.rank import Preferences, Spread
 from swarmlet.core.stage import StagePlan
 
 
@@ -35,9 +37,13 @@ class _Round:
         self.snap = snap
         self.now = now
         self.nodes = snap.nodes
-        self.load = Load(self.nodes)
+        self.load = Load(self.nodes, snap.services)
         self.pipeline = Pipeline(Context(snap, self.load))
         self.actions: list[spb.StoreAction] = []
+        # (node, kind) -> the node's named units of a generic resource
+        self._named: dict[tuple[str, str], list[str]] = {}
+        # placement preferences -> every node's group at each level
+        self._paths: dict[tuple[str, ...], dict[str, tuple[str, ...]]] = {}
 
     def _todo(self) -> list[pb.Task]:
         """Count what is placed where, and collect the tasks to place."""
@@ -59,12 +65,31 @@ class _Round:
         nt = pb.Task()
         nt.CopyFrom(t)
         nt.node_id = nid
+        self._give_generic(nt, nid)
         nt.status.Clear()
         nt.status.timestamp = self.now
         nt.status.state = pb.ASSIGNED
         nt.status.message = "assigned"
         self.actions.append(st.put(nt))  # guarded by the version it was read at
-        self.load.add(t, nid)
+        self.load.add(nt, nid)
+
+    def _give_generic(self, t: pb.Task, nid: str) -> None:
+        """The generic resource units the task reserves, from its node: named
+        units not held by another task there, else a count."""
+        if not t.spec.resources.reservations.generic and not t.assigned_generic:
+            return
+        del t.assigned_generic[:]
+        used = self.load.nodes[nid].named_used
+        for kind, n in gen.requests(t):
+            units = self._named.get((nid, kind))
+            if units is None:
+                units = self._named[(nid, kind)] = gen.named_units(self.nodes[nid], kind)
+            free = [v for v in units if (kind, v) not in used][:n] if units else []
+            if free:
+                for v in free[:n]:
+                    t.assigned_generic.add(kind=kind, named_value=v)
+            else:
+                t.assigned_generic.add(kind=kind, discrete_value=n)
 
     def _pending(self, t: pb.Task, err: str) -> None:
         # Rewriting an unchanged reason every round would be a Raft entry per
@@ -100,11 +125,21 @@ class _Round:
         for t in preset:
             self._place_preset(t)
         free.sort(key=lambda t: (t.service_id, t.slot, t.meta.created_at, t.id))
-        groups: dict[tuple[str, Needs], list[pb.Task]] = {}
+        groups: dict[tuple[str, Needs, tuple[str, ...]], list[pb.Task]] = {}
+        # Tasks of one service and spec version carry the same spec (copied
+        # from the service at that version): their needs differ only by the
+        # avoid list, so they are worked out once per such key.
+        known: dict[tuple[str, int, tuple[str, ...]], tuple[Needs, tuple[str, ...]]] = {}
         for t in free:
-            groups.setdefault((t.service_id, pipeline.needs(t)), []).append(t)  # dicts keep first-seen order: stable
-        for (service_id, needs), tasks in groups.items():
-            self._place_group(service_id, needs, tasks)
+            key = (t.service_id, t.spec_version, tuple(t.avoid_nodes))
+            got = known.get(key) if t.spec_version else None
+            if got is None:
+                got = (pipeline.needs(t), tuple(p.spread for p in t.spec.placement.preferences))
+                if t.spec_version:
+                    known[key] = got
+            groups.setdefault((t.service_id, *got), []).append(t)  # dicts keep first-seen order: stable
+        for (service_id, needs, prefs), tasks in groups.items():
+            self._place_group(service_id, needs, tasks, prefs)
         return StagePlan(self.actions)
 
     def _place_preset(self, t: pb.Task) -> None:
@@ -122,9 +157,24 @@ class _Round:
         else:
             self._pending(t, f"{NO_NODE} (node {node_name(n)}: {refusal})")
 
-    def _place_group(self, service_id: str, needs: Needs, tasks: Sequence[pb.Task]) -> None:
+    def _ranking(self, service_id: str, needs: Needs, prefs: tuple[str, ...]) -> Spread | Preferences:
+        eligible = self.pipeline.eligible(needs)
+        if not prefs:
+            return Spread(self.load, service_id, eligible)
+        paths = self._paths.get(prefs)
+        if paths is None:
+            try:
+                keys = [cons.parse_spread(p) for p in prefs]
+            except cons.ConstraintError:
+                keys = []  # refused by validation; spread alone then
+            if not keys:
+                return Spread(self.load, service_id, eligible)
+            paths = self._paths[prefs] = {nid: tuple(k.value(n) for k in keys) for nid, n in self.nodes.items()}
+        return Preferences(self.load, service_id, eligible, paths)
+
+    def _place_group(self, service_id: str, needs: Needs, tasks: Sequence[pb.Task], prefs: tuple[str, ...] = ()) -> None:
         pipeline = self.pipeline
-        spread = Spread(self.load, service_id, pipeline.eligible(needs))
+        spread = self._ranking(service_id, needs, prefs)
 
         def usable(nid: str) -> bool:
             return pipeline.fits(nid, needs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from swarmlet import errors
 from swarmlet.api import ca_pb2
@@ -13,17 +14,20 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import cluster as cl
-from swarmlet.core import lookup
+from swarmlet.core import lookup, pki, trust
 from swarmlet.core import state as st
-from swarmlet.manager import backup as bk
 from swarmlet.manager import ca
 from swarmlet.manager.control.base import StoreAccess, user_error
+from swarmlet.manager.control.pki import record_issued
 from swarmlet.manager.store import Store, StoreError
 
 
 class ClusterControl:
-    def __init__(self, access: StoreAccess) -> None:
+    def __init__(self, access: StoreAccess, on_manager_removed: Callable[[pb.Node], None] | None = None) -> None:
         self._a = access
+        # Called once a manager left the Raft membership (the Raft secret is
+        # rotated then: security.py).
+        self._on_manager_removed = on_manager_removed
 
     @property
     def _store(self) -> Store:  # the Raft handle itself: membership is not a state write
@@ -50,18 +54,30 @@ class ClusterControl:
         token = cluster.worker_token if req.role == "worker" else cluster.manager_token
         return cpb.JoinTokenResponse(token=token, api_addr=api_addr)
 
-    # ---- backups ----
-    def backup(self, req: cpb.BackupRequest) -> cpb.BackupResponse:
-        """A consistent copy of the replicated state (a read barrier first, so
-        it holds every acknowledged write)."""
-        return cpb.BackupResponse(data=bk.encode(self._a.snap()))
-
     # ---- node registration (called by the CA on join) ----
-    def register_node(self, node_id: str, role: str, request: ca_pb2.IssueNodeCertificateRequest, peer_ip: str) -> list[str]:
+    def register_node(
+        self,
+        node_id: str,
+        role: str,
+        request: ca_pb2.IssueNodeCertificateRequest,
+        peer_ip: str,
+        issued: pb.NodeCertificate | None = None,
+    ) -> list[str]:
         is_manager = role == "manager"
         if is_manager and not request.raft_addr:
             raise errors.Invalid("a joining manager must give its Raft address")
-        node = cl.joined_node(node_id, is_manager, request, peer_ip, time.time())
+        # Issue 13: a hostname is fixed from now on; addresses are IPs, and
+        # the node's endpoints are on its own address.
+        trust.check_joining_hostname(request.hostname)
+        addr, api_addr, raft_addr = trust.accept_addresses(
+            request.addr or peer_ip, request.api_addr, request.raft_addr, peer_ip, [request.addr] if request.addr else []
+        )
+        checked = ca_pb2.IssueNodeCertificateRequest()
+        checked.CopyFrom(request)
+        checked.addr, checked.api_addr, checked.raft_addr = addr, api_addr, raft_addr
+        node = cl.joined_node(node_id, is_manager, checked, peer_ip, time.time())
+        if issued is not None:
+            node.issued.append(issued)
         if is_manager:
             self.add_manager(node, create=True)
         else:
@@ -84,14 +100,20 @@ class ClusterControl:
             )
         self._a.propose([st.put(cl.with_membership_marker(cluster, change, now))])
 
-    def _clear_membership(self, extra: list[spb.StoreAction] | None = None, timeout: float = 30.0) -> None:
+    def _clear_membership(
+        self, extra: list[spb.StoreAction] | None = None, timeout: float = 30.0, revoke: list[pb.NodeCertificate] | None = None
+    ) -> None:
+        """Clear the marker (with `extra` actions, and refusing the
+        certificates in `revoke` from now on) in one batch."""
         deadline = time.monotonic() + timeout
         while True:
             cluster = self._a.local().cluster
             if cluster is None:  # nothing to clear: the marker lives on the cluster object
                 return
+            cleared = cl.with_membership_marker(cluster, "", 0)
+            cleared = pki.with_revoked(cleared, revoke or []) or cleared
             try:
-                self._store.propose([st.put(cl.with_membership_marker(cluster, "", 0))] + list(extra or []), timeout=10)
+                self._store.propose([st.put(cleared)] + list(extra or []), timeout=10)
                 return
             except StoreError as e:
                 if time.monotonic() > deadline:
@@ -176,7 +198,11 @@ class ClusterControl:
             raise user_error(e) from None
         cur = self._a.local().nodes.get(node.id)
         extra = [st.put(cl.as_worker(cur))] if cur is not None else []
-        self._clear_membership(extra)
+        # Its manager certificates are refused from now on, everywhere (issue
+        # 13): it renews as a worker through RenewRole, which accepts them.
+        self._clear_membership(extra, revoke=pki.node_certificates(cur, pki.ROLE_MANAGER) if cur is not None else [])
+        if self._on_manager_removed is not None:
+            self._on_manager_removed(node)  # the Raft secret is rotated (issue 13)
 
     def renew_role(self, node_id: str, csr_pem: bytes) -> tuple[bytes, str, bytes, list[str]]:
         """Dispatcher.RenewRole: a certificate for the role the cluster wants
@@ -189,11 +215,21 @@ class ClusterControl:
             raise errors.NotFound(f"node {node_id} is not a member of this cluster")
         want = node.spec.desired_role
         role = "manager" if want == pb.NodeSpec.MANAGER else "worker"
-        cert = ca.sign_node_csr(cluster.root_ca, csr_pem, node_id, role, cluster.id, ca.san_ip(node.status.addr))
+        cert = ca.sign_node_csr(
+            cluster.root_ca, csr_pem, node_id, role, cluster.id, ca.san_ip(node.status.addr), pki.cert_expiry(cluster)
+        )
         if want == pb.NodeSpec.MANAGER:
             if node.role != pb.NodeSpec.MANAGER:
-                self.add_manager(cl.as_manager(node), create=False)
+                # The issued certificate is recorded with the promotion itself:
+                # once the Raft membership grew, nothing commits until the new
+                # manager runs.
+                issued = pki.with_issued(node, ca.issued_record(cert, role), time.time())
+                self.add_manager(cl.as_manager(issued), create=False)
             return cert, role, cluster.raft_secret, self._store.members()
         if node.role == pb.NodeSpec.MANAGER:
             raise errors.FailedPrecondition("the node is still a Raft member; demote it first")
+        self._record_issued(node_id, ca.issued_record(cert, role))
         return cert, role, b"", []
+
+    def _record_issued(self, node_id: str, record: pb.NodeCertificate) -> None:
+        record_issued(self._a, node_id, record)

@@ -7,7 +7,7 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
 from swarmlet.core import cluster as cl
-from swarmlet.core import lookup
+from swarmlet.core import lookup, pki, validation
 from swarmlet.core import state as st
 from swarmlet.manager.control.base import StoreAccess
 
@@ -50,6 +50,7 @@ class NodeControl:
             if k not in new.spec.labels:
                 raise errors.NotFound(f"node {lookup.node_name(node)} has no label {k!r}")
             del new.spec.labels[k]
+        validation.validate_node_labels(dict(new.spec.labels))
         self._a.propose([st.put(new)])
         return cpb.NodeResponse(node=self._a.snap().nodes.get(node.id, new))
 
@@ -62,5 +63,12 @@ class NodeControl:
             )
         if node.status.state != pb.NodeStatus.DOWN and not req.force:
             raise errors.FailedPrecondition(f"node {name} is not down and can't be removed: stop its daemon or use --force")
-        self._a.propose([st.delete(spb.KIND_NODE, node.id)])
+        actions = [st.delete(spb.KIND_NODE, node.id)]
+        # Its certificates are refused on every API of every node from now on
+        # (issue 13), not only by managers (which no longer know the node).
+        cluster = self._a.local().cluster
+        revoked = pki.with_revoked(cluster, pki.node_certificates(node)) if cluster is not None else None
+        if revoked is not None:
+            actions.append(st.put(revoked))
+        self._a.propose(actions)
         return cpb.RemoveNodeResponse(id=node.id)

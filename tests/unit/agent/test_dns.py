@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,76 @@ def test_host_resolvers_skip_our_own_address(tmp_path: Path) -> None:
     conf.write_text(f"# comment\nnameserver 192.0.2.53\nnameserver {dns.DNS_ADDR}\nsearch example\nnameserver 2001:db8::53\n")
     assert dns.host_resolvers(str(conf)) == ["192.0.2.53", "2001:db8::53"]
     assert dns.host_resolvers(str(tmp_path / "missing")) == []
+
+
+# ---- forwarding (issue 13): bounded, and only the upstream's own replies
+
+
+def _upstream(answer: Callable[[bytes, tuple[str, int], socket.socket], None]) -> tuple[socket.socket, int]:
+    up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    up.bind(("127.0.0.1", 0))
+
+    def serve() -> None:
+        try:
+            data, peer = up.recvfrom(4096)
+        except OSError:
+            return
+        answer(data, peer, up)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return up, up.getsockname()[1]
+
+
+def test_a_spoofed_or_mismatched_reply_is_ignored_and_the_real_one_taken() -> None:
+    query = _query("example.org")
+    qid, flags, _, _, question = dns.parse_query(query)
+    real = dns.build_answer(qid, flags, question, ["192.0.2.1"])
+
+    def answer(data: bytes, peer: tuple[str, int], up: socket.socket) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as spoofer:  # another source port: dropped by the kernel
+            spoofer.sendto(dns.build_answer(qid, flags, question, ["6.6.6.6"]), peer)
+        up.sendto(dns.build_answer(qid ^ 1, flags, question, ["6.6.6.7"]), peer)  # wrong id
+        up.sendto(dns.build_answer(qid, flags, _query("evil.org")[12:], ["6.6.6.8"]), peer)  # wrong question
+        up.sendto(real, peer)
+
+    up, port = _upstream(answer)
+    try:
+        assert dns.forward_query("127.0.0.1", query, qid, question, 2.0, port=port) == real
+    finally:
+        up.close()
+
+
+def test_no_matching_reply_times_out() -> None:
+    query = _query("example.org")
+    qid, _, _, _, question = dns.parse_query(query)
+    up, port = _upstream(lambda data, peer, sock: sock.sendto(b"\0" * 20, peer))
+    try:
+        assert dns.forward_query("127.0.0.1", query, qid, question, 0.5, port=port) is None
+    finally:
+        up.close()
+
+
+def test_forwards_in_flight_are_bounded_and_the_rest_get_servfail(monkeypatch) -> None:
+    release = threading.Event()
+    forwarded: list[bytes] = []
+
+    def slow_forward(self, sock, data, peer, qid, flags, question, servers) -> None:
+        forwarded.append(data)
+        release.wait(10)
+
+    monkeypatch.setattr(dns.DnsServer, "_forward", slow_forward)
+    server = dns.DnsServer(lambda task, name, qtype: None)
+    sent: list[bytes] = []
+
+    class Sock:
+        def sendto(self, data: bytes, peer: object) -> None:
+            sent.append(data)
+
+    try:
+        for _ in range(dns.MAX_PENDING_FORWARDS + 50):
+            server._handle("t", Sock(), _query("example.org"), ("127.0.0.1", 5353))  # type: ignore[arg-type]
+        assert len(sent) == 50
+        assert all(struct.unpack(">H", r[2:4])[0] & 0xF == dns.RCODE_SERVFAIL for r in sent)
+    finally:
+        release.set()
+        server.stop()

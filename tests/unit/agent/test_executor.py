@@ -274,21 +274,54 @@ def test_oom_kill_fails(engine: FakeRuntime, executor: Executor, reports: Report
     assert "OOM" in reports.wait_state("t1", pb.FAILED).err
 
 
-def test_missing_image_rejected(engine: FakeRuntime, executor: Executor, reports: Reports) -> None:
+def test_missing_image_is_pulled_and_a_failed_pull_rejects(engine: FakeRuntime, executor: Executor, reports: Reports) -> None:
+    # Issue 9: PREPARING while the image is fetched; the registry's own words
+    # when it cannot be.
     executor.converge([task(image="busybox:absent")])
     st = reports.wait_state("t1", pb.REJECTED)
-    assert st.err == 'image "busybox:absent" not found on node engine-host'
+    assert st.err.startswith("pull access denied for busybox")
     assert engine.containers() == []
+    engine.add_to_registry("busybox:new")
+    engine.pull_delay = 0.2  # so that the reports in between are not coalesced away
+    executor.converge([task("t2", image="busybox:new", slot=2)])
+    reports.wait_state("t2", pb.RUNNING)
+    pulls = [s for s in reports.of("t2") if s.state == pb.PREPARING and s.HasField("pull")]
+    assert pulls and pulls[0].pull.source == "registry" and (pulls[0].pull.current, pulls[0].pull.total) == (50, 100)
 
 
-def test_missing_image_names_the_configured_hostname(engine: FakeRuntime, reports: Reports) -> None:
+def test_pull_policy_never_names_the_configured_hostname(engine: FakeRuntime, reports: Reports) -> None:
     ex = run_executor(engine, reports, hostname="configured")
     try:
-        ex.converge([task(image="busybox:absent")])
-        assert reports.wait_state("t1", pb.REJECTED).err.endswith("not found on node configured")
+        t = task(image="busybox:absent")
+        t.spec.container.pull = pb.PULL_NEVER
+        ex.converge([t])
+        st = reports.wait_state("t1", pb.REJECTED)
+        assert st.err == 'image "busybox:absent" not found on node configured: the pull policy is never'
+        assert pb.PREPARING not in reports.states("t1")
+        assert engine.count("pull") == 0
         assert ex.describe().hostname == "configured"
     finally:
         ex.stop()
+
+
+def test_pull_policy_always_pulls_a_present_image(engine: FakeRuntime, executor: Executor, reports: Reports) -> None:
+    engine.add_to_registry(IMAGE)
+    t = task()
+    t.spec.container.pull = pb.PULL_ALWAYS
+    executor.converge([t])
+    reports.wait_state("t1", pb.RUNNING)
+    assert engine.count("pull") == 1
+
+
+def test_private_image_needs_the_services_credentials(engine: FakeRuntime, executor: Executor, reports: Reports) -> None:
+    engine.add_to_registry("reg:5000/private:1", credentials=("alice", "s3cret"))
+    executor.converge([task(image="reg:5000/private:1")])
+    assert "no basic auth credentials" in reports.wait_state("t1", pb.REJECTED).err
+    # Credentials come with the session, for the services this node runs.
+    auth = pb.RegistryAuth(server_address="reg:5000", username="alice", password="s3cret")
+    executor.image_hints([], [dpb.ServiceRegistryAuth(service_id="s1", auth=auth)])
+    executor.converge([task("t2", image="reg:5000/private:1", slot=2)])
+    reports.wait_state("t2", pb.RUNNING)
 
 
 def test_create_refused_rejects_and_start_refused_fails(engine: FakeRuntime, executor: Executor, reports: Reports) -> None:

@@ -42,6 +42,7 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]
         self.managers: list[str] = []
         self.session_ids: set[str] = set()
         self.sessions: list[tuple[str, dpb.SessionRequest]] = []  # (node id, request)
+        self.serials: list[str] = []  # of the certificate each session was opened with
         self.reports: list[dpb.TaskStatusReport] = []
         self.report_calls = 0
         self.fail_reports = 0  # refuse that many status reports
@@ -67,10 +68,12 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]
             return sum(1 for r in self.reports if r.task_id == task_id)
 
     def Session(self, request: dpb.SessionRequest, context: grpc.ServicerContext) -> Iterator[dpb.SessionMessage]:
-        ident = tls.peer_identity(context)
-        assert ident is not None
+        peer = tls.peer_certificate(context)
+        assert peer is not None
+        ident = peer.identity
         with self._lock:
             self.sessions.append((ident.node_id, request))
+            self.serials.append(peer.cert.serial)
             hint = self.leader_hint
         if hint:
             context.set_trailing_metadata(((LEADER_HINT_KEY, hint),))
@@ -115,8 +118,8 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]
 class Manager:
     """A gRPC server with the dispatcher on a mutual-TLS port."""
 
-    def __init__(self, root: pb.RootCA) -> None:
-        key_pem, cert_pem = ca.issue_local_certificate(root, new_id(), "manager", CLUSTER, "127.0.0.1")
+    def __init__(self, root: pb.RootCA, role: str = "manager") -> None:
+        key_pem, cert_pem = ca.issue_local_certificate(root, new_id(), role, CLUSTER, "127.0.0.1")
         creds = tls.NodeCredentials.from_pems(key_pem, cert_pem, root.cert_pem)
         self.dispatcher = Dispatcher()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=tls.SERVER_OPTIONS)
@@ -259,3 +262,42 @@ def test_forgotten_session_starts_over(root: pb.RootCA, managers: list[Manager],
     # The next heartbeat is refused (NOT_FOUND): the agent opens a new session.
     wait_for(lambda: len(m.dispatcher.sessions) == 2, 5, "a second session")
     wait_for(lambda: agent.session.connected.is_set(), 5, "connected again")
+
+
+# ---------------------------------------------------------------- certificates (issue 13)
+
+
+def test_a_server_with_a_worker_certificate_gets_no_session(
+    root: pb.RootCA, agents: list[Agent], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A compromised worker posing as a manager: the handshake fails on the
+    agent's side (no manager name in its certificate), so it never asks it
+    for tasks nor sends it a report."""
+    fake = Manager(root, role="worker")
+    try:
+        fake.dispatcher.assign([], [fake.addr])
+        agent = start_agent(root, agents, [fake.addr])
+        wait_for(lambda: "did not present a manager certificate" in caplog.text, 10, "the refusal logged")
+        assert fake.dispatcher.sessions == [] and not agent.session.connected.is_set()
+    finally:
+        fake.stop()
+
+
+def test_new_credentials_reconnect_the_session_and_keep_pending_reports(
+    root: pb.RootCA, managers: list[Manager], agents: list[Agent]
+) -> None:
+    m = managers[0]
+    agent = start_agent(root, agents, [m.addr])
+    m.dispatcher.assign([task(agent.creds.node_id)], [m.addr])
+    wait_for(lambda: m.dispatcher.reported("t1", pb.RUNNING), 5, "RUNNING reported")
+    m.dispatcher.fail_reports = 1_000_000  # reports are refused from now on: they stay queued
+    (c,) = agent.engine.containers()
+    agent.engine.exit(c.id, 3)
+    wait_for(lambda: m.dispatcher.report_calls >= 2, 5, "the FAILED report tried")
+    key_pem, cert_pem = ca.issue_local_certificate(root, agent.creds.node_id, "worker", CLUSTER, "127.0.0.1")
+    renewed = tls.NodeCredentials.from_pems(key_pem, cert_pem, root.cert_pem)
+    agent.session.set_credentials(renewed)
+    wait_for(lambda: len(m.dispatcher.sessions) == 2, 5, "a second session")
+    assert m.dispatcher.serials == [agent.creds.cert_info.serial, renewed.cert_info.serial]
+    m.dispatcher.fail_reports = 0
+    wait_for(lambda: m.dispatcher.reported("t1", pb.FAILED), 5, "the queued report delivered after the reconnect")

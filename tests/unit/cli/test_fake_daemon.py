@@ -25,6 +25,10 @@ from swarmlet.core import views
 runner = CliRunner()
 
 
+def _fields(msg: cpb.ServiceLogLine) -> dict[str, object]:
+    return {f.name: v for f, v in msg.ListFields()}
+
+
 class FakeControl(control_pb2_grpc.ControlServicer):
     """Just enough of a manager: services by id or name, scripted task lists,
     and progress judged by the real core/views over them."""
@@ -144,12 +148,13 @@ class FakeControl(control_pb2_grpc.ControlServicer):
 
     def ServiceLogs(self, request: cpb.ServiceLogsRequest, context: grpc.ServicerContext) -> Iterator[cpb.ServiceLogLine]:
         self.requests.append(request)
-        yield cpb.ServiceLogLine(
-            task_id="task1234567890abc", node_id="node1", node_name="host-1", slot=1, stream="stdout", data=b"hello\n"
+        svc = self._find(request.ref, context)
+        details = "swarmlet.node.id=node1,swarmlet.service.id=svc,swarmlet.task.id=task1" if request.details else ""
+        line = cpb.ServiceLogLine(
+            task_id="task1234567890abc", node_id="node1", node_name="host-1", slot=1, service_name=svc.spec.name, details=details
         )
-        yield cpb.ServiceLogLine(
-            task_id="task1234567890abc", node_id="node1", node_name="host-1", slot=1, stream="stderr", data=b"oops"
-        )
+        yield cpb.ServiceLogLine(stream="stdout", data=b"hello\n", **_fields(line))
+        yield cpb.ServiceLogLine(stream="stderr", data=b"oops", **_fields(line))
 
     def ListNodes(self, request: cpb.ListNodesRequest, context: grpc.ServicerContext) -> cpb.ListNodesResponse:
         return cpb.ListNodesResponse(nodes=self.nodes, leader_id="node1")
@@ -162,6 +167,10 @@ class FakeControl(control_pb2_grpc.ControlServicer):
         raise AssertionError
 
     def UpdateNode(self, request: cpb.UpdateNodeRequest, context: grpc.ServicerContext) -> cpb.NodeResponse:
+        self.requests.append(request)
+        return cpb.NodeResponse(node=self.nodes[1])
+
+    def ChangeRole(self, request: cpb.ChangeRoleRequest, context: grpc.ServicerContext) -> cpb.NodeResponse:
         self.requests.append(request)
         return cpb.NodeResponse(node=self.nodes[1])
 
@@ -412,9 +421,29 @@ def test_logs_prefix_and_streams(fake: tuple[FakeControl, str]) -> None:
     assert result.stdout == "web.1.task12345678@host-1    | hello\n"
     assert result.stderr == "web.1.task12345678@host-1    | oops\n"
     req = servicer.requests[-1]
-    assert (req.ref, req.tail, req.timestamps, req.follow) == ("svc0123456789abcdef", 10, True, False)
+    # The manager resolves the service or task (issue 16: `service logs TASK`) and names it in each line.
+    assert (req.ref, req.tail, req.timestamps, req.follow) == ("web", 10, True, False)
+    assert (req.since, req.until, req.details) == (0.0, 0.0, False)
     assert run(host, "service", "logs", "web").exit_code == 0
     assert servicer.requests[-1].tail == -1  # all
+
+
+def test_logs_since_until_details(fake: tuple[FakeControl, str]) -> None:
+    servicer, host = fake
+    run(host, "service", "create", "-d", "--name", "web", "nginx")
+    before = time.time()
+    result = run(host, "service", "logs", "--since", "10m", "--until", "1700000000", "--details", "web")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "web.1.task12345678@host-1    | swarmlet.node.id=node1,swarmlet.service.id=svc,swarmlet.task.id=task1 hello\n"
+    )
+    req = servicer.requests[-1]
+    assert before - 600 - 1 < req.since <= time.time() - 600
+    assert (req.until, req.details) == (1700000000.0, True)
+    bad = run(host, "service", "logs", "--since", "yesterday", "web")
+    assert bad.exit_code == 2 and "--since" in bad.output and "invalid time" in bad.output
+    missing = run(host, "service", "logs", "nope")
+    assert missing.exit_code == 1 and "nope" in missing.stderr
 
 
 def test_node_commands(fake: tuple[FakeControl, str]) -> None:
@@ -449,6 +478,17 @@ def test_node_commands(fake: tuple[FakeControl, str]) -> None:
     servicer.tasks = [_task("s", 1, pb.RUNNING, node="node1", tid="mine"), _task("s", 2, pb.RUNNING, node="node2", tid="theirs")]
     assert run(host, "node", "ps", "-q").stdout.split() == ["mine"]  # self by default
     assert run(host, "node", "ps", "-q", "node2").stdout.split() == ["theirs"]
+
+
+def test_node_update_role_goes_through_change_role(fake: tuple[FakeControl, str]) -> None:
+    servicer, host = fake
+    r = run(host, "node", "update", "--role", "manager", "host-2")
+    assert r.exit_code == 0, r.output
+    (req,) = servicer.requests
+    assert isinstance(req, cpb.ChangeRoleRequest) and (req.ref, req.role) == ("host-2", pb.NodeSpec.MANAGER)
+    r = run(host, "node", "update", "--role", "worker", "--label-add", "a=1", "host-2")
+    assert [type(x).__name__ for x in servicer.requests[1:]] == ["UpdateNodeRequest", "ChangeRoleRequest"]
+    assert run(host, "node", "update", "--role", "boss", "host-2").exit_code == 2
 
 
 def test_cluster_commands(fake: tuple[FakeControl, str]) -> None:

@@ -63,7 +63,7 @@ def test_create_and_update_share_one_declaration_of_the_policy_flags() -> None:
     shared = [
         f for f in create if f.startswith(("--update-", "--rollback-", "--reserve-", "--limit-", "--restart-", "--health-"))
     ]
-    assert len(shared) == 14 + 4 + 4 + 5
+    assert len(shared) == 14 + 4 + 4 + 5 + 2  # + --limit-pids, --health-start-interval (issue 11)
     for flag in shared:
         a, b = create[flag], update[flag]
         assert (a.opts, a.help, a.metavar) == (b.opts, b.help, b.metavar), flag

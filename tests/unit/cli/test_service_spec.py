@@ -218,7 +218,7 @@ def test_create_networking_flags() -> None:
     for bad, hint in (
         (NetworkFlags(networks=[" "]), "--network"),
         (NetworkFlags(endpoint_mode="magic"), "--endpoint-mode"),
-        (NetworkFlags(publish=["8080"]), "--publish"),
+        (NetworkFlags(publish=["http"]), "--publish"),
     ):
         with pytest.raises(typer.BadParameter) as e:
             build_spec(image="nginx", network=bad)

@@ -39,6 +39,7 @@ def node(
         ("node.platform.os==Linux", "node.platform.os", "", True, "linux"),
         ("node.platform.arch==x86_64", "node.platform.arch", "", True, "amd64"),
         ("node.platform.arch!=aarch64", "node.platform.arch", "", False, "arm64"),
+        ("engine.labels.storage==ssd", "engine.labels", "storage", True, "ssd"),
     ],
 )
 def test_parse_accepted_forms(expr, field, label, equal, value):
@@ -53,7 +54,7 @@ def test_parse_accepted_forms(expr, field, label, equal, value):
         ("node.labels.zone=a", "no operator"),
         ("zone==a", "unknown key 'zone'"),
         ("node.name==x", "unknown key"),
-        ("engine.labels.storage==ssd", "engine labels are not supported"),
+        ("engine.labels.==ssd", "empty label name"),
         ("node.role==admin", "worker or manager"),
         ("node.labels.zone==", "empty value"),
         ("node.labels.==a", "empty label name"),

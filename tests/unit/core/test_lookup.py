@@ -65,3 +65,19 @@ def test_networks_and_names() -> None:
     assert lookup.node_name(sim.snap.nodes["abc123"]) == "web1"
     assert lookup.node_name(pb.Node(id="bare")) == "bare"
     assert lookup.names([pb.Service(spec=pb.ServiceSpec(name=n)) for n in ("b", "a")]) == ["a", "b"]
+
+
+def test_a_task_by_id_prefix_or_name_and_service_or_task() -> None:
+    svc = pb.Service(id="svc1", spec=pb.ServiceSpec(name="web"))
+    old = pb.Task(id="task0aaa", service_id="svc1", service_name="web", slot=2, meta=pb.Meta(created_at=1.0))
+    new = pb.Task(id="task0bbb", service_id="svc1", service_name="web", slot=2, meta=pb.Meta(created_at=2.0))
+    s = st.Snapshot(services={"svc1": svc}, tasks={old.id: old, new.id: new})
+    assert lookup.task(s, "task0aaa") is old
+    assert lookup.task(s, "task0b") is new
+    assert lookup.task(s, "web.2") is new  # the newest of the slot, as `service ps` lists it first
+    with pytest.raises(errors.FailedPrecondition, match="ambiguous"):
+        lookup.task(s, "task0")
+    assert lookup.service_or_task(s, "web") == (svc, None)
+    assert lookup.service_or_task(s, "task0aaa") == (svc, old)
+    with pytest.raises(errors.NotFound, match="no such service or task: nothing"):
+        lookup.service_or_task(s, "nothing")

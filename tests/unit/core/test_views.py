@@ -290,3 +290,30 @@ def test_update_phase(status: pb.UpdateStatus, phase: int) -> None:
     svc.update_status.CopyFrom(status)
     assert views.update_phase(svc) == phase
     assert progress(svc, []).update_phase == phase
+
+
+# ---- why tasks wait (service ps, issue 16) ----
+
+
+def test_waiting_reasons_say_why_each_task_waits() -> None:
+    svc = service(4, delay=5.0, max_attempts=1)
+    err = "no suitable node (2 nodes: 2 drained)"
+    pending = task(svc, 1, pb.PENDING, err=err, node="")
+    held = task(svc, 2, pb.ASSIGNED, desired=pb.READY)  # a stop-first update's new task
+    delayed = task(svc, 3, pb.FAILED, err="task: non-zero exit (1)", ended=NOW - 1)
+    gave_up = [
+        task(svc, 4, pb.FAILED, desired=pb.SHUTDOWN, err="task: non-zero exit (2)"),
+        task(svc, 4, pb.FAILED, desired=pb.SHUTDOWN, err="task: non-zero exit (2)", attempt=1),
+    ]
+    running = task(svc, 5, pb.RUNNING)  # beyond the replicas: not a slot
+    s = snap(svc, [pending, held, delayed, *gave_up, running])
+    why = views.waiting_reasons(s, svc.id, NOW)
+    assert why[pending.id] == err
+    assert why[held.id] == "waiting for the slot's previous task to stop (stop-first update)"
+    assert why[delayed.id] == "restart delay: replaced in 4s"
+    assert why[gave_up[1].id].startswith(
+        "restart policy gave up after 1 restart (max attempts 1); last error: task: non-zero exit (2)"
+    )
+    assert set(why) == {pending.id, held.id, delayed.id, gave_up[1].id}
+    with pytest.raises(KeyError):
+        views.waiting_reasons(s, "nope", NOW)

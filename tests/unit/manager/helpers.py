@@ -4,11 +4,13 @@ Fixtures using them are in conftest.py."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import time
 from pathlib import Path
 
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.atrest import DataKey
 from swarmlet.core import cluster as cl
 from swarmlet.core import state as st
 from swarmlet.ids import new_id
@@ -17,6 +19,15 @@ from swarmlet.manager.store import RaftTimings, Store
 from tests.waiting import wait_for
 
 RAFT_SECRET = b"r" * 32
+# A manager's data key in tests: each state directory its own (as each
+# manager has its own), the same across restarts.
+DATA_KEY = DataKey(b"d" * 32)
+
+
+def data_key_for(state_dir: object) -> DataKey:
+    return DataKey(hashlib.sha256(str(state_dir).encode()).digest())
+
+
 MANAGER_ID = "manager0000000000000000000"
 
 
@@ -30,7 +41,7 @@ def free_port() -> int:
 def start_store(state_dir: Path, addr: str = "", partners: list[str] | None = None, timings: RaftTimings | None = None) -> Store:
     """A manager's store on loopback (it elects itself when it has no partners)."""
     addr = addr or f"127.0.0.1:{free_port()}"
-    return Store(addr, partners or [], str(state_dir), RAFT_SECRET, timings=timings)
+    return Store(addr, partners or [], str(state_dir), RAFT_SECRET, timings=timings, data_key=data_key_for(state_dir))
 
 
 def leader_store(state_dir: Path) -> Store:

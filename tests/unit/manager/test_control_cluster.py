@@ -174,6 +174,10 @@ def test_demoting_a_manager_removes_it_from_raft(three: ThreeManagers) -> None:
     assert len(three.leader.members()) == 2
     cluster = three.leader.snapshot().cluster
     assert cluster is not None and cluster.membership_change == ""  # the marker was cleared
+    # The demoted node held the Raft secret: it was rotated (issue 13), the
+    # old one accepted only until the key keepers retire it.
+    assert cluster.raft_secret_epoch == 1 and cluster.raft_secret != h.RAFT_SECRET
+    assert cluster.raft_secret_previous == h.RAFT_SECRET and "manager-" in cluster.raft_secret_rotation
 
 
 def test_demotion_that_would_lose_quorum_is_refused(three: ThreeManagers) -> None:
@@ -191,16 +195,31 @@ def test_demotion_that_would_lose_quorum_is_refused(three: ThreeManagers) -> Non
 def test_backup_holds_the_replicated_state(one_manager: OneManager) -> None:
     m = one_manager
     m.control.services.create(cpb.CreateServiceRequest(spec=h.service_spec("web")))
-    data = m.control.cluster.backup(cpb.BackupRequest()).data
-    restored = backup.decode(data)
+    resp = m.control.security.backup(cpb.BackupRequest())
+    # Not autolocked, no key given: a new backup key, returned once.
+    assert resp.key_kind == "backup-key" and resp.generated_key.startswith("SWLBKP-1-")
+    restored = backup.decode(resp.data, resp.generated_key)
     assert st.state_digest(restored) == m.store.state_digest()
+    with pytest.raises(backup.BackupError, match="this backup is encrypted"):
+        backup.decode(resp.data)
 
 
 def test_logs_of_a_service_without_containers_ask_no_agent(one_manager: OneManager) -> None:
     m = one_manager
     m.control.services.create(cpb.CreateServiceRequest(spec=h.service_spec("web")))
     # No task has a container: the fixture's agent channel would fail the test if dialled.
-    lines = m.control.logs.service_logs(cpb.ServiceLogsRequest(ref="web"), None)  # type: ignore[arg-type]
+    ctx = ActiveContext()
+    lines = m.control.logs.service_logs(cpb.ServiceLogsRequest(ref="web"), ctx)  # type: ignore[arg-type]
     assert list(lines) == []
-    with pytest.raises(errors.NotFound, match="service 'db' not found"):
-        list(m.control.logs.service_logs(cpb.ServiceLogsRequest(ref="db"), None))  # type: ignore[arg-type]
+    with pytest.raises(errors.NotFound, match="no such service or task: db"):
+        list(m.control.logs.service_logs(cpb.ServiceLogsRequest(ref="db"), ctx))  # type: ignore[arg-type]
+
+
+class ActiveContext:
+    """A servicer context whose client never leaves."""
+
+    def is_active(self) -> bool:
+        return True
+
+    def add_callback(self, callback: object) -> bool:
+        return True

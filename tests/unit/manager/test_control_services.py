@@ -87,7 +87,11 @@ def test_scale(one_manager: OneManager) -> None:
     getattr(everywhere, "global").SetInParent()
     create(m, everywhere)
     refused(
-        m, errors.FailedPrecondition, "is global: it cannot be scaled", scale, cpb.ScaleServiceRequest(ref="agent", replicas=2)
+        m,
+        errors.FailedPrecondition,
+        "is global: scale can only be used with replicated or replicated-job mode",
+        scale,
+        cpb.ScaleServiceRequest(ref="agent", replicas=2),
     )
 
 

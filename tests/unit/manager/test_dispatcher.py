@@ -53,8 +53,8 @@ class Served:
     def node(self, node_id: str) -> pb.Node:
         return self.store.snapshot().nodes[node_id]
 
-    def agent(self, node_id: str) -> Agent:
-        a = Agent(self, node_id)
+    def agent(self, node_id: str, role: str = "worker", cluster_id: str = "") -> Agent:
+        a = Agent(self, node_id, role, cluster_id)
         self.agents.append(a)
         return a
 
@@ -69,7 +69,7 @@ def serve(store: Store, cluster: pb.Cluster) -> Served:
     """The dispatcher on the API port of a manager: mutual TLS, calls without
     a node certificate refused, as the daemon serves it."""
     control = ControlAPI(store, lambda addr: pytest.fail("no agent here"))
-    dispatcher = Dispatcher(store, control.cluster.renew_role)
+    dispatcher = Dispatcher(store, control.cluster.renew_role, certificates=control.pki)
     key, cert = ca.issue_local_certificate(cluster.root_ca, h.MANAGER_ID, "manager", cluster.id, "127.0.0.1")
     creds = tls.NodeCredentials.from_pems(key, cert, cluster.root_ca.cert_pem)
     server = AioServer(tls.SERVER_OPTIONS, [tls.ClientCertRequired()])
@@ -83,10 +83,13 @@ def serve(store: Store, cluster: pb.Cluster) -> Served:
 class Agent:
     """The agent side of a session, with the node's own certificate."""
 
-    def __init__(self, served: Served, node_id: str) -> None:
+    def __init__(self, served: Served, node_id: str, role: str = "worker", cluster_id: str = "") -> None:
         c = served.cluster
-        key, cert = ca.issue_local_certificate(c.root_ca, node_id, "worker", c.id, "127.0.0.1")
+        # The certificate names the address the node joined with (the CA
+        # puts it there): the one it reports in its sessions.
+        key, cert = ca.issue_local_certificate(c.root_ca, node_id, role, cluster_id or c.id, "10.1.0.7")
         creds = tls.NodeCredentials.from_pems(key, cert, c.root_ca.cert_pem)
+        self.creds = creds
         self.node_id = node_id
         self.channel = grpc.secure_channel(served.addr, creds.channel_credentials(), options=tls.CHANNEL_OPTIONS)
         self.stub = dgrpc.DispatcherStub(self.channel)
@@ -196,7 +199,9 @@ def test_a_session_registers_the_node_and_streams_its_assignments(served: Served
     assert first.desired_role == pb.NodeSpec.WORKER
     node = served.node(W1)
     assert (node.status.state, node.status.message, node.status.addr) == (pb.NodeStatus.READY, "session started", "10.1.0.7")
-    assert node.description.hostname == f"host-{W1[:7]}"
+    # The hostname stays the one the node joined with (issue 13: a worker
+    # claiming another's hostname must not receive its tasks).
+    assert node.description.hostname == "worker-1" != f"host-{W1[:7]}"
     assert node.api_addr == "10.1.0.7:4244"
 
     # A task placed on the node reaches it; one placed elsewhere does not.
@@ -462,3 +467,129 @@ def test_hundreds_of_sessions_do_not_starve_heartbeats(tmp_path: Path) -> None:
     finally:
         s.stop()
         store.close()
+
+
+# ---------------------------------------------------------------- certificates (issue 13)
+
+
+def test_a_session_records_the_certificate_the_node_presents(served: Served) -> None:
+    a = served.agent(W1)
+    first = a.open()
+    info = a.creds.cert_info
+    wait_for(lambda: served.node(W1).certificate.serial == info.serial, 5, "the presented certificate recorded")
+    rec = served.node(W1).certificate
+    assert (rec.role, rec.not_after, rec.issuer_key_id) == ("worker", info.not_after, served.cluster.root_ca.key_id)
+    # What the node needs to renew and to judge its callers comes with the session.
+    assert first.trust_pem == served.cluster.root_ca.cert_pem and first.signing_key_id == served.cluster.root_ca.key_id
+    assert first.cluster_id == served.cluster.id and list(first.manager_ids) == [h.MANAGER_ID]
+
+
+def test_renew_certificate_issues_one_for_the_nodes_role_and_remembers_it(served: Served) -> None:
+    a = served.agent(W1)
+    a.open()
+    cluster = served.store.snapshot().cluster
+    assert cluster is not None
+    new = pb.Cluster()
+    new.CopyFrom(cluster)
+    new.spec.node_cert_expiry = 7200
+    served.store.propose([st.put(new)])
+    key = tls.new_node_key()
+    resp = a.stub.RenewCertificate(dpb.RenewCertificateRequest(csr_pem=tls.make_csr(key)), timeout=RPC_TIMEOUT)
+    creds = tls.NodeCredentials.from_pems(key, resp.cert_pem, resp.trust_pem)
+    assert creds.identity == tls.Identity(W1, "worker", served.cluster.id)
+    info = creds.cert_info
+    assert info.not_after - info.not_before == pytest.approx(7200 + 300, abs=2)
+    assert info.serial in {c.serial for c in served.node(W1).issued}
+
+
+def test_a_revoked_certificate_is_refused(served: Served) -> None:
+    a = served.agent(W1)
+    a.open()
+    cluster = served.store.snapshot().cluster
+    assert cluster is not None
+    new = pb.Cluster()
+    new.CopyFrom(cluster)
+    new.revoked_certs[a.creds.cert_info.serial] = a.creds.cert_info.not_after
+    served.store.propose([st.put(new)])
+    err = rpc_error(a.heartbeat)
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert err.details() == f"the certificate of node {W1} was revoked (serial {a.creds.cert_info.serial})"
+    assert rpc_error(a.open).code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_certificate_of_another_cluster_is_refused(served: Served) -> None:
+    err = rpc_error(served.agent(W1, cluster_id="othercluster").open)
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert err.details() == f"certificate of another cluster (othercluster), not of this one ({served.cluster.id})"
+
+
+def test_a_certificate_of_a_former_role_only_learns_the_new_role(served: Served) -> None:
+    demoted = served.agent(W1, role="manager")  # the state says W1 is a worker
+    msg = demoted.open()
+    assert msg.session_id == "" and list(msg.tasks) == [] and msg.desired_role == pb.NodeSpec.WORKER
+    assert demoted.ended.wait(RPC_TIMEOUT), "the session ends after telling the role"
+    assert served.node(W1).status.state != pb.NodeStatus.READY  # it opened no real session
+    demoted.session_id = "x"
+    assert rpc_error(demoted.heartbeat).code() == grpc.StatusCode.PERMISSION_DENIED
+    key = tls.new_node_key()
+    resp = demoted.stub.RenewRole(dpb.RenewRoleRequest(csr_pem=tls.make_csr(key)), timeout=RPC_TIMEOUT)
+    assert resp.role == "worker"
+
+
+# ---------------------------------------------------------------- what nodes may claim (issue 13)
+
+
+def test_a_node_claiming_an_address_it_is_not_known_by_is_refused(served: Served) -> None:
+    a = served.agent(W1)
+    a.stream = a.stub.Session(dpb.SessionRequest(addr="10.9.9.9", api_addr="10.9.9.9:4244"), timeout=RPC_TIMEOUT)
+    err = rpc_error(lambda: next(iter(a.stream)))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "10.9.9.9" in err.details()
+    assert served.node(W1).status.addr != "10.9.9.9" and served.node(W1).api_addr != "10.9.9.9:4244"
+    b = served.agent(W2)
+    b.stream = b.stub.Session(dpb.SessionRequest(addr="10.1.0.7", api_addr="evil:4244"), timeout=RPC_TIMEOUT)
+    err = rpc_error(lambda: next(iter(b.stream)))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "API address" in err.details()
+
+
+def test_an_oversized_description_update_is_dropped(served: Served) -> None:
+    a = served.agent(W1)
+    a.open()
+    bad = pb.NodeDescription(hostname="worker-1", images=["x:1"] * 20_000)
+    a.stub.Heartbeat(dpb.HeartbeatRequest(session_id=a.session_id, description=bad), timeout=RPC_TIMEOUT)
+    assert len(served.node(W1).description.images) == 0
+    good = pb.NodeDescription(hostname="someone-else", images=["busybox:latest"])
+    a.stub.Heartbeat(dpb.HeartbeatRequest(session_id=a.session_id, description=good), timeout=RPC_TIMEOUT)
+    wait_for(lambda: list(served.node(W1).description.images) == ["busybox:latest"], 10, "the good description recorded")
+    assert served.node(W1).description.hostname == "worker-1"
+
+
+def test_session_opens_are_rate_limited_per_node(served: Served, monkeypatch) -> None:
+    from swarmlet import ratelimit
+
+    served.dispatcher._session_limit = ratelimit.RateLimiter(0.01, 2)
+    served.agent(W1).open()
+    served.agent(W1).open()
+    third = served.agent(W1)
+    third.stream = third.stub.Session(dpb.SessionRequest(addr="10.1.0.7"), timeout=RPC_TIMEOUT)
+    err = rpc_error(lambda: next(iter(third.stream)))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "too many sessions" in err.details()
+    served.agent(W2).open()  # another node is not affected
+
+
+def test_only_a_manager_may_fetch_the_raft_secret(served: Served) -> None:
+    worker = served.agent(W1)
+    err = rpc_error(lambda: worker.stub.RaftSecret(dpb.RaftSecretRequest(), timeout=RPC_TIMEOUT))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    c = served.cluster
+    key, cert = ca.issue_local_certificate(c.root_ca, h.MANAGER_ID, "manager", c.id, "127.0.0.1")
+    creds = tls.NodeCredentials.from_pems(key, cert, c.root_ca.cert_pem)
+    with grpc.secure_channel(served.addr, creds.channel_credentials(), options=tls.CHANNEL_OPTIONS) as ch:
+        resp = dgrpc.DispatcherStub(ch).RaftSecret(dpb.RaftSecretRequest(), timeout=RPC_TIMEOUT)
+    assert resp.current == h.RAFT_SECRET and resp.epoch == 0
+    # A worker holding a certificate that says manager (stale, or forged by
+    # nobody: the CA signs) is still refused: the node record decides too.
+    key, cert = ca.issue_local_certificate(c.root_ca, W2, "manager", c.id, "127.0.0.1")
+    creds = tls.NodeCredentials.from_pems(key, cert, c.root_ca.cert_pem)
+    with grpc.secure_channel(served.addr, creds.channel_credentials(), options=tls.CHANNEL_OPTIONS) as ch:
+        err = rpc_error(lambda: dgrpc.DispatcherStub(ch).RaftSecret(dpb.RaftSecretRequest(), timeout=RPC_TIMEOUT))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED

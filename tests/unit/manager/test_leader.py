@@ -84,7 +84,7 @@ class RacingStore(Store):
 
 
 def test_a_round_that_conflicts_is_planned_again(tmp_path: Path) -> None:
-    store = RacingStore(f"127.0.0.1:{h.free_port()}", [], str(tmp_path), h.RAFT_SECRET)
+    store = RacingStore(f"127.0.0.1:{h.free_port()}", [], str(tmp_path), h.RAFT_SECRET, data_key=h.DATA_KEY)
     loop = LeaderLoop(store, idle_period=0.05)
     try:
         wait_for(store.is_leader, 10, "the store leads")

@@ -13,6 +13,7 @@ import zlib
 from pysyncobj import SyncObj, SyncObjConf
 
 from swarmlet.manager.store import Store
+from tests.unit.manager.helpers import DATA_KEY
 from tests.unit.manager.test_store import free_port
 from tests.waiting import wait_for
 
@@ -57,7 +58,7 @@ def test_bare_pysyncobj_executes_a_pickle(tmp_path):
 
 def test_store_port_rejects_unauthenticated_pickles(tmp_path):
     port = free_port()
-    store = Store(f"127.0.0.1:{port}", [], str(tmp_path / "state"), b"s" * 32)
+    store = Store(f"127.0.0.1:{port}", [], str(tmp_path / "state"), b"s" * 32, data_key=DATA_KEY)
     try:
         marker = str(tmp_path / "pwned")
         with _send_pickle(port, marker):

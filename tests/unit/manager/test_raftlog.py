@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from swarmlet.atrest import DataKey
 from swarmlet.manager import raftlog
 from swarmlet.manager.raftlog import DurableJournal, RaftDiskError, RaftStateError
+
+KEY = DataKey(b"k" * 32)
 
 
 def cmds(start: int, n: int, term: int = 1, size: int = 16) -> list[tuple[bytes, int, int]]:
@@ -27,7 +30,7 @@ def cmds(start: int, n: int, term: int = 1, size: int = 16) -> list[tuple[bytes,
 def journal_with(d: Path, *writes: list[tuple[bytes, int, int]]) -> DurableJournal:
     """A journal in d holding `writes`, each made durable by its own sync."""
     d.mkdir(exist_ok=True)
-    j = DurableJournal(str(d))
+    j = DurableJournal(str(d), KEY)
     j.setCurrentTerm(max(e[2] for w in writes for e in w), None)
     for w in writes:
         for e in w:
@@ -54,7 +57,7 @@ def test_synced_entries_survive_a_crash_and_unsynced_ones_never_reach_the_file(t
     for e in cmds(11, 3):
         j.add(*e)  # not synced: pysyncobj has not been told they are durable
     copy = crash_copy(tmp_path / "a", tmp_path / "b")
-    back = DurableJournal(str(copy))
+    back = DurableJournal(str(copy), KEY)
     assert back[:] == cmds(1, 10)
     assert back.getCurrentTerm() == 1
     assert back.torn is None
@@ -68,7 +71,7 @@ def test_one_fsync_covers_everything_added_since_the_last(tmp_path):
     j.sync()
     j.sync()  # nothing new: no fsync
     assert j.fsyncs == before + 1
-    assert DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")))[:] == cmds(1, 501)
+    assert DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")), KEY)[:] == cmds(1, 501)
 
 
 def test_entries_resent_unchanged_stay_on_disk_untouched(tmp_path):
@@ -91,7 +94,7 @@ def test_entries_a_new_leader_replaced_are_cut_before_the_new_ones_land(tmp_path
     for e in new:
         j.add(*e)
     j.sync()
-    back = DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")))
+    back = DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")), KEY)
     assert back[:] == cmds(1, 5) + new
     assert back.getVotedForNodeId() == "10.0.0.2:4243"
 
@@ -100,7 +103,7 @@ def test_compaction_rewrites_the_journal_from_the_snapshot_on(tmp_path):
     j = journal_with(tmp_path / "a", cmds(1, 10))
     j.deleteEntriesTo(6)
     j.sync()
-    assert DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")))[:] == cmds(7, 4)
+    assert DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")), KEY)[:] == cmds(7, 4)
     assert not list((tmp_path / "a").glob("*.tmp"))
 
 
@@ -110,13 +113,13 @@ def test_a_tail_cut_short_by_the_crash_is_truncated(tmp_path):
     last = record_offsets(wal)[-1]
     with open(wal, "r+b") as f:
         f.truncate(last + 100)  # the last write reached the disk only in part
-    j = DurableJournal(str(tmp_path / "a"))
+    j = DurableJournal(str(tmp_path / "a"), KEY)
     assert j[:] == cmds(1, 9)
     assert j.torn and "cut off by the end of the file" in j.torn
     assert wal.stat().st_size == last  # cut on disk too
     j.add(*cmds(10, 1)[0])
     j.sync()
-    assert DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")))[:] == cmds(1, 10)
+    assert DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")), KEY)[:] == cmds(1, 10)
 
 
 def test_never_written_sectors_in_the_last_write_are_a_torn_tail(tmp_path):
@@ -129,7 +132,7 @@ def test_never_written_sectors_in_the_last_write_are_a_torn_tail(tmp_path):
     hole_start = -(-(starts[6] + 64) // 512) * 512
     data[hole_start : hole_start + 1024] = bytes(1024)
     wal.write_bytes(bytes(data))
-    j = DurableJournal(str(tmp_path / "a"))
+    j = DurableJournal(str(tmp_path / "a"), KEY)
     assert j[:] == cmds(1, 5) + cmds(6, 1, size=100)
     assert j.torn and "never-written" in j.torn
 
@@ -139,7 +142,7 @@ def test_zeros_where_the_next_record_should_start_are_a_torn_tail(tmp_path):
     wal = tmp_path / "a" / raftlog.JOURNAL_NAME
     with open(wal, "ab") as f:
         f.write(bytes(4096))  # the file grew, its data never arrived
-    assert DurableJournal(str(tmp_path / "a"))[:] == cmds(1, 5)
+    assert DurableJournal(str(tmp_path / "a"), KEY)[:] == cmds(1, 5)
 
 
 def damaged(tmp_path: Path, change) -> RaftStateError:
@@ -149,7 +152,7 @@ def damaged(tmp_path: Path, change) -> RaftStateError:
     change(data, record_offsets(wal))
     wal.write_bytes(bytes(data))
     with pytest.raises(RaftStateError) as err:
-        DurableJournal(str(tmp_path / "a"))
+        DurableJournal(str(tmp_path / "a"), KEY)
     msg = str(err.value)
     assert str(wal) in msg, msg
     assert "demote" in msg and "join" in msg, "the message says how to recover"
@@ -205,42 +208,55 @@ def test_a_journal_cut_to_nothing_is_refused(tmp_path):
 def test_term_and_vote_are_durable_and_a_damaged_term_file_is_refused(tmp_path):
     j = journal_with(tmp_path / "a", cmds(1, 3))
     j.setCurrentTerm(7, "10.0.0.3:4243")
-    back = DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")))
+    back = DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")), KEY)
     assert (back.getCurrentTerm(), back.getVotedForNodeId()) == (7, "10.0.0.3:4243")
 
     term = tmp_path / "b" / raftlog.TERM_NAME
     raw = term.read_bytes()
-    term.write_bytes(raw.replace(b'"term": 7', b'"term": 9'))
+    assert b"10.0.0.3" not in raw  # encrypted with the data key
+    term.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
     with pytest.raises(RaftStateError, match="term: damaged"):
-        DurableJournal(str(tmp_path / "b"))
+        DurableJournal(str(tmp_path / "b"), KEY)
     term.write_bytes(os.urandom(64))
     with pytest.raises(RaftStateError, match="term: damaged"):
-        DurableJournal(str(tmp_path / "b"))
+        DurableJournal(str(tmp_path / "b"), KEY)
     term.unlink()
     with pytest.raises(RaftStateError, match="missing, while the journal holds entries of later terms"):
-        DurableJournal(str(tmp_path / "b"))
+        DurableJournal(str(tmp_path / "b"), KEY)
 
 
 def test_a_term_file_older_than_the_journal_is_refused(tmp_path):
     journal_with(tmp_path / "a", cmds(1, 3, term=1), cmds(4, 2, term=3))
-    raftlog.write_term(str(tmp_path / "a" / raftlog.TERM_NAME), raftlog.TermState(term=2))
+    raftlog.write_term(str(tmp_path / "a" / raftlog.TERM_NAME), raftlog.TermState(term=2), KEY)
     with pytest.raises(RaftStateError, match="older than the journal"):
-        DurableJournal(str(tmp_path / "a"))
+        DurableJournal(str(tmp_path / "a"), KEY)
 
 
 def test_snapshot_file_round_trip_and_damage(tmp_path):
     path = str(tmp_path / raftlog.SNAPSHOT_NAME)
     payload = {"last": (b"x", 5, 1), "prev": (b"y", 4, 1), "cluster": ["a:1"], "consumers": [{"k": b"v"}]}
-    raftlog.write_snapshot_file(path, payload)
-    assert raftlog.read_snapshot_file(path) == payload
+    raftlog.write_snapshot_file(path, payload, KEY)
+    assert raftlog.read_snapshot_file(path, KEY) == payload
     data = bytearray(Path(path).read_bytes())
     data[-3] ^= 1
     Path(path).write_bytes(bytes(data))
     with pytest.raises(RaftStateError, match="payload checksum"):
-        raftlog.read_snapshot_file(path)
+        raftlog.read_snapshot_file(path, KEY)
     Path(path).write_bytes(bytes(data[:-10]))
     with pytest.raises(RaftStateError, match="truncated"):
-        raftlog.read_snapshot_file(path)
+        raftlog.read_snapshot_file(path, KEY)
+
+
+def test_snapshot_transfer_form_round_trips_and_refuses_a_file_form(tmp_path):
+    # What the leader sends a follower: the payload, not its own encrypted
+    # file (the follower has another data key).
+    payload = {"last": (b"x", 5, 1), "prev": (b"y", 4, 1), "cluster": ["a:1"], "consumers": [{"k": b"v"}]}
+    sent = raftlog.encode_transfer(payload)
+    assert raftlog.decode_snapshot("transfer", sent, None) == payload
+    with pytest.raises(RaftStateError, match="payload checksum"):
+        raftlog.decode_snapshot("transfer", sent[:-1] + bytes([sent[-1] ^ 1]), None)
+    with pytest.raises(RaftStateError, match="encrypted snapshot where a transfer"):
+        raftlog.decode_snapshot("transfer", raftlog.encode_snapshot(payload, KEY), None)
 
 
 @pytest.fixture
@@ -274,4 +290,4 @@ def test_a_failed_write_is_an_error_and_the_journal_stays_usable_on_disk(tmp_pat
     with pytest.raises(RaftDiskError):
         j.add(*cmds(11, 1)[0])  # it refuses to go on as if nothing happened
     # What did reach the file is a torn tail after the last good write.
-    assert DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")))[:] == cmds(1, 5)
+    assert DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")), KEY)[:] == cmds(1, 5)

@@ -24,7 +24,9 @@ from swarmlet.core import state as st
 from swarmlet.manager import raftlog, raftnode
 from swarmlet.manager.raftlog import DurableJournal, RaftStateError
 from swarmlet.manager.raftnode import DurableSyncObj
+from swarmlet.manager.rafttransport import RaftKeyring
 from swarmlet.manager.store import RaftTimings, Store, StoreError
+from tests.unit.manager.helpers import DATA_KEY, data_key_for
 from tests.waiting import wait_for
 
 SECRET = b"r" * 32
@@ -83,7 +85,7 @@ class Nodes:
             d = tmp / a.replace(":", "_")
             d.mkdir()
             c = Counter()
-            node = DurableSyncObj(a, [p for p in self.addrs if p != a], conf(), [c], str(d))
+            node = DurableSyncObj(a, [p for p in self.addrs if p != a], conf(), [c], str(d), data_key_for(a), RaftKeyring(SECRET))
             c.node = node
             self.nodes.append(node)
             self.counters.append(c)
@@ -133,9 +135,12 @@ def test_pysyncobj_internals_this_relies_on_are_there(tmp_path):
     try:
         node = ns.nodes[0]
         assert node._SyncObj__raftLog is node.journal
+        # ...or would send followers a snapshot they cannot decrypt.
+        assert isinstance(node._SyncObj__serializer, raftnode.SealedSerializer)
+        assert node._SyncObj__serializer._Serializer__pid == 0
         ns.leader()
         bump_many(ns.counters[0], 3)
-        assert DurableJournal(str(tmp_path / ns.addrs[0].replace(":", "_")))[-1][1] >= 4
+        assert DurableJournal(str(tmp_path / ns.addrs[0].replace(":", "_")), data_key_for(ns.addrs[0]))[-1][1] >= 4
     finally:
         ns.close()
 
@@ -202,7 +207,7 @@ def test_group_commit_shares_fsyncs_between_entries(three):
 
 
 def store(path: Path, addr: str, timings: RaftTimings | None = None) -> Store:
-    s = Store(addr, [], str(path), SECRET, timings=timings)
+    s = Store(addr, [], str(path), SECRET, timings=timings, data_key=DATA_KEY)
     wait_for(s.is_leader, 10, "single manager leads")
     return s
 
@@ -269,20 +274,20 @@ def test_a_compaction_cut_short_by_a_crash_is_finished_at_start(tmp_path):
     try:
         for i in range(20):
             s.propose([st.put(task(f"t{i}"), create=True)])
-        before = raftlog.scan_journal("wal", (raft / raftlog.JOURNAL_NAME).read_bytes()).entries
+        before = raftlog.scan_journal("wal", (raft / raftlog.JOURNAL_NAME).read_bytes(), DATA_KEY).entries
         s.force_compaction()
         wait_for(lambda: s.log_length() <= 3, 10, "compacted")
         for i in range(20, 25):
             s.propose([st.put(task(f"t{i}"), create=True)])
     finally:
         s.close()
-    after = raftlog.scan_journal("wal", (raft / raftlog.JOURNAL_NAME).read_bytes()).entries
+    after = raftlog.scan_journal("wal", (raft / raftlog.JOURNAL_NAME).read_bytes(), DATA_KEY).entries
     # The journal as it would be had the rewrite not happened: all entries.
     first_after = after[0][1]
     crafted = tmp_path / "crafted"
     crafted.mkdir()
     shutil.copy(raft / raftlog.TERM_NAME, crafted / raftlog.TERM_NAME)
-    j = DurableJournal(str(crafted))
+    j = DurableJournal(str(crafted), DATA_KEY)
     for e in before + [e for e in after if e[1] > before[-1][1]]:
         j.add(*e)
     j.sync()
@@ -314,7 +319,7 @@ def test_a_journal_newer_than_its_snapshot_is_refused(tmp_path):
         s.close()
     (raft / raftlog.SNAPSHOT_NAME).write_bytes(old_snapshot)
     with pytest.raises(RaftStateError, match="a newer snapshot is missing"):
-        Store(addr, [], str(tmp_path), SECRET)
+        Store(addr, [], str(tmp_path), SECRET, data_key=DATA_KEY)
 
 
 def test_a_damaged_snapshot_refuses_to_start_with_a_clear_message(tmp_path):
@@ -332,7 +337,7 @@ def test_a_damaged_snapshot_refuses_to_start_with_a_clear_message(tmp_path):
     data[len(data) // 2] ^= 0xFF
     snap.write_bytes(bytes(data))
     with pytest.raises(RaftStateError) as err:
-        Store(addr, [], str(tmp_path), SECRET)
+        Store(addr, [], str(tmp_path), SECRET, data_key=DATA_KEY)
     assert str(snap) in str(err.value) and "checksum" in str(err.value)
 
 
@@ -371,14 +376,13 @@ def test_pysyncobj_files_of_an_older_swarmlet_are_converted_once(tmp_path):
     files (journal, journal.meta, dump) keeps its state."""
     from swarmlet.api import store_pb2 as spb
     from swarmlet.manager.statemachine import StateMachine as _StateMachine
-    from swarmlet.manager.store import raft_password
 
     raft = tmp_path / "raft"
     raft.mkdir(mode=0o700)
     addr = f"127.0.0.1:{free_port()}"
     sm = _StateMachine(lambda snap: None)
     old_conf = conf()
-    old_conf.password = raft_password(SECRET)
+    old_conf.password = "old-style-password"
     old_conf.journalFile = str(raft / "journal")
     old_conf.fullDumpFile = str(raft / "dump")
     old_conf.useFork = False
@@ -404,7 +408,9 @@ def test_pysyncobj_files_of_an_older_swarmlet_are_converted_once(tmp_path):
         s.propose([st.put(task("t15"), create=True)])
     finally:
         s.close()
-    assert not (raft / "journal").exists() and (raft / raftnode.raftmigrate.MOVED_TO / "journal").exists()
+    # Converted, encrypted, and the old files (secrets in the clear) deleted.
+    assert not (raft / "journal").exists() and not (raft / "dump").exists()
+    assert not (raft / raftnode.raftmigrate.MOVED_TO).exists()
     again = store(tmp_path, addr)  # converted once: the second start reads our files
     try:
         assert len(again.snapshot().tasks) == 16

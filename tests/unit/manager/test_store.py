@@ -7,9 +7,12 @@ import socket
 import pytest
 
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.atrest import DataKey
 from swarmlet.core import state as st
 from swarmlet.manager.store import ConflictError, Store
 from tests.waiting import wait_for
+
+DATA_KEY = DataKey(b"d" * 32)
 
 
 def free_port() -> int:
@@ -21,7 +24,7 @@ def free_port() -> int:
 @pytest.fixture
 def store(tmp_path):
     addr = f"127.0.0.1:{free_port()}"
-    s = Store(addr, [], str(tmp_path), b"x" * 32)
+    s = Store(addr, [], str(tmp_path), b"x" * 32, data_key=DATA_KEY)
     wait_for(s.is_leader, 10, "single manager becomes leader")
     yield s
     s.close()
@@ -79,12 +82,12 @@ def test_retried_request_applies_once(store):
 
 def test_state_survives_restart(tmp_path):
     addr = f"127.0.0.1:{free_port()}"
-    s = Store(addr, [], str(tmp_path), b"k" * 32)
+    s = Store(addr, [], str(tmp_path), b"k" * 32, data_key=DATA_KEY)
     wait_for(s.is_leader, 10, "leader")
     for i in range(50):
         s.propose([st.put(task(f"t{i}"), create=True)])
     s.close()
-    s2 = Store(addr, [], str(tmp_path), b"k" * 32)
+    s2 = Store(addr, [], str(tmp_path), b"k" * 32, data_key=DATA_KEY)
     try:
         wait_for(lambda: len(s2.snapshot().tasks) == 50, 10, "50 tasks restored from the journal")
         assert s2.version == 50
@@ -94,7 +97,7 @@ def test_state_survives_restart(tmp_path):
 
 def test_raft_files_are_private(tmp_path):
     addr = f"127.0.0.1:{free_port()}"
-    s = Store(addr, [], str(tmp_path), b"k" * 32)
+    s = Store(addr, [], str(tmp_path), b"k" * 32, data_key=DATA_KEY)
     try:
         assert (tmp_path / "raft").stat().st_mode & 0o077 == 0
     finally:

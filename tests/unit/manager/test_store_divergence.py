@@ -27,6 +27,7 @@ import time
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import state as st
 from swarmlet.manager.store import RaftTimings, Store, StoreError
+from tests.unit.manager.helpers import data_key_for
 from tests.waiting import wait_for
 
 SECRET = b"d" * 32
@@ -66,7 +67,14 @@ def test_applied_state_agrees_after_leader_churn_with_pipelined_writes(tmp_path)
     stores: dict[str, Store] = {}
 
     def start(addr: str) -> None:
-        s = Store(addr, [a for a in addrs if a != addr], str(tmp_path / addr.replace(":", "_")), SECRET, timings=AGGRESSIVE)
+        s = Store(
+            addr,
+            [a for a in addrs if a != addr],
+            str(tmp_path / addr.replace(":", "_")),
+            SECRET,
+            timings=AGGRESSIVE,
+            data_key=data_key_for(addr),
+        )
         with lock:
             stores[addr] = s
 
@@ -197,6 +205,7 @@ def test_stale_append_entries_truncating_applied_entries_does_not_diverge(tmp_pa
             str(tmp_path / a.replace(":", "_")),
             SECRET,
             timings=RaftTimings(compaction_min_entries=100000, compaction_min_time=3600),
+            data_key=data_key_for(a),
         )
         for a in addrs
     ]

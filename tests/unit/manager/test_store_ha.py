@@ -12,6 +12,7 @@ import pytest
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import state as st
 from swarmlet.manager.store import QuorumLost, RaftTimings, Store
+from tests.unit.manager.helpers import data_key_for
 from tests.waiting import wait_for
 
 SECRET = b"s" * 32
@@ -38,7 +39,9 @@ class Cluster:
 
     def start(self, addr: str, partners: list[str] | None = None) -> Store:
         partners = [p for p in (partners if partners is not None else self.addrs) if p != addr]
-        s = Store(addr, partners, str(self.tmp / addr.replace(":", "_")), SECRET, timings=self.timings)
+        s = Store(
+            addr, partners, str(self.tmp / addr.replace(":", "_")), SECRET, timings=self.timings, data_key=data_key_for(addr)
+        )
         self.stores[addr] = s
         return s
 

@@ -38,6 +38,11 @@ def test_raft_timings_carry_the_election_window() -> None:
         ({"election_timeout_min": 1.0, "election_timeout_max": 0.5}, "--election-timeout", "max must be >= min"),
         ({"leader_fallback_timeout": 0.01}, "--election-timeout", "leader fallback timeout"),
         ({"advertise_addr": "::1"}, "--advertise-addr", "expected an IPv4 address"),
+        ({"metrics_addr": "9323"}, "--metrics-addr", "is not HOST:PORT"),
+        ({"metrics_addr": "0.0.0.0:http"}, "--metrics-addr", "is not a port number"),
+        ({"metrics_addr": "0.0.0.0:70000"}, "--metrics-addr", "port 70000 is not in 1-65535"),
+        ({"metrics_addr": "localhost:9323"}, "--metrics-addr", "is not an IPv4 address"),
+        ({"event_history": -1}, "--event-history", "is negative"),
         ({"advertise_addr": "no-such-if0"}, "--advertise-addr", "expected an IP address or a network interface name"),
     ],
 )

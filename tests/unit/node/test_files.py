@@ -66,6 +66,7 @@ def test_writes_fsync_the_file_and_its_directory(tmp_path, monkeypatch) -> None:
     f = NodeFiles(str(tmp_path))
     f.save_node(_node())
     assert synced == ["file", "dir"]
+    f.ensure_data_key()  # a manager's: its secret files are sealed with it
     synced.clear()
     f.write_raft_secret(b"s" * 32)
     assert synced == ["file", "dir"]
@@ -113,8 +114,10 @@ def test_raft_secret_is_private_and_a_missing_or_empty_one_is_named(tmp_path) ->
     f = NodeFiles(str(tmp_path))
     with pytest.raises(NodeFileError, match="Raft secret is missing"):
         f.read_raft_secret()
-    f.write_raft_secret(b"k" * 32)
-    assert f.read_raft_secret() == b"k" * 32
+    f.write_raft_secret(b"k" * 32, epoch=3)
+    assert f.read_raft_secret() == (b"k" * 32, 3)
+    with open(f.raft_secret_path, "rb") as fh:
+        assert b"k" * 32 not in fh.read()  # sealed with the data key
     assert stat.S_IMODE(os.stat(f.raft_secret_path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(f.raft_dir).st_mode) == 0o700
     with open(f.raft_secret_path, "wb"):

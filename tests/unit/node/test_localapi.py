@@ -40,7 +40,16 @@ def code_of(call: object) -> tuple[grpc.StatusCode, str]:
 
 def test_socket_is_root_only(served: tuple[Daemon, control_pb2_grpc.ControlStub]) -> None:
     d, _ = served
-    assert stat.S_IMODE(os.stat(d.cfg.socket).st_mode) & 0o077 == 0
+    assert stat.S_IMODE(os.stat(d.cfg.socket).st_mode) == 0o600  # exactly, as the docs say
+
+
+def test_a_restore_larger_than_grpcs_default_4mib_reaches_the_daemon(served: tuple[Daemon, control_pb2_grpc.ControlStub]) -> None:
+    """A backup over 4 MiB could be taken but not restored (RESOURCE_EXHAUSTED):
+    the local API now takes messages as large as the CLI sends."""
+    _, stub = served
+    big = b"x" * (6 << 20)
+    code, details = code_of(lambda: stub.Restore(cpb.RestoreRequest(data=big), timeout=30))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "not a swarmlet backup" in details
 
 
 def test_every_route_is_served() -> None:

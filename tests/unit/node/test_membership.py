@@ -64,7 +64,7 @@ def test_init_founds_a_cluster_led_by_this_node_and_saves_it(make_daemon: MakeDa
     c = cluster_of(d)
     assert c.id == resp.cluster_id
     assert (c.spec.heartbeat_period, c.spec.node_down_after, c.spec.task_history_limit) == (0.5, 3.0, 5)
-    assert c.raft_secret == d.files.read_raft_secret()
+    assert c.raft_secret == d.files.read_raft_secret()[0]
     me = d.store.snapshot().nodes[resp.node_id] if d.store else None
     assert me is not None and me.raft_addr == f"127.0.0.1:{d.cfg.raft_port}"
     saved = saved_node(d)
@@ -149,7 +149,7 @@ def test_manager_joins_raft_and_receives_the_state(make_daemon: MakeDaemon) -> N
     raft = sorted([f"127.0.0.1:{m.cfg.raft_port}", f"127.0.0.1:{j.cfg.raft_port}"])
     wait_for(lambda: sorted(m.store.members()) == raft, 10, "both managers in Raft")  # type: ignore[union-attr]
     wait_for(lambda: j.info().nodes == 2, 15, "the new manager applied the log")
-    assert cluster_of(j).raft_secret == j.files.read_raft_secret() == cluster_of(m).raft_secret
+    assert cluster_of(j).raft_secret == j.files.read_raft_secret()[0] == cluster_of(m).raft_secret
     assert not j.store.is_leader()
     saved = saved_node(j)
     assert saved["role"] == "manager" and f"127.0.0.1:{m.cfg.raft_port}" in saved["raft_peers"]
@@ -187,14 +187,18 @@ def test_refused_joins_write_nothing(make_daemon: MakeDaemon) -> None:
 def test_restore_on_a_fresh_node_brings_the_cluster_back(make_daemon: MakeDaemon) -> None:
     old = make_daemon("m1")
     resp = init(old)
-    data = old.manager_control().cluster.backup(cpb.BackupRequest()).data
+    backup = old.manager_control().security.backup(cpb.BackupRequest())
+    data, key = backup.data, backup.generated_key
     old_secret = cluster_of(old).raft_secret
     old.membership.leave(cpb.LeaveRequest(force=True))
 
     fresh = make_daemon("m2")
     with pytest.raises(errors.Invalid):
         fresh.membership.restore(cpb.RestoreRequest(data=b"not a backup"))
-    restored = fresh.membership.restore(cpb.RestoreRequest(data=data))
+    with pytest.raises(errors.Invalid, match="this backup is encrypted"):
+        fresh.membership.restore(cpb.RestoreRequest(data=data))
+    assert fresh.info().state == "inactive"
+    restored = fresh.membership.restore(cpb.RestoreRequest(data=data, key=key))
     assert (restored.cluster_id, restored.worker_token) == (resp.cluster_id, resp.worker_token)
     info = fresh.info()
     assert info.is_leader and info.nodes == 2 and info.managers_count == 1
@@ -204,17 +208,17 @@ def test_restore_on_a_fresh_node_brings_the_cluster_back(make_daemon: MakeDaemon
     assert cluster_of(fresh).raft_secret not in (b"", old_secret)
     assert saved_node(fresh)["raft_peers"] == [f"127.0.0.1:{fresh.cfg.raft_port}"]
     with pytest.raises(errors.FailedPrecondition, match="restore a backup on a fresh host"):
-        fresh.membership.restore(cpb.RestoreRequest(data=data))
+        fresh.membership.restore(cpb.RestoreRequest(data=data, key=key))
 
 
 def test_force_new_cluster_keeps_the_state_under_a_new_raft_secret(make_daemon: MakeDaemon) -> None:
     m = make_daemon("m1")
     resp = init(m)
-    old_secret = m.files.read_raft_secret()
+    old_secret, _ = m.files.read_raft_secret()
     again = init(m, force_new_cluster=True)
     assert (again.node_id, again.cluster_id, again.manager_token) == (resp.node_id, resp.cluster_id, resp.manager_token)
     assert m.info().is_leader
-    new_secret = m.files.read_raft_secret()
+    new_secret, _ = m.files.read_raft_secret()
     assert new_secret != old_secret and cluster_of(m).raft_secret == new_secret
     assert saved_node(m)["managers"] == [f"127.0.0.1:{m.cfg.api_port}"]
 

@@ -1,0 +1,73 @@
+"""Secrets and configs: create, inspect, list, remove. The checks and the
+rules on references are in core/secrets.py.
+
+A secret's data enters here once (create) and never comes back out: every
+reply carries `secrets.redacted` copies, and nothing here logs. It reaches a
+node only through the dispatcher, for a task that uses it.
+"""
+
+from __future__ import annotations
+
+from swarmlet.api import control_pb2 as cpb
+from swarmlet.api import objects_pb2 as pb
+from swarmlet.api import store_pb2 as spb
+from swarmlet.core import secrets as sc
+from swarmlet.core import state as st
+from swarmlet.ids import new_id
+from swarmlet.manager.control.base import StoreAccess
+
+
+class SecretControl:
+    def __init__(self, access: StoreAccess) -> None:
+        self._a = access
+
+    def create(self, req: cpb.CreateSecretRequest) -> cpb.SecretResponse:
+        sc.validate_spec(sc.SECRET, req.spec)
+        sc.check_name_free(sc.SECRET, self._a.snap(), req.spec.name)
+        secret = pb.Secret(id=new_id(), spec=req.spec)
+        # As for services, the name check and the write are two steps: two
+        # racing creates of one name both succeed, and a lookup by that name
+        # then refuses to guess (it names the ids to use).
+        self._a.propose([st.put(secret, create=True)])
+        return cpb.SecretResponse(secret=sc.redacted(self._a.snap().secrets.get(secret.id, secret)))
+
+    def get(self, req: cpb.GetSecretRequest) -> cpb.SecretResponse:
+        return cpb.SecretResponse(secret=sc.redacted(sc.find_secret(self._a.snap(), req.ref)))
+
+    def list(self, req: cpb.ListSecretsRequest) -> cpb.ListSecretsResponse:
+        secrets = sorted(self._a.snap().secrets.values(), key=lambda s: (s.spec.name, s.id))
+        return cpb.ListSecretsResponse(secrets=[sc.redacted(s) for s in secrets])
+
+    def remove(self, req: cpb.RemoveSecretRequest) -> cpb.RemoveSecretResponse:
+        snap = self._a.snap()
+        secret = sc.find_secret(snap, req.ref)
+        sc.check_removable(sc.SECRET, snap, secret)
+        # Versioned: a service that starts using it meanwhile makes this fail.
+        self._a.propose([st.delete(spb.KIND_SECRET, secret.id, secret.meta.version)])
+        return cpb.RemoveSecretResponse(id=secret.id)
+
+
+class ConfigControl:
+    def __init__(self, access: StoreAccess) -> None:
+        self._a = access
+
+    def create(self, req: cpb.CreateConfigRequest) -> cpb.ConfigResponse:
+        sc.validate_spec(sc.CONFIG, req.spec)
+        sc.check_name_free(sc.CONFIG, self._a.snap(), req.spec.name)
+        config = pb.Config(id=new_id(), spec=req.spec)
+        self._a.propose([st.put(config, create=True)])
+        return cpb.ConfigResponse(config=self._a.snap().configs.get(config.id, config))
+
+    def get(self, req: cpb.GetConfigRequest) -> cpb.ConfigResponse:
+        return cpb.ConfigResponse(config=sc.find_config(self._a.snap(), req.ref))
+
+    def list(self, req: cpb.ListConfigsRequest) -> cpb.ListConfigsResponse:
+        configs = sorted(self._a.snap().configs.values(), key=lambda c: (c.spec.name, c.id))
+        return cpb.ListConfigsResponse(configs=[sc.without_data(c) for c in configs])
+
+    def remove(self, req: cpb.RemoveConfigRequest) -> cpb.RemoveConfigResponse:
+        snap = self._a.snap()
+        config = sc.find_config(snap, req.ref)
+        sc.check_removable(sc.CONFIG, snap, config)
+        self._a.propose([st.delete(spb.KIND_CONFIG, config.id, config.meta.version)])
+        return cpb.RemoveConfigResponse(id=config.id)
