@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "join-token": ("swarmlet.cli.swarm", "Show (or rotate) the join token for workers or managers."),
     "leave": ("swarmlet.cli.swarm", "Leave the swarm."),
     "info": ("swarmlet.cli.swarm", "Show this node's view of the swarm."),
-    "cluster": ("swarmlet.cli.cluster", "Cluster-wide operations: backup and restore."),
+    "cluster": ("swarmlet.cli.cluster", "Cluster-wide operations: settings, backup and restore, secrets."),
     "node": ("swarmlet.cli.node", "Manage swarm nodes."),
     "service": ("swarmlet.cli.service", "Manage swarm services."),
     "network": ("swarmlet.cli.network", "Manage overlay networks."),

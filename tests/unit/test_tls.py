@@ -45,10 +45,10 @@ HANG_ENDED = threading.Event()
 GATE = threading.Event()
 
 
-def _gated(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+async def _gated(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
     # the second message only once the test opens the gate
     yield b"one"
-    GATE.wait(RPC_TIMEOUT)
+    await asyncio.to_thread(GATE.wait, RPC_TIMEOUT)
     yield b"two"
 
 
@@ -538,12 +538,11 @@ def test_fetch_remote_ca_accepts_a_manager_of_a_rotating_root(manager: Manager) 
         server.stop(None)
 
 
-def _guarded_server(creds: tls.NodeCredentials, authorize: tls.Authorize) -> tuple[grpc.Server, str]:
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=4), interceptors=[tls.ClientCertRequired(anonymous=(WHOAMI,), authorize=authorize)]
-    )
-    server.add_generic_rpc_handlers((_PROBE,))
-    port = server.add_secure_port("127.0.0.1:0", creds.server_credentials(require_client_auth=True))
+def _guarded_server(creds: tls.NodeCredentials, authorize: tls.Authorize) -> tuple[AioServer, str]:
+    # The node-facing server as the daemon runs it (grpc.aio, issue 15).
+    server = AioServer(tls.SERVER_OPTIONS, [tls.ClientCertRequired(anonymous=(WHOAMI,), authorize=authorize)])
+    server.call(lambda: server.server.add_generic_rpc_handlers((_PROBE,)))
+    port = server.add_port("127.0.0.1:0", creds.server_credentials(require_client_auth=True))
     server.start()
     return server, f"127.0.0.1:{port}"
 
@@ -583,9 +582,9 @@ def test_every_call_is_authorized_and_streams_again_before_each_message(manager:
 
 def test_servers_present_a_renewed_certificate_from_the_next_handshake(manager: Manager) -> None:
     current = [_node(manager, "manager")]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers((_PROBE,))
-    port = server.add_secure_port("127.0.0.1:0", tls.dynamic_server_credentials(lambda: current[0], require_client_auth=True))
+    server = AioServer(tls.SERVER_OPTIONS)  # the node-facing server is grpc.aio (issue 15)
+    server.call(lambda: server.server.add_generic_rpc_handlers((_PROBE,)))
+    port = server.add_port("127.0.0.1:0", tls.dynamic_server_credentials(lambda: current[0], require_client_auth=True))
     server.start()
     addr = f"127.0.0.1:{port}"
     try:
