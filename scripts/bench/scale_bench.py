@@ -313,7 +313,9 @@ def create_service(h: tb.Host, spec: pb.ServiceSpec) -> str:
     deadline = time.monotonic() + 120
     while True:
         try:
-            return str(api(h).CreateService(cpb.CreateServiceRequest(spec=spec), timeout=60).service.id)
+            # The simulated nodes' fake engines hold the image by name only (not the
+            # real engines' image id): no pinning (issue 9).
+            return str(api(h).CreateService(cpb.CreateServiceRequest(spec=spec, no_resolve_image=True), timeout=60).service.id)
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
                 raise
