@@ -1,6 +1,6 @@
 """`swarmlet`: the typer application, its global options, and the commands of
 every noun registered on it. Each noun lives in its own module (swarm, cluster,
-daemon, node, service, network); none of them imports this one."""
+daemon, node, service, network, stack); none of them imports this one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from swarmlet.cli import cluster, daemon, network, node, service, swarm
+from swarmlet.cli import cluster, daemon, network, node, service, stack, swarm
 from swarmlet.cli.client import DEFAULT_HOST, HOST_ENV, GlobalOptions, socket_path
 
 app = typer.Typer(
@@ -55,6 +55,7 @@ app.add_typer(cluster.app, name="cluster")
 app.add_typer(node.app, name="node")
 app.add_typer(service.app, name="service")
 app.add_typer(network.app, name="network")
+app.add_typer(stack.app, name="stack")
 
 
 def main() -> None:
