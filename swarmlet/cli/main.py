@@ -1,6 +1,6 @@
 """`swarmlet`: the typer application, its global options, and the commands of
 every noun registered on it. Each noun lives in its own module (swarm, cluster,
-daemon, node, service, network); none of them imports this one."""
+daemon, node, service, network, stack); none of them imports this one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from swarmlet.cli import ca, cluster, daemon, events, image, network, node, secret, security, service, swarm
+from swarmlet.cli import ca, cluster, daemon, events, image, network, node, secret, security, service, stack, swarm
 from swarmlet.cli.client import DEFAULT_HOST, HOST_ENV, GlobalOptions, socket_path
 
 app = typer.Typer(
@@ -61,6 +61,7 @@ app.add_typer(network.app, name="network")
 app.add_typer(image.app, name="image")
 app.add_typer(secret.secret_app, name="secret")
 app.add_typer(secret.config_app, name="config")
+app.add_typer(stack.app, name="stack")
 
 
 def main() -> None:
