@@ -36,6 +36,8 @@ class NodeControl:
     def update(self, req: cpb.UpdateNodeRequest) -> cpb.NodeResponse:
         snap = self._a.snap()
         node = lookup.node(snap, req.ref)
+        if self._a.replayed(req.request_id):
+            return cpb.NodeResponse(node=node)
         new = pb.Node()
         new.CopyFrom(node)
         if req.set_availability:
@@ -50,11 +52,14 @@ class NodeControl:
             if k not in new.spec.labels:
                 raise errors.NotFound(f"node {lookup.node_name(node)} has no label {k!r}")
             del new.spec.labels[k]
-        self._a.propose([st.put(new)])
+        self._a.propose([st.put(new)], request_id=req.request_id)
         return cpb.NodeResponse(node=self._a.snap().nodes.get(node.id, new))
 
     def remove(self, req: cpb.RemoveNodeRequest) -> cpb.RemoveNodeResponse:
-        node = lookup.node(self._a.snap(), req.ref)
+        snap = self._a.snap()
+        if self._a.replayed(req.request_id):
+            return cpb.RemoveNodeResponse(id=req.ref)  # gone already
+        node = lookup.node(snap, req.ref)
         name = lookup.node_name(node)
         if node.role == pb.NodeSpec.MANAGER:
             raise errors.FailedPrecondition(
@@ -62,5 +67,5 @@ class NodeControl:
             )
         if node.status.state != pb.NodeStatus.DOWN and not req.force:
             raise errors.FailedPrecondition(f"node {name} is not down and can't be removed: stop its daemon or use --force")
-        self._a.propose([st.delete(spb.KIND_NODE, node.id)])
+        self._a.propose([st.delete(spb.KIND_NODE, node.id)], request_id=req.request_id)
         return cpb.RemoveNodeResponse(id=node.id)

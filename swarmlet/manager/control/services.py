@@ -23,6 +23,10 @@ class ServiceControl:
     def _reply(self, svc: pb.Service) -> cpb.ServiceResponse:
         return cpb.ServiceResponse(service=self._a.snap().services.get(svc.id, svc))
 
+    def _named(self, name: str) -> cpb.ServiceResponse:
+        """The service named `name` (names are unique), as a create's reply."""
+        return cpb.ServiceResponse(service=lookup.service(self._a.snap(), name))
+
     def create(self, req: cpb.CreateServiceRequest) -> cpb.ServiceResponse:
         spec = pb.ServiceSpec()
         spec.CopyFrom(req.spec)
@@ -30,14 +34,18 @@ class ServiceControl:
             spec.replicated.replicas = 1
         validation.validate_service_spec(spec)
         snap = self._a.snap()
+        if self._a.replayed(req.request_id):
+            return self._named(spec.name)
         if any(s.spec.name == spec.name for s in snap.services.values()):
             raise errors.AlreadyExists(f"a service named {spec.name!r} already exists")
         validation.check_schedulable(spec, snap)
         updater.with_defaults(spec)
         validation.prepare_service_networking(spec, snap)
         svc = pb.Service(id=new_id(), spec=spec, spec_version=1)
-        self._a.propose([st.put(svc, create=True)])
-        return self._reply(svc)
+        self._a.propose([st.put(svc, create=True)], request_id=req.request_id)
+        # By name: an earlier attempt of this call (same request id) that was
+        # still in flight may be the one that applied, under its own id.
+        return self._named(spec.name)
 
     def get(self, req: cpb.GetServiceRequest) -> cpb.ServiceResponse:
         return cpb.ServiceResponse(service=lookup.service(self._a.snap(), req.ref))
@@ -53,6 +61,8 @@ class ServiceControl:
     def scale(self, req: cpb.ScaleServiceRequest) -> cpb.ServiceResponse:
         snap = self._a.snap()
         svc = lookup.service(snap, req.ref)
+        if self._a.replayed(req.request_id):
+            return self._reply(svc)
         if svc.spec.WhichOneof("mode") != "replicated":
             raise errors.FailedPrecondition(f"service {svc.spec.name} is global: it cannot be scaled")
         if req.replicas > validation.MAX_REPLICAS:
@@ -61,7 +71,7 @@ class ServiceControl:
         new.CopyFrom(svc)
         new.spec.replicated.replicas = req.replicas
         validation.check_capacity(new.spec, snap, svc.id)
-        self._a.propose([st.put(new)])
+        self._a.propose([st.put(new)], request_id=req.request_id)
         return self._reply(new)
 
     def update(self, req: cpb.UpdateServiceRequest) -> cpb.ServiceResponse:
@@ -69,6 +79,8 @@ class ServiceControl:
         task spec starts a rolling update, run by the leader's updater."""
         snap = self._a.snap()
         svc = lookup.service(snap, req.ref)
+        if self._a.replayed(req.request_id):
+            return self._reply(svc)
         if req.version and req.version != svc.meta.version:
             raise errors.Conflict(
                 f"service {svc.spec.name} changed since it was read (version {req.version}, now "
@@ -86,32 +98,39 @@ class ServiceControl:
         updater.with_defaults(spec)
         validation.prepare_service_networking(spec, snap, service_id=svc.id)
         new = updater.updated_service(svc, spec, time.time())
-        self._a.propose([st.put(new)])
+        self._a.propose([st.put(new)], request_id=req.request_id)
         return self._reply(new)
 
     def rollback(self, req: cpb.RollbackServiceRequest) -> cpb.ServiceResponse:
         svc = lookup.service(self._a.snap(), req.ref)
+        if self._a.replayed(req.request_id):
+            return self._reply(svc)
         if not svc.HasField("previous_spec"):
             raise errors.FailedPrecondition(
                 f"service {svc.spec.name} has no previous spec to roll back to (it was never updated)"
             )
         new = updater.rollback_service(svc, time.time(), "manually requested rollback")
-        self._a.propose([st.put(new)])
+        self._a.propose([st.put(new)], request_id=req.request_id)
         return self._reply(new)
 
     def promote(self, req: cpb.PromoteServiceRequest) -> cpb.ServiceResponse:
         svc = lookup.service(self._a.snap(), req.ref)
+        if self._a.replayed(req.request_id):
+            return self._reply(svc)
         try:
             new = updater.promoted_service(svc, time.time())
         except ValueError as e:
             raise errors.FailedPrecondition(str(e)) from None
-        self._a.propose([st.put(new)])
+        self._a.propose([st.put(new)], request_id=req.request_id)
         return self._reply(new)
 
     def remove(self, req: cpb.RemoveServiceRequest) -> cpb.RemoveServiceResponse:
-        svc = lookup.service(self._a.snap(), req.ref)
+        snap = self._a.snap()
+        if self._a.replayed(req.request_id):
+            return cpb.RemoveServiceResponse(id=req.ref)  # gone already: the ref is all we have
+        svc = lookup.service(snap, req.ref)
         # The orchestrator sees the service gone and removes its tasks.
-        self._a.propose([st.delete(spb.KIND_SERVICE, svc.id)])
+        self._a.propose([st.delete(spb.KIND_SERVICE, svc.id)], request_id=req.request_id)
         return cpb.RemoveServiceResponse(id=svc.id)
 
     def progress(self, req: cpb.ServiceProgressRequest) -> cpb.ServiceProgressResponse:
