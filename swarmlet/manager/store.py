@@ -177,6 +177,7 @@ class Store:
         self._cond = threading.Condition()
         self._version = 0
         self._leader_since: float | None = None
+        self._ready_term: int | None = None  # see ensure_leader_ready
         self._sm = StateMachine(self._changed)
         conf = SyncObjConf(
             password=raft_password(raft_secret),
@@ -237,6 +238,31 @@ class Store:
     # ---- leadership ----
     def is_leader(self) -> bool:
         return bool(self._obj._isLeader())
+
+    def ensure_leader_ready(self, timeout: float = 5.0) -> bool:
+        """True if this manager leads AND has applied every entry committed
+        before its term began; the first call of a term commits a barrier of
+        the term to make sure (later calls answer at once). A new leader's
+        log holds every committed entry, but it applies them only as it
+        learns they are committed: until then its snapshot lags, and acting
+        on it would plan rounds and judge agents against an old state (issue
+        14: a leader whose state was behind refused every agent as "not a
+        member"). The leader loop and the dispatcher wait for this."""
+        if not self.is_leader():
+            return False
+        term = self._obj._getTerm()
+        if self._ready_term == term:
+            return True
+        try:
+            self.barrier(timeout)
+        except StoreError:
+            return False
+        # Still the leader of the same term: it led throughout, so the
+        # barrier was its own entry, applied after everything before it.
+        if self.is_leader() and self._obj._getTerm() == term:
+            self._ready_term = term
+            return True
+        return False
 
     def wait_leader(self, timeout: float) -> bool:
         """Block until this manager leads, at most `timeout` seconds; True if

@@ -79,7 +79,9 @@ class Daemon:
     # ---- the parts membership starts and stops (membership.ClusterParts) ----
     def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str]) -> Store:
         partners = [p for p in peers if p != addrs.raft]
+        self.files.check_raft_state()
         store = Store(addrs.raft, partners, self.cfg.state_dir, raft_secret, timings=self.cfg.raft_timings())
+        self.files.raft_started()
         control = ControlAPI(store, self.agent_channel)
         dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role)
         leader_loop = LeaderLoop(store)

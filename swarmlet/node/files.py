@@ -3,7 +3,8 @@
   node.json          what the node remembers of its membership (NodeState)
   certs/             node key, node certificate, cluster root (tls.NodeCredentials)
   raft/raft_secret   the cluster's Raft secret (managers only)
-  raft/              pysyncobj's journal and dump (written by manager/store.py)
+  raft/              the Raft journal, term file and snapshot (manager/raftlog.py);
+                     raft/new while none exists yet
 
 Writes are atomic and durable: a temporary file in the same directory,
 fsync'd, renamed over the old one, then the directory fsync'd, so that after a
@@ -24,11 +25,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from swarmlet import errors, tls
+from swarmlet.manager import raftlog, raftmigrate
 
 NODE_FILE = "node.json"
 CERTS_DIR = "certs"
 RAFT_DIR = "raft"
 RAFT_SECRET_FILE = "raft_secret"
+# raft/new: a Raft directory made for a manager that has not started yet.
+RAFT_NEW_MARKER = "new"
 
 
 class NodeFileError(errors.FailedPrecondition):
@@ -168,8 +172,34 @@ class NodeFiles:
         return secret
 
     def write_raft_secret(self, secret: bytes) -> None:
+        """Start a fresh Raft directory (init, join, promotion, restore):
+        the secret, and the mark that no Raft state exists here yet."""
         os.makedirs(self.raft_dir, mode=0o700, exist_ok=True)
         write_atomic(self.raft_secret_path, secret)
+        write_atomic(os.path.join(self.raft_dir, RAFT_NEW_MARKER), b"")
+
+    def check_raft_state(self) -> None:
+        """Refuse to start a manager whose Raft state is gone (issue 14).
+        Raft state exists from the manager's first start on (its journal is
+        created then, durably); before that, the directory is marked new. A
+        directory with neither lost its state: a manager started on it would
+        vote with an empty log and a forgotten vote, which can elect a leader
+        without acknowledged writes. Raises raftlog.RaftStateError."""
+        names = set(os.listdir(self.raft_dir)) if os.path.isdir(self.raft_dir) else set()
+        if names & {RAFT_NEW_MARKER, raftlog.JOURNAL_NAME, *raftmigrate.OLD_FILES}:
+            return
+        raise raftlog.RaftStateError(
+            os.path.join(self.raft_dir, raftlog.JOURNAL_NAME),
+            "missing: this manager's Raft state is gone (deleted, or lost with its disk), and a manager "
+            "that forgot its log and its vote must not take part in Raft",
+        )
+
+    def raft_started(self) -> None:
+        """The Raft node has created its journal: the directory is no longer new."""
+        marker = os.path.join(self.raft_dir, RAFT_NEW_MARKER)
+        if os.path.exists(marker):
+            os.unlink(marker)
+            fsync_dir(self.raft_dir)
 
     def reset_raft(self) -> None:
         """Drop the Raft log, dump and secret: a node that left Raft (or

@@ -380,3 +380,15 @@ def test_a_follower_sends_agents_to_the_leader(tmp_path: Path) -> None:
             follower_served.stop()
         for s in stores:
             s.close()
+
+
+# ---------------------------------------------------------------- a new leader (issue 14)
+
+
+def test_the_dispatcher_refuses_agents_until_its_leader_caught_up(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(served.store, "ensure_leader_ready", lambda timeout=5.0: False)
+    err = rpc_error(served.agent(W1).open)
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    assert "just elected and is catching up" in err.details()
+    monkeypatch.undo()
+    assert served.agent(W1).open().session_id
