@@ -36,6 +36,7 @@ from swarmlet.manager import ca_servicer
 from swarmlet.manager.control.api import ControlAPI
 from swarmlet.manager.dispatcher import Dispatcher
 from swarmlet.manager.leader import LeaderLoop
+from swarmlet.manager.membership_repair import MembershipRepair
 from swarmlet.manager.store import Store
 from swarmlet.node import localapi
 from swarmlet.node.addresses import Advertised
@@ -70,6 +71,7 @@ class Daemon:
         self.control: ControlAPI | None = None
         self.dispatcher: Dispatcher | None = None
         self.leader_loop: LeaderLoop | None = None
+        self.membership_repair: MembershipRepair | None = None
         self.server: grpc.Server | None = None
         self.executor: Executor | None = None
         self.session: AgentSession | None = None
@@ -86,8 +88,10 @@ class Daemon:
         dispatcher = Dispatcher(store, renew_role=control.cluster.renew_role)
         leader_loop = LeaderLoop(store)
         self.store, self.control, self.dispatcher, self.leader_loop = store, control, dispatcher, leader_loop
+        self.membership_repair = MembershipRepair(store, control.cluster)
         dispatcher.start()
         leader_loop.start()
+        self.membership_repair.start()
         threading.Thread(target=self._record_members, args=(store,), name="raft-members", daemon=True).start()
         return store
 
@@ -123,6 +127,9 @@ class Daemon:
             self.leader_loop.stop()
         if self.dispatcher is not None:
             self.dispatcher.stop()
+        if self.membership_repair is not None:
+            self.membership_repair.stop()
+            self.membership_repair = None
         self.leader_loop = self.dispatcher = self.control = None
         self.close_store()
 
