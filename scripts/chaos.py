@@ -133,6 +133,8 @@ class Write:
     maybe_applied: bool = False
     error: str = ""
     t: float = 0.0
+    retried: int = 0  # failed attempts before the last (same request id)
+    unknown_attempts: int = 0  # of which the outcome was unknown
 
 
 class Writer(threading.Thread):
@@ -168,8 +170,12 @@ class Writer(threading.Thread):
         self.writes.append(w)
 
     def _call(self, method: Callable[..., Any], request: Any, w: Write) -> Any:
+        def observe(o: retry.Outcome) -> None:
+            w.retried += 1
+            w.unknown_attempts += o.maybe_applied
+
         try:
-            resp = retry.call_write(method, request, timeout=30)
+            resp = retry.call_write(method, request, timeout=30, observe=observe)
         except retry.WriteFailed as f:
             w.acked = False
             w.maybe_applied = f.maybe_applied or retry.MAYBE_APPLIED in (f.error.details() or "")
@@ -339,7 +345,29 @@ class Campaign:
                 log(self.incidents[-1])
 
     def healthy(self, timeout: float) -> bool:
-        return poll(self._nodes_ok, timeout, interval=1.0) is not None
+        """Every node READY and every manager reachable, as the leader sees
+        it, and every manager following that leader."""
+        return poll(lambda: self._nodes_ok() and self._managers_follow(), timeout, interval=1.0) is not None
+
+    def _managers_follow(self) -> bool:
+        lead = self.leader(timeout=5)
+        lead_info = info(lead) if lead is not None else None
+        if lead_info is None:
+            return False
+        want = json.loads(lead_info.raft_status or "{}").get("self")
+        for m in self.managers:
+            i = info(m)
+            if i is None or json.loads(i.raft_status or "{}").get("leader") != want:
+                return False
+        return True
+
+    def writes_again(self, since: float, timeout: float) -> bool:
+        """Every writer (one per manager) got a write acknowledged after `since`."""
+        if not self.writers:
+            return True
+        return (
+            poll(lambda: all(any(w.acked and w.t > since for w in wr.writes[-50:]) for wr in self.writers), timeout) is not None
+        )
 
     # ---- faults
 
@@ -359,7 +387,8 @@ class Campaign:
                 log(f.note)
             self.heal()
             t0 = time.monotonic()
-            if not self.healthy(RECOVERY_TIMEOUT):
+            healed = time.time()
+            if not self.healthy(RECOVERY_TIMEOUT) or not self.writes_again(healed, RECOVERY_TIMEOUT):
                 self.incidents.append(f"fault {i + 1} ({kind} {f.target}): no recovery within {RECOVERY_TIMEOUT:.0f}s")
                 log(self.incidents[-1])
             f.recovered_in = time.monotonic() - t0
@@ -523,6 +552,10 @@ class Campaign:
         out["writes_failed"] = sum(not w.acked for w in writes)
         out["failed_maybe_applied"] = sum(not w.acked and w.maybe_applied for w in writes)
         out["failed_found_applied"] = 0
+        out["acked_after_unknown_attempt"] = sum(w.acked and w.unknown_attempts > 0 for w in writes)
+        out["acked_after_retry"] = sum(w.acked and w.retried > 0 for w in writes)
+        reasons = Counter(w.error[:90] for w in writes if not w.acked)
+        out["failure_reasons"] = dict(reasons.most_common(8))
         by_op = Counter(w.op for w in writes)
         out["ops"] = dict(by_op)
         doubled = sorted(n for n, c in counts.items() if c > 1)
@@ -643,6 +676,10 @@ def table(r: dict[str, Any]) -> str:
     rows = [
         ("faults injected", f"{r['faults']} ({', '.join(f'{k} {v}' for k, v in r['by_kind'].items())})"),
         ("writes acknowledged / failed", f"{r['writes_acked']} / {r['writes_failed']} (ops: {r['ops']})"),
+        (
+            "acknowledged after a retry (same request id) / after an attempt of unknown outcome",
+            f"{r['acked_after_retry']} / {r['acked_after_unknown_attempt']}",
+        ),
         ("failed, reported 'may have been applied'", str(r["failed_maybe_applied"])),
         ("failed writes found applied (each reported possibly applied)", str(r["failed_found_applied"])),
         (
@@ -707,6 +744,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"VIOLATION: {v}")
     for i in r["incidents"]:
         print(f"INCIDENT: {i}")
+    for reason, n in r.get("failure_reasons", {}).items():
+        print(f"failed writes ({n}): {reason}")
     if args.report:
         Path(args.report).write_text(json.dumps(r, indent=2) + "\n")
     return 1 if r["violations"] else 0

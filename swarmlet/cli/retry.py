@@ -89,10 +89,12 @@ def call_write(
     window: float | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
+    observe: Callable[[Outcome], None] | None = None,
 ) -> Resp:
     """Call the write RPC `method`, giving `request` a request id if it has
     none, and retry it with that id while that can help (see the module doc).
-    Raises WriteFailed. `window` defaults to RETRY_WINDOW."""
+    Raises WriteFailed. `window` defaults to RETRY_WINDOW; `observe` sees
+    the outcome of every failed attempt (the fault campaign counts them)."""
     window = RETRY_WINDOW if window is None else window
     if not request.request_id:
         request.request_id = uuid.uuid4().hex
@@ -106,6 +108,8 @@ def call_write(
             return method(request, timeout=timeout)
         except grpc.RpcError as e:
             outcome = judge(e)
+            if observe is not None:
+                observe(outcome)
             maybe_applied = maybe_applied or outcome.maybe_applied
             if not outcome.retry or clock() + delay - start > window:
                 raise WriteFailed(e, maybe_applied, attempts) from None
