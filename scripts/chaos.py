@@ -54,7 +54,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -232,8 +232,12 @@ class Fault:
 
 
 class Campaign:
-    def __init__(self, bed: tb.Testbed, seed: int) -> None:
+    def __init__(
+        self, bed: tb.Testbed, seed: int, kinds: Sequence[str] = KINDS, recovery_timeout: float = RECOVERY_TIMEOUT
+    ) -> None:
         self.bed = bed
+        self.kinds = tuple(kinds)
+        self.recovery_timeout = recovery_timeout
         self.rng = random.Random(seed)
         self.seed = seed
         self.h = {h.name: h for h in bed.hosts}
@@ -264,7 +268,7 @@ class Campaign:
             self.cli(h, "join", "--token", mtoken, f"{h1.ip}:4242")
         for h in self.workers:
             self.cli(h, "join", "--token", wtoken, f"{h1.ip}:4242")
-        if not self.healthy(RECOVERY_TIMEOUT):
+        if not self.healthy(self.recovery_timeout):
             raise RuntimeError("the cluster did not form")
         self.cli(
             h1,
@@ -374,7 +378,7 @@ class Campaign:
     def run_faults(self, n: int) -> None:
         schedule: list[str] = []
         while len(schedule) < n:
-            block = list(KINDS)
+            block = list(self.kinds)
             self.rng.shuffle(block)
             schedule += block
         for i, kind in enumerate(schedule[:n]):
@@ -388,8 +392,8 @@ class Campaign:
             self.heal()
             t0 = time.monotonic()
             healed = time.time()
-            if not self.healthy(RECOVERY_TIMEOUT) or not self.writes_again(healed, RECOVERY_TIMEOUT):
-                self.incidents.append(f"fault {i + 1} ({kind} {f.target}): no recovery within {RECOVERY_TIMEOUT:.0f}s")
+            if not self.healthy(self.recovery_timeout) or not self.writes_again(healed, self.recovery_timeout):
+                self.incidents.append(f"fault {i + 1} ({kind} {f.target}): no recovery within {self.recovery_timeout:.0f}s")
                 log(self.incidents[-1])
             f.recovered_in = time.monotonic() - t0
             self.faults.append(f)
@@ -483,22 +487,22 @@ class Campaign:
         self.cli(lead, "node", "promote", "h5")
         self.managers.append(h5)
         try:
-            if not self.healthy(RECOVERY_TIMEOUT):
+            if not self.healthy(self.recovery_timeout):
                 raise RuntimeError("h5 did not become a reachable manager")
             # A fault while the cluster has four managers.
             inner = Fault(self.rng.choice(["kill-leader", "pause-leader"]), "", time.time())
             getattr(self, "_" + inner.kind.replace("-", "_"))(inner)
             f.note = f"with {inner.kind} of {inner.target} while h5 managed"
             self.heal()
-            if not self.healthy(RECOVERY_TIMEOUT):
+            if not self.healthy(self.recovery_timeout):
                 raise RuntimeError(f"no recovery from {inner.kind} with four managers")
         finally:
             self.heal()
-            demoted = poll(lambda: self._demote(h5), RECOVERY_TIMEOUT, interval=2.0)
+            demoted = poll(lambda: self._demote(h5), self.recovery_timeout, interval=2.0)
             self.managers.remove(h5)
             if not demoted:
                 raise RuntimeError("h5 could not be demoted")
-            poll(lambda: (i := info(h5)) is not None and i.role == "worker", RECOVERY_TIMEOUT)
+            poll(lambda: (i := info(h5)) is not None and i.role == "worker", self.recovery_timeout)
 
     def _demote(self, host: tb.Host) -> bool:
         lead = self.leader(timeout=10)
@@ -525,7 +529,7 @@ class Campaign:
         out: dict[str, Any] = {"violations": []}
         bad = out["violations"]
         self.heal()
-        if not self.healthy(RECOVERY_TIMEOUT):
+        if not self.healthy(self.recovery_timeout):
             bad.append("the cluster did not recover at the end")
         digests = poll(lambda: len(d := {i.state_digest for m in self.managers if (i := info(m))}) == 1 and len(d), 180)
         got = {m.name: (i.state_digest[:12] if (i := info(m)) else "down") for m in self.managers}
@@ -700,7 +704,16 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def run(prefix: str, subnet: int, faults: int, seed: int, pace: float, keep: bool) -> dict[str, Any]:
+def run(
+    prefix: str,
+    subnet: int,
+    faults: int,
+    seed: int,
+    pace: float,
+    keep: bool,
+    kinds: Sequence[str] = KINDS,
+    recovery_timeout: float = RECOVERY_TIMEOUT,
+) -> dict[str, Any]:
     """Bring up the testbed, run the campaign, check, and return the results."""
     reason = tb.missing_prerequisites()
     if reason:
@@ -710,7 +723,7 @@ def run(prefix: str, subnet: int, faults: int, seed: int, pace: float, keep: boo
     camp: Campaign | None = None
     try:
         bed.up(5, swarmlet=False)
-        camp = Campaign(bed, seed)
+        camp = Campaign(bed, seed, kinds, recovery_timeout)
         log("setting up: 3 managers on loop disks, 2 workers, web x6, glob")
         camp.setup()
         camp.start_writers(pace)
@@ -734,11 +747,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefix", default=os.environ.get("SWARMLET_TESTBED_PREFIX", "ch"))
     p.add_argument("--subnet", type=int, default=int(os.environ.get("SWARMLET_TESTBED_SUBNET", "40")))
     p.add_argument("--pace", type=float, default=1.0, help="mean seconds between a writer's writes")
+    p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated fault kinds to inject (default: all)")
     p.add_argument("--report", default="", help="write the results as JSON here")
     p.add_argument("--keep", action="store_true", help="leave the testbed up (remove it with testbed.py down)")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
-    r = run(args.prefix, args.subnet, args.faults, args.seed, args.pace, args.keep)
+    kinds = [k for k in args.kinds.split(",") if k]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        p.error(f"unknown fault kinds {unknown}; known: {', '.join(KINDS)}")
+    r = run(args.prefix, args.subnet, args.faults, args.seed, args.pace, args.keep, kinds)
     print(table(r))
     for v in r["violations"]:
         print(f"VIOLATION: {v}")
