@@ -265,6 +265,10 @@ def validate_network_spec(spec: pb.NetworkSpec, snap: st.Snapshot) -> None:
         raise InvalidSpec(f"invalid network name {spec.name!r}: use 1-63 letters, digits, '_', '.' or '-'")
     if spec.ingress:
         raise InvalidSpec("the ingress network is created by the cluster when a service publishes a port")
+    if spec.name == al.INGRESS_NAME:
+        # Reserved (issue 14): names are unique when a batch is applied, so a
+        # user's "ingress" would keep the cluster from ever creating its own.
+        raise errors.AlreadyExists(f"the name {al.INGRESS_NAME!r} is reserved for the cluster's ingress network")
     try:
         bounds.check_network_spec(spec)
     except errors.Invalid as e:

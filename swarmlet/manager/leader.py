@@ -44,7 +44,7 @@ class LeaderLoop:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if not self._store.is_leader():
+            if not self._store.ensure_leader_ready():
                 self._stop.wait(0.1)
                 continue
             snap = self._store.snapshot()

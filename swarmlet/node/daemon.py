@@ -45,6 +45,7 @@ from swarmlet.manager.dispatcher import Dispatcher
 from swarmlet.manager.events import EventsServicer, LeaderAnnouncer
 from swarmlet.manager.keykeeper import FetchedSecret, KeyKeeper
 from swarmlet.manager.leader import LeaderLoop
+from swarmlet.manager.membership_repair import MembershipRepair
 from swarmlet.manager.store import Store
 from swarmlet.node import events as node_events
 from swarmlet.node import localapi
@@ -86,6 +87,7 @@ class Daemon:
         self.dispatcher: Dispatcher | None = None
         self.leader_loop: LeaderLoop | None = None
         self.key_keeper: KeyKeeper | None = None
+        self.membership_repair: MembershipRepair | None = None
         self.server: grpc.Server | None = None
         self.executor: Executor | None = None
         self.session: AgentSession | None = None
@@ -97,6 +99,7 @@ class Daemon:
     # ---- the parts membership starts and stops (membership.ClusterParts) ----
     def start_manager(self, addrs: Advertised, raft_secret: bytes, peers: list[str], epoch: int = 0) -> Store:
         partners = [p for p in peers if p != addrs.raft]
+        self.files.check_raft_state()
         store = Store(
             addrs.raft,
             partners,
@@ -107,6 +110,7 @@ class Daemon:
             data_key=self.files.ensure_data_key(),
             raft_secret_epoch=epoch,
         )
+        self.files.raft_started()
         # The manager's own engine resolves image digests (issue 9); with a
         # test engine (self._runtime) there is none: images are not pinned.
         engine = DockerRuntime(self.cfg.docker_host) if self._runtime is None else None
@@ -121,6 +125,8 @@ class Daemon:
         self.announcer = LeaderAnnouncer(store)  # leader changes as events (issue 16)
         self.announcer.start()
         keeper.start()
+        self.membership_repair = MembershipRepair(store, control.cluster)
+        self.membership_repair.start()
         threading.Thread(target=self._record_members, args=(store,), name="raft-members", daemon=True).start()
         return store
 
@@ -172,6 +178,9 @@ class Daemon:
             self.dispatcher.stop()
         if self.announcer is not None:
             self.announcer.stop()
+        if self.membership_repair is not None:
+            self.membership_repair.stop()
+            self.membership_repair = None
         self.leader_loop = self.dispatcher = self.control = self.announcer = None
         self.close_store()
 

@@ -32,6 +32,12 @@ class Context:
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         raise Aborted(code, details)
 
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        pass
+
 
 @pytest.fixture
 def servicer() -> tuple[cs.CAServicer, list[str]]:

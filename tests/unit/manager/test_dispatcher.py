@@ -511,3 +511,15 @@ def test_only_a_manager_may_fetch_the_raft_secret(served: Served) -> None:
     with grpc.secure_channel(served.addr, creds.channel_credentials(), options=tls.CHANNEL_OPTIONS) as ch:
         err = rpc_error(lambda: dgrpc.DispatcherStub(ch).RaftSecret(dpb.RaftSecretRequest(), timeout=RPC_TIMEOUT))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+# ---------------------------------------------------------------- a new leader (issue 14)
+
+
+def test_the_dispatcher_refuses_agents_until_its_leader_caught_up(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(served.store, "ensure_leader_ready", lambda timeout=5.0: False)
+    err = rpc_error(served.agent(W1).open)
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    assert "just elected and is catching up" in err.details()
+    monkeypatch.undo()
+    assert served.agent(W1).open().session_id
