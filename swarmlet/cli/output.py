@@ -338,7 +338,9 @@ def task_rows(
             name = f"{t.service_name}.{trunc_id(t.node_id)}"
         if is_history:
             name = " \\_ " + name
-        err = (waiting or {}).get(t.id) or t.status.err
+        # The task's own error first, as Swarm's ERROR column (a rejected
+        # task says why it was rejected); why it waits when it has none.
+        err = t.status.err or (waiting or {}).get(t.id, "")
         if err:
             err = f'"{err if no_trunc else ellipsize(err, 30)}"'
         rows.append(
