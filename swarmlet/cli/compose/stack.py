@@ -16,7 +16,7 @@ from typing import Any
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli.compose import interpolate as interp
-from swarmlet.cli.compose import yamlpos
+from swarmlet.cli.compose import storage, yamlpos
 from swarmlet.cli.compose.check import ComposeError, Node, root
 from swarmlet.cli.compose.merge import merge
 from swarmlet.cli.compose.services import NAMESPACE_LABEL, ServiceReader
@@ -39,6 +39,7 @@ class Stack:
     name: str
     services: dict[str, pb.ServiceSpec] = field(default_factory=dict)  # file key -> spec
     networks: dict[str, StackNetwork] = field(default_factory=dict)  # file key -> network
+    objects: storage.StackObjects = field(default_factory=storage.StackObjects)  # volumes, secrets, configs
     warnings: list[str] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)  # the merged, interpolated file (stack config)
 
@@ -162,8 +163,6 @@ def load(
             _check_version(sub)
         elif k == "name":
             stack.warnings.append(f"{sub.pos}: name: ignored: the stack's name comes from the command line ({name})")
-        elif k in ("volumes", "secrets", "configs") and sub.value:
-            sub.fail("not supported by swarmlet yet")
     if not top.has("services") or not top.child("services").value:
         raise ComposeError(f"{tree.pos.file}: no services defined (services:)")
     networks = top.child("networks") if top.has("networks") else None
@@ -185,6 +184,7 @@ def load(
         return None
 
     base_dir = os.path.dirname(os.path.abspath(paths[0]))
+    stack.objects = storage.read_objects(name, top, base_dir)
     for key, sub in top.child("services").mapping().items():
         if key.startswith("x-"):
             continue
@@ -194,7 +194,7 @@ def load(
         def warn(text: str, key: str = key) -> None:
             stack.warnings.append(f"services.{key}: {text}")
 
-        svc = ServiceReader(name, key, sub, base_dir, env, network_name, warn).read()
+        svc = ServiceReader(name, key, sub, base_dir, env, network_name, warn, stack.objects).read()
         if not svc.networks:
             # As docker: a service that names no network joins the stack's default one.
             svc.networks.add(target=network_name(DEFAULT_NETWORK) or "")
