@@ -7,7 +7,7 @@ error re-raised at the file, line and key."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
@@ -18,9 +18,10 @@ from swarmlet.core import service_options as so
 T = TypeVar("T")
 
 
-def _core(n: Node, fn: Callable[[], T]) -> T:
+def _core(n: Node, fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args), a core parser's error re-raised at the node."""
     try:
-        return fn()
+        return fn(*args)
     except errors.Invalid as e:
         n.fail(str(e))
 
@@ -38,12 +39,12 @@ def _dedupe(items: list[str]) -> list[str]:
 
 
 def caps(field: object, n: Node) -> None:
-    values = _dedupe([_core(e, lambda e=e: so.capability(e.string())) for e in n.elements()])
+    values = _dedupe([_core(e, so.capability, e.string()) for e in n.elements()])
     field.extend(values)  # type: ignore[attr-defined]
 
 
 def stop_signal(c: pb.ContainerSpec, n: Node) -> None:
-    c.stop_signal = _core(n, lambda: so.signal_name(_scalar(n)))
+    c.stop_signal = _core(n, so.signal_name, _scalar(n))
 
 
 def sysctls(c: pb.ContainerSpec, n: Node) -> None:
@@ -58,7 +59,7 @@ def sysctls(c: pb.ContainerSpec, n: Node) -> None:
             pairs.append((k.strip(), e))
     for k, sub in pairs:
         v = _scalar(sub) if isinstance(n.value, dict) else sub.string().partition("=")[2]
-        _core(sub, lambda k=k, v=v: so.check_sysctl(k, v.strip()))
+        _core(sub, so.check_sysctl, k, v.strip())
         c.sysctls[k] = v.strip()
 
 
@@ -74,7 +75,7 @@ def ulimits(c: pb.ContainerSpec, n: Node) -> None:
             text = f"{name}={sub.child('soft').integer()}:{sub.child('hard').integer()}"
         else:
             text = f"{name}={sub.integer()}"
-        c.ulimits.append(_core(sub, lambda text=text: so.parse_ulimit(text)))
+        c.ulimits.append(_core(sub, so.parse_ulimit, text))
 
 
 def strings(field: object, n: Node) -> None:
@@ -99,7 +100,7 @@ def extra_hosts(c: pb.ContainerSpec, n: Node) -> None:
             if not found:
                 e.fail(f"invalid host {text!r}: expected HOST:IP")
             pairs.append((host, ip, e))
-    c.hosts.extend(_dedupe([_core(where, lambda h=h, ip=ip: so.host_entry(h, ip)) for h, ip, where in pairs]))
+    c.hosts.extend(_dedupe([_core(where, so.host_entry, h, ip) for h, ip, where in pairs]))
 
 
 def logging(task: pb.TaskSpec, n: Node) -> None:
@@ -121,7 +122,7 @@ def preferences(placement: pb.Placement, n: Node) -> None:
         for k, sub in e.mapping().items():
             if k != "spread":
                 sub.fail("only spread preferences are supported")
-            placement.preferences.add(spread=_core(sub, lambda sub=sub: constraints.parse_spread(sub.string())).descriptor)
+            placement.preferences.add(spread=_core(sub, constraints.parse_spread, sub.string()).descriptor)
 
 
 def generic_resources(res: pb.Resources, n: Node) -> None:
@@ -140,6 +141,6 @@ def generic_resources(res: pb.Resources, n: Node) -> None:
             if "kind" not in spec or "value" not in spec:
                 sub.fail("expected kind: and value:")
             text = f"{spec['kind'].string()}={spec['value'].integer()}"
-            g = _core(sub, lambda text=text: generic.parse_request(text))
+            g = _core(sub, generic.parse_request, text)
             kinds[g.kind] = g
     res.generic.extend(kinds.values())
