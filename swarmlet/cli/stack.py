@@ -201,9 +201,10 @@ def _services(
             continue
         if not _in_stack(have.spec.labels, stack.name):
             raise CLIError(f"service {spec.name!r} exists and is not part of stack {stack.name}")
-        if not how.resolve_always:
+        repin = how.resolve_always and have.spec.task.container.image != spec.task.container.image
+        if not repin:
             _keep_pin(spec, have.spec)
-        if _comparable(spec, how.network_ids, how.files) == have.spec and not how.resolve_always:
+        if not repin and _comparable(spec, how.network_ids, how.files) == have.spec:
             continue  # unchanged: untouched (no new version, no update)
         typer.echo(f"Updating service {spec.name} (id: {have.id})")
         started = time.time()
