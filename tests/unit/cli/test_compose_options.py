@@ -12,6 +12,7 @@ import pytest
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli import stack_files
 from swarmlet.cli.compose import stack as compose
+from swarmlet.cli.compose import storage as compose_storage
 from swarmlet.cli.compose.check import ComposeError
 from swarmlet.cli.options import ContainerCreateFlags, ContainerFlags, StorageFlags
 from swarmlet.cli.service_options import apply_container, apply_create, apply_mode
@@ -356,3 +357,55 @@ def test_empty_secret_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("")
     msg = error(tmp_path, "services:\n  web:\n    image: i\nsecrets:\n  s: {file: ./empty}\n")
     assert "stack.yml:5: secrets.s: the secret 'app_s' is empty" in msg
+
+
+class _FakeDaemon:
+    """The two list RPCs and the create RPCs of secrets and configs."""
+
+    def __init__(self, secrets: list[pb.Secret]) -> None:
+        from types import SimpleNamespace
+
+        from swarmlet.api import control_pb2 as cpb
+
+        self.secrets = secrets
+        self.created: list[str] = []
+        self.stub = SimpleNamespace(
+            ListSecrets=lambda req: cpb.ListSecretsResponse(secrets=self.secrets),
+            ListConfigs=lambda req: cpb.ListConfigsResponse(),
+            CreateSecret=lambda req: self._create(req.spec),
+        )
+
+    def _create(self, spec: pb.SecretSpec) -> object:
+        from swarmlet.api import control_pb2 as cpb
+
+        self.created.append(spec.name)
+        return cpb.SecretResponse(secret=pb.Secret(id="id-" + spec.name, spec=spec))
+
+    def call(self, method, request):  # type: ignore[no-untyped-def]
+        return method(request)
+
+
+def _objects(tmp_path: Path, data: str) -> dict[str, compose_storage.StackFile]:
+    (tmp_path / "pw.txt").write_text(data)
+    return load(tmp_path, "services:\n  web:\n    image: i\nsecrets:\n  pw: {file: ./pw.txt}\n").objects.secrets
+
+
+def test_deploy_creates_a_secret_once_and_refuses_a_changed_file(tmp_path: Path) -> None:
+    from swarmlet.cli.client import CLIError
+
+    d = _FakeDaemon([])
+    objs = _objects(tmp_path, "one\n")
+    existing = stack_files.check(d, "app", objs, "secret")  # type: ignore[arg-type]
+    stack_files.create(d, objs, "secret", existing)  # type: ignore[arg-type]
+    assert d.created == ["app_pw"]
+    made = existing["app_pw"]
+    assert made.spec.labels[NS] == "app" and stack_files.DIGEST_LABEL in made.spec.labels
+    d.secrets = [pb.Secret(id=made.id, spec=pb.SecretSpec(name="app_pw", labels=made.spec.labels))]  # as listed: no data
+    again = stack_files.check(d, "app", _objects(tmp_path, "one\n"), "secret")  # type: ignore[arg-type]
+    stack_files.create(d, objs, "secret", again)  # type: ignore[arg-type]
+    assert d.created == ["app_pw"]  # unchanged: not created again
+    with pytest.raises(CLIError, match=r"secret 'app_pw': the file .*pw\.txt changed since it was deployed"):
+        stack_files.check(d, "app", _objects(tmp_path, "two\n"), "secret")  # type: ignore[arg-type]
+    d.secrets = [pb.Secret(id="x", spec=pb.SecretSpec(name="app_pw"))]
+    with pytest.raises(CLIError, match="exists and is not part of stack app"):
+        stack_files.check(d, "app", _objects(tmp_path, "one\n"), "secret")  # type: ignore[arg-type]
