@@ -270,10 +270,21 @@ def _check_mount(e: Node, m: pb.Mount) -> pb.Mount:
     return m
 
 
+def _put(field: object, item: pb.Mount | pb.SecretReference | pb.ConfigReference, target: str) -> None:
+    """Append, replacing an entry at the same target: several -c files merge
+    these lists by target, the later file winning (as Compose merges them)."""
+    items = list(field)  # type: ignore[call-overload]
+    kept = [x for x in items if (x.target if isinstance(x, pb.Mount) else x.file.name) != target]
+    if len(kept) != len(items):
+        del field[:]  # type: ignore[attr-defined]
+        field.extend(kept)  # type: ignore[attr-defined]
+    field.append(item)  # type: ignore[attr-defined]
+
+
 def service_volumes(c: pb.ContainerSpec, n: Node, base_dir: str, volumes: dict[str, StackVolume]) -> None:
     for e in n.elements():
         m = _long_volume(e, base_dir, volumes) if isinstance(e.value, dict) else _short_volume(e, base_dir, volumes)
-        c.mounts.append(_check_mount(e, m))
+        _put(c.mounts, _check_mount(e, m), m.target)
 
 
 def service_tmpfs(c: pb.ContainerSpec, n: Node) -> None:
@@ -282,7 +293,7 @@ def service_tmpfs(c: pb.ContainerSpec, n: Node) -> None:
         target = e.string()
         if ":" in target:
             e.fail("tmpfs options are not supported here: use the long volume syntax (type: tmpfs, tmpfs: {size, mode})")
-        c.mounts.append(_check_mount(e, pb.Mount(type=pb.Mount.TMPFS, target=target)))
+        _put(c.mounts, _check_mount(e, pb.Mount(type=pb.Mount.TMPFS, target=target)), target)
 
 
 def _file_refs(n: Node, kind: str, objects: dict[str, StackFile]) -> list[tuple[str, pb.FileTarget]]:
@@ -324,9 +335,9 @@ def _file_refs(n: Node, kind: str, objects: dict[str, StackFile]) -> list[tuple[
 
 def service_secrets(c: pb.ContainerSpec, n: Node, objects: dict[str, StackFile]) -> None:
     for name, f in _file_refs(n, "secret", objects):
-        c.secrets.append(pb.SecretReference(secret_name=name, file=f))
+        _put(c.secrets, pb.SecretReference(secret_name=name, file=f), f.name)
 
 
 def service_configs(c: pb.ContainerSpec, n: Node, objects: dict[str, StackFile]) -> None:
     for name, f in _file_refs(n, "config", objects):
-        c.configs.append(pb.ConfigReference(config_name=name, file=f))
+        _put(c.configs, pb.ConfigReference(config_name=name, file=f), f.name)

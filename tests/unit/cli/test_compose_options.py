@@ -409,3 +409,19 @@ def test_deploy_creates_a_secret_once_and_refuses_a_changed_file(tmp_path: Path)
     d.secrets = [pb.Secret(id="x", spec=pb.SecretSpec(name="app_pw"))]
     with pytest.raises(CLIError, match="exists and is not part of stack app"):
         stack_files.check(d, "app", _objects(tmp_path, "one\n"), "secret")  # type: ignore[arg-type]
+
+
+def test_later_file_replaces_a_mount_or_secret_at_the_same_target(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a\n")
+    (tmp_path / "b.txt").write_text("b\n")
+    base = tmp_path / "base.yml"
+    base.write_text(
+        "services:\n  web:\n    image: i\n    volumes: [data:/data, /srv:/srv]\n    secrets: [{source: a, target: pw}]\n"
+        "volumes:\n  data: {}\n  other: {}\n"
+        "secrets:\n  a: {file: a.txt}\n  b: {file: b.txt}\n"
+    )
+    over = tmp_path / "over.yml"
+    over.write_text("services:\n  web:\n    volumes: [other:/data]\n    secrets: [{source: b, target: pw}]\n")
+    c = compose.load("app", [str(base), str(over)], environ={}).services["web"].task.container
+    assert [(m.source, m.target) for m in c.mounts] == [("/srv", "/srv"), ("app_other", "/data")]
+    assert [(r.secret_name, r.file.name) for r in c.secrets] == [("app_b", "pw")]
