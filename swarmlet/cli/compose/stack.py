@@ -14,12 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli.compose import interpolate as interp
 from swarmlet.cli.compose import storage, yamlpos
 from swarmlet.cli.compose.check import ComposeError, Node, root
 from swarmlet.cli.compose.merge import merge
 from swarmlet.cli.compose.services import NAMESPACE_LABEL, ServiceReader
+from swarmlet.core import service_options as opts
+from swarmlet.core import validation
 
 _STACK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,40}$")
 _TOP_LEVEL = ("version", "name", "services", "networks", "volumes", "secrets", "configs")
@@ -144,6 +147,19 @@ def _ipam(n: Node, spec: pb.NetworkSpec) -> None:
             sub.fail("unknown key")
 
 
+def _check_as_the_manager_does(spec: pb.ServiceSpec, n: Node) -> None:
+    """The manager's own checks of a spec alone (templates, option
+    combinations, bounds), so a service it would refuse stops the deploy
+    before anything is created. Named at the service: the fault spans keys."""
+    probe = pb.ServiceSpec()
+    probe.CopyFrom(spec)
+    opts.normalise_job(probe)
+    try:
+        validation.validate_service_spec(probe)
+    except errors.Invalid as e:
+        n.fail(str(e))
+
+
 def load(
     name: str,
     paths: Sequence[str],
@@ -195,6 +211,7 @@ def load(
             stack.warnings.append(f"services.{key}: {text}")
 
         svc = ServiceReader(name, key, sub, base_dir, env, network_name, warn, stack.objects).read()
+        _check_as_the_manager_does(svc, sub)
         if not svc.networks:
             # As docker: a service that names no network joins the stack's default one.
             svc.networks.add(target=network_name(DEFAULT_NETWORK) or "")

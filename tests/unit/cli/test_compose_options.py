@@ -425,3 +425,10 @@ def test_later_file_replaces_a_mount_or_secret_at_the_same_target(tmp_path: Path
     c = compose.load("app", [str(base), str(over)], environ={}).services["web"].task.container
     assert [(m.source, m.target) for m in c.mounts] == [("/srv", "/srv"), ("app_other", "/data")]
     assert [(r.secret_name, r.file.name) for r in c.secrets] == [("app_b", "pw")]
+
+
+def test_what_the_manager_would_refuse_stops_the_deploy_at_the_service(tmp_path: Path) -> None:
+    msg = error(tmp_path, "services:\n  web:\n    image: i\n    hostname: '{{.Bogus}}'\n")
+    assert "stack.yml:2: services.web: --hostname: unknown template field {{.Bogus}}" in msg
+    msg = error(tmp_path, "services:\n  web:\n    image: i\n    cap_add: [ALL]\n    cap_drop: [ALL]\n")
+    assert "stack.yml:2: services.web: capabilities both added and dropped: ALL" in msg
