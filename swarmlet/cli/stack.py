@@ -8,22 +8,28 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 import yaml
 
+from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.cli import tasks
+from swarmlet.cli import stack_files, tasks
 from swarmlet.cli.client import CLIError, DaemonClient, connect, handle_errors
 from swarmlet.cli.compose import stack as compose
 from swarmlet.cli.compose import yamlpos
 from swarmlet.cli.compose.check import ComposeError
-from swarmlet.cli.compose.services import NAMESPACE_LABEL
-from swarmlet.cli.options import FormatOpt, IdsOpt, TaskListFlags, check_format, flags
+from swarmlet.cli.compose.services import IMAGE_LABEL, NAMESPACE_LABEL
+from swarmlet.cli.options import FormatOpt, IdsOpt, ImageFlags, TaskListFlags, check_format, flags
 from swarmlet.cli.output import SERVICE_HEADERS, format_table, service_rows, to_json
 from swarmlet.cli.progress import watch, watch_update
+from swarmlet.cli.service_images import credentials, show_warnings
+from swarmlet.core import mounts
+from swarmlet.core import secrets as sc
+from swarmlet.core import state as st
 from swarmlet.core.updater import with_defaults
 
 app = typer.Typer(help="Manage stacks (applications described by Compose files).", no_args_is_help=True)
@@ -48,15 +54,29 @@ def _in_stack(labels: Mapping[str, str], name: str) -> bool:
     return labels.get(NAMESPACE_LABEL) == name
 
 
-def _comparable(spec: pb.ServiceSpec, network_ids: dict[str, str]) -> pb.ServiceSpec:
-    """The spec as the manager stores it (defaults filled, network names
-    resolved to ids), so an unchanged service compares equal."""
+def _comparable(spec: pb.ServiceSpec, network_ids: dict[str, str], files: st.Snapshot) -> pb.ServiceSpec:
+    """The spec as the manager would store it (defaults filled, network names
+    resolved to ids, secret and config references resolved), so an unchanged
+    service compares equal."""
     out = pb.ServiceSpec()
     out.CopyFrom(spec)
     with_defaults(out)
     for att in out.networks:
         att.target = network_ids.get(att.target, att.target)
+    try:
+        sc.resolve_references(out, files, mounts.validate(out.task.container.mounts))
+    except errors.SwarmletError:
+        pass  # the manager will say what is wrong
     return out
+
+
+def _keep_pin(spec: pb.ServiceSpec, have: pb.ServiceSpec) -> None:
+    """As docker's --resolve-image changed: an image the file did not change
+    keeps the reference and id the manager pinned it to."""
+    c = spec.task.container
+    if have.labels.get(IMAGE_LABEL) == c.image:
+        c.image = have.task.container.image
+        c.image_id = have.task.container.image_id
 
 
 @app.command("deploy")
@@ -78,15 +98,43 @@ def deploy(
         ),
     ] = "true",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    with_registry_auth: Annotated[
+        bool,
+        typer.Option(
+            "--with-registry-auth",
+            help="Send registry credentials (from the docker client config) to the nodes that run the tasks.",
+        ),
+    ] = False,
+    resolve_image: Annotated[
+        str,
+        typer.Option(
+            "--resolve-image",
+            metavar="WHEN",
+            help="always (pin every image to its registry digest again), changed (new or changed images only; "
+            "the default) or never.",
+        ),
+    ] = "changed",
 ) -> None:
     """Deploy a new stack or update an existing one."""
     if detach.lower() not in ("true", "false", "1", "0"):
         raise typer.BadParameter(f"{detach!r}: use true or false", param_hint="--detach")
+    if resolve_image not in RESOLVE_MODES:
+        raise typer.BadParameter(
+            f"expected one of {', '.join(RESOLVE_MODES)}, got {resolve_image!r}", param_hint="--resolve-image"
+        )
     wait = detach.lower() in ("false", "0")
     stack = _load(name, compose_file)
+    images = ImageFlags(with_registry_auth=with_registry_auth, no_resolve_image=resolve_image == "never")
     with connect(ctx) as d:
+        # Every check first (a refused file changes nothing), then the objects
+        # services need, then the services.
+        secrets = stack_files.check(d, name, stack.objects.secrets, "secret")
+        configs = stack_files.check(d, name, stack.objects.configs, "config")
         ids = _networks(d, stack)
-        created, updated = _services(d, stack, ids, prune)
+        stack_files.create(d, stack.objects.secrets, "secret", secrets)
+        stack_files.create(d, stack.objects.configs, "config", configs)
+        files = stack_files.snapshot(secrets, configs)
+        created, updated = _services(d, stack, _Deploy(ids, files, images, resolve_image == "always"), prune)
         if not wait:
             return
         failed = 0
@@ -118,8 +166,21 @@ def _networks(d: DaemonClient, stack: compose.Stack) -> dict[str, str]:
     return {name: n.id for name, n in existing.items()}
 
 
+RESOLVE_MODES = ("always", "changed", "never")
+
+
+@dataclass(frozen=True)
+class _Deploy:
+    """What every service of one deploy is compared and sent with."""
+
+    network_ids: dict[str, str]
+    files: st.Snapshot  # the secrets and configs, to resolve references as the manager does
+    images: ImageFlags
+    resolve_always: bool
+
+
 def _services(
-    d: DaemonClient, stack: compose.Stack, network_ids: dict[str, str], prune: bool
+    d: DaemonClient, stack: compose.Stack, how: _Deploy, prune: bool
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str, float]]]:
     summaries = d.call(d.stub.ListServices, cpb.ListServicesRequest()).services
     current = {s.service.spec.name: s.service for s in summaries}
@@ -128,18 +189,33 @@ def _services(
     for key in sorted(stack.services):
         spec = stack.services[key]
         have = current.get(spec.name)
+        auth = credentials(spec.task.container.image, how.images)
         if have is None:
             typer.echo(f"Creating service {spec.name}")
-            svc = d.call(d.stub.CreateService, cpb.CreateServiceRequest(spec=spec)).service
-            created.append((svc.id, spec.name))
+            req = cpb.CreateServiceRequest(spec=spec, no_resolve_image=how.images.no_resolve_image)
+            if auth is not None:
+                req.registry_auth.CopyFrom(auth)
+            reply = d.call(d.stub.CreateService, req)
+            show_warnings(reply.warnings)
+            created.append((reply.service.id, spec.name))
             continue
         if not _in_stack(have.spec.labels, stack.name):
             raise CLIError(f"service {spec.name!r} exists and is not part of stack {stack.name}")
-        if _comparable(spec, network_ids) == have.spec:
+        repin = how.resolve_always and have.spec.task.container.image != spec.task.container.image
+        if not repin:
+            _keep_pin(spec, have.spec)
+        if not repin and _comparable(spec, how.network_ids, how.files) == have.spec:
             continue  # unchanged: untouched (no new version, no update)
         typer.echo(f"Updating service {spec.name} (id: {have.id})")
         started = time.time()
-        d.call(d.stub.UpdateService, cpb.UpdateServiceRequest(ref=have.id, version=have.meta.version, spec=spec))
+        ureq = cpb.UpdateServiceRequest(
+            ref=have.id, version=have.meta.version, spec=spec, no_resolve_image=how.images.no_resolve_image
+        )
+        if auth is not None:
+            ureq.has_registry_auth = True
+            ureq.registry_auth.CopyFrom(auth)
+        ureply = d.call(d.stub.UpdateService, ureq)
+        show_warnings(ureply.warnings)
         updated.append((have.id, spec.name, started))
     if prune:
         wanted = {s.name for s in stack.services.values()}
@@ -210,19 +286,21 @@ def ps(ctx: typer.Context, name: Annotated[str, typer.Argument(metavar="STACK")]
 @app.command("rm")
 @handle_errors
 def rm(ctx: typer.Context, names: Annotated[list[str], typer.Argument(metavar="STACK")]) -> None:
-    """Remove one or more stacks: their services, then their networks (external
-    networks are not the stack's and stay)."""
+    """Remove one or more stacks: their services, secrets and configs, then
+    their networks (external networks, secrets and configs are not the
+    stack's and stay; volumes stay on the nodes, as with docker)."""
     missing = []
     with connect(ctx) as d:
         for name in names:
             summaries = _stack_services(d, name)
             nets = [n for n in d.call(d.stub.ListNetworks, cpb.ListNetworksRequest()).networks if _in_stack(n.spec.labels, name)]
-            if not summaries and not nets:
-                missing.append(name)
-                continue
             for s in sorted(summaries, key=lambda s: s.service.spec.name):
                 typer.echo(f"Removing service {s.service.spec.name}")
                 d.call(d.stub.RemoveService, cpb.RemoveServiceRequest(ref=s.service.id))
+            files = stack_files.remove(d, name, "secret") + stack_files.remove(d, name, "config")
+            if not summaries and not nets and not files:
+                missing.append(name)
+                continue
             for n in sorted(nets, key=lambda n: n.spec.name):
                 typer.echo(f"Removing network {n.spec.name}")
                 d.call(d.stub.RemoveNetwork, cpb.RemoveNetworkRequest(ref=n.id))

@@ -2,7 +2,10 @@
 Compose file (two overlay networks, a published port reached through the
 routing mesh on a node that runs none of its tasks, a placement constraint,
 interpolation), re-deployed with one changed image (a rolling update, the
-other services untouched), pruned, and removed (an external network stays).
+other services untouched), pruned, and removed (an external network stays);
+then a stack with a named volume, a secret from a file, an external secret,
+a config, user/working_dir/cap_add, checked in the real containers, a
+changed secret file refused, and `stack rm` removing its secrets and configs.
 h1 (manager), h2, h3 form the cluster; h3 is labelled zone=b.
 
 Tests run in file order and share the cluster and the stack.
@@ -194,3 +197,87 @@ def test_rm_removes_what_the_stack_created_and_keeps_external(testbed, cluster):
         "every container of the stack gone",
     )
     assert "nothing found in stack: app" in fails(testbed, h1, "stack", "rm", "app").stderr
+
+
+STORE = """\
+version: "3.8"
+services:
+  app:
+    image: ${IMAGE:?set IMAGE}
+    command: sleep 3600
+    user: "1000"
+    working_dir: /tmp
+    cap_add: [NET_ADMIN]
+    stop_grace_period: 1s
+    volumes: [data:/data]
+    secrets:
+      - {source: pw, target: db_pw, mode: 0444}
+      - corp
+    configs:
+      - {source: conf, target: /etc/app.conf}
+volumes:
+  data:
+    labels: {tier: test}
+secrets:
+  pw: {file: ./pw.txt}
+  corp: {external: true, name: corp-pw}
+configs:
+  conf: {file: ./app.conf}
+"""
+
+
+def _store_containers(testbed, hosts) -> list[tuple[object, dict]]:
+    out = []
+    for h in hosts:
+        api_ = testbed.docker(h).api
+        for c in api_.containers(filters={"label": ["swarmlet.service.name=store_app"]}):
+            out.append((h, api_.inspect_container(c["Id"])))
+    return out
+
+
+def test_volume_secret_config_and_options_reach_the_containers_and_rm_removes_them(testbed, cluster):
+    h1, h2, h3, path = cluster
+    d = path.with_name("store")
+    d.mkdir()
+    (d / ".env").write_text(f"IMAGE={IMAGE}\n")
+    (d / "pw.txt").write_text("s3cret-from-file\n")
+    (d / "app.conf").write_text("port=8080\n")
+    (d / "corp.txt").write_text("corp-secret\n")
+    f = d / "stack.yml"
+    f.write_text(STORE)
+    ok(testbed, h1, "secret", "create", "corp-pw", str(d / "corp.txt"))
+    r = ok(testbed, h1, "stack", "deploy", "-c", str(f), "--resolve-image", "never", "--detach=false", "store")
+    assert "Creating secret store_pw" in r.stdout and "Creating config store_conf" in r.stdout
+    secrets = {s.spec.name: s for s in api(h1).ListSecrets(cpb.ListSecretsRequest()).secrets}
+    assert secrets["store_pw"].spec.labels["com.docker.stack.namespace"] == "store"
+    assert "s3cret" not in str(secrets["store_pw"])  # the digest label is no copy of the data
+    found = wait_for(lambda: _store_containers(testbed, (h1, h2, h3)), DEADLINE, "the store_app container")
+    ((host, c),) = found
+    assert c["Config"]["User"] == "1000" and c["Config"]["WorkingDir"] == "/tmp"
+    assert "CAP_NET_ADMIN" in (c["HostConfig"]["CapAdd"] or [])
+    (vol,) = [m for m in c["Mounts"] if m["Destination"] == "/data"]
+    assert (vol["Type"], vol["Name"]) == ("volume", "store_data")
+    assert testbed.docker(host).volumes.get("store_data").attrs["Labels"]["tier"] == "test"
+    box = testbed.docker(host).containers.get(c["Id"])
+    assert box.exec_run(["cat", "/run/secrets/db_pw"]).output.decode() == "s3cret-from-file\n"
+    assert box.exec_run(["cat", "/run/secrets/corp"]).output.decode() == "corp-secret\n"
+    assert box.exec_run(["cat", "/etc/app.conf"]).output.decode() == "port=8080\n"
+
+    # Unchanged: the service is untouched (references compare as the manager resolved them).
+    before = services(h1)["store_app"]
+    ok(testbed, h1, "stack", "deploy", "-c", str(f), "--resolve-image", "never", "store")
+    assert services(h1)["store_app"].meta.version == before.meta.version
+    # A changed secret file is refused, naming the file; nothing changes.
+    (d / "pw.txt").write_text("another\n")
+    r = fails(testbed, h1, "stack", "deploy", "-c", str(f), "store")
+    assert f"the file {d / 'pw.txt'} changed since it was deployed" in r.stderr
+    assert services(h1)["store_app"].meta.version == before.meta.version
+
+    r = ok(testbed, h1, "stack", "rm", "store")
+    assert "Removing secret store_pw" in r.stdout and "Removing config store_conf" in r.stdout
+    assert "store_app" not in services(h1)
+    assert not any(n.startswith("store_") for n in networks(h1))
+    left = {s.spec.name for s in api(h1).ListSecrets(cpb.ListSecretsRequest()).secrets}
+    assert "store_pw" not in left and "corp-pw" in left  # the external secret stays
+    assert not [c.spec.name for c in api(h1).ListConfigs(cpb.ListConfigsRequest()).configs if c.spec.name.startswith("store_")]
+    wait_for(lambda: not _store_containers(testbed, (h1, h2, h3)), DEADLINE, "the store_app container gone")

@@ -6,13 +6,16 @@ import os
 from collections.abc import Callable, Mapping
 
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.cli.compose import options as opt
+from swarmlet.cli.compose import storage
 from swarmlet.cli.compose.check import Node
 from swarmlet.cli.compose.interpolate import InterpolationError, read_env_file
 from swarmlet.cli.parse import parse_cpus, parse_duration, parse_size
+from swarmlet.cli.service_options import apply_mode
 from swarmlet.core import constraints as cons
 from swarmlet.core.updater import DEFAULT_CONFIG
 
-NAMESPACE_LABEL = "com.docker.stack.namespace"
+NAMESPACE_LABEL = storage.NAMESPACE_LABEL
 IMAGE_LABEL = "com.docker.stack.image"
 
 # Keys `docker stack deploy` ignores (it prints one warning for them): the
@@ -61,8 +64,10 @@ class ServiceReader:
         environ: Mapping[str, str],
         network_name: Callable[[str], str | None],
         warn: Callable[[str], None],
+        objects: storage.StackObjects | None = None,
     ) -> None:
         self.stack, self.key, self.node = stack, key, node.mapping()
+        self.objects = objects or storage.StackObjects()
         self.base_dir, self.environ = base_dir, environ
         self.network_name, self.warn = network_name, warn
         self.spec = pb.ServiceSpec(name=f"{stack}_{key}")
@@ -82,6 +87,7 @@ class ServiceReader:
             "healthcheck": self._healthcheck,
             "stop_grace_period": lambda n: setattr(self.c, "stop_grace_period", n.parsed(parse_duration, "duration")),
             "deploy": self._deploy,
+            **self._option_handlers(),
         }
         ignored = []
         for k, n in self.node.items():
@@ -92,7 +98,7 @@ class ServiceReader:
                 continue
             h = handlers.get(k)
             if h is None:
-                n.fail("not supported by swarmlet yet: remove it, or deploy without it" if k in PENDING else "unknown key")
+                n.fail("not supported by swarmlet: remove it, or deploy without it" if k in UNSUPPORTED else "unknown key")
             h(n)
         if ignored:
             self.warn(f"Ignoring unsupported options: {', '.join(sorted(ignored))}")
@@ -106,6 +112,33 @@ class ServiceReader:
         self.spec.labels[IMAGE_LABEL] = self.c.image
         self.c.labels[NAMESPACE_LABEL] = self.stack
         return self.spec
+
+    def _option_handlers(self) -> dict[str, Callable[[Node], None]]:
+        """Keys of issues 10 and 11: the fields `service create` sets."""
+        c, o = self.c, self.objects
+        return {
+            "volumes": lambda n: storage.service_volumes(c, n, self.base_dir, o.volumes),
+            "tmpfs": lambda n: storage.service_tmpfs(c, n),
+            "secrets": lambda n: storage.service_secrets(c, n, o.secrets),
+            "configs": lambda n: storage.service_configs(c, n, o.configs),
+            "user": lambda n: setattr(c, "user", n.string().strip()),
+            "working_dir": lambda n: setattr(c, "dir", n.string().strip()),
+            "hostname": lambda n: setattr(c, "hostname", n.string().strip()),
+            "init": lambda n: setattr(c, "init", n.boolean()),
+            "read_only": lambda n: setattr(c, "read_only", n.boolean()),
+            "tty": lambda n: setattr(c, "tty", n.boolean()),
+            "cap_add": lambda n: opt.caps(c.cap_add, n),
+            "cap_drop": lambda n: opt.caps(c.cap_drop, n),
+            "sysctls": lambda n: opt.sysctls(c, n),
+            "ulimits": lambda n: opt.ulimits(c, n),
+            "dns": lambda n: opt.strings(c.dns_config.nameservers, n),
+            "dns_search": lambda n: opt.strings(c.dns_config.search, n),
+            "dns_opt": lambda n: opt.strings(c.dns_config.options, n),
+            "extra_hosts": lambda n: opt.extra_hosts(c, n),
+            "stop_signal": lambda n: opt.stop_signal(c, n),
+            "logging": lambda n: opt.logging(self.spec.task, n),
+            "group_add": lambda n: opt.group_add(c, n),
+        }
 
     # ---- container ----
     def _image(self, n: Node) -> None:
@@ -195,11 +228,13 @@ class ServiceReader:
     def _deploy(self, n: Node) -> None:
         n.mapping()
         mode = "replicated"
+        replicas: int | None = None
         for k, sub in n.items():
             if k == "mode":
-                mode = sub.choice(("replicated", "global"))
+                mode = sub.choice(("replicated", "global", "replicated-job", "global-job"))
             elif k == "replicas":
-                self.spec.replicated.replicas = sub.integer(minimum=0, maximum=10000)
+                replicas = sub.integer(minimum=0, maximum=10000)
+                self.spec.replicated.replicas = replicas
             elif k == "placement":
                 self._placement(sub)
             elif k == "resources":
@@ -216,11 +251,20 @@ class ServiceReader:
                 self.spec.endpoint.mode = pb.EndpointSpec.VIP if m == "vip" else pb.EndpointSpec.DNSRR
             elif not k.startswith("x-"):
                 sub.fail("unknown key")
+        if mode in ("global", "global-job") and n.has("replicas"):
+            n.child("replicas").fail(f"a {mode} service has no replica count (one task per node)")
         if mode == "global":
-            if n.has("replicas"):
-                n.child("replicas").fail("a global service has no replica count")
             self.spec.ClearField("replicated")
             getattr(self.spec, "global").SetInParent()  # `global` is a Python keyword
+        elif mode in ("replicated-job", "global-job"):
+            # As `service create --mode replicated-job|global-job` (cli/service_options.py).
+            for k in ("update_config", "rollback_config"):
+                if n.has(k):
+                    n.child(k).fail("update and rollback configuration is not supported for jobs")
+            self.spec.ClearField("replicated")
+            apply_mode(self.spec, mode, replicas, None)
+            if not (n.has("restart_policy") and n.child("restart_policy").has("condition")):
+                self.spec.task.restart.condition = pb.RestartPolicy.ON_FAILURE
 
     def _placement(self, n: Node) -> None:
         for k, sub in n.mapping().items():
@@ -232,8 +276,12 @@ class ServiceReader:
                     except ValueError as err:
                         e.fail(str(err))
                     self.spec.task.placement.constraints.append(expr)
+            elif k == "preferences":
+                opt.preferences(self.spec.task.placement, sub)
+            elif k == "max_replicas_per_node":
+                self.spec.task.placement.max_replicas = sub.integer(minimum=0)
             else:
-                sub.fail("not supported by swarmlet yet" if k in ("preferences", "max_replicas_per_node") else "unknown key")
+                sub.fail("unknown key")
 
     def _resources(self, n: Node) -> None:
         for k, sub in n.mapping().items():
@@ -245,8 +293,14 @@ class ServiceReader:
                     target.nano_cpus = rv.parsed(parse_cpus, "CPU count")
                 elif rk == "memory":
                     target.memory_bytes = rv.parsed(parse_size, "size")
+                elif rk == "pids" and k == "limits":
+                    target.pids = rv.integer(minimum=0)
+                elif rk == "generic_resources" and k == "reservations":
+                    opt.generic_resources(target, rv)
+                elif rk == "devices":
+                    rv.fail("not supported by swarmlet (devices)")
                 else:
-                    rv.fail("not supported by swarmlet yet" if rk in ("pids", "generic_resources", "devices") else "unknown key")
+                    rv.fail("unknown key")
 
     def _restart(self, n: Node) -> None:
         rp = self.spec.task.restart
@@ -263,37 +317,10 @@ class ServiceReader:
                 sub.fail("unknown key")
 
 
-# Keys of the Compose format swarmlet will support once images, storage and
-# the remaining service options exist; until then they are refused by name.
-PENDING = frozenset(
-    {
-        "volumes",
-        "secrets",
-        "configs",
-        "user",
-        "working_dir",
-        "hostname",
-        "init",
-        "read_only",
-        "cap_add",
-        "cap_drop",
-        "sysctls",
-        "ulimits",
-        "dns",
-        "dns_search",
-        "dns_opt",
-        "extra_hosts",
-        "tmpfs",
-        "stop_signal",
-        "logging",
-        "tty",
-        "stdin_open",
-        "group_add",
-        "isolation",
-        "credential_spec",
-        "expose",
-    }
-)
+# Keys of the Compose format swarmlet has no counterpart for: refused by
+# name (Swarm would keep stdin open or set Windows options; swarmlet's
+# containers have neither, and `expose` documents ports no task publishes).
+UNSUPPORTED = frozenset({"stdin_open", "isolation", "credential_spec", "expose"})
 
 
 def _update_config(n: Node, cfg: pb.UpdateConfig) -> None:

@@ -14,12 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli.compose import interpolate as interp
-from swarmlet.cli.compose import yamlpos
+from swarmlet.cli.compose import storage, yamlpos
 from swarmlet.cli.compose.check import ComposeError, Node, root
 from swarmlet.cli.compose.merge import merge
 from swarmlet.cli.compose.services import NAMESPACE_LABEL, ServiceReader
+from swarmlet.core import service_options as opts
+from swarmlet.core import validation
 
 _STACK_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,40}$")
 _TOP_LEVEL = ("version", "name", "services", "networks", "volumes", "secrets", "configs")
@@ -39,6 +42,7 @@ class Stack:
     name: str
     services: dict[str, pb.ServiceSpec] = field(default_factory=dict)  # file key -> spec
     networks: dict[str, StackNetwork] = field(default_factory=dict)  # file key -> network
+    objects: storage.StackObjects = field(default_factory=storage.StackObjects)  # volumes, secrets, configs
     warnings: list[str] = field(default_factory=list)
     model: dict[str, Any] = field(default_factory=dict)  # the merged, interpolated file (stack config)
 
@@ -143,6 +147,19 @@ def _ipam(n: Node, spec: pb.NetworkSpec) -> None:
             sub.fail("unknown key")
 
 
+def _check_as_the_manager_does(spec: pb.ServiceSpec, n: Node) -> None:
+    """The manager's own checks of a spec alone (templates, option
+    combinations, bounds), so a service it would refuse stops the deploy
+    before anything is created. Named at the service: the fault spans keys."""
+    probe = pb.ServiceSpec()
+    probe.CopyFrom(spec)
+    opts.normalise_job(probe)
+    try:
+        validation.validate_service_spec(probe)
+    except errors.Invalid as e:
+        n.fail(str(e))
+
+
 def load(
     name: str,
     paths: Sequence[str],
@@ -162,8 +179,6 @@ def load(
             _check_version(sub)
         elif k == "name":
             stack.warnings.append(f"{sub.pos}: name: ignored: the stack's name comes from the command line ({name})")
-        elif k in ("volumes", "secrets", "configs") and sub.value:
-            sub.fail("not supported by swarmlet yet")
     if not top.has("services") or not top.child("services").value:
         raise ComposeError(f"{tree.pos.file}: no services defined (services:)")
     networks = top.child("networks") if top.has("networks") else None
@@ -185,6 +200,7 @@ def load(
         return None
 
     base_dir = os.path.dirname(os.path.abspath(paths[0]))
+    stack.objects = storage.read_objects(name, top, base_dir)
     for key, sub in top.child("services").mapping().items():
         if key.startswith("x-"):
             continue
@@ -194,7 +210,8 @@ def load(
         def warn(text: str, key: str = key) -> None:
             stack.warnings.append(f"services.{key}: {text}")
 
-        svc = ServiceReader(name, key, sub, base_dir, env, network_name, warn).read()
+        svc = ServiceReader(name, key, sub, base_dir, env, network_name, warn, stack.objects).read()
+        _check_as_the_manager_does(svc, sub)
         if not svc.networks:
             # As docker: a service that names no network joins the stack's default one.
             svc.networks.add(target=network_name(DEFAULT_NETWORK) or "")

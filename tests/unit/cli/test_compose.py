@@ -182,7 +182,7 @@ def test_target_only_port_has_no_published_port(tmp_path: Path) -> None:
         ("services:\n  web:\n    image: i\n    bogus: 1\n", "stack.yml:4: services.web.bogus: unknown key"),
         (
             "services:\n  web:\n    image: i\n    secrets: [s]\n",
-            "stack.yml:4: services.web.secrets: not supported by swarmlet yet: remove it, or deploy without it",
+            "stack.yml:4: services.web.secrets[0]: secret 's' is not defined in the top-level secrets",
         ),
         (
             "services:\n  web:\n    image: i\n    networks: [nope]\n",
@@ -190,7 +190,7 @@ def test_target_only_port_has_no_published_port(tmp_path: Path) -> None:
         ),
         (
             "services:\n  web:\n    image: i\n    deploy: {mode: everywhere}\n",
-            "stack.yml:4: services.web.deploy.mode: expected one of replicated, global, got 'everywhere'",
+            "stack.yml:4: services.web.deploy.mode: expected one of replicated, global, replicated-job, global-job, got 'everywhere'",
         ),
         (
             "services:\n  web:\n    image: i\n    stop_grace_period: soon\n",
