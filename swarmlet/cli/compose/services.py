@@ -44,7 +44,7 @@ IGNORED = (
 _RESTART = {"none": pb.RestartPolicy.NONE, "on-failure": pb.RestartPolicy.ON_FAILURE, "any": pb.RestartPolicy.ANY}
 _FAILURE = {"pause": pb.UpdateConfig.PAUSE, "continue": pb.UpdateConfig.CONTINUE, "rollback": pb.UpdateConfig.ROLLBACK}
 _ORDER = {"stop-first": pb.UpdateConfig.STOP_FIRST, "start-first": pb.UpdateConfig.START_FIRST}
-_PROTO = {"tcp": pb.PortConfig.TCP, "udp": pb.PortConfig.UDP}
+_PROTO = {"tcp": pb.PortConfig.TCP, "udp": pb.PortConfig.UDP, "sctp": pb.PortConfig.SCTP}
 _MODE = {"ingress": pb.PortConfig.INGRESS, "host": pb.PortConfig.HOST}
 
 
@@ -363,7 +363,7 @@ def _port(e: Node) -> pb.PortConfig:
     ports, _, proto = text.partition("/")
     if proto:
         if proto not in _PROTO:
-            e.fail(f"invalid protocol {proto!r}: use tcp or udp")
+            e.fail(f"invalid protocol {proto!r}: use tcp, udp or sctp")
         p.protocol = _PROTO[proto]
     parts = ports.split(":")
     if len(parts) > 2:
