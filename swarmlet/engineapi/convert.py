@@ -153,17 +153,24 @@ def _choice(value: Any, choices: Mapping[str, Any], path: str, default: Any) -> 
     return choices[value]
 
 
-def check_fields(obj: Json, path: str, known: Iterable[str], defaults: Mapping[str, Iterable[Any]] | None = None) -> None:
-    """Refuse a field of `obj` swarmlet does not carry, unless it is empty
-    or one of the values `defaults` allows for it (what docker means by
-    "not set")."""
-    known = set(known)
+def check_fields(obj: Json, path: str, known: Iterable[str], defaults: Mapping[str, Iterable[Any]] | None = None) -> Json:
+    """`obj` with its keys in docker's spelling (docker matches JSON keys
+    without regard to case, and clients rely on it: docker-py sends
+    "replicated"). A field swarmlet does not carry is refused, unless it is
+    empty or one of the values `defaults` allows for it (what docker means
+    by "not set")."""
+    defaults = defaults or {}
+    canonical = {k.lower(): k for k in (*known, *defaults)}
+    out: Json = {}
     for key, value in obj.items():
-        if key in known or is_empty(value):
+        name = canonical.get(key.lower())
+        if name is not None and name not in defaults:
+            out[name] = value
             continue
-        if defaults is not None and value in defaults.get(key, ()):
+        if is_empty(value) or (name is not None and value in defaults[name]):
             continue
-        raise errors.Invalid(f"{path}.{key} is not supported by swarmlet (value {value!r})")
+        raise errors.Invalid(f"{path}.{name or key} is not supported by swarmlet (value {value!r})")
+    return out
 
 
 # ---------------------------------------------------------------- ServiceSpec in
@@ -173,7 +180,9 @@ def service_spec_from_docker(d: Any) -> pb.ServiceSpec:
     """A docker ServiceSpec (create or update body) as swarmlet's spec.
     Raises errors.Invalid naming the first field swarmlet cannot honour."""
     d = _object(d, "ServiceSpec")
-    check_fields(d, "ServiceSpec", ("Name", "Labels", "TaskTemplate", "Mode", "UpdateConfig", "RollbackConfig", "EndpointSpec"))
+    d = check_fields(
+        d, "ServiceSpec", ("Name", "Labels", "TaskTemplate", "Mode", "UpdateConfig", "RollbackConfig", "EndpointSpec")
+    )
     spec = pb.ServiceSpec(name=_str(d.get("Name"), "Name"))
     spec.labels.update(_str_map(d.get("Labels"), "Labels"))
     _task_in(_object(d.get("TaskTemplate"), "TaskTemplate"), spec)
@@ -188,7 +197,7 @@ def service_spec_from_docker(d: Any) -> pb.ServiceSpec:
 
 def _task_in(t: Json, spec: pb.ServiceSpec) -> None:
     p = "TaskTemplate"
-    check_fields(
+    t = check_fields(
         t,
         p,
         ("ContainerSpec", "Resources", "RestartPolicy", "Placement", "ForceUpdate", "Networks", "LogDriver"),
@@ -201,7 +210,7 @@ def _task_in(t: Json, spec: pb.ServiceSpec) -> None:
         if not task.resources.ByteSize():
             task.ClearField("resources")
     rp = _object(t.get("RestartPolicy"), f"{p}.RestartPolicy")
-    check_fields(rp, f"{p}.RestartPolicy", ("Condition", "Delay", "MaxAttempts", "Window"))
+    rp = check_fields(rp, f"{p}.RestartPolicy", ("Condition", "Delay", "MaxAttempts", "Window"))
     task.restart.condition = _choice(rp.get("Condition"), _RESTART, f"{p}.RestartPolicy.Condition", pb.RestartPolicy.ANY)
     delay = rp.get("Delay")
     task.restart.delay = DEFAULT_RESTART_DELAY if delay is None else _secs(delay, f"{p}.RestartPolicy.Delay")
@@ -212,11 +221,11 @@ def _task_in(t: Json, spec: pb.ServiceSpec) -> None:
     task.force_update = _int(t.get("ForceUpdate"), f"{p}.ForceUpdate")
     for i, n in enumerate(_list(t.get("Networks"), f"{p}.Networks")):
         n = _object(n, f"{p}.Networks[{i}]")
-        check_fields(n, f"{p}.Networks[{i}]", ("Target",))
+        n = check_fields(n, f"{p}.Networks[{i}]", ("Target",))
         spec.networks.add(target=_str(n.get("Target"), f"{p}.Networks[{i}].Target"))
     if t.get("LogDriver") is not None:
         ld = _object(t["LogDriver"], f"{p}.LogDriver")
-        check_fields(ld, f"{p}.LogDriver", ("Name", "Options"))
+        ld = check_fields(ld, f"{p}.LogDriver", ("Name", "Options"))
         task.log_driver.name = _str(ld.get("Name"), f"{p}.LogDriver.Name")
         task.log_driver.options.update(_str_map(ld.get("Options"), f"{p}.LogDriver.Options"))
 
@@ -251,7 +260,7 @@ _CONTAINER_FIELDS = (
 
 def _container_in(c: Json, out: pb.ContainerSpec) -> None:
     p = "TaskTemplate.ContainerSpec"
-    check_fields(c, p, _CONTAINER_FIELDS, {"Isolation": ("default",)})
+    c = check_fields(c, p, _CONTAINER_FIELDS, {"Isolation": ("default",)})
     out.image = _str(c.get("Image"), f"{p}.Image")
     out.labels.update(_str_map(c.get("Labels"), f"{p}.Labels"))
     out.command.extend(_strs(c.get("Command"), f"{p}.Command"))
@@ -273,7 +282,7 @@ def _container_in(c: Json, out: pb.ContainerSpec) -> None:
     out.cap_drop.extend(_strs(c.get("CapabilityDrop"), f"{p}.CapabilityDrop"))
     if c.get("HealthCheck") is not None:
         h = _object(c["HealthCheck"], f"{p}.HealthCheck")
-        check_fields(h, f"{p}.HealthCheck", ("Test", "Interval", "Timeout", "Retries", "StartPeriod", "StartInterval"))
+        h = check_fields(h, f"{p}.HealthCheck", ("Test", "Interval", "Timeout", "Retries", "StartPeriod", "StartInterval"))
         out.has_healthcheck = True
         hc = out.healthcheck
         hc.test.extend(_strs(h.get("Test"), f"{p}.HealthCheck.Test"))
@@ -284,7 +293,7 @@ def _container_in(c: Json, out: pb.ContainerSpec) -> None:
         hc.start_interval = _secs(h.get("StartInterval"), f"{p}.HealthCheck.StartInterval")
     if c.get("DNSConfig") is not None:
         d = _object(c["DNSConfig"], f"{p}.DNSConfig")
-        check_fields(d, f"{p}.DNSConfig", ("Nameservers", "Search", "Options"))
+        d = check_fields(d, f"{p}.DNSConfig", ("Nameservers", "Search", "Options"))
         out.dns_config.nameservers.extend(_strs(d.get("Nameservers"), f"{p}.DNSConfig.Nameservers"))
         out.dns_config.search.extend(_strs(d.get("Search"), f"{p}.DNSConfig.Search"))
         out.dns_config.options.extend(_strs(d.get("Options"), f"{p}.DNSConfig.Options"))
@@ -292,7 +301,7 @@ def _container_in(c: Json, out: pb.ContainerSpec) -> None:
             out.ClearField("dns_config")
     for i, u in enumerate(_list(c.get("Ulimits"), f"{p}.Ulimits")):
         u = _object(u, f"{p}.Ulimits[{i}]")
-        check_fields(u, f"{p}.Ulimits[{i}]", ("Name", "Soft", "Hard"))
+        u = check_fields(u, f"{p}.Ulimits[{i}]", ("Name", "Soft", "Hard"))
         out.ulimits.add(
             name=_str(u.get("Name"), f"{p}.Ulimits[{i}].Name"), soft=int(u.get("Soft") or 0), hard=int(u.get("Hard") or 0)
         )
@@ -303,12 +312,12 @@ def _container_in(c: Json, out: pb.ContainerSpec) -> None:
         for i, r in enumerate(_list(c.get(key), f"{p}.{key}")):
             rp = f"{p}.{key}[{i}]"
             r = _object(r, rp)
-            check_fields(r, rp, ("File", f"{kind}ID", f"{kind}Name"))
+            r = check_fields(r, rp, ("File", f"{kind}ID", f"{kind}Name"))
             ref = refs.add()
             setattr(ref, f"{kind.lower()}_id", _str(r.get(f"{kind}ID"), f"{rp}.{kind}ID"))
             setattr(ref, f"{kind.lower()}_name", _str(r.get(f"{kind}Name"), f"{rp}.{kind}Name"))
             f = _object(r.get("File"), f"{rp}.File")
-            check_fields(f, f"{rp}.File", ("Name", "UID", "GID", "Mode"))
+            f = check_fields(f, f"{rp}.File", ("Name", "UID", "GID", "Mode"))
             ref.file.name = _str(f.get("Name"), f"{rp}.File.Name")
             ref.file.uid = _str(f.get("UID"), f"{rp}.File.UID")
             ref.file.gid = _str(f.get("GID"), f"{rp}.File.GID")
@@ -316,41 +325,43 @@ def _container_in(c: Json, out: pb.ContainerSpec) -> None:
 
 
 def _mount_in(m: Json, p: str, out: pb.Mount) -> None:
-    check_fields(m, p, ("Type", "Source", "Target", "ReadOnly", "VolumeOptions", "TmpfsOptions"), {"Consistency": ("default",)})
+    m = check_fields(
+        m, p, ("Type", "Source", "Target", "ReadOnly", "VolumeOptions", "TmpfsOptions"), {"Consistency": ("default",)}
+    )
     out.type = _choice(m.get("Type"), _MOUNTS, f"{p}.Type", pb.Mount.VOLUME)
     out.source = _str(m.get("Source"), f"{p}.Source")
     out.target = _str(m.get("Target"), f"{p}.Target")
     out.read_only = bool(m.get("ReadOnly"))
     v = _object(m.get("VolumeOptions"), f"{p}.VolumeOptions")
-    check_fields(v, f"{p}.VolumeOptions", ("NoCopy", "Labels", "DriverConfig"))
+    v = check_fields(v, f"{p}.VolumeOptions", ("NoCopy", "Labels", "DriverConfig"))
     out.volume_nocopy = bool(v.get("NoCopy"))
     out.volume_labels.update(_str_map(v.get("Labels"), f"{p}.VolumeOptions.Labels"))
     drv = _object(v.get("DriverConfig"), f"{p}.VolumeOptions.DriverConfig")
-    check_fields(drv, f"{p}.VolumeOptions.DriverConfig", ("Name", "Options"))
+    drv = check_fields(drv, f"{p}.VolumeOptions.DriverConfig", ("Name", "Options"))
     out.volume_driver = _str(drv.get("Name"), f"{p}.VolumeOptions.DriverConfig.Name")
     out.volume_options.update(_str_map(drv.get("Options"), f"{p}.VolumeOptions.DriverConfig.Options"))
     t = _object(m.get("TmpfsOptions"), f"{p}.TmpfsOptions")
-    check_fields(t, f"{p}.TmpfsOptions", ("SizeBytes", "Mode"))
+    t = check_fields(t, f"{p}.TmpfsOptions", ("SizeBytes", "Mode"))
     out.tmpfs_size = _int(t.get("SizeBytes"), f"{p}.TmpfsOptions.SizeBytes")
     out.tmpfs_mode = _int(t.get("Mode"), f"{p}.TmpfsOptions.Mode")
 
 
 def _resources_in(r: Json, out: pb.ResourceRequirements) -> None:
     p = "TaskTemplate.Resources"
-    check_fields(r, p, ("Limits", "Reservations"))
+    r = check_fields(r, p, ("Limits", "Reservations"))
     lim = _object(r.get("Limits"), f"{p}.Limits")
-    check_fields(lim, f"{p}.Limits", ("NanoCPUs", "MemoryBytes", "Pids"))
+    lim = check_fields(lim, f"{p}.Limits", ("NanoCPUs", "MemoryBytes", "Pids"))
     out.limits.nano_cpus = _int(lim.get("NanoCPUs"), f"{p}.Limits.NanoCPUs")
     out.limits.memory_bytes = _int(lim.get("MemoryBytes"), f"{p}.Limits.MemoryBytes")
     out.limits.pids = _int(lim.get("Pids"), f"{p}.Limits.Pids")
     rsv = _object(r.get("Reservations"), f"{p}.Reservations")
-    check_fields(rsv, f"{p}.Reservations", ("NanoCPUs", "MemoryBytes", "GenericResources"))
+    rsv = check_fields(rsv, f"{p}.Reservations", ("NanoCPUs", "MemoryBytes", "GenericResources"))
     out.reservations.nano_cpus = _int(rsv.get("NanoCPUs"), f"{p}.Reservations.NanoCPUs")
     out.reservations.memory_bytes = _int(rsv.get("MemoryBytes"), f"{p}.Reservations.MemoryBytes")
     for i, g in enumerate(_list(rsv.get("GenericResources"), f"{p}.Reservations.GenericResources")):
         gp = f"{p}.Reservations.GenericResources[{i}]"
         g = _object(g, gp)
-        check_fields(g, gp, ("DiscreteResourceSpec", "NamedResourceSpec"))
+        g = check_fields(g, gp, ("DiscreteResourceSpec", "NamedResourceSpec"))
         if g.get("DiscreteResourceSpec") is not None:
             s = _object(g["DiscreteResourceSpec"], gp)
             out.reservations.generic.add(
@@ -366,26 +377,26 @@ def _resources_in(r: Json, out: pb.ResourceRequirements) -> None:
 
 def _placement_in(pl: Json, out: pb.Placement) -> None:
     p = "TaskTemplate.Placement"
-    check_fields(pl, p, ("Constraints", "Preferences", "MaxReplicas"))
+    pl = check_fields(pl, p, ("Constraints", "Preferences", "MaxReplicas"))
     out.constraints.extend(_strs(pl.get("Constraints"), f"{p}.Constraints"))
     out.max_replicas = _int(pl.get("MaxReplicas"), f"{p}.MaxReplicas")
     for i, pref in enumerate(_list(pl.get("Preferences"), f"{p}.Preferences")):
         pp = f"{p}.Preferences[{i}]"
         pref = _object(pref, pp)
-        check_fields(pref, pp, ("Spread",))
+        pref = check_fields(pref, pp, ("Spread",))
         spread = _object(pref.get("Spread"), f"{pp}.Spread")
-        check_fields(spread, f"{pp}.Spread", ("SpreadDescriptor",))
+        spread = check_fields(spread, f"{pp}.Spread", ("SpreadDescriptor",))
         out.preferences.add(spread=_str(spread.get("SpreadDescriptor"), f"{pp}.Spread.SpreadDescriptor"))
 
 
 def _mode_in(m: Json, spec: pb.ServiceSpec) -> None:
-    check_fields(m, "Mode", ("Replicated", "Global", "ReplicatedJob", "GlobalJob"))
+    m = check_fields(m, "Mode", ("Replicated", "Global", "ReplicatedJob", "GlobalJob"))
     given = [k for k in ("Replicated", "Global", "ReplicatedJob", "GlobalJob") if m.get(k) is not None]
     if len(given) > 1:
         raise errors.Invalid(f"Mode: only one of {', '.join(given)} may be set")
     if not given or given[0] == "Replicated":
         r = _object(m.get("Replicated"), "Mode.Replicated")
-        check_fields(r, "Mode.Replicated", ("Replicas",))
+        r = check_fields(r, "Mode.Replicated", ("Replicas",))
         replicas = r.get("Replicas")
         spec.replicated.replicas = 1 if replicas is None else _int(replicas, "Mode.Replicated.Replicas")
     elif given[0] == "Global":
@@ -393,7 +404,7 @@ def _mode_in(m: Json, spec: pb.ServiceSpec) -> None:
         getattr(spec, "global").SetInParent()  # `global` is a Python keyword
     elif given[0] == "ReplicatedJob":
         j = _object(m["ReplicatedJob"], "Mode.ReplicatedJob")
-        check_fields(j, "Mode.ReplicatedJob", ("MaxConcurrent", "TotalCompletions"))
+        j = check_fields(j, "Mode.ReplicatedJob", ("MaxConcurrent", "TotalCompletions"))
         spec.replicated_job.max_concurrent = _int(j.get("MaxConcurrent"), "Mode.ReplicatedJob.MaxConcurrent")
         spec.replicated_job.total_completions = _int(j.get("TotalCompletions"), "Mode.ReplicatedJob.TotalCompletions")
     else:
@@ -402,7 +413,7 @@ def _mode_in(m: Json, spec: pb.ServiceSpec) -> None:
 
 
 def _update_in(u: Json, p: str) -> pb.UpdateConfig:
-    check_fields(u, p, ("Parallelism", "Delay", "FailureAction", "Monitor", "MaxFailureRatio", "Order"))
+    u = check_fields(u, p, ("Parallelism", "Delay", "FailureAction", "Monitor", "MaxFailureRatio", "Order"))
     ratio = u.get("MaxFailureRatio") or 0
     if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
         raise errors.Invalid(f"{p}.MaxFailureRatio: expected a number between 0 and 1, got {ratio!r}")
@@ -417,12 +428,12 @@ def _update_in(u: Json, p: str) -> pb.UpdateConfig:
 
 
 def _endpoint_in(e: Json, out: pb.EndpointSpec) -> None:
-    check_fields(e, "EndpointSpec", ("Mode", "Ports"))
+    e = check_fields(e, "EndpointSpec", ("Mode", "Ports"))
     out.mode = _choice(e.get("Mode"), _ENDPOINT_MODES, "EndpointSpec.Mode", pb.EndpointSpec.VIP)
     for i, port in enumerate(_list(e.get("Ports"), "EndpointSpec.Ports")):
         pp = f"EndpointSpec.Ports[{i}]"
         port = _object(port, pp)
-        check_fields(port, pp, ("Protocol", "TargetPort", "PublishedPort", "PublishMode"))
+        port = check_fields(port, pp, ("Protocol", "TargetPort", "PublishedPort", "PublishMode"))
         out.ports.add(
             protocol=_choice(port.get("Protocol"), _PROTOCOLS, f"{pp}.Protocol", pb.PortConfig.TCP),
             target_port=_int(port.get("TargetPort"), f"{pp}.TargetPort"),
@@ -755,11 +766,11 @@ def network_to_docker(n: pb.Network) -> Json:
 def network_spec_from_docker(d: Any) -> pb.NetworkSpec:
     """A POST /networks/create body as swarmlet's spec: overlay networks only."""
     d = _object(d, "NetworkCreate")
-    check_fields(
+    d = check_fields(
         d,
         "NetworkCreate",
         ("Name", "Driver", "Labels", "Attachable", "IPAM", "CheckDuplicate"),
-        {"Scope": ("swarm",), "Driver": ("overlay",)},
+        {"Scope": ("swarm",)},
     )
     driver = _str(d.get("Driver"), "Driver") or "overlay"
     if driver != "overlay":
@@ -767,13 +778,13 @@ def network_spec_from_docker(d: Any) -> pb.NetworkSpec:
     spec = pb.NetworkSpec(name=_str(d.get("Name"), "Name"), driver=driver, attachable=bool(d.get("Attachable")))
     spec.labels.update(_str_map(d.get("Labels"), "Labels"))
     ipam = _object(d.get("IPAM"), "IPAM")
-    check_fields(ipam, "IPAM", ("Config",), {"Driver": ("default",)})
+    ipam = check_fields(ipam, "IPAM", ("Config",), {"Driver": ("default",)})
     configs = _list(ipam.get("Config"), "IPAM.Config")
     if len(configs) > 1:
         raise errors.Invalid("IPAM.Config: swarmlet takes one subnet per network")
     for c in configs:
         c = _object(c, "IPAM.Config[0]")
-        check_fields(c, "IPAM.Config[0]", ("Subnet", "Gateway"))
+        c = check_fields(c, "IPAM.Config[0]", ("Subnet", "Gateway"))
         spec.subnet = _str(c.get("Subnet"), "IPAM.Config[0].Subnet")
         spec.gateway = _str(c.get("Gateway"), "IPAM.Config[0].Gateway")
     return spec
@@ -921,7 +932,7 @@ def node_update_from_docker(node: pb.Node, d: Any) -> cpb.UpdateNodeRequest:
     swarmlet's node update makes: availability and labels. A role change is
     refused (swarmlet node promote/demote does it)."""
     d = _object(d, "NodeSpec")
-    check_fields(d, "NodeSpec", ("Labels", "Role", "Availability", "Name"))
+    d = check_fields(d, "NodeSpec", ("Labels", "Role", "Availability", "Name"))
     role = _choice(d.get("Role"), _inverse(_ROLES), "NodeSpec.Role", node.spec.desired_role)
     if role != node.spec.desired_role:
         raise errors.Invalid("NodeSpec.Role: changing a node's role is not served here: use `swarmlet node promote/demote`")
