@@ -1,0 +1,229 @@
+"""Docker's Engine API served by a swarmlet manager (issue 17), driven by
+clients no one here wrote: Debian's docker CLI (20.10, API 1.41) with
+`-H unix://PATH`, and docker-py. h1 (manager, serving the API), h2 and h3
+(workers) form the cluster; services run as real containers on their engines.
+
+Tests run in file order and share the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import docker
+import grpc
+import pytest
+
+from swarmlet.api import control_pb2 as cpb
+from swarmlet.api import control_pb2_grpc
+from swarmlet.api import objects_pb2 as pb
+from tests.waiting import wait_for
+
+IMAGE = "swarmlet-test:busybox"
+V2 = "swarmlet-test:engine-v2"
+DOCKER = "/usr/bin/docker"  # Debian's docker.io client (20.10, API 1.41)
+DEADLINE = 120
+
+
+def api(host) -> control_pb2_grpc.ControlStub:
+    return control_pb2_grpc.ControlStub(grpc.insecure_channel(f"unix://{host.swarmlet_sock}"))
+
+
+def ok(testbed, host, *args, timeout: float = 120):
+    r = testbed.cli(host, *args, timeout=timeout)
+    assert r.returncode == 0, f"swarmlet {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def cluster(testbed, tmp_path_factory):
+    """The cluster, with h1's daemon serving the Engine API; a docker CLI
+    runner bound to it (its own empty config dir)."""
+    if not os.access(DOCKER, os.X_OK):
+        pytest.skip(f"{DOCKER} (Debian's docker.io client) is not installed")
+    h1, h2, h3, _ = testbed.hosts[:4]
+    sock = str(tmp_path_factory.mktemp("engineapi") / "docker-api.sock")
+    testbed.kill_swarmlet(h1, 15)
+    testbed.start_swarmlet(h1, ["--docker-api-socket", sock])
+    for h in (h1, h2, h3):
+        testbed.docker(h).images.get(IMAGE).tag("swarmlet-test", "engine-v2")
+    ok(testbed, h1, "init", "--advertise-addr", h1.ip)
+    token = ok(testbed, h1, "join-token", "worker", "-q").stdout.strip()
+    for h in (h2, h3):
+        ok(testbed, h, "join", "--token", token, f"{h1.ip}:4242")
+    wait_for(lambda: len(api(h1).ListNodes(cpb.ListNodesRequest()).nodes) == 3, 60, "3 nodes")
+    config = tmp_path_factory.mktemp("docker-config")
+
+    def run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "DOCKER_CONFIG": str(config)}
+        env.pop("DOCKER_HOST", None)
+        r = subprocess.run([DOCKER, "-H", f"unix://{sock}", *args], capture_output=True, text=True, timeout=timeout, env=env)
+        if check:
+            assert r.returncode == 0, f"docker {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+        return r
+
+    return h1, h2, h3, sock, run
+
+
+def running(manager, service: str) -> list[pb.Task]:
+    ts = api(manager).ListTasks(cpb.ListTasksRequest(service_ref=service)).tasks
+    return [t for t in ts if t.desired_state == pb.RUNNING and t.status.state == pb.RUNNING]
+
+
+def running_n(manager, service: str, n: int) -> list[pb.Task] | None:
+    ts = running(manager, service)
+    return ts if len(ts) == n else None
+
+
+def engine_images(testbed, tasks: list[pb.Task]) -> set[str]:
+    """The images of the tasks' running containers, as their engines run
+    them: tags of the image id each runs (swarmlet pins tasks to the id)."""
+    hosts = {h.name: h for h in testbed.hosts}
+    nodes = {n.id: n.description.hostname for n in api(testbed.hosts[0]).ListNodes(cpb.ListNodesRequest()).nodes}
+    out = set()
+    for t in tasks:
+        c = testbed.docker(hosts[nodes[t.node_id]]).containers.get(t.status.container_id)
+        assert c.status == "running"
+        out.update(c.image.tags)
+    return out
+
+
+def test_socket_is_root_only_and_version_negotiates_141(cluster):
+    _, _, _, sock, run = cluster
+    assert os.stat(sock).st_mode & 0o777 == 0o600
+    v = json.loads(run("version", "--format", "{{json .Server}}").stdout)
+    assert v["ApiVersion"] == "1.41"
+    info = json.loads(run("info", "--format", "{{json .Swarm}}").stdout)
+    assert info["LocalNodeState"] == "active" and info["ControlAvailable"] is True and info["Cluster"]["ID"]
+
+
+def test_node_ls(cluster):
+    h1, h2, h3, _, run = cluster
+    out = run("node", "ls").stdout
+    lines = out.strip().splitlines()[1:]
+    assert len(lines) == 3, out
+    me = next(line for line in lines if h1.name in line)
+    assert "*" in me and "Leader" in me and "Ready" in me, out
+    rows = [json.loads(line) for line in run("node", "ls", "--format", "{{json .}}").stdout.splitlines()]
+    assert {r["Hostname"] for r in rows} == {h1.name, h2.name, h3.name}
+    workers = run("node", "ls", "--filter", "role=worker", "-q").stdout.split()
+    assert len(workers) == 2
+
+
+def test_service_create_converges_on_the_engines(testbed, cluster):
+    h1, _, _, _, run = cluster
+    run("service", "create", "--detach", "--name", "web", "--replicas", "2", "--env", "A=1", IMAGE, "sleep", "3600")
+    tasks = wait_for(lambda: running_n(h1, "web", 2), DEADLINE, "2 web tasks running")
+    assert IMAGE in engine_images(testbed, tasks)
+    svc = api(h1).GetService(cpb.GetServiceRequest(ref="web")).service
+    assert list(svc.spec.task.container.env) == ["A=1"] and list(svc.spec.task.container.args) == ["sleep", "3600"]
+
+
+def test_service_ls_and_ps(cluster):
+    h1, _, _, _, run = cluster
+    rows = [json.loads(line) for line in run("service", "ls", "--format", "{{json .}}").stdout.splitlines()]
+    (web,) = [r for r in rows if r["Name"] == "web"]
+    assert web["Mode"] == "replicated" and web["Replicas"] == "2/2" and web["Image"] == IMAGE, rows
+    ps = [json.loads(line) for line in run("service", "ps", "web", "--format", "{{json .}}").stdout.splitlines()]
+    assert len(ps) == 2 and {p["Name"] for p in ps} == {"web.1", "web.2"}, ps
+    assert all(p["DesiredState"] == "Running" and p["CurrentState"].startswith("Running") for p in ps), ps
+    hostnames = {n.description.hostname for n in api(h1).ListNodes(cpb.ListNodesRequest()).nodes}
+    assert {p["Node"] for p in ps} <= hostnames
+
+
+def test_service_inspect_has_dockers_fields(cluster):
+    _, _, _, _, run = cluster
+    (svc,) = json.loads(run("service", "inspect", "web").stdout)
+    assert {"ID", "Version", "CreatedAt", "UpdatedAt", "Spec", "Endpoint"} <= set(svc)
+    spec = svc["Spec"]
+    assert spec["Name"] == "web" and spec["Mode"] == {"Replicated": {"Replicas": 2}}
+    c = spec["TaskTemplate"]["ContainerSpec"]
+    assert c["Image"] == IMAGE and c["Args"] == ["sleep", "3600"] and c["Env"] == ["A=1"]
+    assert spec["UpdateConfig"]["Order"] == "stop-first" and spec["EndpointSpec"]["Mode"] == "vip"
+    assert isinstance(svc["Version"]["Index"], int) and svc["CreatedAt"].endswith("Z")
+    pretty = run("service", "inspect", "--pretty", "web").stdout
+    assert "Name:\t\tweb" in pretty and "Replicas:\t2" in pretty, pretty
+
+
+def test_service_update_image_rolls(testbed, cluster):
+    h1, _, _, _, run = cluster
+    before = {t.id for t in running(h1, "web")}
+    run("service", "update", "--detach", "--image", V2, "web")
+
+    def rolled() -> list[pb.Task] | None:
+        ts = running(h1, "web")
+        return ts if len(ts) == 2 and all(t.spec.container.image == V2 for t in ts) else None
+
+    tasks = wait_for(rolled, DEADLINE, "web rolled to the new image")
+    assert not before & {t.id for t in tasks}
+    # V2 is another tag of the same image: what changed is the spec the
+    # new tasks (new containers) were made from.
+    assert V2 in engine_images(testbed, tasks)
+    (svc,) = json.loads(run("service", "inspect", "web").stdout)
+    assert svc["PreviousSpec"]["TaskTemplate"]["ContainerSpec"]["Image"] == IMAGE
+    assert svc["UpdateStatus"]["State"] in ("updating", "completed")
+
+
+def test_unsupported_option_is_refused_and_creates_nothing(cluster):
+    h1, _, _, _, run = cluster
+    r = run("service", "create", "--detach", "--isolation", "process", "--name", "bad", IMAGE, check=False)
+    assert r.returncode != 0
+    assert "TaskTemplate.ContainerSpec.Isolation is not supported by swarmlet" in r.stderr, r.stderr
+    assert "bad" not in {s.service.spec.name for s in api(h1).ListServices(cpb.ListServicesRequest()).services}
+
+
+def test_network_create_ls_rm(cluster):
+    h1, _, _, _, run = cluster
+    net_id = run("network", "create", "-d", "overlay", "--attachable", "backend").stdout.strip()
+    assert api(h1).GetNetwork(cpb.GetNetworkRequest(ref="backend")).network.id == net_id
+    listed = run("network", "ls", "--filter", "driver=overlay", "--format", "{{.Name}} {{.Scope}}").stdout.splitlines()
+    assert "backend swarm" in listed, listed
+    inspected = json.loads(run("network", "inspect", "backend").stdout)[0]
+    assert inspected["Driver"] == "overlay" and inspected["Attachable"] is True
+    run("network", "rm", "backend")
+    assert "backend" not in {n.spec.name for n in api(h1).ListNetworks(cpb.ListNetworksRequest()).networks}
+
+
+def test_single_engine_endpoints_answer_in_dockers_shape(cluster):
+    _, _, _, _, run = cluster
+    r = run("ps", check=False)
+    assert r.returncode != 0 and "swarm objects only" in r.stderr, r.stderr
+
+
+def test_docker_py(testbed, cluster):
+    h1, _, _, sock, _ = cluster
+    client = docker.DockerClient(base_url=f"unix://{sock}", timeout=30)
+    try:
+        assert len(client.nodes.list()) == 3
+        assert len(client.nodes.list(filters={"role": "manager"})) == 1
+        svc = client.services.create(IMAGE, command=["sleep", "3600"], name="py", mode=docker.types.ServiceMode("replicated", 1))
+        assert {s.name for s in client.services.list()} >= {"web", "py"}
+        tasks = wait_for(lambda: running_n(h1, "py", 1), DEADLINE, "py's task running")
+        assert IMAGE in engine_images(testbed, tasks)
+        wait_for(lambda: any(t["Status"]["State"] == "running" for t in svc.tasks()), DEADLINE, "docker-py sees the task")
+        svc.remove()
+    finally:
+        client.close()
+
+
+def test_service_rm_removes_the_containers(testbed, cluster):
+    h1, _, _, _, run = cluster
+    tasks = running(h1, "web")
+    run("service", "rm", "web")
+    assert "web" not in {s.service.spec.name for s in api(h1).ListServices(cpb.ListServicesRequest()).services}
+    hosts = {h.name: h for h in testbed.hosts}
+    nodes = {n.id: n.description.hostname for n in api(h1).ListNodes(cpb.ListNodesRequest()).nodes}
+
+    def gone() -> bool:
+        for t in tasks:
+            try:
+                testbed.docker(hosts[nodes[t.node_id]]).containers.get(t.status.container_id)
+                return False
+            except docker.errors.NotFound:
+                continue
+        return True
+
+    wait_for(gone, DEADLINE, "web's containers removed from the engines")
+    assert "web" not in run("service", "ls", "--format", "{{.Name}}").stdout.split()
