@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from swarmlet.engineapi.server import EngineAPIServer, EngineNode
+    from swarmlet.engineapi.base import EngineNode
+    from swarmlet.engineapi.server import EngineAPIServer
 
 
 def serve(path: str, node: EngineNode) -> EngineAPIServer:

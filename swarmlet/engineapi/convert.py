@@ -11,6 +11,7 @@ are docker's, holding the fields swarmlet has, so that what
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -221,8 +222,11 @@ def _task_in(t: Json, spec: pb.ServiceSpec) -> None:
     task.force_update = _int(t.get("ForceUpdate"), f"{p}.ForceUpdate")
     for i, n in enumerate(_list(t.get("Networks"), f"{p}.Networks")):
         n = _object(n, f"{p}.Networks[{i}]")
-        n = check_fields(n, f"{p}.Networks[{i}]", ("Target",))
-        spec.networks.add(target=_str(n.get("Target"), f"{p}.Networks[{i}].Target"))
+        n = check_fields(n, f"{p}.Networks[{i}]", ("Target", "Aliases"))
+        spec.networks.add(
+            target=_str(n.get("Target"), f"{p}.Networks[{i}].Target"),
+            aliases=_strs(n.get("Aliases"), f"{p}.Networks[{i}].Aliases"),
+        )
     if t.get("LogDriver") is not None:
         ld = _object(t["LogDriver"], f"{p}.LogDriver")
         ld = check_fields(ld, f"{p}.LogDriver", ("Name", "Options"))
@@ -529,7 +533,7 @@ def task_spec_to_docker(t: pb.TaskSpec, networks: Iterable[pb.NetworkAttachmentC
             "MaxReplicas": pl.max_replicas,
         }
     )
-    nets = [{"Target": n.target} for n in networks]
+    nets = [{"Target": n.target, **({"Aliases": list(n.aliases)} if n.aliases else {})} for n in networks]
     if nets:
         out["Networks"] = nets
     if t.HasField("log_driver") and t.log_driver.name:
@@ -682,7 +686,7 @@ def task_to_docker(t: pb.Task, prefixes: Mapping[str, int] | None = None) -> Jso
         "Version": _version(t.meta),
         "CreatedAt": timestamp(t.meta.created_at),
         "UpdatedAt": timestamp(t.meta.updated_at or t.meta.created_at),
-        "Labels": {},
+        "Labels": task_labels(t),
         "Spec": task_spec_to_docker(t.spec),
         "ServiceID": t.service_id,
         "NodeID": t.node_id,
@@ -877,8 +881,14 @@ def task_matches(
         and (service_ids is None or t.service_id in service_ids)
         and (node_ids is None or t.node_id in node_ids)
         and (not f.get("desired-state") or task_state_name(t.desired_state) in f["desired-state"])
-        and labels_match({}, f.get("label", []))
+        and labels_match(task_labels(t), f.get("label", []))
     )
+
+
+def task_labels(t: pb.Task) -> dict[str, str]:
+    """What docker shows as a task's labels: its service's labels and its
+    container's (a stack's namespace is on both)."""
+    return {**dict(t.service_labels), **dict(t.spec.container.labels)}
 
 
 def task_name(t: pb.Task) -> str:
@@ -947,3 +957,42 @@ def node_update_from_docker(node: pb.Node, d: Any) -> cpb.UpdateNodeRequest:
             req.label_add[k] = v
     req.label_rm.extend(k for k in node.spec.labels if k not in labels)
     return req
+
+
+# ---------------------------------------------------------------- secrets and configs
+
+
+def secret_or_config_to_docker(obj: pb.Secret | pb.Config) -> Json:
+    """A secret or config as docker shows it. A secret's data never leaves
+    (the control API cleared it already); a config's does, base64 as docker's."""
+    spec: Json = {"Name": obj.spec.name, "Labels": dict(obj.spec.labels)}
+    if isinstance(obj, pb.Config) and obj.spec.data:
+        spec["Data"] = base64.b64encode(obj.spec.data).decode()
+    return {
+        "ID": obj.id,
+        "Version": _version(obj.meta),
+        "CreatedAt": timestamp(obj.meta.created_at),
+        "UpdatedAt": timestamp(obj.meta.updated_at or obj.meta.created_at),
+        "Spec": spec,
+    }
+
+
+def secret_or_config_spec_from_docker(d: Any, kind: str) -> tuple[str, dict[str, str], bytes]:
+    """(name, labels, data) of a POST /secrets/create or /configs/create body.
+    Drivers and templating are refused."""
+    d = _object(d, f"{kind}Spec")
+    d = check_fields(d, f"{kind}Spec", ("Name", "Labels", "Data"))
+    try:
+        data = base64.b64decode(_str(d.get("Data"), "Data"), validate=True)
+    except ValueError:
+        raise errors.Invalid("Data: expected base64") from None
+    return _str(d.get("Name"), "Name"), _str_map(d.get("Labels"), "Labels"), data
+
+
+def named_matches(obj: pb.Secret | pb.Config, f: Mapping[str, list[str]]) -> bool:
+    return (
+        any_prefix(obj.id, f.get("id", []))
+        and (not f.get("name") or any(obj.spec.name.startswith(w) for w in f["name"]))
+        and (not f.get("names") or obj.spec.name in f["names"])
+        and labels_match(obj.spec.labels, f.get("label", []))
+    )

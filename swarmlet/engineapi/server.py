@@ -19,8 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from aiohttp import web
 
@@ -29,22 +28,14 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.engineapi import convert as cv
 from swarmlet.engineapi import info as inf
+from swarmlet.engineapi.base import EngineNode
+from swarmlet.engineapi.storage import StorageRoutes
 from swarmlet.manager.control.api import ControlAPI
 
 log = logging.getLogger("swarmlet.engineapi")
 
-T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-WORKERS = 8
 SWARM_ONLY = "swarmlet serves Docker's Engine API for swarm objects only (services, tasks, nodes, networks, swarm)"
-
-
-class EngineNode(Protocol):
-    """What the Engine API needs from the daemon (node/daemon.py)."""
-
-    def info(self) -> cpb.InfoResponse: ...
-
-    def manager_control(self) -> ControlAPI: ...
 
 
 def status_of(e: errors.SwarmletError) -> int:
@@ -91,19 +82,9 @@ def registry_auth(header: str | None) -> pb.RegistryAuth | None:
     )
 
 
-class EngineAPI:
+class EngineAPI(StorageRoutes):
     """The routes. Each handler reads the request, runs control API calls on
-    the pool and answers docker's JSON."""
-
-    def __init__(self, node: EngineNode) -> None:
-        self._node = node
-        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="engineapi")
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
-
-    def _control(self) -> ControlAPI:
-        return self._node.manager_control()
+    the pool (base.py) and answers docker's JSON."""
 
     @web.middleware
     async def errors_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -118,21 +99,6 @@ class EngineAPI:
         except Exception:
             log.exception("engine API %s %s", request.method, request.path)
             return _error(500, "internal error (see the swarmlet daemon's log)")
-
-    @staticmethod
-    async def _body(request: web.Request) -> Any:
-        text = await request.text()
-        try:
-            return json.loads(text) if text.strip() else {}
-        except ValueError:
-            raise errors.Invalid("the request body is not JSON") from None
-
-    @staticmethod
-    def _version_param(request: web.Request) -> int:
-        v = request.query.get("version", "")
-        if not v.isdigit():
-            raise errors.Invalid("version: expected the object's Version.Index (an integer)")
-        return int(v)
 
     # ---- system ----
     async def ping(self, request: web.Request) -> web.Response:
@@ -331,6 +297,10 @@ class EngineAPI:
             ("POST", "/networks/create", self.network_create),
             ("GET", "/networks/{id}", self.network),
             ("DELETE", "/networks/{id}", self.network_remove),
+            ("GET", "/{kind:secrets|configs}", self.storage_list),
+            ("POST", "/{kind:secrets|configs}/create", self.storage_create),
+            ("GET", "/{kind:secrets|configs}/{id}", self.storage_get),
+            ("DELETE", "/{kind:secrets|configs}/{id}", self.storage_remove),
         ]
         for method, path, handler in routes:
             for prefix in ("", "/v{api_version:[0-9.]+}"):
@@ -338,9 +308,6 @@ class EngineAPI:
         # HEAD /_ping comes with GET; everything else is not served here.
         app.router.add_route("*", "/{tail:.*}", self.unsupported)
         return app
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _flag(request: web.Request, name: str) -> bool:

@@ -227,3 +227,64 @@ def test_service_rm_removes_the_containers(testbed, cluster):
 
     wait_for(gone, DEADLINE, "web's containers removed from the engines")
     assert "web" not in run("service", "ls", "--format", "{{.Name}}").stdout.split()
+
+
+STACK = f"""\
+version: "3.8"
+services:
+  front:
+    image: {IMAGE}
+    command: sleep 3600
+    deploy:
+      replicas: 2
+  back:
+    image: {IMAGE}
+    command: sleep 3600
+"""
+
+
+def test_docker_stack_deploy_and_rm(testbed, cluster, tmp_path):
+    h1, _, _, _, run = cluster
+    path = tmp_path / "stack.yml"
+    path.write_text(STACK)
+    run("stack", "deploy", "-c", str(path), "--resolve-image", "never", "app")
+    svcs = {s.service.spec.name: s.service for s in api(h1).ListServices(cpb.ListServicesRequest()).services}
+    assert {"app_front", "app_back"} <= set(svcs)
+    assert svcs["app_front"].spec.labels["com.docker.stack.namespace"] == "app"
+    assert "app_default" in {n.spec.name for n in api(h1).ListNetworks(cpb.ListNetworksRequest()).networks}
+    front = wait_for(lambda: running_n(h1, "app_front", 2), DEADLINE, "app_front's 2 tasks running")
+    wait_for(lambda: running_n(h1, "app_back", 1), DEADLINE, "app_back's task running")
+    # The stack names each service by its short name on the stack's network
+    # (a network alias): `back` resolves from a front container.
+    hosts = {h.name: h for h in testbed.hosts}
+    nodes = {n.id: n.description.hostname for n in api(h1).ListNodes(cpb.ListNodesRequest()).nodes}
+    container = testbed.docker(hosts[nodes[front[0].node_id]]).containers.get(front[0].status.container_id)
+    vip = next(v.addr for v in svcs["app_back"].virtual_ips)
+
+    def resolves() -> bool:
+        code, out = container.exec_run(["nslookup", "back"])
+        return code == 0 and vip in out.decode()
+
+    wait_for(resolves, 60, f"`back` resolves to app_back's VIP {vip} in a front container")
+    assert "app" in run("stack", "ls", "--format", "{{.Name}} {{.Services}}").stdout.splitlines()[0].split()
+    assert run("stack", "ls", "--format", "{{.Name}} {{.Services}}").stdout.split() == ["app", "2"]
+    ps = run("stack", "ps", "app", "--format", "{{.Name}} {{.DesiredState}}").stdout.splitlines()
+    assert sorted(line for line in ps if line.endswith("Running")) == [
+        "app_back.1 Running",
+        "app_front.1 Running",
+        "app_front.2 Running",
+    ], ps
+    run("stack", "rm", "app")
+    wait_for(
+        lambda: (
+            not {"app_front", "app_back"}
+            & {s.service.spec.name for s in api(h1).ListServices(cpb.ListServicesRequest()).services}
+        ),
+        30,
+        "the stack's services removed",
+    )
+    wait_for(
+        lambda: "app_default" not in {n.spec.name for n in api(h1).ListNetworks(cpb.ListNetworksRequest()).networks},
+        DEADLINE,
+        "the stack's network removed",
+    )

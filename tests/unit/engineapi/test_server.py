@@ -231,3 +231,19 @@ def _request(sock: str, method: str, path: str, body: object | None) -> dict:
         return {"status": r.status, "body": json.loads(raw) if raw else None}
     finally:
         c.close()
+
+
+def test_secrets_and_configs(api):
+    client, control, _ = api
+    secret = client.secrets.create(name="pw", data=b"hunter2", labels={"app": "x"})
+    assert control.secrets.get(cpb.GetSecretRequest(ref="pw")).secret.id == secret.id
+    shown = client.secrets.get(secret.id).attrs
+    assert shown["Spec"]["Name"] == "pw" and "Data" not in shown["Spec"]
+    assert "hunter2" not in json.dumps(client.api.secrets()) and "aHVudGVyMg" not in json.dumps(client.api.secrets())
+    assert [s.name for s in client.secrets.list(filters={"label": "app=x"})] == ["pw"]
+    config = client.configs.create(name="conf", data=b"k=v")
+    assert client.configs.get(config.id).attrs["Spec"]["Data"] == "az12"
+    secret.remove()
+    config.remove()
+    assert not control.secrets.list(cpb.ListSecretsRequest()).secrets
+    assert not control.configs.list(cpb.ListConfigsRequest()).configs
