@@ -872,9 +872,14 @@ def task_matches(
     service_ids: set[str] | None,
     node_ids: set[str] | None,
     task_name: Callable[[pb.Task], str],
+    spec_versions: Mapping[str, int] | None = None,
 ) -> bool:
     """`service_ids`/`node_ids`: what the service and node filters resolved
-    to (None: no such filter)."""
+    to (None: no such filter). `spec_versions`: service id -> its current
+    spec version, for docker's `_up-to-date` filter (the CLI's progress: a
+    task made from the service's current spec)."""
+    if f.get("_up-to-date") and (spec_versions or {}).get(t.service_id) != t.spec_version:
+        return False
     return (
         any_prefix(t.id, f.get("id", []))
         and (not f.get("name") or any(task_name(t).startswith(w) for w in f["name"]))

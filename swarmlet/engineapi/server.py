@@ -29,6 +29,7 @@ from swarmlet.api import objects_pb2 as pb
 from swarmlet.engineapi import convert as cv
 from swarmlet.engineapi import info as inf
 from swarmlet.engineapi.base import EngineNode
+from swarmlet.engineapi.logs import LogRoutes
 from swarmlet.engineapi.storage import StorageRoutes
 from swarmlet.manager.control.api import ControlAPI
 
@@ -82,7 +83,7 @@ def registry_auth(header: str | None) -> pb.RegistryAuth | None:
     )
 
 
-class EngineAPI(StorageRoutes):
+class EngineAPI(StorageRoutes, LogRoutes):
     """The routes. Each handler reads the request, runs control API calls on
     the pool (base.py) and answers docker's JSON."""
 
@@ -227,7 +228,7 @@ class EngineAPI(StorageRoutes):
     # ---- tasks ----
     async def tasks(self, request: web.Request) -> web.Response:
         f = cv.parse_filters(request.query.get("filters"))
-        cv.check_filter_keys(f, ("id", "name", "service", "node", "desired-state", "label"))
+        cv.check_filter_keys(f, ("id", "name", "service", "node", "desired-state", "label", "_up-to-date"))
 
         def listed() -> list[Any]:
             control = self._control()
@@ -237,7 +238,12 @@ class EngineAPI(StorageRoutes):
             service_ids = cv.resolve_refs(services, f.get("service"), lambda s: s.spec.name)
             node_ids = cv.resolve_refs(nodes, f.get("node"), lambda n: n.description.hostname)
             prefixes = self._prefixes(control)
-            return [cv.task_to_docker(t, prefixes) for t in tasks if cv.task_matches(t, f, service_ids, node_ids, cv.task_name)]
+            versions = {sid: s.spec_version for sid, s in services.items()}
+            return [
+                cv.task_to_docker(t, prefixes)
+                for t in tasks
+                if cv.task_matches(t, f, service_ids, node_ids, cv.task_name, versions)
+            ]
 
         return web.json_response(await self._run(listed))
 
@@ -291,8 +297,10 @@ class EngineAPI(StorageRoutes):
             ("GET", "/services/{id}", self.service),
             ("POST", "/services/{id}/update", self.service_update),
             ("DELETE", "/services/{id}", self.service_remove),
+            ("GET", "/services/{id}/logs", self.service_logs),
             ("GET", "/tasks", self.tasks),
             ("GET", "/tasks/{id}", self.task),
+            ("GET", "/tasks/{id}/logs", self.task_logs),
             ("GET", "/networks", self.networks),
             ("POST", "/networks/create", self.network_create),
             ("GET", "/networks/{id}", self.network),

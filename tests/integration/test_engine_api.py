@@ -166,6 +166,43 @@ def test_service_update_image_rolls(testbed, cluster):
     assert svc["UpdateStatus"]["State"] in ("updating", "completed")
 
 
+def test_service_scale(cluster):
+    h1, _, _, _, run = cluster
+    run("service", "scale", "--detach", "web=3")
+    wait_for(lambda: running_n(h1, "web", 3), DEADLINE, "web scaled to 3")
+    assert api(h1).GetService(cpb.GetServiceRequest(ref="web")).service.spec.replicated.replicas == 3
+
+
+def test_create_waits_for_convergence_and_logs(cluster):
+    """Without --detach the CLI follows the tasks (GET /tasks, /nodes) until
+    the service converged; then `service logs` prints each line with its task."""
+    h1, _, _, _, run = cluster
+    r = run("service", "create", "--name", "talk", IMAGE, "sh", "-c", "echo hello from talk; exec sleep 3600", timeout=DEADLINE)
+    assert "converged" in (r.stdout + r.stderr), r.stdout + r.stderr
+    assert running_n(h1, "talk", 1)
+
+    def logged() -> str | None:
+        out = run("service", "logs", "talk").stdout
+        return out if "hello from talk" in out else None
+
+    out = wait_for(logged, 60, "the task's output in docker service logs")
+    line = next(line for line in out.splitlines() if "hello from talk" in line)
+    hostnames = {n.description.hostname for n in api(h1).ListNodes(cpb.ListNodesRequest()).nodes}
+    assert line.startswith("talk.1.") and line.split("|")[1].strip() == "hello from talk", line
+    assert line.split("@")[1].split()[0] in hostnames, line
+    run("service", "rm", "talk")
+
+
+def test_node_update_labels(cluster):
+    h1, _, h3, _, run = cluster
+    run("node", "update", "--label-add", "zone=b", h3.name)
+    node = api(h1).GetNode(cpb.GetNodeRequest(ref=h3.name)).node
+    assert dict(node.spec.labels) == {"zone": "b"}
+    assert run("node", "ls", "--filter", "node.label=zone=b", "--format", "{{.Hostname}}").stdout.split() == [h3.name]
+    r = run("node", "promote", h3.name, check=False)
+    assert r.returncode != 0 and "swarmlet node promote" in r.stderr, r.stderr
+
+
 def test_unsupported_option_is_refused_and_creates_nothing(cluster):
     h1, _, _, _, run = cluster
     r = run("service", "create", "--detach", "--isolation", "process", "--name", "bad", IMAGE, check=False)
@@ -211,6 +248,7 @@ def test_docker_py(testbed, cluster):
 def test_service_rm_removes_the_containers(testbed, cluster):
     h1, _, _, _, run = cluster
     tasks = running(h1, "web")
+    assert len(tasks) == 3
     run("service", "rm", "web")
     assert "web" not in {s.service.spec.name for s in api(h1).ListServices(cpb.ListServicesRequest()).services}
     hosts = {h.name: h for h in testbed.hosts}
