@@ -212,3 +212,24 @@ def _deep_copy(d):
     import copy
 
     return copy.deepcopy(d)
+
+
+def test_log_frames_are_what_docker_service_logs_parses():
+    import struct
+
+    from swarmlet.api import control_pb2 as cpb
+    from swarmlet.engineapi import logs
+
+    line = cpb.ServiceLogLine(task_id="t1", node_id="n1", stream="stderr", data=b"2024-01-01T00:00:00.000000000Z hello\n")
+    out = logs.frame(line, "s1", timestamps=True, tty=False)
+    kind, size = struct.unpack(">BxxxL", out[:8])
+    assert kind == 2 and size == len(out) - 8
+    assert out[8:] == (
+        b"2024-01-01T00:00:00.000000000Z "
+        b"com.docker.swarm.node.id=n1,com.docker.swarm.service.id=s1,com.docker.swarm.task.id=t1 hello\n"
+    )
+    assert logs.frame(cpb.ServiceLogLine(task_id="t", node_id="n", data=b"x"), "s", False, tty=True).endswith(b"task.id=t x\n")
+    req, streams = logs.log_request("web", {"stdout": "1", "tail": "5", "follow": "true", "since": "1700000000.5"})
+    assert (req.tail, req.follow, req.since, streams) == (5, True, 1700000000.5, {"stdout"})
+    with pytest.raises(errors.Invalid, match="at least one stream"):
+        logs.log_request("web", {})
