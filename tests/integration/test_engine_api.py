@@ -147,6 +147,69 @@ def test_service_inspect_has_dockers_fields(cluster):
     assert "Name:\t\tweb" in pretty and "Replicas:\t2" in pretty, pretty
 
 
+def _key_paths(value: object, prefix: str = "") -> set[str]:
+    """Every key path of a JSON value ("Spec.TaskTemplate.ContainerSpec.Image");
+    list items share their list's path."""
+    out: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            path = f"{prefix}.{k}" if prefix else k
+            out.add(path)
+            out |= _key_paths(v, path)
+    elif isinstance(value, list):
+        for v in value:
+            out |= _key_paths(v, prefix)
+    return out
+
+
+# Paths Docker Swarm's inspect has and swarmlet's does not, on purpose
+# (docs/engine-api.md): Docker's own annotations of the image it resolved on
+# a registry, which swarmlet keeps in its manager's pin.
+SWARM_ONLY_PATHS = {"Spec.Labels.com.docker.stack.image"}
+
+
+def test_service_inspect_parses_with_docker_swarms_fields(testbed, cluster):
+    """The same `service create` on a real Docker Swarm (h4's engine, outside
+    swarmlet's cluster): every field Docker's inspect shows, swarmlet's shows."""
+    _, _, _, _, run = cluster
+    h4 = testbed.hosts[3]
+    env = {**os.environ, "DOCKER_HOST": h4.docker_url}
+
+    def swarm(*args: str) -> str:
+        r = subprocess.run([DOCKER, *args], capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 0, f"docker {' '.join(args)} on h4: {r.stderr}"
+        return r.stdout
+
+    swarm("swarm", "init", "--advertise-addr", h4.ip)
+    try:
+        swarm(
+            "service",
+            "create",
+            "--detach",
+            "--no-resolve-image",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--env",
+            "A=1",
+            IMAGE,
+            "sleep",
+            "3600",
+        )
+        (theirs,) = json.loads(swarm("service", "inspect", "web"))
+    finally:
+        swarm("swarm", "leave", "--force")
+    (ours,) = json.loads(run("service", "inspect", "web").stdout)
+    assert {"Spec.TaskTemplate.ContainerSpec.Image", "Spec.UpdateConfig.Order", "Endpoint.Spec.Mode"} <= _key_paths(theirs)
+    missing = _key_paths(theirs) - _key_paths(ours) - SWARM_ONLY_PATHS
+    assert not missing, f"fields of Docker Swarm's inspect missing from swarmlet's: {sorted(missing)}"
+    assert ours["Spec"]["TaskTemplate"]["ContainerSpec"] == {
+        **theirs["Spec"]["TaskTemplate"]["ContainerSpec"],
+        "StopGracePeriod": ours["Spec"]["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"],
+    }
+
+
 def test_service_update_image_rolls(testbed, cluster):
     h1, _, _, _, run = cluster
     before = {t.id for t in running(h1, "web")}
