@@ -44,9 +44,12 @@ def cluster(testbed, tmp_path_factory):
     if not os.access(DOCKER, os.X_OK):
         pytest.skip(f"{DOCKER} (Debian's docker.io client) is not installed")
     h1, h2, h3, _ = testbed.hosts[:4]
-    sock = str(tmp_path_factory.mktemp("engineapi") / "docker-api.sock")
-    testbed.kill_swarmlet(h1, 15)
-    testbed.start_swarmlet(h1, ["--docker-api-socket", sock])
+    d = tmp_path_factory.mktemp("engineapi")
+    sock = str(d / "docker-api.sock")
+    # h2 serves it too: a worker (refused), later a follower manager.
+    for h, path in ((h1, sock), (h2, str(d / "docker-api-h2.sock"))):
+        testbed.kill_swarmlet(h, 15)
+        testbed.start_swarmlet(h, ["--docker-api-socket", path])
     for h in (h1, h2, h3):
         testbed.docker(h).images.get(IMAGE).tag("swarmlet-test", "engine-v2")
     ok(testbed, h1, "init", "--advertise-addr", h1.ip)
@@ -56,15 +59,22 @@ def cluster(testbed, tmp_path_factory):
     wait_for(lambda: len(api(h1).ListNodes(cpb.ListNodesRequest()).nodes) == 3, 60, "3 nodes")
     config = tmp_path_factory.mktemp("docker-config")
 
-    def run(*args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, check: bool = True, timeout: float = 60, at: str = sock) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "DOCKER_CONFIG": str(config)}
         env.pop("DOCKER_HOST", None)
-        r = subprocess.run([DOCKER, "-H", f"unix://{sock}", *args], capture_output=True, text=True, timeout=timeout, env=env)
+        r = subprocess.run([DOCKER, "-H", f"unix://{at}", *args], capture_output=True, text=True, timeout=timeout, env=env)
         if check:
             assert r.returncode == 0, f"docker {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
         return r
 
     return h1, h2, h3, sock, run
+
+
+def info_of(host) -> cpb.InfoResponse | None:
+    try:
+        return api(host).Info(cpb.InfoRequest(), timeout=10)
+    except grpc.RpcError:
+        return None
 
 
 def running(manager, service: str) -> list[pb.Task]:
@@ -201,7 +211,12 @@ def test_service_inspect_parses_with_docker_swarms_fields(testbed, cluster):
     finally:
         swarm("swarm", "leave", "--force")
     (ours,) = json.loads(run("service", "inspect", "web").stdout)
-    assert {"Spec.TaskTemplate.ContainerSpec.Image", "Spec.UpdateConfig.Order", "Endpoint.Spec.Mode"} <= _key_paths(theirs)
+    assert {
+        "Spec.TaskTemplate.ContainerSpec.Image",
+        "Spec.UpdateConfig.Order",
+        "Spec.EndpointSpec.Mode",
+        "Endpoint.Spec",
+    } <= _key_paths(theirs)
     missing = _key_paths(theirs) - _key_paths(ours) - SWARM_ONLY_PATHS
     assert not missing, f"fields of Docker Swarm's inspect missing from swarmlet's: {sorted(missing)}"
     assert ours["Spec"]["TaskTemplate"]["ContainerSpec"] == {
@@ -389,3 +404,29 @@ def test_docker_stack_deploy_and_rm(testbed, cluster, tmp_path):
         DEADLINE,
         "the stack's network removed",
     )
+
+
+def test_worker_refuses_and_a_follower_manager_serves(testbed, cluster):
+    """A worker's socket answers with swarm's "not a manager" error; once
+    promoted, the same socket serves, its writes forwarded to the leader
+    (h1) through the control API."""
+    h1, h2, _, sock, run = cluster
+    h2_sock = os.path.join(os.path.dirname(sock), "docker-api-h2.sock")
+    r = run("service", "ls", check=False, at=h2_sock)
+    assert r.returncode != 0 and "not a swarm manager" in r.stderr, r.stderr
+    ok(testbed, h1, "node", "promote", h2.name)
+    # The daemon re-executes itself as a manager (same flags): its sockets
+    # come back.
+    wait_for(lambda: (i := info_of(h2)) is not None and i.role == "manager", 60, "h2's daemon runs as a manager")
+    assert not api(h2).Info(cpb.InfoRequest(), timeout=10).is_leader
+
+    def answers() -> str | None:
+        r = run("info", "--format", "{{json .Swarm}}", check=False, at=h2_sock)
+        return r.stdout if r.returncode == 0 else None
+
+    info = json.loads(wait_for(answers, 30, "h2's Engine API answers info"))
+    assert info["ControlAvailable"] is True
+    run("service", "create", "--detach", "--name", "viaf", IMAGE, "sleep", "3600", at=h2_sock)
+    assert "viaf" in {s.service.spec.name for s in api(h1).ListServices(cpb.ListServicesRequest()).services}
+    wait_for(lambda: running_n(h1, "viaf", 1), DEADLINE, "viaf's task running")
+    run("service", "rm", "viaf", at=h2_sock)
