@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
+from swarmlet.api import events_pb2 as epb
 from swarmlet.manager.control.api import ControlAPI
 
 T = TypeVar("T")
@@ -27,6 +29,40 @@ class EngineNode(Protocol):
     def info(self) -> cpb.InfoResponse: ...
 
     def manager_control(self) -> ControlAPI: ...
+
+    # Issue 16's cluster events, as the local API streams them (any node).
+    def events(self, request: epb.EventsRequest, context: Any) -> Iterator[epb.Event]: ...
+
+
+class StreamContext:
+    """What the control API's log stream asks of a gRPC context: whether the
+    client is still there, and what to call once it is gone."""
+
+    def __init__(self) -> None:
+        self._gone = threading.Event()
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def is_active(self) -> bool:
+        return not self._gone.is_set()
+
+    def wait(self) -> None:
+        """Until the client is gone."""
+        self._gone.wait()
+
+    def add_callback(self, fn: Callable[[], None]) -> bool:
+        with self._lock:
+            if self._gone.is_set():
+                return False
+            self._callbacks.append(fn)
+            return True
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._gone.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn()
 
 
 class Base:
@@ -59,3 +95,9 @@ class Base:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def finish(done: asyncio.Future[None]) -> None:
+    """End a streamed response's wait (on the event loop; once)."""
+    if not done.done():
+        done.set_result(None)

@@ -79,7 +79,9 @@ def timestamp(seconds: float) -> str:
 
 
 def _ns(seconds: float) -> int:
-    return int(round(seconds * NS))
+    # Whole seconds apart: a double near 1.7e18 is not exact to the nanosecond.
+    whole = int(seconds)
+    return whole * NS + int(round((seconds - whole) * NS))
 
 
 def _secs(ns: Any, path: str) -> float:
@@ -1001,3 +1003,20 @@ def named_matches(obj: pb.Secret | pb.Config, f: Mapping[str, list[str]]) -> boo
         and (not f.get("names") or obj.spec.name in f["names"])
         and labels_match(obj.spec.labels, f.get("label", []))
     )
+
+
+# ---------------------------------------------------------------- events
+
+
+def event_to_docker(e: Any) -> Json:
+    """A cluster event (events_pb2.Event) as docker's events message, scope
+    "swarm": the object's name and what changed as the actor's attributes."""
+    attributes = {"name": e.name, **dict(e.attributes)}
+    return {
+        "Type": e.type,
+        "Action": e.action,
+        "Actor": {"ID": e.id, "Attributes": attributes},
+        "scope": "swarm",
+        "time": int(e.time),
+        "timeNano": _ns(e.time),
+    }

@@ -18,7 +18,6 @@ import asyncio
 import logging
 import struct
 import threading
-from collections.abc import Callable
 from urllib.parse import quote
 
 from aiohttp import web
@@ -27,37 +26,10 @@ from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.engineapi import convert as cv
-from swarmlet.engineapi.base import Base
+from swarmlet.engineapi.base import Base, StreamContext, finish
 
 log = logging.getLogger("swarmlet.engineapi")
 _STREAMS = {"stdout": 1, "stderr": 2}
-
-
-class _Context:
-    """What the control API's log stream asks of a gRPC context: whether the
-    client is still there, and what to call once it is gone."""
-
-    def __init__(self) -> None:
-        self._gone = threading.Event()
-        self._callbacks: list[Callable[[], None]] = []
-        self._lock = threading.Lock()
-
-    def is_active(self) -> bool:
-        return not self._gone.is_set()
-
-    def add_callback(self, fn: Callable[[], None]) -> bool:
-        with self._lock:
-            if self._gone.is_set():
-                return False
-            self._callbacks.append(fn)
-            return True
-
-    def cancel(self) -> None:
-        with self._lock:
-            self._gone.set()
-            callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
-            fn()
 
 
 def log_request(ref: str, query: dict[str, str]) -> tuple[cpb.ServiceLogsRequest, set[str]]:
@@ -135,7 +107,7 @@ class LogRoutes(Base):
         )
         await resp.prepare(request)
         loop = asyncio.get_running_loop()
-        context = _Context()
+        context = StreamContext()
         done: asyncio.Future[None] = loop.create_future()
 
         def pump() -> None:
@@ -148,7 +120,7 @@ class LogRoutes(Base):
             except Exception as e:  # the client left, or the stream failed: end the response either way
                 log.debug("engine API log stream of %s ended: %s", ref, e)
             finally:
-                loop.call_soon_threadsafe(_finish, done)
+                loop.call_soon_threadsafe(finish, done)
 
         threading.Thread(target=pump, name="engineapi-logs", daemon=True).start()
         try:
@@ -157,8 +129,3 @@ class LogRoutes(Base):
             context.cancel()
         await resp.write_eof()
         return resp
-
-
-def _finish(done: asyncio.Future[None]) -> None:
-    if not done.done():
-        done.set_result(None)

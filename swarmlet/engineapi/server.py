@@ -29,6 +29,7 @@ from swarmlet.api import objects_pb2 as pb
 from swarmlet.engineapi import convert as cv
 from swarmlet.engineapi import info as inf
 from swarmlet.engineapi.base import EngineNode
+from swarmlet.engineapi.events import EventRoutes
 from swarmlet.engineapi.logs import LogRoutes
 from swarmlet.engineapi.storage import StorageRoutes
 from swarmlet.manager.control.api import ControlAPI
@@ -83,7 +84,7 @@ def registry_auth(header: str | None) -> pb.RegistryAuth | None:
     )
 
 
-class EngineAPI(StorageRoutes, LogRoutes):
+class EngineAPI(StorageRoutes, LogRoutes, EventRoutes):
     """The routes. Each handler reads the request, runs control API calls on
     the pool (base.py) and answers docker's JSON."""
 
@@ -287,6 +288,7 @@ class EngineAPI(StorageRoutes, LogRoutes):
             ("GET", "/version", self.version),
             ("GET", "/info", self.info),
             ("GET", "/swarm", self.swarm),
+            ("GET", "/events", self.events),
             ("POST", "/swarm/{verb}", self.swarm_refused),
             ("GET", "/nodes", self.nodes),
             ("GET", "/nodes/{id}", self.node),

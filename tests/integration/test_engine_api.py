@@ -131,6 +131,15 @@ def test_service_create_converges_on_the_engines(testbed, cluster):
     assert list(svc.spec.task.container.env) == ["A=1"] and list(svc.spec.task.container.args) == ["sleep", "3600"]
 
 
+def test_events(cluster):
+    _, _, _, _, run = cluster
+    out = run("events", "--since", "10m", "--until", "0s", "--filter", "type=service", "--format", "{{json .}}").stdout
+    events = [json.loads(line) for line in out.splitlines()]
+    created = [e for e in events if e["Action"] == "create" and e["Actor"]["Attributes"]["name"] == "web"]
+    assert len(created) == 1 and created[0]["scope"] == "swarm", events
+    assert all(e["Type"] == "service" for e in events)
+
+
 def test_service_ls_and_ps(cluster):
     h1, _, _, _, run = cluster
     rows = [json.loads(line) for line in run("service", "ls", "--format", "{{json .}}").stdout.splitlines()]

@@ -19,6 +19,7 @@ import requests
 
 from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
+from swarmlet.api import events_pb2 as epb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.engineapi import serve
 from swarmlet.engineapi.server import EngineAPIServer
@@ -39,6 +40,19 @@ class FakeNode:
         return cpb.InfoResponse(
             state="active", node_id=h.MANAGER_ID, role="manager", cluster_id=self.cluster_id, addr="127.0.0.1"
         )
+
+    def events(self, request: epb.EventsRequest, context: object) -> Iterator[epb.Event]:
+        """Two canned events, filtered by type as node/events.py would."""
+        self.asked = request
+        types = [v for f in request.filters if f.key == "type" for v in f.values]
+        for e in (
+            epb.Event(type="service", action="create", id="s1", name="web", time=1_700_000_000.25),
+            epb.Event(
+                type="node", action="update", id="n1", name="h1", time=1_700_000_001.0, attributes={"availability.new": "drain"}
+            ),
+        ):
+            if not types or e.type in types:
+                yield e
 
     def manager_control(self) -> ControlAPI:
         if self.control is None:
@@ -247,3 +261,29 @@ def test_secrets_and_configs(api):
     config.remove()
     assert not control.secrets.list(cpb.ListSecretsRequest()).secrets
     assert not control.configs.list(cpb.ListConfigsRequest()).configs
+
+
+def test_events_as_dockers_json_lines(tmp_path):
+    sock = str(tmp_path / "e.sock")
+    node = FakeNode(None, "c")
+    server = serve(sock, node)
+    client = docker.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=10)
+    try:
+        got = list(client.events(decode=True, since=1_699_999_999, filters={"type": "service"}))
+        assert got == [
+            {
+                "Type": "service",
+                "Action": "create",
+                "Actor": {"ID": "s1", "Attributes": {"name": "web"}},
+                "scope": "swarm",
+                "time": 1_700_000_000,
+                "timeNano": 1_700_000_000_250_000_000,
+            }
+        ]
+        assert node.asked.since == 1_699_999_999
+        assert len(list(client.events(decode=True))) == 2
+        # Only swarm-scope events exist here: a local-scope query ends with none.
+        assert list(client.events(decode=True, until=1_700_000_002, filters={"scope": "local"})) == []
+    finally:
+        client.close()
+        server.stop()
