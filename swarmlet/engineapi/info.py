@@ -92,10 +92,10 @@ def cluster_to_docker(c: pb.Cluster) -> Json:
     }
 
 
-def swarm_to_docker(c: pb.Cluster) -> Json:
-    """GET /swarm. Join tokens are not shown here (`swarmlet join-token`)."""
+def swarm_to_docker(c: pb.Cluster, worker_token: str, manager_token: str) -> Json:
+    """GET /swarm: the cluster and its join tokens (for `swarmlet join`)."""
     out = cluster_to_docker(c)
-    out["JoinTokens"] = {"Worker": "", "Manager": ""}
+    out["JoinTokens"] = {"Worker": worker_token, "Manager": manager_token}
     return out
 
 

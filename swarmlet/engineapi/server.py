@@ -125,8 +125,11 @@ class EngineAPI(StorageRoutes, LogRoutes, EventRoutes):
 
     async def swarm(self, request: web.Request) -> web.Response:
         def get() -> Any:
-            cluster = self._control().pki.get_cluster(cpb.GetClusterRequest()).cluster
-            return inf.swarm_to_docker(cluster)
+            control = self._control()
+            cluster = control.pki.get_cluster(cpb.GetClusterRequest()).cluster
+            # As `swarmlet join-token` shows them (the socket is root only).
+            tokens = {r: control.cluster.join_token(cpb.JoinTokenRequest(role=r), "").token for r in ("worker", "manager")}
+            return inf.swarm_to_docker(cluster, tokens["worker"], tokens["manager"])
 
         return web.json_response(await self._run(get))
 

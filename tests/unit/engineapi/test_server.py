@@ -5,6 +5,7 @@ the control API holds). No dockerd: nothing here runs a container."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -22,7 +23,7 @@ from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import events_pb2 as epb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.engineapi import serve
-from swarmlet.engineapi.server import EngineAPIServer
+from swarmlet.engineapi.server import EngineAPIServer, registry_auth
 from swarmlet.manager.control.api import ControlAPI
 from tests.unit.manager import helpers as h
 
@@ -89,6 +90,21 @@ def test_socket_is_root_only_and_ping_speaks_141(api):
     info = client.info()
     assert info["Swarm"]["LocalNodeState"] == "active" and info["Swarm"]["ControlAvailable"] is True
     assert info["Swarm"]["NodeID"] == h.MANAGER_ID and info["Swarm"]["Cluster"]["ID"]
+
+
+def test_swarm_inspect_and_registry_auth_header(api):
+    client, control, sock = api
+    attrs = _request(sock, "GET", "/v1.41/swarm", None)["body"]
+    cluster = control.pki.get_cluster(cpb.GetClusterRequest()).cluster
+    assert attrs["ID"] == cluster.id and attrs["JoinTokens"]["Worker"].startswith("SWLTKN-")
+    assert attrs["JoinTokens"]["Worker"] != attrs["JoinTokens"]["Manager"]
+    assert _request(sock, "POST", "/swarm/leave", None)["status"] == 501
+    auth = registry_auth(
+        base64.urlsafe_b64encode(b'{"username":"u","password":"p","serveraddress":"reg:5000"}').decode().rstrip("=")
+    )
+    assert (auth.username, auth.password, auth.server_address) == ("u", "p", "reg:5000")
+    with pytest.raises(errors.Invalid, match="X-Registry-Auth"):
+        registry_auth("!!!")
 
 
 def test_nodes_list_filter_and_inspect(api):
