@@ -1020,3 +1020,15 @@ def event_to_docker(e: Any) -> Json:
         "time": int(e.time),
         "timeNano": _ns(e.time),
     }
+
+
+def keep_swarmlet_only(new: pb.ServiceSpec, current: pb.ServiceSpec) -> None:
+    """Carry into `new` (a docker client's whole spec for an update) what
+    docker's ServiceSpec has no field for, from the service's `current`
+    spec: the image pull policy and canary settings. Otherwise an update
+    through docker's API would silently reset them."""
+    new.task.container.pull = current.task.container.pull
+    for field in ("update", "rollback"):
+        if current.HasField(field):
+            getattr(new, field).canary = getattr(current, field).canary
+            getattr(new, field).auto_promote = getattr(current, field).auto_promote

@@ -221,7 +221,14 @@ class EngineAPI(StorageRoutes, LogRoutes, EventRoutes):
         if auth is not None:
             req.registry_auth.CopyFrom(auth)
             req.has_registry_auth = True
-        resp = await self._run(lambda: self._control().services.update(req))
+
+        def update() -> cpb.ServiceResponse:
+            control = self._control()
+            current = control.services.get(cpb.GetServiceRequest(ref=ref)).service
+            cv.keep_swarmlet_only(req.spec, current.spec)
+            return control.services.update(req)
+
+        resp = await self._run(update)
         return web.json_response({"Warnings": list(resp.warnings) or None})
 
     async def service_remove(self, request: web.Request) -> web.Response:

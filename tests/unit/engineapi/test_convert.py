@@ -233,3 +233,13 @@ def test_log_frames_are_what_docker_service_logs_parses():
     assert (req.tail, req.follow, req.since, streams) == (5, True, 1700000000.5, {"stdout"})
     with pytest.raises(errors.Invalid, match="at least one stream"):
         logs.log_request("web", {})
+
+
+def test_update_keeps_what_docker_cannot_express():
+    current = cv.service_spec_from_docker(CLI_CREATE)
+    current.task.container.pull = pb.PULL_ALWAYS
+    current.update.canary, current.update.auto_promote = 1, True
+    new = cv.service_spec_from_docker(cv.service_spec_to_docker(current))
+    assert new.task.container.pull == pb.PULL_MISSING and new.update.canary == 0  # docker's JSON has no field for them
+    cv.keep_swarmlet_only(new, current)
+    assert new == current
