@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
 import docker
 import grpc
@@ -133,7 +134,10 @@ def test_service_create_converges_on_the_engines(testbed, cluster):
 
 def test_events(cluster):
     _, _, _, _, run = cluster
-    out = run("events", "--since", "10m", "--until", "0s", "--filter", "type=service", "--format", "{{json .}}").stdout
+    # Until a little later: the stream replays the history, then ends once
+    # the clock passes `until`.
+    until = f"{time.time() + 3:.0f}"
+    out = run("events", "--since", "10m", "--until", until, "--filter", "type=service", "--format", "{{json .}}").stdout
     events = [json.loads(line) for line in out.splitlines()]
     created = [e for e in events if e["Action"] == "create" and e["Actor"]["Attributes"]["name"] == "web"]
     assert len(created) == 1 and created[0]["scope"] == "swarm", events
@@ -308,6 +312,24 @@ def test_network_create_ls_rm(cluster):
     assert inspected["Driver"] == "overlay" and inspected["Attachable"] is True
     run("network", "rm", "backend")
     assert "backend" not in {n.spec.name for n in api(h1).ListNetworks(cpb.ListNetworksRequest()).networks}
+
+
+def test_secret_and_config_commands(testbed, cluster, tmp_path):
+    h1, _, _, _, run = cluster
+    f = tmp_path / "pw"
+    f.write_text("s3cr3t-value")
+    secret_id = run("secret", "create", "--label", "app=x", "pw", str(f)).stdout.strip()
+    assert api(h1).GetSecret(cpb.GetSecretRequest(ref="pw")).secret.id == secret_id
+    assert run("secret", "ls", "--filter", "label=app=x", "--format", "{{.Name}}").stdout.split() == ["pw"]
+    shown = run("secret", "inspect", "pw").stdout
+    assert json.loads(shown)[0]["Spec"]["Name"] == "pw" and "s3cr3t" not in shown and "czNjcjN0" not in shown
+    f.write_text("key=value\n")
+    run("config", "create", "conf", str(f))
+    assert "key=value" in run("config", "inspect", "--pretty", "conf").stdout
+    run("secret", "rm", "pw")
+    run("config", "rm", "conf")
+    assert not api(h1).ListSecrets(cpb.ListSecretsRequest()).secrets
+    assert not api(h1).ListConfigs(cpb.ListConfigsRequest()).configs
 
 
 def test_single_engine_endpoints_answer_in_dockers_shape(cluster):
