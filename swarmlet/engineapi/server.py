@@ -37,6 +37,7 @@ from swarmlet.manager.control.api import ControlAPI
 log = logging.getLogger("swarmlet.engineapi")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STOP_TIMEOUT = 5.0
 SWARM_ONLY = "swarmlet serves Docker's Engine API for swarm objects only (services, tasks, nodes, networks, swarm)"
 
 
@@ -341,7 +342,8 @@ class EngineAPIServer:
         self.path = path
         self._api = EngineAPI(node)
         self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(self._api.app(), access_log=None)
+        # Open log and event streams are cut at shutdown, not waited for.
+        self._runner = web.AppRunner(self._api.app(), access_log=None, shutdown_timeout=1.0)
         self._thread = threading.Thread(target=self._loop.run_forever, name="engineapi", daemon=True)
 
     def start(self) -> None:
@@ -358,10 +360,15 @@ class EngineAPIServer:
         log.info("Docker Engine API (swarm objects) on unix://%s", self.path)
 
     def stop(self) -> None:
+        """Close the socket and the open streams. Never raises: the daemon's
+        own shutdown comes after it."""
         if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=5)
+            try:
+                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=STOP_TIMEOUT)
+            except Exception as e:  # a stream that would not close in time: the loop stops anyway
+                log.warning("engine API shutdown: %s", e or type(e).__name__)
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=STOP_TIMEOUT)
         self._api.close()
 
 

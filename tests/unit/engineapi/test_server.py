@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -303,3 +304,40 @@ def test_events_as_dockers_json_lines(tmp_path):
     finally:
         client.close()
         server.stop()
+
+
+class _QuietNode(FakeNode):
+    """A node whose event stream stays open (a `docker events` that follows)."""
+
+    def events(self, request: epb.EventsRequest, context: object) -> Iterator[epb.Event]:
+        while context.is_active():  # type: ignore[attr-defined]
+            time.sleep(0.02)
+        return
+        yield
+
+
+def test_stop_with_an_open_stream_returns(tmp_path):
+    import socket
+
+    sock = str(tmp_path / "q.sock")
+    server = serve(sock, _QuietNode(None, "c"))
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock)
+    s.sendall(b"GET /v1.41/events HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert s.recv(1024).startswith(b"HTTP/1.1 200")
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 8
+    s.close()
+    assert not os.path.exists(sock) or not _connectable(sock)
+
+
+def _connectable(path: str) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        try:
+            c.connect(path)
+            return True
+        except OSError:
+            return False
