@@ -23,7 +23,7 @@ from types import FrameType
 
 import grpc
 
-from swarmlet import errors, tls
+from swarmlet import engineapi, errors, tls
 from swarmlet.agent.api import AgentServicer
 from swarmlet.agent.executor import Executor
 from swarmlet.agent.images import ImageStore
@@ -402,6 +402,11 @@ def run_daemon(cfg: DaemonConfig) -> int:
         daemon.membership.resume()
         local = localapi.serve(cfg.socket, localapi.LocalControl(daemon))
         metrics_server = node_metrics.serve(cfg.metrics_addr, daemon) if cfg.metrics_addr else None
+        # Issue 17: Docker's Engine API, answered by the same control API.
+        engine_api = None
+        if cfg.docker_api_socket:
+            localapi.claim_socket(cfg.docker_api_socket)
+            engine_api = engineapi.serve(cfg.docker_api_socket, daemon)
     except (errors.SwarmletError, OSError) as e:
         log.error("%s", e)
         daemon.stop()
@@ -417,5 +422,7 @@ def run_daemon(cfg: DaemonConfig) -> int:
     local.stop(grace=0.5)
     if metrics_server is not None:
         metrics_server.stop()
+    if engine_api is not None:
+        engine_api.stop()
     daemon.stop()
     return 0
