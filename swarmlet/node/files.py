@@ -45,7 +45,7 @@ RAFT_SECRET_FILE = "raft_secret"
 DEK_FILE = atrest.DEK_FILE
 MIN_RAFT_SECRET = 32  # as manager/rafttransport.py: an empty file would give a public key
 _AAD_RAFT_SECRET = b"swarmlet-raft-secret-file"
-_AAD_NODE_KEY = b"swarmlet-node-key"
+AAD_NODE_KEY = b"swarmlet-node-key"  # public: tests read a manager's key as the node does
 # raft/new: a Raft directory made for a manager that has not started yet.
 RAFT_NEW_MARKER = "new"
 
@@ -221,14 +221,14 @@ class NodeFiles:
     def load_credentials(self) -> tls.NodeCredentials | None:
         key_path = os.path.join(self.certs_dir, tls.KEY_FILE)
         try:
-            return tls.NodeCredentials.load(self.certs_dir, open_key=lambda raw: self._unseal(key_path, raw, _AAD_NODE_KEY))
+            return tls.NodeCredentials.load(self.certs_dir, open_key=lambda raw: self._unseal(key_path, raw, AAD_NODE_KEY))
         except tls.CredentialsError as e:
             raise self._unusable(self.certs_dir, str(e)) from None
 
     def save_credentials(self, creds: tls.NodeCredentials) -> None:
         # A manager's TLS key is sealed with its data key: under autolock a
         # stolen disk must not let anyone pose as this manager.
-        seal = (lambda pem: self._seal(pem, _AAD_NODE_KEY)) if self.data_key is not None else None
+        seal = (lambda pem: self._seal(pem, AAD_NODE_KEY)) if self.data_key is not None else None
         creds.save(self.certs_dir, seal_key=seal)
 
     # ---- raft/ ----
