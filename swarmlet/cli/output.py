@@ -339,8 +339,10 @@ def task_rows(
         if is_history:
             name = " \\_ " + name
         # The task's own error first, as Swarm's ERROR column (a rejected
-        # task says why it was rejected); why it waits when it has none.
-        err = t.status.err or (waiting or {}).get(t.id, "")
+        # task says why it was rejected), then why its slot waits (issue 16:
+        # a restart delay, a restart policy that gave up).
+        own, why = t.status.err, (waiting or {}).get(t.id, "")
+        err = f"{own}; {why}" if own and why and why not in own else (own or why)
         if err:
             err = f'"{err if no_trunc else ellipsize(err, 30)}"'
         rows.append(
