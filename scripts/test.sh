@@ -17,6 +17,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 started=$SECONDS
+# Integration modules run in this many parallel pytest processes, each on its
+# own testbed (scripts/integration_shards.py balances them by run time).
+SHARDS=${SWARMLET_IT_SHARDS:-2}
 section() {
   printf '\n======== %s  (+%ds)\n' "$*" "$((SECONDS - started))"
 }
@@ -26,9 +29,11 @@ teardown() {
   section "teardown"
   local py=.venv/bin/python
   [[ -x $py ]] || py=python3  # testbed.py down needs only the standard library
-  # Every prefix the test suite uses: sl (cluster), slx (engine), st (testbed tests).
-  local p=${SWARMLET_TESTBED_PREFIX:-sl}
-  for prefix in "$p" "${p}x" st; do
+  # Every prefix the test suite uses: per shard sl0, sl1... (cluster) and
+  # sl0x, sl1x... (engine), and st (testbed tests).
+  local p=${SWARMLET_TESTBED_PREFIX:-sl} prefixes=(st) i
+  for ((i = 0; i < SHARDS; i++)); do prefixes+=("$p$i" "$p${i}x"); done
+  for prefix in "${prefixes[@]}"; do
     "$py" scripts/testbed.py down --prefix "$prefix" || echo "teardown of $prefix failed" >&2
   done
   if ((rc == 0)); then
@@ -53,5 +58,24 @@ bash scripts/lint.sh
 section "unit tests"
 "$PY" -m pytest tests/unit -q
 
-section "integration tests"
-"$PY" -m pytest tests/integration -q -x
+section "integration tests ($SHARDS shards in parallel)"
+logs=$(mktemp -d)
+mapfile -t shard_modules < <("$PY" scripts/integration_shards.py "$SHARDS")
+pids=()
+for i in "${!shard_modules[@]}"; do
+  read -r -a modules <<<"${shard_modules[$i]}"
+  echo "shard $i: ${modules[*]}"
+  # Prefix slN and underlay 198.18.(10+N).0/24 (the engine fixture adds 100;
+  # test_testbed.py keeps its own "st" on 198.18.2.0/24).
+  SWARMLET_TESTBED_PREFIX=${SWARMLET_TESTBED_PREFIX:-sl}$i SWARMLET_TESTBED_SUBNET=$((10 + i)) \
+    "$PY" -m pytest "${modules[@]}" -q -x -p no:cacheprovider >"$logs/shard$i.log" 2>&1 &
+  pids+=($!)
+done
+failed=0
+for i in "${!pids[@]}"; do
+  if wait "${pids[$i]}"; then status=passed; else status=FAILED; failed=1; fi
+  printf '\n---- shard %d %s (+%ds)\n' "$i" "$status" "$((SECONDS - started))"
+  cat "$logs/shard$i.log"
+done
+rm -rf "$logs"
+((failed == 0))

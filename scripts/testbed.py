@@ -733,6 +733,67 @@ class Testbed:
     def heal(self, host: Host | str | int) -> None:
         _run(["ip", "link", "set", self._resolve(host).root_veth, "up"])
 
+    # ---- faults (issue 14: the fault campaign, scripts/chaos.py)
+
+    def swarmlet_pid(self, host: Host | str | int) -> int | None:
+        """The pid of host's swarmlet daemon, or None if it is not running."""
+        return self._swarmlet_pid(self._resolve(host))
+
+    def pause_swarmlet(self, host: Host | str | int) -> None:
+        """SIGSTOP host's daemon: a frozen process (a VM stall, a long GC)."""
+        pid = self.swarmlet_pid(host)
+        if pid is not None:
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume_swarmlet(self, host: Host | str | int) -> None:
+        pid = self.swarmlet_pid(host)
+        if pid is not None:
+            os.kill(pid, signal.SIGCONT)
+
+    def _dockerd_pid(self, host: Host) -> int | None:
+        pid = self._read_pid(Path(host.host_dir) / "dockerd.spawn.pid")
+        # The spawn chain execs: the recorded pid is dockerd itself.
+        if pid is not None and host.docker_url in _proc_argv(pid) and _alive(pid):
+            return pid
+        return None
+
+    def kill_dockerd(self, host: Host | str | int, timeout: float = 30.0) -> None:
+        """SIGKILL host's dockerd (its containerd and containers are left as
+        a crash leaves them; the next dockerd deals with them)."""
+        host = self._resolve(host)
+        client = self._clients.pop(host.name, None)
+        if client is not None:
+            client.close()
+        pid = self._dockerd_pid(host)
+        if pid is not None and _kill_and_wait([pid], signal.SIGKILL, timeout, self._reap_child):
+            raise TestbedError(f"dockerd of {host.name} (pid {pid}) survived SIGKILL")
+        if pid is not None:
+            self._forget(pid)
+
+    def start_dockerd(self, host: Host | str | int, timeout: float = 60.0) -> None:
+        """(Re)start host's dockerd and wait until its API answers."""
+        host = self._resolve(host)
+        if self._dockerd_pid(host) is not None:
+            raise TestbedError(f"dockerd of {host.name} is already running")
+        Path(host.docker_sock).unlink(missing_ok=True)
+        self._start_dockerd(host)
+        self._wait_dockerd(host, time.monotonic() + timeout)
+
+    def partition(self, host: Host | str | int) -> None:
+        """Drop everything host sends or receives on the underlay, by
+        iptables in its own namespace (its processes keep running)."""
+        for rule in (["INPUT", "-i", "eth0", "-j", "DROP"], ["OUTPUT", "-o", "eth0", "-j", "DROP"]):
+            proc = self.exec_in(host, ["iptables", "-w", "10", "-I", *rule])
+            if proc.returncode != 0:
+                raise TestbedError(f"partition of {self._resolve(host).name}: {proc.stderr.strip()}")
+
+    def unpartition(self, host: Host | str | int) -> None:
+        """Undo every partition() of host (no-op if there is none)."""
+        for rule in (["INPUT", "-i", "eth0", "-j", "DROP"], ["OUTPUT", "-o", "eth0", "-j", "DROP"]):
+            for _ in range(10):
+                if self.exec_in(host, ["iptables", "-w", "10", "-D", *rule]).returncode != 0:
+                    break
+
     # ---- teardown
 
     def _leftover_indexes(self) -> set[int]:

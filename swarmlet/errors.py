@@ -34,7 +34,21 @@ class FailedPrecondition(SwarmletError):
 
 class Unavailable(SwarmletError):
     """The operation could not be done now (no leader, no quorum, a node out
-    of reach): the same call may succeed later."""
+    of reach): the same call may succeed later. `retry` is False when trying
+    again soon cannot help until an operator acts (the managers lost quorum):
+    clients then report at once instead of retrying."""
+
+    def __init__(self, message: str = "", retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+class OutcomeUnknown(Unavailable):
+    """A write was handed to Raft but no answer says whether it was applied
+    (the commit took too long, the leader changed or quorum was lost after it
+    was sent): it MAY HAVE BEEN APPLIED. Its message says so. Retrying the
+    same request with the same request id is safe (applied at most once);
+    a new request is not (issue 14)."""
 
 
 class Conflict(SwarmletError):

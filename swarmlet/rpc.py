@@ -20,6 +20,13 @@ from swarmlet import errors
 # address, so an agent goes straight there instead of trying every manager.
 LEADER_HINT_KEY = "swarmlet-leader"
 
+# Trailing metadata on an UNAVAILABLE answer (issue 14), for clients that
+# retry writes with a request id (cli/retry.py): OUTCOME_KEY = "unknown" when
+# the write may have been applied (errors.OutcomeUnknown); RETRY_KEY = "no"
+# when retrying soon cannot help (errors.Unavailable(retry=False)).
+OUTCOME_KEY = "swarmlet-outcome"
+RETRY_KEY = "swarmlet-retry"
+
 _TO_CODE: tuple[tuple[type[errors.SwarmletError], grpc.StatusCode], ...] = (
     (errors.Invalid, grpc.StatusCode.INVALID_ARGUMENT),
     (errors.NotFound, grpc.StatusCode.NOT_FOUND),
@@ -54,6 +61,12 @@ def status_code(e: BaseException) -> grpc.StatusCode:
 def abort(context: grpc.ServicerContext, e: errors.SwarmletError, prefix: str = "") -> NoReturn:
     """End the call with the status for `e`; its message is `prefix` + the
     error's own (to say which step failed without changing the kind)."""
+    if isinstance(e, errors.Unavailable):
+        metadata = [(RETRY_KEY, "yes" if e.retry else "no")]
+        if isinstance(e, errors.OutcomeUnknown):
+            metadata.append((OUTCOME_KEY, "unknown"))
+        # Keep what the servicer set already (a dispatcher's leader hint).
+        context.set_trailing_metadata(tuple(context.trailing_metadata() or ()) + tuple(metadata))
     context.abort(status_code(e), f"{prefix}{e}")
     raise AssertionError("context.abort returned")  # it always raises
 

@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO))
 import testbed as testbed_lib  # noqa: E402
 
 IMAGE = "swarmlet-test:busybox"
-PREFIX, SUBNET = "ob", 39
+PREFIX, SUBNET = "oe", 39  # "ob" is the overlay benchmark's
 REPLICAS = 30
 METRICS_PORT = 9323
 IDLE_WINDOW = 5.0

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
@@ -46,6 +47,13 @@ class Worker(Protocol):
         configs: Sequence[pb.Config] = (),
     ) -> None: ...
     def image_hints(self, sources: list[dpb.ImageSource], auths: list[dpb.ServiceRegistryAuth]) -> None: ...
+
+
+@dataclass
+class _HeartbeatState:
+    failures: int = 0
+    last_desc: bytes | None = None
+    last_desc_check: float = 0.0
 
 
 class AgentSession:
@@ -250,53 +258,73 @@ class AgentSession:
                 log.exception("handling the session message failed")
 
     def _heartbeat_loop(self) -> None:
-        failures = 0
-        last_desc: bytes | None = None
-        last_desc_check = 0.0
+        # Nothing may end this thread but stop(): a node whose heartbeats stop
+        # is marked down (and its tasks replaced) every few seconds while its
+        # session keeps reconnecting (issue 14: after a 5 s SIGSTOP, the old
+        # stub's channel was closed under this thread and the ValueError it
+        # raised killed it).
+        state = _HeartbeatState()
         while not self._stop.is_set():
-            with self._lock:
-                sid, stub, period = self._session_id, self._stub, self._period
-            if sid is None or stub is None:
-                failures = 0
-                self._stop.wait(0.05)
-                continue
-            req = dpb.HeartbeatRequest(session_id=sid)
-            now = time.monotonic()
-            if now - last_desc_check > self._describe_every:
-                last_desc_check = now
-                try:
-                    desc = self._executor.describe()
-                    raw = desc.SerializeToString(deterministic=True)
-                    if last_desc is not None and raw != last_desc:
-                        req.description.CopyFrom(desc)
-                    last_desc = raw
-                except Exception as e:
-                    log.debug("describe failed: %s", e)
             try:
-                sent = time.monotonic()
-                with metrics.AGENT_HEARTBEAT.time():
-                    resp = stub.Heartbeat(req, timeout=max(1.0, 2 * period))
-                self.heartbeat_rtts.append(time.monotonic() - sent)
-                failures = 0
-                period = resp.period or period
-            except grpc.RpcError as e:
-                self.heartbeat_failures += 1
-                failures += 1
-                if e.code() == grpc.StatusCode.NOT_FOUND or failures >= 3:
-                    # The manager forgot us or is unreachable: start over.
-                    log.warning("heartbeat failed (%s): reconnecting", e.details())
-                    stream = self._stream
-                    if stream is not None:
-                        stream.cancel()
-                    failures = 0
-            except ValueError:
-                # The session ended and closed its channel between our read of
-                # the stub and the call: the next session brings a new stub.
-                # (Letting this escape ended the heartbeat thread for good and
-                # the node flapped DOWN forever; seen at 200 nodes.)
-                self._stop.wait(0.05)
-                continue
-            self._stop.wait(period)
+                wait = self._heartbeat_once(state)
+            except Exception:
+                log.exception("heartbeat loop: unexpected error, going on")
+                wait = 0.5
+            self._stop.wait(wait)
+
+    def _heartbeat_once(self, state: _HeartbeatState) -> float:
+        """One heartbeat on the current session, if there is one; returns how
+        long to wait before the next."""
+        with self._lock:
+            sid, stub, period = self._session_id, self._stub, self._period
+        if sid is None or stub is None:
+            state.failures = 0
+            return 0.05
+        req = dpb.HeartbeatRequest(session_id=sid)
+        now = time.monotonic()
+        if now - state.last_desc_check > self._describe_every:
+            state.last_desc_check = now
+            try:
+                desc = self._executor.describe()
+                raw = desc.SerializeToString(deterministic=True)
+                if state.last_desc is not None and raw != state.last_desc:
+                    req.description.CopyFrom(desc)
+                state.last_desc = raw
+            except Exception as e:
+                log.debug("describe failed: %s", e)
+        try:
+            sent = time.monotonic()
+            with metrics.AGENT_HEARTBEAT.time():
+                resp = stub.Heartbeat(req, timeout=max(1.0, 2 * period))
+            self.heartbeat_rtts.append(time.monotonic() - sent)
+            state.failures = 0
+            return float(resp.period or period)
+        except grpc.RpcError as e:
+            self.heartbeat_failures += 1
+            state.failures += 1
+            if e.code() == grpc.StatusCode.NOT_FOUND or state.failures >= 3:
+                # The manager forgot us or is unreachable: start over.
+                log.warning("heartbeat failed (%s): reconnecting", e.details())
+                self._restart_session(stub)
+                state.failures = 0
+        except Exception as e:
+            # Not an answer from the manager: the stub's channel was closed
+            # (the session ended between reading the stub and calling it) or
+            # is otherwise unusable. If the session still holds this stub it
+            # is broken: start over; else the next round uses the new one.
+            log.info("heartbeat could not be sent (%s: %s)", type(e).__name__, e)
+            self._restart_session(stub)
+            state.failures = 0
+        return period
+
+    def _restart_session(self, stub: dgrpc.DispatcherStub) -> None:
+        """End the current session's stream if it is still the one `stub`
+        belongs to (the session loop then opens a new one)."""
+        with self._lock:
+            current = self._stub is stub
+        stream = self._stream
+        if current and stream is not None:
+            stream.cancel()
 
     def _report_loop(self) -> None:
         while not self._stop.is_set():

@@ -132,14 +132,16 @@ class JoinTokenResponse(_message.Message):
     def __init__(self, token: _Optional[str] = ..., api_addr: _Optional[str] = ...) -> None: ...
 
 class CreateServiceRequest(_message.Message):
-    __slots__ = ("spec", "registry_auth", "no_resolve_image")
+    __slots__ = ("spec", "registry_auth", "no_resolve_image", "request_id")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
     NO_RESOLVE_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     spec: _objects_pb2.ServiceSpec
     registry_auth: _objects_pb2.RegistryAuth
     no_resolve_image: bool
-    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[_Union[_objects_pb2.RegistryAuth, _Mapping]] = ..., no_resolve_image: _Optional[bool] = ...) -> None: ...
+    request_id: str
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[_Union[_objects_pb2.RegistryAuth, _Mapping]] = ..., no_resolve_image: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ServiceResponse(_message.Message):
     __slots__ = ("service", "warnings")
@@ -180,46 +182,56 @@ class ListServicesResponse(_message.Message):
     def __init__(self, services: _Optional[_Iterable[_Union[ServiceSummary, _Mapping]]] = ...) -> None: ...
 
 class ScaleServiceRequest(_message.Message):
-    __slots__ = ("ref", "replicas")
+    __slots__ = ("ref", "replicas", "request_id")
     REF_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ref: str
     replicas: int
-    def __init__(self, ref: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
+    request_id: str
+    def __init__(self, ref: _Optional[str] = ..., replicas: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class UpdateServiceRequest(_message.Message):
-    __slots__ = ("ref", "version", "spec", "registry_auth", "no_resolve_image", "has_registry_auth")
+    __slots__ = ("ref", "version", "spec", "registry_auth", "no_resolve_image", "has_registry_auth", "request_id")
     REF_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
     NO_RESOLVE_IMAGE_FIELD_NUMBER: _ClassVar[int]
     HAS_REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ref: str
     version: int
     spec: _objects_pb2.ServiceSpec
     registry_auth: _objects_pb2.RegistryAuth
     no_resolve_image: bool
     has_registry_auth: bool
-    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[_Union[_objects_pb2.RegistryAuth, _Mapping]] = ..., no_resolve_image: _Optional[bool] = ..., has_registry_auth: _Optional[bool] = ...) -> None: ...
+    request_id: str
+    def __init__(self, ref: _Optional[str] = ..., version: _Optional[int] = ..., spec: _Optional[_Union[_objects_pb2.ServiceSpec, _Mapping]] = ..., registry_auth: _Optional[_Union[_objects_pb2.RegistryAuth, _Mapping]] = ..., no_resolve_image: _Optional[bool] = ..., has_registry_auth: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RollbackServiceRequest(_message.Message):
-    __slots__ = ("ref",)
+    __slots__ = ("ref", "request_id")
     REF_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ref: str
-    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, ref: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class PromoteServiceRequest(_message.Message):
-    __slots__ = ("ref",)
+    __slots__ = ("ref", "request_id")
     REF_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ref: str
-    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, ref: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RemoveServiceRequest(_message.Message):
-    __slots__ = ("ref",)
+    __slots__ = ("ref", "request_id")
     REF_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ref: str
-    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, ref: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RemoveServiceResponse(_message.Message):
     __slots__ = ("id",)
@@ -398,7 +410,7 @@ class NodeResponse(_message.Message):
     def __init__(self, node: _Optional[_Union[_objects_pb2.Node, _Mapping]] = ...) -> None: ...
 
 class UpdateNodeRequest(_message.Message):
-    __slots__ = ("ref", "set_availability", "availability", "label_add", "label_rm")
+    __slots__ = ("ref", "set_availability", "availability", "label_add", "label_rm", "request_id")
     class LabelAddEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -411,20 +423,24 @@ class UpdateNodeRequest(_message.Message):
     AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
     LABEL_ADD_FIELD_NUMBER: _ClassVar[int]
     LABEL_RM_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ref: str
     set_availability: bool
     availability: _objects_pb2.NodeSpec.Availability
     label_add: _containers.ScalarMap[str, str]
     label_rm: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ref: _Optional[str] = ..., set_availability: _Optional[bool] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ..., label_add: _Optional[_Mapping[str, str]] = ..., label_rm: _Optional[_Iterable[str]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, ref: _Optional[str] = ..., set_availability: _Optional[bool] = ..., availability: _Optional[_Union[_objects_pb2.NodeSpec.Availability, str]] = ..., label_add: _Optional[_Mapping[str, str]] = ..., label_rm: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RemoveNodeRequest(_message.Message):
-    __slots__ = ("ref", "force")
+    __slots__ = ("ref", "force", "request_id")
     REF_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ref: str
     force: bool
-    def __init__(self, ref: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+    request_id: str
+    def __init__(self, ref: _Optional[str] = ..., force: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RemoveNodeResponse(_message.Message):
     __slots__ = ("id",)
@@ -433,10 +449,12 @@ class RemoveNodeResponse(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class CreateNetworkRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "request_id")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     spec: _objects_pb2.NetworkSpec
-    def __init__(self, spec: _Optional[_Union[_objects_pb2.NetworkSpec, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.NetworkSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class NetworkResponse(_message.Message):
     __slots__ = ("network",)
@@ -461,10 +479,12 @@ class ListNetworksResponse(_message.Message):
     def __init__(self, networks: _Optional[_Iterable[_Union[_objects_pb2.Network, _Mapping]]] = ...) -> None: ...
 
 class RemoveNetworkRequest(_message.Message):
-    __slots__ = ("ref",)
+    __slots__ = ("ref", "request_id")
     REF_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ref: str
-    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, ref: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RemoveNetworkResponse(_message.Message):
     __slots__ = ("id",)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from swarmlet.api import objects_pb2 as swarmlet_dot_api_dot_objects__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswarmlet/api/dispatcher.proto\x12\x0cswarmlet.api\x1a\x1aswarmlet/api/objects.proto\"w\n\x0eSessionRequest\x12\x32\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x10\n\x08\x61pi_addr\x18\x03 \x01(\t\x12\x11\n\traft_addr\x18\x04 \x01(\t\"\xc5\x05\n\x0eSessionMessage\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10heartbeat_period\x18\x02 \x01(\x01\x12!\n\x05tasks\x18\x03 \x03(\x0b\x32\x12.swarmlet.api.Task\x12\x10\n\x08managers\x18\x04 \x03(\t\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x39\n\x0c\x61vailability\x18\x06 \x01(\x0e\x32#.swarmlet.api.NodeSpec.Availability\x12\x31\n\x0c\x64\x65sired_role\x18\x07 \x01(\x0e\x32\x1b.swarmlet.api.NodeSpec.Role\x12\x31\n\x08networks\x18\x14 \x03(\x0b\x32\x1f.swarmlet.api.NetworkAssignment\x12)\n\x06images\x18( \x03(\x0b\x32\x19.swarmlet.api.ImageSource\x12\x39\n\x0eregistry_auths\x18) \x03(\x0b\x32!.swarmlet.api.ServiceRegistryAuth\x12%\n\x07secrets\x18\x32 \x03(\x0b\x32\x14.swarmlet.api.Secret\x12%\n\x07\x63onfigs\x18\x33 \x03(\x0b\x32\x14.swarmlet.api.Config\x12\x11\n\ttrust_pem\x18Z \x01(\x0c\x12\x16\n\x0esigning_key_id\x18[ \x01(\t\x12\x13\n\x0b\x63\x65rt_expiry\x18\\ \x01(\x01\x12\x15\n\rrevoked_certs\x18] \x03(\t\x12\x13\n\x0bmanager_ids\x18^ \x03(\t\x12\x12\n\ncluster_id\x18_ \x01(\t\x12\x13\n\x0bincremental\x18n \x01(\x08\x12\x15\n\rremoved_tasks\x18o \x03(\t\x12\x18\n\x10networks_changed\x18p \x01(\x08\x12\x0c\n\x04more\x18q \x01(\x08\x12\x16\n\x0e\x65xtras_changed\x18r \x01(\x08\";\n\x0bImageSource\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\x12\r\n\x05peers\x18\x03 \x03(\t\"S\n\x13ServiceRegistryAuth\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12(\n\x04\x61uth\x18\x02 \x01(\x0b\x32\x1a.swarmlet.api.RegistryAuth\"<\n\x08\x45ndpoint\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x11\n\tnode_addr\x18\x03 \x01(\t\"\xc3\x01\n\x10ServiceEndpoints\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12-\n\x04mode\x18\x03 \x01(\x0e\x32\x1f.swarmlet.api.EndpointSpec.Mode\x12\x0b\n\x03vip\x18\x04 \x01(\t\x12(\n\x08\x62\x61\x63kends\x18\x05 \x03(\x0b\x32\x16.swarmlet.api.Endpoint\x12\'\n\x05ports\x18\x06 \x03(\x0b\x32\x18.swarmlet.api.PortConfig\"\xb7\x01\n\x11NetworkAssignment\x12&\n\x07network\x18\x01 \x01(\x0b\x32\x15.swarmlet.api.Network\x12\r\n\x05peers\x18\x02 \x03(\t\x12&\n\x06remote\x18\x03 \x03(\x0b\x32\x16.swarmlet.api.Endpoint\x12\x30\n\x08services\x18\x04 \x03(\x0b\x32\x1e.swarmlet.api.ServiceEndpoints\x12\x11\n\tnode_addr\x18\x05 \x01(\t\"#\n\x10RenewRoleRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"\\\n\x11RenewRoleResponse\x12\x10\n\x08\x63\x65rt_pem\x18\x01 \x01(\x0c\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x13\n\x0braft_secret\x18\x03 \x01(\x0c\x12\x12\n\nraft_peers\x18\x04 \x03(\t\"\x13\n\x11RaftSecretRequest\"F\n\x12RaftSecretResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x0c\x12\x10\n\x08previous\x18\x03 \x01(\x0c\"Z\n\x10HeartbeatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x32\n\x0b\x64\x65scription\x18\x02 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\"#\n\x11HeartbeatResponse\x12\x0e\n\x06period\x18\x01 \x01(\x01\"M\n\x10TaskStatusReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0b\x32\x18.swarmlet.api.TaskStatus\"^\n\x17UpdateTaskStatusRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x07updates\x18\x02 \x03(\x0b\x32\x1e.swarmlet.api.TaskStatusReport\"\x1a\n\x18UpdateTaskStatusResponse\"*\n\x17RenewCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"?\n\x18RenewCertificateResponse\x12\x10\n\x08\x63\x65rt_pem\x18\x01 \x01(\x0c\x12\x11\n\ttrust_pem\x18\x02 \x01(\x0c\x32\x88\x04\n\nDispatcher\x12G\n\x07Session\x12\x1c.swarmlet.api.SessionRequest\x1a\x1c.swarmlet.api.SessionMessage0\x01\x12L\n\tHeartbeat\x12\x1e.swarmlet.api.HeartbeatRequest\x1a\x1f.swarmlet.api.HeartbeatResponse\x12\x61\n\x10UpdateTaskStatus\x12%.swarmlet.api.UpdateTaskStatusRequest\x1a&.swarmlet.api.UpdateTaskStatusResponse\x12L\n\tRenewRole\x12\x1e.swarmlet.api.RenewRoleRequest\x1a\x1f.swarmlet.api.RenewRoleResponse\x12\x61\n\x10RenewCertificate\x12%.swarmlet.api.RenewCertificateRequest\x1a&.swarmlet.api.RenewCertificateResponse\x12O\n\nRaftSecret\x12\x1f.swarmlet.api.RaftSecretRequest\x1a .swarmlet.api.RaftSecretResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dswarmlet/api/dispatcher.proto\x12\x0cswarmlet.api\x1a\x1aswarmlet/api/objects.proto\"w\n\x0eSessionRequest\x12\x32\n\x0b\x64\x65scription\x18\x01 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x10\n\x08\x61pi_addr\x18\x03 \x01(\t\x12\x11\n\traft_addr\x18\x04 \x01(\t\"\xc5\x05\n\x0eSessionMessage\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x18\n\x10heartbeat_period\x18\x02 \x01(\x01\x12!\n\x05tasks\x18\x03 \x03(\x0b\x32\x12.swarmlet.api.Task\x12\x10\n\x08managers\x18\x04 \x03(\t\x12\x0f\n\x07node_id\x18\x05 \x01(\t\x12\x39\n\x0c\x61vailability\x18\x06 \x01(\x0e\x32#.swarmlet.api.NodeSpec.Availability\x12\x31\n\x0c\x64\x65sired_role\x18\x07 \x01(\x0e\x32\x1b.swarmlet.api.NodeSpec.Role\x12\x31\n\x08networks\x18\x14 \x03(\x0b\x32\x1f.swarmlet.api.NetworkAssignment\x12)\n\x06images\x18( \x03(\x0b\x32\x19.swarmlet.api.ImageSource\x12\x39\n\x0eregistry_auths\x18) \x03(\x0b\x32!.swarmlet.api.ServiceRegistryAuth\x12%\n\x07secrets\x18\x32 \x03(\x0b\x32\x14.swarmlet.api.Secret\x12%\n\x07\x63onfigs\x18\x33 \x03(\x0b\x32\x14.swarmlet.api.Config\x12\x11\n\ttrust_pem\x18Z \x01(\x0c\x12\x16\n\x0esigning_key_id\x18[ \x01(\t\x12\x13\n\x0b\x63\x65rt_expiry\x18\\ \x01(\x01\x12\x15\n\rrevoked_certs\x18] \x03(\t\x12\x13\n\x0bmanager_ids\x18^ \x03(\t\x12\x12\n\ncluster_id\x18_ \x01(\t\x12\x13\n\x0bincremental\x18n \x01(\x08\x12\x15\n\rremoved_tasks\x18o \x03(\t\x12\x18\n\x10networks_changed\x18p \x01(\x08\x12\x0c\n\x04more\x18q \x01(\x08\x12\x16\n\x0e\x65xtras_changed\x18r \x01(\x08\";\n\x0bImageSource\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\x12\r\n\x05peers\x18\x03 \x03(\t\"S\n\x13ServiceRegistryAuth\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12(\n\x04\x61uth\x18\x02 \x01(\x0b\x32\x1a.swarmlet.api.RegistryAuth\"<\n\x08\x45ndpoint\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04\x61\x64\x64r\x18\x02 \x01(\t\x12\x11\n\tnode_addr\x18\x03 \x01(\t\"\xd5\x01\n\x10ServiceEndpoints\x12\x12\n\nservice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12-\n\x04mode\x18\x03 \x01(\x0e\x32\x1f.swarmlet.api.EndpointSpec.Mode\x12\x0b\n\x03vip\x18\x04 \x01(\t\x12(\n\x08\x62\x61\x63kends\x18\x05 \x03(\x0b\x32\x16.swarmlet.api.Endpoint\x12\'\n\x05ports\x18\x06 \x03(\x0b\x32\x18.swarmlet.api.PortConfig\x12\x10\n\x07\x61liases\x18\x8c\x01 \x03(\t\"\xb7\x01\n\x11NetworkAssignment\x12&\n\x07network\x18\x01 \x01(\x0b\x32\x15.swarmlet.api.Network\x12\r\n\x05peers\x18\x02 \x03(\t\x12&\n\x06remote\x18\x03 \x03(\x0b\x32\x16.swarmlet.api.Endpoint\x12\x30\n\x08services\x18\x04 \x03(\x0b\x32\x1e.swarmlet.api.ServiceEndpoints\x12\x11\n\tnode_addr\x18\x05 \x01(\t\"#\n\x10RenewRoleRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"\\\n\x11RenewRoleResponse\x12\x10\n\x08\x63\x65rt_pem\x18\x01 \x01(\x0c\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x13\n\x0braft_secret\x18\x03 \x01(\x0c\x12\x12\n\nraft_peers\x18\x04 \x03(\t\"\x13\n\x11RaftSecretRequest\"F\n\x12RaftSecretResponse\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x0c\x12\x10\n\x08previous\x18\x03 \x01(\x0c\"Z\n\x10HeartbeatRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x32\n\x0b\x64\x65scription\x18\x02 \x01(\x0b\x32\x1d.swarmlet.api.NodeDescription\"#\n\x11HeartbeatResponse\x12\x0e\n\x06period\x18\x01 \x01(\x01\"M\n\x10TaskStatusReport\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12(\n\x06status\x18\x02 \x01(\x0b\x32\x18.swarmlet.api.TaskStatus\"^\n\x17UpdateTaskStatusRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12/\n\x07updates\x18\x02 \x03(\x0b\x32\x1e.swarmlet.api.TaskStatusReport\"\x1a\n\x18UpdateTaskStatusResponse\"*\n\x17RenewCertificateRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\"?\n\x18RenewCertificateResponse\x12\x10\n\x08\x63\x65rt_pem\x18\x01 \x01(\x0c\x12\x11\n\ttrust_pem\x18\x02 \x01(\x0c\x32\x88\x04\n\nDispatcher\x12G\n\x07Session\x12\x1c.swarmlet.api.SessionRequest\x1a\x1c.swarmlet.api.SessionMessage0\x01\x12L\n\tHeartbeat\x12\x1e.swarmlet.api.HeartbeatRequest\x1a\x1f.swarmlet.api.HeartbeatResponse\x12\x61\n\x10UpdateTaskStatus\x12%.swarmlet.api.UpdateTaskStatusRequest\x1a&.swarmlet.api.UpdateTaskStatusResponse\x12L\n\tRenewRole\x12\x1e.swarmlet.api.RenewRoleRequest\x1a\x1f.swarmlet.api.RenewRoleResponse\x12\x61\n\x10RenewCertificate\x12%.swarmlet.api.RenewCertificateRequest\x1a&.swarmlet.api.RenewCertificateResponse\x12O\n\nRaftSecret\x12\x1f.swarmlet.api.RaftSecretRequest\x1a .swarmlet.api.RaftSecretResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,31 +43,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENDPOINT']._serialized_start=1054
   _globals['_ENDPOINT']._serialized_end=1114
   _globals['_SERVICEENDPOINTS']._serialized_start=1117
-  _globals['_SERVICEENDPOINTS']._serialized_end=1312
-  _globals['_NETWORKASSIGNMENT']._serialized_start=1315
-  _globals['_NETWORKASSIGNMENT']._serialized_end=1498
-  _globals['_RENEWROLEREQUEST']._serialized_start=1500
-  _globals['_RENEWROLEREQUEST']._serialized_end=1535
-  _globals['_RENEWROLERESPONSE']._serialized_start=1537
-  _globals['_RENEWROLERESPONSE']._serialized_end=1629
-  _globals['_RAFTSECRETREQUEST']._serialized_start=1631
-  _globals['_RAFTSECRETREQUEST']._serialized_end=1650
-  _globals['_RAFTSECRETRESPONSE']._serialized_start=1652
-  _globals['_RAFTSECRETRESPONSE']._serialized_end=1722
-  _globals['_HEARTBEATREQUEST']._serialized_start=1724
-  _globals['_HEARTBEATREQUEST']._serialized_end=1814
-  _globals['_HEARTBEATRESPONSE']._serialized_start=1816
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1851
-  _globals['_TASKSTATUSREPORT']._serialized_start=1853
-  _globals['_TASKSTATUSREPORT']._serialized_end=1930
-  _globals['_UPDATETASKSTATUSREQUEST']._serialized_start=1932
-  _globals['_UPDATETASKSTATUSREQUEST']._serialized_end=2026
-  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_start=2028
-  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_end=2054
-  _globals['_RENEWCERTIFICATEREQUEST']._serialized_start=2056
-  _globals['_RENEWCERTIFICATEREQUEST']._serialized_end=2098
-  _globals['_RENEWCERTIFICATERESPONSE']._serialized_start=2100
-  _globals['_RENEWCERTIFICATERESPONSE']._serialized_end=2163
-  _globals['_DISPATCHER']._serialized_start=2166
-  _globals['_DISPATCHER']._serialized_end=2686
+  _globals['_SERVICEENDPOINTS']._serialized_end=1330
+  _globals['_NETWORKASSIGNMENT']._serialized_start=1333
+  _globals['_NETWORKASSIGNMENT']._serialized_end=1516
+  _globals['_RENEWROLEREQUEST']._serialized_start=1518
+  _globals['_RENEWROLEREQUEST']._serialized_end=1553
+  _globals['_RENEWROLERESPONSE']._serialized_start=1555
+  _globals['_RENEWROLERESPONSE']._serialized_end=1647
+  _globals['_RAFTSECRETREQUEST']._serialized_start=1649
+  _globals['_RAFTSECRETREQUEST']._serialized_end=1668
+  _globals['_RAFTSECRETRESPONSE']._serialized_start=1670
+  _globals['_RAFTSECRETRESPONSE']._serialized_end=1740
+  _globals['_HEARTBEATREQUEST']._serialized_start=1742
+  _globals['_HEARTBEATREQUEST']._serialized_end=1832
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1834
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1869
+  _globals['_TASKSTATUSREPORT']._serialized_start=1871
+  _globals['_TASKSTATUSREPORT']._serialized_end=1948
+  _globals['_UPDATETASKSTATUSREQUEST']._serialized_start=1950
+  _globals['_UPDATETASKSTATUSREQUEST']._serialized_end=2044
+  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_start=2046
+  _globals['_UPDATETASKSTATUSRESPONSE']._serialized_end=2072
+  _globals['_RENEWCERTIFICATEREQUEST']._serialized_start=2074
+  _globals['_RENEWCERTIFICATEREQUEST']._serialized_end=2116
+  _globals['_RENEWCERTIFICATERESPONSE']._serialized_start=2118
+  _globals['_RENEWCERTIFICATERESPONSE']._serialized_end=2181
+  _globals['_DISPATCHER']._serialized_start=2184
+  _globals['_DISPATCHER']._serialized_end=2704
 # @@protoc_insertion_point(module_scope)

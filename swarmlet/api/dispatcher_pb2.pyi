@@ -98,20 +98,22 @@ class Endpoint(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., addr: _Optional[str] = ..., node_addr: _Optional[str] = ...) -> None: ...
 
 class ServiceEndpoints(_message.Message):
-    __slots__ = ("service_id", "name", "mode", "vip", "backends", "ports")
+    __slots__ = ("service_id", "name", "mode", "vip", "backends", "ports", "aliases")
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     VIP_FIELD_NUMBER: _ClassVar[int]
     BACKENDS_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
     service_id: str
     name: str
     mode: _objects_pb2.EndpointSpec.Mode
     vip: str
     backends: _containers.RepeatedCompositeFieldContainer[Endpoint]
     ports: _containers.RepeatedCompositeFieldContainer[_objects_pb2.PortConfig]
-    def __init__(self, service_id: _Optional[str] = ..., name: _Optional[str] = ..., mode: _Optional[_Union[_objects_pb2.EndpointSpec.Mode, str]] = ..., vip: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[_objects_pb2.PortConfig, _Mapping]]] = ...) -> None: ...
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, service_id: _Optional[str] = ..., name: _Optional[str] = ..., mode: _Optional[_Union[_objects_pb2.EndpointSpec.Mode, str]] = ..., vip: _Optional[str] = ..., backends: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[_objects_pb2.PortConfig, _Mapping]]] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NetworkAssignment(_message.Message):
     __slots__ = ("network", "peers", "remote", "services", "node_addr")

@@ -537,10 +537,12 @@ class EndpointSpec(_message.Message):
     def __init__(self, mode: _Optional[_Union[EndpointSpec.Mode, str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
 
 class NetworkAttachmentConfig(_message.Message):
-    __slots__ = ("target",)
+    __slots__ = ("target", "aliases")
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
     target: str
-    def __init__(self, target: _Optional[str] = ...) -> None: ...
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, target: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
     __slots__ = ("name", "labels", "task", "replicated", "replicated_job", "global_job", "update", "rollback", "networks", "endpoint")

@@ -120,11 +120,15 @@ class StoreBatch(_message.Message):
     def __init__(self, actions: _Optional[_Iterable[_Union[StoreAction, _Mapping]]] = ..., timestamp: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class StoreResult(_message.Message):
-    __slots__ = ("ok", "error", "version")
+    __slots__ = ("ok", "error", "version", "taken_kind", "taken_name")
     OK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    TAKEN_KIND_FIELD_NUMBER: _ClassVar[int]
+    TAKEN_NAME_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     error: str
     version: int
-    def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    taken_kind: ObjectKind
+    taken_name: str
+    def __init__(self, ok: _Optional[bool] = ..., error: _Optional[str] = ..., version: _Optional[int] = ..., taken_kind: _Optional[_Union[ObjectKind, str]] = ..., taken_name: _Optional[str] = ...) -> None: ...

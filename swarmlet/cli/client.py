@@ -11,10 +11,11 @@ import grpc
 import typer
 
 from swarmlet.api import control_pb2_grpc
+from swarmlet.cli import retry
 from swarmlet.cli.host import DEFAULT_HOST, HOST_ENV, GlobalOptions, global_options, socket_path
+from swarmlet.core.bounds import MAX_LOCAL_MESSAGE
 
 __all__ = ["DEFAULT_HOST", "HOST_ENV", "CLIError", "DaemonClient", "GlobalOptions", "connect", "handle_errors", "socket_path"]
-from swarmlet.core.bounds import MAX_LOCAL_MESSAGE
 
 # Generous: a daemon is local, so a slow answer means it is busy (e.g. waiting for a
 # Raft commit), not that a packet was lost. Long operations pass their own.
@@ -65,7 +66,16 @@ class DaemonClient:
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Resp:
         """One unary RPC, e.g. d.call(d.stub.Info, cpb.InfoRequest()); gRPC errors
-        come out as CLIError with the daemon's message."""
+        come out as CLIError with the daemon's message. A write (a request
+        with a request_id) is retried safely while that can help (retry.py)."""
+        if retry.idempotent(request):
+            try:
+                return retry.call_write(method, request, timeout)
+            except retry.WriteFailed as f:
+                err = translate_rpc_error(f.error, self.host, timeout)
+                if f.maybe_applied:
+                    err = CLIError(retry.maybe_applied_note(err.message), err.exit_code)
+                raise err from None
         try:
             return method(request, timeout=timeout)
         except grpc.RpcError as e:

@@ -97,6 +97,15 @@ def daemon(
             help="Shortest node certificate lifetime 'cluster update --cert-expiry' accepts here (default 1h; for tests).",
         ),
     ] = "1h",
+    docker_api_socket: Annotated[
+        str,
+        typer.Option(
+            "--docker-api-socket",
+            metavar="PATH",
+            help="Serve Docker's Engine API (v1.41, swarm objects only) on this unix socket, for the docker CLI "
+            "and docker-py (managers answer; default: off).",
+        ),
+    ] = "",
 ) -> None:
     """Run the swarmlet daemon (agent, and manager once the node is one)."""
     # Imported here, not at the top: every other command would otherwise pay
@@ -125,6 +134,7 @@ def daemon(
             metrics_addr=metrics_addr,
             event_history=event_history,
             min_cert_expiry=min_expiry,
+            docker_api_socket=docker_api_socket,
         ).validated()
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint=e.option) from None

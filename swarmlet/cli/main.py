@@ -1,6 +1,6 @@
 """`swarmlet`: the typer application, its global options, and the commands of
 every noun. Each noun lives in its own module (swarm, cluster, daemon, node,
-service, network); none of them imports this one.
+service, network, stack); none of them imports this one.
 
 The nouns are loaded only when used (issue 15: scripts call the CLI in loops).
 `swarmlet --help` lists them from the table below without importing any of
@@ -43,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ca": ("swarmlet.cli.ca", "Display or rotate the root CA (on a manager)."),  # issue 13, part A
     "unlock": ("swarmlet.cli.security", "Unlock a locked manager (autolock) with the swarm's unlock key."),  # issue 13, part B
     "unlock-key": ("swarmlet.cli.security", "Show (or rotate) the swarm's unlock key."),
+    "stack": ("swarmlet.cli.stack", "Manage stacks (applications described by Compose files)."),
 }
 
 

@@ -338,7 +338,11 @@ def task_rows(
             name = f"{t.service_name}.{trunc_id(t.node_id)}"
         if is_history:
             name = " \\_ " + name
-        err = (waiting or {}).get(t.id) or t.status.err
+        # The task's own error first, as Swarm's ERROR column (a rejected
+        # task says why it was rejected), then why its slot waits (issue 16:
+        # a restart delay, a restart policy that gave up).
+        own, why = t.status.err, (waiting or {}).get(t.id, "")
+        err = f"{own}; {why}" if own and why and why not in own else (own or why)
         if err:
             err = f'"{err if no_trunc else ellipsize(err, 30)}"'
         rows.append(

@@ -97,7 +97,7 @@ def check_network_spec(spec: pb.NetworkSpec, snap: st.Snapshot) -> None:
         raise AllocationError(f"unknown network driver {spec.driver!r}: only 'overlay' is supported")
     for n in snap.networks.values():
         if n.spec.name == spec.name:
-            raise AllocationError(f"a network named {spec.name!r} already exists")
+            raise errors.AlreadyExists(f"a network named {spec.name!r} already exists")
     if spec.gateway and not spec.subnet:
         raise AllocationError("--gateway needs --subnet")
     if not spec.subnet:

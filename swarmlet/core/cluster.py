@@ -204,6 +204,31 @@ def membership_change_in_progress(cluster: pb.Cluster, now: float) -> bool:
     return bool(cluster.membership_change) and now - cluster.membership_change_at < MEMBERSHIP_MARKER_TTL
 
 
+def add_can_commit_without_newcomer(members: list[str], reachable: set[str]) -> bool:
+    """Whether adding a member can commit before the new member runs: the
+    reachable members already form a majority of the grown membership."""
+    return sum(1 for m in members if m in reachable) >= majority(len(members) + 1)
+
+
+def membership_repairs(snap: st.Snapshot, members: Iterable[str]) -> tuple[list[pb.Node], list[pb.Node]]:
+    """Where the store's managers and the Raft membership disagree, as an
+    interrupted change leaves them (issue 14): (managers to add to Raft
+    again: recorded and wanted as managers, but their Raft add was lost with
+    a leader that died before committing it), (demotions to finish: the
+    Raft removal committed but the record was not rewritten)."""
+    have = set(members)
+    add, finish = [], []
+    for n in sorted(snap.nodes.values(), key=lambda n: n.id):
+        addr = n.manager_status.raft_addr
+        if n.role != pb.NodeSpec.MANAGER or not addr or addr in have:
+            continue
+        if n.spec.desired_role == pb.NodeSpec.MANAGER:
+            add.append(n)
+        else:
+            finish.append(n)
+    return add, finish
+
+
 def with_membership_marker(cluster: pb.Cluster, change: str, now: float) -> pb.Cluster:
     """A copy of `cluster` carrying the marker ("" and 0 clear it)."""
     out = pb.Cluster()

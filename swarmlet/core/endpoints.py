@@ -53,6 +53,8 @@ def all_assignments(snap: st.Snapshot) -> dict[str, list[dpb.NetworkAssignment]]
                 mode=s.spec.endpoint.mode,
                 vip=vips.get(net_id, ""),
                 ports=s.spec.endpoint.ports,
+                # Issue 17: more names on this network (docker stack deploy).
+                aliases=sorted({a for att in s.spec.networks if att.target == net_id for a in att.aliases}),
             )
             for t, addr in sorted(wired.get(net_id, []), key=lambda x: x[0].id):
                 if t.service_id == s.id and tk.serving(t):

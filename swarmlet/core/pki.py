@@ -50,6 +50,10 @@ DISPATCHER_PREFIX = "/swarmlet.api.Dispatcher/"
 SESSION_METHOD = DISPATCHER_PREFIX + "Session"
 RENEW_ROLE_METHOD = DISPATCHER_PREFIX + "RenewRole"
 AGENT_PREFIX = "/swarmlet.api.Agent/"
+# Agent API calls any node of the cluster may make of another (issue 9: a
+# node fetches an image from the peers that hold it); every other agent call
+# is for managers only.
+PEER_METHODS = frozenset({AGENT_PREFIX + "ExportImage"})
 
 
 # ---------------------------------------------------------------- settings, roots
@@ -288,7 +292,7 @@ def authorize_on_manager(snap: st.Snapshot, peer: PeerCert, method: str) -> None
         raise errors.PermissionDenied(
             f"node {peer.node_id} is a {state_role} now: its {peer.role} certificate is no longer honoured"
         )
-    if method.startswith(AGENT_PREFIX) and peer.role != ROLE_MANAGER:
+    if method.startswith(AGENT_PREFIX) and peer.role != ROLE_MANAGER and method not in PEER_METHODS:
         raise errors.PermissionDenied("only managers may call the agent API")
 
 
@@ -298,12 +302,18 @@ def authorize_on_worker(view: WorkerView, peer: PeerCert, method: str) -> None:
     _check_cluster(peer, view.cluster_id)
     if not method.startswith(AGENT_PREFIX):
         raise errors.PermissionDenied("a worker serves only the agent API")
-    if peer.role != ROLE_MANAGER:
+    peer_call = method in PEER_METHODS
+    if peer.role != ROLE_MANAGER and not peer_call:
         raise errors.PermissionDenied("only managers may call the agent API")
     if not view.known:
         raise errors.Unavailable("this node has not heard from its managers yet: try again")
     if peer.serial in view.revoked:
         raise errors.PermissionDenied(f"the certificate of node {peer.node_id} was revoked (serial {peer.serial})")
+    if peer_call:
+        # A worker knows the managers, not every member: the cluster id and
+        # the revocation list (a removed node's certificates are revoked) are
+        # what it can check of a peer.
+        return
     if peer.node_id not in view.manager_ids:
         raise errors.PermissionDenied(f"node {peer.node_id} is not a manager of this cluster (demoted or removed?)")
 

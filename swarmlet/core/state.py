@@ -102,6 +102,25 @@ class Conflict(errors.Conflict):
     """A precondition of the batch failed; nothing was applied."""
 
 
+class NameTaken(Conflict):
+    """The batch would give one name to two services (or two networks)."""
+
+    def __init__(self, table: str, name: str) -> None:
+        super().__init__(f"a {table[:-1]} named {name!r} already exists")
+        self.table = table
+        self.name = name
+
+
+# Tables whose objects' names (spec.name) are unique, checked when a batch is
+# applied (issue 14: a check against a snapshot alone let concurrent creates
+# through different managers both win).
+UNIQUE_NAME_TABLES = ("services", "networks")
+_TABLE_KIND: dict[str, spb.ObjectKind] = {
+    "services": spb.KIND_SERVICE,
+    "networks": spb.KIND_NETWORK,
+}
+
+
 def _put_target(put: spb.PutAction) -> tuple[str, StoreObject]:
     which = put.WhichOneof("object")
     if which is None:
@@ -118,6 +137,8 @@ def check_batch(snap: Snapshot, batch: spb.StoreBatch) -> None:
     # task and then merge into it.
     created: set[tuple[str, str]] = set()
     deleted: set[tuple[str, str]] = set()
+    # Puts that give an object a name it did not have (creates, renames).
+    naming: list[tuple[str, str, str]] = []
     for action in batch.actions:
         which = action.WhichOneof("action")
         if which == "put":
@@ -134,6 +155,8 @@ def check_batch(snap: Snapshot, batch: spb.StoreBatch) -> None:
                 have = "missing" if cur is None else f"version {cur.meta.version}"
                 raise Conflict(f"{table[:-1]} {obj.id} changed (expected version {exp}, {have})")
             created.add((table, obj.id))
+            if table in UNIQUE_NAME_TABLES and (cur is None or _name(cur) != _name(obj)):
+                naming.append((table, obj.id, _name(obj)))
         elif which == "delete":
             d = action.delete
             name = _KIND_TABLE.get(d.kind)
@@ -149,6 +172,38 @@ def check_batch(snap: Snapshot, batch: spb.StoreBatch) -> None:
             pass  # changes no object: it is there for the event stream (core/events.py)
         else:
             raise Conflict("empty action")
+    if naming:
+        _check_names(snap, batch, naming, deleted)
+
+
+def _name(obj: StoreObject) -> str:
+    """The user-given name of a service or network."""
+    assert isinstance(obj, (pb.Service, pb.Network))
+    return obj.spec.name
+
+
+def _check_names(
+    snap: Snapshot, batch: spb.StoreBatch, naming: list[tuple[str, str, str]], deleted: set[tuple[str, str]]
+) -> None:
+    """Raise NameTaken if, after the batch, an object named by it shares its
+    name with another object of its table. Only names the batch gives are
+    checked, so objects that share a name from before this check existed can
+    still be updated (and removed)."""
+    for table in {t for t, _, _ in naming}:
+        final = {oid: _name(obj) for oid, obj in snap.table(table).items() if (table, oid) not in deleted}
+        for action in batch.actions:
+            if action.WhichOneof("action") == "put":
+                t, obj = _put_target(action.put)
+                if t == table:
+                    final[obj.id] = _name(obj)
+        wanted = {name for t, _, name in naming if t == table}
+        holders: dict[str, list[str]] = {}
+        for oid, name in final.items():
+            if name in wanted:
+                holders.setdefault(name, []).append(oid)
+        for t, _, name in naming:
+            if t == table and len(holders.get(name, [])) > 1:
+                raise NameTaken(table, name)
 
 
 def apply_batch(snap: Snapshot, batch: spb.StoreBatch) -> spb.StoreResult:
@@ -158,6 +213,8 @@ def apply_batch(snap: Snapshot, batch: spb.StoreBatch) -> spb.StoreResult:
     written by the batch gets it as meta.version."""
     try:
         check_batch(snap, batch)
+    except NameTaken as e:
+        return spb.StoreResult(ok=False, error=str(e), version=snap.version, taken_kind=_TABLE_KIND[e.table], taken_name=e.name)
     except Conflict as e:
         return spb.StoreResult(ok=False, error=str(e), version=snap.version)
     version = snap.version + 1

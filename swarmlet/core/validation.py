@@ -191,6 +191,7 @@ def prepare_service_networking(spec: pb.ServiceSpec, snap: st.Snapshot, service_
             raise InvalidSpec(f"network {net.spec.name!r} given twice")
         seen.add(net.id)
         att.target = net.id
+        check_network_aliases(att, net.spec.name)
     ep = spec.endpoint
     if ep.mode not in (pb.EndpointSpec.VIP, pb.EndpointSpec.DNSRR):
         raise InvalidSpec(f"unknown endpoint mode {ep.mode}")
@@ -265,6 +266,10 @@ def validate_network_spec(spec: pb.NetworkSpec, snap: st.Snapshot) -> None:
         raise InvalidSpec(f"invalid network name {spec.name!r}: use 1-63 letters, digits, '_', '.' or '-'")
     if spec.ingress:
         raise InvalidSpec("the ingress network is created by the cluster when a service publishes a port")
+    if spec.name == al.INGRESS_NAME:
+        # Reserved (issue 14): names are unique when a batch is applied, so a
+        # user's "ingress" would keep the cluster from ever creating its own.
+        raise errors.AlreadyExists(f"the name {al.INGRESS_NAME!r} is reserved for the cluster's ingress network")
     try:
         bounds.check_network_spec(spec)
     except errors.Invalid as e:
@@ -436,3 +441,18 @@ def validate_restored(snap: st.Snapshot) -> None:
         if net.spec.name in net_names:
             raise InvalidSpec(f"network name {net.spec.name!r} is used twice")
         net_names.add(net.spec.name)
+
+
+# ---- issue 17: network aliases (docker stack deploy names each service by
+# its short name on the stack's networks) ----
+MAX_ALIASES = 16
+
+
+def check_network_aliases(att: pb.NetworkAttachmentConfig, network_name: str) -> None:
+    """A service's extra DNS names on one network: names as service names
+    are, a bounded few."""
+    if len(att.aliases) > MAX_ALIASES:
+        raise InvalidSpec(f"network {network_name!r}: at most {MAX_ALIASES} aliases")
+    for alias in att.aliases:
+        if not _NAME_RE.match(alias):
+            raise InvalidSpec(f"network {network_name!r}: alias {alias!r} is not a valid name")

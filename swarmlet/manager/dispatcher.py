@@ -173,6 +173,11 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
             if leader:
                 context.set_trailing_metadata(((rpc.LEADER_HINT_KEY, leader),))
             raise errors.Unavailable(f"this manager is not the leader (leader: {leader or 'none yet'})")
+        if not self._store.leader_ready():
+            # Just elected: its state may lag what was committed before (the
+            # leader loop's thread commits the term's barrier; waiting for it
+            # here would stall the event loop).
+            raise errors.Unavailable("this manager was just elected and is catching up: try again")
         ident = peer.identity
         pki.authorize_on_manager(
             self._store.snapshot(),
@@ -445,7 +450,7 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         """Mark nodes DOWN whose heartbeats stopped."""
         was_leader = False
         while not self._stop.wait(LIVENESS_CHECK_PERIOD):
-            if not self._store.is_leader():
+            if not self._store.ensure_leader_ready():
                 was_leader = False
                 continue
             now = time.monotonic()

@@ -57,7 +57,7 @@ class LeaderLoop:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if not self._store.is_leader():
+            if not self._store.ensure_leader_ready():
                 # A new leader (this one again, later) knows nothing of the
                 # rounds in between: its first round plans everything.
                 self._planner.failed()

@@ -63,8 +63,11 @@ from pysyncobj.journal import Journal
 
 from swarmlet import errors
 from swarmlet.atrest import DataKey, SealError
+from swarmlet.compat import restore_inet_ntop
 from swarmlet.fsutil import fsync_dir as fsync_dir  # re-exported: raftnode and tests use raftlog.fsync_dir
 from swarmlet.fsutil import write_atomic
+
+restore_inet_ntop()  # importing pysyncobj breaks socket.inet_ntop (see compat.py)
 
 log = logging.getLogger(__name__)
 
@@ -500,6 +503,10 @@ class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj has no type hi
                 finally:
                     os.close(fd)
         else:
+            # The journal is created at a manager's first start, before any
+            # term or snapshot is written: without it they tell of a lost log.
+            if term is not None or os.path.exists(os.path.join(raft_dir, SNAPSHOT_NAME)):
+                raise RaftStateError(self.path, "missing, while the term file or a snapshot shows this manager took part in Raft")
             write_durably(self.path, self._file_header())
             scan = JournalScan([], [], 0, _FILE_HEADER.size, None)
         if term is None and any(e[2] > 0 for e in scan.entries[-1:]):

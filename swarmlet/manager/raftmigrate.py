@@ -29,6 +29,7 @@ from swarmlet.manager.raftlog import Entry, RaftStateError, TermState
 log = logging.getLogger(__name__)
 
 OLD_JOURNAL, OLD_META, OLD_DUMP = "journal", "journal.meta", "dump"
+OLD_FILES = (OLD_JOURNAL, OLD_META, OLD_DUMP)
 MOVED_TO = "pysyncobj-0.3.17"
 # pysyncobj's FileJournal: name (24 bytes), version (8), format (u32), end of
 # the last record (u32); records: u32 size, u64 index, u64 term, command, u32 size.

@@ -29,7 +29,8 @@ restore_inet_ntop()  # pysyncobj breaks socket.inet_ntop on import (see compat.p
 
 log = logging.getLogger(__name__)
 
-# Bound on request ids remembered for idempotent retries.
+# Bound on request ids remembered for idempotent retries. Only clients' writes
+# carry one (store.propose), so this is the last 4096 client writes.
 MAX_REQUEST_IDS = 4096
 # Bound on the per-version record of changes (readers further behind than
 # this plan from scratch).
@@ -64,6 +65,11 @@ class StateMachine(SyncObjConsumer):  # type: ignore[misc]  # pysyncobj has no t
     def snapshot(self) -> st.Snapshot:
         """The latest applied state (immutable: every apply makes a new one)."""
         return self._snap
+
+    def result_of(self, request_id: str) -> spb.StoreResult | None:
+        """The result of the applied batch that carried `request_id`, if it
+        is still remembered (the last MAX_REQUEST_IDS client writes)."""
+        return self._applied_ids.get(request_id)
 
     @replicated  # type: ignore[untyped-decorator]
     def apply(self, data: bytes) -> bytes:

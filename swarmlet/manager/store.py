@@ -26,7 +26,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObjConf
@@ -59,7 +58,17 @@ class StoreError(errors.Unavailable):
 
 
 class NotLeader(StoreError):
-    pass
+    """No leader took the write: it was not applied."""
+
+
+class OutcomeUnknown(errors.OutcomeUnknown, StoreError):
+    """The write was handed to Raft but whether it commits is unknown (the
+    commit took too long, the leader changed or quorum was lost after it was
+    sent): it may have been applied, or may still be. A retry with the same
+    request id is applied at most once."""
+
+    def __init__(self, why: str) -> None:
+        StoreError.__init__(self, f"{why}; the write may have been applied (its outcome is unknown)", retryable=True)
 
 
 class ConflictError(errors.Conflict, StoreError):
@@ -67,6 +76,16 @@ class ConflictError(errors.Conflict, StoreError):
 
     def __init__(self, message: str) -> None:
         StoreError.__init__(self, message, retryable=False)
+
+
+class NameTaken(ConflictError):
+    """Committed, but the batch would have given a service (or network) a
+    name another one holds (nothing applied)."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(f"a {kind} named {name!r} already exists")
+        self.kind = kind
+        self.name = name
 
 
 class QuorumLost(StoreError):
@@ -84,6 +103,16 @@ class QuorumLost(StoreError):
             "'swarmlet init --force-new-cluster' on a surviving manager",
             retryable=True,
         )
+
+
+def check_result(result: spb.StoreResult) -> None:
+    """Raise NameTaken or ConflictError for a committed batch whose
+    precondition failed (nothing of it was applied)."""
+    if result.ok:
+        return
+    if result.taken_name:
+        raise NameTaken("service" if result.taken_kind == spb.KIND_SERVICE else "network", result.taken_name)
+    raise ConflictError(result.error)
 
 
 class Store:
@@ -115,6 +144,8 @@ class Store:
         self._cond = threading.Condition()
         self._version = 0
         self._leader_since: float | None = None
+        self._ready_term: int | None = None  # see ensure_leader_ready
+        self._readying: threading.Thread | None = None  # see leader_ready
         # The event stream's history (issue 16), fed by the state machine.
         self.events = EventLog(event_history)
         self._sm = StateMachine(self._changed, self.events)
@@ -185,6 +216,46 @@ class Store:
     def is_leader(self) -> bool:
         return bool(self._obj._isLeader())
 
+    def ensure_leader_ready(self, timeout: float = 5.0) -> bool:
+        """True if this manager leads AND has applied every entry committed
+        before its term began; the first call of a term commits a barrier of
+        the term to make sure (later calls answer at once). A new leader's
+        log holds every committed entry, but it applies them only as it
+        learns they are committed: until then its snapshot lags, and acting
+        on it would plan rounds and judge agents against an old state (issue
+        14: a leader whose state was behind refused every agent as "not a
+        member"). The leader loop and the dispatcher wait for this."""
+        if not self.is_leader():
+            return False
+        term = self._obj._getTerm()
+        if self._ready_term == term:
+            return True
+        try:
+            self.barrier(timeout)
+        except StoreError:
+            return False
+        # Still the leader of the same term: it led throughout, so the
+        # barrier was its own entry, applied after everything before it.
+        if self.is_leader() and self._obj._getTerm() == term:
+            self._ready_term = term
+            return True
+        return False
+
+    def leader_ready(self) -> bool:
+        """ensure_leader_ready's answer without waiting, for callers that must
+        not block (the dispatcher's event loop): a leader whose term is not
+        known ready yet answers False and has the term's barrier committed on
+        a thread of its own (the leader loop usually got there first)."""
+        if not self.is_leader():
+            return False
+        if self._ready_term == self._obj._getTerm():
+            return True
+        with self._cond:
+            if self._readying is None or not self._readying.is_alive():
+                self._readying = threading.Thread(target=self.ensure_leader_ready, name="leader-ready", daemon=True)
+                self._readying.start()
+        return False
+
     def wait_leader(self, timeout: float) -> bool:
         """Block until this manager leads, at most `timeout` seconds; True if
         it does. Woken by pysyncobj's state-change callback, not by polling."""
@@ -244,11 +315,20 @@ class Store:
         return out
 
     # ---- writes ----
-    def propose(self, actions: list[spb.StoreAction], timeout: float = 5.0, request_id: str | None = None) -> spb.StoreResult:
+    def propose(self, actions: list[spb.StoreAction], timeout: float = 5.0, request_id: str = "") -> spb.StoreResult:
         """Commit one batch. Raises NotLeader/StoreError if it was not
-        committed, ConflictError if it was committed but a precondition failed
-        (then nothing of it was applied)."""
-        batch = spb.StoreBatch(actions=actions, timestamp=time.time(), request_id=request_id or uuid.uuid4().hex)
+        committed (nothing applied), OutcomeUnknown if it may have been,
+        ConflictError (NameTaken) if it was committed but a precondition
+        failed (then nothing of it was applied).
+
+        `request_id` is a client's id for the write (control API requests
+        carry one): the state machine applies a batch with an id it already
+        applied at most once and answers it with the first result, so a
+        client may retry a write whose outcome it does not know. The
+        leader's own rounds and status reports carry none (they are never
+        retried as such) and so do not crowd clients' ids out of the bounded
+        table of remembered ids."""
+        batch = spb.StoreBatch(actions=actions, timestamp=time.time(), request_id=request_id)
         with metrics.RAFT_COMMIT.time():
             return self._submit(batch, timeout)
 
@@ -266,7 +346,7 @@ class Store:
         self.wait_writable(min(timeout, self.election_window()))
         dones: list[tuple[threading.Event, dict[str, Any]]] = []
         for actions in batches:
-            batch = spb.StoreBatch(actions=actions, timestamp=time.time(), request_id=uuid.uuid4().hex)
+            batch = spb.StoreBatch(actions=actions, timestamp=time.time(), request_id="")
             done = threading.Event()
             out: dict[str, Any] = {}
 
@@ -280,14 +360,19 @@ class Store:
         for done, out in dones:
             left = max(0.0, timeout - (time.monotonic() - start))
             if not done.wait(left):
-                results.append(StoreError(f"the write was not committed within {timeout:.1f}s; it may still be applied"))
+                results.append(OutcomeUnknown(f"the write was not committed within {timeout:.1f}s"))
                 continue
             try:
-                self._result(out)
+                self._result(out["err"], out["result"])
                 results.append(None)
             except StoreError as e:
                 results.append(e)
         return results
+
+    def applied_result(self, request_id: str) -> spb.StoreResult | None:
+        """The result of the applied write that carried `request_id`, or None
+        if none did (as far as this manager has applied: read after a barrier)."""
+        return self._sm.result_of(request_id) if request_id else None
 
     def barrier(self, timeout: float = 5.0) -> int:
         """Commit a no-op through the leader and wait until it is applied here.
@@ -308,6 +393,9 @@ class Store:
             done.set()
 
         self._sm.apply(data, callback=callback)
+        # From here on the write may be in a leader's log: a failure that is
+        # not a clear refusal is OutcomeUnknown (issue 14: writes that were
+        # applied were reported as failed).
         # Wait for the commit, but give up early once a majority has been out of
         # reach for a whole election window: without quorum the write cannot
         # commit, and the caller should hear so now rather than at the timeout.
@@ -319,27 +407,34 @@ class Store:
             if reachable < majority(members):
                 lost_since = lost_since or now
                 if now - lost_since >= self.election_window():
-                    raise QuorumLost(reachable, members)
+                    raise OutcomeUnknown(str(QuorumLost(reachable, members)))
             else:
                 lost_since = None
             if now >= deadline:
                 if reachable < majority(members):
-                    raise QuorumLost(reachable, members)
-                raise StoreError(f"the write was not committed within {timeout:.1f}s; it may still be applied")
-        return self._result(out)
+                    raise OutcomeUnknown(str(QuorumLost(reachable, members)))
+                raise OutcomeUnknown(f"the write was not committed within {timeout:.1f}s")
+        return self._result(out["err"], out["result"])
 
     @staticmethod
-    def _result(out: dict[str, Any]) -> spb.StoreResult:
-        """The outcome pysyncobj's callback reported, or the error it means."""
-        err = out["err"]
-        if err != FAIL_REASON.SUCCESS:
-            if err in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.LEADER_CHANGED):
-                raise NotLeader(f"no leader accepted the write (reason {err})")
-            raise StoreError(f"the write failed (reason {err})")
-        result = spb.StoreResult.FromString(out["result"])
-        if not result.ok:
-            raise ConflictError(result.error)
-        return result
+    def _result(err: int, raw: Any) -> spb.StoreResult:
+        """The outcome of a proposal from pysyncobj's callback."""
+        if err == FAIL_REASON.SUCCESS:
+            result = spb.StoreResult.FromString(raw)
+            check_result(result)
+            return result
+        if err in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER):
+            # Refused before any log held it (no leader known; the manager it
+            # was forwarded to no longer leads).
+            raise NotLeader(f"no leader accepted the write (reason {err}); it was not applied")
+        if err == FAIL_REASON.DISCARDED:
+            raise StoreError("a new leader replaced the write in the log before it committed; it was not applied")
+        if err in (FAIL_REASON.LEADER_CHANGED, FAIL_REASON.UNKNOWN_OUTCOME):
+            # Forwarded to a leader that may have appended it before losing
+            # leadership (or answered too late to follow): a later leader may
+            # still commit it.
+            raise OutcomeUnknown(f"the leader changed while the write was in flight (reason {err})")
+        raise StoreError(f"the write was refused (reason {err}); it was not applied")
 
     # ---- membership (leader or forwarded; one change at a time) ----
     def change_membership(self, op: str, addr: str, timeout: float = 10.0, wait_commit: bool = True) -> bool:

@@ -61,6 +61,10 @@ class DaemonConfig:
     # accepts on this manager (seconds): an hour, as in Swarm; tests lower it.
     min_cert_expiry: float = pki.MIN_CERT_EXPIRY
 
+    # Issue 17: a unix socket serving Docker's Engine API for swarm objects
+    # on a manager ("" = none; swarmlet/engineapi/).
+    docker_api_socket: str = ""
+
     def generic_resources(self) -> list[pb.GenericResource]:
         """What this node advertises (checked by `validated`)."""
         return [gen.parse_node_resource(r) for r in self.node_generic_resources]

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from swarmlet import errors, tls
+from swarmlet import engineapi, errors, tls
 from swarmlet.agent.api import AgentServicer
 from swarmlet.agent.executor import Executor
 from swarmlet.agent.images import ImageStore
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from swarmlet.manager.events import LeaderAnnouncer
     from swarmlet.manager.keykeeper import FetchedSecret, KeyKeeper
     from swarmlet.manager.leader import LeaderLoop
+    from swarmlet.manager.membership_repair import MembershipRepair
     from swarmlet.manager.store import Store
 
 # What the `swarmlet daemon` command uses (the CLI may import this module only).
@@ -90,6 +91,7 @@ class Daemon:
         self.dispatcher: Dispatcher | None = None
         self.leader_loop: LeaderLoop | None = None
         self.key_keeper: KeyKeeper | None = None
+        self.membership_repair: MembershipRepair | None = None
         self.server: AioServer | None = None
         self.executor: Executor | None = None
         self.session: AgentSession | None = None
@@ -105,9 +107,11 @@ class Daemon:
         from swarmlet.manager.events import LeaderAnnouncer
         from swarmlet.manager.keykeeper import KeyKeeper
         from swarmlet.manager.leader import LeaderLoop
+        from swarmlet.manager.membership_repair import MembershipRepair
         from swarmlet.manager.store import Store
 
         partners = [p for p in peers if p != addrs.raft]
+        self.files.check_raft_state()
         store = Store(
             addrs.raft,
             partners,
@@ -118,6 +122,7 @@ class Daemon:
             data_key=self.files.ensure_data_key(),
             raft_secret_epoch=epoch,
         )
+        self.files.raft_started()
         # The manager's own engine resolves image digests (issue 9); with a
         # test engine (self._runtime) there is none: images are not pinned.
         engine = DockerRuntime(self.cfg.docker_host) if self._runtime is None else None
@@ -132,6 +137,8 @@ class Daemon:
         self.announcer = LeaderAnnouncer(store)  # leader changes as events (issue 16)
         self.announcer.start()
         keeper.start()
+        self.membership_repair = MembershipRepair(store, control.cluster)
+        self.membership_repair.start()
         threading.Thread(target=self._record_members, args=(store,), name="raft-members", daemon=True).start()
         return store
 
@@ -183,6 +190,9 @@ class Daemon:
             self.dispatcher.stop()
         if self.announcer is not None:
             self.announcer.stop()
+        if self.membership_repair is not None:
+            self.membership_repair.stop()
+            self.membership_repair = None
         self.leader_loop = self.dispatcher = self.control = self.announcer = None
         self.close_store()
 
@@ -413,6 +423,11 @@ def run_daemon(cfg: DaemonConfig) -> int:
         daemon.membership.resume()
         local = localapi.serve(cfg.socket, localapi.LocalControl(daemon))
         metrics_server = node_metrics.serve(cfg.metrics_addr, daemon) if cfg.metrics_addr else None
+        # Issue 17: Docker's Engine API, answered by the same control API.
+        engine_api = None
+        if cfg.docker_api_socket:
+            localapi.claim_socket(cfg.docker_api_socket)
+            engine_api = engineapi.serve(cfg.docker_api_socket, daemon)
     except (errors.SwarmletError, OSError) as e:
         log.error("%s", e)
         daemon.stop()
@@ -428,5 +443,7 @@ def run_daemon(cfg: DaemonConfig) -> int:
     local.stop(grace=0.5)
     if metrics_server is not None:
         metrics_server.stop()
+    if engine_api is not None:
+        engine_api.stop()
     daemon.stop()
     return 0

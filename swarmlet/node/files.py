@@ -5,7 +5,8 @@
   dek.json           a manager's data encryption key, in the clear or wrapped by
                      the unlock key (autolock); see swarmlet/atrest.py
   raft/raft_secret   the cluster's Raft secret and its epoch (managers only)
-  raft/              the Raft journal, term file and snapshot (manager/raftlog.py)
+  raft/              the Raft journal, term file and snapshot (manager/raftlog.py);
+                     raft/new while none exists yet
 
 On a manager everything secret is ciphertext under its data key: the Raft
 files, the Raft secret file and the node's TLS key (certs/node.key). With
@@ -34,6 +35,7 @@ from typing import Any
 from swarmlet import atrest, errors, tls
 from swarmlet.atrest import DataKey
 from swarmlet.fsutil import fsync_dir, write_atomic
+from swarmlet.manager import raftlog, raftmigrate
 
 NODE_FILE = "node.json"
 CERTS_DIR = "certs"
@@ -43,7 +45,9 @@ RAFT_SECRET_FILE = "raft_secret"
 DEK_FILE = atrest.DEK_FILE
 MIN_RAFT_SECRET = 32  # as manager/rafttransport.py: an empty file would give a public key
 _AAD_RAFT_SECRET = b"swarmlet-raft-secret-file"
-_AAD_NODE_KEY = b"swarmlet-node-key"
+AAD_NODE_KEY = b"swarmlet-node-key"  # public: tests read a manager's key as the node does
+# raft/new: a Raft directory made for a manager that has not started yet.
+RAFT_NEW_MARKER = "new"
 
 
 class NodeFileError(errors.FailedPrecondition):
@@ -217,14 +221,14 @@ class NodeFiles:
     def load_credentials(self) -> tls.NodeCredentials | None:
         key_path = os.path.join(self.certs_dir, tls.KEY_FILE)
         try:
-            return tls.NodeCredentials.load(self.certs_dir, open_key=lambda raw: self._unseal(key_path, raw, _AAD_NODE_KEY))
+            return tls.NodeCredentials.load(self.certs_dir, open_key=lambda raw: self._unseal(key_path, raw, AAD_NODE_KEY))
         except tls.CredentialsError as e:
             raise self._unusable(self.certs_dir, str(e)) from None
 
     def save_credentials(self, creds: tls.NodeCredentials) -> None:
         # A manager's TLS key is sealed with its data key: under autolock a
         # stolen disk must not let anyone pose as this manager.
-        seal = (lambda pem: self._seal(pem, _AAD_NODE_KEY)) if self.data_key is not None else None
+        seal = (lambda pem: self._seal(pem, AAD_NODE_KEY)) if self.data_key is not None else None
         creds.save(self.certs_dir, seal_key=seal)
 
     # ---- raft/ ----
@@ -260,6 +264,35 @@ class NodeFiles:
         os.makedirs(self.raft_dir, mode=0o700, exist_ok=True)
         doc = json.dumps({"epoch": epoch, "secret": base64.b64encode(secret).decode()}).encode()
         write_atomic(self.raft_secret_path, self._seal(doc, _AAD_RAFT_SECRET))
+
+    def new_raft_dir(self, secret: bytes, epoch: int = 0) -> None:
+        """Start a fresh Raft directory (init, join, promotion, restore):
+        the secret, and the mark that no Raft state exists here yet."""
+        self.write_raft_secret(secret, epoch)
+        write_atomic(os.path.join(self.raft_dir, RAFT_NEW_MARKER), b"")
+
+    def check_raft_state(self) -> None:
+        """Refuse to start a manager whose Raft state is gone (issue 14).
+        Raft state exists from the manager's first start on (its journal is
+        created then, durably); before that, the directory is marked new. A
+        directory with neither lost its state: a manager started on it would
+        vote with an empty log and a forgotten vote, which can elect a leader
+        without acknowledged writes. Raises raftlog.RaftStateError."""
+        names = set(os.listdir(self.raft_dir)) if os.path.isdir(self.raft_dir) else set()
+        if names & {RAFT_NEW_MARKER, raftlog.JOURNAL_NAME, *raftmigrate.OLD_FILES}:
+            return
+        raise raftlog.RaftStateError(
+            os.path.join(self.raft_dir, raftlog.JOURNAL_NAME),
+            "missing: this manager's Raft state is gone (deleted, or lost with its disk), and a manager "
+            "that forgot its log and its vote must not take part in Raft",
+        )
+
+    def raft_started(self) -> None:
+        """The Raft node has created its journal: the directory is no longer new."""
+        marker = os.path.join(self.raft_dir, RAFT_NEW_MARKER)
+        if os.path.exists(marker):
+            os.unlink(marker)
+            fsync_dir(self.raft_dir)
 
     def reset_raft(self) -> None:
         """Drop the Raft log, dump and secret: a node that left Raft (or

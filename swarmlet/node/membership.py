@@ -247,7 +247,7 @@ class Membership:
                 # Already a Raft member (the CA added it): start the store with
                 # the current members as partners; the leader sends it the log
                 # or a snapshot.
-                self.files.write_raft_secret(resp.raft_secret)
+                self.files.new_raft_dir(resp.raft_secret)
                 try:
                     self.parts.start_manager(addrs, resp.raft_secret, list(resp.raft_peers))
                 except BaseException:
@@ -380,7 +380,7 @@ class Membership:
         the node is a member. On failure, nothing of the new Raft is left."""
         secret = secrets.token_bytes(32)
         self.files.reset_raft()
-        self.files.write_raft_secret(secret)
+        self.files.new_raft_dir(secret)
         node.raft_peers = [addrs.raft]
         try:
             store = self.parts.start_manager(addrs, secret, [])

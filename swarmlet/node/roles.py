@@ -127,7 +127,7 @@ class RoleChanger:
             node.raft_peers = []
         elif resp.role == "manager":
             m.files.reset_raft()
-            m.files.write_raft_secret(resp.raft_secret)
+            m.files.new_raft_dir(resp.raft_secret)
             node.raft_peers = list(resp.raft_peers)
         node.role = resp.role
         m.files.save_credentials(creds)

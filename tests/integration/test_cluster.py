@@ -325,6 +325,8 @@ def test_image_missing_on_a_node_is_rejected_and_placed_elsewhere(testbed, clust
             "the new tag reported by h1 and h2",
         )
         # --pull never: otherwise h3 fetches it from h1 or h2 (issue 9).
+        # --no-resolve-image: pinned to its image id, the task would run on
+        # h3 too, which holds the same image under another tag.
         ok(
             testbed,
             h1,
@@ -336,6 +338,7 @@ def test_image_missing_on_a_node_is_rejected_and_placed_elsewhere(testbed, clust
             "6",
             "--pull",
             "never",
+            "--no-resolve-image",
             "swarmlet-test:partial",
             "sleep",
             "3600",

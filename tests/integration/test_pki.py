@@ -22,13 +22,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from swarmlet import errors, tls
+from swarmlet import atrest, tls
 from swarmlet.api import agent_pb2, agent_pb2_grpc, ca_pb2, ca_pb2_grpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import dispatcher_pb2_grpc as dgrpc
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.node.files import NodeFiles
+from swarmlet.node import files as node_files
 from tests.integration.test_cluster import api, fails, nodes_by_name, ok, running_tasks
 from tests.waiting import wait_for
 
@@ -42,21 +42,19 @@ def node_json(testbed, host, name: str) -> dict:
 
 
 def disk_creds(host) -> tls.NodeCredentials:
-    """A host's credentials on disk (read again if a renewal is moving them
-    into place right now)."""
+    """A host's credentials on disk, read only (never finishing a save the
+    daemon may be making right now); read again while a renewal is moving
+    them into place. A manager's key is sealed with its data key (issue 13)."""
+    certs = Path(host.state_dir) / "certs"
     for _ in range(50):
         try:
-            # A manager's key is sealed with its data key (issue 13B): read
-            # it as the daemon does (no autolock on these hosts).
-            files = NodeFiles(host.state_dir)
-            if files.has_data_key():
-                files.unlock(None)
-            creds = files.load_credentials()
-        except (tls.CredentialsError, OSError, errors.SwarmletError):
+            key = (certs / tls.KEY_FILE).read_bytes()
+            if atrest.is_sealed(key):
+                dek = atrest.read_dek_file((Path(host.state_dir) / atrest.DEK_FILE).read_bytes(), None)
+                key = dek.unseal(key, node_files.AAD_NODE_KEY)
+            return tls.NodeCredentials.from_pems(key, (certs / tls.CERT_FILE).read_bytes(), (certs / tls.CA_FILE).read_bytes())
+        except (tls.CredentialsError, atrest.SealError, OSError):
             time.sleep(0.1)
-            continue
-        assert creds is not None
-        return creds
     raise AssertionError(f"unreadable credentials on {host.name}")
 
 

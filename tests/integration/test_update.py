@@ -280,7 +280,8 @@ def test_bad_update_is_refused_and_changes_nothing(testbed, cluster):
     h1 = cluster[0]
     before = svc(h1, "web")
     for args, msg in (
-        (["--image", "swarmlet-test:absent"], "not present"),
+        # No engine holds it and its registry is out of reach (issue 9): refused.
+        (["--image", "swarmlet-test:absent"], "image swarmlet-test:absent"),
         (["--update-failure-action", "explode"], "explode"),
         (["--update-max-failure-ratio", "2"], "between 0 and 1"),
         (["--constraint-add", "node.colour==x"], "node.colour"),

@@ -146,7 +146,7 @@ def resolve(
         if a is None or a.network.spec.ingress:
             continue
         for s in a.services:
-            if s.name.lower() != svc_name:
+            if s.name.lower() != svc_name and svc_name not in (a.lower() for a in s.aliases):
                 continue
             found = True
             if not want_tasks and s.mode == pb.EndpointSpec.VIP and s.vip:

@@ -127,9 +127,15 @@ class ClusterControl:
         that waits for that commit."""
         addr = node.manager_status.raft_addr
         self._mark_membership(f"add {addr}")
+        # Wait for the commit whenever the members we have can make it: a
+        # promotion answered before its Raft change committed is lost if the
+        # leader dies first (issue 14: the node then ran as a manager Raft
+        # never knew). Only a cluster of one or two must wait for the newcomer.
+        members = self._store.members()
+        wait = cl.add_can_commit_without_newcomer(members, self._store.reachable())
         try:
             self._a.propose([st.put(node, create=create)])
-            committed = self._store.change_membership("add", addr, wait_commit=False)
+            committed = self._store.change_membership("add", addr, wait_commit=wait)
         except errors.SwarmletError as e:
             self._clear_membership()
             raise user_error(e) if isinstance(e, StoreError) else e from None
@@ -180,8 +186,53 @@ class ClusterControl:
                 f"({len(members)} managers, {len(self._store.reachable())} reachable). "
                 "Bring unreachable managers back first, or use --force"
             )
-        self.remove_manager(node)
+        # Wanted as a worker from now on: if the leader dies once the Raft
+        # removal committed but before the record says worker, the repair
+        # finishes the demotion instead of adding the node back.
+        leaving = pb.Node()
+        leaving.CopyFrom(node)
+        leaving.spec.desired_role = pb.NodeSpec.WORKER
+        self._a.propose([st.put(leaving)])
+        try:
+            self.remove_manager(self._a.local().nodes.get(node.id, leaving))
+        except errors.SwarmletError:
+            self._restore_desired_manager(node.id)
+            raise
         return cpb.NodeResponse(node=self._a.local().nodes.get(node.id, node))
+
+    def _restore_desired_manager(self, node_id: str) -> None:
+        """A demotion that did not remove the node from Raft: it stays wanted
+        as a manager (best effort; the repair adds nothing it does not need)."""
+        cur = self._a.local().nodes.get(node_id)
+        if cur is None or cur.manager_status.raft_addr not in self._store.members():
+            return
+        back = pb.Node()
+        back.CopyFrom(cur)
+        back.spec.desired_role = pb.NodeSpec.MANAGER
+        try:
+            self._store.propose([st.put(back)])
+        except StoreError:
+            pass
+
+    # ---- repairs (the leader, periodically: membership_repair.py) ----
+    def repair_membership(self) -> list[str]:
+        """Make the Raft membership and the store's managers agree again after
+        a change a leader's death interrupted (core.cluster.membership_repairs).
+        Leader only; does nothing while a change is in progress. Returns what
+        it did, for the log."""
+        snap = self._a.local()
+        cluster = snap.cluster
+        if cluster is None or cl.membership_change_in_progress(cluster, time.time()):
+            return []
+        add, finish = cl.membership_repairs(snap, self._store.members())
+        done = []
+        for node in finish:
+            self._store.propose([st.put(cl.as_worker(node))])
+            done.append(f"finished the demotion of {lookup.node_name(node)}")
+        for node in add:
+            self.add_manager(node, create=False)
+            done.append(f"added manager {lookup.node_name(node)} ({node.manager_status.raft_addr}) back to Raft")
+        return done
 
     def remove_manager(self, node: pb.Node) -> None:
         """Take `node` out of the Raft membership and record it as a worker."""
@@ -225,6 +276,9 @@ class ClusterControl:
                 # manager runs.
                 issued = pki.with_issued(node, ca.issued_record(cert, role), time.time())
                 self.add_manager(cl.as_manager(issued), create=False)
+            elif node.manager_status.raft_addr not in self._store.members():
+                # A retry after an add that was lost with its leader.
+                self.add_manager(node, create=False)
             return cert, role, cluster.raft_secret, self._store.members()
         if node.role == pb.NodeSpec.MANAGER:
             raise errors.FailedPrecondition("the node is still a Raft member; demote it first")

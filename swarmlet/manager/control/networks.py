@@ -21,10 +21,13 @@ class NetworkControl:
         spec = pb.NetworkSpec()
         spec.CopyFrom(req.spec)
         spec.driver = spec.driver or "overlay"
-        validation.validate_network_spec(spec, self._a.snap())
-        net = pb.Network(id=new_id(), spec=spec)
-        self._a.propose([st.put(net, create=True)])
-        return cpb.NetworkResponse(network=self._a.snap().networks.get(net.id, net))
+        snap = self._a.snap()
+        if not self._a.replayed(req.request_id):
+            validation.validate_network_spec(spec, snap)
+            net = pb.Network(id=new_id(), spec=spec)
+            self._a.propose([st.put(net, create=True)], request_id=req.request_id)
+        # By name (unique): an earlier attempt of this call may have applied.
+        return cpb.NetworkResponse(network=lookup.network(self._a.snap(), spec.name))
 
     def list(self, req: cpb.ListNetworksRequest) -> cpb.ListNetworksResponse:
         networks = sorted(self._a.snap().networks.values(), key=lambda n: n.spec.name)
@@ -61,9 +64,11 @@ class NetworkControl:
 
     def remove(self, req: cpb.RemoveNetworkRequest) -> cpb.RemoveNetworkResponse:
         snap = self._a.snap()
+        if self._a.replayed(req.request_id):
+            return cpb.RemoveNetworkResponse(id=req.ref)  # gone already
         net = lookup.network(snap, req.ref)
         validation.check_network_removable(snap, net)
         # Tasks of removed services may still be stopping on it: agents tear
         # the wiring down when the network leaves their assignment.
-        self._a.propose([st.delete(spb.KIND_NETWORK, net.id, net.meta.version)])
+        self._a.propose([st.delete(spb.KIND_NETWORK, net.id, net.meta.version)], request_id=req.request_id)
         return cpb.RemoveNetworkResponse(id=net.id)

@@ -36,6 +36,8 @@ class NodeControl:
     def update(self, req: cpb.UpdateNodeRequest) -> cpb.NodeResponse:
         snap = self._a.snap()
         node = lookup.node(snap, req.ref)
+        if self._a.replayed(req.request_id):
+            return cpb.NodeResponse(node=node)
         new = pb.Node()
         new.CopyFrom(node)
         if req.set_availability:
@@ -51,11 +53,14 @@ class NodeControl:
                 raise errors.NotFound(f"node {lookup.node_name(node)} has no label {k!r}")
             del new.spec.labels[k]
         validation.validate_node_labels(dict(new.spec.labels))
-        self._a.propose([st.put(new)])
+        self._a.propose([st.put(new)], request_id=req.request_id)
         return cpb.NodeResponse(node=self._a.snap().nodes.get(node.id, new))
 
     def remove(self, req: cpb.RemoveNodeRequest) -> cpb.RemoveNodeResponse:
-        node = lookup.node(self._a.snap(), req.ref)
+        snap = self._a.snap()
+        if self._a.replayed(req.request_id):
+            return cpb.RemoveNodeResponse(id=req.ref)  # gone already
+        node = lookup.node(snap, req.ref)
         name = lookup.node_name(node)
         if node.role == pb.NodeSpec.MANAGER:
             raise errors.FailedPrecondition(
@@ -70,5 +75,5 @@ class NodeControl:
         revoked = pki.with_revoked(cluster, pki.node_certificates(node)) if cluster is not None else None
         if revoked is not None:
             actions.append(st.put(revoked))
-        self._a.propose(actions)
+        self._a.propose(actions, request_id=req.request_id)
         return cpb.RemoveNodeResponse(id=node.id)

@@ -37,6 +37,10 @@ class ServiceControl:
             return []
         return self._images.pin(spec, auth, snap)
 
+    def _named(self, name: str, warnings: list[str] | None = None) -> cpb.ServiceResponse:
+        """The service named `name` (names are unique), as a create's reply."""
+        return self._reply(lookup.service(self._a.snap(), name), warnings)
+
     def create(self, req: cpb.CreateServiceRequest) -> cpb.ServiceResponse:
         spec = pb.ServiceSpec()
         spec.CopyFrom(req.spec)
@@ -45,6 +49,8 @@ class ServiceControl:
         opts.normalise_job(spec)
         validation.validate_service_spec(spec)
         snap = self._a.snap()
+        if self._a.replayed(req.request_id):
+            return self._named(spec.name)
         if any(s.spec.name == spec.name for s in snap.services.values()):
             raise errors.AlreadyExists(f"a service named {spec.name!r} already exists")
         validation.check_schedulable(spec, snap)
@@ -58,8 +64,10 @@ class ServiceControl:
             svc.registry_auth.CopyFrom(auth)
         if tk.is_job(svc):
             svc.job_status.last_execution = time.time()
-        self._a.propose([st.put(svc, create=True)])
-        return self._reply(svc, warnings)
+        self._a.propose([st.put(svc, create=True)], request_id=req.request_id)
+        # By name: an earlier attempt of this call (same request id) that was
+        # still in flight may be the one that applied, under its own id.
+        return self._named(spec.name, warnings)
 
     def get(self, req: cpb.GetServiceRequest) -> cpb.ServiceResponse:
         return cpb.ServiceResponse(service=images.redacted(lookup.service(self._a.snap(), req.ref)))
@@ -77,6 +85,8 @@ class ServiceControl:
     def scale(self, req: cpb.ScaleServiceRequest) -> cpb.ServiceResponse:
         snap = self._a.snap()
         svc = lookup.service(snap, req.ref)
+        if self._a.replayed(req.request_id):
+            return self._reply(svc)
         mode = tk.service_mode(svc)
         if mode not in ("replicated", "replicated-job"):
             raise errors.FailedPrecondition(
@@ -95,7 +105,7 @@ class ServiceControl:
         else:
             new.spec.replicated.replicas = req.replicas
         validation.check_capacity(new.spec, snap, svc.id)
-        self._a.propose([st.put(new)])
+        self._a.propose([st.put(new)], request_id=req.request_id)
         return self._reply(new)
 
     def update(self, req: cpb.UpdateServiceRequest) -> cpb.ServiceResponse:
@@ -103,6 +113,8 @@ class ServiceControl:
         task spec starts a rolling update, run by the leader's updater."""
         snap = self._a.snap()
         svc = lookup.service(snap, req.ref)
+        if self._a.replayed(req.request_id):
+            return self._reply(svc)
         if req.version and req.version != svc.meta.version:
             raise errors.Conflict(
                 f"service {svc.spec.name} changed since it was read (version {req.version}, now "
@@ -138,12 +150,14 @@ class ServiceControl:
             new.ClearField("registry_auth")
             if req.HasField("registry_auth") and req.registry_auth != pb.RegistryAuth():
                 new.registry_auth.CopyFrom(req.registry_auth)
-        self._a.propose([st.put(new)])
+        self._a.propose([st.put(new)], request_id=req.request_id)
         return self._reply(new, warnings)
 
     def rollback(self, req: cpb.RollbackServiceRequest) -> cpb.ServiceResponse:
         snap = self._a.snap()
         svc = lookup.service(snap, req.ref)
+        if self._a.replayed(req.request_id):
+            return self._reply(svc)
         if not svc.HasField("previous_spec"):
             raise errors.FailedPrecondition(
                 f"service {svc.spec.name} has no previous spec to roll back to (it was never updated)"
@@ -151,22 +165,27 @@ class ServiceControl:
         # A secret or config the previous spec names may have been removed since.
         validation.prepare_service_storage(pb.ServiceSpec(task=svc.previous_spec.task), snap)
         new = updater.rollback_service(svc, time.time(), "manually requested rollback")
-        self._a.propose([st.put(new)])
+        self._a.propose([st.put(new)], request_id=req.request_id)
         return self._reply(new)
 
     def promote(self, req: cpb.PromoteServiceRequest) -> cpb.ServiceResponse:
         svc = lookup.service(self._a.snap(), req.ref)
+        if self._a.replayed(req.request_id):
+            return self._reply(svc)
         try:
             new = updater.promoted_service(svc, time.time())
         except ValueError as e:
             raise errors.FailedPrecondition(str(e)) from None
-        self._a.propose([st.put(new)])
+        self._a.propose([st.put(new)], request_id=req.request_id)
         return self._reply(new)
 
     def remove(self, req: cpb.RemoveServiceRequest) -> cpb.RemoveServiceResponse:
-        svc = lookup.service(self._a.snap(), req.ref)
+        snap = self._a.snap()
+        if self._a.replayed(req.request_id):
+            return cpb.RemoveServiceResponse(id=req.ref)  # gone already: the ref is all we have
+        svc = lookup.service(snap, req.ref)
         # The orchestrator sees the service gone and removes its tasks.
-        self._a.propose([st.delete(spb.KIND_SERVICE, svc.id)])
+        self._a.propose([st.delete(spb.KIND_SERVICE, svc.id)], request_id=req.request_id)
         return cpb.RemoveServiceResponse(id=svc.id)
 
     def progress(self, req: cpb.ServiceProgressRequest) -> cpb.ServiceProgressResponse:

@@ -83,6 +83,17 @@ def test_resolve_vip_tasks_and_dnsrr() -> None:
     assert dns.resolve(view, ["gone"], "web", dns.TYPE_A) is None
 
 
+def test_resolve_network_aliases() -> None:
+    # Issue 17: docker stack deploy names app_web "web" on the stack's networks.
+    view = _view()
+    view["front"].services.add(name="app_web", vip="10.0.1.7", mode=pb.EndpointSpec.VIP, aliases=["Web2"]).backends.add(
+        addr="10.0.1.8"
+    )
+    assert dns.resolve(view, ["front"], "web2", dns.TYPE_A) == ["10.0.1.7"]
+    assert dns.resolve(view, ["front"], "tasks.web2", dns.TYPE_A) == ["10.0.1.8"]
+    assert dns.resolve(view, ["back"], "web2", dns.TYPE_A) is None  # only on the network it was given for
+
+
 def test_host_resolvers_skip_our_own_address(tmp_path: Path) -> None:
     conf = tmp_path / "resolv.conf"
     conf.write_text(f"# comment\nnameserver 192.0.2.53\nnameserver {dns.DNS_ADDR}\nsearch example\nnameserver 2001:db8::53\n")

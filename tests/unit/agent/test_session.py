@@ -47,6 +47,8 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]
         self.report_calls = 0
         self.fail_reports = 0  # refuse that many status reports
         self.leader_hint = ""  # refuse sessions, pointing there
+        self.heartbeats = 0
+        self.ending: set[str] = set()  # sessions whose stream is to end (a leader stepping down)
 
     def assign(self, tasks: list[pb.Task], managers: list[str]) -> None:
         with self._lock:
@@ -58,6 +60,12 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]
         """As a new leader would: it knows no session."""
         with self._lock:
             self.session_ids.clear()
+
+    def end_sessions(self) -> None:
+        """End every open session's stream, as a manager that stops leading does."""
+        with self._lock:
+            self.ending |= self.session_ids
+            self._lock.notify_all()
 
     def reported(self, task_id: str, state: int) -> bool:
         with self._lock:
@@ -84,6 +92,8 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]
         sent = -1
         while context.is_active():
             with self._lock:
+                if sid in self.ending:
+                    return
                 if sent == self._version:
                     self._lock.wait(0.1)
                     continue
@@ -96,6 +106,7 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]
     def Heartbeat(self, request: dpb.HeartbeatRequest, context: grpc.ServicerContext) -> dpb.HeartbeatResponse:
         with self._lock:
             known = request.session_id in self.session_ids
+            self.heartbeats += known
         if not known:
             context.abort(grpc.StatusCode.NOT_FOUND, "unknown session")
         return dpb.HeartbeatResponse(period=PERIOD)
@@ -301,3 +312,48 @@ def test_new_credentials_reconnect_the_session_and_keep_pending_reports(
     assert m.dispatcher.serials == [agent.creds.cert_info.serial, renewed.cert_info.serial]
     m.dispatcher.fail_reports = 0
     wait_for(lambda: m.dispatcher.reported("t1", pb.FAILED), 5, "the queued report delivered after the reconnect")
+
+
+class _ClosedChannelStub:
+    """What a stub whose channel was closed does: every call raises ValueError."""
+
+    def __getattr__(self, name: str) -> object:
+        def call(*args: object, **kwargs: object) -> object:
+            raise ValueError("Cannot invoke RPC on closed channel!")
+
+        return call
+
+
+def _heartbeat_thread_alive() -> bool:
+    return any(t.name == "agent-heartbeat" and t.is_alive() for t in threading.enumerate())
+
+
+def test_heartbeats_survive_a_closed_channel(root: pb.RootCA, managers: list[Manager], agents: list[Agent]) -> None:
+    """Issue 14: after a SIGSTOP the session's channel was closed under the
+    heartbeat thread; the ValueError killed the thread, and the node was
+    marked down again and again. Now the session starts over and heartbeats go on."""
+    m = managers[0]
+    m.dispatcher.assign([], [m.addr])
+    agent = start_agent(root, agents, [m.addr])
+    wait_for(lambda: agent.session.connected.is_set(), 5, "a session")
+    with agent.session._lock:
+        agent.session._stub = _ClosedChannelStub()  # type: ignore[assignment]
+    wait_for(lambda: len(m.dispatcher.sessions) == 2, 5, "a new session after the broken channel")
+    before = m.dispatcher.heartbeats
+    wait_for(lambda: m.dispatcher.heartbeats >= before + 5, 5, "heartbeats on the new session")
+    assert _heartbeat_thread_alive()
+
+
+def test_heartbeats_go_on_across_many_session_ends(root: pb.RootCA, managers: list[Manager], agents: list[Agent]) -> None:
+    """Sessions ending while heartbeats are in flight (leader changes, a
+    paused process): the thread outlives every one of them."""
+    m = managers[0]
+    m.dispatcher.assign([], [m.addr])
+    agent = start_agent(root, agents, [m.addr])
+    for i in range(15):
+        wait_for(lambda i=i: len(m.dispatcher.sessions) == i + 1 and agent.session.connected.is_set(), 10, f"session {i + 1}")
+        m.dispatcher.end_sessions()
+    wait_for(lambda: len(m.dispatcher.sessions) == 16, 10, "the last session")
+    before = m.dispatcher.heartbeats
+    wait_for(lambda: m.dispatcher.heartbeats >= before + 5, 5, "heartbeats on the last session")
+    assert _heartbeat_thread_alive()

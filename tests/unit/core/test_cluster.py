@@ -138,3 +138,30 @@ def test_the_manager_view_marks_leader_and_reachability() -> None:
 def test_recreating_needs_a_cluster_object() -> None:
     with pytest.raises(errors.FailedPrecondition, match="no cluster object"):
         cl.sole_manager_state(snapshot(node("n")), node("me"), b"s", "gone")
+
+
+def test_an_add_can_commit_without_the_newcomer_from_three_reachable_members() -> None:
+    assert not cl.add_can_commit_without_newcomer(["a"], {"a"})  # 2 members: needs both
+    assert cl.add_can_commit_without_newcomer(["a", "b"], {"a", "b"})  # 3 members: the 2 old ones are a majority
+    assert cl.add_can_commit_without_newcomer(["a", "b", "c"], {"a", "b", "c"})  # 4: 3 without it
+    assert not cl.add_can_commit_without_newcomer(["a", "b", "c"], {"a", "b"})
+
+
+def test_membership_repairs_find_lost_adds_and_unfinished_demotions() -> None:
+    def node(nid: str, role: int, desired: int, raft: str) -> pb.Node:
+        n = pb.Node(id=nid, role=role, spec=pb.NodeSpec(desired_role=desired))
+        n.manager_status.raft_addr = raft
+        return n
+
+    m, w = pb.NodeSpec.MANAGER, pb.NodeSpec.WORKER
+    snap = st.Snapshot()
+    for n in (
+        node("ok", m, m, "10.0.0.1:4243"),
+        node("lost-add", m, m, "10.0.0.2:4243"),
+        node("half-demoted", m, w, "10.0.0.3:4243"),
+        node("leaving", m, w, "10.0.0.4:4243"),  # still a member: its demotion is running
+        node("worker", w, w, ""),
+    ):
+        snap.nodes[n.id] = n
+    add, finish = cl.membership_repairs(snap, ["10.0.0.1:4243", "10.0.0.4:4243"])
+    assert [n.id for n in add] == ["lost-add"] and [n.id for n in finish] == ["half-demoted"]

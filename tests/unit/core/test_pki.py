@@ -276,3 +276,24 @@ def test_the_address_pool_cannot_change_after_init() -> None:
     new.default_address_pool.append("10.20.0.0/16")
     with pytest.raises(InvalidSpec, match="default address pool is set at init"):
         check_cluster_spec(new, spec(), 3600)
+
+
+EXPORT = pki.AGENT_PREFIX + "ExportImage"
+
+
+def test_any_current_member_may_fetch_an_image_from_a_peer() -> None:
+    # Issue 9's peer transfers: a worker asks another node (worker or
+    # manager) for an image; the agent API is otherwise for managers only.
+    c = cluster()
+    c.revoked_certs["bad"] = 1000.0
+    snap = snapshot(c, node("n1", OLD))
+    pki.authorize_on_manager(snap, peer(), EXPORT)
+    view = pki.worker_view("c1", ["m1"], ["bad"])
+    pki.authorize_on_worker(view, peer("w2", "worker"), EXPORT)
+    for who, message in ((peer("w2", serial="bad"), "revoked"), (peer("w2", cluster_id="x"), "another cluster")):
+        with pytest.raises(errors.PermissionDenied, match=message):
+            pki.authorize_on_worker(view, who, EXPORT)
+    with pytest.raises(errors.PermissionDenied, match="not a member"):
+        pki.authorize_on_manager(snap, peer("gone"), EXPORT)
+    with pytest.raises(errors.PermissionDenied, match="only managers"):
+        pki.authorize_on_worker(view, peer("w2", "worker"), LOGS)

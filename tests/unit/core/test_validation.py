@@ -271,7 +271,7 @@ def test_network_specs() -> None:
         (pb.NetworkSpec(name=""), v.InvalidSpec, "needs a name"),
         (pb.NetworkSpec(name="a b"), v.InvalidSpec, "invalid network name"),
         (pb.NetworkSpec(name="ing", ingress=True), v.InvalidSpec, "created by the cluster"),
-        (pb.NetworkSpec(name="backend"), al.AllocationError, "already exists"),
+        (pb.NetworkSpec(name="backend"), errors.AlreadyExists, "already exists"),
         (pb.NetworkSpec(name="x", driver="bridge"), al.AllocationError, "unknown network driver"),
         (pb.NetworkSpec(name="x", gateway="10.2.0.1"), al.AllocationError, "--gateway needs --subnet"),
         (pb.NetworkSpec(name="x", subnet="10.1.0.128/25"), al.AllocationError, "overlaps subnet 10.1.0.0/24"),
@@ -280,7 +280,7 @@ def test_network_specs() -> None:
     ]:
         with pytest.raises(err, match=words):
             v.validate_network_spec(bad, sim.snap)
-        assert issubclass(err, errors.Invalid)
+        assert issubclass(err, (errors.Invalid, errors.AlreadyExists))
     v.validate_network_spec(pb.NetworkSpec(name="x", subnet="10.2.0.0/24", gateway="10.2.0.254"), sim.snap)
 
 

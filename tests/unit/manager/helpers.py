@@ -47,6 +47,9 @@ def start_store(state_dir: Path, addr: str = "", partners: list[str] | None = No
 def leader_store(state_dir: Path) -> Store:
     s = start_store(state_dir)
     wait_for(s.is_leader, 10, "a one-manager store elects itself")
+    # ... and has committed its term's barrier: the dispatcher serves agents
+    # only then (Store.leader_ready).
+    wait_for(s.ensure_leader_ready, 10, "the new leader caught up")
     return s
 
 

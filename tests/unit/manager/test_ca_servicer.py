@@ -33,6 +33,12 @@ class Context:
     async def abort(self, code: grpc.StatusCode, details: str) -> None:  # grpc.aio's is a coroutine
         raise Aborted(code, details)
 
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def set_trailing_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        pass
+
 
 @pytest.fixture
 def servicer() -> tuple[cs.CAServicer, list[str]]:

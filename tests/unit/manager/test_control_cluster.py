@@ -223,3 +223,43 @@ class ActiveContext:
 
     def add_callback(self, callback: object) -> bool:
         return True
+
+
+# ---------------------------------------------------------------- membership repairs (issue 14)
+
+
+def test_a_manager_whose_raft_add_was_lost_is_added_back(three: ThreeManagers) -> None:
+    # The fault campaign's finding: the node was written as a manager, its
+    # Raft add was appended by a leader that died before committing it.
+    lost = f"127.0.0.1:{h.free_port()}"
+    node = h.manager_node(lost, "127.0.0.1:4300", "manager9" + "0" * 18, "manager-9")
+    three.leader.propose([st.put(node, create=True)])
+    assert lost not in three.leader.members()
+    done = three.control.cluster.repair_membership()
+    assert done == [f"added manager manager-9 ({lost}) back to Raft"]
+    # Three members could commit it without the newcomer: it was committed.
+    assert lost in three.leader.members() and len(three.leader.members()) == 4
+    assert three.control.cluster.repair_membership() == []
+
+
+def test_a_demotion_whose_record_was_not_rewritten_is_finished(three: ThreeManagers) -> None:
+    follower = three.followers()[0]
+    node_id = three.ids[follower.self_addr]
+    three.leader.change_membership("remove", follower.self_addr)
+    leaving = pb.Node()
+    leaving.CopyFrom(three.leader.snapshot().nodes[node_id])
+    leaving.spec.desired_role = pb.NodeSpec.WORKER  # what a demotion writes first
+    three.leader.propose([st.put(leaving)])
+    name = leaving.description.hostname
+    assert three.control.cluster.repair_membership() == [f"finished the demotion of {name}"]
+    node = three.leader.snapshot().nodes[node_id]
+    assert (node.role, node.spec.desired_role) == (pb.NodeSpec.WORKER, pb.NodeSpec.WORKER)
+    assert follower.self_addr not in three.leader.members()
+
+
+def test_repairs_wait_for_a_membership_change_in_progress(three: ThreeManagers) -> None:
+    lost = f"127.0.0.1:{h.free_port()}"
+    three.leader.propose([st.put(h.manager_node(lost, "127.0.0.1:4300", "manager9" + "0" * 18, "manager-9"), create=True)])
+    three.control.cluster._mark_membership("add somebody")
+    assert three.control.cluster.repair_membership() == []
+    assert lost not in three.leader.members()

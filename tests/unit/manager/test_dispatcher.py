@@ -593,3 +593,18 @@ def test_only_a_manager_may_fetch_the_raft_secret(served: Served) -> None:
     with grpc.secure_channel(served.addr, creds.channel_credentials(), options=tls.CHANNEL_OPTIONS) as ch:
         err = rpc_error(lambda: dgrpc.DispatcherStub(ch).RaftSecret(dpb.RaftSecretRequest(), timeout=RPC_TIMEOUT))
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+# ---------------------------------------------------------------- a new leader (issue 14)
+
+
+def test_the_dispatcher_refuses_agents_until_its_leader_caught_up(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(served.store, "leader_ready", lambda: False)
+    err = rpc_error(served.agent(W1).open)
+    assert err.code() == grpc.StatusCode.UNAVAILABLE
+    assert "just elected and is catching up" in err.details()
+    monkeypatch.undo()
+    # Asked, the store commits the term's barrier on a thread of its own
+    # (the dispatcher's event loop never waits for it).
+    wait_for(served.store.leader_ready, 5.0, "the leader ready")
+    assert served.agent(W1).open().session_id

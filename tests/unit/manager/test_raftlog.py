@@ -291,3 +291,19 @@ def test_a_failed_write_is_an_error_and_the_journal_stays_usable_on_disk(tmp_pat
         j.add(*cmds(11, 1)[0])  # it refuses to go on as if nothing happened
     # What did reach the file is a torn tail after the last good write.
     assert DurableJournal(str(crash_copy(tmp_path / "a", tmp_path / "b")), KEY)[:] == cmds(1, 5)
+
+
+def test_a_journal_gone_while_the_term_file_or_a_snapshot_remains_is_refused(tmp_path):
+    # Issue 14: a manager that lost its log must not vote with an empty one.
+    j = journal_with(tmp_path / "a", cmds(1, 5, term=2))
+    j._destroy()
+    (tmp_path / "a" / raftlog.JOURNAL_NAME).unlink()
+    with pytest.raises(RaftStateError, match="wal: missing, while the term file"):
+        DurableJournal(str(tmp_path / "a"), KEY)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / raftlog.SNAPSHOT_NAME).write_bytes(b"whatever")
+    with pytest.raises(RaftStateError, match="a snapshot shows this manager took part"):
+        DurableJournal(str(tmp_path / "b"), KEY)
+    # A directory that never held Raft state starts a new journal.
+    DurableJournal(str(tmp_path), KEY)._destroy()
+    assert (tmp_path / raftlog.JOURNAL_NAME).exists()

@@ -286,7 +286,6 @@ def test_a_compaction_cut_short_by_a_crash_is_finished_at_start(tmp_path):
     first_after = after[0][1]
     crafted = tmp_path / "crafted"
     crafted.mkdir()
-    shutil.copy(raft / raftlog.TERM_NAME, crafted / raftlog.TERM_NAME)
     j = DurableJournal(str(crafted), DATA_KEY)
     for e in before + [e for e in after if e[1] > before[-1][1]]:
         j.add(*e)

@@ -68,8 +68,8 @@ def test_writes_fsync_the_file_and_its_directory(tmp_path, monkeypatch) -> None:
     assert synced == ["file", "dir"]
     f.ensure_data_key()  # a manager's: its secret files are sealed with it
     synced.clear()
-    f.write_raft_secret(b"s" * 32)
-    assert synced == ["file", "dir"]
+    f.new_raft_dir(b"s" * 32)
+    assert synced == ["file", "dir", "file", "dir"]  # the secret, then the mark of a new Raft directory
 
 
 @pytest.mark.parametrize(

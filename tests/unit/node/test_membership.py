@@ -257,3 +257,22 @@ def test_init_takes_the_dispatcher_heartbeat_and_refuses_a_bad_one(make_daemon: 
     init(d, dispatcher_heartbeat=2.0)
     c = cluster_of(d)
     assert (c.spec.heartbeat_period, c.spec.node_down_after) == (2.0, 6.0)
+
+
+def test_a_manager_whose_raft_state_is_gone_refuses_to_start(make_daemon: MakeDaemon, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 14: a manager started on a Raft directory that lost its journal
+    would vote with an empty log and a forgotten vote. The directory is
+    marked new until the first start creates the journal; after that, a
+    missing journal stops the daemon with the way back."""
+    first = make_daemon("m1")
+    init(first)
+    raft = first.files.raft_dir
+    assert "new" not in os.listdir(raft) and "wal" in os.listdir(raft)
+    first.stop()
+    for name in os.listdir(raft):
+        if name != "raft_secret":
+            os.unlink(os.path.join(raft, name))
+    with caplog.at_level(logging.ERROR, logger="swarmlet.node.daemon"):
+        assert run_daemon(first.cfg) == 1
+    assert f"raft state file {raft}/wal: missing: this manager's Raft state is gone" in caplog.text
+    assert "swarmlet join" in caplog.text  # the way back

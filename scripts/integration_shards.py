@@ -1,0 +1,64 @@
+"""Split the integration test modules into N shards of about equal run time.
+
+Each shard runs in its own pytest process on its own testbed (prefix and
+underlay subnet of its own: see scripts/test.sh), so shards never share a
+namespace, a bridge or an engine. Modules stay whole: a module's fixtures
+bring one testbed up for all its tests.
+
+Usage: python scripts/integration_shards.py N   -> N lines, each the module
+paths of one shard (space-separated). Standard library only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Seconds per module, measured on this kind of machine (2 cores; a serial
+# run of the whole suite). Only a guide for balancing: a module missing here
+# counts as DEFAULT, and a stale figure only makes the shards less even.
+MEASURED = {
+    "test_images.py": 500,
+    "test_update.py": 150,
+    "test_chaos.py": 130,
+    "test_pki.py": 115,
+    "test_cluster.py": 110,
+    "test_faults.py": 100,
+    "test_ha.py": 100,
+    "test_security.py": 100,
+    "test_service_options.py": 65,
+    "test_powercut.py": 60,
+    "test_observe.py": 50,
+    "test_storage.py": 40,
+    "test_stack.py": 40,
+    "test_overlay.py": 32,
+    "test_executor.py": 27,
+    "test_testbed.py": 5,
+}
+DEFAULT = 60
+
+
+def shards(modules: list[Path], n: int) -> list[list[Path]]:
+    """Longest first, each into the shard with the least time so far."""
+    out: list[list[Path]] = [[] for _ in range(n)]
+    load = [0] * n
+    for m in sorted(modules, key=lambda p: (-MEASURED.get(p.name, DEFAULT), p.name)):
+        i = load.index(min(load))
+        out[i].append(m)
+        load[i] += MEASURED.get(m.name, DEFAULT)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or not argv[1].isdigit() or int(argv[1]) < 1:
+        print("usage: integration_shards.py N (N >= 1)", file=sys.stderr)
+        return 2
+    root = Path(__file__).resolve().parent.parent
+    modules = sorted((root / "tests" / "integration").glob("test_*.py"))
+    for shard in shards([m.relative_to(root) for m in modules], int(argv[1])):
+        print(" ".join(str(m) for m in shard))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

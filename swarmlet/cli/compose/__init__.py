@@ -1,0 +1,1 @@
+"""Compose files for `swarmlet stack`: YAML with positions, interpolation, merging, checking, conversion."""
