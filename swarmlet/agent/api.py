@@ -11,7 +11,7 @@ from typing import Protocol
 
 import grpc
 
-from swarmlet import errors, rpc, tls
+from swarmlet import errors, metrics, rpc, tls
 from swarmlet.agent.images import ImageStore
 from swarmlet.api import agent_pb2, agent_pb2_grpc
 
@@ -60,6 +60,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # gene
             if not context.is_active():
                 return
             yield chunk
+            # Counted once gRPC took it (it asks for the next only then):
+            # what a peer that hung up never got is not counted.
+            metrics.image_served(len(chunk.data))
 
     @rpc.edge
     def FetchImage(
