@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
@@ -97,6 +98,93 @@ CONTAINER_OPERATION = Histogram(
 CONTAINER_OPERATION_ERRORS = Counter(
     "swarmlet_agent_container_operation_errors", "Engine calls that failed, by operation", ["operation"], registry=REGISTRY
 )
+
+
+# ---- image transfers (every node, issue 9) ----
+# One fetch is one attempt to bring an image into this node's engine from one
+# source: a peer's export over the nodes' API ("peer", whether ordered for a
+# task or by `image push`) or the engine's registry pull ("registry"). A task
+# whose peers fail tries each of them, then the registry: each attempt counts.
+# No image or registry label: references are unbounded (and a registry's
+# address is close to its credentials); the node's log names the image.
+IMAGE_SOURCES = ("peer", "registry")
+IMAGE_FETCHES = Counter(
+    "swarmlet_agent_image_fetches",
+    "Image fetches into this node's engine, by source (peer, registry) and outcome (ok, failed)",
+    ["source", "outcome"],
+    registry=REGISTRY,
+)
+IMAGE_RECEIVED_BYTES = Counter(
+    "swarmlet_agent_image_received_bytes",
+    "Image bytes received by this node, by source: a peer's archive as it arrives, a registry's layers as the engine "
+    "reports its download (layers already present count nothing)",
+    ["source"],
+    registry=REGISTRY,
+)
+IMAGE_SERVED_BYTES = Counter(
+    "swarmlet_agent_image_served_bytes",
+    "Image bytes this node sent to peers (ExportImage: from its engine or relayed from a transfer under way)",
+    registry=REGISTRY,
+)
+IMAGE_FETCH_DURATION = Histogram(
+    "swarmlet_agent_image_fetch_seconds",
+    "Duration of the image fetches that succeeded, by source (a failed one is counted in swarmlet_agent_image_fetches)",
+    ["source"],
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+    registry=REGISTRY,
+)
+IMAGE_FETCHES_IN_PROGRESS = Gauge(
+    "swarmlet_agent_image_fetches_in_progress", "Image fetches under way on this node, by source", ["source"], registry=REGISTRY
+)
+# Every series exists from the start at 0, so rate() and alerts see the first
+# fetch of a node rather than a series appearing.
+for _source in IMAGE_SOURCES:
+    IMAGE_RECEIVED_BYTES.labels(_source)
+    IMAGE_FETCH_DURATION.labels(_source)
+    IMAGE_FETCHES_IN_PROGRESS.labels(_source)
+    for _outcome in ("ok", "failed"):
+        IMAGE_FETCHES.labels(_source, _outcome)
+
+
+class ImageFetch:
+    """One fetch under way: what it has received so far."""
+
+    def __init__(self, source: str) -> None:
+        self._bytes = IMAGE_RECEIVED_BYTES.labels(source)
+        self.received = 0
+
+    def add(self, n: int) -> None:
+        """`n` more bytes arrived (counted at once: a long transfer shows its rate while it runs)."""
+        if n > 0:
+            self.received += n
+            self._bytes.inc(n)
+
+    def reached(self, total: int) -> None:
+        """The source's running total is `total` bytes (a pull's progress): counts what it adds."""
+        self.add(total - self.received)
+
+
+@contextmanager
+def image_fetch(source: str) -> Iterator[ImageFetch]:
+    """Measure one fetch from `source` ("peer" or "registry"): in progress
+    while the block runs, then ok (timed) if it returns, failed if it raises."""
+    in_progress = IMAGE_FETCHES_IN_PROGRESS.labels(source)
+    in_progress.inc()
+    start = time.perf_counter()
+    outcome = "failed"
+    try:
+        yield ImageFetch(source)
+        outcome = "ok"
+    finally:
+        in_progress.dec()
+        IMAGE_FETCHES.labels(source, outcome).inc()
+        if outcome == "ok":
+            IMAGE_FETCH_DURATION.labels(source).observe(time.perf_counter() - start)
+
+
+def image_served(n: int) -> None:
+    """This node sent `n` bytes of an image to a peer."""
+    IMAGE_SERVED_BYTES.inc(n)
 
 
 def placements(actions: Iterable[spb.StoreAction]) -> int:

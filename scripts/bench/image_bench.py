@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import tarfile
 import threading
@@ -153,6 +154,10 @@ def main() -> int:
         (docker_cfg / "config.json").write_text(
             json.dumps({"auths": {reg: {"auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}})
         )
+        # The CLI reads --with-registry-auth's credentials from here (tb.cli
+        # passes this process's environment on); without it the service is
+        # created with no credentials and the private image is never pulled.
+        os.environ["DOCKER_CONFIG"] = str(docker_cfg)
         cli(tb, "init", "--advertise-addr", tb.host(1).ip)
         token = cli(tb, "join-token", "worker", "-q").strip()
         for h in (2, 3, 4):

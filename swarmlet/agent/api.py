@@ -15,7 +15,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
-from swarmlet import errors, rpc, tls
+from swarmlet import errors, metrics, rpc, tls
 from swarmlet.agent.images import ImageStore
 from swarmlet.aioserver import pumped
 from swarmlet.api import agent_pb2, agent_pb2_grpc
@@ -61,6 +61,9 @@ class AgentServicer(agent_pb2_grpc.AgentServicer):  # type: ignore[misc]  # gene
             raise errors.Unauthenticated("a node certificate is required")
         async for chunk in pumped(self._store().export(request.image_id)):
             yield chunk
+            # Counted once gRPC took it (it asks for the next only then):
+            # what a peer that hung up never got is not counted.
+            metrics.image_served(len(chunk.data))
 
     @rpc.edge
     async def FetchImage(self, request: agent_pb2.FetchImageRequest, context: Any) -> AsyncIterator[agent_pb2.FetchImageProgress]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from swarmlet import errors
+from swarmlet import errors, metrics
 from swarmlet.agent.runtime.interface import ContainerNotFound, ContainerRuntime, EngineRefused, Image
 from swarmlet.api import agent_pb2, agent_pb2_grpc
 from swarmlet.api import dispatcher_pb2 as dpb
@@ -237,21 +237,23 @@ class ImageStore:
     def _pull(self, task: pb.Task, auth: pb.RegistryAuth | None, want: str, progress: FetchProgress, peer_error: str) -> Image:
         ref = task.spec.container.image
         last = [0.0]
+        with metrics.image_fetch("registry") as fetch:
 
-        def report(cur: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] >= PROGRESS_EVERY or (total and cur >= total):
-                last[0] = now
-                progress(cur, total, "registry")
+            def report(cur: int, total: int) -> None:
+                fetch.reached(cur)  # every report, not only the ones shown
+                now = time.monotonic()
+                if now - last[0] >= PROGRESS_EVERY or (total and cur >= total):
+                    last[0] = now
+                    progress(cur, total, "registry")
 
-        try:
-            image = self.runtime.pull(ref, auth, report)
-        except EngineRefused as e:
-            more = f" (peers: {peer_error})" if peer_error else ""
-            raise ImageUnavailable(f"{e}{more}") from None
-        if want and image.id != want:
-            raise ImageUnavailable(f"the registry's {ref} is image {image.id[:19]}, not {want[:19]} as the cluster expects")
-        return image
+            try:
+                image = self.runtime.pull(ref, auth, report)
+            except EngineRefused as e:
+                more = f" (peers: {peer_error})" if peer_error else ""
+                raise ImageUnavailable(f"{e}{more}") from None
+            if want and image.id != want:
+                raise ImageUnavailable(f"the registry's {ref} is image {image.id[:19]}, not {want[:19]} as the cluster expects")
+            return image
 
     # ---- peers ----
 
@@ -281,7 +283,9 @@ class ImageStore:
             spool = self._spools[image_id] = _Spool(image_id)
             self._spool_started.notify_all()
         try:
-            self._stream_into(spool, addr, progress)
+            # Measured from here: a refusal above (already under way) moved nothing.
+            with metrics.image_fetch("peer") as fetch:
+                self._stream_into(spool, addr, progress, fetch)
         finally:
             # Kept until the engine is done with it: a relay asking meanwhile
             # reads the spool rather than wait for the engine.
@@ -291,7 +295,7 @@ class ImageStore:
             self._learned.setdefault(image_id, set()).update(spool.record.digests)
         log.info("image %s received from %s (%d bytes)", image_id[:19], addr, spool.size)
 
-    def _stream_into(self, spool: _Spool, addr: str, progress: FetchProgress) -> None:
+    def _stream_into(self, spool: _Spool, addr: str, progress: FetchProgress, fetch: metrics.ImageFetch) -> None:
         """The peer's export into the spool, the spool into the engine at
         the same time; then the check that the engine holds the image."""
         image_id = spool.image_id
@@ -334,6 +338,7 @@ class ImageStore:
                     spool.total = chunk.total
                 if chunk.data:
                     spool.write(chunk.data)
+                    fetch.add(len(chunk.data))
                 now = time.monotonic()
                 if now - last_report >= PROGRESS_EVERY:
                     last_report = now

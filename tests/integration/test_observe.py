@@ -8,6 +8,8 @@ h3 managers, h4 a worker, every daemon serving Prometheus metrics.
   duplicate (revisions compared with a replay from a surviving manager);
 - a real Prometheus server (Debian's package) scrapes every daemon, and its
   HTTP API shows a service's running replicas go from 0 to N;
+- an `image push` (a relay of peer transfers) shows on each node's own
+  /metrics: fetches from peers and bytes received, bytes served by the source;
 - `service logs --follow` continues across a task replacement; one task's
   logs; --since / --until / --details;
 - why a task waits, in `service ps` and `service inspect`.
@@ -28,10 +30,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from tests.integration.test_cluster import IMAGE, api, containers, ok, running_tasks
+from tests.integration.test_images import build
 from tests.waiting import wait_for
 
 METRICS_PORT = 9323
@@ -325,6 +329,38 @@ def test_prometheus_scrapes_every_daemon_and_sees_replicas_go_from_0_to_n(testbe
     )
     assert (scalar("sum(swarmlet_leader_placements_total)", q) or 0) >= 3
     ok(testbed, h1, "service", "rm", "prom")
+
+
+def scrape(host) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The daemon's own /metrics, as Prometheus would read it (no server between)."""
+    with urllib.request.urlopen(f"http://{host.ip}:{METRICS_PORT}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {(s.name, frozenset(s.labels.items())): s.value for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def test_image_transfers_show_on_each_nodes_metrics(testbed, cluster):
+    h1, *others = cluster
+    wait_for(lambda: ready_nodes(h1) == {"h1", "h2", "h3", "h4"}, 60, "4 nodes READY", interval=0.5)
+    # An image only h1's engine holds (the stamp makes it new on every run),
+    # pushed to the others as a relay chain of real peer transfers.
+    ref = "obs-relay:1"
+    build(testbed, h1, ref, f"RUN echo {time.time_ns()} > /stamp")
+    before = {h.name: scrape(h) for h in cluster}
+    ok(testbed, h1, "image", "push", ref, timeout=240)
+
+    def grew(host, name: str, **labels: str) -> float:
+        key = (name, frozenset(labels.items()))
+        return scrape(host).get(key, 0.0) - before[host.name].get(key, 0.0)
+
+    for h in others:
+        assert grew(h, "swarmlet_agent_image_fetches_total", source="peer", outcome="ok") >= 1, h.name
+        assert grew(h, "swarmlet_agent_image_received_bytes_total", source="peer") > 0, h.name
+        assert grew(h, "swarmlet_agent_image_fetch_seconds_count", source="peer") >= 1, h.name
+        assert scrape(h)[("swarmlet_agent_image_fetches_in_progress", frozenset({("source", "peer")}))] == 0, h.name
+    # h2 fetches from h1 alone (the head of the chain): h1 served it.
+    assert grew(h1, "swarmlet_agent_image_served_bytes_total") > 0
+    assert grew(h1, "swarmlet_agent_image_fetches_total", source="peer", outcome="ok") == 0
+    ok(testbed, h1, "image", "rm", ref)
 
 
 LOOP = 'i=0; while true; do echo "$(hostname) line $i"; i=$((i+1)); sleep 0.2; done'

@@ -5,7 +5,9 @@ interpolation), re-deployed with one changed image (a rolling update, the
 other services untouched), pruned, and removed (an external network stays);
 then a stack with a named volume, a secret from a file, an external secret,
 a config, user/working_dir/cap_add, checked in the real containers, a
-changed secret file refused, and `stack rm` removing its secrets and configs.
+changed secret file refused, and `stack rm` removing its secrets and configs;
+then a stack whose services find each other by their short names and a
+Compose network alias, through the embedded DNS of a real container.
 h1 (manager), h2, h3 form the cluster; h3 is labelled zone=b.
 
 Tests run in file order and share the cluster and the stack.
@@ -281,3 +283,60 @@ def test_volume_secret_config_and_options_reach_the_containers_and_rm_removes_th
     assert "store_pw" not in left and "corp-pw" in left  # the external secret stays
     assert not [c.spec.name for c in api(h1).ListConfigs(cpb.ListConfigsRequest()).configs if c.spec.name.startswith("store_")]
     wait_for(lambda: not _store_containers(testbed, (h1, h2, h3)), DEADLINE, "the store_app container gone")
+
+
+NAMES = """\
+version: "3.8"
+services:
+  db:
+    image: ${IMAGE:?set IMAGE}
+    command: sleep 3600
+    stop_grace_period: 1s
+    networks:
+      back:
+        aliases: [primary]
+  client:
+    image: ${IMAGE:?set IMAGE}
+    command: sleep 3600
+    stop_grace_period: 1s
+    networks: [back]
+networks:
+  back: {}
+"""
+
+
+def _resolves_to(testbed, host, cid: str, name: str, want: str) -> bool:
+    """`name` answered by the embedded DNS (127.0.0.11) with `want` inside the container."""
+    api_ = testbed.docker(host).api
+    ex = api_.exec_create(cid, ["nslookup", name, "127.0.0.11"])
+    out = api_.exec_start(ex["Id"]).decode(errors="replace")
+    answer = out.split("Name:", 1)[-1] if "Name:" in out else ""
+    return api_.exec_inspect(ex["Id"])["ExitCode"] == 0 and want in answer
+
+
+def test_services_resolve_each_other_by_short_name_and_compose_alias(testbed, cluster):
+    h1, _, _, path = cluster
+    d = path.with_name("names")
+    d.mkdir()
+    (d / ".env").write_text(f"IMAGE={IMAGE}\n")
+    f = d / "stack.yml"
+    f.write_text(NAMES)
+    ok(testbed, h1, "stack", "deploy", "-c", str(f), "--resolve-image", "never", "--detach=false", "names")
+    svcs = services(h1)
+    # What the manager stored: the file's alias, then the short name (as docker).
+    assert [list(a.aliases) for a in svcs["names_db"].spec.networks] == [["primary", "db"]]
+    assert [list(a.aliases) for a in svcs["names_client"].spec.networks] == [["client"]]
+    back = next(n.id for n in api(h1).ListNetworks(cpb.ListNetworksRequest()).networks if n.spec.name == "names_back")
+    vip = next(v.addr for v in svcs["names_db"].virtual_ips if v.network_id == back)
+    (task,) = wait_for(lambda: running(h1, "names_client"), DEADLINE, "the client's task running")
+    nodes = {n.id: n.description.hostname for n in api(h1).ListNodes(cpb.ListNodesRequest()).nodes}
+    host = next(h for h in testbed.hosts if h.name == nodes[task.node_id])
+    cid = task.status.container_id
+    for name in ("db", "primary", "names_db"):
+        wait_for(
+            lambda name=name: _resolves_to(testbed, host, cid, name, vip),
+            60,
+            f"{name!r} resolves to names_db's VIP {vip} in the client container",
+        )
+    ok(testbed, h1, "stack", "rm", "names")
+    assert not any(n.startswith("names_") for n in services(h1))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
+from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli.compose import options as opt
 from swarmlet.cli.compose import storage
@@ -13,6 +14,7 @@ from swarmlet.cli.compose.interpolate import InterpolationError, read_env_file
 from swarmlet.cli.parse import parse_cpus, parse_duration, parse_size
 from swarmlet.cli.service_options import apply_mode
 from swarmlet.core import constraints as cons
+from swarmlet.core import validation
 from swarmlet.core.updater import DEFAULT_CONFIG
 
 NAMESPACE_LABEL = storage.NAMESPACE_LABEL
@@ -208,21 +210,30 @@ class ServiceReader:
             self.spec.endpoint.ports.append(p)
 
     def _networks(self, n: Node) -> None:
+        """`networks: [a, b]` or `networks: {a: {aliases: [...]}}`: each entry
+        one attachment, its Compose aliases its extra DNS names there (the
+        short name is added to every attachment by stack.load, as docker)."""
         entries: list[tuple[str, Node | None]]
         if isinstance(n.value, dict):
-            entries = [(k, sub) for k, sub in n.items()]
+            entries = [(k, sub) for k, sub in n.items() if not k.startswith("x-")]
         else:
             entries = [(e.string(), None) for e in n.elements()]
         for key, sub in entries:
             name = self.network_name(key)
             if name is None:
                 (sub or n).fail(f"network {key!r} is not defined in the top-level networks")
-            if sub is not None and sub.value is not None:
-                for k, opt in sub.mapping().items():
-                    if k == "aliases" and not opt.strings():
-                        continue
-                    opt.fail("not supported by swarmlet yet (network aliases and fixed addresses)")
-            self.spec.networks.add(target=name)
+            att = self.spec.networks.add(target=name)
+            if sub is None or sub.value is None:
+                continue
+            for k, opt_ in sub.mapping().items():
+                if k == "aliases":
+                    att.aliases.extend(_aliases(opt_, name))
+                elif k in _ADDRESS_KEYS:
+                    opt_.fail("not supported by swarmlet: a task's address comes from the network's pool")
+                elif k in _ATTACHMENT_UNSUPPORTED:
+                    opt_.fail("not supported by swarmlet (an attachment takes aliases only)")
+                elif not k.startswith("x-"):
+                    opt_.fail("unknown key")
 
     # ---- deploy ----
     def _deploy(self, n: Node) -> None:
@@ -321,6 +332,29 @@ class ServiceReader:
 # name (Swarm would keep stdin open or set Windows options; swarmlet's
 # containers have neither, and `expose` documents ports no task publishes).
 UNSUPPORTED = frozenset({"stdin_open", "isolation", "credential_spec", "expose"})
+
+
+# A service's attachment keys of the Compose format that swarmlet cannot
+# honour: the allocator picks every address, and a task's interfaces are
+# ordered, named and prioritised by the agent alone. Refused by name rather
+# than ignored (docker ignores the addresses), so nothing is silently dropped.
+_ADDRESS_KEYS = frozenset({"ipv4_address", "ipv6_address", "link_local_ips", "mac_address"})
+_ATTACHMENT_UNSUPPORTED = frozenset({"driver_opts", "priority", "gw_priority", "interface_name"})
+
+
+def _aliases(n: Node, network: str) -> list[str]:
+    """A list of DNS names, each checked at its own line by the manager's
+    rule for aliases (core/validation.py), so the manager never refuses one
+    the file passed."""
+    out: list[str] = []
+    for e in n.elements():
+        alias = e.string()
+        try:
+            validation.check_network_aliases(pb.NetworkAttachmentConfig(aliases=[alias]), network)
+        except errors.Invalid as err:
+            e.fail(str(err))
+        out.append(alias)
+    return out
 
 
 def _update_config(n: Node, cfg: pb.UpdateConfig) -> None:

@@ -91,8 +91,7 @@ def _network(stack: str, key: str, n: Node) -> StackNetwork:
             if sub.string() != "overlay":
                 sub.fail(f"swarmlet networks use the overlay driver, not {sub.string()!r}")
         elif k == "driver_opts":
-            if sub.mapping().keys():
-                sub.fail("driver options are not supported by swarmlet's overlay driver")
+            _driver_opts(sub)
         elif k == "attachable":
             spec.attachable = sub.boolean()
         elif k == "external":
@@ -121,6 +120,28 @@ def _network(stack: str, key: str, n: Node) -> StackNetwork:
                 n.child(k).fail("an external network is only named, not configured")
     spec.name = name
     return StackNetwork(key, name, external, spec)
+
+
+# Options of Docker's overlay driver, and why swarmlet's overlay has none of
+# them (its NetworkSpec carries no options, and `network create` takes no
+# --opt): each is refused at its own line, naming it.
+_DRIVER_OPTS = {
+    "encrypted": "swarmlet's overlays are not encrypted (see docs/security.md)",
+    "com.docker.network.driver.overlay.vxlanid_list": "the manager allocates each network's VXLAN id",
+    "com.docker.network.driver.mtu": "the overlay's MTU is fixed (1450)",
+}
+
+
+def _driver_opts(n: Node) -> None:
+    """Top-level `networks.X.driver_opts`: swarmlet's overlay driver takes no
+    option, so any key is refused by name (an empty mapping passes), rather
+    than dropped: a network deployed without an option the file asks for
+    (encryption above all) would not be the network the file describes."""
+    if n.value is None:
+        return
+    for k, sub in n.mapping().items():
+        why = _DRIVER_OPTS.get(k, "swarmlet's overlay driver takes no driver options")
+        sub.fail(f"not supported by swarmlet: {why}")
 
 
 def _ipam(n: Node, spec: pb.NetworkSpec) -> None:
@@ -158,6 +179,26 @@ def _check_as_the_manager_does(spec: pb.ServiceSpec, n: Node) -> None:
         validation.validate_service_spec(probe)
     except errors.Invalid as e:
         n.fail(str(e))
+
+
+def _add_short_name(svc: pb.ServiceSpec, key: str, n: Node) -> None:
+    """As `docker stack deploy`: a service is also reachable by its key in
+    the file (`web` for app_web) on each of its networks, an alias after the
+    file's own ones. Names compare as DNS does (case-insensitively), so a
+    name given twice is kept once. Checked as the manager checks aliases
+    (their number), named at the service's networks."""
+    for att in svc.networks:
+        kept: list[str] = []
+        for alias in [*att.aliases, key]:
+            if alias.lower() not in (a.lower() for a in kept):
+                kept.append(alias)
+        del att.aliases[:]
+        att.aliases.extend(kept)
+        try:
+            validation.check_network_aliases(att, att.target)
+        except errors.Invalid as e:
+            where = n.child("networks") if n.has("networks") else n
+            where.fail(f"{e} (the service's short name {key!r} is one of them)")
 
 
 def load(
@@ -215,6 +256,7 @@ def load(
         if not svc.networks:
             # As docker: a service that names no network joins the stack's default one.
             svc.networks.add(target=network_name(DEFAULT_NETWORK) or "")
+        _add_short_name(svc, key, sub)
         stack.services[key] = svc
     if used_default and DEFAULT_NETWORK not in stack.networks:
         net = pb.NetworkSpec(name=f"{name}_{DEFAULT_NETWORK}", driver="overlay")

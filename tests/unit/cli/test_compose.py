@@ -169,6 +169,47 @@ def test_target_only_port_has_no_published_port(tmp_path: Path) -> None:
     assert (p.target_port, p.published_port) == (6379, 0)
 
 
+# ---- network aliases (service networks in map form) and the short name ----
+
+ALIASES = """\
+services:
+  db:
+    image: i
+    networks:
+      back:
+        aliases: [primary, store, DB]
+      front:
+  web:
+    image: i
+    networks: [front]
+  solo:
+    image: i
+networks:
+  front: {}
+  back: {driver_opts: {}}
+"""
+
+
+def test_compose_aliases_and_the_short_name_on_every_attachment(tmp_path: Path) -> None:
+    st = load(tmp_path, ALIASES)
+
+    def attachments(key: str) -> list[tuple[str, list[str]]]:
+        return [(a.target, list(a.aliases)) for a in st.services[key].networks]
+
+    # The file's aliases first, then the short name, kept once (DNS names
+    # compare case-insensitively: `DB` already names it).
+    assert attachments("db") == [("app_back", ["primary", "store", "DB"]), ("app_front", ["db"])]
+    assert attachments("web") == [("app_front", ["web"])]
+    assert attachments("solo") == [("app_default", ["solo"])]  # the default network too
+
+
+def test_aliases_of_several_files_append_and_stay_unique(tmp_path: Path) -> None:
+    base = write(tmp_path, "base.yml", "services:\n  db:\n    image: i\n    networks: {n: {aliases: [a]}}\nnetworks: {n: {}}\n")
+    over = write(tmp_path, "over.yml", "services:\n  db:\n    networks: {n: {aliases: [a, b]}}\n")
+    st = compose.load("app", [base, over], environ={})
+    assert [list(a.aliases) for a in st.services["db"].networks] == [["a", "b", "db"]]
+
+
 # ---- errors name file, line and key ----
 
 
@@ -204,6 +245,50 @@ def test_target_only_port_has_no_published_port(tmp_path: Path) -> None:
         (
             "services:\n  web:\n    image: i\n    deploy:\n      placement: {constraints: [zone=a]}\n",
             "stack.yml:5: services.web.deploy.placement.constraints[0]: invalid constraint",
+        ),
+        (
+            "services:\n  web:\n    image: i\n    networks:\n      n:\n        aliases:\n          - ok\n          - not valid\n"
+            "networks: {n: {}}\n",
+            "stack.yml:8: services.web.networks.n.aliases[1]: network 'app_n': alias 'not valid' is not a valid name",
+        ),
+        (
+            "services:\n  web:\n    image: i\n    networks: {n: {aliases: primary}}\nnetworks: {n: {}}\n",
+            "stack.yml:4: services.web.networks.n.aliases: expected a list, got a string",
+        ),
+        (
+            "services:\n  web:\n    image: i\n    networks:\n      n:\n        ipv4_address: 10.0.0.9\nnetworks: {n: {}}\n",
+            "stack.yml:6: services.web.networks.n.ipv4_address: not supported by swarmlet: a task's address comes from",
+        ),
+        (
+            "services:\n  web:\n    image: i\n    networks:\n      n:\n        priority: 5\nnetworks: {n: {}}\n",
+            "stack.yml:6: services.web.networks.n.priority: not supported by swarmlet (an attachment takes aliases only)",
+        ),
+        (
+            "services:\n  web:\n    image: i\n    networks:\n      n:\n        nickname: x\nnetworks: {n: {}}\n",
+            "stack.yml:6: services.web.networks.n.nickname: unknown key",
+        ),
+        (
+            "services:\n  web:\n    image: i\n    networks:\n      n:\n        aliases: [a0, a1, a2, a3, a4, a5, a6, a7, a8, a9,"
+            " b0, b1, b2, b3, b4, b5]\nnetworks: {n: {}}\n",
+            "stack.yml:4: services.web.networks: network 'app_n': at most 16 aliases (the service's short name 'web' is one",
+        ),
+        (
+            "services:\n  web:\n    image: i\nnetworks:\n  n:\n    driver_opts:\n      encrypted: ''\n",
+            "stack.yml:7: networks.n.driver_opts.encrypted: not supported by swarmlet: swarmlet's overlays are not encrypted",
+        ),
+        (
+            "services:\n  web:\n    image: i\nnetworks:\n  n:\n    driver_opts:\n"
+            "      com.docker.network.driver.overlay.vxlanid_list: '4097'\n",
+            "stack.yml:7: networks.n.driver_opts.com.docker.network.driver.overlay.vxlanid_list: not supported by swarmlet: "
+            "the manager allocates each network's VXLAN id",
+        ),
+        (
+            "services:\n  web:\n    image: i\nnetworks:\n  n:\n    driver_opts: {color: blue}\n",
+            "stack.yml:6: networks.n.driver_opts.color: not supported by swarmlet: swarmlet's overlay driver takes no driver options",
+        ),
+        (
+            "services:\n  web:\n    image: i\nnetworks:\n  n:\n    driver_opts: [a]\n",
+            "stack.yml:6: networks.n.driver_opts: expected a mapping, got a list",
         ),
         ("services: {}\n", "no services defined"),
         ("services:\n  web:\n    image: i\n  web:\n    image: j\n", "stack.yml:4: key 'web' is given twice"),

@@ -121,3 +121,20 @@ def test_a_changed_option_updates_with_the_pinned_image_kept(tmp_path: Path) -> 
     _deploy(d, st, "changed")
     (req,) = d.sent
     assert req.spec.task.container.image == PINNED and req.spec.task.container.user == "1000"
+
+
+def test_a_service_deployed_without_the_short_name_is_updated_once_to_add_it(tmp_path: Path) -> None:
+    # A stack deployed before services got their short name as an alias:
+    # the re-deploy sends the aliases (the task spec is unchanged, so the
+    # manager replaces no task), then the next one leaves the service alone.
+    st = _stack(tmp_path)
+    old = _as_stored(st)
+    del old.spec.networks[0].aliases[:]
+    d = FakeControl([old])
+    _deploy(d, st, "changed")
+    (req,) = d.sent
+    assert [list(a.aliases) for a in req.spec.networks] == [["web"]]
+    assert req.spec.task == old.spec.task
+    d2 = FakeControl([_as_stored(st)])
+    _deploy(d2, st, "changed")
+    assert d2.sent == []
