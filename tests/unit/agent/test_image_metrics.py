@@ -9,7 +9,6 @@ compares values before and after what it does."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
@@ -21,6 +20,7 @@ from swarmlet.agent import images
 from swarmlet.agent.api import AgentServicer
 from swarmlet.agent.images import ImageStore, ImageUnavailable
 from swarmlet.agent.runtime.fake import FakeRuntime, image_id_of
+from swarmlet.aioserver import AioServer
 from swarmlet.api import agent_pb2, agent_pb2_grpc
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
@@ -139,9 +139,11 @@ def peers() -> Iterator[Peers]:
 
     source_creds, receiver_creds = creds(), creds()
     source = FakeRuntime(hostname="src", images={APP: ()})
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=tls.SERVER_OPTIONS)
-    agent_pb2_grpc.add_AgentServicer_to_server(AgentServicer(_NoLogs(), ImageStore(source)), server)
-    port = server.add_secure_port("127.0.0.1:0", source_creds.server_credentials(require_client_auth=True))
+    # The node's own server: grpc.aio, the servicer's calls are coroutines.
+    server = AioServer(tls.SERVER_OPTIONS, [tls.ClientCertRequired()])
+    servicer = AgentServicer(_NoLogs(), ImageStore(source))
+    server.call(lambda: agent_pb2_grpc.add_AgentServicer_to_server(servicer, server.server))
+    port = server.add_port("127.0.0.1:0", source_creds.server_credentials(require_client_auth=True))
     server.start()
     channels: list[grpc.Channel] = []
 
