@@ -18,22 +18,25 @@ from pathlib import Path
 # run of the whole suite). Only a guide for balancing: a module missing here
 # counts as DEFAULT, and a stale figure only makes the shards less even.
 MEASURED = {
-    "test_images.py": 500,
+    "test_images.py": 320,
     "test_update.py": 150,
     "test_chaos.py": 130,
     "test_pki.py": 115,
     "test_cluster.py": 110,
-    "test_faults.py": 100,
+    "test_faults.py": 65,
     "test_ha.py": 100,
-    "test_security.py": 100,
+    "test_security.py": 65,
     "test_service_options.py": 65,
-    "test_powercut.py": 60,
+    "test_powercut.py": 40,
     "test_observe.py": 50,
     "test_storage.py": 40,
-    "test_stack.py": 40,
-    "test_overlay.py": 32,
+    "test_stack.py": 30,
+    "test_overlay.py": 20,
     "test_executor.py": 27,
     "test_testbed.py": 5,
+    # Not measured alone yet: guessed from the shards' totals of one run.
+    "test_engine_api.py": 300,
+    "test_scale.py": 150,
 }
 DEFAULT = 60
 
@@ -49,7 +52,25 @@ def shards(modules: list[Path], n: int) -> list[list[Path]]:
     return out
 
 
+def module_seconds(xml_paths: list[str]) -> dict[str, float]:
+    """Seconds per test module in pytest's JUnit XML files (each test case's
+    time includes its fixtures' setup and teardown): the figures to keep the
+    table above current."""
+    import xml.etree.ElementTree as ET
+
+    out: dict[str, float] = {}
+    for path in xml_paths:
+        for case in ET.parse(path).iter("testcase"):
+            module = case.get("classname", "").split(".")[-1] + ".py"
+            out[module] = out.get(module, 0.0) + float(case.get("time", 0))
+    return out
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) > 2 and argv[1] == "--report":
+        for module, secs in sorted(module_seconds(argv[2:]).items(), key=lambda kv: -kv[1]):
+            print(f"  {module}: {secs:.0f} s")
+        return 0
     if len(argv) != 2 or not argv[1].isdigit() or int(argv[1]) < 1:
         print("usage: integration_shards.py N (N >= 1)", file=sys.stderr)
         return 2

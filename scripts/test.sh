@@ -68,7 +68,7 @@ for i in "${!shard_modules[@]}"; do
   # Prefix slN and underlay 198.18.(10+N).0/24 (the engine fixture adds 100;
   # test_testbed.py keeps its own "st" on 198.18.2.0/24).
   SWARMLET_TESTBED_PREFIX=${SWARMLET_TESTBED_PREFIX:-sl}$i SWARMLET_TESTBED_SUBNET=$((10 + i)) \
-    "$PY" -m pytest "${modules[@]}" -q -x -p no:cacheprovider >"$logs/shard$i.log" 2>&1 &
+    "$PY" -m pytest "${modules[@]}" -q -x -p no:cacheprovider --junitxml="$logs/shard$i.xml" >"$logs/shard$i.log" 2>&1 &
   pids+=($!)
 done
 failed=0
@@ -77,5 +77,8 @@ for i in "${!pids[@]}"; do
   printf '\n---- shard %d %s (+%ds)\n' "$i" "$status" "$((SECONDS - started))"
   cat "$logs/shard$i.log"
 done
+# Seconds per module, to keep scripts/integration_shards.py's table current.
+echo "integration seconds per module:"
+"$PY" scripts/integration_shards.py --report "$logs"/shard*.xml 2>/dev/null || true
 rm -rf "$logs"
 ((failed == 0))

@@ -39,7 +39,7 @@ sys.path.insert(0, str(BENCH_DIR.parent.parent))
 from testbed import Testbed  # noqa: E402
 
 USER, PASSWORD = "bench", "bench-password"
-RATE = "1gbit"
+RATE = "1gbit"  # the link; --rate for another
 AUTH = {"username": USER, "password": PASSWORD}
 
 
@@ -129,9 +129,13 @@ def main() -> int:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default="")
+    ap.add_argument(
+        "--rate", default=RATE, help="tc rate of every sending link (e.g. 100mbit: a link, not the CPU, the bottleneck)"
+    )
     args = ap.parse_args()
+    rate = args.rate
     tb = Testbed(prefix="ib", subnet_index=44)
-    results: dict[str, Any] = {"size_mb": args.size_mb, "layers": args.layers, "rate": RATE, "runs": []}
+    results: dict[str, Any] = {"size_mb": args.size_mb, "layers": args.layers, "rate": rate, "runs": []}
     try:
         log("testbed up (4 hosts) + registry")
         tb.up(4, swarmlet=True)
@@ -167,7 +171,7 @@ def main() -> int:
         receivers = [2, 3, 4]
         for rep in range(args.repeats):
             run: dict[str, float] = {}
-            tb.shape(tb.registry_netns, RATE)
+            tb.shape(tb.registry_netns, rate)
             drop_image(tb, receivers, image_id)
             run["single_registry_pull_s"] = timed_parallel([lambda: pull(tb, 2, repo, tag)])
             drop_image(tb, receivers, image_id)
@@ -176,7 +180,7 @@ def main() -> int:
             drop_image(tb, receivers, image_id)
             time.sleep(6)  # let the nodes report that they no longer hold it
             for h in (1, *receivers):
-                tb.shape(tb.host(h).netns, RATE)
+                tb.shape(tb.host(h).netns, rate)
             t0 = time.monotonic()
             out = cli(tb, "image", "push", "-q", ref)
             run["swarmlet_relay_3_nodes_s"] = time.monotonic() - t0

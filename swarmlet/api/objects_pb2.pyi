@@ -406,15 +406,25 @@ class PlacementPreference(_message.Message):
     spread: str
     def __init__(self, spread: _Optional[str] = ...) -> None: ...
 
+class Platform(_message.Message):
+    __slots__ = ("os", "architecture")
+    OS_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    os: str
+    architecture: str
+    def __init__(self, os: _Optional[str] = ..., architecture: _Optional[str] = ...) -> None: ...
+
 class Placement(_message.Message):
-    __slots__ = ("constraints", "preferences", "max_replicas")
+    __slots__ = ("constraints", "preferences", "max_replicas", "platforms")
     CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
     PREFERENCES_FIELD_NUMBER: _ClassVar[int]
     MAX_REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    PLATFORMS_FIELD_NUMBER: _ClassVar[int]
     constraints: _containers.RepeatedScalarFieldContainer[str]
     preferences: _containers.RepeatedCompositeFieldContainer[PlacementPreference]
     max_replicas: int
-    def __init__(self, constraints: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Iterable[_Union[PlacementPreference, _Mapping]]] = ..., max_replicas: _Optional[int] = ...) -> None: ...
+    platforms: _containers.RepeatedCompositeFieldContainer[Platform]
+    def __init__(self, constraints: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Iterable[_Union[PlacementPreference, _Mapping]]] = ..., max_replicas: _Optional[int] = ..., platforms: _Optional[_Iterable[_Union[Platform, _Mapping]]] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
     __slots__ = ("container", "resources", "restart", "placement", "force_update", "log_driver")

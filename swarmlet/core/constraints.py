@@ -162,6 +162,30 @@ def first_unmet(constraints: Sequence[Constraint], node: pb.Node) -> Constraint 
     return None
 
 
+# ---- image platforms (issue 17) ----
+
+
+def platform_pairs(placement: pb.Placement) -> tuple[tuple[str, str], ...]:
+    """A placement's platforms as (os, architecture) pairs."""
+    return tuple((p.os, p.architecture) for p in placement.platforms)
+
+
+def platform_matches(platforms: Sequence[tuple[str, str]], node: pb.Node) -> bool:
+    """Whether the node can run an image built for one of `platforms`, (os,
+    architecture) pairs (none: any node). As in Swarm, an empty OS or
+    architecture matches every node; names are compared as `node.platform.*`
+    constraints compare them (x86_64 is amd64)."""
+    if not platforms:
+        return True
+    os_name, arch = node.description.os.lower(), _norm_arch(node.description.arch)
+    return any((not o or o.lower() == os_name) and (not a or _norm_arch(a) == arch) for o, a in platforms)
+
+
+def platforms_text(platforms: Sequence[tuple[str, str]]) -> str:
+    """ "linux/amd64, linux/arm64" for messages."""
+    return ", ".join(f"{o or '*'}/{a or '*'}" for o, a in platforms)
+
+
 # ---- placement preferences (issue 11) ----
 
 SPREAD_ACCEPTED = "node.labels.<label> or engine.labels.<label>"

@@ -274,6 +274,32 @@ def redacted(svc: pb.Service) -> pb.Service:
     return out
 
 
+# ---- what a registry says of a reference (issue 17: GET /distribution) ----
+
+
+@dataclass(frozen=True)
+class DistributionPlatform:
+    """A platform of an image as the registry describes it (OCI's fields)."""
+
+    os: str
+    architecture: str
+    variant: str = ""
+    os_version: str = ""
+    os_features: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A reference's manifest on its registry, without pulling it: its
+    descriptor and the platforms it is built for (each entry of a manifest
+    list, or the one of a single manifest)."""
+
+    media_type: str
+    digest: str
+    size: int
+    platforms: tuple[DistributionPlatform, ...] = ()
+
+
 # ---- pinning a service's image (the manager's resolution) ----
 
 UNKNOWN_HOST = "unknown host"

@@ -195,16 +195,19 @@ def new_task(
 # ---- slots ----
 
 
-def global_node_fit(node: pb.Node, constraints: Sequence[cons.Constraint] | None) -> tuple[bool, bool]:
+def global_node_fit(
+    node: pb.Node, constraints: Sequence[cons.Constraint] | None, platforms: Sequence[tuple[str, str]] = ()
+) -> tuple[bool, bool]:
     """(keep, create) for a global service on `node`: keep its existing task
     there, and may create a new one. A paused node keeps what it runs but gets
-    nothing new; a drained, down or non-matching node keeps nothing; with
-    unparsable constraints (None) no node does."""
+    nothing new; a drained, down or non-matching node (constraints or the
+    image's platforms) keeps nothing; with unparsable constraints (None) no
+    node does."""
     if constraints is None:
         return False, False
     if node.status.state == pb.NodeStatus.DOWN or node.spec.availability == pb.NodeSpec.DRAIN:
         return False, False
-    if not cons.matches(constraints, node):
+    if not cons.matches(constraints, node) or not cons.platform_matches(platforms, node):
         return False, False
     return True, node.spec.availability != pb.NodeSpec.PAUSE
 
@@ -232,6 +235,7 @@ def group_slots(svc: pb.Service, tasks: Iterable[pb.Task], nodes: Mapping[str, p
     are bound to no node (slot 0, node "", want=False)."""
     if per_node(svc):
         constraints = cons.parse_placement(svc.spec.task)
+        platforms = cons.platform_pairs(svc.spec.task.placement)
         by_node: dict[str, list[pb.Task]] = defaultdict(list)
         stray: list[pb.Task] = []
         for t in tasks:
@@ -242,7 +246,7 @@ def group_slots(svc: pb.Service, tasks: Iterable[pb.Task], nodes: Mapping[str, p
         out = []
         for nid in sorted(set(nodes) | set(by_node)):
             node = nodes.get(nid)
-            keep, create = global_node_fit(node, constraints) if node is not None else (False, False)
+            keep, create = global_node_fit(node, constraints, platforms) if node is not None else (False, False)
             out.append(Slot(0, nid, by_node.get(nid, []), keep, create))
         if stray:
             out.append(Slot(0, "", stray, False, False))

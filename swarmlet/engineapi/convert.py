@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import images as im
 from swarmlet.core import lookup
 
 Json = dict[str, Any]
@@ -383,7 +384,7 @@ def _resources_in(r: Json, out: pb.ResourceRequirements) -> None:
 
 def _placement_in(pl: Json, out: pb.Placement) -> None:
     p = "TaskTemplate.Placement"
-    pl = check_fields(pl, p, ("Constraints", "Preferences", "MaxReplicas"))
+    pl = check_fields(pl, p, ("Constraints", "Preferences", "MaxReplicas", "Platforms"))
     out.constraints.extend(_strs(pl.get("Constraints"), f"{p}.Constraints"))
     out.max_replicas = _int(pl.get("MaxReplicas"), f"{p}.MaxReplicas")
     for i, pref in enumerate(_list(pl.get("Preferences"), f"{p}.Preferences")):
@@ -393,6 +394,28 @@ def _placement_in(pl: Json, out: pb.Placement) -> None:
         spread = _object(pref.get("Spread"), f"{pp}.Spread")
         spread = check_fields(spread, f"{pp}.Spread", ("SpreadDescriptor",))
         out.preferences.add(spread=_str(spread.get("SpreadDescriptor"), f"{pp}.Spread.SpreadDescriptor"))
+    # docker's CLI copies them from GET /distribution when it resolves the
+    # image; the scheduler then keeps tasks off nodes of other platforms.
+    for i, plat in enumerate(_list(pl.get("Platforms"), f"{p}.Platforms")):
+        pp = f"{p}.Platforms[{i}]"
+        plat = check_fields(_object(plat, pp), pp, ("Architecture", "OS"))
+        out.platforms.add(os=_str(plat.get("OS"), f"{pp}.OS"), architecture=_str(plat.get("Architecture"), f"{pp}.Architecture"))
+
+
+def distribution_to_docker(d: im.Distribution) -> Json:
+    """GET /distribution/{name}/json: the manifest's descriptor and its
+    platforms, with OCI's keys (empty optional ones left out, as dockerd)."""
+    platforms = []
+    for p in d.platforms:
+        out: Json = {"architecture": p.architecture, "os": p.os}
+        if p.os_version:
+            out["os.version"] = p.os_version
+        if p.os_features:
+            out["os.features"] = list(p.os_features)
+        if p.variant:
+            out["variant"] = p.variant
+        platforms.append(out)
+    return {"Descriptor": {"mediaType": d.media_type, "digest": d.digest, "size": d.size}, "Platforms": platforms}
 
 
 def _mode_in(m: Json, spec: pb.ServiceSpec) -> None:
@@ -533,6 +556,7 @@ def task_spec_to_docker(t: pb.TaskSpec, networks: Iterable[pb.NetworkAttachmentC
             "Constraints": list(pl.constraints),
             "Preferences": [{"Spread": {"SpreadDescriptor": p.spread}} for p in pl.preferences],
             "MaxReplicas": pl.max_replicas,
+            "Platforms": [{"Architecture": x.architecture, "OS": x.os} for x in pl.platforms],
         }
     )
     nets = [{"Target": n.target, **({"Aliases": list(n.aliases)} if n.aliases else {})} for n in networks]

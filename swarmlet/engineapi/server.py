@@ -291,6 +291,21 @@ class EngineAPI(StorageRoutes, LogRoutes, EventRoutes):
         await self._run(lambda: self._control().networks.remove(cpb.RemoveNetworkRequest(ref=ref)))
         return web.Response(status=204)
 
+    # ---- image resolution (docker's CLI pins the image digest itself) ----
+    async def distribution(self, request: web.Request) -> web.Response:
+        # The name is a whole reference: it may hold a registry host:port,
+        # slashes, a tag and a digest (the route matches all of it).
+        name = request.match_info["name"]
+        auth = registry_auth(request.headers.get("X-Registry-Auth"))
+        control = await self._run(self._control)
+        try:
+            found = await self._run(lambda: control.images.inspect_distribution(name, auth))
+        except errors.FailedPrecondition as e:
+            # Neither "no such image" nor a refusal of the credentials (the
+            # registry unreachable, no engine to ask): dockerd answers 500.
+            return _error(500, str(e))
+        return web.json_response(cv.distribution_to_docker(found))
+
     # ---- the application ----
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.errors_middleware], client_max_size=16 * 1024 * 1024)
@@ -318,6 +333,7 @@ class EngineAPI(StorageRoutes, LogRoutes, EventRoutes):
             ("POST", "/networks/create", self.network_create),
             ("GET", "/networks/{id}", self.network),
             ("DELETE", "/networks/{id}", self.network_remove),
+            ("GET", "/distribution/{name:.+}/json", self.distribution),
             ("GET", "/{kind:secrets|configs}", self.storage_list),
             ("POST", "/{kind:secrets|configs}/create", self.storage_create),
             ("GET", "/{kind:secrets|configs}/{id}", self.storage_get),

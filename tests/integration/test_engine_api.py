@@ -8,6 +8,7 @@ Tests run in file order and share the cluster.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -352,6 +353,84 @@ def test_docker_py(testbed, cluster):
         svc.remove()
     finally:
         client.close()
+
+
+REG_USER = "engineapi-user"
+REG_PASSWORD = "Pw-5d0b2c8e-engine-api-test-only"
+
+
+def _status_of(call) -> int:
+    """The HTTP status a docker-py call answered with (200 when it worked)."""
+    try:
+        call()
+    except docker.errors.APIError as e:
+        assert e.explanation, "an error in docker's shape has a message"
+        return int(e.status_code or 0)
+    return 200
+
+
+def test_service_create_resolves_the_image_on_the_registry(testbed, cluster, tmp_path):
+    """Without --no-resolve-image, docker's CLI asks GET /distribution (with
+    --with-registry-auth, its config's credentials as X-Registry-Auth) and
+    creates the service pinned to the registry's digest, with the image's
+    platforms; refusals come back with the status h1's own dockerd gives."""
+    h1, _, _, sock, _ = cluster
+    reg = testbed.start_registry(REG_USER, REG_PASSWORD)
+    repo, creds = f"{reg}/engineapi/app", {"username": REG_USER, "password": REG_PASSWORD}
+    ref = f"{repo}:v1"
+    engine = testbed.docker(h1)
+    engine.images.get(IMAGE).tag(repo, "v1")
+    for line in engine.api.push(repo, "v1", stream=True, decode=True, auth_config=creds):
+        assert "error" not in line, line
+    digest = engine.api.inspect_distribution(ref, auth_config=creds)["Descriptor"]["digest"]
+    assert digest.startswith("sha256:")
+
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    auth = base64.b64encode(f"{REG_USER}:{REG_PASSWORD}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {reg: {"auth": auth}}}))
+    env = {**os.environ, "DOCKER_CONFIG": str(config)}
+    env.pop("DOCKER_HOST", None)
+    args = [
+        "service",
+        "create",
+        "--detach",
+        "--with-registry-auth",
+        "--name",
+        "resolved",
+        "--replicas",
+        "2",
+        ref,
+        "sleep",
+        "3600",
+    ]
+    r = subprocess.run([DOCKER, "-H", f"unix://{sock}", *args], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "could not be accessed on a registry" not in r.stderr, r.stderr  # the CLI's warning when /distribution fails
+
+    out = subprocess.run(
+        [DOCKER, "-H", f"unix://{sock}", "service", "inspect", "resolved"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert REG_PASSWORD not in out.stdout
+    (svc,) = json.loads(out.stdout)
+    assert svc["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == f"{ref}@{digest}"
+    assert {"Architecture": "amd64", "OS": "linux"} in svc["Spec"]["TaskTemplate"]["Placement"]["Platforms"]
+    tasks = wait_for(lambda: running_n(h1, "resolved", 2), DEADLINE, "2 resolved tasks running")
+    assert all(t.spec.container.image == f"{ref}@{digest}" for t in tasks)
+
+    client = docker.APIClient(base_url=f"unix://{sock}", version="1.41", timeout=60)
+    try:
+        assert client.inspect_distribution(ref, auth_config=creds)["Descriptor"]["digest"] == digest
+        # The registry's refusals: what h1's dockerd answers, swarmlet answers.
+        for name, auth_config in ((ref, {}), (f"{repo}:nosuch", creds)):
+            want = _status_of(lambda n=name, a=auth_config: engine.api.inspect_distribution(n, auth_config=a))
+            assert want >= 400
+            assert _status_of(lambda n=name, a=auth_config: client.inspect_distribution(n, auth_config=a)) == want, name
+    finally:
+        client.close()
+    r = subprocess.run([DOCKER, "-H", f"unix://{sock}", "service", "rm", "resolved"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
 
 
 def test_service_rm_removes_the_containers(testbed, cluster):

@@ -18,6 +18,7 @@ import docker.errors
 import requests
 from docker.types import CancellableStream
 
+from swarmlet import errors
 from swarmlet.agent.runtime import containers as cm
 from swarmlet.agent.runtime.interface import (
     Container,
@@ -34,6 +35,7 @@ from swarmlet.agent.runtime.interface import (
     State,
 )
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import images as im
 
 # Engine 20.10's version; later engines still serve it (their minimum is far lower).
 DOCKER_API_VERSION = "1.41"
@@ -227,15 +229,27 @@ class DockerRuntime:
         return found
 
     def registry_digest(self, ref: str, auth: pb.RegistryAuth | None) -> str:
+        try:
+            digest = self.inspect_distribution(ref, auth).digest
+        except errors.SwarmletError as e:
+            if isinstance(e, EngineUnavailable):
+                raise
+            # Pinning reads the registry's words, whatever their status.
+            raise EngineRefused(str(e)) from e
+        if not digest:
+            raise EngineRefused(f"the registry gave no digest for {ref}")
+        return digest
+
+    def inspect_distribution(self, ref: str, auth: pb.RegistryAuth | None) -> im.Distribution:
         with _calling(f"registry lookup of {ref}"):
             try:
                 info: dict[str, Any] = self._client.inspect_distribution(ref, auth_config=_auth_config(auth))
             except docker.errors.APIError as e:
-                raise EngineRefused(_explanation(e)) from e
-        digest = str((info.get("Descriptor") or {}).get("digest") or "")
-        if not digest:
-            raise EngineRefused(f"the registry gave no digest for {ref}")
-        return digest
+                # The engine passes the registry's status on (401, 403, 404):
+                # the Engine API answers with the same one.
+                kind = _REGISTRY_STATUS.get(e.status_code or 0, EngineRefused)
+                raise kind(_explanation(e)) from e
+        return _distribution(info)
 
     def export_image(self, image_id: str) -> Iterator[bytes]:
         api = self._stream_client
@@ -270,6 +284,35 @@ class DockerRuntime:
             except docker.errors.NotFound:
                 return False
         return True
+
+
+_REGISTRY_STATUS: dict[int, type[errors.SwarmletError]] = {
+    400: errors.Invalid,
+    401: errors.Unauthenticated,
+    403: errors.PermissionDenied,
+    404: errors.NotFound,
+}
+
+
+def _distribution(info: Mapping[str, Any]) -> im.Distribution:
+    d = info.get("Descriptor") or {}
+    platforms = tuple(
+        im.DistributionPlatform(
+            os=str(p.get("os") or ""),
+            architecture=str(p.get("architecture") or ""),
+            variant=str(p.get("variant") or ""),
+            os_version=str(p.get("os.version") or ""),
+            os_features=tuple(str(f) for f in p.get("os.features") or ()),
+        )
+        for p in info.get("Platforms") or ()
+        if isinstance(p, Mapping)
+    )
+    return im.Distribution(
+        media_type=str(d.get("mediaType") or ""),
+        digest=str(d.get("digest") or ""),
+        size=int(d.get("size") or 0),
+        platforms=platforms,
+    )
 
 
 def _image_record(img: Mapping[str, Any]) -> pb.ImageRecord:

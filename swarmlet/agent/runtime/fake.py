@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from swarmlet import errors
 from swarmlet.agent.runtime import containers as cm
 from swarmlet.agent.runtime.interface import (
     Container,
@@ -36,7 +37,11 @@ from swarmlet.agent.runtime.interface import (
     State,
 )
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import images as im
 
+# What the fake registry answers for any manifest (a docker schema 2 one).
+FAKE_MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+FAKE_MANIFEST_SIZE = 528
 STOP_EXIT_CODE = 137  # as if the stop signal went unanswered and the kill ended it
 
 
@@ -369,6 +374,23 @@ class FakeRuntime:
             if entry[2] is not None and (auth is None or (auth.username, auth.password) != entry[2]):
                 raise EngineRefused(f"{ref}: no basic auth credentials")
             return entry[0]
+
+    def inspect_distribution(self, ref: str, auth: pb.RegistryAuth | None) -> im.Distribution:
+        """A single linux/amd64 manifest per registry entry, refused as a
+        registry refuses (404 unknown, 401 without the credentials)."""
+        with self._lock:
+            self._enter("inspect_distribution", ref)
+            entry = self.registry.get(ref.partition("@")[0])
+            if entry is None:
+                raise errors.NotFound(f"{ref}: manifest unknown")
+            if entry[2] is not None and (auth is None or (auth.username, auth.password) != entry[2]):
+                raise errors.Unauthenticated(f"{ref}: no basic auth credentials")
+            return im.Distribution(
+                media_type=FAKE_MANIFEST_TYPE,
+                digest=entry[0],
+                size=FAKE_MANIFEST_SIZE,
+                platforms=(im.DistributionPlatform(os="linux", architecture="amd64"),),
+            )
 
     def export_image(self, image_id: str) -> Iterator[bytes]:
         with self._lock:

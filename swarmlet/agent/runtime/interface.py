@@ -19,6 +19,7 @@ from typing import Protocol
 
 from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import images as im
 
 # ---- failures ----
 
@@ -208,6 +209,14 @@ class ContainerRuntime(Protocol):
         """The manifest digest the registry holds for `ref` ("sha256:..."),
         asked through the engine without pulling. Raises EngineRefused with
         the registry's words."""
+        ...
+
+    def inspect_distribution(self, ref: str, auth: pb.RegistryAuth | None) -> im.Distribution:
+        """What the registry holds for `ref` (descriptor and platforms),
+        asked through the engine without pulling. The registry's refusals
+        keep their kind: NotFound (no such manifest or repository),
+        Unauthenticated (no or bad credentials), PermissionDenied, Invalid;
+        anything else is EngineRefused."""
         ...
 
     def export_image(self, image_id: str) -> Iterator[bytes]:

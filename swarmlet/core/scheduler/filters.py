@@ -166,6 +166,24 @@ class Constraints(NodeFilter[tuple[str, ...]]):
         return f"constraint {c.expr} not met" if c is not None else "constraints not met"
 
 
+class Platforms(NodeFilter[tuple[tuple[str, str], ...]]):
+    """The platforms the service's image is built for (issue 17: docker's CLI
+    sets them from the registry): a node must match one."""
+
+    def need(self, t: pb.Task) -> tuple[tuple[str, str], ...]:
+        return cons.platform_pairs(t.spec.placement)
+
+    def passes_all(self, need: tuple[tuple[str, str], ...]) -> bool:
+        return not need
+
+    def check(self, node: pb.Node, need: tuple[tuple[str, str], ...]) -> bool:
+        return cons.platform_matches(need, node)
+
+    def explain(self, node: pb.Node, need: tuple[tuple[str, str], ...]) -> str:
+        have = f"{node.description.os or '?'}/{node.description.arch or '?'}"
+        return f"platform {have} is not one of the image's ({cons.platforms_text(need)})"
+
+
 class AvoidNodes(NodeFilter[frozenset[str]]):
     """Nodes that rejected the slot's earlier tasks (task.avoid_nodes, set by
     the orchestrator after a REJECTED task) are tried last: not at all."""
@@ -370,6 +388,7 @@ NODE_FILTERS: tuple[type[NodeFilter[Any]], ...] = (
     NodeReady,
     Availability,
     Constraints,
+    Platforms,
     AvoidNodes,
     Resources,
     GenericResources,

@@ -42,6 +42,7 @@ class ImageEngine(Protocol):
     provides it; the manager never imports the agent)."""
 
     def registry_digest(self, ref: str, auth: pb.RegistryAuth | None) -> str: ...
+    def inspect_distribution(self, ref: str, auth: pb.RegistryAuth | None) -> im.Distribution: ...
     def image(self, ref: str) -> _HasId | None: ...
     def load_image(self, chunks: Iterable[bytes]) -> list[str]: ...
 
@@ -85,6 +86,17 @@ class ImageControl:
         c.image = res.image
         c.image_id = res.image_id
         return [res.warning] if res.warning else []
+
+    def inspect_distribution(self, ref: str, auth: pb.RegistryAuth | None) -> im.Distribution:
+        """What the registry holds for `ref`, asked as pinning asks it
+        (through this manager's engine, with `auth` or anonymously), for
+        clients that resolve images themselves (the Engine API's GET
+        /distribution). Raises the registry's refusal by kind: NotFound,
+        Unauthenticated, PermissionDenied; Invalid for a bad reference."""
+        parsed = im.parse(ref)
+        if self._engine is None:
+            raise errors.FailedPrecondition(f"cannot look {parsed} up: this manager has no engine to ask its registry")
+        return self._engine.inspect_distribution(str(parsed), auth)
 
     def _engine_image_id(self, ref: str) -> str:
         try:

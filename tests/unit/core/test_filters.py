@@ -147,3 +147,24 @@ def test_network_ready() -> None:
     pub.spec.endpoint.ports.add(target_port=80, published_port=8080)
     sim.apply([st.put(pub)])
     assert f.NetworkReady(ctx(sim)).refuse(task(service="p")) == "waiting for the ingress network"
+
+
+def test_platforms_of_the_image() -> None:
+    """Issue 17: docker's CLI copies the image's platforms into the spec; a
+    node must match one of them (uname names match Go's)."""
+    sim = Sim()
+    amd = sim.add_node("amd", arch="x86_64")
+    arm = sim.add_node("arm", arch="aarch64")
+    win = sim.add_node("win", os="windows", arch="x86_64")
+    pf = f.Platforms(ctx(sim))
+    assert pf.passes_all(pf.need(task()))  # no platforms: every node
+    t = task()
+    t.spec.placement.platforms.add(os="linux", architecture="amd64")
+    t.spec.placement.platforms.add(os="Linux", architecture="arm64")
+    need = pf.need(t)
+    assert not pf.passes_all(need)
+    assert pf.check(amd, need) and pf.check(arm, need) and not pf.check(win, need)
+    assert pf.explain(win, need) == "platform windows/x86_64 is not one of the image's (linux/amd64, Linux/arm64)"
+    any_arch = task()
+    any_arch.spec.placement.platforms.add(os="linux")
+    assert pf.check(arm, pf.need(any_arch)) and not pf.check(win, pf.need(any_arch))

@@ -164,3 +164,13 @@ def test_service_mode() -> None:
     sim = Sim()
     assert tk.service_mode(sim.add_service("r", replicas=1)) == "replicated"
     assert tk.service_mode(sim.add_service("g", global_=True)) == "global"
+
+
+def test_global_service_runs_only_where_the_image_platform_fits() -> None:
+    sim = Sim()
+    sim.add_node("amd", arch="x86_64")
+    sim.add_node("arm", arch="aarch64")
+    svc = sim.add_service("g", global_=True)
+    svc.spec.task.placement.platforms.add(os="linux", architecture="amd64")
+    fit = {s.node_id: (s.want, s.may_create) for s in tk.group_slots(svc, [], sim.snap.nodes)}
+    assert fit == {"amd": (True, True), "arm": (False, False)}

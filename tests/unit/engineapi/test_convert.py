@@ -6,6 +6,7 @@ import pytest
 
 from swarmlet import errors
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import images as im
 from swarmlet.engineapi import convert as cv
 
 # What Debian's docker CLI 20.10 sends for
@@ -74,6 +75,8 @@ def test_round_trip_out_and_in_is_identity():
     spec.task.container.secrets.add(secret_id="s1", secret_name="pw", file=pb.FileTarget(name="pw", uid="0", gid="0", mode=0o400))
     spec.task.placement.constraints.append("node.role==worker")
     spec.task.placement.preferences.add(spread="node.labels.zone")
+    spec.task.placement.platforms.add(os="linux", architecture="amd64")
+    spec.task.placement.platforms.add(os="linux", architecture="arm64")
     spec.networks.add(target="net1", aliases=["short"])
     spec.labels["a"] = "b"
     again = cv.service_spec_from_docker(cv.service_spec_to_docker(spec))
@@ -86,7 +89,11 @@ def test_round_trip_out_and_in_is_identity():
         (("TaskTemplate", "ContainerSpec", "Privileges"), {"NoNewPrivileges": True}, "TaskTemplate.ContainerSpec.Privileges"),
         (("TaskTemplate", "ContainerSpec", "Isolation"), "process", "TaskTemplate.ContainerSpec.Isolation"),
         (("TaskTemplate", "Runtime"), "plugin", "TaskTemplate.Runtime"),
-        (("TaskTemplate", "Placement", "Platforms"), [{"OS": "linux"}], "TaskTemplate.Placement.Platforms"),
+        (
+            ("TaskTemplate", "Placement", "Platforms"),
+            [{"OS": "linux", "Variant": "v7"}],
+            "TaskTemplate.Placement.Platforms[0].Variant",
+        ),
         (("EndpointSpec", "Ports"), [{"Name": "http", "TargetPort": 80}], "EndpointSpec.Ports[0].Name"),
         (
             ("TaskTemplate", "ContainerSpec", "Mounts"),
@@ -243,3 +250,36 @@ def test_update_keeps_what_docker_cannot_express():
     assert new.task.container.pull == pb.PULL_MISSING and new.update.canary == 0  # docker's JSON has no field for them
     cv.keep_swarmlet_only(new, current)
     assert new == current
+
+
+def test_platforms_from_the_cli_resolution_are_kept():
+    """docker's CLI copies /distribution's platforms into the spec."""
+    body = _deep_copy(CLI_CREATE)
+    body["TaskTemplate"]["Placement"]["Platforms"] = [{"Architecture": "amd64", "OS": "linux"}, {"OS": "linux"}]
+    spec = cv.service_spec_from_docker(body)
+    assert [(p.os, p.architecture) for p in spec.task.placement.platforms] == [("linux", "amd64"), ("linux", "")]
+    shown = cv.service_spec_to_docker(spec)["TaskTemplate"]["Placement"]["Platforms"]
+    assert shown == [{"Architecture": "amd64", "OS": "linux"}, {"Architecture": "", "OS": "linux"}]
+    with pytest.raises(errors.Invalid, match=r"Platforms\[0\]\.OS: expected a string"):
+        cv.service_spec_from_docker({**body, "TaskTemplate": {**body["TaskTemplate"], "Placement": {"Platforms": [{"OS": 1}]}}})
+
+
+def test_distribution_in_dockers_shape():
+    d = im.Distribution(
+        media_type="application/vnd.docker.distribution.manifest.list.v2+json",
+        digest="sha256:" + "a" * 64,
+        size=1862,
+        platforms=(
+            im.DistributionPlatform(os="linux", architecture="amd64"),
+            im.DistributionPlatform(os="linux", architecture="arm", variant="v7"),
+            im.DistributionPlatform(os="windows", architecture="amd64", os_version="10.0.17763.1", os_features=("win32k",)),
+        ),
+    )
+    assert cv.distribution_to_docker(d) == {
+        "Descriptor": {"mediaType": d.media_type, "digest": d.digest, "size": 1862},
+        "Platforms": [
+            {"architecture": "amd64", "os": "linux"},
+            {"architecture": "arm", "os": "linux", "variant": "v7"},
+            {"architecture": "amd64", "os": "windows", "os.version": "10.0.17763.1", "os.features": ["win32k"]},
+        ],
+    }

@@ -20,6 +20,8 @@ import pytest
 import requests
 
 from swarmlet import errors
+from swarmlet.agent.runtime.fake import FAKE_MANIFEST_SIZE, FAKE_MANIFEST_TYPE, FakeRuntime
+from swarmlet.agent.runtime.interface import EngineRefused
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import events_pb2 as epb
 from swarmlet.api import objects_pb2 as pb
@@ -68,10 +70,23 @@ def _no_agents(addr: str) -> grpc.Channel:
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[tuple[docker.DockerClient, ControlAPI, str]]:
+    yield from _served(tmp_path, None)
+
+
+@pytest.fixture
+def registry_api(tmp_path: Path) -> Iterator[tuple[docker.DockerClient, ControlAPI, str, FakeRuntime]]:
+    """The manager's engine is a fake one with a fake registry behind it:
+    the seam pinning (issue 9) asks through."""
+    engine = FakeRuntime()
+    for client, control, sock in _served(tmp_path, engine):
+        yield client, control, sock, engine
+
+
+def _served(tmp_path: Path, engine: FakeRuntime | None) -> Iterator[tuple[docker.DockerClient, ControlAPI, str]]:
     store = h.leader_store(tmp_path / "raft")
     cluster = h.new_cluster()
     h.seed(store, cluster, h.manager_node(store.self_addr, "127.0.0.1:4244"), h.worker_node(WORKER, "worker-1"))
-    control = ControlAPI(store, _no_agents)
+    control = ControlAPI(store, _no_agents, engine)
     sock = str(tmp_path / "docker.sock")
     server: EngineAPIServer = serve(sock, FakeNode(control, cluster.id))
     client = docker.DockerClient(base_url=f"unix://{sock}", version="1.41", timeout=10)
@@ -341,3 +356,107 @@ def _connectable(path: str) -> bool:
             return True
         except OSError:
             return False
+
+
+# ---- GET /distribution (image resolution by the client) ----
+
+APP = "127.0.0.1:5000/team/app:1"
+
+
+def test_distribution_answers_the_registry_digest_in_dockers_shape(registry_api):
+    client, _, sock, engine = registry_api
+    digest = engine.add_to_registry(APP)
+    # A registry host:port, slashes and a tag, with and without the version prefix.
+    for path in (f"/distribution/{APP}/json", f"/v1.41/distribution/{APP}/json"):
+        resp = _request(sock, "GET", path, None)
+        assert resp["status"] == 200, resp
+        assert resp["body"] == {
+            "Descriptor": {"mediaType": FAKE_MANIFEST_TYPE, "digest": digest, "size": FAKE_MANIFEST_SIZE},
+            "Platforms": [{"architecture": "amd64", "os": "linux"}],
+        }
+    # docker-py's call, as a client resolving an image does it.
+    assert client.api.inspect_distribution(APP)["Descriptor"]["digest"] == digest
+    pinned = f"{APP}@{digest}"
+    assert _request(sock, "GET", f"/distribution/{pinned}/json", None)["body"]["Descriptor"]["digest"] == digest
+    assert ("inspect_distribution", APP) in engine.calls
+
+
+def test_distribution_refusals_keep_the_registrys_status(registry_api, caplog):
+    client, _, sock, engine = registry_api
+    resp = _request(sock, "GET", "/distribution/127.0.0.1:5000/nope:1/json", None)
+    assert resp["status"] == 404 and "manifest unknown" in resp["body"]["message"]
+    private = "127.0.0.1:5000/private/app:2"
+    digest = engine.add_to_registry(private, credentials=("alice", "s3cret-pw"))
+    with pytest.raises(docker.errors.APIError) as e:
+        client.api.inspect_distribution(private, auth_config={})
+    assert e.value.status_code == 401 and "no basic auth credentials" in e.value.explanation
+    with pytest.raises(docker.errors.APIError) as e:
+        client.api.inspect_distribution(private, auth_config={"username": "alice", "password": "wrong"})
+    assert e.value.status_code == 401
+    # X-Registry-Auth is passed to the registry lookup, and never logged.
+    found = client.api.inspect_distribution(private, auth_config={"username": "alice", "password": "s3cret-pw"})
+    assert found["Descriptor"]["digest"] == digest
+    assert "s3cret-pw" not in caplog.text
+    engine.fail("inspect_distribution", errors.PermissionDenied("denied: requested access to the resource is denied"))
+    assert _request(sock, "GET", f"/distribution/{APP}/json", None)["status"] == 403
+    bad = _request(sock, "GET", "/distribution/Not:A:Ref/json", None)
+    assert bad["status"] == 400 and "invalid image reference" in bad["body"]["message"]
+    engine.fail("inspect_distribution", EngineRefused("Get https://127.0.0.1:5000/v2/: connection refused"))
+    down = _request(sock, "GET", f"/distribution/{APP}/json", None)
+    assert down["status"] == 500 and "connection refused" in down["body"]["message"]
+    garbled = _request_headers(sock, f"/distribution/{APP}/json", {"X-Registry-Auth": "!!!"})
+    assert garbled["status"] == 400 and "X-Registry-Auth" in garbled["body"]["message"]
+
+
+def test_distribution_without_an_engine_or_on_a_worker(api, tmp_path):
+    _, _, sock = api
+    resp = _request(sock, "GET", f"/distribution/{APP}/json", None)
+    assert resp["status"] == 500 and "no engine" in resp["body"]["message"]
+    wsock = str(tmp_path / "w.sock")
+    server = serve(wsock, FakeNode(None, "c"))
+    try:
+        resp = _request(wsock, "GET", f"/distribution/{APP}/json", None)
+        assert resp["status"] == 503 and "not a swarm manager" in resp["body"]["message"]
+    finally:
+        server.stop()
+
+
+def test_cli_resolution_then_create_keeps_the_pin_and_platforms(registry_api):
+    """What `docker service create` does without --no-resolve-image: ask
+    /distribution, pin the image and copy the platforms into the spec."""
+    client, control, sock, engine = registry_api
+    digest = engine.add_to_registry(APP)
+    found = client.api.inspect_distribution(APP)
+    platforms = [{"Architecture": p["architecture"], "OS": p["os"]} for p in found["Platforms"]]
+    body = {
+        "Name": "pinned",
+        "TaskTemplate": {"ContainerSpec": {"Image": f"{APP}@{digest}"}, "Placement": {"Platforms": platforms}},
+        "Mode": {"Replicated": {"Replicas": 2}},
+    }
+    resp = _post(sock, "/v1.41/services/create", body)
+    assert resp["status"] == 201, resp
+    held = control.services.get(cpb.GetServiceRequest(ref="pinned")).service
+    assert held.spec.task.container.image == f"{APP}@{digest}"
+    assert [(p.os, p.architecture) for p in held.spec.task.placement.platforms] == [("linux", "amd64")]
+    shown = client.services.get("pinned").attrs["Spec"]
+    assert shown["TaskTemplate"]["ContainerSpec"]["Image"] == f"{APP}@{digest}"
+    assert shown["TaskTemplate"]["Placement"]["Platforms"] == [{"Architecture": "amd64", "OS": "linux"}]
+
+
+def _request_headers(sock: str, path: str, headers: dict[str, str]) -> dict:
+    import http.client
+    import socket
+
+    class Conn(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(sock)
+
+    c = Conn("localhost", timeout=10)
+    try:
+        c.request("GET", path, headers=headers)
+        r = c.getresponse()
+        raw = r.read()
+        return {"status": r.status, "body": json.loads(raw) if raw else None}
+    finally:
+        c.close()
