@@ -455,31 +455,43 @@ class Store:
                 return True
             if op == "remove" and addr not in self.members():
                 return True
-            self.barrier(timeout)
-            done = threading.Event()
-            out: dict[str, Any] = {}
-
-            def callback(result: Any, err: Any) -> None:
-                out["err"] = err
-                done.set()
-
-            if op == "add":
-                self._obj.addNodeToCluster(addr, callback=callback)
-            else:
-                self._obj.removeNodeFromCluster(addr, callback=callback)
             deadline = time.monotonic() + timeout
-            while not done.wait(0.02):
-                if not wait_commit and (op == "add") == (addr in self.members()):
-                    return False  # appended here; commits once the new member answers
-                if time.monotonic() > deadline:
-                    raise StoreError(f"the membership change ({op} {addr}) was not committed within {timeout:.0f}s")
-            if out["err"] != FAIL_REASON.SUCCESS:
-                # REQUEST_DENIED also means "already a member / not a member":
-                # re-check rather than trust the code.
+            while True:
+                self.barrier(max(0.5, deadline - time.monotonic()))
                 if (op == "add") == (addr in self.members()):
+                    return True  # done meanwhile (by the membership repair, say)
+                err = self._change_once(op, addr, deadline, wait_commit, timeout)
+                if err is None:
+                    return False  # appended, not committed yet (wait_commit=False)
+                if err == FAIL_REASON.SUCCESS or (op == "add") == (addr in self.members()):
                     return True
-                raise StoreError(f"the membership change ({op} {addr}) failed (reason {out['err']})")
-            return True
+                if err != FAIL_REASON.REQUEST_DENIED or time.monotonic() > deadline:
+                    raise StoreError(f"the membership change ({op} {addr}) failed (reason {err})")
+                # REQUEST_DENIED: another change is in flight (pysyncobj takes
+                # one at a time; the leader's membership repair may be
+                # finishing one): wait for it to commit and try again.
+                time.sleep(0.1)
+
+    def _change_once(self, op: str, addr: str, deadline: float, wait_commit: bool, timeout: float) -> int | None:
+        """Hand one membership change to pysyncobj; its outcome code, or None
+        when wait_commit is False and it is in this manager's log uncommitted."""
+        done = threading.Event()
+        out: dict[str, Any] = {}
+
+        def callback(result: Any, err: Any) -> None:
+            out["err"] = err
+            done.set()
+
+        if op == "add":
+            self._obj.addNodeToCluster(addr, callback=callback)
+        else:
+            self._obj.removeNodeFromCluster(addr, callback=callback)
+        while not done.wait(0.02):
+            if not wait_commit and (op == "add") == (addr in self.members()):
+                return None  # appended here; commits once the new member answers
+            if time.monotonic() > deadline:
+                raise StoreError(f"the membership change ({op} {addr}) was not committed within {timeout:.0f}s")
+        return int(out["err"])
 
     def transfer_leadership(self, timeout: float = 5.0) -> str | None:
         """Hand leadership to the most caught-up follower (needed before the

@@ -18,6 +18,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 
+import docker.errors
 import pytest
 
 from swarmlet.api import control_pb2 as cpb
@@ -73,7 +74,10 @@ def engine_containers(tb: testbed_lib.Testbed, name: str) -> list[tuple[testbed_
     for h in hosts(tb):
         api_ = tb.docker(h).api
         for c in api_.containers(filters={"label": [f"swarmlet.service.name={name}"]}):
-            out.append((h, api_.inspect_container(c["Id"])))
+            try:
+                out.append((h, api_.inspect_container(c["Id"])))
+            except docker.errors.NotFound:
+                continue  # removed between the listing and the inspect: gone
     return out
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import socket
 
+import docker.errors
 import grpc
 import pytest
 
@@ -233,7 +234,10 @@ def _store_containers(testbed, hosts) -> list[tuple[object, dict]]:
     for h in hosts:
         api_ = testbed.docker(h).api
         for c in api_.containers(filters={"label": ["swarmlet.service.name=store_app"]}):
-            out.append((h, api_.inspect_container(c["Id"])))
+            try:
+                out.append((h, api_.inspect_container(c["Id"])))
+            except docker.errors.NotFound:
+                continue  # removed between the listing and the inspect: gone
     return out
 
 
