@@ -106,7 +106,7 @@ def scrape(host) -> dict[str, float]:
 
 
 class Cluster:
-    def __init__(self, tb, variant: str, base_tree: Path | None) -> None:
+    def __init__(self, tb, variant: str, base_tree: Path | None, scrape_every: float = 1.0) -> None:
         import grpc
 
         from swarmlet.api import control_pb2 as cpb
@@ -122,6 +122,7 @@ class Cluster:
         self.stream: subprocess.Popen | None = None
         self.scraper: threading.Thread | None = None
         self._stop = threading.Event()
+        self.scrape_every = scrape_every
 
     def _args(self, host) -> list[str]:
         if self.variant == "off":
@@ -168,7 +169,7 @@ class Cluster:
         time.sleep(2.0)  # settle: joins, first rounds, the stream and the first scrapes
 
     def _scrape_loop(self) -> None:
-        while not self._stop.wait(1.0):
+        while not self._stop.wait(self.scrape_every):
             for h in self.hosts:
                 try:
                     scrape(h)
@@ -379,10 +380,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--scrape-every",
+        type=float,
+        default=1.0,
+        help="seconds between scrapes of every daemon in `on` (Prometheus: 15 by default)",
+    )
     ap.add_argument("--base-tree", type=Path, default=None, help="a checkout of the tree before issue 16 (reference)")
     args = ap.parse_args(argv)
 
-    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M"), "in_process": in_process()}
+    result: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "scrape_every_s": args.scrape_every,
+        "in_process": in_process(),
+    }
     log(f"in process: {result['in_process']}")
     variants = ["off", "on"] + (["base"] if args.base_tree else [])
     runs: dict[str, list[dict]] = {v: [] for v in variants}
@@ -391,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         tb.up(4, swarmlet=False)
         for r in range(args.rounds):
             for v in variants:
-                c = Cluster(tb, v, args.base_tree)
+                c = Cluster(tb, v, args.base_tree, args.scrape_every)
                 try:
                     c.form()
                     m = c.create30()
