@@ -38,9 +38,9 @@ from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.core import pki
 from swarmlet.manager import ca
-from swarmlet.manager.store import Store
 
-if TYPE_CHECKING:  # membership.py imports this module
+if TYPE_CHECKING:  # membership.py imports this module; a worker loads no Raft store (issue 15)
+    from swarmlet.manager.store import Store
     from swarmlet.node.membership import Membership
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,6 @@ from typing import Any
 from swarmlet import atrest, errors, tls
 from swarmlet.atrest import DataKey
 from swarmlet.fsutil import fsync_dir, write_atomic
-from swarmlet.manager import raftlog, raftmigrate
 
 NODE_FILE = "node.json"
 CERTS_DIR = "certs"
@@ -278,6 +277,10 @@ class NodeFiles:
         directory with neither lost its state: a manager started on it would
         vote with an empty log and a forgotten vote, which can elect a leader
         without acknowledged writes. Raises raftlog.RaftStateError."""
+        # Imported here: only a manager calls this, and the Raft modules load
+        # pysyncobj, which a worker never needs (issue 15: worker memory).
+        from swarmlet.manager import raftlog, raftmigrate
+
         names = set(os.listdir(self.raft_dir)) if os.path.isdir(self.raft_dir) else set()
         if names & {RAFT_NEW_MARKER, raftlog.JOURNAL_NAME, *raftmigrate.OLD_FILES}:
             return
