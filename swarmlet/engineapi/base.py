@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
@@ -16,6 +17,8 @@ from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import events_pb2 as epb
 from swarmlet.manager.control.api import ControlAPI
+
+log = logging.getLogger("swarmlet.engineapi")
 
 T = TypeVar("T")
 # Control API calls wait on Raft (a barrier per read, a commit per write):
@@ -93,11 +96,41 @@ class Base:
             raise errors.Invalid("version: expected the object's Version.Index (an integer)")
         return int(v)
 
+    @staticmethod
+    async def _stream(
+        resp: web.StreamResponse, chunks: Callable[[StreamContext], Iterable[bytes]], name: str, what: str
+    ) -> web.StreamResponse:
+        """Write what `chunks` yields to the prepared `resp`, then end it.
+        The chunks come from a blocking stream of the control API (logs,
+        events), so they are read on a thread of their own; the event loop
+        only writes. A client that leaves cancels the context, which ends the
+        stream; a stream that fails ends the response either way."""
+        loop = asyncio.get_running_loop()
+        context = StreamContext()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def pump() -> None:
+            try:
+                for data in chunks(context):
+                    asyncio.run_coroutine_threadsafe(resp.write(data), loop).result(timeout=30)
+            except Exception as e:  # the client left, or the stream failed: end the response either way
+                log.debug("engine API %s ended: %s", what, e)
+            finally:
+                loop.call_soon_threadsafe(_finish, done)
+
+        threading.Thread(target=pump, name=name, daemon=True).start()
+        try:
+            await done
+        finally:
+            context.cancel()
+        await resp.write_eof()
+        return resp
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def finish(done: asyncio.Future[None]) -> None:
+def _finish(done: asyncio.Future[None]) -> None:
     """End a streamed response's wait (on the event loop; once)."""
     if not done.done():
         done.set_result(None)

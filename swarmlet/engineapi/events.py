@@ -4,17 +4,16 @@ per stream (it lasts as long as the client)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import threading
+from collections.abc import Iterator
 
 from aiohttp import web
 
 from swarmlet import errors
 from swarmlet.api import events_pb2 as epb
 from swarmlet.engineapi import convert as cv
-from swarmlet.engineapi.base import Base, StreamContext, finish
+from swarmlet.engineapi.base import Base, StreamContext
 
 log = logging.getLogger("swarmlet.engineapi")
 
@@ -46,29 +45,14 @@ class EventRoutes(Base):
         req, any_left = events_request(dict(request.query))
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
-        loop = asyncio.get_running_loop()
-        context = StreamContext()
-        done: asyncio.Future[None] = loop.create_future()
 
-        def pump() -> None:
-            try:
-                if any_left:
-                    for e in self._node.events(req, context):
-                        if e.progress:  # swarmlet's resume marker: docker has none
-                            continue
-                        line = json.dumps(cv.event_to_docker(e)).encode() + b"\n"
-                        asyncio.run_coroutine_threadsafe(resp.write(line), loop).result(timeout=30)
-                elif not req.until:
-                    context.wait()
-            except Exception as e:  # the client left, or the stream failed: end the response either way
-                log.debug("engine API event stream ended: %s", e)
-            finally:
-                loop.call_soon_threadsafe(finish, done)
+        def chunks(context: StreamContext) -> Iterator[bytes]:
+            if any_left:
+                for e in self._node.events(req, context):
+                    if e.progress:  # swarmlet's resume marker: docker has none
+                        continue
+                    yield json.dumps(cv.event_to_docker(e)).encode() + b"\n"
+            elif not req.until:
+                context.wait()
 
-        threading.Thread(target=pump, name="engineapi-events", daemon=True).start()
-        try:
-            await done
-        finally:
-            context.cancel()
-        await resp.write_eof()
-        return resp
+        return await self._stream(resp, chunks, "engineapi-events", "event stream")

@@ -14,10 +14,9 @@ So each stream gets a thread of its own rather than one from the shared pool.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import struct
-import threading
+from collections.abc import Iterator
 from urllib.parse import quote
 
 from aiohttp import web
@@ -26,7 +25,7 @@ from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.engineapi import convert as cv
-from swarmlet.engineapi.base import Base, StreamContext, finish
+from swarmlet.engineapi.base import Base, StreamContext
 
 log = logging.getLogger("swarmlet.engineapi")
 _STREAMS = {"stdout": 1, "stderr": 2}
@@ -106,26 +105,11 @@ class LogRoutes(Base):
             headers={"Content-Type": "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"}
         )
         await resp.prepare(request)
-        loop = asyncio.get_running_loop()
-        context = StreamContext()
-        done: asyncio.Future[None] = loop.create_future()
 
-        def pump() -> None:
-            try:
-                for line in control.logs.service_logs(req, context):  # a duck-typed gRPC context
-                    if line.stream and line.stream not in streams:
-                        continue
-                    data = frame(line, service_id, req.timestamps, tty)
-                    asyncio.run_coroutine_threadsafe(resp.write(data), loop).result(timeout=30)
-            except Exception as e:  # the client left, or the stream failed: end the response either way
-                log.debug("engine API log stream of %s ended: %s", ref, e)
-            finally:
-                loop.call_soon_threadsafe(finish, done)
+        def chunks(context: StreamContext) -> Iterator[bytes]:
+            for line in control.logs.service_logs(req, context):  # a duck-typed gRPC context
+                if line.stream and line.stream not in streams:
+                    continue
+                yield frame(line, service_id, req.timestamps, tty)
 
-        threading.Thread(target=pump, name="engineapi-logs", daemon=True).start()
-        try:
-            await done
-        finally:
-            context.cancel()
-        await resp.write_eof()
-        return resp
+        return await self._stream(resp, chunks, "engineapi-logs", f"log stream of {ref}")
