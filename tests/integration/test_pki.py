@@ -46,7 +46,8 @@ def disk_creds(host) -> tls.NodeCredentials:
     daemon may be making right now); read again while a renewal is moving
     them into place. A manager's key is sealed with its data key (issue 13)."""
     certs = Path(host.state_dir) / "certs"
-    for _ in range(50):
+
+    def read() -> tls.NodeCredentials | None:
         try:
             key = (certs / tls.KEY_FILE).read_bytes()
             if atrest.is_sealed(key):
@@ -54,8 +55,9 @@ def disk_creds(host) -> tls.NodeCredentials:
                 key = dek.unseal(key, node_files.AAD_NODE_KEY)
             return tls.NodeCredentials.from_pems(key, (certs / tls.CERT_FILE).read_bytes(), (certs / tls.CA_FILE).read_bytes())
         except (tls.CredentialsError, atrest.SealError, OSError):
-            time.sleep(0.1)
-    raise AssertionError(f"unreadable credentials on {host.name}")
+            return None  # a renewal is moving them into place: read again
+
+    return wait_for(read, 5, f"readable credentials on {host.name}")
 
 
 def all_ready(h1, names: tuple[str, ...]) -> bool:

@@ -325,8 +325,7 @@ class _QuietNode(FakeNode):
     """A node whose event stream stays open (a `docker events` that follows)."""
 
     def events(self, request: epb.EventsRequest, context: object) -> Iterator[epb.Event]:
-        while context.is_active():  # type: ignore[attr-defined]
-            time.sleep(0.02)
+        context.wait()  # type: ignore[attr-defined]  # until the client is gone (StreamContext)
         return
         yield
 

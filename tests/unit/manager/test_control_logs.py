@@ -5,7 +5,6 @@ task, a followed stream picks up tasks started later, one task by id,
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from concurrent import futures
 
@@ -30,8 +29,10 @@ class FakeAgent(agent_pb2_grpc.AgentServicer):
         self.requests.append(request)
         for cid in request.container_ids:
             yield agent_pb2.LogLine(container_id=cid, stream="stdout", data=f"hello from {cid}\n".encode())
-        while request.follow and context.is_active():
-            time.sleep(0.05)
+        if request.follow:
+            gone = threading.Event()
+            if context.add_callback(gone.set):  # False: the caller left already
+                gone.wait()
 
 
 class Context:
