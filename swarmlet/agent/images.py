@@ -228,11 +228,23 @@ class ImageStore:
                         )
                         progress(0, 0, f"peers (retrying: {e})")
                         time.sleep(pause)
-            if c.image_id:
-                # Known only to engines: no registry can have it.
-                why = peer_error or "no ready node holds it"
-                raise ImageUnavailable(f"image {c.image} ({c.image_id[:19]}) is in no registry and {why}")
-            return self._pull(task, auth, want, progress, peer_error)
+            try:
+                if c.image_id:
+                    # Known only to engines: no registry can have it.
+                    why = peer_error or "no ready node holds it"
+                    raise ImageUnavailable(f"image {c.image} ({c.image_id[:19]}) is in no registry and {why}")
+                return self._pull(task, auth, want, progress, peer_error)
+            except ImageUnavailable as e:
+                # As Swarm's agent: `--pull always` asks for the newest
+                # image, but a registry that cannot give it does not stop a
+                # task whose image this engine already holds. local() only
+                # answers the id the cluster expects when it knows one, so
+                # a pinned digest still runs identical bits.
+                found = self.local(task) if c.pull == pb.PULL_ALWAYS else None
+                if found is None:
+                    raise
+                log.warning("image %s: the pull failed, running the local image %s: %s", c.image, found.id[:19], e)
+                return found
 
     def _pull(self, task: pb.Task, auth: pb.RegistryAuth | None, want: str, progress: FetchProgress, peer_error: str) -> Image:
         ref = task.spec.container.image

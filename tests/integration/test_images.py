@@ -296,6 +296,15 @@ def test_registry_stopped_peers_provide_the_image(cluster) -> None:
     wait_for(lambda: len(running(h1, "solo")) == 4, DEADLINE, "solo running on every node")
     for host in cluster.hosts:
         assert container_images(cluster, host, "solo") == {solo_id}
+    # --pull always with the registry down: as Swarm, the pull fails and the
+    # engine's own image runs (not resolved, so the registry's pull is tried).
+    ok(
+        cluster, h1, "service", "create", "-d", "--name", "always", "--pull", "always", "--no-resolve-image",
+        "--constraint", "node.hostname==h2", ref,
+    )  # fmt: skip
+    wait_for(lambda: len(running(h1, "always")) == 1, DEADLINE, "always running on h2 from its local image")
+    assert container_images(cluster, h2, "always") == {solo_id}
+    ok(cluster, h1, "service", "rm", "always")
     # The image nowhere and the registry down: a clear error, nothing created.
     r = fails(cluster, h1, "service", "create", "-d", "--name", "ghost", f"{cluster.registry_addr}/ghost:1")
     assert "cannot be reached" in r.stderr and "no node holds" in r.stderr, r.stderr

@@ -15,7 +15,7 @@ from swarmlet.agent import executor as executor_mod
 from swarmlet.agent.executor import Executor
 from swarmlet.agent.net.wiring import NetworkNotReady
 from swarmlet.agent.runtime import containers as cm
-from swarmlet.agent.runtime.fake import FakeRuntime
+from swarmlet.agent.runtime.fake import FakeRuntime, image_id_of
 from swarmlet.agent.runtime.interface import Container, EngineRefused, EngineUnavailable, Health, Listed, State
 from swarmlet.api import dispatcher_pb2 as dpb
 from swarmlet.api import objects_pb2 as pb
@@ -311,6 +311,27 @@ def test_pull_policy_always_pulls_a_present_image(engine: FakeRuntime, executor:
     executor.converge([t])
     reports.wait_state("t1", pb.RUNNING)
     assert engine.count("pull") == 1
+
+
+def test_pull_policy_always_falls_back_to_the_local_image(engine: FakeRuntime, executor: Executor, reports: Reports) -> None:
+    # As Swarm: a failed pull under --pull always runs the image this engine
+    # holds; with no local image the registry's words reject the task.
+    t = task()
+    t.spec.container.pull = pb.PULL_ALWAYS
+    executor.converge([t])  # IMAGE is local, and the registry does not have it
+    reports.wait_state("t1", pb.RUNNING)
+    assert engine.count("pull") == 1
+    absent = task("t2", image="busybox:absent", slot=2)
+    absent.spec.container.pull = pb.PULL_ALWAYS
+    executor.converge([t, absent])
+    assert reports.wait_state("t2", pb.REJECTED).err.startswith("pull access denied for busybox")
+    # An image pinned to an id only engines hold: no registry has it, the
+    # engine does.
+    pinned = task("t3", slot=3)
+    pinned.spec.container.pull = pb.PULL_ALWAYS
+    pinned.spec.container.image_id = image_id_of(IMAGE)
+    executor.converge([t, absent, pinned])
+    reports.wait_state("t3", pb.RUNNING)
 
 
 def test_private_image_needs_the_services_credentials(engine: FakeRuntime, executor: Executor, reports: Reports) -> None:
