@@ -145,7 +145,7 @@ def test_200_simulated_nodes_hold_sessions_beside_a_real_worker(testbed, cluster
     assert sum(s.stats()["tasks"] for s in sims) == 400, "the fake engines run exactly the 400 tasks"
 
     # A while of steady state: the CLI answers every time, no node is ever
-    # DOWN, no heartbeat fails, the real worker's containers stay the same.
+    # DOWN, every session holds, the real worker's containers stay the same.
     until = time.monotonic() + 15
     while time.monotonic() < until:
         states = node_states(testbed, h1)
@@ -153,7 +153,16 @@ def test_200_simulated_nodes_hold_sessions_beside_a_real_worker(testbed, cluster
         assert all(s == "READY" for s in states.values()), {k: v for k, v in states.items() if v != "READY"}
         time.sleep(1)
     stats = [s.stats() for s in sims]
-    assert sum(s["heartbeat_failures"] for s in stats) == 0, stats
+    # A heartbeat's deadline is twice the 0.5 s period (1 s). On CI's two
+    # cores, shared with the other shard's testbed and 200 agents in one
+    # process, an odd heartbeat can miss it and is retried on the next
+    # period (CI saw 1 of about 7,300). A thread per session failed 56% of
+    # them at 100 nodes: at most 0.1% keeps that regression visible, and the
+    # READY check above shows no node ever went DOWN.
+    sent = sum(s["heartbeats"] + s["heartbeat_failures"] for s in stats)
+    failed = sum(s["heartbeat_failures"] for s in stats)
+    assert sent > SIMULATED * 10, stats
+    assert failed <= sent / 1000, f"{failed} of {sent} heartbeats failed: {stats}"
     assert sum(s["connected"] for s in stats) == SIMULATED
     assert real_containers() == before, "the real worker's containers were replaced"
     nodes = api(h1).ListNodes(cpb.ListNodesRequest(), timeout=30).nodes
