@@ -27,7 +27,7 @@ from swarmlet.cli.options import FormatOpt, IdsOpt, ImageFlags, TaskListFlags, c
 from swarmlet.cli.output import SERVICE_HEADERS, format_table, service_rows, to_json
 from swarmlet.cli.progress import watch, watch_update
 from swarmlet.cli.service_images import credentials, show_warnings
-from swarmlet.core import mounts
+from swarmlet.core import mounts, ports
 from swarmlet.core import secrets as sc
 from swarmlet.core import state as st
 from swarmlet.core.updater import with_defaults
@@ -54,13 +54,15 @@ def _in_stack(labels: Mapping[str, str], name: str) -> bool:
     return labels.get(NAMESPACE_LABEL) == name
 
 
-def _comparable(spec: pb.ServiceSpec, network_ids: dict[str, str], files: st.Snapshot) -> pb.ServiceSpec:
-    """The spec as the manager would store it (defaults filled, network names
-    resolved to ids, secret and config references resolved), so an unchanged
-    service compares equal."""
+def _comparable(spec: pb.ServiceSpec, have: pb.ServiceSpec, network_ids: dict[str, str], files: st.Snapshot) -> pb.ServiceSpec:
+    """The spec as the manager would store it over `have` (defaults filled,
+    network names resolved to ids, secret and config references resolved, a
+    target-only port given the published port the service holds for it), so
+    an unchanged service compares equal."""
     out = pb.ServiceSpec()
     out.CopyFrom(spec)
     with_defaults(out)
+    ports.keep_assigned(out.endpoint.ports, have.endpoint.ports)
     for att in out.networks:
         att.target = network_ids.get(att.target, att.target)
     try:
@@ -204,7 +206,7 @@ def _services(
         repin = how.resolve_always and have.spec.task.container.image != spec.task.container.image
         if not repin:
             _keep_pin(spec, have.spec)
-        if not repin and _comparable(spec, how.network_ids, how.files) == have.spec:
+        if not repin and _comparable(spec, have.spec, how.network_ids, how.files) == have.spec:
             continue  # unchanged: untouched (no new version, no update)
         typer.echo(f"Updating service {spec.name} (id: {have.id})")
         started = time.time()

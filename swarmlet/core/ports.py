@@ -1,6 +1,7 @@
 """Published ports of services (issue 11): which combinations conflict, and
-the published port a service gets when it names only the target (`-p 80`),
-taken from 30000-32767 as Swarm does.
+the published port a service gets when it names only the target (`-p 80`,
+Compose's `"6379"`), taken from 30000-32767 as Swarm does and kept across
+updates that still name only that target, as Swarm keeps it.
 
 Ingress-mode ports answer on every node, so one is the cluster's: no other
 service may publish it, in either mode. A host-mode port is held only on the
@@ -52,10 +53,34 @@ def check_conflicts(ports: Iterable[pb.PortConfig], others: Iterable[pb.Service]
                     )
 
 
-def assign(ports: Sequence[pb.PortConfig], others: Iterable[pb.Service]) -> None:
+def keep_assigned(ports: Sequence[pb.PortConfig], current: Sequence[pb.PortConfig]) -> None:
+    """Give every port without a published port the one the service already
+    holds (in `current`, its stored ports) for the same target, protocol and
+    mode, if that one is from 30000-32767 and the new ports do not publish it
+    themselves (in place; each held port is given once). As Swarm's port
+    allocator keeps a dynamically assigned port while the spec still names
+    only its target, a spec sent again unchanged (a re-deployed stack, an
+    update through docker's API) neither moves the port nor differs from the
+    stored one. The stored spec holds the assigned number, not whether it was
+    assigned, so a port from the dynamic range stands for an assigned one."""
+    explicit = {_key(p) for p in ports if p.published_port}
+    held = [q for q in current if DYNAMIC_FIRST <= q.published_port <= DYNAMIC_LAST and _key(q) not in explicit]
+    for p in ports:
+        if p.published_port:
+            continue
+        for i, q in enumerate(held):
+            if (q.target_port, q.protocol, q.publish_mode) == (p.target_port, p.protocol, p.publish_mode):
+                p.published_port = q.published_port
+                del held[i]
+                break
+
+
+def assign(ports: Sequence[pb.PortConfig], others: Iterable[pb.Service], current: Sequence[pb.PortConfig] = ()) -> None:
     """Give every port without a published port one from 30000-32767 (in
-    place): the lowest not published by any service for its protocol, nor by
+    place): the one the service holds already (`current`, see keep_assigned),
+    else the lowest not published by any service for its protocol, nor by
     this spec. Raises FailedPrecondition when the range is used up."""
+    keep_assigned(ports, current)
     todo = [p for p in ports if not p.published_port]
     if not todo:
         return

@@ -181,7 +181,8 @@ def prepare_service_networking(spec: pb.ServiceSpec, snap: st.Snapshot, service_
     another service (core/ports.py: an ingress port is the cluster's; a
     host-mode port only the node's, so services may share one), and every
     network has room for the replicas. A port with no published port gets
-    one from 30000-32767 (in place)."""
+    one from 30000-32767 (in place): on an update, the one the service holds
+    for that target (core/ports.py)."""
     seen: set[str] = set()
     for att in spec.networks:
         net = lookup.network(snap, att.target)
@@ -218,7 +219,8 @@ def prepare_service_networking(spec: pb.ServiceSpec, snap: st.Snapshot, service_
             raise InvalidSpec(why)
     others = [s for s in snap.services.values() if s.id != service_id]
     ports.check_conflicts(ep.ports, others)
-    ports.assign(ep.ports, others)
+    current = snap.services[service_id].spec.endpoint.ports if service_id in snap.services else ()
+    ports.assign(ep.ports, others, current)
     check_capacity(spec, snap, service_id)
 
 

@@ -311,6 +311,10 @@ class EngineAPI(StorageRoutes, LogRoutes, EventRoutes):
         app = web.Application(middlewares=[self.errors_middleware], client_max_size=16 * 1024 * 1024)
         routes: list[tuple[str, str, Handler]] = [
             ("GET", "/_ping", self.ping),
+            # docker's Go client pings with HEAD first. add_route("GET") does
+            # not add HEAD (only add_get does), and the catch-all below would
+            # answer it 501; aiohttp sends no body for HEAD.
+            ("HEAD", "/_ping", self.ping),
             ("GET", "/version", self.version),
             ("GET", "/info", self.info),
             ("GET", "/swarm", self.swarm),
@@ -342,7 +346,7 @@ class EngineAPI(StorageRoutes, LogRoutes, EventRoutes):
         for method, path, handler in routes:
             for prefix in ("", "/v{api_version:[0-9.]+}"):
                 app.router.add_route(method, prefix + path, handler)
-        # HEAD /_ping comes with GET; everything else is not served here.
+        # Everything else is not served here.
         app.router.add_route("*", "/{tail:.*}", self.unsupported)
         return app
 

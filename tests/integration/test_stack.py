@@ -1,8 +1,10 @@
 """Stacks on the multi-host testbed: a multi-service application from a
-Compose file (two overlay networks, a published port reached through the
-routing mesh on a node that runs none of its tasks, a placement constraint,
+Compose file (two overlay networks, a published port and a target-only port
+(given a port from Swarm's dynamic range) both reached through the routing
+mesh on a node that runs none of its tasks, a placement constraint,
 interpolation), re-deployed with one changed image (a rolling update, the
-other services untouched), pruned, and removed (an external network stays);
+other services untouched: the target-only port keeps its assigned port),
+pruned, and removed (an external network stays);
 then a stack with a named volume, a secret from a file, an external secret,
 a config, user/working_dir/cap_add, checked in the real containers, a
 changed secret file refused, and `stack rm` removing its secrets and configs;
@@ -15,6 +17,7 @@ Tests run in file order and share the cluster and the stack.
 
 from __future__ import annotations
 
+import json
 import socket
 
 import docker.errors
@@ -37,8 +40,8 @@ x-img: &img
 services:
   web:
     <<: *img
-    command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
-    ports: ["${WEB_PORT:-18080}:80"]
+    command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && httpd -p 6379 -h /www && exec httpd -f -p 80 -h /www"]
+    ports: ["${WEB_PORT:-18080}:80", "6379"]
     networks: [front, back]
     deploy:
       replicas: 2
@@ -143,11 +146,33 @@ def test_deploy_creates_everything_and_serves_through_the_mesh(testbed, cluster)
     assert len(running(h1, "app_cache")) == 3  # global: one per node
     # h1 runs no web task; its published port still answers (routing mesh).
     wait_for(lambda: _answers(h1.ip, 18080), DEADLINE, "the stack's published port answers on h1")
+    # The target-only "6379" got a published port from Swarm's dynamic
+    # range, shown by `service inspect` and `stack services`, and served by
+    # the routing mesh on h1 too.
+    assigned = _published(svcs["app_web"], 6379)
+    assert 30000 <= assigned <= 32767 and _published(svcs["app_web"], 80) == 18080
+    (shown,) = json.loads(ok(testbed, h1, "service", "inspect", "app_web").stdout)
+    assert {(p["target_port"], p["published_port"]) for p in shown["spec"]["endpoint"]["ports"]} == {
+        (80, 18080),
+        (6379, assigned),
+    }
+    listed = json.loads(ok(testbed, h1, "stack", "services", "--format", "json", "app").stdout)["services"]
+    (web_listed,) = [s["service"] for s in listed if s["service"]["spec"]["name"] == "app_web"]
+    assert {(p["target_port"], p["published_port"]) for p in web_listed["spec"]["endpoint"]["ports"]} == {
+        (80, 18080),
+        (6379, assigned),
+    }
+    wait_for(lambda: _answers(h1.ip, assigned), DEADLINE, f"the target-only port's published port {assigned} answers on h1")
     out = ok(testbed, h1, "stack", "ls").stdout
     assert "app" in out and "3" in out
     assert len(ok(testbed, h1, "stack", "services", "-q", "app").stdout.split()) == 3
     ps = ok(testbed, h1, "stack", "ps", "app").stdout
     assert "app_web.1" in ps and "app_worker.1" in ps
+
+
+def _published(svc: pb.Service, target: int) -> int:
+    (port,) = [p.published_port for p in svc.spec.endpoint.ports if p.target_port == target]
+    return port
 
 
 def _answers(ip: str, port: int) -> bool:
@@ -172,6 +197,7 @@ def test_redeploy_updates_only_what_changed(testbed, cluster):
     assert after["app_worker"].spec_version == before["app_worker"].spec_version + 1
     for name in ("app_web", "app_cache"):
         assert after[name].meta.version == before[name].meta.version, f"{name} was touched"
+    assert _published(after["app_web"], 6379) == _published(before["app_web"], 6379)
     wait_for(lambda: [t.spec.container.image for t in running(h1, "app_worker")] == [V2], DEADLINE, "worker runs v2")
 
 

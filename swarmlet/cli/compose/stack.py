@@ -122,26 +122,29 @@ def _network(stack: str, key: str, n: Node) -> StackNetwork:
     return StackNetwork(key, name, external, spec)
 
 
-# Options of Docker's overlay driver, and why swarmlet's overlay has none of
-# them (its NetworkSpec carries no options, and `network create` takes no
-# --opt): each is refused at its own line, naming it.
+# Docker's overlay driver takes these options; swarmlet's takes none: its
+# NetworkSpec has no options, MTU or VXLAN id field, and `network create`
+# has no --opt, --mtu or --vni to map them onto. So each key is refused at
+# its own line, naming it, saying that no option is supported and why this
+# one is not.
 _DRIVER_OPTS = {
-    "encrypted": "swarmlet's overlays are not encrypted (see docs/security.md)",
+    "encrypted": "overlays are not encrypted (see docs/security.md)",
     "com.docker.network.driver.overlay.vxlanid_list": "the manager allocates each network's VXLAN id",
-    "com.docker.network.driver.mtu": "the overlay's MTU is fixed (1450)",
+    "com.docker.network.driver.mtu": "the overlay's MTU is fixed at 1450",
 }
+_NO_DRIVER_OPTS = "not supported by swarmlet (its overlay driver supports no driver options)"
 
 
 def _driver_opts(n: Node) -> None:
-    """Top-level `networks.X.driver_opts`: swarmlet's overlay driver takes no
-    option, so any key is refused by name (an empty mapping passes), rather
-    than dropped: a network deployed without an option the file asks for
-    (encryption above all) would not be the network the file describes."""
+    """Top-level `networks.X.driver_opts`: an empty mapping passes; any key is
+    refused rather than dropped: a network deployed without an option the
+    file asks for (encryption above all; docker encrypts whatever the value
+    of `encrypted`) would not be the network the file describes."""
     if n.value is None:
         return
     for k, sub in n.mapping().items():
-        why = _DRIVER_OPTS.get(k, "swarmlet's overlay driver takes no driver options")
-        sub.fail(f"not supported by swarmlet: {why}")
+        why = _DRIVER_OPTS.get(k)
+        sub.fail(f"{_NO_DRIVER_OPTS}: {why}" if why else _NO_DRIVER_OPTS)
 
 
 def _ipam(n: Node, spec: pb.NetworkSpec) -> None:

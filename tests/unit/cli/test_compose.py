@@ -274,17 +274,23 @@ def test_aliases_of_several_files_append_and_stay_unique(tmp_path: Path) -> None
         ),
         (
             "services:\n  web:\n    image: i\nnetworks:\n  n:\n    driver_opts:\n      encrypted: ''\n",
-            "stack.yml:7: networks.n.driver_opts.encrypted: not supported by swarmlet: swarmlet's overlays are not encrypted",
+            "stack.yml:7: networks.n.driver_opts.encrypted: not supported by swarmlet (its overlay driver supports no driver "
+            "options): overlays are not encrypted (see docs/security.md)",
         ),
         (
             "services:\n  web:\n    image: i\nnetworks:\n  n:\n    driver_opts:\n"
             "      com.docker.network.driver.overlay.vxlanid_list: '4097'\n",
-            "stack.yml:7: networks.n.driver_opts.com.docker.network.driver.overlay.vxlanid_list: not supported by swarmlet: "
-            "the manager allocates each network's VXLAN id",
+            "stack.yml:7: networks.n.driver_opts.com.docker.network.driver.overlay.vxlanid_list: not supported by swarmlet "
+            "(its overlay driver supports no driver options): the manager allocates each network's VXLAN id",
+        ),
+        (
+            "services:\n  web:\n    image: i\nnetworks:\n  n:\n    driver_opts:\n      com.docker.network.driver.mtu: '1400'\n",
+            "stack.yml:7: networks.n.driver_opts.com.docker.network.driver.mtu: not supported by swarmlet (its overlay "
+            "driver supports no driver options): the overlay's MTU is fixed at 1450",
         ),
         (
             "services:\n  web:\n    image: i\nnetworks:\n  n:\n    driver_opts: {color: blue}\n",
-            "stack.yml:6: networks.n.driver_opts.color: not supported by swarmlet: swarmlet's overlay driver takes no driver options",
+            "stack.yml:6: networks.n.driver_opts.color: not supported by swarmlet (its overlay driver supports no driver options)",
         ),
         (
             "services:\n  web:\n    image: i\nnetworks:\n  n:\n    driver_opts: [a]\n",

@@ -138,3 +138,23 @@ def test_a_service_deployed_without_the_short_name_is_updated_once_to_add_it(tmp
     d2 = FakeControl([_as_stored(st)])
     _deploy(d2, st, "changed")
     assert d2.sent == []
+
+
+def test_a_target_only_port_the_manager_assigned_is_untouched_by_a_redeploy(tmp_path: Path) -> None:
+    # The manager stores the published port it assigned to `"6379"`; the
+    # file still names only the target, and that is no change (the manager
+    # keeps the port on an update, core/ports.keep_assigned).
+    f = tmp_path / "stack.yml"
+    f.write_text(f"services:\n  web:\n    image: {IMAGE}\n    ports: ['6379', '8080:80']\n")
+    st = compose.load("app", [str(f)], environ={})
+    stored = _as_stored(st)
+    assert [(p.published_port, p.target_port) for p in stored.spec.endpoint.ports] == [(0, 6379), (8080, 80)]
+    stored.spec.endpoint.ports[0].published_port = 30004
+    d = FakeControl([stored])
+    _deploy(d, st, "changed")
+    assert d.sent == []
+    # Another target is a change: sent as written, the manager assigns it.
+    f.write_text(f"services:\n  web:\n    image: {IMAGE}\n    ports: ['6380', '8080:80']\n")
+    _deploy(d, compose.load("app", [str(f)], environ={}), "changed")
+    (req,) = d.sent
+    assert [(p.published_port, p.target_port) for p in req.spec.endpoint.ports] == [(0, 6380), (8080, 80)]

@@ -160,6 +160,41 @@ def test_ports_without_published_get_one_from_the_dynamic_range() -> None:
     assert [(p.published_port, p.protocol) for p in s.endpoint.ports] == [(30001, TCP), (30000, UDP), (30002, TCP), (30000, SCTP)]
 
 
+def _ports(s: pb.ServiceSpec) -> list[tuple[int, int, int, int]]:
+    return [(p.published_port, p.target_port, p.protocol, p.publish_mode) for p in s.endpoint.ports]
+
+
+def test_an_update_naming_only_the_target_keeps_the_port_the_service_holds() -> None:
+    # As Swarm: a re-deployed stack (or docker's API) sends "6379" again;
+    # the port assigned at create stays, though 30000 is free by now.
+    sim = Sim()
+    s = spec()
+    s.name = "a"
+    for published, target, proto in ((30001, 6379, TCP), (30002, 6379, TCP), (30001, 53, UDP), (8080, 80, TCP)):
+        s.endpoint.ports.add(target_port=target, published_port=published, protocol=proto)  # type: ignore[arg-type]
+    sim.apply([st.put(pb.Service(id="a", spec=s), create=True)])
+    new = spec()
+    new.name = "a"
+    new.endpoint.ports.add(target_port=6379)
+    new.endpoint.ports.add(target_port=6379)  # the same target twice: each keeps one port
+    new.endpoint.ports.add(target_port=53, protocol=UDP, publish_mode=HOST)  # another mode: another port
+    new.endpoint.ports.add(target_port=80)  # 8080 was published by name, not assigned from the range
+    v.prepare_service_networking(new, sim.snap, service_id="a")
+    assert _ports(new) == [(30001, 6379, TCP, ING), (30002, 6379, TCP, ING), (30000, 53, UDP, HOST), (30000, 80, TCP, ING)]
+    # A port the new spec publishes by name is not handed out again.
+    named = spec()
+    named.name = "a"
+    named.endpoint.ports.add(target_port=6379)
+    named.endpoint.ports.add(target_port=6379, published_port=30001)
+    v.prepare_service_networking(named, sim.snap, service_id="a")
+    assert _ports(named) == [(30002, 6379, TCP, ING), (30001, 6379, TCP, ING)]
+    # Another service (a create) names the same target: it gets a free port.
+    other = spec()
+    other.endpoint.ports.add(target_port=6379)
+    v.prepare_service_networking(other, sim.snap)
+    assert _ports(other) == [(30000, 6379, TCP, ING)]
+
+
 def test_the_dynamic_range_can_run_out() -> None:
     taken = [pb.Service(id=f"s{i}") for i in range(1)]
     for port in range(ports.DYNAMIC_FIRST, ports.DYNAMIC_LAST + 1):

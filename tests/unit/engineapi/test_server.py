@@ -6,8 +6,10 @@ the control API holds). No dockerd: nothing here runs a container."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
+import socket
 import stat
 import time
 from collections.abc import Iterator
@@ -106,6 +108,24 @@ def test_socket_is_root_only_and_ping_speaks_141(api):
     info = client.info()
     assert info["Swarm"]["LocalNodeState"] == "active" and info["Swarm"]["ControlAvailable"] is True
     assert info["Swarm"]["NodeID"] == h.MANAGER_ID and info["Swarm"]["Cluster"]["ID"]
+
+
+def test_head_ping_answers_like_get_without_a_body(api):
+    """docker's Go client pings with HEAD first (it falls back to GET on any
+    status but 200 and 500, so a 501 would pass unnoticed in the docker CLI's
+    tests): HEAD must answer 200 with docker's headers and no body, on the
+    plain and on the versioned path."""
+    _, _, sock = api
+    for path in ("/_ping", "/v1.41/_ping"):
+        r = _raw(sock, "HEAD", path)
+        assert r["status"] == 200, (path, r)
+        hdrs = r["headers"]
+        assert hdrs["API-Version"] == "1.41" and hdrs["OSType"] == "linux", hdrs
+        assert hdrs["Docker-Experimental"] == "false" and hdrs["Swarm"] == "active/manager", hdrs
+        assert hdrs["Cache-Control"] == "no-cache, no-store, must-revalidate" and hdrs["Pragma"] == "no-cache", hdrs
+        assert r["body"] == b""
+    got = _raw(sock, "GET", "/_ping")
+    assert got["status"] == 200 and got["body"] == b"OK" and got["headers"]["Swarm"] == "active/manager"
 
 
 def test_swarm_inspect_and_registry_auth_header(api):
@@ -258,17 +278,32 @@ def _post(sock: str, path: str, body: object) -> dict:
     return _request(sock, "POST", path, body)
 
 
-def _request(sock: str, method: str, path: str, body: object | None) -> dict:
-    """A raw HTTP request on the unix socket (docker-py hides status codes)."""
-    import http.client
-    import socket
+def _unix_conn(sock: str) -> http.client.HTTPConnection:
+    """An HTTP connection over the unix socket (docker-py hides status codes
+    and headers)."""
 
     class Conn(http.client.HTTPConnection):
         def connect(self) -> None:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.sock.connect(sock)
 
-    c = Conn("localhost", timeout=10)
+    return Conn("localhost", timeout=10)
+
+
+def _raw(sock: str, method: str, path: str) -> dict:
+    """Status, headers and the raw body of one bodyless request."""
+    c = _unix_conn(sock)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return {"status": r.status, "headers": dict(r.getheaders()), "body": r.read()}
+    finally:
+        c.close()
+
+
+def _request(sock: str, method: str, path: str, body: object | None) -> dict:
+    """A raw HTTP request on the unix socket (docker-py hides status codes)."""
+    c = _unix_conn(sock)
     try:
         data = json.dumps(body) if body is not None else None
         c.request(method, path, body=data, headers={"Content-Type": "application/json"})
@@ -443,15 +478,7 @@ def test_cli_resolution_then_create_keeps_the_pin_and_platforms(registry_api):
 
 
 def _request_headers(sock: str, path: str, headers: dict[str, str]) -> dict:
-    import http.client
-    import socket
-
-    class Conn(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.connect(sock)
-
-    c = Conn("localhost", timeout=10)
+    c = _unix_conn(sock)
     try:
         c.request("GET", path, headers=headers)
         r = c.getresponse()
