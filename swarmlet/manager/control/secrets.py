@@ -23,11 +23,11 @@ class SecretControl:
 
     def create(self, req: cpb.CreateSecretRequest) -> cpb.SecretResponse:
         sc.validate_spec(sc.SECRET, req.spec)
+        # This check is for its message; the one that holds is made when the
+        # batch is applied, on every manager (state.UNIQUE_NAME_TABLES): of
+        # two racing creates of one name, the second fails there.
         sc.check_name_free(sc.SECRET, self._a.snap(), req.spec.name)
         secret = pb.Secret(id=new_id(), spec=req.spec)
-        # As for services, the name check and the write are two steps: two
-        # racing creates of one name both succeed, and a lookup by that name
-        # then refuses to guess (it names the ids to use).
         self._a.propose([st.put(secret, create=True)])
         return cpb.SecretResponse(secret=sc.redacted(self._a.snap().secrets.get(secret.id, secret)))
 
@@ -53,7 +53,7 @@ class ConfigControl:
 
     def create(self, req: cpb.CreateConfigRequest) -> cpb.ConfigResponse:
         sc.validate_spec(sc.CONFIG, req.spec)
-        sc.check_name_free(sc.CONFIG, self._a.snap(), req.spec.name)
+        sc.check_name_free(sc.CONFIG, self._a.snap(), req.spec.name)  # for its message, as for secrets
         config = pb.Config(id=new_id(), spec=req.spec)
         self._a.propose([st.put(config, create=True)])
         return cpb.ConfigResponse(config=self._a.snap().configs.get(config.id, config))

@@ -37,6 +37,10 @@ def cluster3(tmp_path: Path):
     c.close()
 
 
+def secret(name: str) -> pb.Secret:
+    return pb.Secret(id=new_id(), spec=pb.SecretSpec(name=name, data=b"s3cr3t"))
+
+
 def test_concurrent_creates_of_one_name_through_every_manager_give_one_service(cluster3: Cluster) -> None:
     stores = cluster3.live()
     for round_no in range(10):
@@ -63,6 +67,36 @@ def test_concurrent_creates_of_one_name_through_every_manager_give_one_service(c
     for s in stores:
         names = [svc.spec.name for svc in s.snapshot().services.values()]
         assert sorted(names) == sorted(f"web-{i}" for i in range(10))
+
+
+def test_concurrent_secret_creates_through_every_manager_give_one_secret(cluster3: Cluster) -> None:
+    # As the control API proposes them, each after its own snapshot check.
+    stores = cluster3.live()
+    for round_no in range(5):
+        name = f"db-pass-{round_no}"
+        start = threading.Barrier(len(stores))
+        results: list[str] = []
+
+        def create(s: Store, name: str = name, start: threading.Barrier = start, results: list[str] = results) -> None:
+            start.wait()
+            try:
+                s.propose([st.put(secret(name), create=True)], request_id=f"{name}-{s.self_addr}")
+                results.append("ok")
+            except NameTaken as e:
+                assert e.name == name and e.kind == "secret"
+                assert str(e) == f"a secret named {name!r} already exists"
+                results.append("taken")
+
+        threads = [threading.Thread(target=create, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(results) == ["ok", "taken", "taken"], results
+    cluster3.digests_agree()
+    for s in stores:
+        names = sorted(x.spec.name for x in s.snapshot().secrets.values())
+        assert names == [f"db-pass-{i}" for i in range(5)]
 
 
 def test_only_clients_request_ids_are_remembered(one_manager: OneManager) -> None:
@@ -108,6 +142,10 @@ def test_a_committed_failure_is_a_conflict_or_a_taken_name() -> None:
         Store._result(FAIL_REASON.SUCCESS, spb.StoreResult(ok=False, error="changed").SerializeToString())
     assert not isinstance(info.value, NameTaken)
     assert isinstance(user_error(NameTaken("service", "web")), errors.AlreadyExists)
+    for kind, word in ((spb.KIND_SECRET, "secret"), (spb.KIND_CONFIG, "config")):
+        taken = spb.StoreResult(ok=False, error="x", taken_kind=kind, taken_name="db-pass")
+        with pytest.raises(NameTaken, match=f"a {word} named 'db-pass' already exists"):
+            Store._result(FAIL_REASON.SUCCESS, taken.SerializeToString())
 
 
 def test_a_write_sent_just_before_quorum_was_lost_may_have_been_applied(cluster3: Cluster, monkeypatch) -> None:
