@@ -582,12 +582,14 @@ class ClusterResponse(_message.Message):
     def __init__(self, cluster: _Optional[_Union[_objects_pb2.Cluster, _Mapping]] = ...) -> None: ...
 
 class UpdateClusterRequest(_message.Message):
-    __slots__ = ("spec", "version")
+    __slots__ = ("spec", "version", "request_id")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     spec: _objects_pb2.ClusterSpec
     version: int
-    def __init__(self, spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+    request_id: str
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ClusterSpec, _Mapping]] = ..., version: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetRootCARequest(_message.Message):
     __slots__ = ()
@@ -702,10 +704,12 @@ class BackupTables(_message.Message):
     def __init__(self, store_version: _Optional[int] = ..., clusters: _Optional[_Iterable[_Union[_objects_pb2.Cluster, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[_objects_pb2.Node, _Mapping]]] = ..., services: _Optional[_Iterable[_Union[_objects_pb2.Service, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[_objects_pb2.Task, _Mapping]]] = ..., networks: _Optional[_Iterable[_Union[_objects_pb2.Network, _Mapping]]] = ..., secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[_objects_pb2.Config, _Mapping]]] = ...) -> None: ...
 
 class CreateSecretRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "request_id")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     spec: _objects_pb2.SecretSpec
-    def __init__(self, spec: _Optional[_Union[_objects_pb2.SecretSpec, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.SecretSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SecretResponse(_message.Message):
     __slots__ = ("secret",)
@@ -730,10 +734,12 @@ class ListSecretsResponse(_message.Message):
     def __init__(self, secrets: _Optional[_Iterable[_Union[_objects_pb2.Secret, _Mapping]]] = ...) -> None: ...
 
 class RemoveSecretRequest(_message.Message):
-    __slots__ = ("ref",)
+    __slots__ = ("ref", "request_id")
     REF_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ref: str
-    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, ref: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RemoveSecretResponse(_message.Message):
     __slots__ = ("id",)
@@ -742,10 +748,12 @@ class RemoveSecretResponse(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class CreateConfigRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "request_id")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     spec: _objects_pb2.ConfigSpec
-    def __init__(self, spec: _Optional[_Union[_objects_pb2.ConfigSpec, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, spec: _Optional[_Union[_objects_pb2.ConfigSpec, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ConfigResponse(_message.Message):
     __slots__ = ("config",)
@@ -770,10 +778,12 @@ class ListConfigsResponse(_message.Message):
     def __init__(self, configs: _Optional[_Iterable[_Union[_objects_pb2.Config, _Mapping]]] = ...) -> None: ...
 
 class RemoveConfigRequest(_message.Message):
-    __slots__ = ("ref",)
+    __slots__ = ("ref", "request_id")
     REF_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ref: str
-    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, ref: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RemoveConfigResponse(_message.Message):
     __slots__ = ("id",)

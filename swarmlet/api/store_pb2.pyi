@@ -110,14 +110,16 @@ class StoreAction(_message.Message):
     def __init__(self, put: _Optional[_Union[PutAction, _Mapping]] = ..., delete: _Optional[_Union[DeleteAction, _Mapping]] = ..., task_status: _Optional[_Union[TaskStatusAction, _Mapping]] = ..., task_desired: _Optional[_Union[TaskDesiredAction, _Mapping]] = ..., node_status: _Optional[_Union[NodeStatusAction, _Mapping]] = ..., leader: _Optional[_Union[LeaderAction, _Mapping]] = ...) -> None: ...
 
 class StoreBatch(_message.Message):
-    __slots__ = ("actions", "timestamp", "request_id")
+    __slots__ = ("actions", "timestamp", "request_id", "recreate")
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RECREATE_FIELD_NUMBER: _ClassVar[int]
     actions: _containers.RepeatedCompositeFieldContainer[StoreAction]
     timestamp: float
     request_id: str
-    def __init__(self, actions: _Optional[_Iterable[_Union[StoreAction, _Mapping]]] = ..., timestamp: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
+    recreate: bool
+    def __init__(self, actions: _Optional[_Iterable[_Union[StoreAction, _Mapping]]] = ..., timestamp: _Optional[float] = ..., request_id: _Optional[str] = ..., recreate: _Optional[bool] = ...) -> None: ...
 
 class StoreResult(_message.Message):
     __slots__ = ("ok", "error", "version", "taken_kind", "taken_name")

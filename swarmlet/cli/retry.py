@@ -2,12 +2,13 @@
 
 A write to the cluster can fail without a clear answer: the commit took too
 long, the leader changed or lost quorum after it had the write, the daemon
-died mid-call. The write may then have been applied, or may still be. Every
-write request of the control API carries a `request_id`; the managers apply a
-request id at most once and answer a retry as they answered the first
-attempt. So the CLI gives each write call one id and retries it, with that
-id, while the failure says trying again soon can help, for at most
-RETRY_WINDOW seconds.
+died mid-call. The write may then have been applied, or may still be. The
+control API's single-batch writes carry a `request_id` (which ones, and why
+the others do not: docs/operations.md); the managers apply a request id at
+most once and answer a retry as they answered the first attempt. So the CLI
+gives each such call one id and retries it, with that id, while the failure
+says trying again soon can help, for at most RETRY_WINDOW seconds. A write
+without a request id is never retried.
 
 Whether a failure may have left the write applied comes from the server's
 trailing metadata (rpc.OUTCOME_KEY, set for errors.OutcomeUnknown), or from

@@ -22,7 +22,7 @@ from swarmlet.core.tasks import TERMINAL_STATES
 
 StoreObject = pb.Node | pb.Service | pb.Task | pb.Cluster | pb.Network | pb.Secret | pb.Config
 
-_KIND_TABLE: dict[int, str] = {
+_KIND_TABLE: dict[spb.ObjectKind, str] = {
     spb.KIND_NODE: "nodes",
     spb.KIND_SERVICE: "services",
     spb.KIND_TASK: "tasks",
@@ -33,7 +33,7 @@ _KIND_TABLE: dict[int, str] = {
 }
 
 
-def table_of_kind(kind: int) -> str | None:
+def table_of_kind(kind: spb.ObjectKind) -> str | None:
     """The table a DeleteAction's kind names ("tasks"), None if unknown."""
     return _KIND_TABLE.get(kind)
 
@@ -102,8 +102,15 @@ class Conflict(errors.Conflict):
     """A precondition of the batch failed; nothing was applied."""
 
 
+def kind_word(kind: spb.ObjectKind) -> str:
+    """What users call an object of a store kind ("secret"), for messages."""
+    table = _KIND_TABLE.get(kind)
+    return table[:-1] if table else "object"
+
+
 class NameTaken(Conflict):
-    """The batch would give one name to two services (or two networks)."""
+    """The batch would give one name to two objects of a table whose names
+    are unique (UNIQUE_NAME_TABLES)."""
 
     def __init__(self, table: str, name: str) -> None:
         super().__init__(f"a {table[:-1]} named {name!r} already exists")
@@ -113,12 +120,14 @@ class NameTaken(Conflict):
 
 # Tables whose objects' names (spec.name) are unique, checked when a batch is
 # applied (issue 14: a check against a snapshot alone let concurrent creates
-# through different managers both win).
-UNIQUE_NAME_TABLES = ("services", "networks")
-_TABLE_KIND: dict[str, spb.ObjectKind] = {
-    "services": spb.KIND_SERVICE,
-    "networks": spb.KIND_NETWORK,
-}
+# through different managers both win). Not nodes: a node is known by its
+# hostname, which Swarm does not make unique either (two hosts may share one;
+# a lookup by it then refuses to guess), nor tasks (named by service and
+# slot), nor the one cluster object. A stack is no object: its services,
+# networks, secrets and configs carry its label and are checked here.
+UNIQUE_NAME_TABLES = ("services", "networks", "secrets", "configs")
+_TABLE_KIND: dict[str, spb.ObjectKind] = {table: kind for kind, table in _KIND_TABLE.items()}
+NamedObject = pb.Service | pb.Network | pb.Secret | pb.Config
 
 
 def _put_target(put: spb.PutAction) -> tuple[str, StoreObject]:
@@ -172,13 +181,16 @@ def check_batch(snap: Snapshot, batch: spb.StoreBatch) -> None:
             pass  # changes no object: it is there for the event stream (core/events.py)
         else:
             raise Conflict("empty action")
-    if naming:
+    # A re-seeding batch recreates objects whose names were checked when
+    # they were given (or before the check existed): refusing them now would
+    # leave a restore or force-new-cluster with no state at all.
+    if naming and not batch.recreate:
         _check_names(snap, batch, naming, deleted)
 
 
 def _name(obj: StoreObject) -> str:
-    """The user-given name of a service or network."""
-    assert isinstance(obj, (pb.Service, pb.Network))
+    """The user-given name of an object of a UNIQUE_NAME_TABLES table."""
+    assert isinstance(obj, NamedObject)
     return obj.spec.name
 
 

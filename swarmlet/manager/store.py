@@ -79,8 +79,9 @@ class ConflictError(errors.Conflict, StoreError):
 
 
 class NameTaken(ConflictError):
-    """Committed, but the batch would have given a service (or network) a
-    name another one holds (nothing applied)."""
+    """Committed, but the batch would have given an object (a service,
+    network, secret or config: state.UNIQUE_NAME_TABLES) a name another one
+    of its kind holds (nothing applied)."""
 
     def __init__(self, kind: str, name: str) -> None:
         super().__init__(f"a {kind} named {name!r} already exists")
@@ -111,7 +112,7 @@ def check_result(result: spb.StoreResult) -> None:
     if result.ok:
         return
     if result.taken_name:
-        raise NameTaken("service" if result.taken_kind == spb.KIND_SERVICE else "network", result.taken_name)
+        raise NameTaken(st.kind_word(result.taken_kind), result.taken_name)
     raise ConflictError(result.error)
 
 
@@ -315,7 +316,9 @@ class Store:
         return out
 
     # ---- writes ----
-    def propose(self, actions: list[spb.StoreAction], timeout: float = 5.0, request_id: str = "") -> spb.StoreResult:
+    def propose(
+        self, actions: list[spb.StoreAction], timeout: float = 5.0, request_id: str = "", recreate: bool = False
+    ) -> spb.StoreResult:
         """Commit one batch. Raises NotLeader/StoreError if it was not
         committed (nothing applied), OutcomeUnknown if it may have been,
         ConflictError (NameTaken) if it was committed but a precondition
@@ -327,8 +330,11 @@ class Store:
         client may retry a write whose outcome it does not know. The
         leader's own rounds and status reports carry none (they are never
         retried as such) and so do not crowd clients' ids out of the bounded
-        table of remembered ids."""
-        batch = spb.StoreBatch(actions=actions, timestamp=time.time(), request_id=request_id)
+        table of remembered ids.
+
+        `recreate`: the batch re-seeds a fresh Raft with existing objects
+        (restore, force-new-cluster); their names are not checked again."""
+        batch = spb.StoreBatch(actions=actions, timestamp=time.time(), request_id=request_id, recreate=recreate)
         with metrics.RAFT_COMMIT.time():
             return self._submit(batch, timeout)
 

@@ -387,7 +387,10 @@ class Membership:
             if not store.wait_leader(LEADERSHIP_TIMEOUT):
                 raise errors.Internal("the new Raft node did not become leader")
             for batch in objects(secret):
-                store.propose(batch, timeout=SEED_WRITE_TIMEOUT)
+                # Objects as they were (recreate): a state that holds two
+                # objects of one name from before names were checked at apply
+                # time must not make the recovery fail with nothing left.
+                store.propose(batch, timeout=SEED_WRITE_TIMEOUT, recreate=True)
         except BaseException:
             self.parts.shutdown(remove_containers=False)
             self.files.reset_raft()

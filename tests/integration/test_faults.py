@@ -1,7 +1,8 @@
 """Findings of issue 14 that need real daemons: a paused daemon keeps its
-heartbeats after it resumes; names stay unique when creates race through
-different managers; a write whose leader was paused in the middle is retried
-by the CLI and applied once. h1, h2, h3 are managers, h4 a worker.
+heartbeats after it resumes; names (of services, networks, secrets) stay
+unique when creates race through different managers; a write whose leader
+was paused in the middle is retried by the CLI and applied once. h1, h2, h3
+are managers, h4 a worker.
 
 Tests run in file order and share the cluster.
 """
@@ -91,7 +92,7 @@ def test_a_paused_worker_stays_ready_after_it_resumes(testbed, cluster):  # noqa
 def test_concurrent_creates_of_one_name_through_different_managers_give_one(testbed, cluster):  # noqa: F811
     managers, _ = cluster
     stubs = [api(m) for m in managers]
-    for kind in ("service", "network"):
+    for kind in ("service", "network", "secret"):
         for round_no in range(8):
             name = f"race-{kind}-{round_no}"
             start = threading.Barrier(len(stubs))
@@ -109,8 +110,11 @@ def test_concurrent_creates_of_one_name_through_different_managers_give_one(test
                             replicated=pb.ReplicatedService(replicas=0),
                         )
                         retry.call_write(stub.CreateService, cpb.CreateServiceRequest(spec=spec), timeout=30)
-                    else:
+                    elif kind == "network":
                         retry.call_write(stub.CreateNetwork, cpb.CreateNetworkRequest(spec=pb.NetworkSpec(name=name)), timeout=30)
+                    else:
+                        secret = pb.SecretSpec(name=name, data=f"{name}-{id(stub)}".encode())
+                        retry.call_write(stub.CreateSecret, cpb.CreateSecretRequest(spec=secret), timeout=30)
                     answers.append("created")
                 except retry.WriteFailed as f:
                     e = f.error
@@ -128,12 +132,15 @@ def test_concurrent_creates_of_one_name_through_different_managers_give_one(test
     for m in managers:
         names = service_names(m)
         nets = [n.spec.name for n in api(m).ListNetworks(cpb.ListNetworksRequest(), timeout=30).networks]
+        secrets = [x.spec.name for x in api(m).ListSecrets(cpb.ListSecretsRequest(), timeout=30).secrets]
         for round_no in range(8):
             assert names.count(f"race-service-{round_no}") == 1
             assert nets.count(f"race-network-{round_no}") == 1
+            assert secrets.count(f"race-secret-{round_no}") == 1
     for round_no in range(8):
         ok(testbed, managers[0], "service", "rm", f"race-service-{round_no}")
         ok(testbed, managers[0], "network", "rm", f"race-network-{round_no}")
+        ok(testbed, managers[0], "secret", "rm", f"race-secret-{round_no}")
 
 
 def test_a_write_through_a_follower_while_the_leader_is_paused_is_applied_once(testbed, cluster):  # noqa: F811

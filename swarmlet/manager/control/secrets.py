@@ -23,13 +23,17 @@ class SecretControl:
 
     def create(self, req: cpb.CreateSecretRequest) -> cpb.SecretResponse:
         sc.validate_spec(sc.SECRET, req.spec)
-        sc.check_name_free(sc.SECRET, self._a.snap(), req.spec.name)
-        secret = pb.Secret(id=new_id(), spec=req.spec)
-        # As for services, the name check and the write are two steps: two
-        # racing creates of one name both succeed, and a lookup by that name
-        # then refuses to guess (it names the ids to use).
-        self._a.propose([st.put(secret, create=True)])
-        return cpb.SecretResponse(secret=sc.redacted(self._a.snap().secrets.get(secret.id, secret)))
+        snap = self._a.snap()
+        if not self._a.replayed(req.request_id):
+            # This check is for its message; the one that holds is made when
+            # the batch is applied, on every manager (state.UNIQUE_NAME_TABLES):
+            # of two racing creates of one name, the second fails there.
+            sc.check_name_free(sc.SECRET, snap, req.spec.name)
+            secret = pb.Secret(id=new_id(), spec=req.spec)
+            self._a.propose([st.put(secret, create=True)], request_id=req.request_id)
+        # By name (unique): an earlier attempt of this call (same request id)
+        # may be the one that applied, under its own id.
+        return cpb.SecretResponse(secret=sc.redacted(sc.find_secret(self._a.snap(), req.spec.name)))
 
     def get(self, req: cpb.GetSecretRequest) -> cpb.SecretResponse:
         return cpb.SecretResponse(secret=sc.redacted(sc.find_secret(self._a.snap(), req.ref)))
@@ -40,10 +44,12 @@ class SecretControl:
 
     def remove(self, req: cpb.RemoveSecretRequest) -> cpb.RemoveSecretResponse:
         snap = self._a.snap()
+        if self._a.replayed(req.request_id):
+            return cpb.RemoveSecretResponse(id=req.ref)  # gone already: the ref is all we have
         secret = sc.find_secret(snap, req.ref)
         sc.check_removable(sc.SECRET, snap, secret)
         # Versioned: a service that starts using it meanwhile makes this fail.
-        self._a.propose([st.delete(spb.KIND_SECRET, secret.id, secret.meta.version)])
+        self._a.propose([st.delete(spb.KIND_SECRET, secret.id, secret.meta.version)], request_id=req.request_id)
         return cpb.RemoveSecretResponse(id=secret.id)
 
 
@@ -53,10 +59,12 @@ class ConfigControl:
 
     def create(self, req: cpb.CreateConfigRequest) -> cpb.ConfigResponse:
         sc.validate_spec(sc.CONFIG, req.spec)
-        sc.check_name_free(sc.CONFIG, self._a.snap(), req.spec.name)
-        config = pb.Config(id=new_id(), spec=req.spec)
-        self._a.propose([st.put(config, create=True)])
-        return cpb.ConfigResponse(config=self._a.snap().configs.get(config.id, config))
+        snap = self._a.snap()
+        if not self._a.replayed(req.request_id):
+            sc.check_name_free(sc.CONFIG, snap, req.spec.name)  # for its message, as for secrets
+            config = pb.Config(id=new_id(), spec=req.spec)
+            self._a.propose([st.put(config, create=True)], request_id=req.request_id)
+        return cpb.ConfigResponse(config=sc.find_config(self._a.snap(), req.spec.name))  # by name, as for secrets
 
     def get(self, req: cpb.GetConfigRequest) -> cpb.ConfigResponse:
         return cpb.ConfigResponse(config=sc.find_config(self._a.snap(), req.ref))
@@ -67,7 +75,9 @@ class ConfigControl:
 
     def remove(self, req: cpb.RemoveConfigRequest) -> cpb.RemoveConfigResponse:
         snap = self._a.snap()
+        if self._a.replayed(req.request_id):
+            return cpb.RemoveConfigResponse(id=req.ref)  # gone already
         config = sc.find_config(snap, req.ref)
         sc.check_removable(sc.CONFIG, snap, config)
-        self._a.propose([st.delete(spb.KIND_CONFIG, config.id, config.meta.version)])
+        self._a.propose([st.delete(spb.KIND_CONFIG, config.id, config.meta.version)], request_id=req.request_id)
         return cpb.RemoveConfigResponse(id=config.id)

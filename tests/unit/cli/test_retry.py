@@ -147,3 +147,17 @@ def test_judging_transport_failures() -> None:
     late = retry.judge(Failed(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
     assert late == retry.Outcome(maybe_applied=True, retry=True)
     assert not retry.idempotent(cpb.ListServicesRequest()) and retry.idempotent(cpb.ScaleServiceRequest())
+
+
+def test_secret_config_and_cluster_writes_are_retried_with_an_id_role_changes_are_not() -> None:
+    for request in (
+        cpb.CreateSecretRequest(),
+        cpb.RemoveSecretRequest(),
+        cpb.CreateConfigRequest(),
+        cpb.RemoveConfigRequest(),
+        cpb.UpdateClusterRequest(),
+    ):
+        assert retry.idempotent(request), type(request).__name__
+    # A demotion is several writes around a Raft membership change: no one
+    # batch's id makes it safe to send again (docs/operations.md).
+    assert not retry.idempotent(cpb.ChangeRoleRequest())

@@ -1,6 +1,6 @@
-"""Names of services and networks are unique when a batch is APPLIED
-(issue 14): the check runs in state.apply_batch, on every manager alike, so
-two creates checked against the same snapshot cannot both win."""
+"""Names of services, networks, secrets and configs are unique when a batch
+is APPLIED (issue 14): the check runs in state.apply_batch, on every manager
+alike, so two creates checked against the same snapshot cannot both win."""
 
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ def service(sid: str, name: str) -> pb.Service:
 
 def network(nid: str, name: str) -> pb.Network:
     return pb.Network(id=nid, spec=pb.NetworkSpec(name=name))
+
+
+def secret(sid: str, name: str) -> pb.Secret:
+    return pb.Secret(id=sid, spec=pb.SecretSpec(name=name, data=b"x"))
+
+
+def config(cid: str, name: str) -> pb.Config:
+    return pb.Config(id=cid, spec=pb.ConfigSpec(name=name, data=b"x"))
 
 
 def apply(snap: st.Snapshot, *actions: spb.StoreAction) -> spb.StoreResult:
@@ -89,3 +97,52 @@ def test_the_check_is_part_of_check_batch_for_planners() -> None:
         assert (e.table, e.name) == ("services", "web")
     else:
         raise AssertionError("check_batch accepted a taken name")
+
+
+def test_a_second_secret_of_one_name_is_refused_at_apply() -> None:
+    # Two `secret create db-pass` through two managers: each checked the name
+    # against a snapshot without the other, and both batches were committed.
+    # The one applied second fails, whole, on every manager alike.
+    snap = st.Snapshot()
+    assert apply(snap, st.put(secret("x1", "db-pass"), create=True)).ok
+    r = apply(snap, st.put(secret("x2", "db-pass"), create=True))
+    assert (r.ok, r.taken_kind, r.taken_name) == (False, spb.KIND_SECRET, "db-pass")
+    assert r.error == "a secret named 'db-pass' already exists"
+    assert set(snap.secrets) == {"x1"} and snap.version == 1
+
+
+def test_configs_too_and_each_kind_has_its_own_names() -> None:
+    snap = st.Snapshot()
+    assert apply(snap, st.put(config("c1", "app.conf"), create=True), st.put(secret("x1", "app.conf"), create=True)).ok
+    r = apply(snap, st.put(config("c2", "app.conf"), create=True))
+    assert (r.ok, r.taken_kind, r.taken_name) == (False, spb.KIND_CONFIG, "app.conf")
+    assert r.error == "a config named 'app.conf' already exists"
+    # A service or network may share a secret's or config's name (as in Swarm).
+    assert apply(snap, st.put(service("s1", "app.conf"), create=True), st.put(network("n1", "app.conf"), create=True)).ok
+
+
+def test_removing_a_secret_and_creating_its_name_again_is_fine() -> None:
+    snap = st.Snapshot()
+    apply(snap, st.put(secret("x1", "token"), create=True))
+    assert apply(snap, st.delete(spb.KIND_SECRET, "x1")).ok
+    assert apply(snap, st.put(secret("x2", "token"), create=True)).ok
+    assert list(snap.secrets) == ["x2"]
+
+
+def test_recreating_state_that_already_shares_names_is_not_refused() -> None:
+    # Restore and force-new-cluster re-seed a fresh Raft with the objects as
+    # they were: a state from before names were checked at apply time may
+    # hold two secrets (or services) of one name, and refusing it would leave
+    # the recovery with nothing.
+    snap = st.Snapshot()
+    dupes = [
+        st.put(secret("x1", "token"), create=True),
+        st.put(secret("x2", "token"), create=True),
+        st.put(service("s1", "web"), create=True),
+        st.put(service("s2", "web"), create=True),
+    ]
+    assert not st.apply_batch(snap, spb.StoreBatch(actions=dupes)).ok
+    assert st.apply_batch(snap, spb.StoreBatch(actions=dupes, recreate=True)).ok
+    assert set(snap.secrets) == {"x1", "x2"} and set(snap.services) == {"s1", "s2"}
+    # Only that batch: an ordinary create of the name is still refused.
+    assert not apply(snap, st.put(secret("x3", "token"), create=True)).ok

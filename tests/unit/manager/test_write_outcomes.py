@@ -15,6 +15,7 @@ from swarmlet import errors, rpc
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.api import store_pb2 as spb
+from swarmlet.core import secrets as sc
 from swarmlet.core import state as st
 from swarmlet.ids import new_id
 from swarmlet.manager import store as store_mod
@@ -35,6 +36,10 @@ def cluster3(tmp_path: Path):
     c.leader()
     yield c
     c.close()
+
+
+def secret(name: str) -> pb.Secret:
+    return pb.Secret(id=new_id(), spec=pb.SecretSpec(name=name, data=b"s3cr3t"))
 
 
 def test_concurrent_creates_of_one_name_through_every_manager_give_one_service(cluster3: Cluster) -> None:
@@ -63,6 +68,36 @@ def test_concurrent_creates_of_one_name_through_every_manager_give_one_service(c
     for s in stores:
         names = [svc.spec.name for svc in s.snapshot().services.values()]
         assert sorted(names) == sorted(f"web-{i}" for i in range(10))
+
+
+def test_concurrent_secret_creates_through_every_manager_give_one_secret(cluster3: Cluster) -> None:
+    # As the control API proposes them, each after its own snapshot check.
+    stores = cluster3.live()
+    for round_no in range(5):
+        name = f"db-pass-{round_no}"
+        start = threading.Barrier(len(stores))
+        results: list[str] = []
+
+        def create(s: Store, name: str = name, start: threading.Barrier = start, results: list[str] = results) -> None:
+            start.wait()
+            try:
+                s.propose([st.put(secret(name), create=True)], request_id=f"{name}-{s.self_addr}")
+                results.append("ok")
+            except NameTaken as e:
+                assert e.name == name and e.kind == "secret"
+                assert str(e) == f"a secret named {name!r} already exists"
+                results.append("taken")
+
+        threads = [threading.Thread(target=create, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(results) == ["ok", "taken", "taken"], results
+    cluster3.digests_agree()
+    for s in stores:
+        names = sorted(x.spec.name for x in s.snapshot().secrets.values())
+        assert names == [f"db-pass-{i}" for i in range(5)]
 
 
 def test_only_clients_request_ids_are_remembered(one_manager: OneManager) -> None:
@@ -108,6 +143,10 @@ def test_a_committed_failure_is_a_conflict_or_a_taken_name() -> None:
         Store._result(FAIL_REASON.SUCCESS, spb.StoreResult(ok=False, error="changed").SerializeToString())
     assert not isinstance(info.value, NameTaken)
     assert isinstance(user_error(NameTaken("service", "web")), errors.AlreadyExists)
+    for kind, word in ((spb.KIND_SECRET, "secret"), (spb.KIND_CONFIG, "config")):
+        taken = spb.StoreResult(ok=False, error="x", taken_kind=kind, taken_name="db-pass")
+        with pytest.raises(NameTaken, match=f"a {word} named 'db-pass' already exists"):
+            Store._result(FAIL_REASON.SUCCESS, taken.SerializeToString())
 
 
 def test_a_write_sent_just_before_quorum_was_lost_may_have_been_applied(cluster3: Cluster, monkeypatch) -> None:
@@ -182,6 +221,77 @@ def test_network_create_retried_with_its_request_id_answers_the_first_attempt(on
     first = networks.create(req).network
     assert networks.create(req).network.id == first.id
     assert len(one_manager.store.snapshot().networks) == 1
+
+
+def test_secret_create_retried_with_its_request_id_answers_the_first_attempt(one_manager: OneManager) -> None:
+    secrets = one_manager.control.secrets
+    req = cpb.CreateSecretRequest(spec=pb.SecretSpec(name="db-pass", data=b"hunter2"), request_id="sec-1")
+    first = secrets.create(req).secret
+    # The client did not hear the answer and sends the same request again:
+    # answered with the secret the first attempt created (never its data).
+    again = secrets.create(req).secret
+    assert again.id == first.id and not again.spec.data
+    assert [x.spec.name for x in one_manager.store.snapshot().secrets.values()] == ["db-pass"]
+    # Another call (its own id) for the same name is refused, as before.
+    with pytest.raises(errors.AlreadyExists, match="a secret named 'db-pass' already exists"):
+        secrets.create(cpb.CreateSecretRequest(spec=pb.SecretSpec(name="db-pass", data=b"x"), request_id="sec-2"))
+
+
+def test_config_create_retried_with_its_request_id_answers_the_first_attempt(one_manager: OneManager) -> None:
+    configs = one_manager.control.configs
+    req = cpb.CreateConfigRequest(spec=pb.ConfigSpec(name="app.conf", data=b"a=1"), request_id="cfg-1")
+    first = configs.create(req).config
+    assert configs.create(req).config.id == first.id
+    assert len(one_manager.store.snapshot().configs) == 1
+
+
+def test_a_secret_create_that_passed_a_stale_name_check_is_refused_at_apply(
+    one_manager: OneManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What two managers racing see: each checked the name against a snapshot
+    # without the other's secret. The write itself is refused, with the same
+    # answer the early check gives.
+    secrets = one_manager.control.secrets
+    secrets.create(cpb.CreateSecretRequest(spec=pb.SecretSpec(name="token", data=b"a"), request_id="t-1"))
+    monkeypatch.setattr(sc, "check_name_free", lambda kind, snap, name: None)
+    with pytest.raises(errors.AlreadyExists, match="a secret named 'token' already exists"):
+        secrets.create(cpb.CreateSecretRequest(spec=pb.SecretSpec(name="token", data=b"b"), request_id="t-2"))
+    with pytest.raises(errors.AlreadyExists, match="a config named 'token' already exists"):
+        for rid in ("c-1", "c-2"):
+            one_manager.control.configs.create(
+                cpb.CreateConfigRequest(spec=pb.ConfigSpec(name="token", data=b"c"), request_id=rid)
+            )
+    snap = one_manager.store.snapshot()
+    assert len(snap.secrets) == 1 and len(snap.configs) == 1
+
+
+def test_secret_and_config_removes_retried_are_answered_not_refused(one_manager: OneManager) -> None:
+    control = one_manager.control
+    control.secrets.create(cpb.CreateSecretRequest(spec=pb.SecretSpec(name="old", data=b"a")))
+    control.configs.create(cpb.CreateConfigRequest(spec=pb.ConfigSpec(name="old", data=b"a")))
+    rm_secret = cpb.RemoveSecretRequest(ref="old", request_id="rs-1")
+    control.secrets.remove(rm_secret)
+    assert control.secrets.remove(rm_secret).id == "old"  # not "secret 'old' not found"
+    rm_config = cpb.RemoveConfigRequest(ref="old", request_id="rc-1")
+    control.configs.remove(rm_config)
+    assert control.configs.remove(rm_config).id == "old"
+    with pytest.raises(errors.NotFound):
+        control.secrets.remove(cpb.RemoveSecretRequest(ref="old", request_id="rs-2"))
+
+
+def test_cluster_update_retried_is_answered_not_refused_as_changed(one_manager: OneManager) -> None:
+    pki = one_manager.control.pki
+    cluster = pki.get_cluster(cpb.GetClusterRequest()).cluster
+    spec = pb.ClusterSpec()
+    spec.CopyFrom(cluster.spec)
+    spec.task_history_limit = cluster.spec.task_history_limit + 3
+    update = cpb.UpdateClusterRequest(spec=spec, version=cluster.meta.version, request_id="cu-1")
+    updated = pki.update_cluster(update).cluster
+    # Retried: the version it was read at is stale now, yet it was applied once.
+    again = pki.update_cluster(update).cluster
+    assert again.meta.version == updated.meta.version and again.spec.task_history_limit == spec.task_history_limit
+    with pytest.raises(errors.Conflict, match="changed since they were read"):
+        pki.update_cluster(cpb.UpdateClusterRequest(spec=spec, version=cluster.meta.version, request_id="cu-2"))
 
 
 def test_the_name_ingress_is_reserved(one_manager: OneManager) -> None:

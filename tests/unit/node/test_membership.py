@@ -16,6 +16,7 @@ import pytest
 from swarmlet import errors
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
+from swarmlet.core import state as st
 from swarmlet.node import membership
 from swarmlet.node.daemon import Daemon, DaemonConfig, run_daemon
 from tests.unit.node.loopback import config, free_port
@@ -225,6 +226,21 @@ def test_force_new_cluster_keeps_the_state_under_a_new_raft_secret(make_daemon: 
     w = make_daemon("w1")
     with pytest.raises(errors.FailedPrecondition, match="this node is not a manager"):
         init(w, force_new_cluster=True)
+
+
+def test_force_new_cluster_keeps_objects_that_share_a_name(make_daemon: MakeDaemon) -> None:
+    # A state from before names were checked at apply time may hold two
+    # secrets (or services) of one name. Re-seeding the new Raft recreates
+    # them as they are: refused, the recovery would leave nothing (the old
+    # Raft directory is gone by then).
+    m = make_daemon("m1")
+    init(m)
+    assert m.store is not None
+    dupes = [pb.Secret(id=f"dup{i}", spec=pb.SecretSpec(name="token", data=b"x")) for i in range(2)]
+    m.store.propose([st.put(x, create=True) for x in dupes], recreate=True)  # as such a state holds them
+    init(m, force_new_cluster=True)
+    assert m.info().is_leader
+    assert sorted(m.store.snapshot().secrets) == ["dup0", "dup1"]
 
 
 def test_unusable_node_file_stops_the_daemon_with_the_reason(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
