@@ -115,9 +115,12 @@ def credentials_for(image: str, environ: Mapping[str, str] | None = None) -> pb.
     out = pb.RegistryAuth(server_address=key, identity_token=str(entry.get("identitytoken") or ""))
     if entry.get("auth"):
         try:
-            user, _, password = base64.b64decode(str(entry["auth"])).decode().partition(":")
+            # validate: without it stray characters are dropped, not refused.
+            user, colon, password = base64.b64decode(str(entry["auth"]), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            raise CredentialsError(f"the docker client config {path} has an unreadable auth entry for {key}") from None
+            colon = ""
+        if not colon:  # "user:password", as docker requires
+            raise CredentialsError(f"the docker client config {path} has an unreadable auth entry for {key}")
         out.username, out.password = user, password
     else:
         out.username = str(entry.get("username") or "")

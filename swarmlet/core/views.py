@@ -15,6 +15,9 @@ from swarmlet.core import images, units, updater
 from swarmlet.core import orchestrator as orch
 from swarmlet.core import state as st
 from swarmlet.core import tasks as tk
+from swarmlet.core.scheduler.filters import Context
+from swarmlet.core.scheduler.load import Load
+from swarmlet.core.scheduler.pipeline import Pipeline
 
 US = pb.UpdateStatus
 Phase = cpb.ServiceProgressResponse.UpdatePhase
@@ -34,7 +37,21 @@ class _SlotView:
     waiting: str = ""  # why its task waits, for `service ps` (stuck, or a wait that ends by itself)
 
 
-def _slot_view(snap: st.Snapshot, svc: pb.Service, g: tk.Slot, now: float) -> _SlotView:
+class _Rejections:
+    """Whether a slot's last rejection came from the last node it could use
+    (the scheduler's filters, built once per view and only when asked)."""
+
+    def __init__(self, snap: st.Snapshot) -> None:
+        self._snap = snap
+        self._pipeline: Pipeline | None = None
+
+    def everywhere(self, last: pb.Task) -> bool:
+        if self._pipeline is None:
+            self._pipeline = Pipeline(Context(self._snap, Load(self._snap.nodes, self._snap.services)))
+        return self._pipeline.rejected_everywhere(last, also=last.node_id)
+
+
+def _slot_view(snap: st.Snapshot, svc: pb.Service, g: tk.Slot, now: float, rejections: _Rejections) -> _SlotView:
     live = [t for t in g.tasks if tk.active(t)]
     if live:
         # The newest task running the current spec, else the newest live one
@@ -58,6 +75,14 @@ def _slot_view(snap: st.Snapshot, svc: pb.Service, g: tk.Slot, now: float) -> _S
     waiting = stuck
     if v.kind == "wait":
         waiting = f"{v.reason}: replaced in {units.fmt_seconds(round(max(0.0, v.at - now), 1))}" if v.at else v.reason
+        last = v.last
+        if last is not None and last.status.state == pb.REJECTED and not tk.per_node(svc) and rejections.everywhere(last):
+            # The slot is retried (the scheduler goes back to the nodes that
+            # rejected it), but nothing says the next try will fare better:
+            # tell the user now rather than let a create wait for ever.
+            delay = units.fmt_seconds(last.spec.restart.delay)
+            stuck = f"rejected by every eligible node, retried every {delay}; last error: {tk.task_error(last)}"
+            waiting = f"{stuck}; next try in {units.fmt_seconds(round(max(0.0, v.at - now), 1))}" if v.at else stuck
     return _SlotView(g, shown, False, False, v.kind == "done", stuck, waiting)
 
 
@@ -68,7 +93,8 @@ def _current_tasks(snap: st.Snapshot, svc: pb.Service) -> list[pb.Task]:
 
 def _slot_views(snap: st.Snapshot, svc: pb.Service, now: float) -> list[_SlotView]:
     tasks = _current_tasks(snap, svc)
-    return [_slot_view(snap, svc, g, now) for g in tk.expected_slots(svc, tasks, snap.nodes)]
+    rejections = _Rejections(snap)
+    return [_slot_view(snap, svc, g, now, rejections) for g in tk.expected_slots(svc, tasks, snap.nodes)]
 
 
 def _no_eligible_node(svc: pb.Service, views: Sequence[_SlotView]) -> bool:
@@ -183,9 +209,10 @@ def stuck_reason(snap: st.Snapshot, service_id: str, now: float = 0.0) -> str:
 
 
 def _stuck_reason(snap: st.Snapshot, svc: pb.Service, views: Sequence[_SlotView]) -> str:
-    """Three causes: tasks pending with a scheduler error (no node fits),
-    slots whose restart policy gave up (quoting the last task's error), and a
-    global service no node may run."""
+    """Four causes: tasks pending with a scheduler error (no node fits),
+    slots whose restart policy gave up (quoting the last task's error), slots
+    rejected by every node they may use (retried, but nothing says the next
+    try fares better), and a global service no node may run."""
     if _no_eligible_node(svc, views):
         return NO_ELIGIBLE_NODE
     reasons: list[str] = []

@@ -127,6 +127,27 @@ def docker_config(tmp_path_factory, cluster):
 
 
 @pytest.fixture(scope="module")
+def helper_config(tmp_path_factory, cluster):
+    """A docker client config whose credentials live in a credential helper
+    (`credsStore`), a real program on PATH answering docker's `get` protocol
+    for the test registry only."""
+    d = tmp_path_factory.mktemp("docker-helper")
+    (d / "bin").mkdir()
+    helper = d / "bin" / "docker-credential-swltest"
+    answer = json.dumps({"ServerURL": cluster.registry_addr, "Username": USER, "Secret": PASSWORD})
+    helper.write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = get ] || exit 2\n'
+        "read -r server\n"
+        f'[ "$server" = "{cluster.registry_addr}" ] || {{ echo "credentials not found in native keychain"; exit 1; }}\n'
+        f"echo '{answer}'\n"
+    )
+    helper.chmod(0o755)
+    (d / "config.json").write_text(json.dumps({"credsStore": "swltest"}))
+    return {"DOCKER_CONFIG": str(d), "PATH": f"{d / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@pytest.fixture(scope="module")
 def app_v1(cluster) -> tuple[str, str]:
     """REG/app:v1 in the registry (built in h1's engine, then removed from every engine but h1's)."""
     ref = f"{cluster.registry_addr}/app:v1"
@@ -152,7 +173,7 @@ def test_bad_input_is_refused_and_creates_nothing(cluster, app_v1, docker_config
     assert api(h1).ListServices(cpb.ListServicesRequest()).services == []
 
 
-def test_private_image_needs_credentials(cluster, app_v1, docker_config) -> None:
+def test_private_image_needs_credentials(cluster, app_v1, helper_config) -> None:
     h1 = cluster.hosts[0]
     ref, image_id = app_v1
     # Without --with-registry-auth the registry refuses every node: a clear
@@ -167,12 +188,51 @@ def test_private_image_needs_credentials(cluster, app_v1, docker_config) -> None
     assert "rejected" in ps.lower()
     for h in cluster.hosts[1:]:
         assert not container_images(cluster, h, "private")
-    # With the user's credentials it runs.
-    out = ok(cluster, h1, "service", "update", "--with-registry-auth", "private", env=docker_config).stdout
+    # With the user's credentials (here from a credential helper) it runs.
+    out = ok(cluster, h1, "service", "update", "--with-registry-auth", "private", env=helper_config).stdout
     wait_for(lambda: len(running(h1, "private")) == 2, DEADLINE, f"2 tasks of private running\n{out}")
     for t in running(h1, "private"):
         assert t.status.state == pb.RUNNING
     ok(cluster, h1, "service", "rm", "private")
+
+
+def test_a_slot_every_node_rejected_is_retried_and_runs_once_the_registry_is_back(cluster, docker_config) -> None:
+    h1 = cluster.hosts[0]
+    ref = f"{cluster.registry_addr}/retry:1"
+    build(cluster, h1, ref, "RUN echo retry > /version")
+    push(cluster, h1, ref)
+    cluster.docker(h1).images.remove(ref, force=True)
+    cluster.stop_registry()
+    try:
+        # Not resolved (the registry is down): every node tries to pull, and
+        # fails. The create reports it once every node has rejected the slot.
+        r = fails(
+            cluster, h1, "service", "create", "--name", "retry", "--no-resolve-image", "--with-registry-auth",
+            "--timeout", "90s", ref, env=docker_config,
+        )  # fmt: skip
+        assert "rejected by every eligible node, retried every 5s" in r.stderr, r.stderr
+        # As Swarm does, the slot is still retried, on nodes that rejected it
+        # before, one try per restart delay (5 s): never in a tight loop.
+        wait_for(
+            lambda: any(t.node_id in t.avoid_nodes for t in tasks_of(h1, "retry")),
+            DEADLINE,
+            "the slot retried on a node that rejected it",
+        )
+        tasks = sorted(tasks_of(h1, "retry"), key=lambda t: t.meta.created_at)
+        for a, b in zip(tasks, tasks[1:], strict=False):
+            assert a.status.state == pb.REJECTED, a
+            # (0.5 s: the agent stamps its report, the leader its new task.)
+            assert b.meta.created_at - a.status.timestamp >= 4.5, (a, b)
+        wait_for(
+            lambda: "rejected by every eligible node" in ok(cluster, h1, "service", "ps", "--no-trunc", "retry").stdout,
+            DEADLINE,
+            "service ps telling why the slot waits",
+        )
+    finally:
+        cluster.start_registry(USER, PASSWORD)
+    # Back: the next try pulls, with nobody touching the service.
+    wait_for(lambda: len(running(h1, "retry")) == 1, DEADLINE, "retry running once the registry is back")
+    ok(cluster, h1, "service", "rm", "retry")
 
 
 def test_pull_pins_the_digest_and_keeps_it_after_the_tag_moves(cluster, app_v1, docker_config) -> None:

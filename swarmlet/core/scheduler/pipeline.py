@@ -47,6 +47,8 @@ class Pipeline:
         self.filters: list[NodeFilter[Any]] = [cls(ctx) for cls in node_filters]
         self._task_filters = [cls(ctx) for cls in task_filters]
         self._static = [(i, f) for i, f in enumerate(self.filters) if not f.dynamic]
+        # Where the avoid list sits in a task's needs (None: no AvoidNodes filter).
+        self._avoid = next((i for i, f in enumerate(self.filters) if isinstance(f, filters.AvoidNodes)), None)
         self._dynamic = [(i, f) for i, f in enumerate(self.filters) if f.dynamic]
         self._order = sorted(self.nodes)  # node ids: determinism
         # (need of static filter 1, ..., need of static filter k) -> ids of the
@@ -68,6 +70,35 @@ class Pipeline:
         """What the node filters read of `t`: tasks with equal needs get equal
         verdicts from every node."""
         return tuple(f.need(t) for f in self.filters)
+
+    def without_avoid(self, needs: Needs) -> Needs | None:
+        """`needs` with an empty avoid list; None when nothing is avoided.
+
+        The avoid list is a preference, as in Swarm: a slot rejected by every
+        node it may use goes back to those nodes rather than waiting for ever
+        (an image pull that failed may work on the next try). The restart
+        delay between attempts keeps the retries from spinning."""
+        i = self._avoid
+        if i is None or not needs[i]:
+            return None
+        return (*needs[:i], frozenset(), *needs[i + 1 :])
+
+    def rejected_everywhere(self, t: pb.Task, also: str = "") -> bool:
+        """Every node the static filters allow for `t` (ignoring its avoid
+        list) has rejected its slot: is on its avoid list, or is `also` (the
+        node that rejected its last task). False when no node is allowed at
+        all: that is another filter's story."""
+        needs = self.needs(t)
+        relaxed = self.without_avoid(needs)
+        if relaxed is None:
+            if not also:
+                return False
+            relaxed = needs
+        avoided = set(t.avoid_nodes)
+        if also:
+            avoided.add(also)
+        eligible = self.eligible(relaxed)
+        return bool(eligible) and avoided.issuperset(eligible)
 
     def refuse_needs(self, needs: Needs) -> str | None:
         for f, need in zip(self.filters, needs, strict=True):

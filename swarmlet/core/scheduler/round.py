@@ -179,16 +179,35 @@ class _Round:
         def usable(nid: str) -> bool:
             return pipeline.fits(nid, needs)
 
+        # Once no node the group does not avoid is left, the nodes that
+        # rejected its slots before are tried (pipeline.without_avoid), with
+        # their own spread heap, built the first time it is needed.
+        fallback: tuple[Needs, Spread | Preferences] | None = None
+        tried_fallback = False
+
+        def usable_again(nid: str) -> bool:
+            assert fallback is not None
+            return pipeline.fits(nid, fallback[0])
+
         why: Explanation | None = None
         for t in tasks:
             nid = spread.best(usable)
+            if nid is None:
+                if not tried_fallback:
+                    tried_fallback = True
+                    relaxed = pipeline.without_avoid(needs)
+                    if relaxed is not None:
+                        fallback = (relaxed, self._ranking(service_id, relaxed, prefs))
+                if fallback is not None:
+                    nid = fallback[1].best(usable_again)
             if nid is not None:
                 self._assign(t, nid)
                 continue
             # Same needs, same refusals: explain once per group, unless the
-            # explanation quotes the task itself.
+            # explanation quotes the task itself. With the avoid list set
+            # aside, what is left is why no node at all can take it.
             if why is None or why.per_task:
-                why = pipeline.explain(t, needs)
+                why = pipeline.explain(t, fallback[0] if fallback is not None else needs)
             self._pending(t, why.text)
 
 

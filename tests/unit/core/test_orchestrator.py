@@ -237,9 +237,9 @@ def test_restart_none_failed_is_stuck_but_completed_is_not():
 # ---- rejection ----
 
 
-def test_rejected_replacement_avoids_node_until_all_reject():
+def test_rejected_replacement_avoids_node_then_retries_them_at_the_restart_delay():
     sim = cluster(3)
-    sim.add_service("s", replicas=1, condition=ON_FAILURE)
+    sim.add_service("s", replicas=1, condition=ON_FAILURE, delay=5.0)
     sim.round()
     seen = []
     for _i in range(3):
@@ -248,19 +248,49 @@ def test_rejected_replacement_avoids_node_until_all_reject():
         assert list(t.avoid_nodes) == seen
         seen.append(t.node_id)
         sim.report(t.id, pb.REJECTED, err=f"image busybox:latest not found on {t.node_id}")
+        assert "put" not in kinds(sim.round())  # the restart delay: no new task, no tight loop
+        if len(seen) < 3:
+            assert views.stuck_reason(sim.snap, "s") == ""  # another node may take it
+        sim.now += 5.0
         sim.round()
+    # Every node rejected the slot: it is still retried (as Swarm does, the
+    # avoid list is a preference), on one of them, and users are told.
     t = only_live(sim, "s")
     assert sorted(t.avoid_nodes) == ["n1", "n2", "n3"]
-    assert t.status.state == pb.PENDING
-    assert t.status.err == (
-        f"no suitable node: rejected by every eligible node (last error: image busybox:latest not found on {seen[-1]})"
+    assert t.node_id in seen and t.status.state == pb.ASSIGNED
+    sim.report(t.id, pb.REJECTED, err=f"image busybox:latest not found on {t.node_id}")
+    assert "put" not in kinds(sim.round())
+    assert views.stuck_reason(sim.snap, "s", sim.now) == (
+        f"slot 1: rejected by every eligible node, retried every 5s; last error: image busybox:latest not found on {t.node_id}"
     )
-    assert sim.round() == []
-    assert views.stuck_reason(sim.snap, "s").startswith("1 task pending: no suitable node: rejected by every")
-    # A new node can still take it.
+    assert views.waiting_reasons(sim.snap, "s", sim.now)[t.id].endswith("; next try in 5s")
+    progress = views.service_progress(sim.snap, "s", sim.now)
+    assert progress.slots[0].stuck.startswith("rejected by every eligible node")
+    # A new node is preferred to the ones that rejected the slot.
     sim.add_node("n4")
+    sim.now += 5.0
     sim.round()
     assert only_live(sim, "s").node_id == "n4"
+    assert views.stuck_reason(sim.snap, "s") == ""
+
+
+def test_a_rejection_while_other_nodes_may_run_the_slot_is_not_stuck():
+    sim = cluster(2)
+    sim.add_node("n3", availability=pb.NodeSpec.DRAIN)
+    sim.add_service("s", replicas=1, condition=ON_FAILURE, delay=5.0)
+    sim.round()
+    t = only_live(sim, "s")
+    sim.report(t.id, pb.REJECTED, err="pull access denied")
+    sim.round()
+    # n3 is drained: one node that has not rejected the slot is left.
+    assert views.stuck_reason(sim.snap, "s") == ""
+    sim.now += 5.0
+    sim.round()
+    u = only_live(sim, "s")
+    assert u.node_id not in (t.node_id, "n3")
+    sim.report(u.id, pb.REJECTED, err="pull access denied")
+    sim.round()
+    assert views.stuck_reason(sim.snap, "s").startswith("slot 1: rejected by every eligible node")
 
 
 # ---- node loss, drain ----

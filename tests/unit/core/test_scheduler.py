@@ -231,6 +231,33 @@ def test_avoid_nodes_are_skipped():
     assert len(acts) == 1 and acts[0].put.task.node_id == "n3"
 
 
+def test_when_every_node_is_avoided_the_avoided_ones_are_used_spread_and_within_their_room():
+    sim = three_nodes()
+    sim.add_service("s", replicas=0)
+    ts = []
+    for i in range(3):
+        t = pb.Task(id=f"x{i}", service_id="s", slot=i + 1, desired_state=pb.RUNNING)
+        t.avoid_nodes.extend(["n1", "n2", "n3"])
+        ts.append(st.put(t, create=True))
+    sim.apply(ts)
+    acts = schedule(sim.snap, sim.now).actions
+    assert sorted(a.put.task.node_id for a in acts) == ["n1", "n2", "n3"]
+    assert all(a.put.task.status.state == pb.ASSIGNED for a in acts)
+
+
+def test_the_avoid_fallback_explains_by_the_other_filters():
+    sim = three_nodes()
+    sim.add_service("s", replicas=0)
+    t = pb.Task(id="x", service_id="s", slot=1, desired_state=pb.RUNNING)
+    t.avoid_nodes.extend(["n1"])
+    t.spec.placement.constraints.append("node.hostname==nowhere")
+    sim.apply([st.put(t, create=True)])
+    acts = schedule(sim.snap, sim.now).actions
+    assert len(acts) == 1 and acts[0].put.task.status.state == pb.PENDING
+    assert "rejected" not in acts[0].put.task.status.err
+    assert "constraint node.hostname==nowhere not met" in acts[0].put.task.status.err
+
+
 def test_assignment_is_version_guarded():
     sim = Sim()
     sim.add_node("n1")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 import pytest
@@ -77,9 +78,14 @@ def test_a_token_guessing_flood_is_limited_per_source_and_logged(servicer, caplo
     cluster = s.cluster  # type: ignore[attr-defined]
     bad = cluster.worker_token[: cluster.worker_token.rindex("-") + 1] + "a" * 32
     with caplog.at_level(logging.WARNING, logger=cs.__name__):
+        started = time.monotonic()
         codes = [code_of(s, request(bad), "ipv4:10.0.0.66:4000") for _ in range(300)]
-    assert codes.count(grpc.StatusCode.PERMISSION_DENIED) <= cs.JOIN_BURST + 2
-    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 300 - cs.JOIN_BURST - 2
+        elapsed = time.monotonic() - started
+    # The bucket refills at JOIN_RATE a second while the flood runs (seconds
+    # on a loaded machine): what it may let through is bounded by that.
+    allowed = cs.JOIN_BURST + cs.JOIN_RATE * elapsed + 1
+    assert codes.count(grpc.StatusCode.PERMISSION_DENIED) <= allowed, (codes.count(grpc.StatusCode.PERMISSION_DENIED), elapsed)
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 300 - allowed
     lines = [r.getMessage() for r in caplog.records]
     assert lines and all("10.0.0.66" in line for line in lines)
     assert any("invalid join token" in line for line in lines)
