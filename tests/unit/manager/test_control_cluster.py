@@ -138,6 +138,10 @@ class ThreeManagers:
         addrs = [f"127.0.0.1:{h.free_port()}" for _ in range(3)]
         self.stores = {a: h.start_store(tmp / str(i), a, [p for p in addrs if p != a]) for i, a in enumerate(addrs)}
         self.leader = wait_for(self._leader, 20, "one of three managers leads")
+        # A leader can be elected before it holds a connection to every
+        # follower, and the quorum checks count what it reaches (CI once saw
+        # 2 of 3 on busy cores): the tests start from a whole cluster.
+        wait_for(lambda: len(self.leader.reachable()) == 3, 20, "the leader connected to both followers")
         self.ids = {a: f"manager{i}" + "0" * 18 for i, a in enumerate(addrs)}
         managers = [h.manager_node(a, f"127.0.0.1:{4244 + i}", self.ids[a], f"manager-{i}") for i, a in enumerate(addrs)]
         h.seed(self.leader, h.new_cluster(), *managers)
