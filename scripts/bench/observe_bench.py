@@ -6,7 +6,7 @@ Run as root from the repository:
     .venv/bin/python scripts/bench/observe_bench.py [--rounds 3] [--out docs/bench/observe.json]
                                                    [--base-tree DIR]
 
-One 4-host testbed (prefix "ob", 198.18.39.0/24; h1 the only manager and so
+One 4-host testbed (prefix "oe", 198.18.39.0/24, or --prefix/--subnet; h1 the only manager and so
 the leader, h2-h4 workers) is brought up once. Each round forms a fresh
 cluster three times, in turn:
 
@@ -15,16 +15,26 @@ cluster three times, in turn:
          they cost microseconds and cannot be switched off);
   on     this tree with the defaults (10,000 events) and `--metrics-addr` on
          every daemon, one `swarmlet events` stream open on the leader and
-         every daemon scraped once a second (Prometheus' default is 15-60 s);
+         every daemon scraped every --scrape-every s (1 by default;
+         Prometheus' default is 15-60 s);
   base   (with --base-tree DIR: a checkout of the tree before issue 16, e.g.
          `git archive ede247e | tar -x -C DIR`) the same daemons without any
          of it, for reference.
 
 and measures the 30-replica create: `service create --replicas 30 --detach`
-issued -> 30 tasks RUNNING in the manager's API. Measured: the leader
-daemon's CPU time over that interval (utime + stime from /proc), the wall
-time, and (on) the leader's own histograms of deriving events per applied
-batch and applying batches, read from its /metrics before and after.
+issued -> 30 tasks RUNNING in the manager's API (asked every 0.1 s).
+Measured: the leader daemon's CPU time over that interval (utime + stime
+from /proc), the wall time, the leader's CPU over a fixed 20 s window from
+the create on (window_cpu_s: the create's duration swings with the machine's
+load, and every per-second cost with it), the window's CPU by thread
+(threads_ms, from /proc/PID/task/*/schedstat; with `--py-spy PATH` the
+threads carry their Python names and the thread serving the event stream is
+marked), and (on) the leader's own histograms of deriving events per applied
+batch and applying batches and the events derived, read from its /metrics
+before and after. `--profile DIR` (with --py-spy) also samples the leader's
+Python stacks over each create (perturbs the CPU figures).
+Within-round ratios on/off and their median are reported besides the ratio of
+the medians: the load of other work on the machine drifts between rounds.
 
 Separately, in this process and with no Raft: the cost of the state
 machine's hook on the tick thread (EventLog.feed) and of deriving the events
@@ -39,7 +49,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -62,9 +74,21 @@ PREFIX, SUBNET = "oe", 39  # "ob" is the overlay benchmark's
 REPLICAS = 30
 METRICS_PORT = 9323
 IDLE_WINDOW = 5.0
+# The leader's CPU is also measured over a fixed window from the create on
+# (the create done within it, then idle): the create's own duration varies
+# with the machine's load, and with it every per-second cost (Raft ticks,
+# heartbeats), which swamped the difference under test. A fixed window
+# charges both variants the same idle time.
+WINDOW = 20.0
+# How often the benchmark asks the leader whether the 30 tasks run: every
+# 20 ms (before) made the benchmark's own ListTasks calls ~15% of the
+# leader's CPU over the create, in proportion to its duration.
+POLL = 0.1
 TARGET_CPU_RATIO = 1.05
 TARGET_PER_BATCH_S = 0.001
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PY_SPY: str | None = None  # --py-spy: name the leader's threads (and --profile: sample them)
+PROFILE_DIR: Path | None = None
 
 
 def log(msg: str) -> None:
@@ -89,6 +113,63 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, int]]:
+    """Each thread's CPU time in ns (schedstat: exact, not 10 ms ticks) and its comm."""
+    out: dict[int, tuple[str, int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            ns = int((task / "schedstat").read_text().split()[0])
+            comm = (task / "comm").read_text().strip()
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+        out[int(task.name)] = (comm, ns)
+    return out
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Python thread names by native id, from `py-spy dump` (if --py-spy);
+    a thread of a pool serving the event stream is named so by its stack."""
+    if not PY_SPY:
+        return {}
+    r = subprocess.run([PY_SPY, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30)
+    out = {}
+    for block in re.split(r"\n(?=Thread )", r.stdout):
+        m = re.match(r'Thread (\d+) \([^)]*\): "(.*)"', block)
+        if m:
+            name = m.group(2)
+            if re.search(r"_stream \([^)]*events\.py", block):
+                name += " [events stream]"
+            out[int(m.group(1))] = name
+    return out
+
+
+def by_thread(pid: int, t0: dict[int, tuple[str, int]], t1: dict[int, tuple[str, int]]) -> dict[str, float]:
+    """CPU ms per thread name over the interval (threads that ended in it are lost;
+    Python threads of one name summed, e.g. gRPC's workers)."""
+    names = thread_names(pid)
+    agg: dict[str, float] = {}
+    for tid, (comm, ns) in t1.items():
+        before = t0.get(tid, (comm, 0))[1]
+        name = names.get(tid) or f"[{comm}]"
+        name = re.sub(r"([-_])\d+\b", r"\1N", name)  # ThreadPoolExecutor-0_3, Thread-12 (run): one name per pool
+        agg[name] = agg.get(name, 0.0) + (ns - before) / 1e6
+    return {k: round(v, 2) for k, v in sorted(agg.items(), key=lambda kv: -kv[1]) if v >= 0.05}
+
+
+def profile_start(pid: int, out: Path) -> subprocess.Popen | None:
+    """py-spy sampling the leader's threads while they run (--profile)."""
+    if not (PY_SPY and PROFILE_DIR):
+        return None
+    cmd = [PY_SPY, "record", "--pid", str(pid), "--rate", "500", "--threads", "--nonblocking", "--format", "raw", "-o", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_stop(proc: subprocess.Popen | None) -> None:
+    if proc is not None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
 
 
 def scrape(host) -> dict[str, float]:
@@ -123,6 +204,7 @@ class Cluster:
         self.scraper: threading.Thread | None = None
         self._stop = threading.Event()
         self.scrape_every = scrape_every
+        self.tag = "0"
 
     def _args(self, host) -> list[str]:
         if self.variant == "off":
@@ -189,18 +271,29 @@ class Cluster:
         time.sleep(IDLE_WINDOW)
         idle_rate = (cpu_seconds(pid) - i0) / (time.monotonic() - it0)
         before = scrape(self.leader) if self.variant == "on" else {}
+        prof = profile_start(pid, PROFILE_DIR / f"{self.variant}-{self.tag}.txt") if PROFILE_DIR else None
+        threads0 = thread_cpu(pid)
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         self.cli(
             self.leader, "service", "create", "--detach", "--name", "b30", "--replicas", str(REPLICAS), IMAGE, "sleep", "3600"
         )
-        wait_for(lambda: self.running("b30") == REPLICAS, 120, "30 tasks running")
+        wait_for(lambda: self.running("b30") == REPLICAS, 120, "30 tasks running", interval=POLL)
         wall, cpu = time.monotonic() - t0, cpu_seconds(pid) - cpu0
+        time.sleep(max(0.0, t0 + WINDOW - time.monotonic()))
+        window_cpu = cpu_seconds(pid) - cpu0
+        threads1 = thread_cpu(pid)
+        profile_stop(prof)
         out = {
             "wall_s": round(wall, 3),
             "leader_cpu_s": round(cpu, 3),
             "leader_busy": round(cpu / wall, 4),  # share of one core while creating
             "idle_busy": round(idle_rate, 4),  # share of one core while idle
             "create_work_cpu_s": round(cpu - idle_rate * wall, 3),  # CPU the create itself cost
+            "window_s": WINDOW,
+            "window_cpu_s": round(window_cpu, 3),  # the leader's CPU over WINDOW s from the create on
+            # The same from schedstat (ns), threads alive at the end only, and by thread (threads_ms).
+            "window_cpu_threads_s": round(sum(ns - threads0.get(tid, ("", 0))[1] for tid, (_, ns) in threads1.items()) / 1e9, 4),
+            "threads_ms": by_thread(pid, threads0, threads1),
         }
         if self.variant == "on":
             after = scrape(self.leader)
@@ -215,6 +308,9 @@ class Cluster:
             out["apply_mean_ms"] = round(1000 * delta("swarmlet_raft_apply_seconds_sum") / a, 4) if a else None
             slow = delta("swarmlet_events_derive_seconds_count") - delta('swarmlet_events_derive_seconds_bucket{le="0.001"}')
             out["batches_over_1ms"] = slow
+            out["events"] = sum(
+                after[k] - before.get(k, 0.0) for k in after if k.startswith("swarmlet_events_total{")
+            )  # derived over the window
         return out
 
     def teardown(self) -> None:
@@ -386,27 +482,45 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="seconds between scrapes of every daemon in `on` (Prometheus: 15 by default)",
     )
+    ap.add_argument("--prefix", default=PREFIX, help="testbed prefix (another run may hold the default)")
+    ap.add_argument("--subnet", type=int, default=SUBNET, help="testbed subnet index (198.18.N.0/24)")
+    ap.add_argument("--py-spy", default=None, help="py-spy binary: name the leader's threads in threads_ms")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="directory: py-spy samples of the leader per create (needs --py-spy; perturbs the CPU figures)",
+    )
+    ap.add_argument("--skip-in-process", action="store_true")
     ap.add_argument("--base-tree", type=Path, default=None, help="a checkout of the tree before issue 16 (reference)")
     args = ap.parse_args(argv)
+    global PY_SPY, PROFILE_DIR
+    PY_SPY, PROFILE_DIR = args.py_spy, args.profile
+    if PROFILE_DIR:
+        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
 
     result: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "scrape_every_s": args.scrape_every,
-        "in_process": in_process(),
+        "in_process": {} if args.skip_in_process else in_process(),
+        "loadavg_start": os.getloadavg(),
     }
     log(f"in process: {result['in_process']}")
     variants = ["off", "on"] + (["base"] if args.base_tree else [])
     runs: dict[str, list[dict]] = {v: [] for v in variants}
-    tb = testbed_lib.Testbed(prefix=PREFIX, subnet_index=SUBNET)
+    tb = testbed_lib.Testbed(prefix=args.prefix, subnet_index=args.subnet)
     try:
         tb.up(4, swarmlet=False)
         for r in range(args.rounds):
             for v in variants:
                 c = Cluster(tb, v, args.base_tree, args.scrape_every)
+                c.tag = str(r + 1)
                 try:
                     c.form()
+                    load0 = os.getloadavg()[0]
                     m = c.create30()
                     m["loadavg"] = os.getloadavg()[0]
+                    m["loadavg_before"] = load0
                     runs[v].append(m)
                     log(f"round {r + 1} {v}: {m}")
                 finally:
@@ -414,7 +528,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         tb.down()
     result["runs"] = runs
-    keys = ("wall_s", "leader_cpu_s", "leader_busy", "idle_busy", "create_work_cpu_s")
+    keys = (
+        "wall_s",
+        "leader_cpu_s",
+        "window_cpu_s",
+        "window_cpu_threads_s",
+        "leader_busy",
+        "idle_busy",
+        "create_work_cpu_s",
+        "loadavg",
+    )
     med = {
         v: {k: statistics.median(x[k] for x in rs if k in x) for k in keys if any(k in x for x in rs)}
         for v, rs in runs.items()
@@ -422,9 +545,27 @@ def main(argv: list[str] | None = None) -> int:
     }
     result["median"] = med
     if "on" in med and "off" in med:
-        for k in ("leader_cpu_s", "leader_busy", "create_work_cpu_s"):
+        for k in ("leader_cpu_s", "window_cpu_s", "leader_busy", "create_work_cpu_s"):
             if k in med["on"] and k in med["off"] and med["off"][k]:
                 result[f"ratio_on_off_{k}"] = round(med["on"][k] / med["off"][k], 3)
+    # Rounds are interleaved: the ratio within each round (same load, minutes
+    # apart) and its median are less exposed to the load drifting than the
+    # ratio of the medians.
+    pairs = list(zip(runs.get("off", []), runs.get("on", []), strict=False))
+    for k in ("leader_cpu_s", "window_cpu_s"):
+        ratios = [round(b[k] / a[k], 3) for a, b in pairs if a.get(k)]
+        if ratios:
+            result[f"paired_ratios_{k}"] = ratios
+            result[f"paired_ratio_median_{k}"] = statistics.median(ratios)
+    # Median CPU ms per thread name, per variant: where the difference goes.
+    result["threads_ms_median"] = {
+        v: {
+            name: round(statistics.median(x["threads_ms"].get(name, 0.0) for x in rs), 2)
+            for name in sorted({n for x in rs for n in x["threads_ms"]})
+        }
+        for v, rs in runs.items()
+        if rs
+    }
     on = runs.get("on", [])
     if on:
         result["derive_mean_ms_live"] = statistics.median(x["derive_mean_ms"] for x in on if x.get("derive_mean_ms") is not None)

@@ -53,7 +53,14 @@ class EventLog:
 
     def __init__(self, capacity: int = DEFAULT_HISTORY) -> None:
         self.capacity = capacity
-        self._cond = threading.Condition()
+        # One lock, two conditions: `_cond` wakes the streams (and
+        # wait_revision) when the history grew; `_queued` wakes only the
+        # deriving thread when a batch arrives. A batch queued by the tick
+        # thread then wakes one thread, not every open stream for nothing
+        # (nothing is derived yet): the streams wake once per derived batch.
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._queued = threading.Condition(lock)
         self._events: list[ev.Record] = []
         self._keys: list[ev.Position] = []
         # Every event after `_floor` is held (up to `_revision`); before it,
@@ -74,29 +81,30 @@ class EventLog:
     # ---- fed by the state machine (the Raft tick thread): queue only ----
     def feed(self, old: st.Snapshot, new: st.Snapshot, batch: spb.StoreBatch) -> None:
         if self.capacity > 0:
-            with self._cond:
+            with self._queued:
                 self._queue.append((old, new, batch))
-                self._cond.notify_all()
+                self._queued.notify()
 
     def reset(self, version: int) -> None:
         """The state jumped to `version` without batches (a snapshot was
         loaded or installed): the history cannot cover what came before."""
         if self.capacity > 0:
-            with self._cond:
+            with self._queued:
                 self._queue.append(version)
-                self._cond.notify_all()
+                self._queued.notify()
 
     def close(self) -> None:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
+            self._queued.notify_all()
 
     # ---- the deriving thread ----
     def _run(self) -> None:
         while True:
-            with self._cond:
+            with self._queued:
                 while not self._queue and not self._stop:
-                    self._cond.wait()
+                    self._queued.wait()
                 if self._stop:
                     return
                 item = self._queue.popleft()

@@ -135,6 +135,9 @@ def test_node_series_and_the_http_endpoint() -> None:
             text = resp.read().decode()
     finally:
         server.stop()
+    # The serving thread waits for connections with no timeout (it never
+    # polls): stop() wakes it, and it is gone once stop() returns.
+    assert not server._thread.is_alive()
     for name in (
         "swarmlet_node_info{",
         "swarmlet_node_certificate_expiry_seconds ",
