@@ -15,8 +15,9 @@ to 1 Gbit/s (the registry's in (a), every node's in (b)).
 (b) `swarmlet image push` from h1: the nodes relay along a chain.
 
 Targets: (b) <= 1.3 x (1) and (b) <= 0.5 x (a). Also: time from `service
-create` to the task RUNNING with the image absent on its node (pulled from
-the registry) and present.
+create` to the task RUNNING with the image absent on its node (fetched: from
+a peer that holds it, as swarmlet tries peers first, on unshaped links) and
+present.
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ def main() -> int:
             for h in receivers:
                 if not any(i.id == image_id for i in tb.docker(h).images.list()):
                     raise RuntimeError(f"h{h} lacks the image after push: {out}")
-            # Time to first RUNNING: absent (pulled from the registry) vs present.
+            # Time to first RUNNING: absent (fetched, from a peer first) vs present.
             drop_image(tb, [2], image_id)
             time.sleep(6)
             run["first_running_absent_s"] = running_within(tb, f"absent{rep}")
