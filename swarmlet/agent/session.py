@@ -52,8 +52,16 @@ class Worker(Protocol):
 @dataclass
 class _HeartbeatState:
     failures: int = 0
-    last_desc: bytes | None = None
+    last_desc: bytes | None = None  # the description the manager acknowledged last
     last_desc_check: float = 0.0
+    last_desc_sent: float = 0.0
+
+
+# A description is sent again this often even when it did not change: a
+# change the manager acknowledged but did not record (its write was lost in a
+# leader change, or it was over the node's rate) is repaired within this
+# time. The manager writes nothing when it equals what it holds.
+REDESCRIBE_EVERY = 30.0
 
 
 class AgentSession:
@@ -282,14 +290,17 @@ class AgentSession:
             return 0.05
         req = dpb.HeartbeatRequest(session_id=sid)
         now = time.monotonic()
+        sending: bytes | None = None
         if now - state.last_desc_check > self._describe_every:
             state.last_desc_check = now
             try:
                 desc = self._executor.describe()
                 raw = desc.SerializeToString(deterministic=True)
-                if state.last_desc is not None and raw != state.last_desc:
+                # The first look sends it too: it may have changed since the
+                # session's opening carried it.
+                if state.last_desc is None or raw != state.last_desc or now - state.last_desc_sent > REDESCRIBE_EVERY:
                     req.description.CopyFrom(desc)
-                state.last_desc = raw
+                    sending = raw
             except Exception as e:
                 log.debug("describe failed: %s", e)
         try:
@@ -298,6 +309,11 @@ class AgentSession:
                 resp = stub.Heartbeat(req, timeout=max(1.0, 2 * period))
             self.heartbeat_rtts.append(time.monotonic() - sent)
             state.failures = 0
+            if sending is not None:
+                # Only now: a change sent in a heartbeat that failed is sent
+                # again at the next look, not taken as known (it was lost
+                # for good before: a node's image list stayed stale).
+                state.last_desc, state.last_desc_sent = sending, time.monotonic()
             return float(resp.period or period)
         except grpc.RpcError as e:
             self.heartbeat_failures += 1

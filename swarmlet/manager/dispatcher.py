@@ -418,17 +418,24 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
         self, request: dpb.HeartbeatRequest, node: pb.Node | None, node_id: str
     ) -> pb.NodeDescription | None:
         """A changed description from a heartbeat, as it may be recorded, or
-        None (none sent, refused, or over the node's rate: all logged)."""
+        None (none sent, the one recorded already, refused, or over the
+        node's rate: the last two logged)."""
         if not request.HasField("description"):
             return None
         if not self._description_limit.allow(node_id):
             log.warning("node %s: description update dropped (more than %g a second)", node_id, DESCRIPTION_RATE)
             return None
         try:
-            return trust.accept_description(request.description, node)
+            desc = trust.accept_description(request.description, node)
         except errors.SwarmletError as e:
             log.warning("node %s: description update refused: %s", node_id, e)
             return None
+        # Agents send their description again now and then even unchanged
+        # (agent/session.py REDESCRIBE_EVERY), to repair a lost update: what
+        # the state holds already is not written again.
+        if node is not None and desc == node.description:
+            return None
+        return desc
 
     def _record_addrs(self, node_id: str, addr: str, api_addr: str, raft_addr: str = "") -> None:
         """Record where the node's API and Raft ports are (they may change

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import grpc
@@ -314,6 +315,12 @@ def test_credentials_are_never_shown(cluster, app_v1, docker_config, tmp_path) -
         ok(cluster, h1, "image", "ls", "--format", "json").stdout,
         str(api(h1).ServiceProgress(cpb.ServiceProgressRequest(ref="secretive"))),
     ]
+    # The cluster's event history, on the manager and relayed by a worker:
+    # the service's events are there (the search sees them), the credentials not.
+    for host in (h1, cluster.hosts[1]):
+        events = ok(cluster, host, "events", "--since", "1", "--until", f"{time.time():.6f}", "--format", "json").stdout
+        assert "secretive" in events, events[-2000:]
+        shown.append(events)
     for text in shown:
         for needle in needles:
             assert needle.decode() not in text
@@ -344,7 +351,11 @@ def test_registry_stopped_peers_provide_the_image(cluster) -> None:
     solo_id = build(cluster, h2, ref, "RUN echo solo > /version")
     wait_for(
         lambda: any(
-            r.id == solo_id for n in api(h1).ListNodes(cpb.ListNodesRequest()).nodes for r in n.description.image_records
+            # By id and tag: a node may report the built image before the
+            # build has tagged it, and create looks the tag up.
+            r.id == solo_id and ref in r.tags
+            for n in api(h1).ListNodes(cpb.ListNodesRequest()).nodes
+            for r in n.description.image_records
         ),
         DEADLINE,
         "h2 reports the new image",
@@ -379,7 +390,12 @@ def test_a_cut_transfer_is_detected_retried_and_never_half_used(cluster) -> None
     ref = f"{cluster.registry_addr}/big:1"
     big_id = build(cluster, h2, ref, "RUN dd if=/dev/urandom of=/blob bs=1M count=48 2>/dev/null")
     wait_for(
-        lambda: any(r.id == big_id for n in api(h1).ListNodes(cpb.ListNodesRequest()).nodes for r in n.description.image_records),
+        lambda: any(
+            # By id and tag (as for solo:1 above): create looks the tag up.
+            r.id == big_id and ref in r.tags
+            for n in api(h1).ListNodes(cpb.ListNodesRequest()).nodes
+            for r in n.description.image_records
+        ),
         DEADLINE,
         "h2 reports the big image",
     )

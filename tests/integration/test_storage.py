@@ -15,6 +15,7 @@ import os
 import secrets as pysecrets
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -317,6 +318,11 @@ def test_the_secret_is_shown_nowhere(testbed, cluster):
     ):
         out = ok(testbed, h1, *args).stdout
         assert "db-pass" in out and PLAINTEXT.decode() not in out, args
+    # The event history, on the manager and relayed by a worker: the secret's
+    # events name it (the search sees them), never its data.
+    for host in (h1, h2):
+        out = ok(testbed, host, "events", "--since", "1", "--until", f"{time.time():.6f}", "--format", "json").stdout
+        assert "db-pass" in out and PLAINTEXT.decode() not in out, host.name
     assert CONFIG_TEXT.decode() in ok(testbed, h1, "config", "inspect", "--pretty", "app.conf").stdout
     c = the_container(testbed, h2, "sec")
     assert PLAINTEXT.decode() not in str(c.attrs)  # the engine's own view of the container

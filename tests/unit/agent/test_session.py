@@ -48,6 +48,8 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]
         self.fail_reports = 0  # refuse that many status reports
         self.leader_hint = ""  # refuse sessions, pointing there
         self.heartbeats = 0
+        self.descriptions: list[pb.NodeDescription] = []  # received in heartbeats
+        self.fail_descriptions = 0  # fail that many heartbeats carrying a description
         self.ending: set[str] = set()  # sessions whose stream is to end (a leader stepping down)
 
     def assign(self, tasks: list[pb.Task], managers: list[str]) -> None:
@@ -107,9 +109,22 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]
         with self._lock:
             known = request.session_id in self.session_ids
             self.heartbeats += known
+            fail = False
+            if known and request.HasField("description"):
+                fail = self.fail_descriptions > 0
+                if fail:
+                    self.fail_descriptions -= 1
+                else:
+                    self.descriptions.append(request.description)
         if not known:
             context.abort(grpc.StatusCode.NOT_FOUND, "unknown session")
+        if fail:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "no quorum")
         return dpb.HeartbeatResponse(period=PERIOD)
+
+    def described(self, image: str) -> bool:
+        with self._lock:
+            return any(image in d.images for d in self.descriptions)
 
     def UpdateTaskStatus(
         self, request: dpb.UpdateTaskStatusRequest, context: grpc.ServicerContext
@@ -160,7 +175,7 @@ class Agent:
     """A session driving an executor on the in-memory engine, as the daemon
     composes them."""
 
-    def __init__(self, root: pb.RootCA, managers: list[str]) -> None:
+    def __init__(self, root: pb.RootCA, managers: list[str], describe_every: float = 5.0) -> None:
         key_pem, cert_pem = ca.issue_local_certificate(root, new_id(), "worker", CLUSTER, "127.0.0.1")
         self.creds = tls.NodeCredentials.from_pems(key_pem, cert_pem, root.cert_pem)
         self.engine = FakeRuntime(hostname="agent-host", images={IMAGE: ()})
@@ -173,6 +188,7 @@ class Agent:
             "127.0.0.9",
             "127.0.0.9:4244",
             on_managers=self.seen_managers.append,
+            describe_every=describe_every,
             raft_addr="127.0.0.9:4243",
         )
         self.executor.start()
@@ -201,8 +217,8 @@ def task(node_id: str, tid: str = "t1") -> pb.Task:
     return t
 
 
-def start_agent(root: pb.RootCA, agents: list[Agent], managers: list[str]) -> Agent:
-    a = Agent(root, managers)
+def start_agent(root: pb.RootCA, agents: list[Agent], managers: list[str], describe_every: float = 5.0) -> Agent:
+    a = Agent(root, managers, describe_every)
     agents.append(a)
     return a
 
@@ -357,3 +373,22 @@ def test_heartbeats_go_on_across_many_session_ends(root: pb.RootCA, managers: li
     before = m.dispatcher.heartbeats
     wait_for(lambda: m.dispatcher.heartbeats >= before + 5, 5, "heartbeats on the last session")
     assert _heartbeat_thread_alive()
+
+
+def test_a_description_change_lost_with_its_heartbeat_is_sent_again(
+    root: pb.RootCA, managers: list[Manager], agents: list[Agent]
+) -> None:
+    """A changed description went out once: when that heartbeat failed (a
+    leader change, a timeout on a busy manager) the change was taken as known
+    and never sent again, and the node's image list stayed stale (CI saw a
+    node never report a new tag). Now it is sent until a heartbeat carrying it
+    succeeds."""
+    m = managers[0]
+    m.dispatcher.assign([], [m.addr])
+    agent = start_agent(root, agents, [m.addr], describe_every=0.2)
+    wait_for(lambda: agent.session.connected.is_set() and m.dispatcher.described(IMAGE), 10, "a first description")
+    with m.dispatcher._lock:
+        m.dispatcher.fail_descriptions = 1
+    agent.engine.add_image("new:1")
+    wait_for(lambda: m.dispatcher.described("new:1"), 10, "the new image described again after the failed heartbeat")
+    assert m.dispatcher.fail_descriptions == 0  # the failure did happen

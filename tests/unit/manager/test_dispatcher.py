@@ -563,6 +563,22 @@ def test_an_oversized_description_update_is_dropped(served: Served) -> None:
     assert served.node(W1).description.hostname == "worker-1"
 
 
+def test_a_description_sent_again_unchanged_writes_nothing(served: Served) -> None:
+    a = served.agent(W1)
+    a.open()
+    desc = pb.NodeDescription(hostname="worker-1", images=["busybox:latest"])
+    a.stub.Heartbeat(dpb.HeartbeatRequest(session_id=a.session_id, description=desc), timeout=RPC_TIMEOUT)
+    wait_for(lambda: list(served.node(W1).description.images) == ["busybox:latest"], 10, "the description recorded")
+    version = served.node(W1).meta.version
+    # Agents repeat their description now and then to repair a lost update:
+    # the same description again is no Raft write.
+    a.stub.Heartbeat(dpb.HeartbeatRequest(session_id=a.session_id, description=desc), timeout=RPC_TIMEOUT)
+    changed = pb.NodeDescription(hostname="worker-1", images=["busybox:latest", "new:1"])
+    a.stub.Heartbeat(dpb.HeartbeatRequest(session_id=a.session_id, description=changed), timeout=RPC_TIMEOUT)
+    wait_for(lambda: "new:1" in served.node(W1).description.images, 10, "the changed description recorded")
+    assert served.node(W1).meta.version == version + 1  # the change alone was written
+
+
 def test_session_opens_are_rate_limited_per_node(served: Served, monkeypatch) -> None:
     from swarmlet import ratelimit
 
