@@ -277,6 +277,10 @@ def test_demote_refused_without_quorum_then_demote_and_promote(testbed, cluster)
         assert "quorum" in r.stderr, r.stderr
     finally:
         restart(testbed, h2, (h1, h2, h3))
+    # Taking h3 out leaves h1 and h2, and the change commits only once h2
+    # holds it: wait until h2 caught up with the log, not only reconnected
+    # (CI once saw the removal not committed within its 10 s).
+    digests_agree((h1, h2, h3))
     ok(testbed, h1, "node", "demote", "h3")
     wait_for(lambda: set(manager_status(testbed, h1)) == {"h1", "h2"}, 30, "two managers left")
     wait_for(lambda: (i := info(h3)) is not None and i.role == "worker", 60, "h3's daemon runs as a worker")
