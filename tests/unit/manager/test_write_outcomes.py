@@ -5,6 +5,7 @@ applied once, and honest errors for writes of unknown outcome."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -42,27 +43,35 @@ def secret(name: str) -> pb.Secret:
     return pb.Secret(id=new_id(), spec=pb.SecretSpec(name=name, data=b"s3cr3t"))
 
 
+def race_one_name(stores: list[Store], name: str, make: Callable[[str], pb.Service | pb.Secret], kind: str) -> list[str]:
+    """Create an object named `name` through every store at once, as the
+    control API proposes it (each after its own snapshot check); each
+    store's outcome: "ok" or "taken"."""
+    start = threading.Barrier(len(stores))
+    results: list[str] = []
+
+    def create(s: Store) -> None:
+        start.wait()
+        try:
+            s.propose([st.put(make(name), create=True)], request_id=f"{name}-{s.self_addr}")
+            results.append("ok")
+        except NameTaken as e:
+            assert e.name == name and e.kind == kind
+            assert str(e) == f"a {kind} named {name!r} already exists"
+            results.append("taken")
+
+    threads = [threading.Thread(target=create, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
 def test_concurrent_creates_of_one_name_through_every_manager_give_one_service(cluster3: Cluster) -> None:
     stores = cluster3.live()
     for round_no in range(10):
-        name = f"web-{round_no}"
-        start = threading.Barrier(len(stores))
-        results: list[str] = []
-
-        def create(s: Store) -> None:
-            start.wait()
-            try:
-                s.propose([st.put(service(name), create=True)], request_id=f"{name}-{s.self_addr}")
-                results.append("ok")
-            except NameTaken as e:
-                assert e.name == name and e.kind == "service"
-                results.append("taken")
-
-        threads = [threading.Thread(target=create, args=(s,)) for s in stores]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        results = race_one_name(stores, f"web-{round_no}", service, "service")
         assert sorted(results) == ["ok", "taken", "taken"], results
     cluster3.digests_agree()
     for s in stores:
@@ -71,28 +80,9 @@ def test_concurrent_creates_of_one_name_through_every_manager_give_one_service(c
 
 
 def test_concurrent_secret_creates_through_every_manager_give_one_secret(cluster3: Cluster) -> None:
-    # As the control API proposes them, each after its own snapshot check.
     stores = cluster3.live()
     for round_no in range(5):
-        name = f"db-pass-{round_no}"
-        start = threading.Barrier(len(stores))
-        results: list[str] = []
-
-        def create(s: Store, name: str = name, start: threading.Barrier = start, results: list[str] = results) -> None:
-            start.wait()
-            try:
-                s.propose([st.put(secret(name), create=True)], request_id=f"{name}-{s.self_addr}")
-                results.append("ok")
-            except NameTaken as e:
-                assert e.name == name and e.kind == "secret"
-                assert str(e) == f"a secret named {name!r} already exists"
-                results.append("taken")
-
-        threads = [threading.Thread(target=create, args=(s,)) for s in stores]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        results = race_one_name(stores, f"db-pass-{round_no}", secret, "secret")
         assert sorted(results) == ["ok", "taken", "taken"], results
     cluster3.digests_agree()
     for s in stores:
