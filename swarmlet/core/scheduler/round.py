@@ -182,24 +182,20 @@ class _Round:
         # Once no node the group does not avoid is left, the nodes that
         # rejected its slots before are tried (pipeline.without_avoid), with
         # their own spread heap, built the first time it is needed.
-        fallback: tuple[Needs, Spread | Preferences] | None = None
-        tried_fallback = False
+        relaxed = pipeline.without_avoid(needs)
+        last_resort = relaxed if relaxed is not None else needs
+        again: Spread | Preferences | None = None
 
         def usable_again(nid: str) -> bool:
-            assert fallback is not None
-            return pipeline.fits(nid, fallback[0])
+            return pipeline.fits(nid, last_resort)
 
         why: Explanation | None = None
         for t in tasks:
             nid = spread.best(usable)
-            if nid is None:
-                if not tried_fallback:
-                    tried_fallback = True
-                    relaxed = pipeline.without_avoid(needs)
-                    if relaxed is not None:
-                        fallback = (relaxed, self._ranking(service_id, relaxed, prefs))
-                if fallback is not None:
-                    nid = fallback[1].best(usable_again)
+            if nid is None and relaxed is not None:
+                if again is None:
+                    again = self._ranking(service_id, relaxed, prefs)
+                nid = again.best(usable_again)
             if nid is not None:
                 self._assign(t, nid)
                 continue
@@ -207,7 +203,7 @@ class _Round:
             # explanation quotes the task itself. With the avoid list set
             # aside, what is left is why no node at all can take it.
             if why is None or why.per_task:
-                why = pipeline.explain(t, fallback[0] if fallback is not None else needs)
+                why = pipeline.explain(t, last_resort)
             self._pending(t, why.text)
 
 
