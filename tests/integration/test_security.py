@@ -20,7 +20,6 @@ import stat
 import struct
 import subprocess
 import threading
-import time
 
 import grpc
 import pytest
@@ -175,11 +174,12 @@ def test_a_1gib_length_prefix_to_the_raft_port_leaves_memory_flat(testbed, clust
                 sent += len(chunk)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass
-    time.sleep(0.5)
+    # The daemon has dealt with the frame once it logged its refusal.
+    refused = "a frame of 1073741824 bytes announced before authentication"
+    wait_for(lambda: refused in open(h1.log_path).read(), 30, "the daemon refusing the frame")
     grown = rss_of(pid) - before
     assert sent < 32 << 20, f"the daemon kept reading {sent >> 20} MiB of a frame it can never accept"
     assert grown < 32 << 20, f"the daemon's memory grew by {grown >> 20} MiB"
-    assert "a frame of 1073741824 bytes announced before authentication" in open(h1.log_path).read()
     create_retrying(testbed, h1, "after-flood")
 
 
@@ -231,7 +231,7 @@ def test_a_demotion_rotates_the_raft_secret_without_a_failed_write(testbed, clus
     t = threading.Thread(target=writer)
     t.start()
     try:
-        time.sleep(1.0)
+        wait_for(lambda: writes[0] >= 3, 60, "the writer under way")
         ok(testbed, h1, "node", "demote", "h3")
         wait_for(
             lambda: (
@@ -241,7 +241,8 @@ def test_a_demotion_rotates_the_raft_secret_without_a_failed_write(testbed, clus
             60,
             "the rotation completed",
         )
-        time.sleep(1.0)
+        after = writes[0]
+        wait_for(lambda: writes[0] >= after + 3, 60, "writes going on after the rotation")
     finally:
         done.set()
         t.join(60)

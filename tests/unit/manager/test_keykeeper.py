@@ -83,16 +83,17 @@ def test_a_rotation_reaches_every_manager_and_completes_while_writes_go_on(manag
     failures: list[BaseException] = []
     done = threading.Event()
 
+    writes = [0]
+
     def writer() -> None:
-        i = 0
         while not done.is_set():
             leader = managers.leader()
             if leader is None:
                 time.sleep(0.02)
                 continue
             try:
-                leader.propose([st.put(pb.Task(id=f"w{i}", service_id="s"), create=True)], timeout=5)
-                i += 1
+                leader.propose([st.put(pb.Task(id=f"w{writes[0]}", service_id="s"), create=True)], timeout=5)
+                writes[0] += 1
             except Exception as e:  # noqa: BLE001
                 failures.append(e)
 
@@ -116,7 +117,8 @@ def test_a_rotation_reaches_every_manager_and_completes_while_writes_go_on(manag
         cluster = leader.snapshot().cluster
         assert cluster is not None and cluster.raft_secret_previous == b""
         assert all((new, 1) in saved for saved in managers.saved.values())
-        time.sleep(0.5)
+        after = writes[0]
+        wait_for(lambda: writes[0] >= after + 3, 10, "writes going on after the rotation")
     finally:
         done.set()
         t.join(10)
