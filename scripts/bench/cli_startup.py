@@ -6,9 +6,10 @@ for `node ls` against a local daemon).
     .venv/bin/python scripts/bench/cli_startup.py [--runs 20] [--host unix:///run/swarmlet/swarmlet.sock]
         [--compare 'docker --help'] [--module]
 
---module runs `python -m swarmlet` with this interpreter instead of the
+--module runs `python -P -m swarmlet` with this interpreter instead of the
 `swarmlet` console script beside it, so that a checkout on PYTHONPATH (e.g. a
-git worktree) is measured rather than the installed one; runpy adds ~1 ms.
+git worktree) is measured rather than the installed one (-P: not the
+current directory's); runpy adds ~1 ms.
 
 Each command runs `--runs` times after one warm-up, alternating with the
 others so that a drifting machine hits all alike; medians (and min/max) are
@@ -44,10 +45,12 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--host", default="", help="a daemon's socket URL: also time `node ls` against it")
     ap.add_argument("--compare", action="append", default=[], help="another command line to time alongside")
-    ap.add_argument("--module", action="store_true", help="run `python -m swarmlet` instead of the console script")
+    ap.add_argument(
+        "--module", action="store_true", help="run `python -P -m swarmlet` (PYTHONPATH first) instead of the console script"
+    )
     args = ap.parse_args()
     env = dict(os.environ)
-    swarmlet = [sys.executable, "-m", "swarmlet"] if args.module else [SWARMLET]
+    swarmlet = [sys.executable, "-P", "-m", "swarmlet"] if args.module else [SWARMLET]
     cmds = {"swarmlet --help": [*swarmlet, "--help"], "swarmlet node --help": [*swarmlet, "node", "--help"]}
     if args.host:
         cmds["swarmlet node ls"] = [*swarmlet, "-H", args.host, "node", "ls"]
