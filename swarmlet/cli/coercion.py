@@ -26,7 +26,6 @@ still there and that the results equal typer's own.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any, get_args, get_origin
 
 import typer.core
@@ -71,25 +70,24 @@ def _plain(value: Any, kind: type, low: float | None, high: float | None) -> Any
     return number
 
 
-@dataclass(frozen=True)
 class PlainRuntimeParam(_coercion.RuntimeParam):
-    """Coercion of one plain parameter: `kind`, or a list of `kind` (`many`)."""
-
-    descriptor: _coercion.TypeDescriptor
-    kind: type
-    many: bool
+    """Coercion of one plain parameter. No fields of its own (typer's
+    annotation and parameter_info say everything), so no dataclass to build
+    at import: this module is loaded by `swarmlet --help` too."""
 
     @functools.cached_property
     def typer_own(self) -> _coercion.RuntimeParam:
         """typer's coercion (pydantic) of this parameter, for any other value."""
-        return _coercion.build_runtime_param(self.descriptor)
+        return _coercion.build_runtime_param(_coercion.resolve_type_descriptor(self.annotation, self.parameter_info))
 
     def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+        kind, many = plain_kind(self.annotation)
+        assert kind is not None  # build_runtime_param made sure
         low, high = self.parameter_info.min, self.parameter_info.max
-        if not self.many:
-            result = _plain(value, self.kind, low, high)
+        if not many:
+            result = _plain(value, kind, low, high)
         elif isinstance(value, (list, tuple)):
-            items = [_plain(item, self.kind, low, high) for item in value]
+            items = [_plain(item, kind, low, high) for item in value]
             result = _TYPER if any(item is _TYPER for item in items) else items
         else:
             result = _TYPER
@@ -98,32 +96,22 @@ class PlainRuntimeParam(_coercion.RuntimeParam):
         return result
 
 
-def plain_kind(descriptor: _coercion.TypeDescriptor) -> tuple[type, bool] | None:
-    """(type, is a list) of a parameter PlainRuntimeParam handles, else None."""
-    info = descriptor.parameter_info
-    if descriptor.file_annotation is not None or info.parser is not None or info.clamp:
-        return None
-    annotation: Any = descriptor.annotation
-    many = False
-    if get_origin(annotation) is list:
-        (annotation,), many = get_args(annotation), True
-    if annotation not in _PLAIN:
-        return None
-    return annotation, many
+def plain_kind(annotation: Any) -> tuple[type | None, bool]:
+    """(str, int, float or bool, whether a list of it), or (None, _) for any
+    other annotation."""
+    many = get_origin(annotation) is list
+    if many:
+        (annotation,) = get_args(annotation)
+    return (annotation if annotation in _PLAIN else None), many
 
 
 def build_runtime_param(descriptor: _coercion.TypeDescriptor) -> _coercion.RuntimeParam:
     """typer's factory, with plain parameters kept away from pydantic."""
-    plain = plain_kind(descriptor)
-    if plain is None:
+    info = descriptor.parameter_info
+    plain = descriptor.file_annotation is None and info.parser is None and not info.clamp
+    if not plain or plain_kind(descriptor.annotation)[0] is None:
         return _coercion.build_runtime_param(descriptor)
-    return PlainRuntimeParam(
-        annotation=descriptor.annotation,
-        parameter_info=descriptor.parameter_info,
-        descriptor=descriptor,
-        kind=plain[0],
-        many=plain[1],
-    )
+    return PlainRuntimeParam(annotation=descriptor.annotation, parameter_info=info)
 
 
 def install() -> None:
