@@ -4,7 +4,12 @@
 for `node ls` against a local daemon).
 
     .venv/bin/python scripts/bench/cli_startup.py [--runs 20] [--host unix:///run/swarmlet/swarmlet.sock]
-        [--compare 'docker --help']
+        [--compare 'docker --help'] [--module]
+
+--module runs `python -P -m swarmlet` with this interpreter instead of the
+`swarmlet` console script beside it, so that a checkout on PYTHONPATH (e.g. a
+git worktree) is measured rather than the installed one (-P: not the
+current directory's); runpy adds ~1 ms.
 
 Each command runs `--runs` times after one warm-up, alternating with the
 others so that a drifting machine hits all alike; medians (and min/max) are
@@ -40,11 +45,15 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--host", default="", help="a daemon's socket URL: also time `node ls` against it")
     ap.add_argument("--compare", action="append", default=[], help="another command line to time alongside")
+    ap.add_argument(
+        "--module", action="store_true", help="run `python -P -m swarmlet` (PYTHONPATH first) instead of the console script"
+    )
     args = ap.parse_args()
     env = dict(os.environ)
-    cmds = {"swarmlet --help": [SWARMLET, "--help"], "swarmlet node --help": [SWARMLET, "node", "--help"]}
+    swarmlet = [sys.executable, "-P", "-m", "swarmlet"] if args.module else [SWARMLET]
+    cmds = {"swarmlet --help": [*swarmlet, "--help"], "swarmlet node --help": [*swarmlet, "node", "--help"]}
     if args.host:
-        cmds["swarmlet node ls"] = [SWARMLET, "-H", args.host, "node", "ls"]
+        cmds["swarmlet node ls"] = [*swarmlet, "-H", args.host, "node", "ls"]
     for c in args.compare:
         cmds[c] = shlex.split(c)
     results: dict[str, list[tuple[float, float, int]]] = {k: [] for k in cmds}

@@ -17,7 +17,12 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
+from swarmlet.cli import coercion
 from swarmlet.cli.host import DEFAULT_HOST, HOST_ENV, GlobalOptions, socket_path
+
+# Plain option values are coerced without pydantic (coercion.py): before any
+# command, this one's -H included, parses a value.
+coercion.install()
 
 # name -> (module, short help), in the order `--help` lists them. A module
 # with `register(app)` adds top-level commands; one with `app` is a noun;

@@ -16,21 +16,12 @@ from swarmlet.cli import service_update, tasks
 from swarmlet.cli.client import CLIError, DaemonClient, connect, handle_errors, report_errors
 from swarmlet.cli.listing import ServiceFilterOpt, filter_services
 from swarmlet.cli.options import (
-    ContainerCreateFlags,
-    ContainerFlags,
     FormatOpt,
-    HealthFlags,
     IdsOpt,
     ImageFlags,
-    NetworkFlags,
     PrettyOpt,
-    ResourceFlags,
-    RestartFlags,
-    RollbackPolicy,
     StopGraceOpt,
-    StorageFlags,
     TaskListFlags,
-    UpdatePolicy,
     WaitFlags,
     check_format,
     check_pretty,
@@ -48,6 +39,17 @@ from swarmlet.cli.output import (
 )
 from swarmlet.cli.parse import parse_scale, parse_tail, parse_time
 from swarmlet.cli.progress import watch
+from swarmlet.cli.service_flags import (
+    ContainerCreateFlags,
+    ContainerFlags,
+    HealthFlags,
+    NetworkFlags,
+    ResourceFlags,
+    RestartFlags,
+    RollbackPolicy,
+    StorageFlags,
+    UpdatePolicy,
+)
 from swarmlet.cli.service_images import apply_pull, credentials, show_warnings
 from swarmlet.cli.service_options import read_env_files
 from swarmlet.cli.service_spec import build_spec

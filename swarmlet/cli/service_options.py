@@ -19,8 +19,9 @@ import typer
 from google.protobuf.message import Message
 
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.cli.options import ContainerCreateFlags, ContainerFlags, ContainerUpdateFlags, parsed
+from swarmlet.cli.options import parsed
 from swarmlet.cli.parse import parse_duration, parse_env, parse_kv, parse_publish
+from swarmlet.cli.service_flags import ContainerCreateFlags, ContainerFlags, ContainerUpdateFlags
 from swarmlet.core import constraints, generic
 from swarmlet.core import service_options as so
 

@@ -15,7 +15,9 @@ import typer
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli import service_options
-from swarmlet.cli.options import (
+from swarmlet.cli.options import given, parsed
+from swarmlet.cli.parse import parse_cpus, parse_duration, parse_env, parse_kv_list, parse_publish, parse_size
+from swarmlet.cli.service_flags import (
     ContainerCreateFlags,
     ContainerFlags,
     ContainerUpdateFlags,
@@ -25,10 +27,7 @@ from swarmlet.cli.options import (
     RestartFlags,
     RollbackPolicy,
     UpdatePolicy,
-    given,
-    parsed,
 )
-from swarmlet.cli.parse import parse_cpus, parse_duration, parse_env, parse_kv_list, parse_publish, parse_size
 from swarmlet.core import constraints
 from swarmlet.core.updater import DEFAULT_CONFIG
 

@@ -16,21 +16,18 @@ import typer
 from swarmlet.api import control_pb2 as cpb
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli.client import DaemonClient, connect, handle_errors
-from swarmlet.cli.options import (
+from swarmlet.cli.options import ImageFlags, StopGraceOpt, WaitFlags, flags
+from swarmlet.cli.progress import watch, watch_update
+from swarmlet.cli.service_flags import (
     ContainerFlags,
     ContainerUpdateFlags,
     HealthFlags,
-    ImageFlags,
     ResourceFlags,
     RestartFlags,
     RollbackPolicy,
-    StopGraceOpt,
     StorageUpdateFlags,
     UpdatePolicy,
-    WaitFlags,
-    flags,
 )
-from swarmlet.cli.progress import watch, watch_update
 from swarmlet.cli.service_images import apply_pull, credentials, show_warnings
 from swarmlet.cli.service_options import is_job
 from swarmlet.cli.service_spec import apply_flags, apply_network_changes

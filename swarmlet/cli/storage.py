@@ -17,8 +17,9 @@ from typing import TypeVar
 import typer
 
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.cli.options import StorageFlags, StorageUpdateFlags, parsed
+from swarmlet.cli.options import parsed
 from swarmlet.cli.parse import parse_size
+from swarmlet.cli.service_flags import StorageFlags, StorageUpdateFlags
 
 _TYPES = {"volume": pb.Mount.VOLUME, "bind": pb.Mount.BIND, "tmpfs": pb.Mount.TMPFS}
 _TRUE = {"", "true", "1"}

@@ -14,7 +14,7 @@ from swarmlet.cli import stack_files
 from swarmlet.cli.compose import stack as compose
 from swarmlet.cli.compose import storage as compose_storage
 from swarmlet.cli.compose.check import ComposeError
-from swarmlet.cli.options import ContainerCreateFlags, ContainerFlags, StorageFlags
+from swarmlet.cli.service_flags import ContainerCreateFlags, ContainerFlags, StorageFlags
 from swarmlet.cli.service_options import apply_container, apply_create, apply_mode
 from swarmlet.cli.storage import apply_storage
 

@@ -28,5 +28,5 @@ def test_help_imports_no_command_module_and_no_grpc() -> None:
         "print('LOADED', loaded)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "LOADED ['swarmlet.cli.host', 'swarmlet.cli.main']" in out, out
+    assert "LOADED ['swarmlet.cli.coercion', 'swarmlet.cli.host', 'swarmlet.cli.main']" in out, out
     assert "node" in out and "Manage swarm services." in out

@@ -10,7 +10,8 @@ import typer
 from typer.testing import CliRunner
 
 from swarmlet.cli.main import load_command
-from swarmlet.cli.options import UpdatePolicy, WaitFlags, flags, given
+from swarmlet.cli.options import WaitFlags, flags, given
+from swarmlet.cli.service_flags import UpdatePolicy
 
 runner = CliRunner()
 

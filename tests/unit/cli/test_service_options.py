@@ -11,7 +11,7 @@ import typer
 
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli.listing import filter_nodes, filter_services
-from swarmlet.cli.options import ContainerCreateFlags, ContainerFlags, ContainerUpdateFlags, RestartFlags, UpdatePolicy
+from swarmlet.cli.service_flags import ContainerCreateFlags, ContainerFlags, ContainerUpdateFlags, RestartFlags, UpdatePolicy
 from swarmlet.cli.service_options import read_env_files
 from swarmlet.cli.service_spec import apply_flags, build_spec
 

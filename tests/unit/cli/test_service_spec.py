@@ -6,7 +6,7 @@ import pytest
 import typer
 
 from swarmlet.api import objects_pb2 as pb
-from swarmlet.cli.options import HealthFlags, NetworkFlags, ResourceFlags, RestartFlags, RollbackPolicy, UpdatePolicy
+from swarmlet.cli.service_flags import HealthFlags, NetworkFlags, ResourceFlags, RestartFlags, RollbackPolicy, UpdatePolicy
 from swarmlet.cli.service_spec import apply_flags, apply_network_changes, build_spec, canonical_constraint
 from swarmlet.core.updater import DEFAULT_CONFIG
 

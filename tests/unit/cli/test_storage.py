@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from swarmlet.api import objects_pb2 as pb
 from swarmlet.cli import secret as secret_cli
 from swarmlet.cli.main import app
-from swarmlet.cli.options import StorageFlags, StorageUpdateFlags
 from swarmlet.cli.output import format_service_pretty
+from swarmlet.cli.service_flags import StorageFlags, StorageUpdateFlags
 from swarmlet.cli.storage import apply_storage, apply_storage_changes, parse_file_ref, parse_mount
 
 M = pb.Mount
