@@ -135,6 +135,11 @@ class AgentSession:
         return list(self._managers)
 
     @property
+    def heartbeat_period(self) -> float:
+        """The heartbeat period the manager asked for last (seconds)."""
+        return self._period
+
+    @property
     def connected_to(self) -> str | None:
         """The manager (API address) the session is open with, if it is."""
         return self._connected_to if self.connected.is_set() else None
@@ -323,6 +328,11 @@ class AgentSession:
             # A little early, by a random part: agents that (re)connected
             # together (a failover, a cluster started at once) drift apart
             # instead of reaching the leader in one burst every period.
+            if resp.period and resp.period != period:
+                # The period moves with the cluster's size (core/cluster.py
+                # heartbeat_stretch) without a session message.
+                with self._lock:
+                    self._period = resp.period
             return float(resp.period or period) * random.uniform(1 - HEARTBEAT_JITTER, 1.0)
         except grpc.RpcError as e:
             self.heartbeat_failures += 1
