@@ -53,6 +53,22 @@ def down_after_for(period: float) -> float:
     return max(DEFAULT_NODE_DOWN_AFTER, DOWN_AFTER_PERIODS * period)
 
 
+# A new leader has heard no heartbeat: it judges a node only after this many
+# node-down delays from the moment it leads (issue 15). Every agent of the
+# cluster reconnects at once then, through managers busy electing and catching
+# up: with one delay, on a loaded 250-node cluster, the slowest agents were
+# marked down while reconnecting, their tasks were placed again, and that churn
+# slowed the rest (sessions took over two minutes to come back).
+NEW_LEADER_GRACE_DELAYS = 2
+
+
+def new_leader_grace(snap: st.Snapshot) -> float:
+    """How long past the usual node-down delay a new leader waits before
+    judging a node it has not heard from yet (seconds)."""
+    _, down = heartbeat_settings(snap)
+    return (NEW_LEADER_GRACE_DELAYS - 1) * down
+
+
 def check_heartbeat_period(period: float) -> None:
     """Refuse a heartbeat period (seconds) out of bounds; 0 means the default."""
     if period == 0:

@@ -466,10 +466,12 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
             snap = self._store.snapshot()
             with self._lock:
                 if not was_leader:
-                    # A new leader has no heartbeat history: give every node a
-                    # full grace period from now before judging it.
+                    # A new leader has no heartbeat history: every node gets
+                    # a longer grace from now, its agent has to find this
+                    # leader first (core/cluster.new_leader_grace).
+                    seen = now + cl.new_leader_grace(snap)
                     for nid in snap.nodes:
-                        self._last_seen[nid] = max(self._last_seen.get(nid, 0.0), now)
+                        self._last_seen[nid] = max(self._last_seen.get(nid, 0.0), seen)
                 for nid in snap.nodes:
                     self._last_seen.setdefault(nid, now)
                 silent = cl.silent_nodes(snap, self._last_seen, now)

@@ -73,6 +73,13 @@ def test_heartbeats_stretch_with_the_node_count_past_the_leaders_rate() -> None:
         last = s
 
 
+def test_a_new_leader_waits_one_more_node_down_delay() -> None:
+    spec = pb.ClusterSpec(heartbeat_period=2, node_down_after=6)
+    assert cl.new_leader_grace(snapshot(node("w"), spec=spec)) == 6
+    # Stretched with the heartbeats on a large cluster.
+    assert cl.new_leader_grace(snapshot(*[node(f"n{i}") for i in range(1000)], spec=spec)) == 15
+
+
 def test_a_stretched_cluster_judges_silence_by_the_stretched_delay() -> None:
     spec = pb.ClusterSpec(heartbeat_period=2, node_down_after=6)
     nodes = [node(f"n{i}") for i in range(1000)]
