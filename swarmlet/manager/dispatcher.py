@@ -53,10 +53,9 @@ log = logging.getLogger(__name__)
 # How often the leader looks for nodes whose heartbeats stopped.
 LIVENESS_CHECK_PERIOD = 0.2
 # A session looks at leadership and its node at least this often even when
-# nothing changes. Only a safety net: the feed wakes the sessions whose share
-# changed and every session when leadership is lost, and each recheck costs
-# the leader's event loop (issue 15: at 2 s, 500 wakes a second on 1,000 nodes).
-SESSION_RECHECK = 20.0
+# nothing changes (a safety net: the feed wakes the sessions whose share
+# changed, and every session when leadership is lost).
+SESSION_RECHECK = 2.0
 # How long a session start or a status report waits for its Raft write.
 WRITE_WAIT = 5.0
 # Per node: session opens (an agent backs off from 0.1 s to 2 s) and
