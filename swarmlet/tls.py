@@ -31,6 +31,7 @@ This module is used by workers too, so it must not import swarmlet.manager.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hmac
 import os
@@ -309,10 +310,19 @@ def peer_identity(context: grpc.ServicerContext) -> Identity | None:
 
 def peer_certificate(context: grpc.ServicerContext) -> Peer | None:
     """The caller's verified client certificate (identity and serial), or None."""
+    checked = _CALL_PEER.get(None)
+    if checked is not None and checked[0] is context:
+        return checked[1]  # the interceptor read it for this call already
     certs = context.auth_context().get("x509_pem_cert")
     if not certs:
         return None
     return _cached_peer(certs[0])
+
+
+# The peer the interceptor (_acheck) found for the call running in this task:
+# the servicer asks again, and reading the auth context builds a dict of every
+# property of the connection each time (issue 15: twice per heartbeat).
+_CALL_PEER: contextvars.ContextVar[tuple[Any, Peer] | None] = contextvars.ContextVar("swarmlet_call_peer", default=None)
 
 
 def dynamic_server_credentials(
@@ -403,6 +413,7 @@ class ClientCertRequired(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         self._anonymous = frozenset(anonymous)
         self._authorize = authorize
         self._stream_once = frozenset(stream_once)
+        self._guarded: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -413,7 +424,13 @@ class ClientCertRequired(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # g
         method = handler_call_details.method
         if handler is None or method in self._anonymous:
             return handler
-        return _aguarded(handler, method, self._authorize, method not in self._stream_once)
+        # The servicers' handlers are fixed: wrap each once, not on every call
+        # (issue 15: heartbeats are most of a large cluster's calls).
+        cached = self._guarded.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = (handler, _aguarded(handler, method, self._authorize, method not in self._stream_once))
+            self._guarded[method] = cached
+        return cached[1]
 
 
 _NO_CERT = "this call needs a node certificate: use the mutual-TLS API port"
@@ -424,6 +441,7 @@ async def _acheck(context: Any, method: str, authorize: Authorize | None) -> Non
     if peer is None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, _NO_CERT)
         raise AssertionError("context.abort returned")  # it always raises
+    _CALL_PEER.set((context, peer))
     if authorize is not None:
         try:
             authorize(method, peer)

@@ -18,7 +18,8 @@ plane. For each N:
   CreateService to all RUNNING on the leader, and Raft bytes/s meanwhile;
 - node-down: 5 nodes' agents stopped (silent), until the leader marks them
   DOWN (`--heartbeat`, default 2 s: `init --dispatcher-heartbeat`, down
-  after 3 periods);
+  after 3 periods; past 200 heartbeats a second both stretch with N, and
+  the table gives the period the agents were asked for);
 - failover: the leader's daemon SIGKILLed, until another manager accepts a
   write, and until every live node has a session again.
 
@@ -146,6 +147,7 @@ class Sims:
             "rtt_p50": max((p["rtt_p50"] or 0) for p in parts),
             "rtt_p99": max((p["rtt_p99"] or 0) for p in parts),
             "tasks": sum(p["tasks"] for p in parts),
+            "heartbeat_period": max((p.get("heartbeat_period") or 0) for p in parts),
         }
 
     def close(self) -> None:
@@ -224,6 +226,7 @@ def measure_size(bed: tb.Testbed, out: dict, tasks_per_node: int, heartbeat: flo
         st = sims.stats()
         out["heartbeat_rtt_p50"], out["heartbeat_rtt_p99"] = st["rtt_p50"], st["rtt_p99"]
         out["heartbeat_failures_idle"] = st["heartbeat_failures"]
+        out["heartbeat_period_asked"] = st["heartbeat_period"]
         print(
             f"  idle: leader CPU {100 * out['idle_cpu']:.0f}%, RSS {out['idle_rss_mb']:.0f} MB, heartbeat p99 {st['rtt_p99']:.3f}s",
             flush=True,
@@ -364,6 +367,7 @@ def report(data: dict) -> str:
     rows = [
         ("nodes READY after start (s)", "ready_seconds", "{:.1f}"),
         ("… of which joins (s)", "join_seconds", "{:.1f}"),
+        ("heartbeat period asked (s)", "heartbeat_period_asked", "{:.2f}"),
         ("leader CPU idle (% of a core)", "idle_cpu", "{:.0%}"),
         ("leader RSS idle (MB)", "idle_rss_mb", "{:.0f}"),
         ("heartbeat RTT p50 / p99 (ms)", None, None),

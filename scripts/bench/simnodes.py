@@ -107,6 +107,8 @@ def _stats(nodes: list[SimNode]) -> dict:
         "rtt_p50": pct(0.50),
         "rtt_p99": pct(0.99),
         "rtt_max": rtts[-1] if rtts else None,
+        # What the managers ask for at this size (core/cluster.py heartbeat_stretch).
+        "heartbeat_period": max((n.session.heartbeat_period for n in nodes), default=None),
         "tasks": sum(len(n.engine.containers()) for n in nodes),
     }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
 import threading
 import time
 from collections import deque
@@ -62,6 +63,8 @@ class _HeartbeatState:
 # leader change, or it was over the node's rate) is repaired within this
 # time. The manager writes nothing when it equals what it holds.
 REDESCRIBE_EVERY = 30.0
+# Heartbeats go out at a random point of the last tenth of each period.
+HEARTBEAT_JITTER = 0.1
 
 
 class AgentSession:
@@ -130,6 +133,11 @@ class AgentSession:
     @property
     def managers(self) -> list[str]:
         return list(self._managers)
+
+    @property
+    def heartbeat_period(self) -> float:
+        """The heartbeat period the manager asked for last (seconds)."""
+        return self._period
 
     @property
     def connected_to(self) -> str | None:
@@ -255,7 +263,10 @@ class AgentSession:
                     self._stub = None
                 self._stream = None
                 channel.close()
-            self._stop.wait(backoff)
+            # Jittered (issue 15): after a leader dies every agent's session
+            # ends at once, and in lockstep they would retry, and open their
+            # TLS handshakes, in bursts on managers busy electing a leader.
+            self._stop.wait(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, 2.0)
 
     def _notify(self, msg: dpb.SessionMessage) -> None:
@@ -314,7 +325,15 @@ class AgentSession:
                 # again at the next look, not taken as known (it was lost
                 # for good before: a node's image list stayed stale).
                 state.last_desc, state.last_desc_sent = sending, time.monotonic()
-            return float(resp.period or period)
+            # A little early, by a random part: agents that (re)connected
+            # together (a failover, a cluster started at once) drift apart
+            # instead of reaching the leader in one burst every period.
+            if resp.period and resp.period != period:
+                # The period moves with the cluster's size (core/cluster.py
+                # heartbeat_stretch) without a session message.
+                with self._lock:
+                    self._period = resp.period
+            return float(resp.period or period) * random.uniform(1 - HEARTBEAT_JITTER, 1.0)
         except grpc.RpcError as e:
             self.heartbeat_failures += 1
             state.failures += 1

@@ -10,6 +10,7 @@ the control API (swarmlet.manager) apply these with clocks and the store.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable, Mapping
 
 from swarmlet import errors
@@ -52,6 +53,22 @@ def down_after_for(period: float) -> float:
     return max(DEFAULT_NODE_DOWN_AFTER, DOWN_AFTER_PERIODS * period)
 
 
+# A new leader has heard no heartbeat: it judges a node only after this many
+# node-down delays from the moment it leads (issue 15). Every agent of the
+# cluster reconnects at once then, through managers busy electing and catching
+# up: with one delay, on a loaded 250-node cluster, the slowest agents were
+# marked down while reconnecting, their tasks were placed again, and that churn
+# slowed the rest (sessions took over two minutes to come back).
+NEW_LEADER_GRACE_DELAYS = 2
+
+
+def new_leader_grace(snap: st.Snapshot) -> float:
+    """How long past the usual node-down delay a new leader waits before
+    judging a node it has not heard from yet (seconds)."""
+    _, down = heartbeat_settings(snap)
+    return (NEW_LEADER_GRACE_DELAYS - 1) * down
+
+
 def check_heartbeat_period(period: float) -> None:
     """Refuse a heartbeat period (seconds) out of bounds; 0 means the default."""
     if period == 0:
@@ -76,11 +93,35 @@ def initial_spec(address_pool: Iterable[str] = (), subnet_size: int = 0, heartbe
 
 
 def heartbeat_settings(snap: st.Snapshot) -> tuple[float, float]:
-    """(heartbeat period, silence after which a node is down), in seconds."""
+    """(heartbeat period, silence after which a node is down), in seconds:
+    the cluster's settings, stretched alike once the node count would make
+    the leader answer more than MAX_HEARTBEATS_PER_SECOND."""
     c = snap.cluster
     period = c.spec.heartbeat_period if c and c.spec.heartbeat_period > 0 else DEFAULT_HEARTBEAT_PERIOD
     down = c.spec.node_down_after if c and c.spec.node_down_after > 0 else DEFAULT_NODE_DOWN_AFTER
-    return period, down
+    stretch = heartbeat_stretch(len(snap.nodes), period)
+    return period * stretch, down * stretch
+
+
+# The leader answers every node's heartbeats: at a fixed period its idle work
+# grows with the cluster (issue 15: 0.5 s on 1,000 nodes would be 2,000 calls a
+# second). Past this rate the period the managers ask for, and the node-down
+# delay with it, stretch with the node count, as Nomad's servers do
+# (max_heartbeats_per_second). At 1,000 nodes a cluster set to 2 s beats every
+# 5 s and marks a node down after 15 s: Docker Swarm's defaults at any size.
+MAX_HEARTBEATS_PER_SECOND = 200.0
+# The stretch moves in quarter steps: a join does not change every node's
+# period (and wake every session) each time.
+_STRETCH_STEP = 0.25
+
+
+def heartbeat_stretch(nodes: int, period: float) -> float:
+    """The factor (1 or more) applied to the heartbeat period and node-down
+    delay of a cluster of `nodes` nodes whose configured period is `period`."""
+    need = nodes / (period * MAX_HEARTBEATS_PER_SECOND)
+    if need <= 1.0:
+        return 1.0
+    return math.ceil(need / _STRETCH_STEP) * _STRETCH_STEP
 
 
 # ---------------------------------------------------------------- sessions

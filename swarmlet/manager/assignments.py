@@ -109,7 +109,10 @@ class AssignmentFeed:
         if (
             managers != old.managers
             or manager_ids != old.manager_ids
-            or period != old.heartbeat_period
+            # Not a period that moved with the node count alone
+            # (core/cluster.heartbeat_stretch): every agent learns it from its
+            # next heartbeat's answer, and waking every session at each step
+            # of a growing cluster would cost more than the step saves.
             or changes.clusters
             or changes.secrets
             or changes.configs

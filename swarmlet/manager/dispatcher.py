@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 # How often the leader looks for nodes whose heartbeats stopped.
 LIVENESS_CHECK_PERIOD = 0.2
 # A session looks at leadership and its node at least this often even when
-# nothing changes.
+# nothing changes (a safety net: the feed wakes the sessions whose share
+# changed, and every session when leadership is lost).
 SESSION_RECHECK = 2.0
 # How long a session start or a status report waits for its Raft write.
 WRITE_WAIT = 5.0
@@ -464,10 +465,12 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]  # generated, 
             snap = self._store.snapshot()
             with self._lock:
                 if not was_leader:
-                    # A new leader has no heartbeat history: give every node a
-                    # full grace period from now before judging it.
+                    # A new leader has no heartbeat history: every node gets
+                    # a longer grace from now, its agent has to find this
+                    # leader first (core/cluster.new_leader_grace).
+                    seen = now + cl.new_leader_grace(snap)
                     for nid in snap.nodes:
-                        self._last_seen[nid] = max(self._last_seen.get(nid, 0.0), now)
+                        self._last_seen[nid] = max(self._last_seen.get(nid, 0.0), seen)
                 for nid in snap.nodes:
                     self._last_seen.setdefault(nid, now)
                 silent = cl.silent_nodes(snap, self._last_seen, now)

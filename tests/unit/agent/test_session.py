@@ -51,6 +51,7 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]
         self.descriptions: list[pb.NodeDescription] = []  # received in heartbeats
         self.fail_descriptions = 0  # fail that many heartbeats carrying a description
         self.ending: set[str] = set()  # sessions whose stream is to end (a leader stepping down)
+        self.answer_period = PERIOD  # the period heartbeats are answered with
 
     def assign(self, tasks: list[pb.Task], managers: list[str]) -> None:
         with self._lock:
@@ -120,7 +121,7 @@ class Dispatcher(dgrpc.DispatcherServicer):  # type: ignore[misc]
             context.abort(grpc.StatusCode.NOT_FOUND, "unknown session")
         if fail:
             context.abort(grpc.StatusCode.UNAVAILABLE, "no quorum")
-        return dpb.HeartbeatResponse(period=PERIOD)
+        return dpb.HeartbeatResponse(period=self.answer_period)
 
     def described(self, image: str) -> bool:
         with self._lock:
@@ -358,6 +359,24 @@ def test_heartbeats_survive_a_closed_channel(root: pb.RootCA, managers: list[Man
     before = m.dispatcher.heartbeats
     wait_for(lambda: m.dispatcher.heartbeats >= before + 5, 5, "heartbeats on the new session")
     assert _heartbeat_thread_alive()
+
+
+def test_the_period_a_heartbeat_answers_with_is_followed_without_a_session_message(
+    root: pb.RootCA, managers: list[Manager], agents: list[Agent]
+) -> None:
+    """Issue 15: a growing cluster stretches the period in heartbeat answers
+    only (no session message wakes every node for it)."""
+    m = managers[0]
+    m.dispatcher.assign([], [m.addr])
+    agent = start_agent(root, agents, [m.addr])
+    wait_for(lambda: agent.session.connected.is_set(), 5, "a session")
+    assert agent.session.heartbeat_period == PERIOD
+    m.dispatcher.answer_period = 0.25
+    wait_for(lambda: agent.session.heartbeat_period == 0.25, 5, "the answered period taken")
+    sessions = len(m.dispatcher.sessions)
+    before = m.dispatcher.heartbeats
+    wait_for(lambda: m.dispatcher.heartbeats >= before + 3, 5, "heartbeats at the new period")
+    assert len(m.dispatcher.sessions) == sessions  # no reconnect: the session holds
 
 
 def test_heartbeats_go_on_across_many_session_ends(root: pb.RootCA, managers: list[Manager], agents: list[Agent]) -> None:

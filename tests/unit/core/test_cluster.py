@@ -44,6 +44,52 @@ def test_heartbeat_settings_come_from_the_cluster_with_defaults() -> None:
     assert (list(spec.default_address_pool), spec.default_subnet_size) == (["10.9.0.0/16"], 26)
 
 
+def test_heartbeats_stretch_with_the_node_count_past_the_leaders_rate() -> None:
+    spec = pb.ClusterSpec(heartbeat_period=2, node_down_after=6)
+    # 400 nodes every 2 s is the rate itself: no stretch.
+    assert cl.MAX_HEARTBEATS_PER_SECOND == 200
+    many = [node(f"n{i}") for i in range(400)]
+    assert cl.heartbeat_settings(snapshot(*many, spec=spec)) == (2, 6)
+    # One more node: the period and the down delay stretch alike, by a
+    # quarter step (not by 401/400).
+    many.append(node("n400"))
+    assert cl.heartbeat_settings(snapshot(*many, spec=spec)) == (2.5, 7.5)
+    # 1,000 nodes: Docker Swarm's defaults, 5 s and 15 s.
+    thousand = [node(f"n{i}") for i in range(1000)]
+    assert cl.heartbeat_settings(snapshot(*thousand, spec=spec)) == (5, 15)
+    # The default 0.5 s period stretches from 100 nodes on.
+    assert cl.heartbeat_stretch(100, 0.5) == 1.0
+    assert cl.heartbeat_stretch(101, 0.5) == 1.25
+    assert cl.heartbeat_stretch(1000, 0.5) == 10.0
+    # The rate the leader answers never exceeds the cap, and the stretch never
+    # shrinks as the cluster grows.
+    last = 1.0
+    for n in range(1, 3000, 7):
+        for period in (0.1, 0.5, 2.0, 5.0):
+            s = cl.heartbeat_stretch(n, period)
+            assert s >= 1.0 and n / (period * s) <= cl.MAX_HEARTBEATS_PER_SECOND + 1e-9
+        s = cl.heartbeat_stretch(n, 2.0)
+        assert s >= last
+        last = s
+
+
+def test_a_new_leader_waits_one_more_node_down_delay() -> None:
+    spec = pb.ClusterSpec(heartbeat_period=2, node_down_after=6)
+    assert cl.new_leader_grace(snapshot(node("w"), spec=spec)) == 6
+    # Stretched with the heartbeats on a large cluster.
+    assert cl.new_leader_grace(snapshot(*[node(f"n{i}") for i in range(1000)], spec=spec)) == 15
+
+
+def test_a_stretched_cluster_judges_silence_by_the_stretched_delay() -> None:
+    spec = pb.ClusterSpec(heartbeat_period=2, node_down_after=6)
+    nodes = [node(f"n{i}") for i in range(1000)]
+    snap = snapshot(*nodes, spec=spec)
+    seen = {n.id: 100.0 for n in nodes}
+    seen["n0"] = 100.0 - 10.0  # silent 10 s: past 6, within the stretched 15
+    seen["n1"] = 100.0 - 16.0
+    assert [n.id for n, _ in cl.silent_nodes(snap, seen, 100.0)] == ["n1"]
+
+
 def test_silent_nodes_are_those_quiet_longer_than_the_setting() -> None:
     snap = snapshot(
         node("quiet"),
