@@ -46,6 +46,9 @@ def test_a_follower_is_never_ready(tmp_path: Path) -> None:
     try:
         c.leader()
         follower: Store = c.follower()
-        assert not follower.ensure_leader_ready(timeout=1.0)
+        ready = follower.ensure_leader_ready(timeout=1.0)
+        # On a loaded machine an election can make it the leader meanwhile
+        # (a helper's run saw it): then, and only then, being ready is right.
+        assert not ready or follower.is_leader()
     finally:
         c.close()
