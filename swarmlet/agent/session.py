@@ -326,14 +326,14 @@ class AgentSession:
                 # again at the next look, not taken as known (it was lost
                 # for good before: a node's image list stayed stale).
                 state.last_desc, state.last_desc_sent = sending, time.monotonic()
-            # A little early, by a random part: agents that (re)connected
-            # together (a failover, a cluster started at once) drift apart
-            # instead of reaching the leader in one burst every period.
             if resp.period and resp.period != period:
                 # The period moves with the cluster's size (core/cluster.py
                 # heartbeat_stretch) without a session message.
                 with self._lock:
                     self._period = resp.period
+            # A little early, by a random part: agents that (re)connected
+            # together (a failover, a cluster started at once) drift apart
+            # instead of reaching the leader in one burst every period.
             return float(resp.period or period) * random.uniform(1 - HEARTBEAT_JITTER, 1.0)
         except grpc.RpcError as e:
             self.heartbeat_failures += 1
