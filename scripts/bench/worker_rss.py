@@ -74,6 +74,19 @@ def summary(rs: list[dict[str, float]]) -> str:
     )
 
 
+def phase(pid: int, label: str, first: str, settled: str, result: dict[str, object], settle: float, n: int) -> None:
+    """One reading 1 s after `label` began (as cluster_bench's sample), then
+    `n` readings after `settle` seconds more, into result[first] and
+    result[settled]."""
+    time.sleep(1.0)
+    result[first] = reading(pid)
+    print(f"{label} +1 s: {result[first]}", flush=True)
+    time.sleep(settle)
+    rs = readings(pid, n)
+    result[settled] = rs
+    print(f"{label} (+{settle:.0f} s): {summary(rs)}", flush=True)
+
+
 def wait_for(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -112,13 +125,7 @@ def main() -> int:
         pid = tb.swarmlet_pid(w)
         assert pid is not None
         wait_for(lambda: tb.cli(m, "node", "ls").stdout.count("Ready") >= 2, 60, "both nodes Ready")
-        time.sleep(1.0)
-        result["joined_1s"] = reading(pid)
-        print(f"joined +1 s: {result['joined_1s']}", flush=True)
-        time.sleep(args.settle)
-        idle = readings(pid, args.readings)
-        result["idle"] = idle
-        print(f"idle (+{args.settle:.0f} s): {summary(idle)}", flush=True)
+        phase(pid, "joined, idle", "joined_1s", "idle", result, args.settle, args.readings)
 
         tb.cli(
             m,
@@ -138,13 +145,7 @@ def main() -> int:
         )
         engine = tb.docker(w)
         wait_for(lambda: len(engine.containers.list()) >= args.tasks, 120, f"{args.tasks} containers running on the worker")
-        time.sleep(1.0)
-        result["tasks_1s"] = reading(pid)
-        print(f"{args.tasks} tasks +1 s: {result['tasks_1s']}", flush=True)
-        time.sleep(args.settle)
-        busy = readings(pid, args.readings)
-        result["with_tasks"] = busy
-        print(f"{args.tasks} tasks (+{args.settle:.0f} s): {summary(busy)}", flush=True)
+        phase(pid, f"{args.tasks} tasks", "tasks_1s", "with_tasks", result, args.settle, args.readings)
     finally:
         if not args.keep:
             tb.down()
